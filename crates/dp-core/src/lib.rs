@@ -1,1 +1,365 @@
+//! The portable vRouter forwarding engine.
+//!
+//! `#![no_std]` + `alloc`: the same code runs inside the Windows Hyper-V
+//! extensible-switch forwarding extension (kernel mode) and in the Linux
+//! user-space datapath host. It keeps upstream vRouter's `dp-core` object
+//! model and ids (vif, nexthop, route, mpls, vxlan, flow, vrf, drop stats)
+//! so ksync requests map one to one onto [`Router`]'s configuration API.
+//!
+//! The core never does I/O. A host calls [`Router::process`] with a batch of
+//! frames received on one vif and executes the [`Action`]s it gets back.
+//! Tables are sized at creation ([`RouterConfig`]); after that, forwarding
+//! allocates nothing (a test checks this with a counting allocator).
+//!
+//! Written by hand because no crate implements vRouter forwarding; the wire
+//! formats come from the `packet` crate (smoltcp's views plus the overlay
+//! headers smoltcp lacks).
+
 #![no_std]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+extern crate alloc;
+
+pub mod agent;
+mod buf;
+pub mod drop;
+mod error;
+pub mod flow;
+pub mod frag;
+pub mod nexthop;
+mod pipeline;
+pub mod route;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+pub mod vif;
+
+pub use buf::{Action, Actions, Packet, Prepend, HEADROOM, PREPEND_MAX};
+pub use drop::{DropReason, DropStats};
+pub use error::ConfigError;
+pub use flow::table::{FlowEntry, FlowKey, FlowTable};
+pub use nexthop::{Component, Nexthop, NhFlags, NhKind, TunnelKind};
+pub use route::{BridgeEntry, Prefix, RouteData};
+pub use vif::{Vif, VifConfig, VifFlags, VifStats, VifType};
+
+use frag::FragTable;
+use nexthop::NhTable;
+use route::{MplsTable, RouteTables, VxlanTable};
+use vif::VifTable;
+
+/// The vRouter's own MAC, upstream's `VR_MAC` (also the gateway MAC the
+/// agent answers ARP with).
+pub const VROUTER_MAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x00];
+
+/// What the datapath does with the first packet of a flow it has no entry
+/// for, on a vif with the policy flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewFlowPolicy {
+    /// Create a HOLD entry, queue the packet and ask the agent (upstream).
+    Hold,
+    /// Drop new flows (an agent is not connected and the operator chose
+    /// to fail closed).
+    Drop,
+}
+
+/// Table sizes and behaviour, fixed at creation like upstream's module
+/// parameters.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    pub max_vifs: u16,
+    pub max_nexthops: u32,
+    pub max_labels: u32,
+    pub max_vrfs: u16,
+    pub max_vxlans: u32,
+    pub bridge_entries: u32,
+    /// Flow table hash part (a multiple of 4) and overflow area.
+    pub flow_entries: u32,
+    pub oflow_entries: u32,
+    pub frag_entries: u32,
+    /// Packets held per flow while the agent decides (upstream: 3).
+    pub max_held_per_flow: u32,
+    pub new_flow_policy: NewFlowPolicy,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_vifs: 4096,
+            max_nexthops: 65536,
+            max_labels: 5120,
+            max_vrfs: 4096,
+            max_vxlans: 16384,
+            bridge_entries: 262_144,
+            flow_entries: 512 * 1024,
+            oflow_entries: 8 * 1024,
+            frag_entries: 1024,
+            max_held_per_flow: 3,
+            new_flow_policy: NewFlowPolicy::Hold,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Small tables for tests and examples.
+    pub fn small() -> Self {
+        RouterConfig {
+            max_vifs: 64,
+            max_nexthops: 1024,
+            max_labels: 1024,
+            max_vrfs: 64,
+            max_vxlans: 64,
+            bridge_entries: 1024,
+            flow_entries: 1024,
+            oflow_entries: 256,
+            frag_entries: 64,
+            ..RouterConfig::default()
+        }
+    }
+}
+
+/// Result of applying a flow request from the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowSetOutcome {
+    pub index: u32,
+    pub gen_id: u8,
+    /// The entry left HOLD: the host should re-inject the packets it holds
+    /// for this flow through [`Router::process`].
+    pub release_held: bool,
+}
+
+/// What the agent asks for a flow (`vr_flow_req` FLOW_SET subset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowSet {
+    /// `None` creates an entry for `key` (upstream index -1).
+    pub index: Option<u32>,
+    /// Generation the agent saw; checked when `index` is given.
+    pub gen_id: Option<u8>,
+    pub key: FlowKey,
+    pub action: u16,
+    pub flags: u16,
+    /// Reverse flow index, if any.
+    pub rflow: Option<u32>,
+    /// Destination VRF (VRF translation), upstream `fr_flow_dvrf`.
+    pub dvrf: Option<u16>,
+    pub ecmp_nh_index: i8,
+    pub drop_reason: u8,
+    pub src_nh_index: u32,
+}
+
+/// The forwarding engine: all tables plus the packet pipeline.
+pub struct Router {
+    cfg: RouterConfig,
+    vifs: VifTable,
+    nhs: NhTable,
+    routes: RouteTables,
+    mpls: MplsTable,
+    vxlan: VxlanTable,
+    flows: FlowTable,
+    frags: FragTable,
+    drops: DropStats,
+    /// Seconds, set by the host; used for flow aging and fragment timeouts.
+    now: u32,
+    /// Outer IPv4 identification counter.
+    ip_id: u16,
+    /// Cached index of the agent vif (pkt0), kept in sync by vif_add/del.
+    agent_vif: Option<u16>,
+}
+
+impl Router {
+    /// A router whose flow table lives on the heap.
+    pub fn new(cfg: RouterConfig) -> Result<Self, ConfigError> {
+        let flows = FlowTable::new(cfg.flow_entries, cfg.oflow_entries)
+            .map_err(|_| ConfigError::Invalid("flow table size"))?;
+        Ok(Self::with_flow_table(cfg, flows))
+    }
+
+    /// A router over a host-provided flow table (a shared mapping the agent
+    /// also maps).
+    pub fn with_flow_table(cfg: RouterConfig, flows: FlowTable) -> Self {
+        Router {
+            vifs: VifTable::new(cfg.max_vifs),
+            nhs: NhTable::new(cfg.max_nexthops),
+            routes: RouteTables::new(cfg.max_vrfs, cfg.bridge_entries),
+            mpls: MplsTable::new(cfg.max_labels),
+            vxlan: VxlanTable::new(cfg.max_vxlans),
+            frags: FragTable::new(cfg.frag_entries),
+            flows,
+            drops: DropStats::default(),
+            now: 0,
+            ip_id: 1,
+            agent_vif: None,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// Advance the router clock (seconds, monotonic).
+    pub fn set_time(&mut self, now_secs: u32) {
+        self.now = now_secs;
+    }
+
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    // ---- interfaces --------------------------------------------------
+
+    /// Add or change a vif (`vr_interface_req` ADD).
+    pub fn vif_add(&mut self, cfg: VifConfig) -> Result<(), ConfigError> {
+        if cfg.vif_type == VifType::Agent {
+            if let Some(a) = self.agent_vif.filter(|a| *a != cfg.idx) {
+                let _ = a;
+                return Err(ConfigError::Invalid("a second agent vif"));
+            }
+        }
+        let idx = cfg.idx;
+        let is_agent = cfg.vif_type == VifType::Agent;
+        self.vifs.set(cfg)?;
+        if is_agent {
+            self.agent_vif = Some(idx);
+        } else if self.agent_vif == Some(idx) {
+            self.agent_vif = None;
+        }
+        Ok(())
+    }
+
+    /// Delete a vif (`vr_interface_req` DEL).
+    pub fn vif_del(&mut self, idx: u16) -> Result<Vif, ConfigError> {
+        let v = self.vifs.remove(idx)?;
+        if self.agent_vif == Some(idx) {
+            self.agent_vif = None;
+        }
+        Ok(v)
+    }
+
+    pub fn vif(&self, idx: u16) -> Option<&Vif> {
+        self.vifs.get(idx)
+    }
+
+    pub fn vifs(&self) -> &VifTable {
+        &self.vifs
+    }
+
+    /// The host reports that a transmit the core asked for failed.
+    pub fn vif_tx_error(&mut self, idx: u16) {
+        if let Some(v) = self.vifs.get_mut(idx) {
+            v.stats.oerrors += 1;
+            v.stats.opackets = v.stats.opackets.saturating_sub(1);
+        }
+    }
+
+    // ---- next hops ---------------------------------------------------
+
+    /// Add or change a next hop (`vr_nexthop_req` ADD).
+    pub fn nh_add(&mut self, nh: Nexthop) -> Result<(), ConfigError> {
+        self.nhs.set(nh)
+    }
+
+    pub fn nh_del(&mut self, id: u32) -> Result<Nexthop, ConfigError> {
+        self.nhs.remove(id)
+    }
+
+    pub fn nh(&self, id: u32) -> Option<&Nexthop> {
+        self.nhs.get(id)
+    }
+
+    pub fn nexthops(&self) -> impl Iterator<Item = &Nexthop> {
+        self.nhs.iter()
+    }
+
+    // ---- routes ------------------------------------------------------
+
+    /// Add or replace a route (`vr_route_req` ADD). A `Prefix::Mac` adds a
+    /// bridge entry.
+    pub fn route_add(
+        &mut self,
+        vrf: u16,
+        prefix: Prefix,
+        data: RouteData,
+    ) -> Result<(), ConfigError> {
+        if data.nh >= self.nhs.capacity() {
+            return Err(ConfigError::OutOfRange("route next hop"));
+        }
+        self.routes.add(vrf, prefix, data)
+    }
+
+    pub fn route_del(&mut self, vrf: u16, prefix: Prefix) -> Result<(), ConfigError> {
+        self.routes.delete(vrf, prefix)
+    }
+
+    /// Exact-match read (`vr_route_req` GET).
+    pub fn route_get(&self, vrf: u16, prefix: Prefix) -> Option<RouteData> {
+        self.routes.get(vrf, prefix)
+    }
+
+    pub fn routes(&self) -> &RouteTables {
+        &self.routes
+    }
+
+    /// Delete a VRF and all its routes (`vr_vrf_req` DEL).
+    pub fn vrf_reset(&mut self, vrf: u16) {
+        self.routes.reset_vrf(vrf);
+    }
+
+    // ---- labels ------------------------------------------------------
+
+    pub fn mpls_add(&mut self, label: u32, nh: u32) -> Result<(), ConfigError> {
+        if nh >= self.nhs.capacity() {
+            return Err(ConfigError::OutOfRange("mpls next hop"));
+        }
+        self.mpls.set(label, nh)
+    }
+
+    pub fn mpls_del(&mut self, label: u32) -> Result<(), ConfigError> {
+        self.mpls.remove(label)
+    }
+
+    pub fn mpls(&self) -> &MplsTable {
+        &self.mpls
+    }
+
+    pub fn vxlan_add(&mut self, vni: u32, nh: u32) -> Result<(), ConfigError> {
+        if nh >= self.nhs.capacity() {
+            return Err(ConfigError::OutOfRange("vxlan next hop"));
+        }
+        self.vxlan.set(vni, nh)
+    }
+
+    pub fn vxlan_del(&mut self, vni: u32) -> Result<(), ConfigError> {
+        self.vxlan.remove(vni)
+    }
+
+    pub fn vxlan(&self) -> &VxlanTable {
+        &self.vxlan
+    }
+
+    // ---- flows -------------------------------------------------------
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// Apply the agent's decision for a flow (`vr_flow_req` FLOW_SET).
+    pub fn flow_set(&mut self, req: &FlowSet) -> Result<FlowSetOutcome, ConfigError> {
+        flow::apply_set(&mut self.flows, req)
+    }
+
+    /// Delete a flow (`vr_flow_req` FLOW_SET with action DROP and the
+    /// delete flag, or aging by the agent). Returns whether the host held
+    /// packets for it, which it must now drop.
+    pub fn flow_del(&mut self, index: u32, gen_id: Option<u8>) -> Result<bool, ConfigError> {
+        flow::delete(&mut self.flows, index, gen_id)
+    }
+
+    // ---- statistics --------------------------------------------------
+
+    pub fn drop_stats(&self) -> &DropStats {
+        &self.drops
+    }
+
+    pub fn drop_stats_reset(&mut self) {
+        self.drops.reset();
+    }
+}
