@@ -103,9 +103,10 @@ impl<'a> Packet<'a> {
 /// an inner Ethernet and a full inner IPv4 header (fragments).
 pub const PREPEND_MAX: usize = 128;
 
-/// Header bytes to put in front of a copy.
+/// Header bytes to put in front of a copy, built on the stack by the
+/// pipeline and then stored in the [`Actions`] arena.
 #[derive(Clone, Copy)]
-pub struct Prepend {
+pub(crate) struct Prepend {
     len: u8,
     bytes: [u8; PREPEND_MAX],
 }
@@ -146,12 +147,13 @@ impl core::fmt::Debug for Prepend {
 pub enum Action {
     /// Send packet `pkt` (as rewritten in its buffer) out of `vif`.
     Tx { pkt: u16, vif: u16 },
-    /// Send `prepend` followed by `data()[from..to]` of packet `pkt` out of
-    /// `vif`. Used for floods, fragments and traps of held packets.
+    /// Send the bytes of `prepend` (see [`Actions::prepend`]) followed by
+    /// `data()[from..to]` of packet `pkt` out of `vif`. Used for floods,
+    /// fragments and traps of held packets.
     TxCopy {
         pkt: u16,
         vif: u16,
-        prepend: Prepend,
+        prepend: PrependRef,
         from: u16,
         to: u16,
     },
@@ -169,11 +171,20 @@ pub enum Action {
     Consumed { pkt: u16 },
 }
 
+/// Where a copy's header bytes sit in the [`Actions`] arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrependRef {
+    off: u32,
+    len: u8,
+}
+
 /// A bounded action list, allocated once by the host and reused for every
-/// batch, so the forwarding path never allocates.
+/// batch, so the forwarding path never allocates. Copies keep their header
+/// bytes in a side arena, which keeps [`Action`] small.
 pub struct Actions {
     list: alloc::vec::Vec<Action>,
     cap: usize,
+    arena: alloc::vec::Vec<u8>,
 }
 
 impl Actions {
@@ -183,7 +194,44 @@ impl Actions {
         Actions {
             list: alloc::vec::Vec::with_capacity(cap),
             cap,
+            arena: alloc::vec::Vec::with_capacity(cap * PREPEND_MAX),
         }
+    }
+
+    /// Append a copy action, storing its header bytes in the arena.
+    #[inline]
+    pub(crate) fn push_copy(
+        &mut self,
+        pkt: u16,
+        vif: u16,
+        prepend: &Prepend,
+        from: u16,
+        to: u16,
+    ) -> bool {
+        let bytes = prepend.as_slice();
+        if self.list.len() >= self.cap || self.arena.len() + bytes.len() > self.arena.capacity() {
+            return false;
+        }
+        let r = PrependRef {
+            off: self.arena.len() as u32,
+            len: bytes.len() as u8,
+        };
+        self.arena.extend_from_slice(bytes);
+        self.list.push(Action::TxCopy {
+            pkt,
+            vif,
+            prepend: r,
+            from,
+            to,
+        });
+        true
+    }
+
+    /// The header bytes of a `TxCopy`.
+    #[inline]
+    pub fn prepend(&self, r: PrependRef) -> &[u8] {
+        let off = r.off as usize;
+        self.arena.get(off..off + r.len as usize).unwrap_or(&[])
     }
 
     #[inline]
@@ -203,6 +251,7 @@ impl Actions {
 
     pub fn clear(&mut self) {
         self.list.clear();
+        self.arena.clear();
     }
 
     pub fn as_slice(&self) -> &[Action] {

@@ -33,7 +33,7 @@ pub mod route;
 pub mod testkit;
 pub mod vif;
 
-pub use buf::{Action, Actions, Packet, Prepend, HEADROOM, PREPEND_MAX};
+pub use buf::{Action, Actions, Packet, PrependRef, HEADROOM, PREPEND_MAX};
 pub use drop::{DropReason, DropStats};
 pub use error::ConfigError;
 pub use flow::table::{FlowEntry, FlowKey, FlowTable};

@@ -119,12 +119,8 @@ struct Cx<'o> {
 
 impl Cx<'_> {
     #[inline]
-    fn copy(&mut self, a: Action) -> bool {
-        if self.out.room() > self.reserve + 1 {
-            self.out.push(a)
-        } else {
-            false
-        }
+    fn copy(&mut self, vif: u16, prepend: &Prepend, from: u16, to: u16) -> bool {
+        self.out.room() > self.reserve + 1 && self.out.push_copy(self.i, vif, prepend, from, to)
     }
 }
 
@@ -275,13 +271,7 @@ impl Router {
             b.copy_from_slice(&h);
         }
         let to = pkt.len().min(TRAP_TRUNCATE) as u16;
-        if cx.copy(Action::TxCopy {
-            pkt: cx.i,
-            vif: av,
-            prepend: p,
-            from: 0,
-            to,
-        }) {
+        if cx.copy(av, &p, 0, to) {
             self.count_tx(av, TRAP_HEADROOM + to as usize);
         } else {
             self.drops.count(DropReason::CloneFail);
@@ -1185,10 +1175,12 @@ impl Router {
                 let Some(fe) = self.flows.get_mut(idx) else {
                     return Verdict::Drop(DropReason::FlowUnusable);
                 };
+                fe.write_begin();
                 fe.vrf = vrf;
                 fe.dvrf = vrf;
                 fe.hold_count = 1;
                 fe.last_seen = self.now;
+                fe.write_end();
                 return Verdict::Hold {
                     flow: idx,
                     trap: true,
@@ -1525,13 +1517,7 @@ impl Router {
                 }
                 _ => continue,
             };
-            if cx.copy(Action::TxCopy {
-                pkt: cx.i,
-                vif,
-                prepend,
-                from: 0,
-                to: len as u16,
-            }) {
+            if cx.copy(vif, &prepend, 0, len as u16) {
                 sent += 1;
                 if let Some(v) = self.vifs.get_mut(vif) {
                     v.stats.opackets += 1;
@@ -1660,13 +1646,7 @@ impl Router {
             let Some(vif) = ok else {
                 return self.drop(cx, DropReason::FragErr);
             };
-            if !cx.copy(Action::TxCopy {
-                pkt: cx.i,
-                vif,
-                prepend: p,
-                from: off as u16,
-                to: (off + chunk) as u16,
-            }) {
+            if !cx.copy(vif, &p, off as u16, (off + chunk) as u16) {
                 return self.drop(cx, DropReason::FragmentQueueFail);
             }
             self.count_tx(vif, p.as_slice().len() + chunk);

@@ -364,7 +364,7 @@ impl Topo {
                     from,
                     to,
                 } => {
-                    let mut bytes = prepend.as_slice().to_vec();
+                    let mut bytes = self.actions.prepend(prepend).to_vec();
                     bytes.extend_from_slice(&pkts[pkt as usize].data()[from as usize..to as usize]);
                     outs[pkt as usize].push(Output::Tx { vif, bytes });
                 }

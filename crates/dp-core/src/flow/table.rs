@@ -74,7 +74,8 @@
 //! | 124 | 4 | padding (zero) | `fe_pack` |
 //!
 //! [`FlowKey`] (44 bytes, upstream `struct vr_inet6_flow`; an IPv4 key uses
-//! the first 4 bytes of each address, the rest is zero), offsets within the key:
+//! the first 4 bytes of each address, the rest is zero — unlike upstream's
+//! 20-byte `vr_inet_flow`, so `key_len` is always 44), offsets within the key:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
@@ -86,6 +87,16 @@
 //! | 8 | 4 | `nh_id`, host byte order |
 //! | 12 | 16 | `src` |
 //! | 28 | 16 | `dst` |
+//!
+//! # Performance
+//!
+//! A lookup costs one cache miss on the bucket (the flags and key of a slot
+//! share its first cache line), so a lone lookup in a large table is bound by
+//! memory latency. A batch should hash every key, [`FlowTable::prefetch`]
+//! its bucket, then [`FlowTable::lookup_hashed`] them: the misses overlap.
+//! A host that can back the table with huge pages (hugetlbfs, or
+//! `MADV_HUGEPAGE` where the kernel allows it for its mapping) saves the TLB
+//! misses too.
 //!
 //! # Concurrency contract (datapath writes, agent reads)
 //!
@@ -103,7 +114,8 @@
 //!   around release fences. Per-packet updates (statistics, TCP state,
 //!   `last_seen`) are not bracketed: a reader may see them torn, as upstream's
 //!   agent may.
-//! * A new entry is VALID with action HOLD and not ACTIVE. It becomes ACTIVE
+//! * A new entry is VALID with action HOLD and not ACTIVE (upstream marks it
+//!   ACTIVE at once; here ACTIVE means "decided by the agent"). It becomes ACTIVE
 //!   when the datapath applies the agent's FLOW_SET with a FORWARD, DROP or NAT
 //!   action: it writes the action and the other fields first, then
 //!   [`FlowEntry::set_active`] issues a release fence and sets the flag.
@@ -887,11 +899,40 @@ impl FlowTable {
         unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr(), self.total()) }
     }
 
+    /// Start loading the bucket of a key with this [`FlowTable::hash`] into
+    /// the cache. A batch of packets hashes and prefetches all its keys
+    /// first, then looks them up with [`FlowTable::lookup_hashed`]: the
+    /// cache misses of the batch overlap instead of adding up.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let first = self.bucket_start(hash) as usize;
+            // The key and flags of the first two slots: where most hits are.
+            for slot in self.slots().get(first..first + 2).unwrap_or(&[]) {
+                let p = core::ptr::from_ref(slot).cast::<i8>();
+                // SAFETY: a prefetch never faults and `p` is in bounds anyway.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
     /// Index of the valid entry with `key`: the 4 slots of its bucket, then
     /// the overflow chain. No allocation.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
-        let first = self.bucket_start(Self::hash(key));
+        self.lookup_hashed(key, Self::hash(key))
+    }
+
+    /// [`FlowTable::lookup`] with the key's [`FlowTable::hash`] already
+    /// computed (see [`FlowTable::prefetch`]).
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey, hash: u32) -> Option<u32> {
+        let first = self.bucket_start(hash);
         let slots = self.slots();
         let bucket = slots.get(first as usize..first as usize + 4)?;
         for (i, e) in bucket.iter().enumerate() {
@@ -919,10 +960,11 @@ impl FlowTable {
     /// record's previous generation. It takes a free slot of the bucket, else
     /// an overflow record linked into the bucket's chain.
     pub fn insert(&mut self, key: &FlowKey) -> Result<(u32, bool), FlowTableError> {
-        if let Some(i) = self.lookup(key) {
+        let hash = Self::hash(key);
+        if let Some(i) = self.lookup_hashed(key, hash) {
             return Ok((i, false));
         }
-        let first = self.bucket_start(Self::hash(key));
+        let first = self.bucket_start(hash);
         let head = first + FLOW_BUCKET_SIZE - 1;
         let free_slot = self
             .slots()

@@ -11,9 +11,13 @@
 //! - a trie entry is one `u32`: `0` = no route, `CHILD | id` = child level
 //!   `id`, anything else = route slot `n - 1` (a *leaf*). The first level is
 //!   256 KiB and a child level 1 KiB.
-//! - child levels live densely in one `Vec`; freeing a level moves the last
-//!   one into its place (each level keeps a back-pointer to the entry that
-//!   references it), so the arena never has holes and shrinks on churn.
+//! - child levels live densely in an arena of 64-level (64 KiB) chunks;
+//!   freeing a level moves the last one into its place (each level keeps a
+//!   back-pointer to the entry that references it), so the arena has no
+//!   holes and gives chunks back on churn. Chunks, not one big `Vec`: no
+//!   huge contiguous allocation or copy when a table of 100k+ routes grows
+//!   (kernel pools fragment), at the price of one L1-resident pointer load
+//!   per level on lookup.
 //! - routes live in a slot vector (`plen` + value) that leaves point at, so
 //!   replacing a route's value does not touch the trie at all.
 //! - a `BTreeMap` keyed by `(addr, plen)` is the authoritative record: exact
@@ -53,6 +57,40 @@ const ROOT: u32 = u32::MAX;
 const DEAD: u32 = u32::MAX - 1;
 
 type Level = [u32; LEVEL_LEN];
+
+/// Levels per arena chunk.
+const CHUNK_SHIFT: u32 = 6;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
+
+/// `CHUNK` consecutive levels of the arena and their back-pointers.
+#[derive(Clone)]
+struct Chunk {
+    levels: Box<[Level; CHUNK]>,
+    parents: Box<[ParentRef; CHUNK]>,
+}
+
+impl Chunk {
+    /// Built on the heap: a 64 KiB stack temporary would overflow a
+    /// kernel stack.
+    fn try_new() -> Option<Self> {
+        let mut levels = Vec::new();
+        levels.try_reserve_exact(CHUNK).ok()?;
+        levels.resize(CHUNK, [EMPTY; LEVEL_LEN]);
+        let mut parents = Vec::new();
+        parents.try_reserve_exact(CHUNK).ok()?;
+        parents.resize(
+            CHUNK,
+            ParentRef {
+                level: DEAD,
+                index: 0,
+            },
+        );
+        Some(Self {
+            levels: levels.into_boxed_slice().try_into().ok()?,
+            parents: parents.into_boxed_slice().try_into().ok()?,
+        })
+    }
+}
 
 /// Errors of [`Mtrie::insert`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,10 +150,11 @@ impl Op {
 pub struct Mtrie<V: Copy, const N: usize> {
     /// First level, allocated on the first insert and freed when empty.
     root: Option<Box<[u32; ROOT_LEN]>>,
-    /// Child levels, dense (see the module docs).
-    levels: Vec<Level>,
-    /// `parents[i]` is the entry that points at `levels[i]`.
-    parents: Vec<ParentRef>,
+    /// Child level arena: level `id` is `chunks[id / CHUNK].levels[id % CHUNK]`
+    /// and `.parents[id % CHUNK]` is the entry pointing at it.
+    chunks: Vec<Chunk>,
+    /// Levels in use (ids `0..nlevels`).
+    nlevels: usize,
     /// Route slots; leaf `n` is `routes[n - 1]`.
     routes: Vec<Slot<V>>,
     /// Unused route slots.
@@ -142,7 +181,7 @@ impl<V: Copy, const N: usize> fmt::Debug for Mtrie<V, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mtrie")
             .field("routes", &self.map.len())
-            .field("levels", &self.levels.len())
+            .field("levels", &self.nlevels)
             .finish()
     }
 }
@@ -192,8 +231,8 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         const { assert!(N >= 2 && N <= 16, "Mtrie supports 2..=16 byte addresses") };
         Self {
             root: None,
-            levels: Vec::new(),
-            parents: Vec::new(),
+            chunks: Vec::new(),
+            nlevels: 0,
             routes: Vec::new(),
             free: Vec::new(),
             dead: Vec::new(),
@@ -213,10 +252,16 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
                 return Ok(Some(core::mem::replace(&mut slot.value, value)));
             }
         }
-        // Reserve everything up front so a failed allocation leaves the
-        // table unchanged.
+        // Allocate up front so a failed allocation leaves the routes as
+        // they were.
         let depth = target_depth(plen);
         self.reserve(depth)?;
+        let mut level = ROOT;
+        for d in 0..depth {
+            level = self
+                .descend_or_split(level, index(&addr, d))
+                .ok_or(MtrieError::OutOfMemory)?;
+        }
         let slot = Slot { plen, value };
         let id = match self.free.pop() {
             Some(id) => {
@@ -232,10 +277,6 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         };
         self.map.insert((addr, plen), id);
 
-        let mut level = ROOT;
-        for d in 0..depth {
-            level = self.descend_or_split(level, index(&addr, d));
-        }
         let (start, count) = span(&addr, plen, depth);
         self.paint(level, start, count, Op::Cover { leaf: id + 1, plen });
         Ok(None)
@@ -304,9 +345,12 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             if e & CHILD == 0 {
                 break;
             }
+            let id = (e & !CHILD) as usize;
             e = *self
+                .chunks
+                .get(id >> CHUNK_SHIFT)?
                 .levels
-                .get((e & !CHILD) as usize)?
+                .get(id & (CHUNK - 1))?
                 .get(usize::from(b))?;
         }
         // EMPTY wraps to usize::MAX and misses, as does a (corrupt) child.
@@ -325,7 +369,7 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
 
     /// Number of child levels currently allocated (for memory stats).
     pub fn level_count(&self) -> usize {
-        self.levels.len()
+        self.nlevels
     }
 
     /// Every installed prefix once, ordered by `(addr, plen)`.
@@ -362,8 +406,8 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         self.root
             .as_ref()
             .map_or(0, |_| size_of::<[u32; ROOT_LEN]>())
-            + self.levels.capacity() * size_of::<Level>()
-            + self.parents.capacity() * size_of::<ParentRef>()
+            + self.chunks.len() * (size_of::<[Level; CHUNK]>() + size_of::<[ParentRef; CHUNK]>())
+            + self.chunks.capacity() * size_of::<Chunk>()
             + self.routes.capacity() * size_of::<Slot<V>>()
             + (self.free.capacity() + self.dead.capacity()) * size_of::<u32>()
             + self.map.len() * btree_entry
@@ -382,11 +426,13 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             self.root = Some(v.into_boxed_slice().try_into().map_err(|_| OOM)?);
         }
         // Ids must stay clear of the CHILD tag.
-        if self.levels.len() + depth >= CHILD as usize || self.routes.len() + 1 >= CHILD as usize {
+        if self.nlevels + depth >= CHILD as usize || self.routes.len() + 1 >= CHILD as usize {
             return Err(OOM);
         }
-        self.levels.try_reserve(depth).map_err(|_| OOM)?;
-        self.parents.try_reserve(depth).map_err(|_| OOM)?;
+        while self.chunks.len() * CHUNK < self.nlevels + depth {
+            self.chunks.try_reserve(1).map_err(|_| OOM)?;
+            self.chunks.push(Chunk::try_new().ok_or(OOM)?);
+        }
         if self.free.is_empty() {
             self.routes.try_reserve(1).map_err(|_| OOM)?;
         }
@@ -396,11 +442,60 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
     /// Drop all storage (the table is empty).
     fn release(&mut self) {
         self.root = None;
-        self.levels = Vec::new();
-        self.parents = Vec::new();
+        self.chunks = Vec::new();
+        self.nlevels = 0;
         self.routes = Vec::new();
         self.free = Vec::new();
         self.dead = Vec::new();
+    }
+
+    #[inline]
+    fn level(&self, id: u32) -> Option<&Level> {
+        let id = id as usize;
+        if id >= self.nlevels {
+            return None;
+        }
+        self.chunks
+            .get(id >> CHUNK_SHIFT)?
+            .levels
+            .get(id & (CHUNK - 1))
+    }
+
+    #[inline]
+    fn level_mut(&mut self, id: u32) -> Option<&mut Level> {
+        let id = id as usize;
+        if id >= self.nlevels {
+            return None;
+        }
+        self.chunks
+            .get_mut(id >> CHUNK_SHIFT)?
+            .levels
+            .get_mut(id & (CHUNK - 1))
+    }
+
+    #[inline]
+    fn parent_mut(&mut self, id: u32) -> Option<&mut ParentRef> {
+        let id = id as usize;
+        if id >= self.nlevels {
+            return None;
+        }
+        self.chunks
+            .get_mut(id >> CHUNK_SHIFT)?
+            .parents
+            .get_mut(id & (CHUNK - 1))
+    }
+
+    #[inline]
+    fn parent(&self, id: u32) -> Option<ParentRef> {
+        let id = id as usize;
+        if id >= self.nlevels {
+            return None;
+        }
+        self.chunks
+            .get(id >> CHUNK_SHIFT)?
+            .parents
+            .get(id & (CHUNK - 1))
+            .copied()
     }
 
     #[inline]
@@ -408,7 +503,7 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         let e = if level == ROOT {
             self.root.as_deref().and_then(|r| r.get(idx))
         } else {
-            self.levels.get(level as usize).and_then(|l| l.get(idx))
+            self.level(level).and_then(|l| l.get(idx))
         };
         e.copied().unwrap_or(EMPTY)
     }
@@ -418,9 +513,7 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         let e = if level == ROOT {
             self.root.as_deref_mut().and_then(|r| r.get_mut(idx))
         } else {
-            self.levels
-                .get_mut(level as usize)
-                .and_then(|l| l.get_mut(idx))
+            self.level_mut(level).and_then(|l| l.get_mut(idx))
         };
         if let Some(e) = e {
             *e = value;
@@ -428,21 +521,25 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
     }
 
     /// The child level behind entry `idx` of `level`, created (inheriting
-    /// the entry's leaf everywhere) if the entry is a leaf. Capacity was
-    /// reserved by [`reserve`](Self::reserve).
-    fn descend_or_split(&mut self, level: u32, idx: usize) -> u32 {
+    /// the entry's leaf everywhere) if the entry is a leaf. `None` only if
+    /// [`reserve`](Self::reserve) did not provide the room.
+    fn descend_or_split(&mut self, level: u32, idx: usize) -> Option<u32> {
         let e = self.entry(level, idx);
         if e & CHILD != 0 {
-            return e & !CHILD;
+            return Some(e & !CHILD);
         }
-        let id = self.levels.len() as u32;
-        self.levels.push([e; LEVEL_LEN]);
-        self.parents.push(ParentRef {
+        if self.nlevels >= self.chunks.len() * CHUNK {
+            return None;
+        }
+        let id = self.nlevels as u32;
+        self.nlevels += 1;
+        self.level_mut(id)?.fill(e);
+        *self.parent_mut(id)? = ParentRef {
             level,
             index: idx as u16,
-        });
+        };
         self.set_entry(level, idx, CHILD | id);
-        id
+        Some(id)
     }
 
     /// The existing level at `depth` on the path of `addr`.
@@ -505,14 +602,14 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
     /// If every entry of level `id` is the same leaf, put that leaf in the
     /// parent entry and queue the level for freeing.
     fn fold(&mut self, id: u32) -> bool {
-        let Some(level) = self.levels.get(id as usize) else {
+        let Some(level) = self.level(id) else {
             return false;
         };
         let first = level.first().copied().unwrap_or(EMPTY);
         if first & CHILD != 0 || level.iter().any(|&e| e != first) {
             return false;
         }
-        let Some(p) = self.parents.get_mut(id as usize) else {
+        let Some(p) = self.parent_mut(id) else {
             return false;
         };
         if p.level == DEAD {
@@ -533,7 +630,7 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
     /// Fold `id` and then its ancestors while they become uniform.
     fn collapse_up(&mut self, mut id: u32) {
         loop {
-            let Some(&parent) = self.parents.get(id as usize) else {
+            let Some(parent) = self.parent(id) else {
                 return;
             };
             if !self.fold(id) || parent.level == ROOT {
@@ -553,38 +650,48 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         }
         dead.clear();
         self.dead = dead;
-        if self.levels.is_empty() {
-            self.levels = Vec::new();
-            self.parents = Vec::new();
-        } else if self.levels.len() * 4 < self.levels.capacity() {
-            self.levels.shrink_to(self.levels.len() * 2);
-            self.parents.shrink_to(self.levels.len() * 2);
+        if self.nlevels == 0 {
+            self.chunks = Vec::new();
+        } else {
+            // One spare chunk, so a level count going back and forth over a
+            // chunk boundary does not allocate and free each time.
+            self.chunks.truncate(self.nlevels.div_ceil(CHUNK) + 1);
+            if self.chunks.len() * 4 < self.chunks.capacity() {
+                self.chunks.shrink_to(self.chunks.len() * 2);
+            }
         }
     }
 
     /// Free level `id` by moving the last level into its place.
     fn free_level(&mut self, id: u32) {
-        let idx = id as usize;
-        if idx >= self.levels.len() {
-            return;
-        }
-        self.levels.swap_remove(idx);
-        self.parents.swap_remove(idx);
-        // If a level moved into `idx`, re-point its parent entry and its
-        // children's back-pointers.
-        let Some(&moved) = self.parents.get(idx) else {
+        let Some(last) = self.nlevels.checked_sub(1) else {
             return;
         };
-        self.set_entry(moved.level, usize::from(moved.index), CHILD | id);
-        if let Some(level) = self.levels.get(idx) {
-            for &e in level.iter() {
+        let last = last as u32;
+        if id > last {
+            return;
+        }
+        if id != last {
+            let (Some(moved), Some(parent)) = (self.level(last).copied(), self.parent(last)) else {
+                return;
+            };
+            if let Some(l) = self.level_mut(id) {
+                *l = moved;
+            }
+            if let Some(p) = self.parent_mut(id) {
+                *p = parent;
+            }
+            // Re-point the moved level's parent entry and its children.
+            self.set_entry(parent.level, usize::from(parent.index), CHILD | id);
+            for &e in moved.iter() {
                 if e & CHILD != 0 {
-                    if let Some(p) = self.parents.get_mut((e & !CHILD) as usize) {
+                    if let Some(p) = self.parent_mut(e & !CHILD) {
                         p.level = id;
                     }
                 }
             }
         }
+        self.nlevels -= 1;
     }
 }
 
@@ -643,7 +750,8 @@ mod tests {
     /// below it); all leaves point at installed routes; slots accounted.
     fn check<V: Copy + PartialEq + core::fmt::Debug, const N: usize>(t: &Mtrie<V, N>) {
         assert!(t.dead.is_empty());
-        assert_eq!(t.levels.len(), t.parents.len());
+        assert!(t.nlevels <= t.chunks.len() * CHUNK);
+        assert!(t.chunks.len() <= t.nlevels.div_ceil(CHUNK) + 1);
         let live: BTreeSet<u32> = t.map.values().copied().collect();
         assert_eq!(live.len(), t.map.len());
         assert_eq!(t.map.len() + t.free.len(), t.routes.len());
@@ -655,11 +763,11 @@ mod tests {
             assert_eq!(t.routes[*id as usize].plen, *l);
         }
         let Some(root) = t.root.as_deref() else {
-            assert!(t.map.is_empty() && t.levels.is_empty());
+            assert!(t.map.is_empty() && t.nlevels == 0 && t.chunks.is_empty());
             return;
         };
         assert!(!t.map.is_empty());
-        let mut seen = vec![false; t.levels.len()];
+        let mut seen = vec![false; t.nlevels];
         // (level id, depth, path prefix)
         let mut stack: Vec<(u32, usize, [u8; N])> = Vec::new();
         let leaf_ok = |e: u32| e == EMPTY || live.contains(&(e - 1));
@@ -667,7 +775,7 @@ mod tests {
             if e & CHILD != 0 {
                 let id = e & !CHILD;
                 assert_eq!(
-                    t.parents[id as usize],
+                    t.parent(id).unwrap(),
                     ParentRef {
                         level: ROOT,
                         index: i as u16
@@ -685,7 +793,7 @@ mod tests {
             assert!(!seen[id as usize], "level {id} reachable twice");
             seen[id as usize] = true;
             assert!(depth < N - 1);
-            let level = &t.levels[id as usize];
+            let level = t.level(id).unwrap();
             assert!(
                 level.iter().any(|&e| e != level[0]) || level[0] & CHILD != 0,
                 "uniform level {id}"
@@ -701,7 +809,7 @@ mod tests {
                 if e & CHILD != 0 {
                     let c = e & !CHILD;
                     assert_eq!(
-                        t.parents[c as usize],
+                        t.parent(c).unwrap(),
                         ParentRef {
                             level: id,
                             index: i as u16
@@ -932,14 +1040,18 @@ mod tests {
         }
         assert!(t.level_count() > 1000);
         check(&t);
-        for (a, l) in added {
+        for (i, (a, l)) in added.into_iter().enumerate() {
             t.remove(a, l);
+            // Removal renumbers levels: verify the back-pointers now and then.
+            if i % 1000 == 999 {
+                check(&t);
+            }
         }
         assert_eq!(t.len(), 1);
         assert_eq!(t.level_count(), 0);
         check(&t);
         // Only the slot and scratch vectors keep their high-water mark.
-        assert_eq!(t.levels.capacity(), 0);
+        assert_eq!(t.chunks.capacity(), 0);
         assert_eq!(t.memory_bytes() - vec_bytes(&t), baseline - baseline_vecs);
         t.remove([0; 4], 0);
         assert_eq!(t.memory_bytes(), 0);
@@ -1031,6 +1143,41 @@ mod tests {
         reference.remove(&(v4(128, 0, 0, 0), 1));
         check(&t);
         check_lookups(&t, &reference, &[v4(200, 0, 0, 0)]);
+    }
+
+    /// LPM by probing the exact-match map at every length.
+    fn probe_lpm<const N: usize>(t: &Mtrie<u32, N>, addr: &[u8; N]) -> Option<(u8, u32)> {
+        (0..=(8 * N) as u8)
+            .rev()
+            .find_map(|l| t.get(*addr, l).map(|v| (l, v)))
+    }
+
+    #[test]
+    fn bulk_random_v4() {
+        let mut t = Mtrie4::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut keys = Vec::new();
+        for i in 0..20_000u32 {
+            let r = next();
+            let a = ((r >> 32) as u32 & 0xff0f_ffff).to_be_bytes();
+            let l = (r % 33) as u8;
+            t.insert(a, l, i).unwrap();
+            keys.push((a, l));
+        }
+        for (a, l) in keys.iter().step_by(3) {
+            t.remove(*a, *l);
+        }
+        check(&t);
+        for _ in 0..20_000 {
+            let a = ((next() >> 32) as u32 & 0xff0f_ffff).to_be_bytes();
+            assert_eq!(t.lookup(&a), probe_lpm(&t, &a), "{a:?}");
+        }
     }
 
     // ---- property tests against the naive scan ----
