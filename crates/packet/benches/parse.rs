@@ -35,7 +35,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let udp4 = udp4_frame();
     assert!(PacketInfo::parse(&udp4).is_ok_and(|i| i.dport == 53));
-    g.bench_function("udp4_64B", |b| b.iter(|| PacketInfo::parse(black_box(&udp4))));
+    g.bench_function("udp4_64B", |b| {
+        b.iter(|| PacketInfo::parse(black_box(&udp4)))
+    });
     let tcp6 = tcp6_frame();
     assert!(PacketInfo::parse(&tcp6).is_ok_and(|i| i.dport == 80 && i.tcp_flags == 2));
     g.bench_function("tcp6", |b| b.iter(|| PacketInfo::parse(black_box(&tcp6))));
@@ -44,7 +46,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("checksum");
     let data = [0xa5u8; 1500];
     g.throughput(Throughput::Bytes(1500));
-    g.bench_function("sum_1500B", |b| b.iter(|| packet::checksum::sum(black_box(&data))));
+    g.bench_function("sum_1500B", |b| {
+        b.iter(|| packet::checksum::sum(black_box(&data)))
+    });
     g.finish();
 }
 

@@ -253,7 +253,7 @@ mod tests {
 
             #[test]
             fn incremental_equals_full(
-                mut data in proptest::collection::vec(any::<u8>(), 24..120),
+                mut data in proptest::collection::vec(any::<u8>(), 40..120),
                 pos in 0usize..10,
                 new16 in any::<u16>(),
                 new32 in any::<u32>(),

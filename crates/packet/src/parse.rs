@@ -1,7 +1,8 @@
 //! Single-pass header walk for the forwarding hot path.
 //!
-//! [`PacketInfo::parse`] reads Ethernet, up to two VLAN tags (802.1Q or
-//! 802.1ad), ARP / IPv4 / IPv6 (walking IPv6 extension headers) and the first
+//! [`PacketInfo::parse`] reads Ethernet, up to three VLAN tags (TPID 0x8100,
+//! 0x88a8 or 0x9100), ARP / IPv4 / IPv6 (walking IPv6 extension headers, and an IPsec
+//! AH after IPv4) and the first
 //! bytes of TCP, UDP, ICMP and ICMPv6 into one flat `Copy` struct. It never
 //! allocates or panics: every read is bounds-checked, and the fixed-size
 //! headers are read through `&[u8; N]` arrays so each needs one length check.
@@ -16,8 +17,11 @@ use crate::{
     IP_PROTO_ICMP, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP,
 };
 
-/// Most VLAN tags the walk steps over (an 802.1ad S-tag plus a C-tag).
-pub const MAX_VLAN_TAGS: usize = 2;
+/// Most VLAN tags the walk steps over (802.1ad S-tag, C-tag, and one more
+/// for stacked service tags).
+pub const MAX_VLAN_TAGS: usize = 3;
+/// The pre-802.1ad QinQ TPID some switches still send.
+const ETHERTYPE_QINQ_LEGACY: u16 = 0x9100;
 /// Most IPv6 extension headers the walk steps over before giving up.
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 
@@ -83,7 +87,7 @@ pub struct PacketInfo {
     pub dst: [u8; 16],
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
-    /// L4 protocol (after IPv6 extension headers).
+    /// L4 protocol (after IPv6 extension headers or an IPv4 AH).
     pub proto: u8,
     /// IPv4 total length, or 40 + IPv6 payload length (both within the frame).
     pub l3_len: u16,
@@ -130,7 +134,11 @@ impl PacketInfo {
         let mut ethertype = be16(&[eth[12], eth[13]]);
         let mut off = 14usize;
         let mut tags = 0;
-        while (ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ) && tags < MAX_VLAN_TAGS {
+        while matches!(
+            ethertype,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_LEGACY
+        ) && tags < MAX_VLAN_TAGS
+        {
             let tag: &[u8; 4] = arr(frame, off).ok_or(ParseError::TruncatedL2)?;
             let [t0, t1, e0, e1] = *tag;
             if info.vlan.is_none() {
@@ -260,8 +268,20 @@ fn parse_ipv4(info: &mut PacketInfo, l3: &[u8], l3_off: usize) -> Result<(), Par
     info.dst[..4].copy_from_slice(&h[16..20]);
     info.l3_len = total as u16;
     if offset == 0 {
-        let l4 = l3.get(ihl..total).unwrap_or(&[]);
-        parse_l4(info, l4, l3_off + ihl)?;
+        let pkt = l3.get(..total).unwrap_or(&[]);
+        let mut off = ihl;
+        if info.proto == EXT_AH {
+            // An IPsec AH between IPv4 and L4 (RFC 4302), walked as in IPv6
+            // so flows see the real transport protocol and ports.
+            let &[next, len] = arr::<2>(pkt, off).ok_or(ParseError::TruncatedL3)?;
+            let hlen = (usize::from(len) + 2) * 4;
+            if off + hlen > pkt.len() {
+                return Err(ParseError::TruncatedL3);
+            }
+            info.proto = next;
+            off += hlen;
+        }
+        parse_l4(info, pkt.get(off..).unwrap_or(&[]), l3_off + off)?;
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! crates depend on one version through this crate.
 //!
 //! smoltcp is built with `default-features = false` and only
-//! `proto-ipv4`, `proto-ipv6`, `medium-ethernet` and `proto-dhcpv4`: no
-//! sockets, no `std`, no `alloc`.
+//! `proto-ipv4`, `proto-ipv6`, `medium-ethernet` and `proto-dhcpv4` (plus
+//! `socket-raw`, because smoltcp insists on one socket type whenever
+//! `medium-ethernet` is on; nothing here uses it): no `std`, no `alloc`.
 
 pub use smoltcp::wire::{
     ArpHardware, ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpOption, DhcpPacket,

@@ -2,6 +2,34 @@
 //! independent of this crate, with all lengths and checksums filled in by it.
 //! The doc line of each constant is scapy's summary of the frame. MACs are
 //! 02:00:00:00:00:01 (src) and 02:00:00:00:00:02 (dst) unless noted.
+//!
+//! Regenerate with `/usr/bin/python3` and this script (prints the constants):
+//!
+//! ```text
+//! import warnings; warnings.filterwarnings("ignore")
+//! from scapy.all import *
+//! from scapy.contrib.mpls import MPLS
+//! from scapy.layers.vxlan import VXLAN
+//! load_contrib("mpls")
+//! def rs(name, p):
+//!     b = bytes(p)
+//!     lines = []
+//!     for i in range(0, len(b), 16):
+//!         lines.append("    " + " ".join("0x%02x," % x for x in b[i:i+16]))
+//!     print("/// %s\npub const %s: [u8; %d] = [\n%s\n];\n" % (p.summary(), name, len(b), "\n".join(lines)))
+//!
+//! inner4 = IP(src="10.1.1.3", dst="10.1.2.4", ttl=63, id=0x1111)/ICMP(type=8, id=0x4242, seq=1)/b"ping"
+//! rs("MPLSOUDP", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IP(src="198.18.0.1", dst="198.18.0.2", id=7, flags="DF")/UDP(sport=51234, dport=6635)/MPLS(label=0x12345, s=1, ttl=64)/inner4)
+//! rs("MPLSOGRE", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IP(src="198.18.0.1", dst="198.18.0.2", id=8)/GRE(proto=0x8847)/MPLS(label=17, s=1, ttl=64)/inner4)
+//! inner_eth = Ether(src="02:aa:00:00:00:01", dst="02:aa:00:00:00:02")/IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=64)/TCP(sport=40000, dport=443, flags="SA", seq=1, ack=1)
+//! rs("VXLAN", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IP(src="198.18.0.1", dst="198.18.0.2")/UDP(sport=50000, dport=4789)/VXLAN(vni=0xabcdef, flags=0x08)/inner_eth)
+//! rs("V6_HBH_FRAG", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IPv6(src="2001:db8::a", dst="2001:db8::b", hlim=9)/IPv6ExtHdrHopByHop(options=[RouterAlert()])/IPv6ExtHdrFragment(id=0xdeadbeef, offset=0, m=1)/UDP(sport=1000, dport=2000)/(b"x"*16))
+//! rs("V6_FRAG_LATER", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IPv6(src="2001:db8::a", dst="2001:db8::b", hlim=9)/IPv6ExtHdrFragment(id=0xdeadbeef, offset=3, m=0, nh=17)/(b"y"*16))
+//! rs("V4_OPTIONS_VLAN", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/Dot1Q(vlan=100, prio=5)/IP(src="192.0.2.1", dst="192.0.2.2", options=[IPOption_RR(routers=["0.0.0.0"])])/TCP(sport=1234, dport=80, flags="S"))
+//! rs("QINQ_ARP", Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff", type=0x88a8)/Dot1Q(vlan=300, type=0x8100)/Dot1Q(vlan=10)/ARP(op=1, hwsrc="02:00:00:00:00:01", psrc="192.0.2.1", pdst="192.0.2.9"))
+//! rs("V4_FRAG_LATER", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IP(src="192.0.2.1", dst="192.0.2.2", id=0x9999, flags="MF", frag=185, proto=17)/(b"z"*24))
+//! rs("ICMP6_ECHO", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")/IPv6(src="fe80::1", dst="fe80::2")/ICMPv6EchoRequest(id=0x7777, seq=3))
+//! ```
 #![allow(dead_code)]
 
 /// `Ether / IP / UDP / MPLS / IP / ICMP 10.1.1.3 > 10.1.2.4 echo-request 0 / Raw`
@@ -85,4 +113,3 @@ pub const ICMP6_ECHO: [u8; 62] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x80, 0x00, 0x0b, 0x3e, 0x77, 0x77, 0x00, 0x03,
 ];
-
