@@ -67,6 +67,13 @@ pub enum Prefix {
     Mac([u8; 6]),
 }
 
+fn mtrie_err(e: mtrie::MtrieError) -> ConfigError {
+    match e {
+        mtrie::MtrieError::InvalidPrefixLen => ConfigError::Invalid("prefix length"),
+        mtrie::MtrieError::OutOfMemory => ConfigError::NoSpace("route table memory"),
+    }
+}
+
 /// One VRF's routing tables.
 pub struct Vrf {
     pub inet4: Mtrie4<RouteData>,
@@ -128,13 +135,13 @@ impl RouteTables {
                 self.vrf_mut(vrf)?
                     .inet4
                     .insert(a, l, data)
-                    .map_err(|_| ConfigError::Invalid("prefix length"))?;
+                    .map_err(mtrie_err)?;
             }
             Prefix::V6(a, l) => {
                 self.vrf_mut(vrf)?
                     .inet6
                     .insert(a, l, data)
-                    .map_err(|_| ConfigError::Invalid("prefix length"))?;
+                    .map_err(mtrie_err)?;
             }
             Prefix::Mac(mac) => {
                 let label_flag = if data.flags & rt_flags::LABEL_VALID != 0 {

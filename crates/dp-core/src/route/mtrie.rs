@@ -16,8 +16,8 @@
 //!   back-pointer to the entry that references it), so the arena has no
 //!   holes and gives chunks back on churn. Chunks, not one big `Vec`: no
 //!   huge contiguous allocation or copy when a table of 100k+ routes grows
-//!   (kernel pools fragment), at the price of one L1-resident pointer load
-//!   per level on lookup.
+//!   (kernel pools fragment) and levels never move on growth, at the price
+//!   of one extra, normally cache-resident, pointer load per level.
 //! - routes live in a slot vector (`plen` + value) that leaves point at, so
 //!   replacing a route's value does not touch the trie at all.
 //! - a `BTreeMap` keyed by `(addr, plen)` is the authoritative record: exact
@@ -63,7 +63,6 @@ const CHUNK_SHIFT: u32 = 6;
 const CHUNK: usize = 1 << CHUNK_SHIFT;
 
 /// `CHUNK` consecutive levels of the arena and their back-pointers.
-#[derive(Clone)]
 struct Chunk {
     levels: Box<[Level; CHUNK]>,
     parents: Box<[ParentRef; CHUNK]>,
@@ -146,7 +145,8 @@ impl Op {
 }
 
 /// A longest-prefix-match table for `N`-byte addresses (4 = IPv4, 16 = IPv6).
-#[derive(Clone)]
+///
+/// Not `Clone`: cloning boxed arrays goes through the stack.
 pub struct Mtrie<V: Copy, const N: usize> {
     /// First level, allocated on the first insert and freed when empty.
     root: Option<Box<[u32; ROOT_LEN]>>,
