@@ -204,6 +204,12 @@ impl Router {
         self.now
     }
 
+    /// Change what happens to new flows, e.g. fail closed while the agent
+    /// is disconnected and back to holding once it returns.
+    pub fn set_new_flow_policy(&mut self, policy: NewFlowPolicy) {
+        self.cfg.new_flow_policy = policy;
+    }
+
     // ---- interfaces --------------------------------------------------
 
     /// Add or change a vif (`vr_interface_req` ADD).
