@@ -1,0 +1,916 @@
+//! The datapath loop and its control handle.
+//!
+//! One thread owns the [`Router`], every [`Port`] and the [`HoldStore`]
+//! (together: [`Core`]). It waits on all ports with a [`Poller`], reads up to
+//! `batch` frames from each ready port, runs them through
+//! [`Router::process`] and executes the actions. Control requests (the future
+//! ksync server, tests, the bin) are closures sent over a channel with
+//! [`Datapath::call`]; the loop runs them between batches, after a
+//! [`Waker`] interrupted its wait. So the forwarding path takes no lock and
+//! the router needs no `Sync`; a request costs one channel round trip
+//! (measured ~20-60 µs here, dominated by the thread wake-up), which is
+//! irrelevant next to the agent's own latency. A `Mutex<Router>` taken per
+//! batch would save that round trip but not the hand-off of ports and held
+//! frames, which must live in the loop thread anyway.
+//!
+//! # Offloads (see [`crate::vnet`])
+//!
+//! * A frame with a partial checksum and no GSO is finished at once (one
+//!   pass over at most an MTU of bytes) and then forwarded like any frame.
+//! * A GSO super-packet is *classified* by running a probe through the core:
+//!   its first segment, with the super-packet's TCP flags. If the core's only
+//!   verdict is a plain transmit to a port that accepts GSO (another veth or
+//!   TAP) and the rewrite is one the super-packet can take (same header
+//!   length, addresses and L4 header: MACs, TTL, DSCP), the rewritten headers
+//!   are grafted on the super-packet, which leaves whole with its
+//!   virtio-net header: the receiving kernel segments it, as it would for a
+//!   routed veth path. Anything else (tunnel encapsulation, a trap to the
+//!   agent, a hold, NAT, a flood) discards the probe's actions and runs the
+//!   real segments through the core one by one. The core's counters then
+//!   count a grafted super-packet as one packet of one segment's size, the
+//!   way Linux counts a GSO skb as one packet.
+//! * Plain frames the core sends to a GSO-capable port go through
+//!   [`crate::gro`]: a run of segments of one TCP flow in a batch leaves as
+//!   one super-packet (decapsulated overlay traffic to a container).
+
+use crate::gro::{Gro, Offer};
+use crate::hold::HoldStore;
+use crate::port::{Offloads, Poller, Port, PortOpener, PortStats, RxSlot, Waker, MAX_BATCH};
+use crate::vnet::{self, Gso, VnetHdr};
+use dp_core::{
+    Action, Actions, ConfigError, DropStats, FlowSet, FlowSetOutcome, Nexthop, Packet, Prefix,
+    RouteData, Router, Vif, VifConfig, HEADROOM,
+};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Tuning of the loop.
+#[derive(Clone, Debug)]
+pub struct DatapathConfig {
+    /// Frames read from one port per turn (at most [`MAX_BATCH`]).
+    pub batch: usize,
+    /// Frames held per flow and in total (the core bounds per flow too).
+    pub hold_per_flow: usize,
+    pub hold_max_total: usize,
+    /// Held frames older than this are dropped (the agent never answered).
+    pub hold_timeout: Duration,
+    /// Longest wait when idle (timers: router clock, hold expiry).
+    pub idle_wait: Duration,
+    /// GSO super-packets with more segments are dropped (a tiny `gso_size`
+    /// would make one frame cost thousands of core runs).
+    pub max_segments: usize,
+}
+
+impl Default for DatapathConfig {
+    fn default() -> Self {
+        DatapathConfig {
+            batch: MAX_BATCH,
+            hold_per_flow: 8,
+            hold_max_total: 16 * 1024,
+            hold_timeout: Duration::from_secs(10),
+            idle_wait: Duration::from_millis(100),
+            max_segments: 256,
+        }
+    }
+}
+
+/// Datapath counters (the core keeps per-vif and drop counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DpStats {
+    pub rx_frames: u64,
+    pub rx_truncated: u64,
+    pub rx_errors: u64,
+    pub tx_frames: u64,
+    pub tx_errors: u64,
+    /// Transmits to a vif that has no port.
+    pub tx_no_port: u64,
+    /// Partial checksums finished in software.
+    pub csum_completed: u64,
+    /// Frames with offload metadata we could not honour (dropped).
+    pub offload_errors: u64,
+    pub gso_frames: u64,
+    /// GSO super-packets forwarded whole.
+    pub gso_whole: u64,
+    /// GSO super-packets segmented in software, and their segments.
+    pub gso_segmented: u64,
+    pub gso_segments: u64,
+    pub held: u64,
+    pub hold_overflow: u64,
+    pub hold_expired: u64,
+    pub hold_dropped: u64,
+    pub reinjected: u64,
+    /// Segments merged by software GRO, and the super-packets sent.
+    pub gro_absorbed: u64,
+    pub gro_frames: u64,
+    pub commands: u64,
+}
+
+/// A vif and its port, for dumps.
+#[derive(Clone, Debug)]
+pub struct VifInfo {
+    pub vif: Vif,
+    pub port: Option<(String, PortStats)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("vif {0} has no interface name")]
+    NoName(u16),
+    #[error("no port opener configured: pass the port explicitly")]
+    NoOpener,
+    #[error("the datapath thread has stopped")]
+    Stopped,
+}
+
+impl DpError {
+    /// Negative errno for a `vr_response`.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DpError::Config(c) => c.errno(),
+            DpError::Io(e) => -e.raw_os_error().unwrap_or(5),
+            DpError::NoName(_) => -22,
+            DpError::NoOpener => -95,
+            DpError::Stopped => -108,
+        }
+    }
+}
+
+struct PortEntry {
+    port: Box<dyn Port>,
+    offloads: Offloads,
+}
+
+/// How a frame of a batch entered the core.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plain,
+    /// A probe for the super-packet `supers[.1]`.
+    Probe(Gso, usize),
+}
+
+/// Everything the loop thread owns. Control closures get `&mut Core`.
+pub struct Core {
+    router: Router,
+    ports: Vec<Option<PortEntry>>,
+    poller: Box<dyn Poller>,
+    holds: HoldStore,
+    stats: DpStats,
+    cfg: DatapathConfig,
+    slots: Vec<RxSlot>,
+    probes: Vec<Vec<u8>>,
+    segs: Vec<u8>,
+    gro: Gro,
+    actions: Actions,
+    epoch: Instant,
+    last_expiry: Instant,
+}
+
+/// The parts of [`Core`] that executing actions touches.
+struct Exec<'a> {
+    router: &'a mut Router,
+    ports: &'a mut [Option<PortEntry>],
+    holds: &'a mut HoldStore,
+    stats: &'a mut DpStats,
+    gro: &'a mut Gro,
+    now: Instant,
+}
+
+fn raw_send(
+    ports: &mut [Option<PortEntry>],
+    router: &mut Router,
+    stats: &mut DpStats,
+    vif: u16,
+    vnet: &VnetHdr,
+    head: &[u8],
+    body: &[u8],
+) {
+    match ports.get_mut(vif as usize) {
+        Some(Some(pe)) => match pe.port.send(vnet, head, body) {
+            Ok(()) => stats.tx_frames += 1,
+            Err(e) => {
+                tracing::trace!(vif, error = %e, "tx failed");
+                stats.tx_errors += 1;
+                router.vif_tx_error(vif);
+            }
+        },
+        _ => {
+            stats.tx_no_port += 1;
+            router.vif_tx_error(vif);
+        }
+    }
+}
+
+impl Exec<'_> {
+    /// Send the pending GRO aggregate, if any.
+    fn flush(&mut self) {
+        let Some((vif, vh, f)) = self.gro.finish() else {
+            return;
+        };
+        if vh.is_gso() {
+            self.stats.gro_frames += 1;
+        }
+        raw_send(self.ports, self.router, self.stats, vif, &vh, &[], f);
+    }
+
+    fn send(&mut self, vif: u16, vnet: &VnetHdr, head: &[u8], body: &[u8]) {
+        self.flush();
+        raw_send(self.ports, self.router, self.stats, vif, vnet, head, body);
+    }
+
+    /// Send a complete, plain frame: through GRO when the port takes GSO.
+    fn send_frame(&mut self, vif: u16, frame: &[u8]) {
+        let gso_port = matches!(self.ports.get(vif as usize), Some(Some(pe)) if pe.offloads.tx_gso);
+        if !gso_port {
+            return self.send(vif, &VnetHdr::NONE, &[], frame);
+        }
+        // At most: flush, then absorb or send.
+        for _ in 0..2 {
+            match self.gro.offer(vif, frame) {
+                Offer::Absorbed => {
+                    self.stats.gro_absorbed += 1;
+                    return;
+                }
+                Offer::FlushFirst => self.flush(),
+                Offer::Send => break,
+            }
+        }
+        raw_send(
+            self.ports,
+            self.router,
+            self.stats,
+            vif,
+            &VnetHdr::NONE,
+            &[],
+            frame,
+        );
+    }
+
+    /// Execute one action for a packet that entered the core as itself.
+    fn plain(&mut self, in_vif: u16, pkts: &[Packet<'_>], base: usize, a: &Action, acts: &Actions) {
+        match *a {
+            Action::Tx { pkt, vif } => {
+                if let Some(p) = pkts.get(base + pkt as usize) {
+                    self.send_frame(vif, p.data());
+                }
+            }
+            Action::TxCopy {
+                pkt,
+                vif,
+                prepend,
+                from,
+                to,
+            } => {
+                let body = pkts
+                    .get(base + pkt as usize)
+                    .and_then(|p| p.data().get(from as usize..to as usize));
+                if let Some(body) = body {
+                    self.send(vif, &VnetHdr::NONE, acts.prepend(prepend), body);
+                }
+            }
+            Action::Hold { pkt, flow } => {
+                if let Some(p) = pkts.get(base + pkt as usize) {
+                    if self.holds.hold(flow, in_vif, p.data(), self.now) {
+                        self.stats.held += 1;
+                    } else {
+                        self.stats.hold_overflow += 1;
+                    }
+                }
+            }
+            Action::Drop { .. } | Action::PassThrough { .. } | Action::Consumed { .. } => {}
+        }
+    }
+
+    /// Run plain (non-GSO) packets through the core and execute.
+    fn run(&mut self, in_vif: u16, pkts: &mut [Packet<'_>], acts: &mut Actions) {
+        let mut base = 0;
+        while base < pkts.len() {
+            acts.clear();
+            let Some(rest) = pkts.get_mut(base..) else {
+                break;
+            };
+            let k = self.router.process(in_vif, rest, acts);
+            if k == 0 {
+                break;
+            }
+            for a in acts.as_slice() {
+                self.plain(in_vif, pkts, base, a, acts);
+            }
+            base += k;
+        }
+        self.flush();
+    }
+}
+
+fn disposition_pkt(a: &Action) -> u16 {
+    match *a {
+        Action::Tx { pkt, .. }
+        | Action::TxCopy { pkt, .. }
+        | Action::Hold { pkt, .. }
+        | Action::Drop { pkt, .. }
+        | Action::PassThrough { pkt }
+        | Action::Consumed { pkt } => pkt,
+    }
+}
+
+impl Core {
+    fn new(router: Router, poller: Box<dyn Poller>, cfg: DatapathConfig) -> Core {
+        let nvifs = router.config().max_vifs as usize;
+        let batch = cfg.batch.clamp(1, MAX_BATCH);
+        let mut ports = Vec::with_capacity(nvifs);
+        ports.resize_with(nvifs, || None);
+        let now = Instant::now();
+        Core {
+            router,
+            ports,
+            poller,
+            holds: HoldStore::new(cfg.hold_per_flow, cfg.hold_max_total),
+            stats: DpStats::default(),
+            slots: (0..batch).map(|_| RxSlot::default()).collect(),
+            probes: (0..batch).map(|_| Vec::new()).collect(),
+            segs: Vec::new(),
+            gro: Gro::default(),
+            // Room for a batch plus copies (floods, fragments, trap copies).
+            actions: Actions::with_capacity(MAX_BATCH * 8),
+            cfg: DatapathConfig { batch, ..cfg },
+            epoch: now,
+            last_expiry: now,
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Direct access for requests without a wrapper here. Flow changes
+    /// should go through [`Core::flow_set`]/[`Core::flow_del`], which also
+    /// release or drop held frames.
+    pub fn router_mut(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
+    pub fn stats(&self) -> DpStats {
+        self.stats
+    }
+
+    /// Frames currently held.
+    pub fn held(&self) -> usize {
+        self.holds.len()
+    }
+
+    pub fn port_name(&self, idx: u16) -> Option<String> {
+        match self.ports.get(idx as usize) {
+            Some(Some(pe)) => Some(pe.port.name().to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn port_stats(&self, idx: u16) -> Option<PortStats> {
+        match self.ports.get(idx as usize) {
+            Some(Some(pe)) => Some(pe.port.stats()),
+            _ => None,
+        }
+    }
+
+    /// Add or change a vif. With `port`, the vif's frames go through it from
+    /// now on (a previous port is closed); without, the existing port (if
+    /// any) stays.
+    pub fn vif_add(&mut self, cfg: VifConfig, port: Option<Box<dyn Port>>) -> Result<(), DpError> {
+        let idx = cfg.idx;
+        if idx as usize >= self.ports.len() {
+            return Err(ConfigError::OutOfRange("vif index").into());
+        }
+        self.router.vif_add(cfg)?;
+        if let Some(port) = port {
+            self.close_port(idx);
+            self.poller.add(port.as_ref(), idx as u64)?;
+            let offloads = port.offloads();
+            tracing::info!(vif = idx, port = port.name(), ?offloads, "port attached");
+            if let Some(slot) = self.ports.get_mut(idx as usize) {
+                *slot = Some(PortEntry { port, offloads });
+            }
+        }
+        Ok(())
+    }
+
+    fn close_port(&mut self, idx: u16) {
+        if let Some(slot) = self.ports.get_mut(idx as usize) {
+            if let Some(old) = slot.take() {
+                if let Err(e) = self.poller.remove(old.port.as_ref()) {
+                    tracing::warn!(vif = idx, error = %e, "poller remove");
+                }
+                tracing::info!(vif = idx, port = old.port.name(), "port closed");
+            }
+        }
+    }
+
+    /// Delete a vif and close its port.
+    pub fn vif_del(&mut self, idx: u16) -> Result<Vif, DpError> {
+        let v = self.router.vif_del(idx)?;
+        self.close_port(idx);
+        Ok(v)
+    }
+
+    pub fn vifs(&self) -> Vec<VifInfo> {
+        self.router
+            .vifs()
+            .iter()
+            .map(|v| VifInfo {
+                vif: v.clone(),
+                port: match self.ports.get(v.cfg.idx as usize) {
+                    Some(Some(pe)) => Some((pe.port.name().to_string(), pe.port.stats())),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    /// Apply the agent's flow decision; frames held for the flow are run
+    /// through the core again when it leaves HOLD.
+    pub fn flow_set(&mut self, req: &FlowSet) -> Result<FlowSetOutcome, DpError> {
+        let out = self.router.flow_set(req)?;
+        if out.release_held {
+            self.reinject(out.index);
+        }
+        Ok(out)
+    }
+
+    /// Delete a flow; frames held for it are dropped.
+    pub fn flow_del(&mut self, index: u32, gen_id: Option<u8>) -> Result<bool, DpError> {
+        let had = self.router.flow_del(index, gen_id)?;
+        self.stats.hold_dropped += self.holds.drop_flow(index) as u64;
+        Ok(had)
+    }
+
+    /// Run `frame` through the core as if received on `vif` (agent
+    /// injection over another channel, tests).
+    pub fn inject(&mut self, vif: u16, frame: &[u8], vnet: VnetHdr) {
+        let Some(slot) = self.slots.first_mut() else {
+            return;
+        };
+        if slot.fill(frame, vnet) {
+            self.process_slots(vif, 1);
+        }
+    }
+
+    fn reinject(&mut self, flow: u32) {
+        let held = self.holds.take(flow);
+        let mut i = 0;
+        while let Some(first) = held.get(i) {
+            let vif = first.vif;
+            let mut n = 0;
+            while let Some(h) = held.get(i).filter(|h| h.vif == vif) {
+                let Some(slot) = self.slots.get_mut(n) else {
+                    break;
+                };
+                if slot.fill(&h.frame, VnetHdr::NONE) {
+                    n += 1;
+                    self.stats.reinjected += 1;
+                }
+                i += 1;
+            }
+            self.process_slots(vif, n);
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.router
+            .set_time(now.duration_since(self.epoch).as_secs() as u32);
+        if now.duration_since(self.last_expiry) >= Duration::from_secs(1) {
+            self.last_expiry = now;
+            if let Some(deadline) = now.checked_sub(self.cfg.hold_timeout) {
+                self.stats.hold_expired += self.holds.expire(deadline) as u64;
+            }
+        }
+    }
+
+    /// Read one batch from the port of `vif`; true if the batch was full.
+    fn rx_port(&mut self, vif: u16) -> bool {
+        let Some(Some(pe)) = self.ports.get_mut(vif as usize) else {
+            return false;
+        };
+        match pe.port.recv_batch(&mut self.slots) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.process_slots(vif, n);
+                n == self.slots.len()
+            }
+            Err(e) => {
+                self.stats.rx_errors += 1;
+                tracing::debug!(vif, error = %e, "rx failed");
+                false
+            }
+        }
+    }
+
+    /// Run slots `0..n` (received on `vif`) through the core.
+    fn process_slots(&mut self, vif: u16, n: usize) {
+        let Core {
+            router,
+            ports,
+            holds,
+            stats,
+            cfg,
+            slots,
+            probes,
+            segs,
+            gro,
+            actions,
+            ..
+        } = self;
+        let mut ex = Exec {
+            router,
+            ports,
+            holds,
+            stats,
+            gro,
+            now: Instant::now(),
+        };
+        let mut kinds: Vec<Kind> = Vec::with_capacity(n);
+        let mut pkts: Vec<Packet<'_>> = Vec::with_capacity(n);
+        let mut supers: Vec<&mut RxSlot> = Vec::new();
+        for (slot, probe) in slots.iter_mut().zip(probes.iter_mut()).take(n) {
+            if slot.len == 0 {
+                ex.stats.rx_truncated += 1;
+                continue;
+            }
+            ex.stats.rx_frames += 1;
+            let vh = slot.vnet;
+            if vh.is_gso() {
+                ex.stats.gso_frames += 1;
+                let g = match Gso::new(slot.frame(), &vh) {
+                    Ok(g) if g.segs <= cfg.max_segments => g,
+                    _ => {
+                        ex.stats.offload_errors += 1;
+                        continue;
+                    }
+                };
+                let plen = g.seg_len(0);
+                if probe.len() < HEADROOM + plen {
+                    probe.resize(HEADROOM + plen, 0);
+                }
+                let written = probe
+                    .get_mut(HEADROOM..)
+                    .and_then(|out| g.write_segment(slot.frame(), 0, true, out).ok());
+                let Some(p) = written.and_then(|_| Packet::new(probe, HEADROOM, plen)) else {
+                    ex.stats.offload_errors += 1;
+                    continue;
+                };
+                kinds.push(Kind::Probe(g, supers.len()));
+                supers.push(slot);
+                pkts.push(p);
+            } else {
+                let len = slot.len;
+                if vh.needs_csum() {
+                    let f = slot.frame_area().get_mut(..len).unwrap_or(&mut []);
+                    let end = vnet::l3_end(f);
+                    if vnet::complete_csum(f, end, &vh).is_err() {
+                        ex.stats.offload_errors += 1;
+                        continue;
+                    }
+                    ex.stats.csum_completed += 1;
+                }
+                let Some(p) = Packet::new(slot.buf_mut(), HEADROOM, len) else {
+                    continue;
+                };
+                kinds.push(Kind::Plain);
+                pkts.push(p);
+            }
+        }
+        if supers.is_empty() {
+            ex.run(vif, &mut pkts, actions);
+            return;
+        }
+        // Mixed batch: probes are judged per packet (a packet's actions are
+        // contiguous: its copies, then its disposition).
+        let mut fallback: Vec<usize> = Vec::new();
+        let mut base = 0;
+        while base < pkts.len() {
+            actions.clear();
+            let Some(rest) = pkts.get_mut(base..) else {
+                break;
+            };
+            let k = ex.router.process(vif, rest, actions);
+            if k == 0 {
+                break;
+            }
+            let list = actions.as_slice();
+            let mut a = 0;
+            while a < list.len() {
+                let mut e = a;
+                while matches!(list.get(e), Some(Action::TxCopy { .. })) {
+                    e += 1;
+                }
+                let group = list.get(a..=e.min(list.len() - 1)).unwrap_or(&[]);
+                a = e + 1;
+                let Some(last) = group.last() else {
+                    continue;
+                };
+                let p = base + disposition_pkt(last) as usize;
+                match kinds.get(p) {
+                    Some(Kind::Plain) => {
+                        for act in group {
+                            ex.plain(vif, &pkts, base, act, actions);
+                        }
+                    }
+                    Some(Kind::Probe(g, si)) => {
+                        let (g, si) = (*g, *si);
+                        let Some(sup) = supers.get_mut(si) else {
+                            continue;
+                        };
+                        match group {
+                            [Action::Tx { vif: out, .. }] => {
+                                let gso_ok = matches!(
+                                    ex.ports.get(*out as usize),
+                                    Some(Some(pe)) if pe.offloads.tx_gso
+                                );
+                                let len = sup.len;
+                                let frame = sup.frame_area().get_mut(..len).unwrap_or(&mut []);
+                                let probe = pkts.get(p).map(|x| x.data()).unwrap_or(&[]);
+                                if gso_ok && g.graft(frame, probe) {
+                                    ex.stats.gso_whole += 1;
+                                    let vh = sup.vnet;
+                                    ex.send(*out, &vh, &[], sup.frame());
+                                } else {
+                                    fallback.push(si);
+                                }
+                            }
+                            // The whole super-packet shares the verdict.
+                            [Action::Drop { .. }] => {}
+                            _ => fallback.push(si),
+                        }
+                    }
+                    None => {}
+                }
+            }
+            base += k;
+        }
+        ex.flush();
+        drop(pkts);
+        for si in fallback {
+            let Some(sup) = supers.get(si) else {
+                continue;
+            };
+            let Ok(g) = Gso::new(sup.frame(), &sup.vnet) else {
+                continue;
+            };
+            ex.stats.gso_segmented += 1;
+            segment_and_run(&mut ex, vif, sup.frame(), &g, segs, actions);
+        }
+    }
+}
+
+/// Cut a super-packet into segments and run them through the core.
+fn segment_and_run(
+    ex: &mut Exec<'_>,
+    vif: u16,
+    frame: &[u8],
+    g: &Gso,
+    segs: &mut Vec<u8>,
+    actions: &mut Actions,
+) {
+    let stride = HEADROOM + g.hdr_len + g.mss;
+    let mut i = 0;
+    while i < g.segs {
+        let cnt = MAX_BATCH.min(g.segs - i);
+        if segs.len() < stride * cnt {
+            segs.resize(stride * cnt, 0);
+        }
+        let mut pkts: Vec<Packet<'_>> = Vec::with_capacity(cnt);
+        for (j, chunk) in segs.chunks_mut(stride).take(cnt).enumerate() {
+            let len = match chunk
+                .get_mut(HEADROOM..)
+                .map(|out| g.write_segment(frame, i + j, false, out))
+            {
+                Some(Ok(len)) => len,
+                _ => {
+                    ex.stats.offload_errors += 1;
+                    continue;
+                }
+            };
+            if let Some(p) = Packet::new(chunk, HEADROOM, len) {
+                pkts.push(p);
+            }
+        }
+        ex.stats.gso_segments += pkts.len() as u64;
+        ex.run(vif, &mut pkts, actions);
+        i += cnt;
+    }
+}
+
+type Cmd = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// Handle on a running datapath thread; usable from any thread (`Sync`:
+/// share it in an `Arc`). Dropping it stops the thread.
+pub struct Datapath {
+    tx: mpsc::Sender<Cmd>,
+    waker: Arc<dyn Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    opener: Option<Arc<dyn PortOpener>>,
+}
+
+impl Datapath {
+    /// Start the loop thread over `router` (whose flow table the caller
+    /// built: on the heap or in shared memory). `opener` opens ports by
+    /// interface name for [`Datapath::vif_add`]; it runs in the calling
+    /// thread (so in the caller's network namespace).
+    pub fn start(
+        router: Router,
+        poller: Box<dyn Poller>,
+        opener: Option<Arc<dyn PortOpener>>,
+        cfg: DatapathConfig,
+    ) -> Result<Datapath, DpError> {
+        let waker = poller.waker();
+        let mut core = Core::new(router, poller, cfg);
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vrouter-dp".into())
+            .spawn(move || run(&mut core, &rx, &stop2))?;
+        Ok(Datapath {
+            tx,
+            waker,
+            stop,
+            thread: Some(thread),
+            opener,
+        })
+    }
+
+    /// Run `f` on the loop thread between batches and return its result.
+    /// Several operations in one closure are applied atomically with
+    /// respect to forwarding.
+    pub fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<R, DpError> {
+        let (rtx, rrx) = mpsc::sync_channel(1);
+        let cmd: Cmd = Box::new(move |c: &mut Core| {
+            let _ = rtx.send(f(c));
+        });
+        self.tx.send(cmd).map_err(|_| DpError::Stopped)?;
+        self.waker.wake();
+        rrx.recv().map_err(|_| DpError::Stopped)
+    }
+
+    /// Add or change a vif, opening its port by `cfg.name` unless the vif
+    /// already has a port of that name (the agent re-adding a vif).
+    /// Agent-less vifs without a name keep no port.
+    pub fn vif_add(&self, cfg: VifConfig) -> Result<(), DpError> {
+        let idx = cfg.idx;
+        let name = cfg.name.as_str().to_string();
+        if name.is_empty() {
+            return Err(DpError::NoName(idx));
+        }
+        let current = self.call(move |c| c.port_name(idx))?;
+        let port = if current.as_deref() == Some(name.as_str()) {
+            None
+        } else {
+            let opener = self.opener.as_ref().ok_or(DpError::NoOpener)?;
+            Some(opener.open(&cfg)?)
+        };
+        self.call(move |c| c.vif_add(cfg, port))?
+    }
+
+    /// Add or change a vif with a port the caller opened.
+    pub fn vif_add_port(&self, cfg: VifConfig, port: Box<dyn Port>) -> Result<(), DpError> {
+        self.call(move |c| c.vif_add(cfg, Some(port)))?
+    }
+
+    pub fn vif_del(&self, idx: u16) -> Result<Vif, DpError> {
+        self.call(move |c| c.vif_del(idx))?
+    }
+
+    pub fn nh_add(&self, nh: Nexthop) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.nh_add(nh))??)
+    }
+
+    pub fn nh_del(&self, id: u32) -> Result<Nexthop, DpError> {
+        Ok(self.call(move |c| c.router.nh_del(id))??)
+    }
+
+    pub fn route_add(&self, vrf: u16, prefix: Prefix, data: RouteData) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.route_add(vrf, prefix, data))??)
+    }
+
+    pub fn route_del(&self, vrf: u16, prefix: Prefix) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.route_del(vrf, prefix))??)
+    }
+
+    pub fn vrf_reset(&self, vrf: u16) -> Result<(), DpError> {
+        self.call(move |c| c.router.vrf_reset(vrf))
+    }
+
+    pub fn mpls_add(&self, label: u32, nh: u32) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.mpls_add(label, nh))??)
+    }
+
+    pub fn mpls_del(&self, label: u32) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.mpls_del(label))??)
+    }
+
+    pub fn vxlan_add(&self, vni: u32, nh: u32) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.vxlan_add(vni, nh))??)
+    }
+
+    pub fn vxlan_del(&self, vni: u32) -> Result<(), DpError> {
+        Ok(self.call(move |c| c.router.vxlan_del(vni))??)
+    }
+
+    /// Apply a flow decision; held frames are re-injected when the flow
+    /// leaves HOLD.
+    pub fn flow_set(&self, req: FlowSet) -> Result<FlowSetOutcome, DpError> {
+        self.call(move |c| c.flow_set(&req))?
+    }
+
+    /// Delete a flow; held frames are dropped.
+    pub fn flow_del(&self, index: u32, gen_id: Option<u8>) -> Result<bool, DpError> {
+        self.call(move |c| c.flow_del(index, gen_id))?
+    }
+
+    pub fn vifs(&self) -> Result<Vec<VifInfo>, DpError> {
+        self.call(|c| c.vifs())
+    }
+
+    pub fn nexthops(&self) -> Result<Vec<Nexthop>, DpError> {
+        self.call(|c| c.router.nexthops().cloned().collect())
+    }
+
+    pub fn drop_stats(&self) -> Result<DropStats, DpError> {
+        self.call(|c| c.router.drop_stats().clone())
+    }
+
+    pub fn stats(&self) -> Result<DpStats, DpError> {
+        self.call(|c| c.stats())
+    }
+
+    /// Stop the loop and close every port.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("datapath thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Commands run per wake-up before forwarding resumes.
+const CMDS_PER_TURN: usize = 64;
+
+fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) {
+    let mut ready: Vec<u64> = Vec::new();
+    let mut busy = false;
+    while !stop.load(Ordering::Acquire) {
+        for _ in 0..CMDS_PER_TURN {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    core.stats.commands += 1;
+                    cmd(core);
+                }
+                Err(_) => break,
+            }
+        }
+        ready.clear();
+        let wait = if busy {
+            Duration::ZERO
+        } else {
+            core.cfg.idle_wait
+        };
+        if let Err(e) = core.poller.wait(&mut ready, wait) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "poll failed; datapath stops");
+                break;
+            }
+        }
+        core.tick();
+        busy = false;
+        for &tok in &ready {
+            busy |= core.rx_port(tok as u16);
+        }
+    }
+    // Close ports in the loop thread (their owner).
+    for i in 0..core.ports.len() {
+        core.close_port(i as u16);
+    }
+}

@@ -1,0 +1,202 @@
+//! Thin, checked wrappers over the libc calls the Linux ports use.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+// Kernel ABI constants (include/uapi/linux/if_packet.h), spelled out here
+// because not every libc release exports them at the crate root.
+pub const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+pub const PACKET_MR_PROMISC: libc::c_ushort = 1;
+pub const PACKET_STATISTICS: libc::c_int = 6;
+pub const PACKET_VNET_HDR: libc::c_int = 15;
+pub const PACKET_QDISC_BYPASS: libc::c_int = 20;
+pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+#[repr(C)]
+pub struct PacketMreq {
+    pub mr_ifindex: libc::c_int,
+    pub mr_type: libc::c_ushort,
+    pub mr_alen: libc::c_ushort,
+    pub mr_address: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Default)]
+pub struct TpacketStats {
+    pub tp_packets: libc::c_uint,
+    pub tp_drops: libc::c_uint,
+}
+
+pub fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Take ownership of a descriptor a syscall just returned.
+pub fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(fd)?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points to a live `T` of the size we pass.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+pub fn getsockopt<T: Default>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    let mut v = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `v` is a live `T` and `len` its size.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut T).cast(), &mut len) })?;
+    Ok(v)
+}
+
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name}"),
+        ))
+    } else {
+        Ok(idx)
+    }
+}
+
+/// An `ifreq` carrying `name` (at most IFNAMSIZ-1 bytes).
+pub fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all zeroes is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() >= ifr.ifr_name.len() || b.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+pub fn ifreq_name(ifr: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Set IFF_UP on `name` (in the caller's network namespace).
+pub fn set_up(name: &str) -> io::Result<()> {
+    let s =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut ifr = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `ifr`, which is valid.
+    unsafe {
+        cvt(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr))?;
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        cvt(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr))?;
+    }
+    Ok(())
+}
+
+/// The MAC address of `name` (SIOCGIFHWADDR: unlike sysfs, this follows
+/// the calling thread's network namespace).
+pub fn mac_of(name: &str) -> io::Result<[u8; 6]> {
+    // SAFETY: plain socket(2).
+    let s =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut ifr = ifreq(name)?;
+    // SAFETY: SIOCGIFHWADDR writes into `ifr`, which is valid; the union
+    // member read afterwards is the one the kernel filled.
+    let data = unsafe {
+        cvt(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr))?;
+        ifr.ifr_ifru.ifru_hwaddr.sa_data
+    };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok(mac)
+}
+
+/// Attach a classic BPF program that accepts nothing: the socket still
+/// claims its port/protocol (so the kernel sends no ICMP unreachable) but
+/// queues no data.
+pub fn attach_drop_all(fd: &impl AsRawFd) -> io::Result<()> {
+    let mut insn = [libc::sock_filter {
+        // BPF_RET | BPF_K, k = 0: keep 0 bytes.
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Keep the host stack off a VM-facing interface: never answer ARP for
+/// host addresses on it (`arp_ignore=8`) and no IPv6 on it (no link-local
+/// address, DAD, router solicitations or MLD towards the VM). The kernel
+/// module vRouter steals such frames before the stack sees them; with
+/// AF_PACKET the stack sees them too, hence this. Per the caller's network
+/// namespace (procfs `net` follows the thread).
+pub fn isolate_host_stack(name: &str) -> io::Result<()> {
+    if name.contains('/') || name.contains("..") || name.is_empty() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "8")?;
+    match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
+        // No IPv6 in this kernel: nothing to disable.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Enter the network namespace `/run/netns/NAME` (as `ip netns` names it)
+/// for the calling thread only. Threads it spawns afterwards, and sockets
+/// it opens, belong to that namespace.
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    if name.contains('/') || name.is_empty() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let f = std::fs::File::open(format!("/run/netns/{name}"))?;
+    // SAFETY: setns on a namespace file descriptor we own.
+    cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
+}

@@ -1,0 +1,765 @@
+//! End-to-end tests on real interfaces: network namespaces as containers
+//! and hosts, veth pairs, the datapath on AF_PACKET with offloads left ON.
+//!
+//! Needs root and iproute2 (`ip`); without them each test prints a SKIP
+//! line and returns. Every namespace is deleted by a guard, also when a test
+//! fails. Ping and TCP run inside the namespaces from threads that entered
+//! them (`setns`), so no ping/nc binaries are needed.
+//!
+//! Addresses: containers 198.18.0.0/24, fabric 192.0.2.0/24, only inside
+//! namespaces created here.
+
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use dp_core::nexthop::{AF_BRIDGE, AF_INET};
+use dp_core::route::rt_flags;
+use dp_core::{
+    Nexthop, NhFlags, NhKind, Prefix, RouteData, Router, RouterConfig, TunnelKind, VifConfig,
+    VifFlags, VifType, VROUTER_MAC,
+};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use vrouter::linux::{self, OverlayGuard};
+use vrouter::{Datapath, DatapathConfig};
+
+// ---- environment ---------------------------------------------------------
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (network namespaces, AF_PACKET)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("iproute2 `ip` not found".into()),
+    }
+}
+
+macro_rules! require_env {
+    () => {
+        if let Some(r) = skip_reason() {
+            // Straight to the stderr handle: libtest's capture only sees
+            // the print macros, and a skip must be visible.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: {}:{}: {r}",
+                module_path!(),
+                line!()
+            );
+            return;
+        }
+    };
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Network namespaces deleted on drop (also on panic). Namespaces left by
+/// a killed earlier run (owner pid gone) are removed on creation.
+struct Namespaces {
+    names: Vec<String>,
+    prefix: String,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Namespaces {
+    fn new() -> Namespaces {
+        reap_stale();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Namespaces {
+            names: Vec::new(),
+            prefix: format!("vrt{pid}x{n}"),
+        }
+    }
+
+    fn add(&mut self, tag: &str) -> String {
+        let name = format!("{}-{tag}", self.prefix);
+        ip(&["netns", "add", &name]);
+        self.names.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in self.names.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn reap_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("vrt") else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Run `f` in a new thread inside namespace `ns`.
+fn in_ns<R: Send + 'static>(ns: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        linux::enter_netns(&ns).expect("setns");
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A container: namespace `ns` whose `eth0` pairs with `host_if` in `host`.
+fn container(host: &str, host_if: &str, ns: &str, mac: [u8; 6], ip4: [u8; 4], mtu: u16) {
+    ip(&[
+        "-n", host, "link", "add", "name", host_if, "type", "veth", "peer", "name", "eth0",
+        "netns", ns,
+    ]);
+    ip(&["-n", host, "link", "set", host_if, "up"]);
+    let m = mac_str(mac);
+    let mtu = mtu.to_string();
+    ip(&[
+        "-n", ns, "link", "set", "eth0", "address", &m, "mtu", &mtu, "up",
+    ]);
+    let a = format!("{}/24", Ipv4Addr::from(ip4));
+    ip(&["-n", ns, "addr", "add", &a, "dev", "eth0"]);
+}
+
+// ---- router programming (what the agent would send over ksync) ----------
+
+const DISCARD_NH: u32 = 0;
+const RECEIVE_NH: u32 = 1;
+
+struct Vm {
+    vif: u16,
+    name: &'static str,
+    vrf: u16,
+    mac: [u8; 6],
+    ip: [u8; 4],
+}
+
+/// Next hop and label ids of a local VM: L3 nh `10 + 2*vif`, L2 nh + 1;
+/// L3 label `16 + 2*vif`.
+fn vm_nh(vif: u16) -> u32 {
+    10 + 2 * vif as u32
+}
+fn vm_label(vif: u16) -> u32 {
+    16 + 2 * vif as u32
+}
+
+fn base_router() -> Router {
+    let mut r = Router::new(RouterConfig::small()).unwrap();
+    for (id, kind) in [(DISCARD_NH, NhKind::Discard), (RECEIVE_NH, NhKind::Receive)] {
+        r.nh_add(Nexthop {
+            id,
+            family: AF_INET,
+            flags: NhFlags::VALID,
+            vrf: 0,
+            kind,
+        })
+        .unwrap();
+    }
+    r
+}
+
+fn vif_cfg(idx: u16, t: VifType, name: &str) -> VifConfig {
+    let mut c = VifConfig::new(idx, t);
+    c.name = dp_core::vif::heapless_name::Name::new(name).unwrap();
+    c
+}
+
+/// Program a local VM: vif, interface next hops, label, /32 route whose
+/// proxy-ARP answer is the vRouter MAC (so traffic is routed, L3).
+fn add_vm(dp: &Datapath, vm: &Vm) {
+    let mut c = vif_cfg(vm.vif, VifType::Virtual, vm.name);
+    c.mac = VROUTER_MAC;
+    c.ip = vm.ip;
+    c.vrf = vm.vrf;
+    c.nh_id = vm_nh(vm.vif);
+    c.flags = VifFlags::L3_ENABLED | VifFlags::L2_ENABLED;
+    dp.vif_add(c).unwrap();
+    let mut encap = [0u8; 14];
+    encap[0..6].copy_from_slice(&vm.mac);
+    encap[6..12].copy_from_slice(&VROUTER_MAC);
+    encap[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    for (id, family) in [(vm_nh(vm.vif), AF_INET), (vm_nh(vm.vif) + 1, AF_BRIDGE)] {
+        dp.nh_add(Nexthop {
+            id,
+            family,
+            flags: NhFlags::VALID,
+            vrf: vm.vrf,
+            kind: NhKind::Encap { oif: vm.vif, encap },
+        })
+        .unwrap();
+    }
+    dp.mpls_add(vm_label(vm.vif), vm_nh(vm.vif)).unwrap();
+    dp.route_add(
+        vm.vrf,
+        Prefix::V4(vm.ip, 32),
+        RouteData {
+            nh: vm_nh(vm.vif),
+            label: vm_label(vm.vif),
+            flags: rt_flags::LABEL_VALID | rt_flags::ARP_PROXY,
+            mac: [0; 6],
+        },
+    )
+    .unwrap();
+}
+
+/// Start a datapath inside `host_ns` (ports are opened there) with the
+/// overlay guard claimed in that namespace.
+fn start_dp(
+    host_ns: &str,
+    setup: impl FnOnce(&Datapath) + Send + 'static,
+) -> (Datapath, OverlayGuard) {
+    in_ns(host_ns, move || {
+        let guard = OverlayGuard::open();
+        let dir = std::env::temp_dir().join(format!("vrt-sock-{}", std::process::id()));
+        let dp = linux::start(base_router(), dir, DatapathConfig::default()).unwrap();
+        setup(&dp);
+        (dp, guard)
+    })
+}
+
+// ---- traffic inside namespaces --------------------------------------------
+
+/// ICMP echo from namespace `ns` to `dst`: RTTs of the replies received.
+fn ping(ns: &str, dst: [u8; 4], count: u16, wait: Duration) -> Vec<Duration> {
+    in_ns(ns, move || {
+        // SAFETY: plain socket(2); the descriptor is closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+        assert!(fd >= 0, "raw ICMP socket");
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: valid option pointer and size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from_ne_bytes(dst);
+        let id = (std::process::id() & 0xffff) as u16;
+        let mut rtts = Vec::new();
+        for seq in 1..=count {
+            let mut req = vec![8u8, 0, 0, 0];
+            req.extend_from_slice(&id.to_be_bytes());
+            req.extend_from_slice(&seq.to_be_bytes());
+            req.extend((0..56).map(|i| i as u8));
+            let c = packet::checksum::sum(&req);
+            req[2..4].copy_from_slice(&(!c).to_be_bytes());
+            let t0 = Instant::now();
+            // SAFETY: valid buffer and address.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    req.as_ptr().cast(),
+                    req.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                );
+            }
+            while t0.elapsed() < wait {
+                let mut buf = [0u8; 2048];
+                // SAFETY: valid buffer.
+                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 28 {
+                    continue;
+                }
+                let ihl = (buf[0] & 0xf) as usize * 4;
+                let icmp = &buf[ihl..n as usize];
+                if icmp[0] == 0
+                    && icmp[4..6] == id.to_be_bytes()
+                    && icmp[6..8] == seq.to_be_bytes()
+                    && buf[12..16] == dst
+                {
+                    rtts.push(t0.elapsed());
+                    break;
+                }
+            }
+        }
+        // SAFETY: we own fd.
+        unsafe { libc::close(fd) };
+        rtts
+    })
+}
+
+/// TCP: a listener in `server_ns` on `addr`, a client in `client_ns`
+/// sending `bytes` of a pattern; returns the verified byte count and the
+/// goodput in Gbit/s.
+fn tcp_transfer(server_ns: &str, client_ns: &str, addr: [u8; 4], bytes: usize) -> (usize, f64) {
+    let sa = SocketAddrV4::new(Ipv4Addr::from(addr), 5201);
+    let listener = in_ns(server_ns, move || TcpListener::bind(sa).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        let mut ok = true;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for (i, b) in buf[..n].iter().enumerate() {
+                        ok &= *b == ((total + i) % 251) as u8;
+                    }
+                    total += n;
+                }
+                Err(e) => panic!("server read after {total} bytes: {e}"),
+            }
+        }
+        assert!(ok, "payload corrupted");
+        total
+    });
+    let t0 = Instant::now();
+    in_ns(client_ns, move || {
+        let mut s = TcpStream::connect_timeout(&sa.into(), Duration::from_secs(5)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let chunk: Vec<u8> = (0..251 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        while sent < bytes {
+            let n = chunk.len().min(bytes - sent);
+            s.write_all(&chunk[..n]).unwrap();
+            sent += n;
+        }
+    });
+    let got = server.join().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    (got, got as f64 * 8.0 / secs / 1e9)
+}
+
+fn tcp_connect_fails(ns: &str, addr: [u8; 4]) -> bool {
+    let sa = SocketAddrV4::new(Ipv4Addr::from(addr), 5202);
+    in_ns(ns, move || {
+        TcpStream::connect_timeout(&sa.into(), Duration::from_millis(800)).is_err()
+    })
+}
+
+/// `Icmp: OutDestUnreachs` of the calling thread's namespace.
+fn icmp_out_unreach(ns: &str) -> u64 {
+    in_ns(ns, || {
+        let s = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+        let mut lines = s.lines().filter(|l| l.starts_with("Icmp:"));
+        let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
+        h.split_whitespace()
+            .zip(v.split_whitespace())
+            .find(|(k, _)| *k == "OutDestUnreachs")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap()
+    })
+}
+
+/// Bytes of the TCP transfers: `VRT_TCP_MB` (MiB) or the default.
+fn tcp_bytes(default_mb: usize) -> usize {
+    std::env::var("VRT_TCP_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_mb)
+        .clamp(1, 4096)
+        << 20
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+// ---- tests ----------------------------------------------------------------
+
+const C1_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 1];
+const C2_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 2];
+const C3_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 3];
+const C1_IP: [u8; 4] = [198, 18, 0, 1];
+const C2_IP: [u8; 4] = [198, 18, 0, 2];
+const C3_IP: [u8; 4] = [198, 18, 0, 3];
+
+/// Two containers in VRF 1 reach each other (ping, TCP with offloads on);
+/// a third in VRF 2 reaches neither.
+#[test]
+fn one_host_same_vrf_ping_tcp_and_isolation() {
+    require_env!();
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    let c2 = ns.add("c2");
+    let c3 = ns.add("c3");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
+    container(&host, "vh3", &c3, C3_MAC, C3_IP, 1500);
+    let (dp, _guard) = start_dp(&host, |dp| {
+        for vm in [
+            Vm {
+                vif: 3,
+                name: "vh1",
+                vrf: 1,
+                mac: C1_MAC,
+                ip: C1_IP,
+            },
+            Vm {
+                vif: 4,
+                name: "vh2",
+                vrf: 1,
+                mac: C2_MAC,
+                ip: C2_IP,
+            },
+            Vm {
+                vif: 5,
+                name: "vh3",
+                vrf: 2,
+                mac: C3_MAC,
+                ip: C3_IP,
+            },
+        ] {
+            add_vm(dp, &vm);
+        }
+    });
+
+    let rtts = ping(&c1, C2_IP, 3, Duration::from_secs(2));
+    assert_eq!(rtts.len(), 3, "ping c1 -> c2");
+    let back = ping(&c2, C1_IP, 3, Duration::from_secs(2));
+    assert_eq!(back.len(), 3, "ping c2 -> c1");
+    eprintln!(
+        "one-host ping c1->c2 median RTT {:?} ({rtts:?})",
+        median(rtts.clone())
+    );
+
+    let size = tcp_bytes(64);
+    let (got, gbps) = tcp_transfer(&c2, &c1, C2_IP, size);
+    assert_eq!(got, size);
+    let st = dp.stats().unwrap();
+    let ports: Vec<_> = [3u16, 4]
+        .iter()
+        .map(|v| dp.call(move |c| c.port_stats(*v)).unwrap())
+        .collect();
+    eprintln!("one-host TCP c1->c2: {gbps:.2} Gbit/s; datapath {st:?}; ports {ports:?}");
+    assert!(
+        st.gso_whole > 0,
+        "offloads on: super-packets forwarded whole"
+    );
+
+    assert!(
+        ping(&c3, C1_IP, 2, Duration::from_millis(500)).is_empty(),
+        "VRF 2 -> VRF 1"
+    );
+    assert!(
+        ping(&c1, C3_IP, 2, Duration::from_millis(500)).is_empty(),
+        "VRF 1 -> VRF 2"
+    );
+    assert!(tcp_connect_fails(&c3, C2_IP));
+    dp.stop();
+}
+
+const FAB_A: [u8; 4] = [192, 0, 2, 1];
+const FAB_B: [u8; 4] = [192, 0, 2, 2];
+const FAB_MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const FAB_MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Program one compute node: fabric vif 0 on `fab`, a receive route for
+/// its fabric address, its local VM, and the peer's VM behind an MPLSoUDP
+/// tunnel with the peer's L3 label.
+fn compute_node(
+    dp: &Datapath,
+    me: ([u8; 4], [u8; 6]),
+    peer: ([u8; 4], [u8; 6]),
+    local: Vm,
+    remote: &Vm,
+) {
+    let mut f = vif_cfg(0, VifType::Physical, "fab");
+    f.mac = me.1;
+    f.ip = me.0;
+    dp.vif_add(f).unwrap();
+    dp.route_add(
+        0,
+        Prefix::V4(me.0, 32),
+        RouteData {
+            nh: RECEIVE_NH,
+            ..RouteData::default()
+        },
+    )
+    .unwrap();
+    add_vm(dp, &local);
+    let mut encap = [0u8; 14];
+    encap[0..6].copy_from_slice(&peer.1);
+    encap[6..12].copy_from_slice(&me.1);
+    encap[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let tnh = 100;
+    dp.nh_add(Nexthop {
+        id: tnh,
+        family: AF_INET,
+        flags: NhFlags::VALID | NhFlags::TUNNEL_UDP_MPLS,
+        vrf: 0,
+        kind: NhKind::Tunnel {
+            oif: 0,
+            kind: TunnelKind::MplsOverUdp,
+            sip: me.0,
+            dip: peer.0,
+            encap,
+        },
+    })
+    .unwrap();
+    dp.route_add(
+        remote.vrf,
+        Prefix::V4(remote.ip, 32),
+        RouteData {
+            nh: tnh,
+            label: vm_label(remote.vif),
+            flags: rt_flags::LABEL_VALID | rt_flags::ARP_PROXY,
+            mac: [0; 6],
+        },
+    )
+    .unwrap();
+}
+
+/// Two compute nodes joined by a veth fabric, one container behind each,
+/// MPLSoUDP between them: ping and TCP, and the host kernels stay quiet.
+#[test]
+fn two_hosts_mpls_over_udp() {
+    require_env!();
+    let mut ns = Namespaces::new();
+    let ha = ns.add("ha");
+    let hb = ns.add("hb");
+    let ca = ns.add("ca");
+    let cb = ns.add("cb");
+    ip(&[
+        "-n", &ha, "link", "add", "name", "fab", "type", "veth", "peer", "name", "fab", "netns",
+        &hb,
+    ]);
+    for (h, mac, a) in [(&ha, FAB_MAC_A, FAB_A), (&hb, FAB_MAC_B, FAB_B)] {
+        ip(&[
+            "-n",
+            h,
+            "link",
+            "set",
+            "fab",
+            "address",
+            &mac_str(mac),
+            "up",
+        ]);
+        let a = format!("{}/24", Ipv4Addr::from(a));
+        ip(&["-n", h, "addr", "add", &a, "dev", "fab"]);
+    }
+    // Container MTU leaves room for the 46 bytes of outer headers.
+    container(&ha, "vh1", &ca, C1_MAC, C1_IP, 1400);
+    container(&hb, "vh1", &cb, C2_MAC, C2_IP, 1400);
+    let vm_a = || Vm {
+        vif: 3,
+        name: "vh1",
+        vrf: 1,
+        mac: C1_MAC,
+        ip: C1_IP,
+    };
+    let vm_b = || Vm {
+        vif: 3,
+        name: "vh1",
+        vrf: 1,
+        mac: C2_MAC,
+        ip: C2_IP,
+    };
+    let (dpa, _ga) = start_dp(&ha, move |dp| {
+        compute_node(dp, (FAB_A, FAB_MAC_A), (FAB_B, FAB_MAC_B), vm_a(), &vm_b())
+    });
+    let (dpb, gb) = start_dp(&hb, move |dp| {
+        compute_node(dp, (FAB_B, FAB_MAC_B), (FAB_A, FAB_MAC_A), vm_b(), &vm_a())
+    });
+    assert_eq!(gb.udp_ports(), vec![6635, 4789]);
+    let unreach_before = icmp_out_unreach(&hb);
+
+    let rtts = ping(&ca, C2_IP, 3, Duration::from_secs(2));
+    assert_eq!(rtts.len(), 3, "ping across the fabric");
+    eprintln!("two-host ping median RTT {:?}", median(rtts.clone()));
+    // The host's own traffic on the fabric still works (pass-through).
+    assert_eq!(
+        ping(&ha, FAB_B, 2, Duration::from_secs(2)).len(),
+        2,
+        "host ping on fabric"
+    );
+
+    let size = tcp_bytes(32);
+    let (got, gbps) = tcp_transfer(&cb, &ca, C2_IP, size);
+    assert_eq!(got, size);
+    let sa = dpa.stats().unwrap();
+    let sb = dpb.stats().unwrap();
+    eprintln!("two-host TCP over MPLSoUDP: {gbps:.2} Gbit/s; A {sa:?}; B {sb:?}");
+    assert!(
+        sa.gso_segmented > 0,
+        "super-packets segmented before encapsulation"
+    );
+    assert_eq!(
+        icmp_out_unreach(&hb),
+        unreach_before,
+        "host B's kernel sent no ICMP unreachable for overlay packets"
+    );
+    dpa.stop();
+    dpb.stop();
+}
+
+/// A TAP port (created by the datapath, IFF_VNET_HDR) as a VM port: the
+/// host namespace's own stack behind the TAP talks to a veth container,
+/// ping and TCP both ways through GSO-capable TAP reads and writes.
+#[test]
+fn tap_port_as_vm() {
+    require_env!();
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    const TAP_IP: [u8; 4] = [198, 18, 0, 5];
+    let host2 = host.clone();
+    let (dp, _guard) = start_dp(&host, move |dp| {
+        add_vm(
+            dp,
+            &Vm {
+                vif: 3,
+                name: "vh1",
+                vrf: 1,
+                mac: C1_MAC,
+                ip: C1_IP,
+            },
+        );
+        let tap = vrouter::linux::TapPort::create("vtap0").unwrap();
+        let mac = linux::mac_of("vtap0").unwrap();
+        ip(&["-n", &host2, "addr", "add", "198.18.0.5/24", "dev", "vtap0"]);
+        let mut c = vif_cfg(6, VifType::Virtual, "vtap0");
+        c.mac = VROUTER_MAC;
+        c.vrf = 1;
+        c.ip = TAP_IP;
+        c.nh_id = vm_nh(6);
+        c.flags = VifFlags::L3_ENABLED | VifFlags::L2_ENABLED;
+        dp.vif_add_port(c, Box::new(tap)).unwrap();
+        add_vm(
+            dp,
+            &Vm {
+                vif: 6,
+                name: "vtap0",
+                vrf: 1,
+                mac,
+                ip: TAP_IP,
+            },
+        );
+    });
+    assert_eq!(
+        ping(&c1, TAP_IP, 3, Duration::from_secs(2)).len(),
+        3,
+        "c1 -> tap"
+    );
+    assert_eq!(
+        ping(&host, C1_IP, 3, Duration::from_secs(2)).len(),
+        3,
+        "tap -> c1"
+    );
+    let size = tcp_bytes(32);
+    let (got, gbps) = tcp_transfer(&host, &c1, TAP_IP, size);
+    assert_eq!(got, size);
+    let (got2, gbps2) = tcp_transfer(&c1, &host, C1_IP, size);
+    assert_eq!(got2, size);
+    let st = dp.stats().unwrap();
+    let drops: Vec<_> = dp
+        .drop_stats()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    eprintln!(
+        "tap TCP veth->tap {gbps:.2} Gbit/s, tap->veth {gbps2:.2} Gbit/s; {st:?}; drops {drops:?}"
+    );
+    assert!(st.gso_whole > 0);
+    assert_eq!(
+        st.gso_whole, st.gso_frames,
+        "no super-packet dropped or segmented"
+    );
+    dp.stop();
+}
+
+/// The `vrouter` binary: starts with a fabric, claims the overlay ports,
+/// creates pkt0, and on SIGTERM stops and removes what it created.
+#[test]
+fn binary_starts_and_stops_cleanly() {
+    require_env!();
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    ip(&[
+        "-n", &host, "link", "add", "name", "fab0", "type", "veth", "peer", "name", "fab1",
+    ]);
+    ip(&["-n", &host, "link", "set", "fab0", "up"]);
+    let dir = std::env::temp_dir().join(format!("vrt-bin-{}-{}", std::process::id(), host));
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host,
+            env!("CARGO_BIN_EXE_vrouter"),
+            "--fabric",
+            "fab0",
+        ])
+        .arg("--sock-dir")
+        .arg(&dir)
+        .args(["--flow-entries", "4096"])
+        .spawn()
+        .unwrap();
+    let sock = dir.join("dpdk_pkt0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = sock.exists();
+    // The overlay guard: UDP 6635 is taken in the host namespace.
+    let claimed = in_ns(&host, || {
+        std::net::UdpSocket::bind(("0.0.0.0", 6635)).is_err()
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(started, "pkt0 socket created");
+    assert!(claimed, "overlay UDP port claimed");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit on SIGTERM: {status:?}"
+    );
+    assert!(!dir.exists(), "socket directory removed");
+}
