@@ -1,0 +1,469 @@
+//! The flow table in shared memory.
+//!
+//! The datapath creates the mapping and runs its [`FlowTable`] over it
+//! ([`FlowShm::create`], then [`FlowShm::into_table`]); the agent maps the
+//! same memory ([`FlowShm::open`]) to read flow state and statistics for
+//! aging, like upstream's agent `mmap`s the kernel module's flow table.
+//!
+//! # Layout
+//!
+//! A 4096-byte header page, then `entries + oflow_entries` [`FlowEntry`]
+//! records of 128 bytes (layout documented in [`dp_core::flow::table`]).
+//! The records start on a page boundary, so they are 64-byte aligned as
+//! `FlowEntry` requires. Header fields, host byte order:
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | magic `VRFT` |
+//! | 4 | 4 | layout version ([`LAYOUT_VERSION`]) |
+//! | 8 | 4 | entry size (128) |
+//! | 12 | 4 | header size (4096) |
+//! | 16 | 4 | `entries` (hash part, a non-zero multiple of 4) |
+//! | 20 | 4 | `oflow_entries` |
+//! | 24 | 4 | creator's process id |
+//! | 28 | 4 | reserved, zero |
+//! | 32 | 8 | generation |
+//! | 40 | 4056 | zero |
+//!
+//! The creator writes the magic last, after a release fence, so a reader
+//! never accepts a half-initialised table. The generation changes on every
+//! create (the creation time in nanoseconds, raised above the previous
+//! table's generation if one is still there), so an agent can tell that the
+//! datapath restarted: [`FlowShm::is_current`].
+//!
+//! # Concurrency contract
+//!
+//! As in [`dp_core::flow::table`]:
+//!
+//! * The datapath is the **only writer** of every byte, header included.
+//!   The agent maps the table read-write (as upstream's agent does) but
+//!   changes flows only by sending ksync `vr_flow_req` messages that the
+//!   datapath applies.
+//! * The agent copies an entry with [`FlowShm::entry`], which uses
+//!   [`read_stable`]: the copy is accepted only if the entry's write
+//!   sequence was even and unchanged and its generation and ACTIVE flag did
+//!   not change meanwhile. Statistics, TCP state and `last_seen` are updated
+//!   per packet without that bracket and may be read torn, as upstream's
+//!   agent may.
+//! * A new entry is VALID with action HOLD; the datapath makes it ACTIVE
+//!   when it applies the agent's FLOW_SET (fields first, then the flag,
+//!   release-fenced). A removed entry's `gen_id` survives and is bumped by
+//!   the next insert, so an index the agent held across a delete shows up as
+//!   stale.
+//!
+//! # Lifetime
+//!
+//! * **Linux**: a file (default `/dev/shm/vrouter-rs/flow`, or `flow`
+//!   under the socket directory), mode `0600`, built under a temporary name
+//!   and renamed into place, mapped with `memmap2`. The creator removes it
+//!   when its [`FlowShm`] drops (unless another creator replaced it since);
+//!   an agent's mapping stays valid until the agent unmaps it, it just is
+//!   no longer current.
+//! * **Windows**: a pagefile-backed named file mapping (default
+//!   `Local\vrouterFlowTable`) with [`crate::WINDOWS_SDDL`]. `Local\` is the
+//!   creator's session namespace, which services (session 0) share; a name
+//!   in `Global\` is visible to every session but creating it needs
+//!   `SeCreateGlobalPrivilege` (services running as SYSTEM have it, an
+//!   interactive administrator's process may not). The mapping lives while
+//!   any process has it open: if the agent still holds the previous table
+//!   when the datapath restarts, the datapath reinitialises that same memory
+//!   (it must be at least as large) with a higher generation.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+
+use dp_core::flow::table::{read_stable, FlowEntry, FlowTable, FlowTableError, FLOW_BUCKET_SIZE};
+
+use crate::error::{AsDisplay, Error, Result};
+use crate::sys;
+
+/// First bytes of the header.
+pub const MAGIC: [u8; 4] = *b"VRFT";
+/// Version of the header and record layout.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes before the first record.
+pub const HEADER_SIZE: usize = 4096;
+/// Bytes per record.
+pub const ENTRY_SIZE: usize = core::mem::size_of::<FlowEntry>();
+/// Attempts [`FlowShm::entry`] makes to get a consistent copy.
+pub const READ_TRIES: u32 = 64;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 4;
+const OFF_ENTRY_SIZE: usize = 8;
+const OFF_HEADER_SIZE: usize = 12;
+const OFF_ENTRIES: usize = 16;
+const OFF_OFLOW: usize = 20;
+const OFF_PID: usize = 24;
+const OFF_GENERATION: usize = 32;
+
+const _: () = assert!(ENTRY_SIZE == 128 && HEADER_SIZE.is_multiple_of(64));
+
+/// The header of a flow table mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmHeader {
+    pub version: u32,
+    pub entries: u32,
+    pub oflow_entries: u32,
+    pub creator_pid: u32,
+    pub generation: u64,
+}
+
+/// A mapped flow table: the datapath's (created) or the agent's (opened).
+#[derive(Debug)]
+pub struct FlowShm {
+    region: sys::shm::Region,
+    name: PathBuf,
+    header: ShmHeader,
+    creator: bool,
+}
+
+/// `entries + oflow` checked like [`FlowTable`] does (non-zero multiple of
+/// 4, total below 2^31): the number of bytes the mapping needs.
+fn mapping_len(name: &Path, entries: u32, oflow: u32) -> Result<usize> {
+    let bad = |source| Error::ShmBadSize {
+        name: name.as_display(),
+        entries,
+        oflow,
+        source,
+    };
+    if entries == 0 || !entries.is_multiple_of(FLOW_BUCKET_SIZE) {
+        return Err(bad(FlowTableError::BadSize));
+    }
+    let total = u64::from(entries) + u64::from(oflow);
+    if total > i32::MAX as u64 {
+        return Err(bad(FlowTableError::BadSize));
+    }
+    usize::try_from(total)
+        .ok()
+        .and_then(|t| t.checked_mul(ENTRY_SIZE))
+        .and_then(|b| b.checked_add(HEADER_SIZE))
+        .ok_or(bad(FlowTableError::NoMemory))
+}
+
+/// Volatile header accessors. `base` is the start of a mapping of at least
+/// `HEADER_SIZE` bytes, page-aligned.
+mod hdr {
+    use super::*;
+
+    pub(super) fn read_u32(base: *const u8, off: usize) -> u32 {
+        debug_assert!(off + 4 <= HEADER_SIZE && off.is_multiple_of(4));
+        // SAFETY: callers pass one of the OFF_* constants, in the header
+        // page and 4-aligned in a page-aligned mapping of >= HEADER_SIZE.
+        unsafe { base.add(off).cast::<u32>().read_volatile() }
+    }
+
+    pub(super) fn read_u64(base: *const u8, off: usize) -> u64 {
+        debug_assert!(off + 8 <= HEADER_SIZE && off.is_multiple_of(8));
+        // SAFETY: as `read_u32`, 8-aligned.
+        unsafe { base.add(off).cast::<u64>().read_volatile() }
+    }
+
+    pub(super) fn write_u32(base: *mut u8, off: usize, v: u32) {
+        debug_assert!(off + 4 <= HEADER_SIZE && off.is_multiple_of(4));
+        // SAFETY: as `read_u32`; only the creator writes.
+        unsafe { base.add(off).cast::<u32>().write_volatile(v) }
+    }
+
+    pub(super) fn write_u64(base: *mut u8, off: usize, v: u64) {
+        debug_assert!(off + 8 <= HEADER_SIZE && off.is_multiple_of(8));
+        // SAFETY: as `write_u32`, 8-aligned.
+        unsafe { base.add(off).cast::<u64>().write_volatile(v) }
+    }
+
+    pub(super) fn magic(base: *const u8) -> [u8; 4] {
+        read_u32(base, OFF_MAGIC).to_ne_bytes()
+    }
+
+    pub(super) fn header(base: *const u8) -> ShmHeader {
+        ShmHeader {
+            version: read_u32(base, OFF_VERSION),
+            entries: read_u32(base, OFF_ENTRIES),
+            oflow_entries: read_u32(base, OFF_OFLOW),
+            creator_pid: read_u32(base, OFF_PID),
+            generation: read_u64(base, OFF_GENERATION),
+        }
+    }
+}
+
+impl FlowShm {
+    /// Create the table `name` with `entries` hash slots (a non-zero
+    /// multiple of 4) and `oflow_entries` overflow records, every record
+    /// free. For the datapath; see the module docs for what happens to a
+    /// previous table of the same name.
+    pub fn create(name: impl AsRef<Path>, entries: u32, oflow_entries: u32) -> Result<Self> {
+        let name = name.as_ref();
+        let len = mapping_len(name, entries, oflow_entries)?;
+        let previous = Self::open(name).ok().map(|t| t.live_generation());
+        let mut region = sys::shm::Region::create(name, len)?;
+        if region.len() < len {
+            return Err(Error::ShmTooSmall {
+                name: name.as_display(),
+                have: region.len() as u64,
+                need: len as u64,
+            });
+        }
+        let base = region.as_ptr();
+        // Readers must not accept the table while it is rebuilt (Windows
+        // may hand back a mapping an agent still uses).
+        hdr::write_u32(base, OFF_MAGIC, 0);
+        fence(Ordering::Release);
+        // SAFETY: the region is `len` >= HEADER_SIZE bytes, writable,
+        // page-aligned, and only this creator writes it.
+        unsafe { base.write_bytes(0, HEADER_SIZE) };
+        let records = Self::records_ptr(base);
+        for i in 0..(entries as usize + oflow_entries as usize) {
+            // SAFETY: `mapping_len` checked the region holds every record;
+            // records start page-aligned, so each is 64-aligned.
+            unsafe { records.add(i).write(FlowEntry::EMPTY) };
+        }
+        let generation = next_generation(previous);
+        hdr::write_u32(base, OFF_VERSION, LAYOUT_VERSION);
+        hdr::write_u32(base, OFF_ENTRY_SIZE, ENTRY_SIZE as u32);
+        hdr::write_u32(base, OFF_HEADER_SIZE, HEADER_SIZE as u32);
+        hdr::write_u32(base, OFF_ENTRIES, entries);
+        hdr::write_u32(base, OFF_OFLOW, oflow_entries);
+        hdr::write_u32(base, OFF_PID, std::process::id());
+        hdr::write_u64(base, OFF_GENERATION, generation);
+        // Everything above is visible before the magic.
+        fence(Ordering::Release);
+        hdr::write_u32(base, OFF_MAGIC, u32::from_ne_bytes(MAGIC));
+        region.publish()?;
+        let header = hdr::header(base);
+        tracing::debug!(name = %name.display(), entries, oflow_entries, generation, "flow table created");
+        Ok(Self {
+            region,
+            name: name.to_owned(),
+            header,
+            creator: true,
+        })
+    }
+
+    /// Map the existing table `name` (the agent's side), checking its
+    /// header and size.
+    pub fn open(name: impl AsRef<Path>) -> Result<Self> {
+        let name = name.as_ref();
+        let region = sys::shm::Region::open(name)?;
+        let too_small = |need: usize| Error::ShmTooSmall {
+            name: name.as_display(),
+            have: region.len() as u64,
+            need: need as u64,
+        };
+        if region.len() < HEADER_SIZE {
+            return Err(too_small(HEADER_SIZE));
+        }
+        let base = region.as_ptr();
+        let magic = hdr::magic(base);
+        if magic != MAGIC {
+            return Err(Error::ShmBadMagic {
+                name: name.as_display(),
+                found: magic,
+            });
+        }
+        // The header is complete once the magic is there.
+        fence(Ordering::Acquire);
+        for (field, off, expected) in [
+            ("layout version", OFF_VERSION, LAYOUT_VERSION),
+            ("entry size", OFF_ENTRY_SIZE, ENTRY_SIZE as u32),
+            ("header size", OFF_HEADER_SIZE, HEADER_SIZE as u32),
+        ] {
+            let found = hdr::read_u32(base, off);
+            if found != expected {
+                return Err(Error::ShmBadLayout {
+                    name: name.as_display(),
+                    field,
+                    found: found.into(),
+                    expected: expected.into(),
+                });
+            }
+        }
+        let header = hdr::header(base);
+        let need = mapping_len(name, header.entries, header.oflow_entries)?;
+        if region.len() < need {
+            return Err(too_small(need));
+        }
+        Ok(Self {
+            region,
+            name: name.to_owned(),
+            header,
+            creator: false,
+        })
+    }
+
+    fn records_ptr(base: *mut u8) -> *mut FlowEntry {
+        // SAFETY (of the offset): every region is at least HEADER_SIZE long.
+        base.wrapping_add(HEADER_SIZE).cast()
+    }
+
+    /// The first record. Valid for [`Self::capacity`] records while `self`
+    /// lives; 64-byte aligned. See [`Self::into_table`] for the safe way to
+    /// build the datapath's table over it.
+    pub fn as_mut_ptr(&self) -> *mut FlowEntry {
+        Self::records_ptr(self.region.as_ptr())
+    }
+
+    /// Hash slots.
+    pub fn entries(&self) -> u32 {
+        self.header.entries
+    }
+
+    /// Overflow records.
+    pub fn oflow_entries(&self) -> u32 {
+        self.header.oflow_entries
+    }
+
+    /// All records.
+    pub fn capacity(&self) -> u32 {
+        self.header.entries + self.header.oflow_entries
+    }
+
+    /// The header as read at create / open.
+    pub fn header(&self) -> ShmHeader {
+        self.header
+    }
+
+    /// The generation as read at create / open.
+    pub fn generation(&self) -> u64 {
+        self.header.generation
+    }
+
+    /// The generation the mapped header holds now.
+    pub fn live_generation(&self) -> u64 {
+        hdr::read_u64(self.region.as_ptr(), OFF_GENERATION)
+    }
+
+    /// The name this table was created or opened by.
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    /// Whether this mapping is still the datapath's current table: nobody
+    /// re-created it (in place on Windows, as a new file on Linux) since.
+    /// An agent that gets `false` reopens, and forgets the flow indices it
+    /// held.
+    pub fn is_current(&self) -> bool {
+        self.live_generation() == self.header.generation
+            && Self::open(&self.name).is_ok_and(|t| t.header.generation == self.header.generation)
+    }
+
+    /// A consistent copy of record `idx` (see the module docs), or `None`
+    /// if `idx` is out of range or the datapath kept rewriting the entry
+    /// for [`READ_TRIES`] attempts.
+    pub fn entry(&self, idx: u32) -> Option<FlowEntry> {
+        if idx >= self.capacity() {
+            return None;
+        }
+        // SAFETY: `idx` is in range of the records, which `open`/`create`
+        // checked the mapping holds, aligned, and mapped while `self` lives.
+        unsafe { read_stable(self.as_mut_ptr().add(idx as usize), READ_TRIES) }
+    }
+
+    /// Consistent copies of the valid records, in index order.
+    pub fn iter_valid(&self) -> impl Iterator<Item = (u32, FlowEntry)> + '_ {
+        (0..self.capacity())
+            .filter_map(|i| self.entry(i).filter(FlowEntry::is_valid).map(|e| (i, e)))
+    }
+
+    /// The datapath's table over this mapping. Only the creator may do
+    /// this ([`Error::NotCreator`] otherwise). Every record is (re)set free.
+    pub fn into_table(self) -> Result<SharedFlowTable> {
+        if !self.creator {
+            return Err(Error::NotCreator {
+                name: self.name.as_display(),
+            });
+        }
+        let (entries, oflow) = (self.header.entries, self.header.oflow_entries);
+        // SAFETY: `FlowTable::from_raw` needs `bytes_for(entries, oflow)`
+        // writable bytes at a 64-aligned base that stay valid and that
+        // nothing else in this process accesses while the table lives:
+        // * `create` checked the mapping holds the header page plus every
+        //   record, and records start at page offset HEADER_SIZE;
+        // * the mapping is owned by `self`, which moves into the returned
+        //   `SharedFlowTable` next to the table and is unmapped only when
+        //   that drops (after the table: field order);
+        // * `SharedFlowTable` hands out the mapping only as `&FlowShm`,
+        //   whose accessors are volatile copies (`entry`) or a raw pointer;
+        //   other mappings of the same table (this process or another) read
+        //   it under the module's concurrency contract.
+        let table = unsafe { FlowTable::from_raw(self.as_mut_ptr(), entries, oflow) }.map_err(
+            |source| Error::ShmBadSize {
+                name: self.name.as_display(),
+                entries,
+                oflow,
+                source,
+            },
+        )?;
+        Ok(SharedFlowTable { table, shm: self })
+    }
+}
+
+/// Creation time in ns, above `previous`.
+fn next_generation(previous: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    match previous {
+        Some(p) => now.max(p.wrapping_add(1)),
+        None => now.max(1),
+    }
+}
+
+/// The datapath's flow table in shared memory: a [`FlowTable`] (through
+/// `Deref`/`DerefMut`) that owns its mapping.
+#[derive(Debug)]
+pub struct SharedFlowTable {
+    // Dropped first: the table must not outlive the mapping.
+    table: FlowTable,
+    shm: FlowShm,
+}
+
+impl SharedFlowTable {
+    /// The mapping (header, name, read-side accessors).
+    pub fn shm(&self) -> &FlowShm {
+        &self.shm
+    }
+}
+
+impl std::ops::Deref for SharedFlowTable {
+    type Target = FlowTable;
+    fn deref(&self) -> &FlowTable {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for SharedFlowTable {
+    fn deref_mut(&mut self) -> &mut FlowTable {
+        &mut self.table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let n = Path::new("t");
+        assert_eq!(mapping_len(n, 4, 0).unwrap(), HEADER_SIZE + 512);
+        assert!(matches!(
+            mapping_len(n, 0, 4),
+            Err(Error::ShmBadSize { .. })
+        ));
+        assert!(matches!(
+            mapping_len(n, 6, 4),
+            Err(Error::ShmBadSize { .. })
+        ));
+        assert!(matches!(
+            mapping_len(n, 0x7fff_fffc, 4),
+            Err(Error::ShmBadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn generations_increase() {
+        assert!(next_generation(None) > 0);
+        assert_eq!(next_generation(Some(u64::MAX - 1)), u64::MAX);
+        let g = next_generation(None);
+        assert!(next_generation(Some(g)) > g);
+    }
+}

@@ -1,0 +1,135 @@
+//! The flow table as a `mmap`ed file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+use super::FileId;
+use crate::error::{AsDisplay, Error, Result};
+
+#[derive(Debug)]
+pub(crate) struct Region {
+    map: MmapMut,
+    /// Where the file is now (the temporary name until `publish`).
+    path: PathBuf,
+    /// The final name.
+    name: PathBuf,
+    /// Set for the creator: the file to remove on drop.
+    owned: Option<FileId>,
+}
+
+impl Region {
+    /// A new file of `len` zero bytes under a temporary name next to
+    /// `name`; [`Self::publish`] renames it into place once initialised, so
+    /// a reader never opens a half-built table.
+    pub(crate) fn create(name: &Path, len: usize) -> Result<Self> {
+        if let Some(dir) = name.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create directory", &dir.to_owned(), e))?;
+        }
+        let mut tmp = name.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove old temporary", &tmp, e)),
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let owned = FileId::of(&tmp);
+        let cleanup = |e: Error| {
+            if let Some(id) = owned {
+                id.remove_if_same(&tmp);
+            }
+            e
+        };
+        file.set_len(len as u64)
+            .map_err(|e| cleanup(Error::io("size", &tmp, e)))?;
+        let map = map(&file, &tmp).map_err(cleanup)?;
+        Ok(Self {
+            map,
+            path: tmp.clone(),
+            name: name.to_owned(),
+            owned,
+        })
+    }
+
+    /// Rename the initialised file to its final name, replacing (not
+    /// touching the contents of) any previous table.
+    pub(crate) fn publish(&mut self) -> Result<()> {
+        fs::rename(&self.path, &self.name)
+            .map_err(|e| Error::io("rename into place", &self.name, e))?;
+        self.path.clone_from(&self.name);
+        Ok(())
+    }
+
+    pub(crate) fn open(name: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Error::ShmNotFound {
+                        name: name.as_display(),
+                    }
+                } else {
+                    Error::io("open", name, e)
+                }
+            })?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", name, e))?
+            .len();
+        if len < crate::flow_shm::HEADER_SIZE as u64 {
+            // Also avoids mapping an empty file, which fails.
+            return Err(Error::ShmTooSmall {
+                name: name.as_display(),
+                have: len,
+                need: crate::flow_shm::HEADER_SIZE as u64,
+            });
+        }
+        Ok(Self {
+            map: map(&file, name)?,
+            path: name.to_owned(),
+            name: name.to_owned(),
+            owned: None,
+        })
+    }
+
+    /// Start of the mapping, page-aligned.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr().cast_mut()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+fn map(file: &File, path: &Path) -> Result<MmapMut> {
+    // SAFETY: memmap2 requires that the file is not truncated or modified
+    // outside the mapping's rules while mapped. The file is ours (mode
+    // 0600, a private directory in production), shared only with the
+    // agent, which by contract never resizes it; the contents are accessed
+    // through raw pointers with volatile reads, never through `&[u8]`
+    // assumed stable.
+    unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("mmap", path, e))
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(id) = self.owned {
+            id.remove_if_same(&self.path);
+        }
+    }
+}
