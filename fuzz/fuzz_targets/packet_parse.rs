@@ -43,11 +43,24 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let t = VlanTag::new_unchecked(data);
-    let _ = (t.tci(), t.pcp(), t.dei(), t.vid(), t.ethertype(), t.payload());
+    let _ = (
+        t.tci(),
+        t.pcp(),
+        t.dei(),
+        t.vid(),
+        t.ethertype(),
+        t.payload(),
+    );
     let _ = VlanTag::new_checked(data);
 
     let g = GrePacket::new_unchecked(data);
-    let _ = (g.header_len(), g.checksum(), g.key(), g.sequence(), g.payload());
+    let _ = (
+        g.header_len(),
+        g.checksum(),
+        g.key(),
+        g.sequence(),
+        g.payload(),
+    );
     let _ = (g.protocol(), g.version(), g.verify_checksum());
     if let Ok(g) = GrePacket::new_checked(data) {
         if let Ok(r) = GreRepr::parse(&g) {

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this
+# Everything the test command needs from outside the repo, in one place.
+# Sourced by scripts/test-all.sh (phase "deps"); requires lib/common.sh.
+#
+# To add a phase's packages, append to APT_PACKAGES below; the deps phase
+# installs whatever is missing and does nothing (no `apt-get update`) when all
+# are present.
+
+APT_PACKAGES=(
+    # lint: shell scripts
+    shellcheck
+    # fuzz: libfuzzer-sys compiles libFuzzer (C++)
+    g++
+    # Windows lane (docs/windows.md): Debian's rustc 1.96 with its std source
+    # for -Zbuild-std, clippy, the mingw linker and Wine.
+    rustc-web
+    cargo-web
+    rust-web-src
+    rust-web-clippy
+    gcc-mingw-w64-x86-64
+    wine64
+    # later phases add theirs here (e2e: tshark docker.io openvswitch-switch
+    # iperf3 busybox-static python3-scapy ...)
+)
+
+# Prints the packages of "$@" that are not installed, one per line.
+apt_missing() {
+    local p
+    for p in "$@"; do
+        [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" == "ii "* ]] ||
+            printf '%s\n' "$p"
+    done
+}
+
+# Installs the missing ones of "$@" (apt-get update only when something is
+# missing, so a warm machine pays ~0.1 s).
+apt_ensure() {
+    local missing sudo=()
+    mapfile -t missing < <(apt_missing "$@")
+    if ((${#missing[@]} == 0)); then
+        log "apt: all ${#@} packages present"
+        return 0
+    fi
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null ||
+            die "not root and no sudo: install these by hand: ${missing[*]}"
+        sudo=(sudo -n)
+    fi
+    log "apt: installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    mapfile -t missing < <(apt_missing "$@")
+    ((${#missing[@]} == 0)) || die "apt-get did not install: ${missing[*]}"
+}
+
+# rustup's stable toolchain with rustfmt and clippy: the machine image has it;
+# components are added only if absent.
+rust_ensure() {
+    command -v cargo >/dev/null || die "no cargo on PATH (expected rustup in $CARGO_BIN_DIR)"
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        log "rustup: adding rustfmt and clippy"
+        rustup component add rustfmt clippy
+    fi
+    log "rust: $(cargo --version), $(/usr/bin/cargo --version 2>/dev/null || echo 'no /usr/bin/cargo')"
+}
+
+# cargo-fuzz (a cargo subcommand, any toolchain can run it).
+cargo_fuzz_ensure() {
+    if command -v cargo-fuzz >/dev/null; then
+        log "cargo-fuzz: $(cargo fuzz --version)"
+        return 0
+    fi
+    log "cargo-fuzz: installing from crates.io"
+    cargo install cargo-fuzz --locked
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The project's one test command (CI runs it through .ci/run):
+#
+#   bash scripts/test-all.sh               # every phase
+#   bash scripts/test-all.sh lint test     # only the phases named
+#
+# Knobs (docs/testing.md): SKIP_<PHASE>=1 skips a phase (SKIP_WINDOWS=1,
+# SKIP_FUZZ=1, ...), FUZZ_SECONDS=N fuzzes each target N seconds (default 15),
+# CARGO_TARGET_DIR moves every build (default: target/ in the repo).
+#
+# Adding a phase: write `phase_NAME() { ... }` and add `phase NAME "what"`
+# to the list at the bottom. Phases run in that order, fail fast, and get a
+# banner, a timing and a line in the summary.
+set -euo pipefail
+
+SCRIPT_NAME=test-all
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/deps.sh
+source "$ROOT/scripts/lib/deps.sh"
+
+export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+# The Linux lane's builds; the Windows lane and fuzz use subdirectories.
+export CARGO_TARGET_DIR="$TARGET_BASE"
+cd "$ROOT"
+
+# ---------------------------------------------------------------- phases
+
+phase_deps() {
+    apt_ensure "${APT_PACKAGES[@]}"
+    rust_ensure
+    if [[ ${SKIP_FUZZ:-0} == 1 ]]; then
+        log "cargo-fuzz: not checked (SKIP_FUZZ=1)"
+    else
+        cargo_fuzz_ensure
+    fi
+}
+
+phase_lint() {
+    local sh
+    mapfile -t sh < <(find scripts -name '*.sh' | sort)
+    step "shellcheck" shellcheck -x .ci/run "${sh[@]}"
+    step "cargo fmt --check" cargo fmt --all --check
+    # Crates outside the workspace.
+    step "cargo fmt --check (fuzz, canary)" fmt_outside
+    step "cargo clippy --workspace --all-targets" \
+        cargo clippy --workspace --all-targets -- -D warnings
+}
+fmt_outside() {
+    cargo fmt --check --manifest-path fuzz/Cargo.toml
+    cargo fmt --check --manifest-path scripts/windows/canary/Cargo.toml
+}
+
+phase_test() {
+    cargo test --workspace
+}
+
+phase_windows() {
+    bash "$ROOT/scripts/windows/lane.sh"
+}
+
+phase_fuzz() {
+    bash "$ROOT/scripts/fuzz.sh"
+}
+
+# ---------------------------------------------------------------- runner
+
+PHASE_NAMES=() PHASE_DESCS=()
+phase() {
+    PHASE_NAMES+=("$1")
+    PHASE_DESCS+=("$2")
+}
+
+SUMMARY=() CURRENT_PHASE='' PHASE_START=0 RAN=0 SKIPS=0
+
+summary_line() { SUMMARY+=("$(printf '  %-10s %-8s %8s  %s' "$@")"); }
+
+print_summary() {
+    ((${#SUMMARY[@]} > 0)) || return 0
+    banner "summary"
+    printf '%s\n' "${SUMMARY[@]}"
+}
+
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    if ((rc != 0)); then
+        if [[ -n $CURRENT_PHASE ]]; then
+            summary_line "$CURRENT_PHASE" FAILED "$(fmt_secs $((SECONDS - PHASE_START)))" "exit $rc"
+        fi
+        print_summary
+        printf '%stest-all: FAILED in phase %s%s (exit %d) after %s%s\n' "$C_RED" \
+            "${CURRENT_PHASE:-setup}" "${CURRENT_STEP:+, step \"$CURRENT_STEP\"}" "$rc" \
+            "$(fmt_secs "$SECONDS")" "$C_OFF"
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+
+run_phases() {
+    local i name var selected
+    # Phases named on the command line must exist.
+    for name in "$@"; do
+        [[ " ${PHASE_NAMES[*]} " == *" $name "* ]] ||
+            die "unknown phase '$name' (phases: ${PHASE_NAMES[*]})"
+    done
+    log "test-all: phases ${PHASE_NAMES[*]}; CI=${CI:-}; target dir $TARGET_BASE; FUZZ_SECONDS=$FUZZ_SECONDS"
+    for i in "${!PHASE_NAMES[@]}"; do
+        name=${PHASE_NAMES[$i]}
+        var=SKIP_${name^^}
+        var=${var//-/_}
+        selected=1
+        if (($# > 0)) && [[ " $* " != *" $name "* ]]; then selected=0; fi
+        if ((!selected)); then
+            summary_line "$name" skipped - "not named on the command line"
+            SKIPS=$((SKIPS + 1))
+            continue
+        fi
+        if [[ ${!var:-0} == 1 ]]; then
+            banner "phase $name: ${PHASE_DESCS[$i]}"
+            skipped "phase $name ($var=1)"
+            summary_line "$name" SKIPPED - "$var=1"
+            SKIPS=$((SKIPS + 1))
+            continue
+        fi
+        banner "phase $name: ${PHASE_DESCS[$i]}"
+        CURRENT_PHASE=$name PHASE_START=$SECONDS
+        "phase_$name"
+        log "phase $name: ok in $(fmt_secs $((SECONDS - PHASE_START)))"
+        summary_line "$name" ok "$(fmt_secs $((SECONDS - PHASE_START)))" ""
+        RAN=$((RAN + 1))
+        CURRENT_PHASE=''
+    done
+    print_summary
+    printf '%stest-all: PASSED in %s (%d phases ran, %d skipped)%s\n' "$C_GRN" \
+        "$(fmt_secs "$SECONDS")" "$RAN" "$SKIPS" "$C_OFF"
+}
+
+# ---------------------------------------------------------------- the list
+
+phase deps "packages and tools (apt, rustup components, cargo-fuzz)"
+phase lint "shellcheck, rustfmt, clippy -D warnings (Linux)"
+phase test "cargo test --workspace (Linux, rustup stable)"
+phase windows "Windows lane: windows-gnu tests under Wine, clippy gnu+msvc"
+phase fuzz "cargo-fuzz, ${FUZZ_SECONDS}s per target"
+
+run_phases "$@"
