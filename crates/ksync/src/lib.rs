@@ -1,0 +1,189 @@
+//! The datapath side of the vRouter ksync protocol (`no_std` + `alloc`).
+//!
+//! The agent (and `vrctl`, and upstream's tools) configure the datapath by
+//! sending netlink-framed Sandesh requests (`vr_interface_req`,
+//! `vr_nexthop_req`, ...; framing in [`sandesh::frame`]). [`Handler`] takes
+//! one received buffer, applies every request in it to a
+//! [`dp_core::Router`] and appends the answers, byte for byte as upstream
+//! vRouter answers them. It does no I/O: the Linux host feeds it from the
+//! unix socket, the Windows kernel shim from its named pipe, and the host
+//! learns about interface and flow events through [`HostOps`].
+//!
+//! # Answers, as upstream (`dp-core/vr_message.c`, `linux/vr_genetlink.c`)
+//!
+//! * Every request object is answered. ADD/DEL/RESET: a `vr_response`
+//!   whose `resp_code` is 0 or a negative errno ([`errno`]; dp-core's
+//!   [`ConfigError::errno`](dp_core::ConfigError::errno)). GET: one
+//!   message holding `vr_response` then the object (no object on error).
+//!   A FLOW_SET answer always carries a `vr_flow_response` after the
+//!   `vr_response`, error or not, as upstream's.
+//! * DUMP: resumes after the request's marker (`vifr_marker`,
+//!   `nhr_marker`, `mr_marker`, `vrf_marker`: the last index returned, -1
+//!   to start; `vxlanr_vnid`: the last VNI, 0 to start; routes: see
+//!   below). Objects fill one page of [`VR_MESSAGE_PAGE_SIZE`] bytes
+//!   (upstream's 4096 - 128; at least one object per page). The answer is
+//!   *two* messages: a `vr_response` whose `resp_code` is the number of
+//!   objects, OR-ed with [`VR_MESSAGE_DUMP_INCOMPLETE`] (bit 30) when more
+//!   remain, then one message with all the page's objects (left out when
+//!   there are none). Clients (upstream `utils/*.c`) print the objects,
+//!   keep the last one's id as the marker and ask again while the
+//!   incomplete bit is set.
+//! * Framing: each answer goes back as its own netlink message with the
+//!   request's type, `seq`, `pid` and `genlmsghdr` version, `nla_len` =
+//!   payload length, padded to 4 bytes (the Linux module and Windows
+//!   driver convention). When one request produces more than one message
+//!   (a dump, or several objects in one request), every message carries
+//!   `NLM_F_MULTI` and an `NLMSG_DONE` follows; a lone answer has flags 0.
+//! * Batching: a buffer may hold several netlink messages, and a message's
+//!   attribute several Sandesh objects (upstream's `sandesh_decode` loops
+//!   the same way); each is answered in order.
+//! * Bad input never tears anything down: an undecodable object gets
+//!   `-EINVAL` (unknown object names and unsupported operations
+//!   `-EOPNOTSUPP`), and decoding of that message's remaining objects
+//!   stops, as upstream's decoder does; the next netlink message is served
+//!   normally. A netlink header whose length is unusable ends the buffer
+//!   (there is no way to find the next message): it is answered with
+//!   `-EINVAL` if its header can be read, and [`Handled::malformed`] says
+//!   so, so the host can drop the connection.
+//!
+//! # Routes
+//!
+//! Inet dumps resume after `(rtr_marker, rtr_marker_plen)` in
+//! (address, length) order; an empty marker (or upstream `rt`'s first
+//! all-zero marker with length 0) starts from the beginning. Upstream dumps
+//! its expanded trie buckets and resumes after the bucket holding the
+//! marker address; dp-core holds prefixes, so we dump each installed
+//! prefix once with `PPL` (`rtr_replace_plen`) equal to its own length.
+//! Bridge dumps resume after the MAC in `rtr_mac`, in MAC order.
+//! `rtr_replace_plen` of ADD/DEL is ignored: dp-core finds the covering
+//! route of a deleted prefix itself. GET answers the exact prefix if it
+//! is installed, else the longest match of the address (upstream `rt
+//! --get` semantics). As upstream, a route ADD needs an existing next hop
+//! (`-ENOENT`) and a tunnel next hop needs a valid label (`-EINVAL`).
+//!
+//! # Objects
+//!
+//! Handled: `vr_interface_req`, `vr_nexthop_req`, `vr_route_req`,
+//! `vr_mpls_req`, `vr_vxlan_req`, `vr_vrf_req` (ADD validates and records
+//! the VRF, DEL is [`Router::vrf_reset`](dp_core::Router::vrf_reset)),
+//! `vr_flow_req` (FLOW_SET, delete, FLOW_TABLE_GET), `vr_flow_table_data`
+//! (FLOW_TABLE_GET), `vr_drop_stats_req` (GET, RESET), `vr_mem_stats_req`
+//! (counts of live objects; allocator totals are zero), `vrouter_ops`
+//! (GET; RESET = upstream's soft reset, every object deleted; ADD is
+//! accepted and ignored: its knobs are tuning of upstream's kernel module).
+//! The other `vr.sandesh` objects answer `-EOPNOTSUPP`.
+//!
+//! # Differences from upstream
+//!
+//! * Error codes are dp-core's ([`ConfigError::errno`](dp_core::ConfigError::errno),
+//!   Linux numbering): deleting a missing vif, label or VNI answers
+//!   `-ENOENT` (upstream: `-ENODEV` for a vif, 0 for a VNI); a FLOW_SET
+//!   with a stale generation `-ESTALE` (upstream `-EBADF`).
+//! * A vif's `RESET` (clear counters) answers `-EOPNOTSUPP`: dp-core has
+//!   no call for it. Per-vif drop statistics are not kept, so
+//!   `VIF_FLAG_GET_DROP_STATS` adds nothing to a vif GET.
+//! * Bridge entries added through ksync get `VR_BE_VALID` and, with a
+//!   label, `VR_BE_LABEL_VALID`; other `VR_BE_*` request flags are not
+//!   stored.
+//! * A flow created by the agent keeps `fe_vrf` 0: dp-core's `FlowSet`
+//!   has no source VRF.
+//!
+//! # Why hand-written
+//!
+//! It is the glue between two crates of this project (the codec and the
+//! core); there is nothing to reuse.
+
+#![no_std]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod convert;
+pub mod errno;
+mod handler;
+
+use alloc::string::String;
+
+pub use handler::{FlowOpStats, Handled, Handler};
+
+use dp_core::VifConfig;
+use sandesh::VrInterfaceReq;
+
+/// Bytes of objects in one dump page (upstream `VR_MESSAGE_PAGE_SIZE`).
+pub const VR_MESSAGE_PAGE_SIZE: usize = 4096 - 128;
+/// `resp_code` bit of a dump answer: more objects remain.
+pub const VR_MESSAGE_DUMP_INCOMPLETE: i32 = 1 << 30;
+/// `fresp_flags`: the FLOW_SET deleted the flow.
+pub const VR_FLOW_RESP_FLAG_DELETED: u16 = 0x0001;
+/// `vrf_flags` of an existing VRF.
+pub const VRF_FLAG_VALID: i32 = 0x0001;
+
+/// What the host that owns the ports and the held packets must do when
+/// ksync changes the configuration. Called synchronously from
+/// [`Handler::handle`].
+pub trait HostOps {
+    /// A vif is about to be added or changed (`cfg.idx` may already
+    /// exist). Called *before* the core learns it: the Linux host opens the
+    /// interface named `cfg.name` here, the Windows host binds the NIC
+    /// `req.vifr_if_guid`. An error (a negative errno) fails the request
+    /// and leaves the core unchanged.
+    fn vif_add(&mut self, cfg: &VifConfig, req: &VrInterfaceReq) -> Result<(), i32>;
+
+    /// The vif was deleted from the core: close its port.
+    fn vif_del(&mut self, idx: u16);
+
+    /// The agent decided flow `idx`, which was on hold: re-inject the
+    /// packets held for it.
+    fn flow_released(&mut self, idx: u32);
+
+    /// Flow `idx` was deleted while packets were held for it: drop them.
+    fn flow_deleted(&mut self, idx: u32);
+
+    /// Facts only the host knows (where the flow table is mapped, ...).
+    fn host_info(&self) -> HostInfo {
+        HostInfo::default()
+    }
+}
+
+/// A host without ports or held packets (tests, tools).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopHost;
+
+impl HostOps for NoopHost {
+    fn vif_add(&mut self, _: &VifConfig, _: &VrInterfaceReq) -> Result<(), i32> {
+        Ok(())
+    }
+    fn vif_del(&mut self, _: u16) {}
+    fn flow_released(&mut self, _: u32) {}
+    fn flow_deleted(&mut self, _: u32) {}
+}
+
+/// Host facts reported in `vr_flow_table_data` and `vrouter_ops`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    /// `ftable_file_path`: the flow table's shared-memory file (Linux) or
+    /// mapping name (Windows); empty if not shared.
+    pub flow_table_path: String,
+    /// `ftable_size` in bytes; 0 means "the records": `(entries +
+    /// overflow) * 128`.
+    pub flow_table_size: u32,
+    /// `ftable_dev` (upstream: the flow device's major number).
+    pub flow_table_dev: u16,
+    /// `vo_build_info`, upstream's JSON (`{"build-info": [{"build-version":
+    /// ..., "build-user": ..., "build-hostname": ..., "build-time": ...}]}`);
+    /// empty means this crate's version.
+    pub build_info: String,
+    /// `ftable_cpus` (at least 1 is reported).
+    pub cpus: u32,
+}
+
+/// The default `vo_build_info`.
+pub fn default_build_info() -> String {
+    alloc::format!(
+        "{{\"build-info\" : [{{\"build-version\" : \"{}\", \"build-user\" : \"vrouter-rs\", \
+         \"build-hostname\" : \"\", \"build-time\" : \"\"}}]}}",
+        env!("CARGO_PKG_VERSION")
+    )
+}

@@ -1,0 +1,27 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vrctl::cli::Cli;
+use vrctl::client::{ksync_path, Client};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let addr = ksync_path(cli.sock_dir.as_deref());
+    let result = Client::connect(&addr)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut client| {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let r = vrctl::run::run(&cli.cmd, &mut client, &mut out);
+            let _ = out.flush();
+            r
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vrctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
