@@ -397,6 +397,37 @@ impl FlowShm {
     }
 }
 
+impl FlowShm {
+    /// The creator's mapping as a plain [`FlowTable`] that owns the mapping
+    /// (through [`FlowTable::from_raw_kept`]): what a datapath host hands
+    /// to `dp_core::Router::with_flow_table`. The mapping stays reachable
+    /// for read-side accessors through [`FlowTable::keeper`] downcast to
+    /// `FlowShm`.
+    pub fn into_flow_table(self) -> Result<FlowTable> {
+        if !self.creator {
+            return Err(Error::NotCreator {
+                name: self.name.as_display(),
+            });
+        }
+        let (entries, oflow) = (self.header.entries, self.header.oflow_entries);
+        let base = self.as_mut_ptr();
+        let name = self.name.as_display();
+        // SAFETY: as in `into_table`: `create` checked the mapping holds
+        // every record at a page-aligned offset; the mapping moves into the
+        // table as its keeper and is unmapped only after the table drops;
+        // `FlowTable::keeper` hands it out as `&FlowShm`, whose accessors
+        // are volatile copies or a raw pointer.
+        unsafe { FlowTable::from_raw_kept(base, entries, oflow, Box::new(self)) }.map_err(
+            |source| Error::ShmBadSize {
+                name,
+                entries,
+                oflow,
+                source,
+            },
+        )
+    }
+}
+
 /// Creation time in ns, above `previous`.
 fn next_generation(previous: Option<u64>) -> u64 {
     let now = std::time::SystemTime::now()

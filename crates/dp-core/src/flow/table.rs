@@ -732,6 +732,9 @@ pub struct FlowTable {
     oflow: u32,
     /// `base` came from `Box::into_raw` in [`FlowTable::new`].
     owned: bool,
+    /// Whatever keeps host-provided memory alive (a shared mapping), so the
+    /// table can own it safely; dropped after the table.
+    keeper: Option<Box<dyn core::any::Any + Send + Sync>>,
     /// Free overflow indices; capacity `oflow`, never reallocated.
     free_oflow: Vec<u32>,
     /// Valid entries.
@@ -822,6 +825,33 @@ impl FlowTable {
         Self::with_base(base, entries, oflow_entries)
     }
 
+    /// [`FlowTable::from_raw`] over memory that `keeper` owns (e.g. the
+    /// mapping object): the table keeps it alive, so a host can hand the
+    /// table to a `Router` and forget about the mapping.
+    ///
+    /// # Safety
+    ///
+    /// As [`FlowTable::from_raw`], with "valid for the table's lifetime"
+    /// guaranteed by `keeper` (the memory must stay mapped while `keeper`
+    /// lives and nothing may reach it through `keeper` meanwhile).
+    pub unsafe fn from_raw_kept(
+        base: *mut FlowEntry,
+        entries: u32,
+        oflow_entries: u32,
+        keeper: Box<dyn core::any::Any + Send + Sync>,
+    ) -> Result<Self, FlowTableError> {
+        // SAFETY: forwarded from the caller.
+        let mut t = unsafe { Self::from_raw(base, entries, oflow_entries) }?;
+        t.keeper = Some(keeper);
+        Ok(t)
+    }
+
+    /// The object passed to [`FlowTable::from_raw_kept`], for read-side
+    /// accessors (downcast it to the host's mapping type).
+    pub fn keeper(&self) -> Option<&(dyn core::any::Any + Send + Sync)> {
+        self.keeper.as_deref()
+    }
+
     fn with_base(
         base: NonNull<FlowEntry>,
         entries: u32,
@@ -838,6 +868,7 @@ impl FlowTable {
             entries,
             oflow,
             owned: false,
+            keeper: None,
             free_oflow,
             used: 0,
         })
