@@ -73,21 +73,25 @@ pub const IP_PROTO_ICMPV6: u8 = 58;
 /// Length of an untagged Ethernet header.
 pub const ETHERNET_HEADER_LEN: usize = 14;
 
-/// Bounds-checked big-endian reads used by every view. They return `None`
-/// instead of panicking, and compile to a single length compare plus a load.
-pub(crate) mod be {
+/// Bounds-checked big-endian reads and writes used by every view and by
+/// the datapath's in-place rewrites. They return `None` instead of
+/// panicking, and compile to a single length compare plus a load or store.
+pub mod be {
+    /// The big-endian `u16` at `off`.
     #[inline(always)]
     pub fn u16_at(b: &[u8], off: usize) -> Option<u16> {
         let s: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
         Some(u16::from_be_bytes(s))
     }
 
+    /// The big-endian `u32` at `off`.
     #[inline(always)]
     pub fn u32_at(b: &[u8], off: usize) -> Option<u32> {
         let s: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
         Some(u32::from_be_bytes(s))
     }
 
+    /// Store `v` big-endian at `off`.
     #[inline(always)]
     pub fn put_u16(b: &mut [u8], off: usize, v: u16) -> Option<()> {
         b.get_mut(off..off.checked_add(2)?)?
@@ -95,6 +99,7 @@ pub(crate) mod be {
         Some(())
     }
 
+    /// Store `v` big-endian at `off`.
     #[inline(always)]
     pub fn put_u32(b: &mut [u8], off: usize, v: u32) -> Option<()> {
         b.get_mut(off..off.checked_add(4)?)?
