@@ -326,6 +326,28 @@ impl Topo {
             .expect("gateway route");
     }
 
+    /// Decide a held flow the way the agent does: FLOW_SET on its index and
+    /// generation with `action` (upstream `VR_FLOW_ACTION_*`).
+    pub fn decide_flow(&mut self, flow: u32, action: u16) -> Result<FlowSetOutcome, ConfigError> {
+        let fe = *self
+            .router
+            .flows()
+            .get_valid(flow)
+            .ok_or(ConfigError::NotFound("flow"))?;
+        self.router.flow_set(&FlowSet {
+            index: Some(flow),
+            gen_id: Some(fe.gen_id),
+            key: *fe.key(),
+            action,
+            flags: 0,
+            rflow: None,
+            dvrf: None,
+            ecmp_nh_index: -1,
+            drop_reason: 0,
+            src_nh_index: 0,
+        })
+    }
+
     /// Run one frame received on `vif` through the router.
     pub fn run(&mut self, vif: u16, frame: &[u8]) -> Vec<Output> {
         self.run_batch(vif, &[frame]).pop().unwrap_or_default()

@@ -56,21 +56,7 @@ const REMOTE_IP: [u8; 4] = [198, 18, 1, 10];
 
 fn establish(t: &mut Topo, vif: u16, frame: &[u8]) {
     if let Some(Output::Hold { flow }) = t.run(vif, frame).last().cloned() {
-        let fe = *t.router.flows().get(flow).unwrap();
-        t.router
-            .flow_set(&FlowSet {
-                index: Some(flow),
-                gen_id: Some(fe.gen_id),
-                key: *fe.key(),
-                action: VR_FLOW_ACTION_FORWARD,
-                flags: 0,
-                rflow: None,
-                dvrf: None,
-                ecmp_nh_index: -1,
-                drop_reason: 0,
-                src_nh_index: 0,
-            })
-            .unwrap();
+        t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
     }
 }
 

@@ -704,21 +704,7 @@ fn route_table_longest_prefix_match_v4_and_v6() {
 // ---- flows ------------------------------------------------------------------------
 
 fn allow(t: &mut Topo, flow: u32, action: u16) -> FlowSetOutcome {
-    let fe = *t.router.flows().get(flow).unwrap();
-    t.router
-        .flow_set(&FlowSet {
-            index: Some(flow),
-            gen_id: Some(fe.gen_id),
-            key: *fe.key(),
-            action,
-            flags: 0,
-            rflow: None,
-            dvrf: None,
-            ecmp_nh_index: -1,
-            drop_reason: 0,
-            src_nh_index: 0,
-        })
-        .unwrap()
+    t.decide_flow(flow, action).unwrap()
 }
 
 fn held_flow(outs: &[Output]) -> u32 {
