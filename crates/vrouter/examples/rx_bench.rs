@@ -68,6 +68,8 @@ mod bench {
             AfPacketOptions {
                 vnet_hdr: false,
                 promisc: false,
+                // One frame per send: the latency samples are timed.
+                tx_batch: false,
                 ..AfPacketOptions::default()
             },
         )

@@ -146,6 +146,8 @@ impl DpError {
 struct PortEntry {
     port: Box<dyn Port>,
     offloads: Offloads,
+    /// Frames may be queued in the port: flush after the batch.
+    dirty: bool,
 }
 
 /// How a frame of a batch entered the core.
@@ -169,6 +171,8 @@ pub struct Core {
     segs: Vec<u8>,
     gro: Gro,
     actions: Actions,
+    /// Ports sent to since the last flush.
+    dirty: Vec<u16>,
     epoch: Instant,
     last_expiry: Instant,
 }
@@ -180,21 +184,34 @@ struct Exec<'a> {
     holds: &'a mut HoldStore,
     stats: &'a mut DpStats,
     gro: &'a mut Gro,
+    dirty: &'a mut Vec<u16>,
     now: Instant,
 }
 
-fn raw_send(
-    ports: &mut [Option<PortEntry>],
-    router: &mut Router,
-    stats: &mut DpStats,
-    vif: u16,
-    vnet: &VnetHdr,
-    head: &[u8],
-    body: &[u8],
-) {
+/// What [`raw_send`] touches besides the frame.
+struct TxCtx<'a> {
+    ports: &'a mut [Option<PortEntry>],
+    router: &'a mut Router,
+    stats: &'a mut DpStats,
+    dirty: &'a mut Vec<u16>,
+}
+
+fn raw_send(cx: TxCtx<'_>, vif: u16, vnet: &VnetHdr, head: &[u8], body: &[u8]) {
+    let TxCtx {
+        ports,
+        router,
+        stats,
+        dirty,
+    } = cx;
     match ports.get_mut(vif as usize) {
         Some(Some(pe)) => match pe.port.send(vnet, head, body) {
-            Ok(()) => stats.tx_frames += 1,
+            Ok(()) => {
+                stats.tx_frames += 1;
+                if !pe.dirty {
+                    pe.dirty = true;
+                    dirty.push(vif);
+                }
+            }
             Err(e) => {
                 tracing::trace!(vif, error = %e, "tx failed");
                 stats.tx_errors += 1;
@@ -209,6 +226,15 @@ fn raw_send(
 }
 
 impl Exec<'_> {
+    fn tx_ctx(&mut self) -> TxCtx<'_> {
+        TxCtx {
+            ports: self.ports,
+            router: self.router,
+            stats: self.stats,
+            dirty: self.dirty,
+        }
+    }
+
     /// Send the pending GRO aggregate, if any.
     fn flush(&mut self) {
         let Some((vif, vh, f)) = self.gro.finish() else {
@@ -217,12 +243,23 @@ impl Exec<'_> {
         if vh.is_gso() {
             self.stats.gro_frames += 1;
         }
-        raw_send(self.ports, self.router, self.stats, vif, &vh, &[], f);
+        raw_send(
+            TxCtx {
+                ports: self.ports,
+                router: self.router,
+                stats: self.stats,
+                dirty: self.dirty,
+            },
+            vif,
+            &vh,
+            &[],
+            f,
+        );
     }
 
     fn send(&mut self, vif: u16, vnet: &VnetHdr, head: &[u8], body: &[u8]) {
         self.flush();
-        raw_send(self.ports, self.router, self.stats, vif, vnet, head, body);
+        raw_send(self.tx_ctx(), vif, vnet, head, body);
     }
 
     /// Send a complete, plain frame: through GRO when the port takes GSO.
@@ -242,15 +279,7 @@ impl Exec<'_> {
                 Offer::Send => break,
             }
         }
-        raw_send(
-            self.ports,
-            self.router,
-            self.stats,
-            vif,
-            &VnetHdr::NONE,
-            &[],
-            frame,
-        );
+        raw_send(self.tx_ctx(), vif, &VnetHdr::NONE, &[], frame);
     }
 
     /// Execute one action for a packet that entered the core as itself.
@@ -339,6 +368,7 @@ impl Core {
             gro: Gro::default(),
             // Room for a batch plus copies (floods, fragments, trap copies).
             actions: Actions::with_capacity(MAX_BATCH * 8),
+            dirty: Vec::new(),
             cfg: DatapathConfig { batch, ..cfg },
             epoch: now,
             last_expiry: now,
@@ -394,7 +424,11 @@ impl Core {
             let offloads = port.offloads();
             tracing::info!(vif = idx, port = port.name(), ?offloads, "port attached");
             if let Some(slot) = self.ports.get_mut(idx as usize) {
-                *slot = Some(PortEntry { port, offloads });
+                *slot = Some(PortEntry {
+                    port,
+                    offloads,
+                    dirty: false,
+                });
             }
         }
         Ok(())
@@ -445,8 +479,28 @@ impl Core {
     /// Delete a flow; frames held for it are dropped.
     pub fn flow_del(&mut self, index: u32, gen_id: Option<u8>) -> Result<bool, DpError> {
         let had = self.router.flow_del(index, gen_id)?;
-        self.stats.hold_dropped += self.holds.drop_flow(index) as u64;
+        self.drop_held(index);
         Ok(had)
+    }
+
+    // Host hooks for a ksync handler that changed the router itself
+    // (`crate::control`): it tells the host what became of ports and flows.
+
+    /// Close the port of vif `idx`, whose vif the router no longer has.
+    pub fn port_close(&mut self, idx: u16) {
+        self.close_port(idx);
+    }
+
+    /// Flow `flow` left HOLD: run the frames held for it through the core.
+    pub fn release_held(&mut self, flow: u32) {
+        self.reinject(flow);
+    }
+
+    /// Flow `flow` was deleted: drop the frames held for it; how many.
+    pub fn drop_held(&mut self, flow: u32) -> usize {
+        let n = self.holds.drop_flow(flow);
+        self.stats.hold_dropped += n as u64;
+        n
     }
 
     /// Run `frame` through the core as if received on `vif` (agent
@@ -511,8 +565,29 @@ impl Core {
         }
     }
 
-    /// Run slots `0..n` (received on `vif`) through the core.
+    /// Run slots `0..n` (received on `vif`) through the core, then send
+    /// what the ports queued.
     fn process_slots(&mut self, vif: u16, n: usize) {
+        self.process_batch(vif, n);
+        self.flush_ports();
+    }
+
+    /// Flush every port sent to since the last flush (one `sendmmsg` each
+    /// for batching ports); frames a port dropped count as tx errors.
+    fn flush_ports(&mut self) {
+        for vif in self.dirty.drain(..) {
+            if let Some(Some(pe)) = self.ports.get_mut(vif as usize) {
+                pe.dirty = false;
+                let dropped = pe.port.flush();
+                self.stats.tx_errors += dropped as u64;
+                for _ in 0..dropped {
+                    self.router.vif_tx_error(vif);
+                }
+            }
+        }
+    }
+
+    fn process_batch(&mut self, vif: u16, n: usize) {
         let Core {
             router,
             ports,
@@ -524,6 +599,7 @@ impl Core {
             segs,
             gro,
             actions,
+            dirty,
             ..
         } = self;
         let mut ex = Exec {
@@ -532,6 +608,7 @@ impl Core {
             holds,
             stats,
             gro,
+            dirty,
             now: Instant::now(),
         };
         let mut kinds: Vec<Kind> = Vec::with_capacity(n);

@@ -16,6 +16,9 @@
 //!   their way to a container (portable, pure);
 //! * [`datapath`]: the loop, the hold store and the control handle
 //!   (portable);
+//! * [`ksync_server`]: the agent's configuration channel (ksync over
+//!   `channels`) applied to the running datapath, with the host side of
+//!   ksync (ports opened by name, held frames, agent presence);
 //! * [`mem`]: in-memory ports for tests and for non-Linux builds;
 //! * `linux` (Linux only): AF_PACKET and TAP ports, the pkt0 socket, epoll,
 //!   the overlay guard.
@@ -100,6 +103,7 @@
 pub mod datapath;
 pub mod gro;
 pub mod hold;
+pub mod ksync_server;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod mem;
@@ -107,6 +111,7 @@ pub mod port;
 pub mod vnet;
 
 pub use datapath::{Core, Datapath, DatapathConfig, DpError, DpStats, VifInfo};
+pub use ksync_server::{KsyncServer, ServerConfig};
 pub use port::{
     Offloads, Poller, Port, PortOpener, PortStats, RxSlot, Waker, MAX_BATCH, MAX_FRAME,
 };

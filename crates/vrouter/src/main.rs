@@ -1,18 +1,28 @@
 //! `vrouter`: the Linux datapath host process.
 //!
-//! `vrouter --sock-dir DIR [--fabric IFACE] [--flow-entries N]` starts the
-//! datapath with the agent vif (pkt0 on `DIR/dpdk_pkt0`) and, if given, the
-//! fabric interface as vif 0, then runs until SIGTERM or SIGINT. The ksync
-//! server (configuration from the agent) plugs into the same
-//! [`vrouter::Datapath`] handle.
+//! `vrouter [--sock-dir DIR] [--fabric IFACE] [--flow-entries N]
+//! [--new-flows hold|drop]` starts the datapath and serves the agent:
+//!
+//! * ksync on `DIR/dpdk_netlink` ([`vrouter::KsyncServer`]): the agent and
+//!   `vrctl` add vifs (by interface name), next hops, routes, labels and
+//!   flows;
+//! * pkt0 on `DIR/dpdk_pkt0` (to the agent's `DIR/agent_pkt0`): the agent
+//!   vif, index 2, added at start;
+//! * the flow table in shared memory, `DIR/flow`, which the agent (and
+//!   `vrctl flow -l`) maps; created at start, sized by `--flow-entries`.
+//!
+//! The fabric interface, if given, is vif 0. SIGTERM or SIGINT stops the
+//! listener, the connections, the loop and every port, removes the socket
+//! files and the flow table file, and exits 0.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouter", about = "vRouter datapath host (Linux)")]
 struct Args {
-    /// Directory of the agent sockets (pkt0; ksync later).
+    /// Directory of the agent channels: ksync (dpdk_netlink), pkt0
+    /// (dpdk_pkt0) and the flow table (flow).
     #[arg(long, default_value = "/var/run/vrouter")]
     sock_dir: PathBuf,
     /// Fabric interface, attached as vif 0 (the host keeps using it).
@@ -21,9 +31,19 @@ struct Args {
     /// Flow table hash entries (a multiple of 4); overflow is 1/64 of it.
     #[arg(long, default_value_t = 512 * 1024)]
     flow_entries: u32,
+    /// What happens to new flows while no agent is connected: hold them
+    /// (and trap them to pkt0, as when the agent is there) or drop them.
+    #[arg(long, value_enum, default_value_t = NewFlows::Hold)]
+    new_flows: NewFlows,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum NewFlows {
+    Hold,
+    Drop,
 }
 
 fn main() {
@@ -41,45 +61,72 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod host {
-    use super::Args;
-    use dp_core::{Router, RouterConfig, VifConfig, VifType};
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::iterator::Signals;
-    use vrouter::linux::{self, OverlayGuard};
-    use vrouter::DatapathConfig;
+    use super::{Args, NewFlows};
+    use channels::{ChannelPaths, FlowShm, KsyncListener};
+    use dp_core::{NewFlowPolicy, Router, RouterConfig, VifConfig, VifType};
+    use ksync::HostInfo;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::sync::watch;
+    use vrouter::linux::{self, LinuxPorts, OverlayGuard};
+    use vrouter::{DatapathConfig, KsyncServer, ServerConfig};
 
     /// Upstream's vif numbering: fabric 0, vhost 1, pkt0 2.
     const FABRIC_VIF: u16 = 0;
     const AGENT_VIF: u16 = 2;
     const AGENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+    /// How long connections get to finish after a signal.
+    const DRAIN: Duration = Duration::from_secs(5);
 
     pub fn run(args: Args) -> Result<(), String> {
-        // Register signals first so a SIGTERM during start-up is not lost.
-        let mut signals =
-            Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal handlers: {e}"))?;
-        let created_dir = !args.sock_dir.exists();
-        std::fs::create_dir_all(&args.sock_dir)
-            .map_err(|e| format!("{}: {e}", args.sock_dir.display()))?;
-        let result = serve(&args, &mut signals);
-        if created_dir {
-            // Only if empty: never remove what someone else put there.
-            let _ = std::fs::remove_dir(&args.sock_dir);
-        }
-        result
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        rt.block_on(async {
+            // Signals first, so a SIGTERM during start-up is not lost.
+            let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+            let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+            let created_dir = !args.sock_dir.exists();
+            std::fs::create_dir_all(&args.sock_dir)
+                .map_err(|e| format!("{}: {e}", args.sock_dir.display()))?;
+            let result = serve(&args, term, int).await;
+            if created_dir {
+                // Only if empty: never remove what someone else put there.
+                let _ = std::fs::remove_dir(&args.sock_dir);
+            }
+            result
+        })
     }
 
-    fn serve(args: &Args, signals: &mut Signals) -> Result<(), String> {
+    async fn serve(
+        args: &Args,
+        mut term: tokio::signal::unix::Signal,
+        mut int: tokio::signal::unix::Signal,
+    ) -> Result<(), String> {
+        let paths = ChannelPaths::new(&args.sock_dir);
+        // First: a live vrouter on this directory makes this one fail here,
+        // before it replaces that one's flow table.
+        let listener = KsyncListener::bind(&paths.ksync).map_err(|e| format!("ksync: {e}"))?;
+
         let entries = args.flow_entries.max(4) & !3;
+        let oflow = (entries / 64).max(64);
+        let flows = FlowShm::create(&paths.flow_shm, entries, oflow)
+            .and_then(FlowShm::into_flow_table)
+            .map_err(|e| format!("flow table: {e}"))?;
         let cfg = RouterConfig {
             flow_entries: entries,
-            oflow_entries: (entries / 64).max(64),
+            oflow_entries: oflow,
             ..RouterConfig::default()
         };
-        let router = Router::new(cfg).map_err(|e| format!("router: {e}"))?;
+        let router = Router::with_flow_table(cfg, flows);
+
         let guard = OverlayGuard::open();
         tracing::info!(udp = ?guard.udp_ports(), gre = guard.has_gre(), "overlay ports claimed");
         let dp = linux::start(router, args.sock_dir.clone(), DatapathConfig::default())
             .map_err(|e| format!("datapath: {e}"))?;
+        let dp = Arc::new(dp);
         let mut agent = VifConfig::new(AGENT_VIF, VifType::Agent);
         agent.mac = AGENT_MAC;
         agent.name = dp_core::vif::heapless_name::Name::new("pkt0").unwrap_or_default();
@@ -92,14 +139,62 @@ mod host {
             f.os_idx = linux::sys::ifindex(fabric).map_err(|e| format!("{fabric}: {e}"))?;
             dp.vif_add(f).map_err(|e| format!("fabric {fabric}: {e}"))?;
         }
-        tracing::info!(sock_dir = %args.sock_dir.display(), "vrouter running");
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "stopping");
+
+        let idle_policy = match args.new_flows {
+            NewFlows::Hold => NewFlowPolicy::Hold,
+            NewFlows::Drop => NewFlowPolicy::Drop,
+        };
+        let info = HostInfo {
+            flow_table_path: paths.flow_shm.display().to_string(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            ..HostInfo::default()
+        };
+        let server = KsyncServer::new(
+            Arc::clone(&dp),
+            Arc::new(LinuxPorts {
+                sock_dir: args.sock_dir.clone(),
+            }),
+            ServerConfig {
+                idle_policy,
+                info,
+                ..ServerConfig::default()
+            },
+        )
+        .map_err(|e| format!("ksync: {e}"))?;
+        let (stop, stopped) = watch::channel(false);
+        let mut serving = tokio::spawn(Arc::clone(&server).serve(listener, stopped));
+        tracing::info!(
+            sock_dir = %args.sock_dir.display(),
+            flow_table = %paths.flow_shm.display(),
+            entries,
+            oflow,
+            new_flows = ?idle_policy,
+            "vrouter running"
+        );
+
+        let early_end = tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
+            r = &mut serving => { tracing::error!(result = ?r, "ksync server ended"); true }
+        };
+        let _ = stop.send(true);
+        if !early_end && tokio::time::timeout(DRAIN, &mut serving).await.is_err() {
+            tracing::warn!("ksync connections did not close in time");
+            serving.abort();
         }
+        drop(server);
         let stats = dp.stats().ok();
-        dp.stop();
+        match Arc::try_unwrap(dp) {
+            // Joins the loop thread: ports close, the flow table (and with
+            // it the shared-memory file) is released.
+            Ok(dp) => dp.stop(),
+            Err(_) => tracing::warn!("datapath still referenced; stopping on exit"),
+        }
         drop(guard);
         tracing::info!(?stats, "stopped");
+        if early_end {
+            return Err("the ksync server ended unexpectedly".into());
+        }
         Ok(())
     }
 }

@@ -99,8 +99,16 @@ pub trait Port: Send {
 
     /// Send one frame made of `head` followed by `body`. `vnet` describes
     /// offloads still to be done by the receiver; ports without
-    /// [`Offloads::tx_gso`] are only ever given [`VnetHdr::NONE`].
+    /// [`Offloads::tx_gso`] are only ever given [`VnetHdr::NONE`]. A port
+    /// may queue the frame (copied) until [`Port::flush`].
     fn send(&mut self, vnet: &VnetHdr, head: &[u8], body: &[u8]) -> io::Result<()>;
+
+    /// Send what [`Port::send`] queued (the datapath calls it after every
+    /// batch); returns how many queued frames were dropped since the last
+    /// flush.
+    fn flush(&mut self) -> usize {
+        0
+    }
 
     /// A file descriptor that polls readable when frames are pending, if
     /// the port has one.

@@ -176,24 +176,7 @@ pub struct Gso {
     pub segs: usize,
 }
 
-#[inline]
-fn rd16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-#[inline]
-fn rd32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-#[inline]
-fn wr16(b: &mut [u8], o: usize, v: u16) -> Option<()> {
-    b.get_mut(o..o + 2)?.copy_from_slice(&v.to_be_bytes());
-    Some(())
-}
-#[inline]
-fn wr32(b: &mut [u8], o: usize, v: u32) -> Option<()> {
-    b.get_mut(o..o + 4)?.copy_from_slice(&v.to_be_bytes());
-    Some(())
-}
+use packet::be::{put_u16 as wr16, put_u32 as wr32, u16_at as rd16, u32_at as rd32};
 
 impl Gso {
     pub fn new(frame: &[u8], h: &VnetHdr) -> Result<Gso, OffloadError> {

@@ -1,54 +1,65 @@
-//! The agent vif (pkt0) over unix datagram sockets, as upstream's DPDK
-//! vRouter does: the datapath binds `DIR/dpdk_pkt0` and sends to the
-//! agent's `DIR/agent_pkt0`. Each datagram is one frame (Ethernet +
-//! `agent_hdr` + original frame); no offload metadata.
+//! The agent vif (pkt0) as a datapath [`Port`]: a thin adapter over
+//! [`channels::Pkt0Datapath`], the project's one implementation of
+//! upstream's pkt0 sockets (the datapath binds `DIR/dpdk_pkt0` and sends to
+//! the agent's `DIR/agent_pkt0`; each datagram is one frame: Ethernet +
+//! `agent_hdr` + the original frame, no offload metadata).
+//!
+//! The channel crate owns the socket rules (mode 0600, a live socket is
+//! never stolen, a stale one is replaced, the file is removed on drop, a
+//! restarted agent is reconnected, `MSG_TRUNC` detection of oversize
+//! frames); this adapter only lets the epoll loop poll its descriptor and
+//! move frames with the runtime-free `try_recv`/`try_send`.
 
-use super::sys;
 use crate::port::{Offloads, Port, PortStats, RxSlot};
 use crate::vnet::VnetHdr;
+use channels::{ChannelPaths, Pkt0Datapath};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub const DATAPATH_PKT0: &str = "dpdk_pkt0";
-pub const AGENT_PKT0: &str = "agent_pkt0";
+/// Socket names (upstream's DPDK vRouter names).
+pub const DATAPATH_PKT0: &str = ChannelPaths::PKT0_DATAPATH_NAME;
+pub const AGENT_PKT0: &str = ChannelPaths::PKT0_AGENT_NAME;
+
+/// Frames shorter than an Ethernet header are not frames.
+const MIN_FRAME: usize = 14;
 
 pub struct Pkt0Port {
-    sock: UnixDatagram,
-    local: PathBuf,
-    peer: PathBuf,
+    ep: Pkt0Datapath,
     name: String,
     scratch: Vec<u8>,
     stats: PortStats,
 }
 
 impl Pkt0Port {
-    /// Bind `dir/dpdk_pkt0` (replacing a stale socket file) and address
-    /// `dir/agent_pkt0`.
+    /// Bind `dir/dpdk_pkt0`, sending to `dir/agent_pkt0`.
     pub fn bind(dir: &Path) -> io::Result<Pkt0Port> {
-        let local = dir.join(DATAPATH_PKT0);
-        match std::fs::remove_file(&local) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let sock = UnixDatagram::bind(&local)?;
-        sock.set_nonblocking(true)?;
+        Self::bind_paths(&ChannelPaths::new(dir))
+    }
+
+    /// Bind `paths.pkt0_datapath`, sending to `paths.pkt0_agent`.
+    pub fn bind_paths(paths: &ChannelPaths) -> io::Result<Pkt0Port> {
+        let ep = Pkt0Datapath::bind(paths).map_err(to_io)?;
         Ok(Pkt0Port {
-            sock,
-            name: local.display().to_string(),
-            local,
-            peer: dir.join(AGENT_PKT0),
+            ep,
+            name: paths.pkt0_datapath.display().to_string(),
             scratch: Vec::new(),
             stats: PortStats::default(),
         })
     }
 }
 
-impl Drop for Pkt0Port {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.local);
-    }
+/// A channel error as the `io::Error` the datapath counts.
+fn to_io(e: channels::Error) -> io::Error {
+    let kind = match &e {
+        channels::Error::Io { source, .. } => source.kind(),
+        channels::Error::WouldBlock { .. } => io::ErrorKind::WouldBlock,
+        channels::Error::PeerNotPresent { .. } => io::ErrorKind::NotConnected,
+        channels::Error::AddrInUse { .. } => io::ErrorKind::AddrInUse,
+        channels::Error::FrameTooLarge { .. } => io::ErrorKind::InvalidInput,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
 }
 
 impl Port for Pkt0Port {
@@ -59,31 +70,21 @@ impl Port for Pkt0Port {
     fn recv_batch(&mut self, slots: &mut [RxSlot]) -> io::Result<usize> {
         let mut n = 0;
         for slot in slots.iter_mut() {
-            let area = slot.frame_area();
-            // MSG_TRUNC: the return value is the datagram's real length.
-            // SAFETY: `area` is a live writable buffer of the length passed.
-            let r = unsafe {
-                libc::recv(
-                    self.sock.as_raw_fd(),
-                    area.as_mut_ptr().cast(),
-                    area.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
-            let len = match sys::cvt_size(r) {
-                Ok(l) => l,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if n == 0 => return Err(e),
+            match self.ep.try_recv(slot.frame_area()) {
+                Ok(None) => break,
+                Ok(Some(len)) if len >= MIN_FRAME => {
+                    slot.len = len;
+                    slot.vnet = VnetHdr::NONE;
+                }
+                // Runt, or larger than a slot (consumed by the channel).
+                Ok(Some(_)) | Err(channels::Error::BufferTooSmall { .. }) => {
+                    slot.len = 0;
+                    self.stats.rx_truncated += 1;
+                }
+                Err(e) if n == 0 => return Err(to_io(e)),
                 Err(_) => break,
-            };
-            self.stats.rx_frames += 1;
-            if len > area.len() || len < 14 {
-                slot.len = 0;
-                self.stats.rx_truncated += 1;
-            } else {
-                slot.len = len;
-                slot.vnet = VnetHdr::NONE;
             }
+            self.stats.rx_frames += 1;
             n += 1;
         }
         Ok(n)
@@ -93,21 +94,22 @@ impl Port for Pkt0Port {
         self.scratch.clear();
         self.scratch.extend_from_slice(head);
         self.scratch.extend_from_slice(body);
-        match self.sock.send_to(&self.scratch, &self.peer) {
-            Ok(_) => {
+        match self.ep.try_send(&self.scratch) {
+            Ok(()) => {
                 self.stats.tx_frames += 1;
                 Ok(())
             }
             Err(e) => {
-                // No agent listening yet: the trap is lost, like upstream.
+                // No agent, or its queue is full: the trap is lost, as
+                // upstream loses it.
                 self.stats.tx_errors += 1;
-                Err(e)
+                Err(to_io(e))
             }
         }
     }
 
     fn poll_fd(&self) -> Option<i32> {
-        Some(self.sock.as_raw_fd())
+        Some(self.ep.as_raw_fd())
     }
 
     fn offloads(&self) -> Offloads {

@@ -117,6 +117,11 @@ impl Endpoint {
         }
     }
 
+    /// The bound receive socket's descriptor.
+    pub(crate) fn rx_fd(&self) -> RawFd {
+        self.rx.sock.as_raw_fd()
+    }
+
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> Result<usize> {
         let reg = self.rx.reg(Interest::READABLE, &self.local).await?;
         loop {
@@ -276,6 +281,16 @@ macro_rules! try_api {
             pub fn try_send(&self, frame: &[u8]) -> Result<()> {
                 check_frame(frame)?;
                 self.inner.try_send(frame)
+            }
+        }
+
+        impl AsRawFd for $ty {
+            /// The receive socket: it polls readable (epoll, level
+            /// triggered) while a frame is queued, for a packet loop that
+            /// waits on its own poller and then calls `try_recv`. Linux
+            /// only.
+            fn as_raw_fd(&self) -> RawFd {
+                self.inner.rx_fd()
             }
         }
     };

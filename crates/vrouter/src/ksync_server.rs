@@ -1,0 +1,515 @@
+//! The ksync server: the agent's (and `vrctl`'s) configuration channel
+//! into a running [`Datapath`].
+//!
+//! [`KsyncServer::serve`] accepts connections on a
+//! [`channels::KsyncListener`] (`<sock-dir>/dpdk_netlink`, or the named pipe
+//! on Windows), any number at once. Every whole netlink message a
+//! connection receives is handed to the loop thread ([`Datapath::call`]),
+//! where one [`ksync::Handler`], shared by all connections, applies it to
+//! the [`Router`](dp_core::Router) between two packet batches; the answers
+//! go back on that connection. Requests are therefore serialised with each
+//! other and with forwarding, without a lock on the forwarding path.
+//!
+//! # The host side of ksync ([`ksync::HostOps`])
+//!
+//! The handler changes the router itself and tells the host what to do.
+//! The router is borrowed from the [`Core`] while it runs, so the host
+//! records the work as events and the server applies them, in order, right
+//! after the handler returns (same closure, same loop turn):
+//!
+//! * `vif_add` opens the port by interface name through the
+//!   [`PortOpener`] *before* the router learns the vif, so a missing
+//!   interface fails the request (`-ENODEV`, or the OS errno) and nothing
+//!   changes. A vif re-added with the same name and type keeps its port
+//!   (the agent re-sends its vifs after a restart). The opened port is
+//!   attached once the router has the vif.
+//! * `vif_del` closes the port (unless the same request buffer re-added
+//!   the vif).
+//! * `flow_released` / `flow_deleted` run [`Core::release_held`] /
+//!   [`Core::drop_held`]: the same code the datapath's own
+//!   [`Core::flow_set`]/[`Core::flow_del`] use.
+//! * `host_info` reports [`ServerConfig::info`]: the flow table's
+//!   shared-memory path, which `vrctl flow -l` maps.
+//!
+//! # Agent presence and new flows
+//!
+//! A connection counts as the agent once it adds the agent vif or changes a
+//! flow (FLOW_SET, delete), i.e. once it acts as upstream's agent does. While
+//! at least one such connection is open, new flows are held and trapped
+//! (`NewFlowPolicy::Hold`); while none is (at start, and after the last one
+//! closed), [`ServerConfig::idle_policy`] applies (`vrouter --new-flows
+//! hold|drop`). Nothing else changes when the agent goes away: installed
+//! vifs, routes and flows keep forwarding, as upstream's datapath does, so
+//! a restarted agent finds its state and reconciles it.
+//!
+//! # Bad input
+//!
+//! A request the handler refuses is answered with a negative errno, and
+//! the connection goes on. A stream whose framing is lost (a netlink length
+//! out of range, a message cut by a close) closes *that* connection only.
+
+use crate::datapath::{Core, Datapath, DpError};
+use crate::port::{Port, PortOpener};
+use bytes::Bytes;
+use channels::{KsyncConn, KsyncListener};
+use dp_core::vif::heapless_name::Name;
+use dp_core::{NewFlowPolicy, VifConfig, VifType};
+use ksync::errno::{EBUSY, EEXIST, EINVAL, ENODEV, EPERM};
+use ksync::{Handled, Handler, HostInfo, HostOps};
+use sandesh::VrInterfaceReq;
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// `EIO`, for open failures without a better code.
+const EIO: i32 = 5;
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// What happens to new flows while no agent is connected.
+    pub idle_policy: NewFlowPolicy,
+    /// Reported in `vr_flow_table_data` and `vrouter_ops`.
+    pub info: HostInfo,
+    /// Bytes of objects per dump page ([`ksync::VR_MESSAGE_PAGE_SIZE`]
+    /// unless a test wants small pages).
+    pub page_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            idle_policy: NewFlowPolicy::Hold,
+            info: HostInfo::default(),
+            page_size: ksync::VR_MESSAGE_PAGE_SIZE,
+        }
+    }
+}
+
+/// What lives on the loop thread between requests.
+struct State {
+    handler: Handler,
+    opener: Arc<dyn PortOpener>,
+    info: HostInfo,
+    idle_policy: NewFlowPolicy,
+    /// Open connections that act as the agent.
+    agents: usize,
+}
+
+fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Only the loop thread locks it; a panic there stopped the datapath
+    // anyway, and the next call reports `Stopped`.
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One connection's standing with the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The connection has acted as the agent (see the module docs).
+    pub agent: bool,
+}
+
+/// The answers to one received buffer.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Netlink messages to send back (may be empty).
+    pub out: Vec<u8>,
+    pub handled: Handled,
+}
+
+/// The ksync server of one datapath (see the module docs).
+pub struct KsyncServer {
+    dp: Arc<Datapath>,
+    state: Arc<Mutex<State>>,
+    /// Mirror of `State::agents` for [`KsyncServer::agents`].
+    agents: Arc<AtomicUsize>,
+    sessions: AtomicUsize,
+}
+
+impl KsyncServer {
+    /// A server for `dp`, opening ports through `opener`; applies
+    /// `cfg.idle_policy` (no agent is connected yet).
+    pub fn new(
+        dp: Arc<Datapath>,
+        opener: Arc<dyn PortOpener>,
+        cfg: ServerConfig,
+    ) -> Result<Arc<KsyncServer>, DpError> {
+        let policy = cfg.idle_policy;
+        dp.call(move |c| c.router_mut().set_new_flow_policy(policy))?;
+        Ok(Arc::new(KsyncServer {
+            dp,
+            state: Arc::new(Mutex::new(State {
+                handler: Handler::with_page_size(cfg.page_size),
+                opener,
+                info: cfg.info,
+                idle_policy: policy,
+                agents: 0,
+            })),
+            agents: Arc::new(AtomicUsize::new(0)),
+            sessions: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Connections acting as the agent now.
+    pub fn agents(&self) -> usize {
+        self.agents.load(Ordering::Relaxed)
+    }
+
+    /// Open connections now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Handle one received buffer (one or more whole netlink messages) of
+    /// `session` on the loop thread; blocks until it is done.
+    pub fn handle(&self, session: &mut Session, input: Bytes) -> Result<Reply, DpError> {
+        let state = Arc::clone(&self.state);
+        let agents = Arc::clone(&self.agents);
+        let was_agent = session.agent;
+        let (reply, agent) = self.dp.call(move |core| {
+            let mut st = lock(&state);
+            let (reply, acted) = handle_on_loop(&mut st, core, &input);
+            let agent = was_agent || acted;
+            if agent && !was_agent {
+                st.agents += 1;
+                agents.store(st.agents, Ordering::Relaxed);
+                if st.agents == 1 {
+                    core.router_mut().set_new_flow_policy(NewFlowPolicy::Hold);
+                    tracing::info!("agent connected: new flows are held for it");
+                }
+            }
+            (reply, agent)
+        })?;
+        session.agent = agent;
+        Ok(reply)
+    }
+
+    /// `session` closed: if it was the last agent, new flows follow the
+    /// idle policy again. Blocks until applied.
+    pub fn end(&self, session: Session) -> Result<(), DpError> {
+        if !session.agent {
+            return Ok(());
+        }
+        let state = Arc::clone(&self.state);
+        let agents = Arc::clone(&self.agents);
+        self.dp.call(move |core| {
+            let mut st = lock(&state);
+            st.agents = st.agents.saturating_sub(1);
+            agents.store(st.agents, Ordering::Relaxed);
+            if st.agents == 0 {
+                let p = st.idle_policy;
+                core.router_mut().set_new_flow_policy(p);
+                tracing::info!(policy = ?p, "no agent connected: installed state keeps forwarding; new flows follow the idle policy");
+            }
+        })
+    }
+
+    /// Accept and serve connections on `listener` until `shutdown` turns
+    /// true (or its sender goes away); then stop accepting, drop the
+    /// listener (removing its socket file) and wait for every connection to
+    /// close. Must run inside a tokio runtime with a blocking pool (loop
+    /// calls block).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: KsyncListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut listener = listener;
+        let mut sessions = JoinSet::new();
+        let mut next_id: u64 = 0;
+        // Each connection watches its own copy.
+        let for_sessions = shutdown.clone();
+        tracing::info!(addr = %listener.local_addr().display(), "ksync server listening");
+        loop {
+            tokio::select! {
+                () = stopped(&mut shutdown) => break,
+                r = listener.accept() => match r {
+                    Ok(conn) => {
+                        next_id += 1;
+                        let rx = for_sessions.clone();
+                        sessions.spawn(Arc::clone(&self).session(conn, rx, next_id));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ksync accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "ksync connection task failed");
+                    }
+                }
+            }
+        }
+        drop(listener);
+        while sessions.join_next().await.is_some() {}
+        tracing::info!("ksync server stopped");
+    }
+
+    /// Serve one connection until it closes, breaks its framing, or
+    /// `shutdown`.
+    async fn session(
+        self: Arc<Self>,
+        mut conn: KsyncConn,
+        mut shutdown: watch::Receiver<bool>,
+        id: u64,
+    ) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn = id, "ksync connection opened");
+        let mut session = Session::default();
+        loop {
+            let msg = tokio::select! {
+                () = stopped(&mut shutdown) => break,
+                m = conn.recv() => m,
+            };
+            let input = match msg {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(conn = id, error = %e, "ksync stream unusable: closing this connection");
+                    break;
+                }
+            };
+            let server = Arc::clone(&self);
+            let mut s = session;
+            let done = tokio::task::spawn_blocking(move || {
+                let r = server.handle(&mut s, input);
+                (s, r)
+            })
+            .await;
+            let reply = match done {
+                Ok((s, Ok(reply))) => {
+                    session = s;
+                    reply
+                }
+                Ok((_, Err(e))) => {
+                    tracing::warn!(conn = id, error = %e, "ksync request not served");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(conn = id, error = %e, "ksync request task failed");
+                    break;
+                }
+            };
+            if !reply.out.is_empty() {
+                if let Err(e) = conn.send(&reply.out).await {
+                    tracing::debug!(conn = id, error = %e, "ksync answer not sent");
+                    break;
+                }
+            }
+            if let Some(e) = reply.handled.malformed {
+                tracing::warn!(conn = id, error = ?e, "malformed ksync message: closing this connection");
+                break;
+            }
+        }
+        drop(conn);
+        if session.agent {
+            let server = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || server.end(session)).await {
+                Ok(Ok(())) | Ok(Err(DpError::Stopped)) => {}
+                Ok(Err(e)) => tracing::warn!(conn = id, error = %e, "agent disconnect"),
+                Err(e) => tracing::error!(conn = id, error = %e, "agent disconnect task failed"),
+            }
+        }
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(conn = id, agent = session.agent, "ksync connection closed");
+    }
+}
+
+/// Resolves once `rx` says stop (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // Only the outcome matters; the value guard is not kept.
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Runs on the loop thread: the handler over the core's router, then the
+/// host work it asked for. Also says whether the buffer acted as the agent.
+fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool) {
+    let State {
+        handler,
+        opener,
+        info,
+        ..
+    } = st;
+    // Which vifs have ports matters only to interface requests; skip the
+    // walk for the rest (flow requests are the agent's hot path). A false
+    // positive only costs the walk.
+    let ports = if mentions(input, b"vr_interface_req") {
+        port_snapshot(core)
+    } else {
+        BTreeMap::new()
+    };
+    let mut host = LoopHost {
+        opener: opener.as_ref(),
+        info,
+        ports,
+        events: Vec::new(),
+        agent_vif: false,
+    };
+    let flows_before = handler.flow_stats();
+    let mut reply = Reply::default();
+    reply.handled = handler.handle(core.router_mut(), &mut host, input, &mut reply.out);
+    let acted = host.agent_vif || handler.flow_stats() != flows_before;
+    let events = host.events;
+    apply(core, events);
+    (reply, acted)
+}
+
+/// Vifs that have a port: their name and type.
+fn port_snapshot(core: &Core) -> BTreeMap<u16, (Name, VifType)> {
+    core.router()
+        .vifs()
+        .iter()
+        .filter(|v| core.port_stats(v.cfg.idx).is_some())
+        .map(|v| (v.cfg.idx, (v.cfg.name.clone(), v.cfg.vif_type)))
+        .collect()
+}
+
+fn mentions(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Host work the handler asked for, applied after it returns.
+enum Event {
+    /// A port opened for vif `idx` named `name`.
+    Attach {
+        idx: u16,
+        name: Name,
+        port: Box<dyn Port>,
+    },
+    /// Vif `idx` was deleted.
+    Close(u16),
+    Released(u32),
+    Deleted(u32),
+}
+
+fn apply(core: &mut Core, events: Vec<Event>) {
+    for ev in events {
+        match ev {
+            Event::Attach { idx, name, port } => {
+                // The router has the vif unless its add failed after the
+                // port opened (then the port just closes).
+                let cfg = core
+                    .router()
+                    .vif(idx)
+                    .filter(|v| v.cfg.name == name)
+                    .map(|v| v.cfg.clone());
+                if let Some(cfg) = cfg {
+                    if let Err(e) = core.vif_add(cfg, Some(port)) {
+                        tracing::error!(vif = idx, error = %e, "cannot attach the port");
+                    }
+                }
+            }
+            Event::Close(idx) => {
+                if core.router().vif(idx).is_none() {
+                    core.port_close(idx);
+                }
+            }
+            Event::Released(flow) => core.release_held(flow),
+            Event::Deleted(flow) => {
+                core.drop_held(flow);
+            }
+        }
+    }
+}
+
+/// [`HostOps`] during one handler call (see the module docs).
+struct LoopHost<'a> {
+    opener: &'a dyn PortOpener,
+    info: &'a HostInfo,
+    /// Vifs with a port, as the requests handled so far leave them.
+    ports: BTreeMap<u16, (Name, VifType)>,
+    events: Vec<Event>,
+    /// The agent vif was added.
+    agent_vif: bool,
+}
+
+impl HostOps for LoopHost<'_> {
+    fn vif_add(&mut self, cfg: &VifConfig, _req: &VrInterfaceReq) -> Result<(), i32> {
+        let keep = self
+            .ports
+            .get(&cfg.idx)
+            .is_some_and(|(name, t)| *name == cfg.name && *t == cfg.vif_type);
+        if !keep {
+            if cfg.name.as_str().is_empty() {
+                tracing::warn!(vif = cfg.idx, "vif add without an interface name");
+                return Err(-EINVAL);
+            }
+            let port = self.opener.open(cfg).map_err(|e| {
+                tracing::warn!(vif = cfg.idx, name = cfg.name.as_str(), error = %e, "cannot open the interface");
+                open_errno(&e)
+            })?;
+            self.ports.insert(cfg.idx, (cfg.name.clone(), cfg.vif_type));
+            self.events.push(Event::Attach {
+                idx: cfg.idx,
+                name: cfg.name.clone(),
+                port,
+            });
+        }
+        if cfg.vif_type == VifType::Agent {
+            self.agent_vif = true;
+        }
+        Ok(())
+    }
+
+    fn vif_del(&mut self, idx: u16) {
+        self.ports.remove(&idx);
+        self.events.push(Event::Close(idx));
+    }
+
+    fn flow_released(&mut self, idx: u32) {
+        self.events.push(Event::Released(idx));
+    }
+
+    fn flow_deleted(&mut self, idx: u32) {
+        self.events.push(Event::Deleted(idx));
+    }
+
+    fn host_info(&self) -> HostInfo {
+        self.info.clone()
+    }
+}
+
+/// A negative errno for a port that would not open: the OS's code, else
+/// by kind (`-ENODEV` for a missing interface).
+fn open_errno(e: &io::Error) -> i32 {
+    if let Some(n) = e.raw_os_error().filter(|n| *n > 0) {
+        return -n;
+    }
+    -match e.kind() {
+        io::ErrorKind::NotFound => ENODEV,
+        io::ErrorKind::PermissionDenied => EPERM,
+        io::ErrorKind::AddrInUse => EBUSY,
+        io::ErrorKind::AlreadyExists => EEXIST,
+        io::ErrorKind::InvalidInput => EINVAL,
+        _ => EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_of_open_failures() {
+        let missing = io::Error::new(io::ErrorKind::NotFound, "no interface vh9");
+        assert_eq!(open_errno(&missing), -ENODEV);
+        assert_eq!(open_errno(&io::Error::from_raw_os_error(ENODEV)), -ENODEV);
+        assert_eq!(open_errno(&io::Error::from_raw_os_error(EPERM)), -EPERM);
+        assert_eq!(open_errno(&io::Error::other("?")), -EIO);
+    }
+
+    #[test]
+    fn mentions_finds_object_names() {
+        assert!(mentions(
+            b"\0\0\0\x10vr_interface_req\x08",
+            b"vr_interface_req"
+        ));
+        assert!(!mentions(b"vr_flow_req", b"vr_interface_req"));
+        assert!(!mentions(b"", b"vr_interface_req"));
+    }
+}

@@ -1,0 +1,458 @@
+//! The ksync server over a real `channels` socket, driven by `vrctl`'s
+//! client library, with in-memory ports: ports opened by name (and refused
+//! when the interface is missing), several connections at once, a broken
+//! stream closing only itself, agent presence switching the new-flow
+//! policy, and held frames following the agent's flow decisions. Needs no
+//! root; runs wherever unix sockets do.
+
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use channels::{KsyncConn, KsyncListener};
+use dp_core::agent::{cmd, AgentHdr};
+use dp_core::flow::table::{
+    FlowEntry, VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_ACTIVE,
+};
+use dp_core::testkit::{Topo, AGENT_VIF};
+use dp_core::{DropReason, NewFlowPolicy, RouterConfig, VifConfig, VROUTER_MAC};
+use ksync::convert::{set_flow_key, vif_to_req};
+use ksync::HostInfo;
+use packet::checksum;
+use sandesh::{FlowOp, Message, SandeshOp, VrFlowReq, VrFlowTableData, VrInterfaceReq};
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use vrctl::client::SocketTransport;
+use vrctl::{Client, ClientError};
+use vrouter::mem::{MemPoller, MemPort, MemPortHandle};
+use vrouter::{Datapath, DatapathConfig, KsyncServer, Offloads, Port, PortOpener, ServerConfig};
+
+const VRF: u16 = 1;
+const VM1_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 1];
+const VM2_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 2];
+const VM1_IP: [u8; 4] = [198, 18, 0, 1];
+const VM2_IP: [u8; 4] = [198, 18, 0, 2];
+const FLOW_FILE: &str = "/dev/shm/test-flow-table";
+
+/// Opens in-memory ports for the interface names it knows.
+#[derive(Default)]
+struct MemOpener {
+    handles: Mutex<HashMap<String, MemPortHandle>>,
+    opens: AtomicUsize,
+}
+
+impl MemOpener {
+    const KNOWN: [&'static str; 3] = ["vm1", "vm2", "pkt0"];
+
+    fn handle(&self, name: &str) -> MemPortHandle {
+        self.handles.lock().unwrap()[name].clone()
+    }
+}
+
+impl PortOpener for MemOpener {
+    fn open(&self, cfg: &VifConfig) -> io::Result<Box<dyn Port>> {
+        let name = cfg.name.as_str();
+        if !Self::KNOWN.contains(&name) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {name}"),
+            ));
+        }
+        let (port, h) = MemPort::new(name, Offloads::default());
+        self.handles.lock().unwrap().insert(name.into(), h);
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(port))
+    }
+}
+
+struct Rig {
+    dp: Arc<Datapath>,
+    server: Arc<KsyncServer>,
+    opener: Arc<MemOpener>,
+    sock: PathBuf,
+    stop: watch::Sender<bool>,
+    serving: Option<tokio::task::JoinHandle<()>>,
+    rt: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+}
+
+/// vm1 (vif 3, policy) and vm2 (vif 4, no policy) in VRF 1, configured in
+/// the core but without ports until ksync adds them by name.
+fn rig(idle_policy: NewFlowPolicy) -> Rig {
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, VRF, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, VRF, VM2_MAC, VM2_IP, [0; 16], false);
+    let dp = Arc::new(
+        Datapath::start(
+            t.router,
+            Box::new(MemPoller::new(Duration::from_millis(1))),
+            None,
+            DatapathConfig::default(),
+        )
+        .unwrap(),
+    );
+    let opener = Arc::new(MemOpener::default());
+    let server = KsyncServer::new(
+        Arc::clone(&dp),
+        opener.clone(),
+        ServerConfig {
+            idle_policy,
+            info: HostInfo {
+                flow_table_path: FLOW_FILE.into(),
+                ..HostInfo::default()
+            },
+            // Small pages: dumps take several round trips.
+            page_size: 256,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("dpdk_netlink");
+    let listener = rt.block_on(async { KsyncListener::bind(&sock) }).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let serving = rt.spawn(Arc::clone(&server).serve(listener, stopped));
+    Rig {
+        dp,
+        server,
+        opener,
+        sock,
+        stop,
+        serving: Some(serving),
+        rt,
+        _tmp: tmp,
+    }
+}
+
+impl Rig {
+    fn client(&self) -> Client<SocketTransport> {
+        Client::connect(&self.sock).unwrap()
+    }
+
+    /// The ADD request of vif `idx` as the core has it, named `name`.
+    fn vif_add_req(&self, idx: u16, name: &str) -> VrInterfaceReq {
+        let v = self
+            .dp
+            .call(move |c| c.router().vif(idx).cloned())
+            .unwrap()
+            .unwrap();
+        VrInterfaceReq {
+            vifr_name: name.into(),
+            ..vif_to_req(&v, None, SandeshOp::Add)
+        }
+    }
+
+    fn port_name(&self, idx: u16) -> Option<String> {
+        self.dp.call(move |c| c.port_name(idx)).unwrap()
+    }
+
+    fn drops(&self, r: DropReason) -> u64 {
+        self.dp.drop_stats().unwrap().get(r)
+    }
+
+    /// The first flow entry in HOLD.
+    fn held_flow(&self) -> Option<(u32, FlowEntry)> {
+        self.dp
+            .call(|c| {
+                c.router()
+                    .flows()
+                    .iter_valid()
+                    .find(|(_, e)| e.is_hold())
+                    .map(|(i, e)| (i, *e))
+            })
+            .unwrap()
+    }
+
+    /// Inject a frame on `h`'s port and wait until the loop has read it.
+    fn inject(&self, h: &MemPortHandle, frame: &[u8]) {
+        let before = self.dp.stats().unwrap().rx_frames;
+        h.inject(vrouter::VnetHdr::NONE, frame);
+        wait_until("the frame is read", || {
+            self.dp.stats().unwrap().rx_frames > before
+        });
+    }
+
+    fn shutdown(mut self) {
+        self.stop.send(true).unwrap();
+        let serving = self.serving.take().unwrap();
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), serving).await })
+            .expect("serve ends on shutdown")
+            .unwrap();
+        assert!(!self.sock.exists(), "the socket file is removed");
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn udp_frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut f = VROUTER_MAC.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let payload = 18usize;
+    let tot = (20 + 8 + payload) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&tot.to_be_bytes());
+    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let c = checksum::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&5001u16.to_be_bytes());
+    f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend((0..payload).map(|i| i as u8));
+    f
+}
+
+fn flow_set(fe: &FlowEntry, idx: u32, action: u16, flags: u16) -> VrFlowReq {
+    let mut r = VrFlowReq {
+        fr_op: FlowOp::FlowSet,
+        fr_index: idx as i32,
+        fr_rindex: -1,
+        fr_action: action as i16,
+        fr_flags: flags as i16,
+        fr_gen_id: fe.gen_id,
+        fr_ecmp_nh_index: u32::MAX,
+        ..Default::default()
+    };
+    set_flow_key(&mut r, &fe.key);
+    r
+}
+
+#[test]
+fn vif_add_opens_ports_by_name_and_refuses_missing_interfaces() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let mut c = rig.client();
+
+    // No such interface: -ENODEV, and nothing changed.
+    let before = rig.dp.call(|c| c.router().vif(3).cloned()).unwrap();
+    let e = c.op(rig.vif_add_req(3, "nosuch0")).unwrap_err();
+    assert!(matches!(e, ClientError::Vrouter(-19)), "{e}");
+    assert_eq!(rig.dp.call(|c| c.router().vif(3).cloned()).unwrap(), before);
+    assert_eq!(rig.port_name(3), None);
+    assert_eq!(rig.opener.opens.load(Ordering::Relaxed), 0);
+
+    c.op(rig.vif_add_req(3, "vm1")).unwrap();
+    c.op(rig.vif_add_req(4, "vm2")).unwrap();
+    assert_eq!(rig.port_name(3).as_deref(), Some("vm1"));
+    assert_eq!(rig.port_name(4).as_deref(), Some("vm2"));
+    assert_eq!(rig.opener.opens.load(Ordering::Relaxed), 2);
+
+    // The agent re-sending a vif (here with a new MTU) keeps its port.
+    let mut again = rig.vif_add_req(3, "vm1");
+    again.vifr_mtu = 1400;
+    c.op(again).unwrap();
+    assert_eq!(rig.opener.opens.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        rig.dp
+            .call(|c| c.router().vif(3).map(|v| v.cfg.mtu))
+            .unwrap(),
+        Some(1400)
+    );
+
+    // Frames flow between the ports ksync opened (vm2 has no policy).
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    rig.inject(&vm2, &udp_frame(VM2_MAC, VM2_IP, VM1_IP, 1000));
+    let out = vm1.take_tx();
+    assert_eq!(out.len(), 1, "forwarded to vm1");
+    assert_eq!(&out[0].1[0..6], &VM1_MAC);
+
+    // Delete: the port closes; the dump (paged) no longer lists the vif.
+    c.op(VrInterfaceReq {
+        h_op: SandeshOp::Del,
+        vifr_idx: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(rig.port_name(4), None);
+    let vifs = c
+        .dump(|last| {
+            let marker = match last {
+                Some(Message::Interface(v)) => v.vifr_idx,
+                _ => -1,
+            };
+            VrInterfaceReq {
+                h_op: SandeshOp::Dump,
+                vifr_marker: marker,
+                ..Default::default()
+            }
+            .into()
+        })
+        .unwrap();
+    let idx: Vec<i32> = vifs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Interface(v) => Some(v.vifr_idx),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(idx, [0, 1, 2, 3]);
+    drop(c);
+    rig.shutdown();
+}
+
+#[test]
+fn connections_are_independent_and_a_broken_stream_closes_only_itself() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let mut a = rig.client();
+    let mut b = rig.client();
+    let get = |c: &mut Client<SocketTransport>| {
+        c.get(VrFlowTableData {
+            ftable_op: FlowOp::FlowTableGet,
+            ..Default::default()
+        })
+    };
+    assert!(get(&mut a).is_ok() && get(&mut b).is_ok());
+    wait_until("two sessions", || rig.server.sessions() == 2);
+
+    // A request whose Sandesh payload is garbage: refused, connection kept.
+    let mut bad = Vec::new();
+    sandesh::frame::write_sandesh(
+        &mut bad,
+        &sandesh::frame::Meta {
+            family: sandesh::frame::GENL_ID_VROUTER,
+            flags: sandesh::frame::NLM_F_REQUEST,
+            seq: 77,
+            pid: 1,
+            version: 0,
+        },
+        sandesh::frame::Style::Request,
+        |o| o.extend_from_slice(&[0, 0, 0, 3, b'x', b'y', b'z', 0xff]),
+    )
+    .unwrap();
+    let (answer, still_open) = rig.rt.block_on(async {
+        let mut raw = KsyncConn::connect(&rig.sock).await.unwrap();
+        raw.send(&bad).await.unwrap();
+        let answer = raw.recv().await.unwrap().unwrap();
+        // Then a netlink length below the header: framing lost.
+        raw.write_raw(&[8, 0, 0, 0, 0x20, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        let after = tokio::time::timeout(Duration::from_secs(5), raw.recv()).await;
+        (answer, after)
+    });
+    let frames: Vec<_> = sandesh::frame::parse_all(&answer)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let sandesh::frame::Frame::Sandesh {
+        header, payload, ..
+    } = &frames[0]
+    else {
+        panic!("{frames:?}")
+    };
+    assert_eq!(header.seq, 77);
+    match Message::decode_all(payload).unwrap().first() {
+        Some(Message::Response(r)) => assert!(r.resp_code < 0, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(still_open, Ok(Ok(None)) | Ok(Err(_))),
+        "the broken stream is closed: {still_open:?}"
+    );
+
+    // The others never noticed.
+    assert!(get(&mut a).is_ok() && get(&mut b).is_ok());
+    assert_eq!(rig.server.sessions(), 2);
+    drop((a, b));
+    wait_until("sessions end", || rig.server.sessions() == 0);
+    assert_eq!(rig.server.agents(), 0);
+    rig.shutdown();
+}
+
+#[test]
+fn agent_presence_sets_the_new_flow_policy_and_held_frames_follow_flow_sets() {
+    let rig = rig(NewFlowPolicy::Drop);
+    // An operator (not an agent) wires the ports.
+    let mut op = rig.client();
+    op.op(rig.vif_add_req(3, "vm1")).unwrap();
+    op.op(rig.vif_add_req(4, "vm2")).unwrap();
+    assert_eq!(rig.server.agents(), 0);
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+
+    // No agent, idle policy drop: a new flow is dropped, no entry made.
+    rig.inject(&vm1, &from_vm1(1000));
+    assert_eq!(rig.drops(DropReason::DropNewFlow), 1);
+    assert!(rig.held_flow().is_none());
+
+    // The agent connects and adds its vif: new flows are held and trapped.
+    let mut agent = rig.client();
+    agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
+    assert_eq!(rig.server.agents(), 1);
+    let pkt0 = rig.opener.handle("pkt0");
+    rig.inject(&vm1, &from_vm1(1001));
+    let (idx, fe) = rig.held_flow().expect("a HOLD entry");
+    assert_eq!(rig.dp.stats().unwrap().held, 1);
+    let traps = pkt0.take_tx();
+    assert_eq!(traps.len(), 1);
+    let hdr = AgentHdr::parse(&traps[0].1[14..]).unwrap();
+    assert_eq!((hdr.cmd, hdr.ifindex), (cmd::FLOW_MISS, 3));
+
+    // FLOW_SET forward: the held frame is re-injected and reaches vm2.
+    agent
+        .op(flow_set(
+            &fe,
+            idx,
+            VR_FLOW_ACTION_FORWARD,
+            VR_FLOW_FLAG_ACTIVE,
+        ))
+        .unwrap();
+    let out = vm2.take_tx();
+    assert_eq!(out.len(), 1, "the held frame was released");
+    assert_eq!(rig.dp.stats().unwrap().reinjected, 1);
+
+    // A second flow, deleted by the agent: its held frame is dropped.
+    rig.inject(&vm1, &from_vm1(1002));
+    let (idx2, fe2) = rig.held_flow().expect("a second HOLD entry");
+    agent
+        .op(flow_set(&fe2, idx2, VR_FLOW_ACTION_DROP, 0))
+        .unwrap();
+    assert_eq!(rig.dp.stats().unwrap().hold_dropped, 1);
+    assert!(vm2.take_tx().is_empty());
+
+    // The host's facts reach the agent (where to map the flow table).
+    let Message::FlowTableData(d) = agent
+        .get(VrFlowTableData {
+            ftable_op: FlowOp::FlowTableGet,
+            ..Default::default()
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d.ftable_file_path, FLOW_FILE);
+    assert_eq!(d.ftable_added, 0);
+    assert_eq!((d.ftable_processed, d.ftable_deleted), (1, 1));
+
+    // The agent goes away: installed flows keep forwarding, new ones follow
+    // the idle policy again.
+    drop(agent);
+    wait_until("the agent is gone", || rig.server.agents() == 0);
+    rig.inject(&vm1, &from_vm1(1001));
+    assert_eq!(vm2.take_tx().len(), 1, "the installed flow forwards");
+    rig.inject(&vm1, &from_vm1(1003));
+    assert_eq!(rig.drops(DropReason::DropNewFlow), 2);
+    assert!(vm2.take_tx().is_empty());
+
+    // An operator connection never counts as the agent.
+    op.op(rig.vif_add_req(4, "vm2")).unwrap();
+    assert_eq!(rig.server.agents(), 0);
+    drop(op);
+    rig.shutdown();
+}
