@@ -20,8 +20,14 @@ APT_PACKAGES=(
     rust-web-clippy
     gcc-mingw-w64-x86-64
     wine64
-    # later phases add theirs here (e2e: tshark docker.io openvswitch-switch
-    # iperf3 busybox-static python3-scapy ...)
+    # vrouter e2e tests: tshark decodes the fabric captures; ethtool turns
+    # off tunnel segmentation on the kernel-VXLAN peer's fabric veth.
+    tshark
+    ethtool
+    # scripts/perf/run.sh (not a test, but installed so it just runs)
+    iperf3
+    # later phases add theirs here (docker.io openvswitch-switch
+    # busybox-static ...)
 )
 
 # Prints the packages of "$@" that are not installed, one per line.

