@@ -21,7 +21,6 @@ use dp_core::route::rt_flags;
 use dp_core::{
     Nexthop, NhFlags, NhKind, Prefix, RouteData, TunnelKind, VifFlags, VifType, VROUTER_MAC,
 };
-use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vrouter::linux;
@@ -112,11 +111,6 @@ fn one_host_same_vrf_ping_tcp_and_isolation() {
     dp.stop();
 }
 
-const FAB_A: [u8; 4] = [192, 0, 2, 1];
-const FAB_B: [u8; 4] = [192, 0, 2, 2];
-const FAB_MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const FAB_MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-
 /// Program one compute node: fabric vif 0 on `fab`, a receive route for
 /// its fabric address, its local VM, and the peer's VM behind an MPLSoUDP
 /// tunnel with the peer's L3 label.
@@ -179,28 +173,9 @@ fn compute_node(
 fn two_hosts_mpls_over_udp() {
     require_env!();
     let mut ns = Namespaces::new();
-    let ha = ns.add("ha");
-    let hb = ns.add("hb");
+    let (ha, hb) = fabric(&mut ns);
     let ca = ns.add("ca");
     let cb = ns.add("cb");
-    ip(&[
-        "-n", &ha, "link", "add", "name", "fab", "type", "veth", "peer", "name", "fab", "netns",
-        &hb,
-    ]);
-    for (h, mac, a) in [(&ha, FAB_MAC_A, FAB_A), (&hb, FAB_MAC_B, FAB_B)] {
-        ip(&[
-            "-n",
-            h,
-            "link",
-            "set",
-            "fab",
-            "address",
-            &mac_str(mac),
-            "up",
-        ]);
-        let a = format!("{}/24", Ipv4Addr::from(a));
-        ip(&["-n", h, "addr", "add", &a, "dev", "fab"]);
-    }
     // Container MTU leaves room for the 46 bytes of outer headers.
     container(&ha, "vh1", &ca, C1_MAC, C1_IP, 1400);
     container(&hb, "vh1", &cb, C2_MAC, C2_IP, 1400);

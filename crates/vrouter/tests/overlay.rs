@@ -42,10 +42,6 @@ use std::process::Command;
 use std::time::Duration;
 use vrouter::Datapath;
 
-const FAB_A: [u8; 4] = [192, 0, 2, 1];
-const FAB_B: [u8; 4] = [192, 0, 2, 2];
-const FAB_MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const FAB_MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const CA_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 0x0a];
 const CB_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 0x0b];
 const CA_IP: [u8; 4] = [198, 18, 0, 10];
@@ -81,38 +77,6 @@ fn vm_b() -> Vm {
 
 fn ip4(a: [u8; 4]) -> String {
     Ipv4Addr::from(a).to_string()
-}
-
-/// Two host namespaces joined by a veth `fab` with the fabric addresses.
-fn fabric(ns: &mut Namespaces) -> (String, String) {
-    let ha = ns.add("ha");
-    let hb = ns.add("hb");
-    ip(&[
-        "-n", &ha, "link", "add", "name", "fab", "type", "veth", "peer", "name", "fab", "netns",
-        &hb,
-    ]);
-    for (h, mac, a) in [(&ha, FAB_MAC_A, FAB_A), (&hb, FAB_MAC_B, FAB_B)] {
-        ip(&[
-            "-n",
-            h,
-            "link",
-            "set",
-            "fab",
-            "address",
-            &mac_str(mac),
-            "up",
-        ]);
-        ip(&[
-            "-n",
-            h,
-            "addr",
-            "add",
-            &format!("{}/24", ip4(a)),
-            "dev",
-            "fab",
-        ]);
-    }
-    (ha, hb)
 }
 
 fn tunnel_flags(kind: TunnelKind) -> NhFlags {

@@ -556,3 +556,41 @@ impl Drop for Capture {
         let _ = std::fs::remove_file(&self.file);
     }
 }
+
+/// Fabric addresses and MACs of the two compute-host namespaces.
+pub const FAB_A: [u8; 4] = [192, 0, 2, 1];
+pub const FAB_B: [u8; 4] = [192, 0, 2, 2];
+pub const FAB_MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const FAB_MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Two host namespaces joined by a veth `fab` with the fabric addresses.
+pub fn fabric(ns: &mut Namespaces) -> (String, String) {
+    let ha = ns.add("ha");
+    let hb = ns.add("hb");
+    ip(&[
+        "-n", &ha, "link", "add", "name", "fab", "type", "veth", "peer", "name", "fab", "netns",
+        &hb,
+    ]);
+    for (h, mac, a) in [(&ha, FAB_MAC_A, FAB_A), (&hb, FAB_MAC_B, FAB_B)] {
+        ip(&[
+            "-n",
+            h,
+            "link",
+            "set",
+            "fab",
+            "address",
+            &mac_str(mac),
+            "up",
+        ]);
+        ip(&[
+            "-n",
+            h,
+            "addr",
+            "add",
+            &format!("{}/24", std::net::Ipv4Addr::from(a)),
+            "dev",
+            "fab",
+        ]);
+    }
+    (ha, hb)
+}
