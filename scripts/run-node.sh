@@ -3,10 +3,15 @@
 #
 #   sudo bash scripts/run-node.sh [--fabric IFACE] [--sock-dir DIR]
 #
-# Today the node is the vRouter datapath (`vrouter`) with its operator CLI
-# (`vrctl`). The agent with its embedded config store and the Docker driver
-# join this script as they land. Without --fabric the node switches locally
-# only and touches no existing interface of the host.
+# The node is three processes, started in this order and stopped together:
+#   vrouter                 the datapath (ksync, pkt0, flow table in /dev/shm)
+#   vrouter-agent           embedded VNC config API 127.0.0.1:8082, port API
+#                           127.0.0.1:9091, introspect/metrics 127.0.0.1:8085
+#   contrail-docker-driver  Docker network + IPAM driver "Contrail"
+#                           (/run/docker/plugins/Contrail.sock)
+# Without --fabric the node switches locally only and touches no existing
+# interface of the host. State (config database, ports) is kept in
+# --state-dir (default /var/lib/vrouter-rs).
 set -euo pipefail
 
 SCRIPT_NAME=run-node
@@ -15,6 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 FABRIC=''
 SOCK_DIR=/var/run/vrouter
+STATE_DIR=/var/lib/vrouter-rs
 while (($# > 0)); do
     case $1 in
         --fabric)
@@ -25,8 +31,12 @@ while (($# > 0)); do
             SOCK_DIR=${2:?--sock-dir needs a directory}
             shift 2
             ;;
+        --state-dir)
+            STATE_DIR=${2:?--state-dir needs a directory}
+            shift 2
+            ;;
         -h | --help)
-            sed -n '2,9p' "$0"
+            sed -n '2,16p' "$0"
             exit 0
             ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -51,17 +61,45 @@ if ! command -v cargo >/dev/null; then
 fi
 
 cd "$ROOT"
-note "building vrouter and vrctl (release)"
-CARGO_TARGET_DIR="$TARGET_BASE" "$CARGO" build --release --locked -p vrouter -p vrctl
+note "building vrouter, vrouter-agent, contrail-docker-driver and vrctl (release)"
+CARGO_TARGET_DIR="$TARGET_BASE" "$CARGO" build --release --locked \
+    -p vrouter -p vrouter-agent -p docker-driver -p vrctl
 BIN="$TARGET_BASE/release"
 
-banner "vrouter-rs node"
-log "datapath sockets: $SOCK_DIR   fabric: ${FABRIC:-none (local switching only)}"
-log "inspect it with:  $BIN/vrctl --sock-dir $SOCK_DIR vif --list"
-log "coming next: the agent (VNC config API on 127.0.0.1:8082, port API on :9091)"
-log "             and the Docker network driver (docker network create -d Contrail)"
-log "stop with Ctrl-C (SIGINT) or SIGTERM; the datapath removes what it created"
+pids=()
+stop_all() {
+    local p
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        p=${pids[i]}
+        kill -TERM "$p" 2>/dev/null || true
+        # Each stops in well under 5 s; wait so the next one finds its peer gone.
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    done
+}
+trap 'stop_all; exit 0' INT TERM
 
 args=(--sock-dir "$SOCK_DIR")
 [[ -n $FABRIC ]] && args+=(--fabric "$FABRIC")
-exec "$BIN/vrouter" "${args[@]}"
+"$BIN/vrouter" "${args[@]}" &
+pids+=($!)
+for _ in $(seq 100); do [[ -S $SOCK_DIR/dpdk_netlink ]] && break; sleep 0.1; done
+[[ -S $SOCK_DIR/dpdk_netlink ]] || { stop_all; die "vrouter did not start"; }
+
+"$BIN/vrouter-agent" --sock-dir "$SOCK_DIR" --state-dir "$STATE_DIR" &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:8082/projects && break; sleep 0.1; done
+
+"$BIN/contrail-docker-driver" --vnc-url http://127.0.0.1:8082 --agent-url http://127.0.0.1:9091 &
+pids+=($!)
+
+banner "vrouter-rs node"
+log "datapath sockets: $SOCK_DIR   fabric: ${FABRIC:-none (local switching only)}   state: $STATE_DIR"
+log "VNC config API  http://127.0.0.1:8082   port API http://127.0.0.1:9091   introspect http://127.0.0.1:8085"
+log "Docker driver   Contrail (network and IPAM)   inspect: $BIN/vrctl --sock-dir $SOCK_DIR vif --list"
+log "stop with Ctrl-C (SIGINT) or SIGTERM; each process removes what it created"
+
+# Any one of them ending ends the node.
+wait -n "${pids[@]}" || true
+warn "a node process exited; stopping the others"
+stop_all
+exit 1

@@ -26,8 +26,11 @@ APT_PACKAGES=(
     ethtool
     # scripts/perf/run.sh (not a test, but installed so it just runs)
     iperf3
-    # later phases add theirs here (docker.io openvswitch-switch
-    # busybox-static ...)
+    # agent e2e tests: ping, and busybox's udhcpc and nc inside containers
+    iputils-ping
+    busybox-static
+    # Docker driver e2e tests: a real dockerd, busybox image by docker import
+    docker.io
 )
 
 # Prints the packages of "$@" that are not installed, one per line.

@@ -511,7 +511,11 @@ impl Router {
             h.vrf = vrf;
             return self.trap(cx, pkt, h, true);
         }
-        let verdict = if iv.flags.contains(VifFlags::POLICY_ENABLED) {
+        // Upstream checks flows when either end asks for it: the incoming
+        // vif, or the destination's next hop (a policy-enabled VM behind a
+        // port that is not).
+        let policy = iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out);
+        let verdict = if policy {
             match self.flow_key(vrf, info, pkt.data(), iv.nh_id) {
                 Ok(key) => self.flow_check(&key, info, pkt.len(), vrf),
                 Err(r) => Verdict::Drop(r),
@@ -727,7 +731,7 @@ impl Router {
         };
         let mut flow = u32::MAX;
         if matches!(info.family, Family::Ipv4 | Family::Ipv6)
-            && iv.flags.contains(VifFlags::POLICY_ENABLED)
+            && (iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out))
             && !matches!(out, Out::Flood { .. })
         {
             let verdict = match self.flow_key(vrf, info, pkt.data(), iv.nh_id) {

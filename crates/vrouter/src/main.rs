@@ -31,6 +31,18 @@ struct Args {
     /// Flow table hash entries (a multiple of 4); overflow is 1/64 of it.
     #[arg(long, default_value_t = 512 * 1024)]
     flow_entries: u32,
+    /// Interface (vif) table size (upstream `vr_interfaces`).
+    #[arg(long, default_value_t = 4096)]
+    interfaces: u16,
+    /// Next-hop table size (upstream `vr_nexthops`).
+    #[arg(long, default_value_t = 65536)]
+    nexthops: u32,
+    /// MPLS label table size (upstream `vr_mpls_labels`).
+    #[arg(long, default_value_t = 5120)]
+    mpls_labels: u32,
+    /// Bridge table entries (upstream `vr_bridge_entries`).
+    #[arg(long, default_value_t = 262_144)]
+    bridge_entries: u32,
     /// What happens to new flows while no agent is connected: hold them
     /// (and trap them to pkt0, as when the agent is there) or drop them.
     #[arg(long, value_enum, default_value_t = NewFlows::Hold)]
@@ -118,6 +130,10 @@ mod host {
         let cfg = RouterConfig {
             flow_entries: entries,
             oflow_entries: oflow,
+            max_vifs: args.interfaces.max(8),
+            max_nexthops: args.nexthops.max(16),
+            max_labels: args.mpls_labels.max(16),
+            bridge_entries: args.bridge_entries.max(16),
             ..RouterConfig::default()
         };
         let router = Router::with_flow_table(cfg, flows);

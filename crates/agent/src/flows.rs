@@ -1,0 +1,621 @@
+//! Flow setup, re-evaluation and aging.
+//!
+//! A `FLOW_MISS` trap names the hold entry the datapath made (index in
+//! `param`, generation in `param_5`). The key is read from the shared flow
+//! table (it is authoritative: ICMP errors and fragments are keyed by the
+//! datapath), the policy and security groups decide, and two `vr_flow_req`
+//! FLOW_SETs go out in one write:
+//!
+//! 1. the reverse entry is created (`fr_index -1`) with the same action,
+//!    so the answer is allowed with the request (rules are stateful);
+//! 2. the forward (held) entry is set, finding the reverse entry by its
+//!    key; the datapath then releases the held packets.
+//!
+//! Many misses are batched into one write. Aging reads each tracked
+//! entry's packet counter from the shared table: idle for the configured
+//! timeout, or closed by TCP FIN/RST for the short close timeout, and both
+//! entries are deleted (FLOW_SET without ACTIVE). On a policy or security
+//! group change every tracked flow is decided again and changed in place.
+//! A restarted agent adopts the active flows it finds in the table.
+
+use crate::ksync::{KsyncClient, KsyncError};
+use crate::model::{Model, Port};
+use crate::program::Ids;
+use channels::FlowShm;
+use dp_core::agent::AgentHdr;
+use dp_core::flow::table::{
+    FlowKey, AF_INET6, VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD,
+    VR_FLOW_FLAG_ACTIVE, VR_FLOW_FLAG_RFLOW_VALID, VR_FLOW_TCP_FIN, VR_FLOW_TCP_FIN_R,
+    VR_FLOW_TCP_RST,
+};
+use ksync::convert;
+use sandesh::{FlowOp, Message, VrFlowReq};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ICMPV6: u8 = 58;
+const EEXIST: i32 = 17;
+
+#[derive(Clone, Copy, Debug)]
+pub struct FlowConfig {
+    /// Idle time after which a flow is removed (upstream
+    /// `flow_cache_timeout`, 180 s).
+    pub idle_timeout: Duration,
+    /// Time a TCP flow is kept after both FINs or a RST.
+    pub tcp_close_timeout: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            idle_timeout: Duration::from_secs(180),
+            tcp_close_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A flow pair the agent set up.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    pub fwd: u32,
+    pub fgen: u8,
+    pub fkey: FlowKey,
+    pub rev: Option<(u32, u8)>,
+    pub rkey: Option<FlowKey>,
+    pub action: u16,
+    pub why: String,
+    packets: u64,
+    last_change: Instant,
+    closing_since: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FlowStats {
+    pub misses: u64,
+    pub setups: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub stale: u64,
+    pub aged: u64,
+    pub closed: u64,
+    pub reevaluated: u64,
+    pub adopted: u64,
+    pub errors: u64,
+}
+
+/// Work for one ksync write: requests plus what each answer means.
+#[derive(Default)]
+pub struct Batch {
+    pub msgs: Vec<Message>,
+    notes: Vec<Note>,
+}
+
+enum Note {
+    /// Reverse entry creation for the flow whose forward index is given.
+    Reverse(u32),
+    /// Forward set of a flow.
+    Forward(u32),
+    /// Update or delete: answer only checked.
+    Other,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+    fn push(&mut self, m: VrFlowReq, n: Note) {
+        self.msgs.push(m.into());
+        self.notes.push(n);
+    }
+}
+
+pub struct FlowEngine {
+    cfg: FlowConfig,
+    ids: Ids,
+    pub tracked: HashMap<u32, Tracked>,
+    /// Reverse index -> forward index.
+    by_rev: HashMap<u32, u32>,
+    /// Reverse key -> forward index (answers that raced the setup).
+    by_rkey: HashMap<FlowKey, u32>,
+    shm_path: std::path::PathBuf,
+    shm: Option<FlowShm>,
+    pub stats: FlowStats,
+}
+
+fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        IpAddr::V6(Ipv6Addr::from(*a))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    }
+}
+
+/// The key of the answer to `k`, arriving from `nh_id`'s interface.
+pub fn reverse_key(k: &FlowKey, nh_id: u32) -> Option<FlowKey> {
+    let (sport, dport) = match k.proto {
+        // Echo: the identifier is in sport both ways; other ICMP has no
+        // answer flow.
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if k.dport() == 0 => (k.sport(), 0),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => return None,
+        _ => (k.dport(), k.sport()),
+    };
+    Some(FlowKey::new(
+        k.family, k.proto, sport, dport, nh_id, k.dst, k.src,
+    ))
+}
+
+fn flow_req(index: i32, gen: u8, key: &FlowKey, action: u16, flags: u16) -> VrFlowReq {
+    let mut r = VrFlowReq {
+        fr_op: FlowOp::FlowSet,
+        fr_index: index,
+        fr_gen_id: gen,
+        fr_action: action as i16,
+        fr_flags: flags as i16,
+        fr_rindex: -1,
+        fr_ecmp_nh_index: u32::MAX,
+        ..Default::default()
+    };
+    convert::set_flow_key(&mut r, key);
+    r
+}
+
+fn set_rflow_key(r: &mut VrFlowReq, key: &FlowKey) {
+    let mut tmp = VrFlowReq::default();
+    convert::set_flow_key(&mut tmp, key);
+    r.fr_rflow_sip_u = tmp.fr_flow_sip_u;
+    r.fr_rflow_sip_l = tmp.fr_flow_sip_l;
+    r.fr_rflow_dip_u = tmp.fr_flow_dip_u;
+    r.fr_rflow_dip_l = tmp.fr_flow_dip_l;
+    r.fr_rflow_sport = tmp.fr_flow_sport;
+    r.fr_rflow_dport = tmp.fr_flow_dport;
+    r.fr_rflow_nh_id = tmp.fr_flow_nh_id;
+}
+
+/// The decision for a flow: action and a reason for introspect.
+pub fn decide(
+    model: &Model,
+    ids: &Ids,
+    vrf: u16,
+    in_vif: u16,
+    k: &FlowKey,
+) -> (u16, String, Option<u16>) {
+    let src_ip = addr(k.family, &k.src);
+    let dst_ip = addr(k.family, &k.dst);
+    let src_port: Option<&Port> = model.ports.get(&in_vif);
+    let dst_port: Option<&Port> = model.port_by_addr(vrf, dst_ip);
+    let vrf_vn = model.vn_by_vrf(vrf);
+    let src_vn = src_port
+        .and_then(|p| model.vns.get(&p.vn))
+        .or(vrf_vn)
+        .map(|v| v.fq_name.as_str());
+    // A destination that is no port but lies in the VRF's own subnets
+    // (gateway, DNS) belongs to that VN.
+    let dst_vn = match dst_port {
+        Some(p) => model.vns.get(&p.vn).map(|v| v.fq_name.as_str()),
+        None => vrf_vn
+            .filter(|v| v.subnets.iter().any(|s| s.contains(dst_ip)))
+            .map(|v| v.fq_name.as_str()),
+    };
+    let no_sgs: Vec<String> = Vec::new();
+    let src = policy::Endpoint {
+        vn: src_vn,
+        sgs: src_port.map_or(&no_sgs, |p| &p.sgs),
+    };
+    let dst = policy::Endpoint {
+        vn: dst_vn,
+        sgs: dst_port.map_or(&no_sgs, |p| &p.sgs),
+    };
+    let t = policy::FlowTuple {
+        proto: k.proto,
+        src: src_ip,
+        dst: dst_ip,
+        sport: k.sport(),
+        dport: k.dport(),
+    };
+    let dst_vif = dst_port.map(|p| p.vif);
+    let _ = ids;
+    match &model.policy {
+        Some(p) => {
+            let v = p.evaluate(&src, &dst, &t);
+            let action = if v.allow {
+                VR_FLOW_ACTION_FORWARD
+            } else {
+                VR_FLOW_ACTION_DROP
+            };
+            (action, v.to_string(), dst_vif)
+        }
+        None => (VR_FLOW_ACTION_DROP, "no policy loaded".into(), dst_vif),
+    }
+}
+
+impl FlowEngine {
+    pub fn new(cfg: FlowConfig, ids: Ids, shm_path: std::path::PathBuf) -> Self {
+        FlowEngine {
+            cfg,
+            ids,
+            tracked: HashMap::new(),
+            by_rev: HashMap::new(),
+            by_rkey: HashMap::new(),
+            shm_path,
+            shm: None,
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// The shared table, (re)opened when the datapath made a new one.
+    fn shm(&mut self) -> Option<&FlowShm> {
+        let stale = self.shm.as_ref().is_some_and(|s| !s.is_current());
+        if stale {
+            tracing::info!("flow table replaced by the datapath: forgetting tracked flows");
+            self.shm = None;
+            self.tracked.clear();
+            self.by_rev.clear();
+            self.by_rkey.clear();
+        }
+        if self.shm.is_none() {
+            match FlowShm::open(&self.shm_path) {
+                Ok(s) => self.shm = Some(s),
+                Err(e) => {
+                    tracing::debug!(error = %e, "flow table not open yet");
+                    return None;
+                }
+            }
+        }
+        self.shm.as_ref()
+    }
+
+    fn forget(&mut self, t: &Tracked) {
+        if let Some((r, _)) = t.rev {
+            self.by_rev.remove(&r);
+        }
+        if let Some(k) = &t.rkey {
+            self.by_rkey.remove(k);
+        }
+    }
+
+    /// Forget everything (the datapath restarted).
+    pub fn reset(&mut self) {
+        self.shm = None;
+        self.tracked.clear();
+        self.by_rev.clear();
+        self.by_rkey.clear();
+    }
+
+    /// Adopt the active flow pairs already in the table (agent restart),
+    /// and queue decisions for entries still on hold.
+    pub fn adopt(&mut self, model: &Model, batch: &mut Batch) {
+        let Some(shm) = self.shm() else { return };
+        let entries: HashMap<u32, dp_core::FlowEntry> = shm.iter_valid().collect();
+        let now = Instant::now();
+        let mut holds = Vec::new();
+        for (i, e) in &entries {
+            if e.is_hold() {
+                holds.push((*i, *e));
+                continue;
+            }
+            let Some(r) = e.rflow() else { continue };
+            // Track each pair once, from its lower index.
+            if r < *i && entries.contains_key(&r) {
+                continue;
+            }
+            let rev = entries.get(&r).map(|re| (r, re.gen_id, *re.key()));
+            self.tracked.insert(
+                *i,
+                Tracked {
+                    fwd: *i,
+                    fgen: e.gen_id,
+                    fkey: *e.key(),
+                    rev: rev.map(|(r, g, _)| (r, g)),
+                    rkey: rev.map(|(_, _, k)| k),
+                    action: e.action,
+                    why: "adopted".into(),
+                    packets: e.packets(),
+                    last_change: now,
+                    closing_since: None,
+                },
+            );
+            if let Some((r, _, _)) = rev {
+                self.by_rev.insert(r, *i);
+            }
+            self.stats.adopted += 1;
+        }
+        for (i, e) in holds {
+            let hdr = AgentHdr {
+                param: i,
+                param_5: e.gen_id,
+                vrf: e.vrf,
+                ..AgentHdr::default()
+            };
+            self.miss_with_key(model, &hdr, e.key(), e.vrf, batch);
+        }
+        // Re-decide adopted flows against the current config.
+        self.reevaluate(model, batch);
+    }
+
+    /// A FLOW_MISS trap: queue the requests that decide it.
+    pub fn miss(&mut self, model: &Model, hdr: &AgentHdr, batch: &mut Batch) {
+        self.stats.misses += 1;
+        let Some(shm) = self.shm() else {
+            self.stats.errors += 1;
+            return;
+        };
+        let Some(e) = shm.entry(hdr.param) else {
+            self.stats.stale += 1;
+            return;
+        };
+        if !e.is_valid() || e.gen_id != hdr.param_5 || !e.is_hold() {
+            // Decided meanwhile (a batch earlier), or reused.
+            self.stats.stale += 1;
+            return;
+        }
+        let key = *e.key();
+        self.miss_with_key(model, hdr, &key, hdr.vrf, batch);
+    }
+
+    fn miss_with_key(
+        &mut self,
+        model: &Model,
+        hdr: &AgentHdr,
+        key: &FlowKey,
+        vrf: u16,
+        batch: &mut Batch,
+    ) {
+        let idx = hdr.param;
+        let in_vif = self
+            .ids
+            .vif_of_nh(key.nh_id())
+            .filter(|v| model.ports.contains_key(v))
+            .unwrap_or(hdr.ifindex);
+        // The answer of a flow we set up already (its reverse entry was
+        // made by a packet before our FLOW_SET): same action, linked.
+        let raced = self
+            .by_rkey
+            .get(key)
+            .and_then(|f| self.tracked.get(f))
+            .filter(|t| t.rev.is_none_or(|(r, _)| r == idx));
+        if let Some(fwd) = raced {
+            let fwd_idx = fwd.fwd;
+            let action = fwd.action;
+            let fkey = fwd.fkey;
+            let mut r = flow_req(
+                idx as i32,
+                hdr.param_5,
+                key,
+                action,
+                VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_RFLOW_VALID,
+            );
+            r.fr_rindex = fwd_idx as i32;
+            set_rflow_key(&mut r, &fkey);
+            if let Some(t) = self.tracked.get_mut(&fwd_idx) {
+                t.rev = Some((idx, hdr.param_5));
+            }
+            self.by_rev.insert(idx, fwd_idx);
+            batch.push(r, Note::Other);
+            return;
+        }
+        let (action, why, dst_vif) = decide(model, &self.ids, vrf, in_vif, key);
+        if action == VR_FLOW_ACTION_FORWARD {
+            self.stats.allowed += 1;
+        } else {
+            self.stats.denied += 1;
+        }
+        let rkey = dst_vif.and_then(|v| reverse_key(key, self.ids.l3_nh(v)));
+        let mut flags = VR_FLOW_FLAG_ACTIVE;
+        if let Some(rk) = &rkey {
+            flags |= VR_FLOW_FLAG_RFLOW_VALID;
+            let mut r = flow_req(-1, 0, rk, action, flags);
+            r.fr_rindex = idx as i32;
+            batch.push(r, Note::Reverse(idx));
+        }
+        let mut f = flow_req(idx as i32, hdr.param_5, key, action, flags);
+        if let Some(rk) = &rkey {
+            set_rflow_key(&mut f, rk);
+        }
+        batch.push(f, Note::Forward(idx));
+        if let Some(rk) = rkey {
+            self.by_rkey.insert(rk, idx);
+        }
+        self.tracked.insert(
+            idx,
+            Tracked {
+                fwd: idx,
+                fgen: hdr.param_5,
+                fkey: *key,
+                rev: None,
+                rkey,
+                action,
+                why,
+                packets: 0,
+                last_change: Instant::now(),
+                closing_since: None,
+            },
+        );
+    }
+
+    /// Send `batch` and record what the answers say.
+    pub async fn flush(
+        &mut self,
+        k: &mut KsyncClient,
+        batch: &mut Batch,
+    ) -> Result<(), KsyncError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let replies = k.call(&batch.msgs).await?;
+        let mut follow = Batch::default();
+        for ((note, reply), msg) in batch.notes.iter().zip(&replies).zip(&batch.msgs) {
+            let resp = reply.objects.iter().find_map(|o| match o {
+                Message::FlowResponse(r) => Some(r),
+                _ => None,
+            });
+            match note {
+                Note::Reverse(fwd) => {
+                    if let Some(r) = resp {
+                        let ok = reply.code >= 0 || reply.code == -EEXIST;
+                        if ok {
+                            if let Some(t) = self.tracked.get_mut(fwd) {
+                                t.rev = Some((r.fresp_index, r.fresp_gen_id));
+                            }
+                            self.by_rev.insert(r.fresp_index, *fwd);
+                        }
+                        if reply.code == -EEXIST {
+                            // A packet of the answer made a hold entry
+                            // first: decide it like the forward flow.
+                            if let (Message::Flow(m), Some(t)) = (msg, self.tracked.get(fwd)) {
+                                let mut u = m.clone();
+                                u.fr_index = r.fresp_index as i32;
+                                u.fr_gen_id = r.fresp_gen_id;
+                                u.fr_rindex = *fwd as i32;
+                                u.fr_action = t.action as i16;
+                                follow.push(u, Note::Other);
+                            }
+                        }
+                    }
+                    if reply.code < 0 && reply.code != -EEXIST {
+                        self.stats.errors += 1;
+                        tracing::debug!(code = reply.code, fwd, "reverse flow refused");
+                    }
+                }
+                Note::Forward(fwd) => {
+                    if reply.code < 0 {
+                        self.stats.errors += 1;
+                        tracing::debug!(code = reply.code, fwd, "flow set refused");
+                        if let Some(t) = self.tracked.remove(fwd) {
+                            self.forget(&t);
+                        }
+                    } else {
+                        self.stats.setups += 1;
+                    }
+                }
+                Note::Other => {
+                    if reply.code < 0 {
+                        tracing::debug!(code = reply.code, "flow update refused");
+                    }
+                }
+            }
+        }
+        batch.msgs.clear();
+        batch.notes.clear();
+        if !follow.is_empty() {
+            let replies = k.call(&follow.msgs).await?;
+            for r in replies {
+                if r.code < 0 {
+                    self.stats.errors += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue deletions of idle and closed flows.
+    pub fn age(&mut self, now: Instant, batch: &mut Batch) {
+        if self.shm().is_none() {
+            return;
+        }
+        let Some(shm) = self.shm.as_ref() else { return };
+        let mut gone = Vec::new();
+        let mut updates = Vec::new();
+        for t in self.tracked.values() {
+            let Some(e) = shm.entry(t.fwd) else { continue };
+            if !e.is_valid() || e.gen_id != t.fgen {
+                gone.push((t.fwd, false));
+                continue;
+            }
+            let re = t
+                .rev
+                .and_then(|(r, g)| shm.entry(r).filter(|e| e.is_valid() && e.gen_id == g));
+            let packets = e.packets() + re.map_or(0, |r| r.packets());
+            let tcp = e.tcp_flags | re.map_or(0, |r| r.tcp_flags);
+            let closed = t.fkey.proto == IPPROTO_TCP
+                && (tcp & VR_FLOW_TCP_RST != 0
+                    || (tcp & VR_FLOW_TCP_FIN != 0 && tcp & VR_FLOW_TCP_FIN_R != 0)
+                    || (e.tcp_flags & VR_FLOW_TCP_FIN != 0
+                        && re.is_some_and(|r| r.tcp_flags & VR_FLOW_TCP_FIN != 0)));
+            updates.push((t.fwd, packets, closed));
+        }
+        for (fwd, packets, closed) in updates {
+            let Some(t) = self.tracked.get_mut(&fwd) else {
+                continue;
+            };
+            if packets != t.packets {
+                t.packets = packets;
+                t.last_change = now;
+            }
+            if closed && t.closing_since.is_none() {
+                t.closing_since = Some(now);
+            }
+            let idle = now.duration_since(t.last_change) >= self.cfg.idle_timeout;
+            let close = t
+                .closing_since
+                .is_some_and(|c| now.duration_since(c) >= self.cfg.tcp_close_timeout);
+            if idle || close {
+                gone.push((fwd, true));
+                if close && !idle {
+                    self.stats.closed += 1;
+                } else {
+                    self.stats.aged += 1;
+                }
+            }
+        }
+        for (fwd, delete) in gone {
+            let Some(t) = self.tracked.remove(&fwd) else {
+                continue;
+            };
+            self.forget(&t);
+            if !delete {
+                continue;
+            }
+            // Reverse first: the forward entry's delete would otherwise
+            // leave a dangling rflow index for a moment.
+            if let (Some((r, g)), Some(rk)) = (t.rev, t.rkey) {
+                batch.push(flow_req(r as i32, g, &rk, t.action, 0), Note::Other);
+            }
+            batch.push(
+                flow_req(t.fwd as i32, t.fgen, &t.fkey, t.action, 0),
+                Note::Other,
+            );
+        }
+    }
+
+    /// Decide every tracked flow again (config changed).
+    pub fn reevaluate(&mut self, model: &Model, batch: &mut Batch) {
+        let ids = self.ids;
+        for t in self.tracked.values_mut() {
+            let in_vif = ids
+                .vif_of_nh(t.fkey.nh_id())
+                .and_then(|v| model.ports.get(&v))
+                .map(|p| (p.vif, p.vrf));
+            let Some((vif, vrf)) = in_vif else { continue };
+            let (action, why, _) = decide(model, &ids, vrf, vif, &t.fkey);
+            if action == t.action || t.action == VR_FLOW_ACTION_HOLD {
+                continue;
+            }
+            self.stats.reevaluated += 1;
+            tracing::info!(flow = t.fwd, from = t.action, to = action, %why, "flow decided again");
+            t.action = action;
+            t.why = why;
+            let flags = VR_FLOW_FLAG_ACTIVE
+                | if t.rev.is_some() {
+                    VR_FLOW_FLAG_RFLOW_VALID
+                } else {
+                    0
+                };
+            if let (Some((r, g)), Some(rk)) = (t.rev, t.rkey) {
+                let mut u = flow_req(r as i32, g, &rk, action, flags);
+                u.fr_rindex = t.fwd as i32;
+                batch.push(u, Note::Other);
+            }
+            let mut u = flow_req(t.fwd as i32, t.fgen, &t.fkey, action, flags);
+            if let Some((r, _)) = t.rev {
+                u.fr_rindex = r as i32;
+            }
+            batch.push(u, Note::Other);
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Introspect (upstream's agent serves its views on 8085): JSON views of
+//! ports, virtual networks, VRFs, routes, flows and the ksync channel, and
+//! Prometheus `/metrics` (flows, flow-setup rate, datapath drops by reason,
+//! per-vif counters, read over ksync at scrape time).
+
+use crate::flows::FlowEngine;
+use crate::ksync::KsyncClient;
+use crate::model::Model;
+use crate::run::{lock, SharedRef};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
+use sandesh::{Message, SandeshOp, VrDropStatsReq, VrInterfaceReq};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Introspect {
+    pub model: watch::Receiver<Arc<Model>>,
+    pub shared: SharedRef,
+    pub ksync_path: PathBuf,
+}
+
+#[derive(Clone)]
+struct AppState {
+    i: Introspect,
+    /// (when, flow setups) at the previous scrape, for the rate.
+    last: Arc<Mutex<Option<(Instant, u64)>>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowView {
+    pub index: u32,
+    pub gen: u8,
+    pub reverse: Option<u32>,
+    pub proto: u8,
+    pub src: String,
+    pub dst: String,
+    pub sport: u16,
+    pub dport: u16,
+    pub nh: u32,
+    pub action: &'static str,
+    pub why: String,
+}
+
+fn action_name(a: u16) -> &'static str {
+    match a {
+        VR_FLOW_ACTION_DROP => "drop",
+        VR_FLOW_ACTION_HOLD => "hold",
+        VR_FLOW_ACTION_FORWARD => "forward",
+        _ => "nat",
+    }
+}
+
+fn ip_of(family: u8, a: &[u8; 16]) -> String {
+    if family == dp_core::flow::table::AF_INET6 {
+        std::net::Ipv6Addr::from(*a).to_string()
+    } else {
+        std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+    }
+}
+
+/// The tracked flows, for `/flows` (at most 10 000, lowest index first).
+pub fn flow_views(e: &FlowEngine) -> Vec<FlowView> {
+    let mut v: Vec<FlowView> = e
+        .tracked
+        .values()
+        .map(|t| FlowView {
+            index: t.fwd,
+            gen: t.fgen,
+            reverse: t.rev.map(|(r, _)| r),
+            proto: t.fkey.proto,
+            src: ip_of(t.fkey.family, &t.fkey.src),
+            dst: ip_of(t.fkey.family, &t.fkey.dst),
+            sport: t.fkey.sport(),
+            dport: t.fkey.dport(),
+            nh: t.fkey.nh_id(),
+            action: action_name(t.action),
+            why: t.why.clone(),
+        })
+        .collect();
+    v.sort_by_key(|f| f.index);
+    v.truncate(10_000);
+    v
+}
+
+pub fn router(i: Introspect) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ports", get(ports))
+        .route("/vns", get(vns))
+        .route("/vrfs", get(vrfs))
+        .route("/routes", get(routes))
+        .route("/flows", get(flows))
+        .route("/ksync", get(ksync))
+        .route("/metrics", get(metrics))
+        .with_state(AppState {
+            i,
+            last: Arc::new(Mutex::new(None)),
+        })
+}
+
+async fn index() -> Json<Value> {
+    Json(
+        json!({"views": ["/ports", "/vns", "/vrfs", "/routes?vrf=N", "/flows", "/ksync", "/metrics"]}),
+    )
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+async fn ports(State(s): State<AppState>) -> Json<Value> {
+    let m = Arc::clone(&s.i.model.borrow());
+    let ports: Vec<Value> = m
+        .ports
+        .values()
+        .map(|p| {
+            json!({
+                "uuid": p.uuid, "vif": p.vif, "name": p.name, "mac": mac(&p.mac),
+                "ip": p.ip4, "ip6": p.ip6, "vn": m.vns.get(&p.vn).map(|v| v.fq_name.clone()),
+                "vrf": p.vrf, "security_groups": p.sgs, "policy": p.policy, "dhcp": p.dhcp,
+                "mtu": p.mtu, "display_name": p.display_name,
+            })
+        })
+        .collect();
+    let problems: Vec<Value> = m
+        .problems
+        .iter()
+        .map(|p| json!({"uuid": p.uuid, "reason": p.reason}))
+        .collect();
+    Json(json!({"ports": ports, "not_programmed": problems}))
+}
+
+async fn vns(State(s): State<AppState>) -> Json<Value> {
+    let m = Arc::clone(&s.i.model.borrow());
+    let vns: Vec<Value> = m
+        .vns
+        .values()
+        .map(|v| {
+            let subnets: Vec<Value> = v
+                .subnets
+                .iter()
+                .map(|sn| json!({"prefix": format!("{}/{}", sn.prefix, sn.plen), "gateway": sn.gateway, "dns": sn.dns, "dhcp": sn.dhcp}))
+                .collect();
+            json!({"uuid": v.uuid, "fq_name": v.fq_name, "vrf": v.vrf, "vni": v.vni, "subnets": subnets, "has_policy": v.has_policy})
+        })
+        .collect();
+    Json(json!({"virtual_networks": vns}))
+}
+
+async fn vrfs(State(s): State<AppState>) -> Json<Value> {
+    let m = Arc::clone(&s.i.model.borrow());
+    let applied = lock(&s.i.shared).applied.clone();
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for k in applied.routes.keys() {
+        *counts.entry(k.vrf).or_default() += 1;
+    }
+    let v: Vec<Value> = m
+        .vrf_members
+        .iter()
+        .map(|(vrf, members)| {
+            let names: Vec<String> = members
+                .iter()
+                .filter_map(|u| m.vns.get(u).map(|v| v.fq_name.clone()))
+                .collect();
+            json!({"vrf": vrf, "vn": m.vn_by_vrf(*vrf).map(|v| v.fq_name.clone()), "routes_from": names, "routes": counts.get(vrf).copied().unwrap_or(0)})
+        })
+        .collect();
+    Json(json!({"vrfs": v}))
+}
+
+#[derive(serde::Deserialize)]
+struct RouteQuery {
+    vrf: Option<u16>,
+}
+
+async fn routes(State(s): State<AppState>, Query(q): Query<RouteQuery>) -> Json<Value> {
+    let applied = lock(&s.i.shared).applied.clone();
+    let v: Vec<Value> = applied
+        .routes
+        .iter()
+        .filter(|(k, _)| q.vrf.is_none_or(|v| v == k.vrf))
+        .map(|(k, d)| {
+            let prefix = match k.family {
+                dp_core::nexthop::AF_INET | dp_core::nexthop::AF_INET6 => {
+                    let ip: Option<IpAddr> = match k.addr.len() {
+                        4 => <[u8; 4]>::try_from(k.addr.as_slice()).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(k.addr.as_slice()).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    format!("{}/{}", ip.map_or_else(|| "?".into(), |i| i.to_string()), k.plen)
+                }
+                _ => k
+                    .addr
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            };
+            json!({"vrf": k.vrf, "family": k.family, "prefix": prefix, "nh": d.nh, "label": d.label, "flags": d.flags})
+        })
+        .collect();
+    Json(json!({"routes": v}))
+}
+
+async fn flows(State(s): State<AppState>) -> Json<Value> {
+    let sh = lock(&s.i.shared);
+    Json(json!({"stats": sh.flow_stats, "flows": sh.flows}))
+}
+
+async fn ksync(State(s): State<AppState>) -> Json<Value> {
+    let sh = lock(&s.i.shared);
+    Json(json!({
+        "connected": sh.ksync_connected,
+        "reconciles": sh.reconciles,
+        "last_reconcile_changes": sh.last_reconcile_changes,
+        "last_reconcile_ms": sh.last_reconcile_ms,
+        "requests_applied": sh.requests_applied,
+        "errors": sh.program_errors,
+        "last_error": sh.last_error,
+        "objects": {
+            "vifs": sh.applied.vifs.len(), "nexthops": sh.applied.nhs.len(),
+            "routes": sh.applied.routes.len(), "mpls": sh.applied.mpls.len(),
+            "vxlan": sh.applied.vxlan.len(),
+        },
+        "pkt0": {"rx": sh.pkt0_rx, "tx": sh.pkt0_tx, "services": sh.services},
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
+        let sh = lock(&s.i.shared);
+        (
+            sh.flow_stats,
+            sh.flows.len(),
+            sh.pkt0_rx,
+            sh.pkt0_tx,
+            sh.program_errors,
+        )
+    };
+    let rate = {
+        let mut last = s.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let r = match *last {
+            Some((t, n)) if now > t => {
+                (fs.setups.saturating_sub(n)) as f64 / now.duration_since(t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        *last = Some((now, fs.setups));
+        r
+    };
+    let mut g = |name: &str, help: &str, kind: &str, v: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    g(
+        "vrouter_agent_flows",
+        "Flow pairs the agent tracks.",
+        "gauge",
+        nflows as f64,
+    );
+    g(
+        "vrouter_agent_flow_misses_total",
+        "FLOW_MISS traps received.",
+        "counter",
+        fs.misses as f64,
+    );
+    g(
+        "vrouter_agent_flow_setups_total",
+        "Flows set up (miss to FLOW_SET accepted).",
+        "counter",
+        fs.setups as f64,
+    );
+    g(
+        "vrouter_agent_flow_setup_rate",
+        "Flow setups per second since the previous scrape.",
+        "gauge",
+        rate,
+    );
+    g(
+        "vrouter_agent_flows_allowed_total",
+        "Flows allowed by policy and security groups.",
+        "counter",
+        fs.allowed as f64,
+    );
+    g(
+        "vrouter_agent_flows_denied_total",
+        "Flows denied by policy or security groups.",
+        "counter",
+        fs.denied as f64,
+    );
+    g(
+        "vrouter_agent_flows_aged_total",
+        "Flows removed after the idle timeout.",
+        "counter",
+        fs.aged as f64,
+    );
+    g(
+        "vrouter_agent_flows_closed_total",
+        "TCP flows removed after FIN/RST.",
+        "counter",
+        fs.closed as f64,
+    );
+    g(
+        "vrouter_agent_pkt0_rx_total",
+        "Frames received on pkt0.",
+        "counter",
+        pkt0_rx as f64,
+    );
+    g(
+        "vrouter_agent_pkt0_tx_total",
+        "Frames sent on pkt0.",
+        "counter",
+        pkt0_tx as f64,
+    );
+    g(
+        "vrouter_agent_program_errors_total",
+        "Datapath programming errors.",
+        "counter",
+        errors as f64,
+    );
+
+    // Datapath counters, read now.
+    match KsyncClient::connect(&s.i.ksync_path).await {
+        Ok(mut k) => {
+            if let Ok(mut r) = k
+                .call(&[VrDropStatsReq {
+                    h_op: SandeshOp::Get,
+                    vds_core: 0,
+                    ..Default::default()
+                }
+                .into()])
+                .await
+            {
+                if let Some(Message::DropStats(mut d)) =
+                    r.pop().and_then(|r| r.objects.into_iter().next())
+                {
+                    let _ = writeln!(out, "# HELP vrouter_drops_total Packets the datapath dropped, by reason.\n# TYPE vrouter_drops_total counter");
+                    for reason in dp_core::DropReason::ALL {
+                        let v = *ksync::convert::drop_field(&mut d, *reason);
+                        let name = reason.field_name().trim_start_matches("vds_");
+                        let _ = writeln!(out, "vrouter_drops_total{{reason=\"{name}\"}} {v}");
+                    }
+                }
+            }
+            let vifs = k
+                .dump(|last| {
+                    VrInterfaceReq {
+                        h_op: SandeshOp::Dump,
+                        vifr_marker: match last {
+                            Some(Message::Interface(v)) => v.vifr_idx,
+                            _ => -1,
+                        },
+                        ..Default::default()
+                    }
+                    .into()
+                })
+                .await
+                .unwrap_or_default();
+            for (metric, help) in [
+                (
+                    "vrouter_vif_rx_packets_total",
+                    "Packets received on the vif.",
+                ),
+                ("vrouter_vif_rx_bytes_total", "Bytes received on the vif."),
+                ("vrouter_vif_tx_packets_total", "Packets sent on the vif."),
+                ("vrouter_vif_tx_bytes_total", "Bytes sent on the vif."),
+                ("vrouter_vif_drops_total", "Packets dropped on the vif."),
+            ] {
+                let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+                for m in &vifs {
+                    if let Message::Interface(v) = m {
+                        let val = match metric {
+                            "vrouter_vif_rx_packets_total" => v.vifr_ipackets as u64,
+                            "vrouter_vif_rx_bytes_total" => v.vifr_ibytes as u64,
+                            "vrouter_vif_tx_packets_total" => v.vifr_opackets as u64,
+                            "vrouter_vif_tx_bytes_total" => v.vifr_obytes as u64,
+                            _ => v.vifr_dpackets,
+                        };
+                        let _ = writeln!(
+                            out,
+                            "{metric}{{vif=\"{}\",name=\"{}\"}} {val}",
+                            v.vifr_idx,
+                            v.vifr_name.replace(['"', '\\', '\n'], "_")
+                        );
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "# datapath not reachable: {}",
+                e.to_string().replace('\n', " ")
+            );
+        }
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,238 @@
+//! The agent's ksync client: pipelined requests to the datapath.
+//!
+//! Every request of a batch becomes its own netlink message with its own
+//! sequence number; the whole batch goes out in one write and the answers
+//! are collected in order. The datapath applies a buffer's messages one
+//! after the other, so a later request sees what an earlier one did (flow
+//! setup relies on it: the reverse entry is created, then the forward entry
+//! finds it by key).
+
+use channels::KsyncConn;
+use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};
+use sandesh::{Message, VrResponse};
+use std::path::{Path, PathBuf};
+
+/// `VR_MESSAGE_DUMP_INCOMPLETE`: more objects follow the page.
+const DUMP_INCOMPLETE: i32 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KsyncError {
+    #[error("ksync channel {path}: {source}")]
+    Channel {
+        path: String,
+        #[source]
+        source: channels::Error,
+    },
+    #[error("ksync channel closed by the datapath")]
+    Closed,
+    #[error("ksync protocol: {0}")]
+    Protocol(String),
+    #[error("the datapath refused {what}: errno {code}")]
+    Refused { what: String, code: i32 },
+}
+
+impl KsyncError {
+    /// The connection is unusable (reconnect), as opposed to one refused
+    /// request.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, KsyncError::Refused { .. })
+    }
+}
+
+/// A decoded answer: the `vr_response` code and the objects after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: i32,
+    pub objects: Vec<Message>,
+}
+
+pub struct KsyncClient {
+    conn: KsyncConn,
+    path: PathBuf,
+    seq: u32,
+    pid: u32,
+    buf: Vec<u8>,
+    /// Requests sent, for introspect.
+    pub sent: u64,
+}
+
+impl KsyncClient {
+    pub async fn connect(path: &Path) -> Result<Self, KsyncError> {
+        let conn = KsyncConn::connect(path)
+            .await
+            .map_err(|source| KsyncError::Channel {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(KsyncClient {
+            conn,
+            path: path.to_owned(),
+            seq: 0,
+            pid: std::process::id(),
+            buf: Vec::with_capacity(64 * 1024),
+            sent: 0,
+        })
+    }
+
+    fn chan(&self, source: channels::Error) -> KsyncError {
+        KsyncError::Channel {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Send `msgs` in one write; their answers, in order.
+    pub async fn call(&mut self, msgs: &[Message]) -> Result<Vec<Reply>, KsyncError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.buf.clear();
+        let first = self.seq.wrapping_add(1);
+        for m in msgs {
+            self.seq = self.seq.wrapping_add(1);
+            let meta = Meta {
+                family: GENL_ID_VROUTER,
+                flags: NLM_F_REQUEST,
+                seq: self.seq,
+                pid: self.pid,
+                version: 0,
+            };
+            frame::write_sandesh(&mut self.buf, &meta, Style::Request, |o| m.encode(o))
+                .map_err(|e| KsyncError::Protocol(format!("encoding {}: {e}", m.name())))?;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let sent = self.conn.send(&buf).await;
+        self.buf = buf;
+        sent.map_err(|e| self.chan(e))?;
+        self.sent += msgs.len() as u64;
+
+        let mut replies = Vec::with_capacity(msgs.len());
+        let mut objects = Vec::new();
+        let mut expect = first;
+        while replies.len() < msgs.len() {
+            let m = self
+                .conn
+                .recv()
+                .await
+                .map_err(|e| self.chan(e))?
+                .ok_or(KsyncError::Closed)?;
+            let (f, _) = Frame::parse(&m).map_err(|e| KsyncError::Protocol(e.to_string()))?;
+            if f.header().seq != expect {
+                return Err(KsyncError::Protocol(format!(
+                    "answer to request {} while waiting for {expect}",
+                    f.header().seq
+                )));
+            }
+            let done = match f {
+                Frame::Sandesh {
+                    header, payload, ..
+                } => {
+                    let objs = Message::decode_all(payload)
+                        .map_err(|e| KsyncError::Protocol(e.to_string()))?;
+                    objects.extend(objs);
+                    header.flags & NLM_F_MULTI == 0
+                }
+                Frame::Done(_) => true,
+                Frame::Error { error, .. } => {
+                    return Err(KsyncError::Protocol(format!("netlink error {error}")))
+                }
+                Frame::Other { header, .. } => {
+                    return Err(KsyncError::Protocol(format!(
+                        "netlink message of type {}",
+                        header.msg_type
+                    )))
+                }
+            };
+            if done {
+                let mut it = std::mem::take(&mut objects).into_iter();
+                match it.next() {
+                    Some(Message::Response(VrResponse { resp_code, .. })) => replies.push(Reply {
+                        code: resp_code,
+                        objects: it.collect(),
+                    }),
+                    other => {
+                        return Err(KsyncError::Protocol(format!(
+                            "expected vr_response first, got {:?}",
+                            other.map(|m| m.name())
+                        )))
+                    }
+                }
+                expect = expect.wrapping_add(1);
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Resolves when the datapath closes the connection. Only for an idle
+    /// client (no request outstanding); cancel-safe.
+    pub async fn closed(&mut self) {
+        loop {
+            match self.conn.recv().await {
+                Ok(Some(_)) => tracing::debug!("unsolicited ksync message ignored"),
+                _ => return,
+            }
+        }
+    }
+
+    /// Apply `msgs` (ADD/DEL) and fail on the first refused one.
+    pub async fn apply(&mut self, msgs: &[Message]) -> Result<(), KsyncError> {
+        let replies = self.call(msgs).await?;
+        for (m, r) in msgs.iter().zip(&replies) {
+            if r.code < 0 {
+                return Err(KsyncError::Refused {
+                    what: describe(m),
+                    code: r.code,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A whole dump, paged like upstream: `req(last)` builds the request
+    /// resuming after the last object received.
+    pub async fn dump(
+        &mut self,
+        mut req: impl FnMut(Option<&Message>) -> Message,
+    ) -> Result<Vec<Message>, KsyncError> {
+        let mut all: Vec<Message> = Vec::new();
+        loop {
+            let m = req(all.last());
+            let mut r = self.call(std::slice::from_ref(&m)).await?;
+            let r = r
+                .pop()
+                .ok_or_else(|| KsyncError::Protocol("dump without an answer".into()))?;
+            if r.code < 0 {
+                return Err(KsyncError::Refused {
+                    what: describe(&m),
+                    code: r.code,
+                });
+            }
+            let got = r.objects.len();
+            all.extend(r.objects);
+            if r.code & DUMP_INCOMPLETE == 0 {
+                return Ok(all);
+            }
+            if got == 0 {
+                return Err(KsyncError::Protocol(
+                    "dump page marked incomplete but empty".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// A short description of a request for errors and logs.
+pub fn describe(m: &Message) -> String {
+    match m {
+        Message::Interface(r) => format!("vif {} ({})", r.vifr_idx, r.vifr_name),
+        Message::Nexthop(r) => format!("nexthop {}", r.nhr_id),
+        Message::Route(r) => format!(
+            "route vrf {} family {} {:?}/{}",
+            r.rtr_vrf_id, r.rtr_family, r.rtr_prefix, r.rtr_prefix_len
+        ),
+        Message::Mpls(r) => format!("mpls label {}", r.mr_label),
+        Message::Vxlan(r) => format!("vxlan vni {}", r.vxlanr_vnid),
+        Message::Flow(r) => format!("flow {}", r.fr_index),
+        other => other.name().to_string(),
+    }
+}

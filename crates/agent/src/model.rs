@@ -1,0 +1,396 @@
+//! The agent's operational model: configuration (VNC objects) joined with
+//! the ports the port API announced, resolved into what the datapath and
+//! the pkt0 services need (VRF per virtual network, vif per port,
+//! addresses, security groups, policy).
+//!
+//! A [`Model`] is immutable and rebuilt whenever the config store or the
+//! ports change; readers hold an `Arc<Model>` for as long as they need a
+//! consistent view.
+
+use crate::ports::PortRecord;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use uuid::Uuid;
+use vnc_api::Snapshot;
+
+/// First vif index the agent gives to ports: 0 is the fabric, 1 vhost0,
+/// 2 pkt0 (upstream's layout; the datapath creates 0 and 2 itself).
+pub const FIRST_PORT_VIF: u16 = 3;
+/// Default MTU of container ports.
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// One IPAM subnet of a virtual network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub prefix: IpAddr,
+    pub plen: u8,
+    pub gateway: Option<IpAddr>,
+    pub dns: Option<IpAddr>,
+    pub dhcp: bool,
+}
+
+impl Subnet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.prefix, ip) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let m = mask32(self.plen);
+                u32::from(p) & m == u32::from(a) & m
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let m = mask128(self.plen);
+                u128::from(p) & m == u128::from(a) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask32(plen: u8) -> u32 {
+    if plen == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(plen.min(32)))
+    }
+}
+
+fn mask128(plen: u8) -> u128 {
+    if plen == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(plen.min(128)))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vn {
+    pub uuid: Uuid,
+    /// `domain:project:name`.
+    pub fq_name: String,
+    /// The VRF (one per virtual network): `virtual_network_network_id`.
+    pub vrf: u16,
+    pub vni: u32,
+    pub subnets: Vec<Subnet>,
+    pub has_policy: bool,
+}
+
+/// A port the agent programs: a port API record whose VN exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub uuid: Uuid,
+    pub vif: u16,
+    pub name: String,
+    pub mac: [u8; 6],
+    pub ip4: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
+    pub vn: Uuid,
+    pub vrf: u16,
+    /// Security group fq names.
+    pub sgs: Vec<String>,
+    /// Whether new flows of this port go to the agent (policy or SGs).
+    pub policy: bool,
+    pub dhcp: bool,
+    pub mtu: u16,
+    pub display_name: String,
+}
+
+/// Why a port record is not programmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortProblem {
+    pub uuid: Uuid,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct Model {
+    pub revision: u64,
+    pub vns: BTreeMap<Uuid, Vn>,
+    pub ports: BTreeMap<u16, Port>,
+    pub by_uuid: HashMap<Uuid, u16>,
+    /// `(vrf, address)` -> vif, including addresses leaked from connected
+    /// VNs.
+    pub by_addr: HashMap<(u16, IpAddr), u16>,
+    /// VRF -> the VNs whose ports are routed in it (its own first).
+    pub vrf_members: BTreeMap<u16, Vec<Uuid>>,
+    pub problems: Vec<PortProblem>,
+    pub policy: Option<policy::PolicySet>,
+}
+
+impl Model {
+    pub fn vn_by_vrf(&self, vrf: u16) -> Option<&Vn> {
+        self.vns.values().find(|v| v.vrf == vrf)
+    }
+
+    pub fn port_by_addr(&self, vrf: u16, ip: IpAddr) -> Option<&Port> {
+        self.by_addr.get(&(vrf, ip)).and_then(|v| self.ports.get(v))
+    }
+
+    pub fn subnet_of(&self, port: &Port) -> Option<&Subnet> {
+        let vn = self.vns.get(&port.vn)?;
+        let ip = port.ip4.map(IpAddr::V4)?;
+        vn.subnets.iter().find(|s| s.contains(ip))
+    }
+}
+
+// ---- VNC JSON helpers -----------------------------------------------------
+
+pub fn fq_name(obj: &Value) -> String {
+    obj.get("fq_name")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .unwrap_or_default()
+}
+
+/// `(uuid, fq name)` of every entry of `<field>`.
+pub fn refs(obj: &Value, field: &str) -> Vec<(Option<Uuid>, String)> {
+    obj.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let u = r
+                        .get("uuid")
+                        .and_then(Value::as_str)
+                        .and_then(|s| Uuid::parse_str(s).ok());
+                    (u, fq_name_of(r.get("to")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fq_name_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(":"),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn parse_ip(v: Option<&Value>) -> Option<IpAddr> {
+    v.and_then(Value::as_str).and_then(|s| s.parse().ok())
+}
+
+pub fn vn_subnets(obj: &Value) -> Vec<Subnet> {
+    let mut out = Vec::new();
+    let Some(ipams) = obj.get("network_ipam_refs").and_then(Value::as_array) else {
+        return out;
+    };
+    for r in ipams {
+        let Some(subs) = r
+            .get("attr")
+            .and_then(|a| a.get("ipam_subnets"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for s in subs {
+            let sn = s.get("subnet");
+            let Some(prefix) = parse_ip(sn.and_then(|x| x.get("ip_prefix"))) else {
+                continue;
+            };
+            let Some(plen) = sn
+                .and_then(|x| x.get("ip_prefix_len"))
+                .and_then(Value::as_u64)
+                .and_then(|p| u8::try_from(p).ok())
+            else {
+                continue;
+            };
+            out.push(Subnet {
+                prefix,
+                plen,
+                gateway: parse_ip(s.get("default_gateway")),
+                dns: parse_ip(s.get("dns_server_address")),
+                dhcp: s
+                    .get("enable_dhcp")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            });
+        }
+    }
+    out
+}
+
+pub use crate::ports::parse_mac;
+
+/// Build the model. `vifs` carries the vif index of every port seen so far
+/// (kept stable across rebuilds and agent restarts: the caller seeds it
+/// from the datapath's vifs by name); new ports get the lowest free index.
+pub fn build(
+    snap: &Snapshot,
+    ports: &BTreeMap<Uuid, PortRecord>,
+    vifs: &mut BTreeMap<Uuid, u16>,
+    max_vifs: u16,
+) -> Model {
+    let mut m = Model {
+        revision: snap.revision,
+        ..Model::default()
+    };
+    for (uuid, obj) in snap.iter("virtual-network") {
+        let Some(id) = obj
+            .get("virtual_network_network_id")
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+        else {
+            continue;
+        };
+        let vni = obj
+            .get("virtual_network_properties")
+            .and_then(|p| p.get("vxlan_network_identifier"))
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(u32::from(id));
+        m.vns.insert(
+            *uuid,
+            Vn {
+                uuid: *uuid,
+                fq_name: fq_name(obj),
+                vrf: id,
+                vni,
+                subnets: vn_subnets(obj),
+                has_policy: !refs(obj, "network_policy_refs").is_empty(),
+            },
+        );
+    }
+
+    // Instance IPs by VMI.
+    let mut iips: HashMap<Uuid, Vec<IpAddr>> = HashMap::new();
+    for (_, obj) in snap.iter("instance-ip") {
+        let Some(ip) = parse_ip(obj.get("instance_ip_address")) else {
+            continue;
+        };
+        for (u, _) in refs(obj, "virtual_machine_interface_refs") {
+            if let Some(u) = u {
+                iips.entry(u).or_default().push(ip);
+            }
+        }
+    }
+
+    // Forget indices of ports that are gone; keep the others.
+    vifs.retain(|u, _| ports.contains_key(u));
+    let mut used: std::collections::BTreeSet<u16> = vifs.values().copied().collect();
+    let mut next_free = FIRST_PORT_VIF;
+
+    for (uuid, rec) in ports {
+        let problem = |reason: String| PortProblem {
+            uuid: *uuid,
+            reason,
+        };
+        let Some(vn_uuid) = Uuid::parse_str(&rec.vn_id).ok() else {
+            m.problems.push(problem(format!("bad vn-id {}", rec.vn_id)));
+            continue;
+        };
+        let Some(vn) = m.vns.get(&vn_uuid) else {
+            m.problems
+                .push(problem(format!("virtual-network {vn_uuid} not in config")));
+            continue;
+        };
+        let Some(mac) = parse_mac(&rec.mac_address) else {
+            m.problems
+                .push(problem(format!("bad mac-address {}", rec.mac_address)));
+            continue;
+        };
+        let vmi = snap.get("virtual-machine-interface", uuid);
+        let sgs: Vec<String> = vmi
+            .map(|o| refs(o, "security_group_refs"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, fq)| fq)
+            .collect();
+        let mut ip4 = rec.ip4();
+        let mut ip6 = rec.ip6();
+        for ip in iips.get(uuid).into_iter().flatten() {
+            match ip {
+                IpAddr::V4(a) if ip4.is_none() => ip4 = Some(*a),
+                IpAddr::V6(a) if ip6.is_none() => ip6 = Some(*a),
+                _ => {}
+            }
+        }
+        let vif = match vifs.get(uuid) {
+            Some(v) => *v,
+            None => {
+                while used.contains(&next_free) {
+                    next_free += 1;
+                }
+                if next_free >= max_vifs {
+                    m.problems.push(problem("no free vif index".into()));
+                    continue;
+                }
+                let v = next_free;
+                used.insert(v);
+                vifs.insert(*uuid, v);
+                v
+            }
+        };
+        let dhcp = ip4
+            .and_then(|a| {
+                vn.subnets
+                    .iter()
+                    .find(|s| s.contains(IpAddr::V4(a)))
+                    .map(|s| s.dhcp)
+            })
+            .unwrap_or(false);
+        let port = Port {
+            uuid: *uuid,
+            vif,
+            name: rec.system_name.clone(),
+            mac,
+            ip4,
+            ip6,
+            vn: vn_uuid,
+            vrf: vn.vrf,
+            policy: vn.has_policy || !sgs.is_empty(),
+            sgs,
+            dhcp,
+            mtu: DEFAULT_MTU,
+            display_name: rec.display_name.clone(),
+        };
+        m.by_uuid.insert(*uuid, vif);
+        m.ports.insert(vif, port);
+    }
+
+    let (policy, warnings) = policy::PolicySet::build(
+        snap.iter("virtual-network"),
+        snap.iter("network-policy"),
+        snap.iter("security-group"),
+    );
+    for w in &warnings {
+        tracing::warn!(warning = %w, "policy");
+    }
+    // Route leaking: a VRF sees the ports of VNs its policies connect it to.
+    for vn in m.vns.values() {
+        let mut members = vec![vn.uuid];
+        for other in policy.connected_vns(&vn.fq_name) {
+            if let Some(o) = m.vns.values().find(|v| v.fq_name == other) {
+                if o.uuid != vn.uuid && !members.contains(&o.uuid) {
+                    members.push(o.uuid);
+                }
+            }
+        }
+        m.vrf_members.insert(vn.vrf, members);
+    }
+    for (vrf, members) in &m.vrf_members {
+        for p in m.ports.values() {
+            if members.contains(&p.vn) {
+                if let Some(a) = p.ip4 {
+                    m.by_addr.insert((*vrf, IpAddr::V4(a)), p.vif);
+                }
+                if let Some(a) = p.ip6 {
+                    m.by_addr.insert((*vrf, IpAddr::V6(a)), p.vif);
+                }
+            }
+        }
+    }
+    m.policy = Some(policy);
+    m
+}

@@ -1,0 +1,551 @@
+//! From the model to datapath objects, and reconciliation: the datapath's
+//! objects are dumped over ksync and converged to the desired set with the
+//! fewest changes (no duplicates, no leftovers).
+//!
+//! Ids are derived, not allocated, so that an agent restarted with no
+//! memory computes the same ones as before and finds nothing to change:
+//! a port on vif `v` has its L3 next hop `16 + 2v`, L2 next hop `17 + 2v`
+//! and the same numbers as MPLS labels; a virtual network's VRF is its
+//! `virtual_network_network_id`, its VXLAN next hop `16 + 2·max_vifs + vrf`.
+
+use crate::ksync::{KsyncClient, KsyncError};
+use crate::model::{Model, Port};
+use dp_core::nexthop::{Nexthop, NhFlags, NhKind, AF_BRIDGE, AF_INET, AF_INET6};
+use dp_core::route::{be_flags, rt_flags, BridgeEntry, Prefix, RouteData};
+use dp_core::vif::{Vif, VifConfig, VifFlags, VifStats, VifType};
+use dp_core::VROUTER_MAC;
+use ksync::convert;
+use sandesh::{
+    Message, SandeshOp, VrInterfaceReq, VrMplsReq, VrNexthopReq, VrRouteReq, VrVxlanReq,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+pub const DISCARD_NH: u32 = 0;
+pub const RECEIVE_NH: u32 = 1;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Ids {
+    pub max_vifs: u16,
+}
+
+impl Ids {
+    pub fn l3_nh(&self, vif: u16) -> u32 {
+        16 + 2 * u32::from(vif)
+    }
+    pub fn l2_nh(&self, vif: u16) -> u32 {
+        17 + 2 * u32::from(vif)
+    }
+    /// The vif whose L3 next hop is `nh` (flow keys carry it).
+    pub fn vif_of_nh(&self, nh: u32) -> Option<u16> {
+        if nh >= 16 && nh.is_multiple_of(2) {
+            u16::try_from((nh - 16) / 2)
+                .ok()
+                .filter(|v| *v < self.max_vifs)
+        } else {
+            None
+        }
+    }
+    pub fn vrf_nh(&self, vrf: u16) -> u32 {
+        16 + 2 * u32::from(self.max_vifs) + u32::from(vrf)
+    }
+}
+
+/// A route's identity: VRF, family, address bytes, length.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub vrf: u16,
+    pub family: u8,
+    pub addr: Vec<u8>,
+    pub plen: u8,
+}
+
+impl RouteKey {
+    fn of(vrf: u16, p: Prefix) -> Self {
+        match p {
+            Prefix::V4(a, l) => RouteKey {
+                vrf,
+                family: AF_INET,
+                addr: a.to_vec(),
+                plen: l,
+            },
+            Prefix::V6(a, l) => RouteKey {
+                vrf,
+                family: AF_INET6,
+                addr: a.to_vec(),
+                plen: l,
+            },
+            Prefix::Mac(m) => RouteKey {
+                vrf,
+                family: AF_BRIDGE,
+                addr: m.to_vec(),
+                plen: 48,
+            },
+        }
+    }
+
+    fn prefix(&self) -> Option<Prefix> {
+        Some(match self.family {
+            AF_INET => Prefix::V4(self.addr.as_slice().try_into().ok()?, self.plen),
+            AF_INET6 => Prefix::V6(self.addr.as_slice().try_into().ok()?, self.plen),
+            _ => Prefix::Mac(self.addr.as_slice().try_into().ok()?),
+        })
+    }
+}
+
+/// The datapath objects the agent owns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub vifs: BTreeMap<u16, VifConfig>,
+    pub nhs: BTreeMap<u32, Nexthop>,
+    pub routes: BTreeMap<RouteKey, RouteData>,
+    pub mpls: BTreeMap<u32, u32>,
+    pub vxlan: BTreeMap<u32, u32>,
+}
+
+impl State {
+    pub fn vrfs(&self) -> BTreeSet<u16> {
+        let mut s: BTreeSet<u16> = self.routes.keys().map(|k| k.vrf).collect();
+        for v in self.vifs.values() {
+            if v.vrf != u16::MAX {
+                s.insert(v.vrf);
+            }
+        }
+        for n in self.nhs.values() {
+            if matches!(n.kind, NhKind::Encap { .. } | NhKind::VrfTranslate { .. }) {
+                s.insert(n.vrf);
+            }
+            if let NhKind::VrfTranslate { vrf } = n.kind {
+                s.insert(vrf);
+            }
+        }
+        s
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.vifs.len() + self.nhs.len() + self.routes.len() + self.mpls.len() + self.vxlan.len()
+    }
+}
+
+fn route(vrf: u16, p: Prefix, d: RouteData, out: &mut BTreeMap<RouteKey, RouteData>) {
+    out.insert(RouteKey::of(vrf, p), d);
+}
+
+fn port_objects(ids: &Ids, p: &Port, out: &mut State) {
+    let mut cfg = VifConfig::new(p.vif, VifType::Virtual);
+    cfg.name = dp_core::vif::heapless_name::Name::new(&p.name).unwrap_or_default();
+    cfg.mac = VROUTER_MAC;
+    cfg.ip = p.ip4.map_or([0; 4], |a| a.octets());
+    cfg.ip6 = p.ip6.map_or([0; 16], |a| a.octets());
+    cfg.vrf = p.vrf;
+    cfg.mtu = p.mtu;
+    cfg.nh_id = ids.l3_nh(p.vif);
+    cfg.flags = VifFlags::L3_ENABLED | VifFlags::L2_ENABLED;
+    if p.dhcp {
+        cfg.flags |= VifFlags::DHCP_ENABLED;
+    }
+    if p.policy {
+        cfg.flags |= VifFlags::POLICY_ENABLED;
+    }
+    out.vifs.insert(p.vif, cfg);
+
+    let mut encap = [0u8; 14];
+    encap[0..6].copy_from_slice(&p.mac);
+    encap[6..12].copy_from_slice(&VROUTER_MAC);
+    encap[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let mut flags = NhFlags::VALID;
+    if p.policy {
+        flags |= NhFlags::POLICY_ENABLED;
+    }
+    for (id, family) in [(ids.l3_nh(p.vif), AF_INET), (ids.l2_nh(p.vif), AF_BRIDGE)] {
+        out.nhs.insert(
+            id,
+            Nexthop {
+                id,
+                family,
+                flags,
+                vrf: p.vrf,
+                kind: NhKind::Encap { oif: p.vif, encap },
+            },
+        );
+    }
+    out.mpls.insert(ids.l3_nh(p.vif), ids.l3_nh(p.vif));
+    out.mpls.insert(ids.l2_nh(p.vif), ids.l2_nh(p.vif));
+}
+
+/// Routes of port `p` in VRF `vrf` (its own or one it is leaked into).
+fn port_routes(ids: &Ids, p: &Port, vrf: u16, out: &mut BTreeMap<RouteKey, RouteData>) {
+    let rd = RouteData {
+        nh: ids.l3_nh(p.vif),
+        label: ids.l3_nh(p.vif),
+        flags: rt_flags::LABEL_VALID | rt_flags::ARP_PROXY,
+        mac: p.mac,
+    };
+    if let Some(a) = p.ip4 {
+        route(vrf, Prefix::V4(a.octets(), 32), rd, out);
+    }
+    if let Some(a) = p.ip6 {
+        route(vrf, Prefix::V6(a.octets(), 128), rd, out);
+    }
+    if vrf == p.vrf {
+        route(
+            vrf,
+            Prefix::Mac(p.mac),
+            RouteData {
+                nh: ids.l2_nh(p.vif),
+                label: ids.l2_nh(p.vif),
+                flags: rt_flags::LABEL_VALID,
+                mac: [0; 6],
+            },
+            out,
+        );
+    }
+}
+
+/// What the datapath should hold for `model`.
+pub fn desired(model: &Model, ids: &Ids) -> State {
+    let mut s = State::default();
+    s.nhs.insert(
+        DISCARD_NH,
+        Nexthop {
+            id: DISCARD_NH,
+            family: AF_INET,
+            flags: NhFlags::VALID,
+            vrf: 0,
+            kind: NhKind::Discard,
+        },
+    );
+    s.nhs.insert(
+        RECEIVE_NH,
+        Nexthop {
+            id: RECEIVE_NH,
+            family: AF_INET,
+            flags: NhFlags::VALID,
+            vrf: 0,
+            kind: NhKind::Receive,
+        },
+    );
+    for vn in model.vns.values() {
+        // Only VNs with ports on this host get a VRF here.
+        if !model.ports.values().any(|p| {
+            model
+                .vrf_members
+                .get(&vn.vrf)
+                .is_some_and(|m| m.contains(&p.vn))
+                && p.vn == vn.uuid
+        }) {
+            continue;
+        }
+        let nh = ids.vrf_nh(vn.vrf);
+        s.nhs.insert(
+            nh,
+            Nexthop {
+                id: nh,
+                family: AF_BRIDGE,
+                flags: NhFlags::VALID,
+                vrf: vn.vrf,
+                kind: NhKind::VrfTranslate { vrf: vn.vrf },
+            },
+        );
+        s.vxlan.insert(vn.vni, nh);
+        for sn in &vn.subnets {
+            let recv = RouteData {
+                nh: RECEIVE_NH,
+                label: 0,
+                flags: rt_flags::ARP_PROXY,
+                mac: [0; 6],
+            };
+            for a in [sn.gateway, sn.dns].into_iter().flatten() {
+                match a {
+                    IpAddr::V4(v) if !v.is_unspecified() => {
+                        route(vn.vrf, Prefix::V4(v.octets(), 32), recv, &mut s.routes)
+                    }
+                    IpAddr::V6(v) if !v.is_unspecified() => {
+                        route(vn.vrf, Prefix::V6(v.octets(), 128), recv, &mut s.routes)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let members = model.vrf_members.get(&vn.vrf).cloned().unwrap_or_default();
+        for p in model.ports.values() {
+            if members.contains(&p.vn) {
+                port_routes(ids, p, vn.vrf, &mut s.routes);
+            }
+        }
+    }
+    for p in model.ports.values() {
+        port_objects(ids, p, &mut s);
+    }
+    // A route stitched label of 0 with LABEL_VALID unset comes back from a
+    // dump as "no label": store the desired form the way a dump reads.
+    for d in s.routes.values_mut() {
+        if d.flags & rt_flags::LABEL_VALID == 0 {
+            d.label = convert::NO_LABEL;
+        }
+    }
+    s
+}
+
+// ---- reading the datapath ---------------------------------------------------
+
+/// The agent-owned objects the datapath holds. Vifs the datapath made
+/// itself (fabric, vhost, pkt0) are not the agent's and are left out.
+pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<State, KsyncError> {
+    let mut s = State::default();
+    let vifs = k
+        .dump(|last| {
+            VrInterfaceReq {
+                h_op: SandeshOp::Dump,
+                vifr_marker: match last {
+                    Some(Message::Interface(v)) => v.vifr_idx,
+                    _ => -1,
+                },
+                ..Default::default()
+            }
+            .into()
+        })
+        .await?;
+    for m in vifs {
+        if let Message::Interface(r) = m {
+            if let Ok((cfg, _)) = convert::vif_from_req(&r) {
+                if cfg.vif_type == VifType::Virtual {
+                    s.vifs.insert(cfg.idx, cfg);
+                }
+            }
+        }
+    }
+    let nhs = k
+        .dump(|last| {
+            VrNexthopReq {
+                h_op: SandeshOp::Dump,
+                nhr_marker: match last {
+                    Some(Message::Nexthop(n)) => n.nhr_id,
+                    _ => -1,
+                },
+                ..Default::default()
+            }
+            .into()
+        })
+        .await?;
+    for m in nhs {
+        if let Message::Nexthop(r) = m {
+            if let Ok(nh) = convert::nh_from_req(&r) {
+                s.nhs.insert(nh.id, nh);
+            }
+        }
+    }
+    let mpls = k
+        .dump(|last| {
+            VrMplsReq {
+                h_op: SandeshOp::Dump,
+                mr_marker: match last {
+                    Some(Message::Mpls(m)) => m.mr_label,
+                    _ => -1,
+                },
+                ..Default::default()
+            }
+            .into()
+        })
+        .await?;
+    for m in mpls {
+        if let Message::Mpls(r) = m {
+            if let (Ok(l), Ok(n)) = (u32::try_from(r.mr_label), u32::try_from(r.mr_nhid)) {
+                s.mpls.insert(l, n);
+            }
+        }
+    }
+    let vx = k
+        .dump(|last| {
+            VrVxlanReq {
+                h_op: SandeshOp::Dump,
+                vxlanr_vnid: match last {
+                    Some(Message::Vxlan(v)) => v.vxlanr_vnid,
+                    _ => 0,
+                },
+                ..Default::default()
+            }
+            .into()
+        })
+        .await?;
+    for m in vx {
+        if let Message::Vxlan(r) = m {
+            if let (Ok(v), Ok(n)) = (u32::try_from(r.vxlanr_vnid), u32::try_from(r.vxlanr_nhid)) {
+                s.vxlan.insert(v, n);
+            }
+        }
+    }
+    let mut vrfs = s.vrfs();
+    vrfs.extend(extra_vrfs);
+    for vrf in vrfs {
+        for family in [AF_INET, AF_INET6, AF_BRIDGE] {
+            let all = k
+                .dump(|last| {
+                    let mut r = VrRouteReq {
+                        h_op: SandeshOp::Dump,
+                        rtr_vrf_id: i32::from(vrf),
+                        rtr_family: i32::from(family),
+                        ..Default::default()
+                    };
+                    if let Some(Message::Route(l)) = last {
+                        if family == AF_BRIDGE {
+                            r.rtr_mac = l.rtr_mac.clone();
+                        } else {
+                            r.rtr_marker = l.rtr_prefix.clone();
+                            r.rtr_marker_plen = l.rtr_prefix_len;
+                        }
+                    }
+                    r.into()
+                })
+                .await?;
+            for m in all {
+                if let Message::Route(r) = m {
+                    if let Ok((vrf, p, d)) = convert::route_from_req(&r) {
+                        s.routes.insert(RouteKey::of(vrf, p), d);
+                    }
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+// ---- converging ---------------------------------------------------------------
+
+fn vif_msg(cfg: &VifConfig, op: SandeshOp) -> Message {
+    let v = Vif {
+        cfg: cfg.clone(),
+        stats: VifStats::default(),
+    };
+    convert::vif_to_req(&v, None, op).into()
+}
+
+fn route_msg(k: &RouteKey, d: &RouteData, op: SandeshOp) -> Option<Message> {
+    let p = k.prefix()?;
+    Some(match p {
+        Prefix::Mac(m) => {
+            let mut flags = be_flags::VALID;
+            if d.flags & rt_flags::LABEL_VALID != 0 {
+                flags |= be_flags::LABEL_VALID;
+            }
+            convert::bridge_route_to_req(
+                k.vrf,
+                m,
+                &BridgeEntry {
+                    nh: d.nh,
+                    label: d.label,
+                    flags,
+                },
+                op,
+            )
+            .into()
+        }
+        _ => convert::inet_route_to_req(k.vrf, p, d, op).into(),
+    })
+}
+
+/// The requests that turn `cur` into `want`: additions and changes first
+/// (vifs, next hops, labels, routes: each object after what it refers to),
+/// then deletions in the reverse order.
+pub fn plan(cur: &State, want: &State) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::new();
+    for (i, v) in &want.vifs {
+        if cur.vifs.get(i).is_none_or(|c| !same_vif(c, v)) {
+            out.push(vif_msg(v, SandeshOp::Add));
+        }
+    }
+    for (i, n) in &want.nhs {
+        if cur.nhs.get(i) != Some(n) {
+            out.push(convert::nh_to_req(n, SandeshOp::Add).into());
+        }
+    }
+    for (l, n) in &want.mpls {
+        if cur.mpls.get(l) != Some(n) {
+            out.push(mpls_msg(*l, *n, SandeshOp::Add));
+        }
+    }
+    for (v, n) in &want.vxlan {
+        if cur.vxlan.get(v) != Some(n) {
+            out.push(vxlan_msg(*v, *n, SandeshOp::Add));
+        }
+    }
+    for (k, d) in &want.routes {
+        if cur.routes.get(k) != Some(d) {
+            out.extend(route_msg(k, d, SandeshOp::Add));
+        }
+    }
+    // Deletions.
+    for (k, d) in &cur.routes {
+        if !want.routes.contains_key(k) {
+            out.extend(route_msg(k, d, SandeshOp::Del));
+        }
+    }
+    for (v, n) in &cur.vxlan {
+        if !want.vxlan.contains_key(v) {
+            out.push(vxlan_msg(*v, *n, SandeshOp::Del));
+        }
+    }
+    for (l, n) in &cur.mpls {
+        if !want.mpls.contains_key(l) {
+            out.push(mpls_msg(*l, *n, SandeshOp::Del));
+        }
+    }
+    for (i, n) in &cur.nhs {
+        if !want.nhs.contains_key(i) {
+            out.push(convert::nh_to_req(n, SandeshOp::Del).into());
+        }
+    }
+    for (i, v) in &cur.vifs {
+        if !want.vifs.contains_key(i) {
+            out.push(vif_msg(v, SandeshOp::Del));
+        }
+    }
+    out
+}
+
+/// The fields the agent sets; the datapath fills others (OS index).
+fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
+    a.vif_type == b.vif_type
+        && a.name == b.name
+        && a.mac == b.mac
+        && a.ip == b.ip
+        && a.ip6 == b.ip6
+        && a.vrf == b.vrf
+        && a.mtu == b.mtu
+        && a.flags == b.flags
+        && a.nh_id == b.nh_id
+}
+
+/// `cur` and `want` hold the same objects (what a restart must preserve).
+pub fn same(cur: &State, want: &State) -> bool {
+    cur.vifs.len() == want.vifs.len()
+        && cur
+            .vifs
+            .iter()
+            .zip(&want.vifs)
+            .all(|((i, a), (j, b))| i == j && same_vif(a, b))
+        && cur.nhs == want.nhs
+        && cur.routes == want.routes
+        && cur.mpls == want.mpls
+        && cur.vxlan == want.vxlan
+}
+
+fn mpls_msg(label: u32, nh: u32, op: SandeshOp) -> Message {
+    VrMplsReq {
+        h_op: op,
+        mr_label: label as i32,
+        mr_nhid: nh as i32,
+        ..Default::default()
+    }
+    .into()
+}
+
+fn vxlan_msg(vni: u32, nh: u32, op: SandeshOp) -> Message {
+    VrVxlanReq {
+        h_op: op,
+        vxlanr_vnid: vni as i32,
+        vxlanr_nhid: nh as i32,
+        ..Default::default()
+    }
+    .into()
+}

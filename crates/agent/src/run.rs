@@ -1,0 +1,629 @@
+//! The running agent: servers, the programming task and the pkt0/flow
+//! task, and how they share the model.
+//!
+//! * **programming** owns one ksync connection. On every (re)connection it
+//!   dumps the datapath, keeps the vif index of every port whose interface
+//!   it finds there, builds the model and converges the datapath to it.
+//!   Then it waits for a config or port change (and rebuilds, converging
+//!   from what it last applied) or for the connection to close (the
+//!   datapath restarted: connect again and converge from a fresh dump).
+//! * **pkt0** owns the pkt0 endpoint and a second ksync connection for
+//!   flows: traps are answered (ARP, DHCP) or decided (flow misses, in
+//!   batches), flows are aged every second and decided again when the
+//!   model changes.
+
+use crate::flows::{Batch, FlowConfig, FlowEngine, FlowStats};
+use crate::ksync::{KsyncClient, KsyncError};
+use crate::model::{self, Model};
+use crate::ports::{PortCheck, PortRecord, PortStore};
+use crate::program::{self, Ids, State};
+use axum::http::StatusCode;
+use channels::{ChannelPaths, Pkt0Agent};
+use dp_core::agent::{cmd, AgentHdr, AGENT_HDR_LEN};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use uuid::Uuid;
+use vnc_api::Store;
+
+/// Everything the agent needs to start.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub sock_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub vnc_listen: SocketAddr,
+    pub port_listen: SocketAddr,
+    pub introspect_listen: SocketAddr,
+    pub flows: FlowConfig,
+    pub max_vifs: u16,
+}
+
+/// What the tasks report, for introspect and metrics.
+#[derive(Default)]
+pub struct Shared {
+    pub ksync_connected: bool,
+    pub reconciles: u64,
+    pub last_reconcile_changes: usize,
+    pub last_reconcile_ms: u64,
+    pub requests_applied: u64,
+    pub program_errors: u64,
+    pub last_error: Option<String>,
+    pub applied: State,
+    pub flow_stats: FlowStats,
+    pub flows: Vec<crate::introspect::FlowView>,
+    pub pkt0_rx: u64,
+    pub pkt0_tx: u64,
+    pub services: BTreeMap<&'static str, u64>,
+}
+
+pub type SharedRef = Arc<Mutex<Shared>>;
+
+pub fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Refuses ports the configuration cannot place.
+struct ConfigCheck {
+    store: Arc<Store>,
+}
+
+impl PortCheck for ConfigCheck {
+    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
+        let snap = self.store.snapshot().map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("config store: {e}"),
+            )
+        })?;
+        let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("vn-id: not a UUID: {:?}", rec.vn_id),
+            )
+        })?;
+        if snap.get("virtual-network", &vn).is_none() {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("vn-id: virtual-network {vn} does not exist"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Run until `shutdown` resolves.
+pub async fn run(
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("creating state dir {}", opts.state_dir.display()))?;
+    let db = opts.state_dir.join("config.redb");
+    let store = Store::open(&db).with_context(|| format!("config store {}", db.display()))?;
+    let ports = PortStore::open(&opts.state_dir.join("ports"))?;
+    let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
+    let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
+    let paths = ChannelPaths::new(&opts.sock_dir);
+    let ids = Ids {
+        max_vifs: opts.max_vifs,
+    };
+
+    let vnc = tokio::net::TcpListener::bind(opts.vnc_listen)
+        .await
+        .with_context(|| format!("VNC API listen {}", opts.vnc_listen))?;
+    let port_api = tokio::net::TcpListener::bind(opts.port_listen)
+        .await
+        .with_context(|| format!("port API listen {}", opts.port_listen))?;
+    let intro = tokio::net::TcpListener::bind(opts.introspect_listen)
+        .await
+        .with_context(|| format!("introspect listen {}", opts.introspect_listen))?;
+    let pkt0 = Pkt0Agent::bind(&paths).context("pkt0")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
+        let r = axum::serve(l, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    };
+    tasks.spawn(serve(
+        vnc,
+        vnc_api::router(Arc::clone(&store)),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(serve(
+        port_api,
+        crate::ports::router(
+            Arc::clone(&ports),
+            Arc::new(ConfigCheck {
+                store: Arc::clone(&store),
+            }),
+        ),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(serve(
+        intro,
+        crate::introspect::router(crate::introspect::Introspect {
+            model: model_rx.clone(),
+            shared: Arc::clone(&shared),
+            ksync_path: paths.ksync.clone(),
+        }),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(programming(
+        Arc::clone(&store),
+        Arc::clone(&ports),
+        paths.ksync.clone(),
+        ids,
+        model_tx,
+        Arc::clone(&shared),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(pkt0_task(
+        pkt0,
+        paths.clone(),
+        ids,
+        opts.flows,
+        model_rx,
+        Arc::clone(&shared),
+        stop_rx.clone(),
+    ));
+    tracing::info!(
+        vnc = %opts.vnc_listen,
+        port_api = %opts.port_listen,
+        introspect = %opts.introspect_listen,
+        sock_dir = %opts.sock_dir.display(),
+        state_dir = %opts.state_dir.display(),
+        "agent running (standalone)"
+    );
+    tokio::select! {
+        _ = shutdown => tracing::info!("stopping"),
+        Some(r) = tasks.join_next() => tracing::error!(result = ?r, "a task ended unexpectedly"),
+    }
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop in time");
+    }
+    Ok(())
+}
+
+/// Resolves once the stop flag is set (the guard is dropped inside, so
+/// the caller's future stays `Send`).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn connect(path: &std::path::Path, stop: &mut watch::Receiver<bool>) -> Option<KsyncClient> {
+    let mut logged = false;
+    loop {
+        match KsyncClient::connect(path).await {
+            Ok(k) => return Some(k),
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, "datapath not reachable; retrying");
+                    logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stopped(stop) => return None,
+        }
+    }
+}
+
+fn rebuild(
+    store: &Store,
+    ports: &PortStore,
+    vifs: &mut BTreeMap<Uuid, u16>,
+    ids: &Ids,
+) -> anyhow::Result<Model> {
+    let snap = store.snapshot()?;
+    Ok(model::build(&snap, &ports.all(), vifs, ids.max_vifs))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn programming(
+    store: Arc<Store>,
+    ports: Arc<PortStore>,
+    ksync_path: PathBuf,
+    ids: Ids,
+    model_tx: watch::Sender<Arc<Model>>,
+    shared: SharedRef,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut cfg_rx = store.subscribe();
+    let mut ports_rx = ports.subscribe();
+    let mut vifs: BTreeMap<Uuid, u16> = BTreeMap::new();
+    let mut known_vrfs: BTreeSet<u16> = BTreeSet::new();
+    'connection: loop {
+        let Some(mut k) = connect(&ksync_path, &mut stop).await else {
+            return;
+        };
+        lock(&shared).ksync_connected = true;
+        tracing::info!(path = %ksync_path.display(), "ksync connected: reconciling");
+        // Full reconcile from a dump.
+        let mut applied = match reconcile(
+            &mut k,
+            &store,
+            &ports,
+            &mut vifs,
+            &ids,
+            &known_vrfs,
+            &model_tx,
+            &shared,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                note_error(&shared, &e);
+                lock(&shared).ksync_connected = false;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'connection;
+            }
+        };
+        known_vrfs.extend(applied.vrfs());
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                r = cfg_rx.changed() => if r.is_err() { return },
+                r = ports_rx.changed() => if r.is_err() { return },
+                _ = k.closed() => {
+                    tracing::warn!("ksync closed by the datapath (restart?): reconnecting");
+                    lock(&shared).ksync_connected = false;
+                    continue 'connection;
+                }
+            }
+            // Coalesce bursts (a driver creating an endpoint writes
+            // several objects in a row).
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            cfg_rx.borrow_and_update();
+            ports_rx.borrow_and_update();
+            let t0 = Instant::now();
+            let m = match rebuild(&store, &ports, &mut vifs, &ids) {
+                Ok(m) => m,
+                Err(e) => {
+                    note_error(&shared, &e);
+                    continue;
+                }
+            };
+            let want = program::desired(&m, &ids);
+            let msgs = program::plan(&applied, &want);
+            let n = msgs.len();
+            model_tx.send_replace(Arc::new(m));
+            match apply(&mut k, &msgs).await {
+                Ok(()) => {
+                    known_vrfs.extend(want.vrfs());
+                    applied = want;
+                    let mut s = lock(&shared);
+                    s.requests_applied += n as u64;
+                    s.applied = applied.clone();
+                    tracing::debug!(
+                        changes = n,
+                        ms = t0.elapsed().as_millis() as u64,
+                        "converged"
+                    );
+                }
+                Err(e) => {
+                    note_error(&shared, &e);
+                    if e.downcast_ref::<KsyncError>()
+                        .is_some_and(KsyncError::is_fatal)
+                    {
+                        lock(&shared).ksync_connected = false;
+                        continue 'connection;
+                    }
+                    // A refused request (an interface that is not there
+                    // yet): converge from a fresh dump next time.
+                    match program::dump(&mut k, &known_vrfs).await {
+                        Ok(cur) => applied = cur,
+                        Err(_) => continue 'connection,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn note_error(shared: &SharedRef, e: &anyhow::Error) {
+    tracing::warn!(error = %format!("{e:#}"), "programming the datapath");
+    let mut s = lock(shared);
+    s.program_errors += 1;
+    s.last_error = Some(format!("{e:#}"));
+}
+
+/// Apply in chunks (one write each), continuing past refused requests so
+/// one bad port does not block the others; the first refusal is returned.
+async fn apply(k: &mut KsyncClient, msgs: &[sandesh::Message]) -> anyhow::Result<()> {
+    let mut first: Option<anyhow::Error> = None;
+    for chunk in msgs.chunks(256) {
+        let replies = k.call(chunk).await?;
+        for (m, r) in chunk.iter().zip(replies) {
+            if r.code < 0 && first.is_none() {
+                first = Some(
+                    KsyncError::Refused {
+                        what: crate::ksync::describe(m),
+                        code: r.code,
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reconcile(
+    k: &mut KsyncClient,
+    store: &Store,
+    ports: &PortStore,
+    vifs: &mut BTreeMap<Uuid, u16>,
+    ids: &Ids,
+    known_vrfs: &BTreeSet<u16>,
+    model_tx: &watch::Sender<Arc<Model>>,
+    shared: &SharedRef,
+) -> anyhow::Result<State> {
+    let t0 = Instant::now();
+    let cur = program::dump(k, known_vrfs).await?;
+    // Keep the vif index of every port whose interface the datapath has.
+    let recs = ports.all();
+    for (u, r) in &recs {
+        if vifs.contains_key(u) {
+            continue;
+        }
+        if let Some((i, _)) = cur
+            .vifs
+            .iter()
+            .find(|(_, c)| c.name.as_str() == r.system_name)
+        {
+            if !vifs.values().any(|v| v == i) {
+                vifs.insert(*u, *i);
+            }
+        }
+    }
+    let m = rebuild(store, ports, vifs, ids)?;
+    let want = program::desired(&m, ids);
+    let msgs = program::plan(&cur, &want);
+    let n = msgs.len();
+    model_tx.send_replace(Arc::new(m));
+    let res = apply(k, &msgs).await;
+    let after = if res.is_ok() {
+        want
+    } else {
+        program::dump(k, known_vrfs).await?
+    };
+    let ms = t0.elapsed().as_millis() as u64;
+    {
+        let mut s = lock(shared);
+        s.reconciles += 1;
+        s.last_reconcile_changes = n;
+        s.last_reconcile_ms = ms;
+        s.requests_applied += n as u64;
+        s.applied = after.clone();
+    }
+    tracing::info!(
+        changes = n,
+        objects = after.object_count(),
+        ms,
+        "reconciled with the datapath"
+    );
+    if let Err(e) = res {
+        note_error(shared, &e);
+    }
+    Ok(after)
+}
+
+// ---- pkt0 -------------------------------------------------------------------
+
+struct Ctx<'a> {
+    model: &'a Model,
+    lease_secs: u32,
+}
+
+impl crate::services::ServiceContext for Ctx<'_> {
+    fn port(&self, vif: u16) -> Option<crate::services::PortInfo> {
+        let p = self.model.ports.get(&vif)?;
+        let sn = self.model.subnet_of(p);
+        let v4 = |a: Option<std::net::IpAddr>| match a {
+            Some(std::net::IpAddr::V4(v)) => Some(v),
+            _ => None,
+        };
+        Some(crate::services::PortInfo {
+            vif,
+            vrf: p.vrf,
+            mac: p.mac,
+            ip: p.ip4,
+            plen: sn.map_or(32, |s| s.plen),
+            gateway: sn.and_then(|s| v4(s.gateway)),
+            dns: sn.and_then(|s| v4(s.dns)),
+            mtu: p.mtu,
+            dhcp_enabled: p.dhcp,
+            hostname: (!p.display_name.is_empty()).then(|| p.display_name.clone()),
+        })
+    }
+
+    fn mac_of(&self, vrf: u16, ip: std::net::Ipv4Addr) -> Option<[u8; 6]> {
+        let a = std::net::IpAddr::V4(ip);
+        if let Some(p) = self.model.port_by_addr(vrf, a) {
+            return Some(p.mac);
+        }
+        let vn = self.model.vn_by_vrf(vrf)?;
+        vn.subnets
+            .iter()
+            .any(|s| s.gateway == Some(a) || s.dns == Some(a))
+            .then_some(dp_core::VROUTER_MAC)
+    }
+
+    fn lease_secs(&self) -> u32 {
+        self.lease_secs
+    }
+}
+
+/// One pkt0 frame, without waiting: `None` when none is queued.
+async fn try_recv(p: &mut Pkt0Agent, buf: &mut [u8]) -> Option<channels::Result<usize>> {
+    tokio::select! {
+        biased;
+        r = p.recv(buf) => Some(r),
+        _ = std::future::ready(()) => None,
+    }
+}
+
+async fn pkt0_task(
+    mut pkt0: Pkt0Agent,
+    paths: ChannelPaths,
+    ids: Ids,
+    fcfg: FlowConfig,
+    mut model_rx: watch::Receiver<Arc<Model>>,
+    shared: SharedRef,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut engine = FlowEngine::new(fcfg, ids, paths.flow_shm.clone());
+    let mut buf = vec![0u8; 65536];
+    let mut out = Vec::with_capacity(2048);
+    let mut batch = Batch::default();
+    'connection: loop {
+        let Some(mut k) = connect(&paths.ksync, &mut stop).await else {
+            return;
+        };
+        // Wait for the first model from the programming task.
+        while model_rx.borrow().revision == 0 && model_rx.borrow().ports.is_empty() {
+            tokio::select! {
+                r = model_rx.changed() => if r.is_err() { return },
+                _ = stopped(&mut stop) => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => break,
+            }
+        }
+        engine.reset();
+        {
+            let m = Arc::clone(&model_rx.borrow_and_update());
+            engine.adopt(&m, &mut batch);
+        }
+        if engine.flush(&mut k, &mut batch).await.is_err() {
+            continue 'connection;
+        }
+        tracing::info!(adopted = engine.stats.adopted, "flow engine ready");
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let mut first: Option<usize> = None;
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                r = pkt0.recv(&mut buf) => match r {
+                    Ok(n) => first = Some(n),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pkt0 receive");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = tick.tick() => {
+                    engine.age(Instant::now(), &mut batch);
+                }
+                r = model_rx.changed() => {
+                    if r.is_err() { return }
+                    let m = Arc::clone(&model_rx.borrow_and_update());
+                    engine.reevaluate(&m, &mut batch);
+                }
+                _ = k.closed() => {
+                    tracing::warn!("flow ksync closed: reconnecting");
+                    batch = Batch::default();
+                    continue 'connection;
+                }
+            }
+            if let Some(mut n) = first {
+                let model = Arc::clone(&model_rx.borrow());
+                let mut rx = 0u64;
+                loop {
+                    rx += 1;
+                    handle_frame(
+                        &buf[..n],
+                        &model,
+                        &mut engine,
+                        &mut batch,
+                        &mut out,
+                        &pkt0,
+                        &shared,
+                    )
+                    .await;
+                    if batch.len() >= 512 {
+                        break;
+                    }
+                    match try_recv(&mut pkt0, &mut buf).await {
+                        Some(Ok(m)) => n = m,
+                        _ => break,
+                    }
+                }
+                lock(&shared).pkt0_rx += rx;
+            }
+            if !batch.is_empty() {
+                if let Err(e) = engine.flush(&mut k, &mut batch).await {
+                    tracing::warn!(error = %e, "flow ksync");
+                    batch = Batch::default();
+                    if e.is_fatal() {
+                        continue 'connection;
+                    }
+                }
+                let mut s = lock(&shared);
+                s.flow_stats = engine.stats;
+                s.flows = crate::introspect::flow_views(&engine);
+            }
+        }
+    }
+}
+
+async fn handle_frame(
+    frame: &[u8],
+    model: &Model,
+    engine: &mut FlowEngine,
+    batch: &mut Batch,
+    out: &mut Vec<u8>,
+    pkt0: &Pkt0Agent,
+    shared: &SharedRef,
+) {
+    let Some(hdr) = frame.get(14..).and_then(AgentHdr::parse) else {
+        return;
+    };
+    match hdr.cmd {
+        cmd::FLOW_MISS => engine.miss(model, &hdr, batch),
+        _ => {
+            let ctx = Ctx {
+                model,
+                lease_secs: 86400,
+            };
+            out.clear();
+            let outcome = crate::services::handle(frame, &ctx, out);
+            let name = outcome_name(&outcome);
+            if matches!(outcome, crate::services::Outcome::Reply) {
+                match pkt0.send(out).await {
+                    Ok(()) => lock(shared).pkt0_tx += 1,
+                    Err(e) => tracing::warn!(error = %e, "pkt0 send"),
+                }
+            }
+            *lock(shared).services.entry(name).or_default() += 1;
+            let _ = AGENT_HDR_LEN;
+        }
+    }
+}
+
+fn outcome_name(o: &crate::services::Outcome) -> &'static str {
+    match o {
+        crate::services::Outcome::Reply => "replied",
+        crate::services::Outcome::Released { .. } => "dhcp_released",
+        crate::services::Outcome::Ignored(why) => why,
+    }
+}

@@ -1,0 +1,442 @@
+#![allow(clippy::unwrap_used)]
+//! End to end: the real `vrouter` datapath and the real `vrouter-agent`,
+//! containers as network namespaces, driven only through the VNC API and
+//! the port API.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn datapath_state(node: &Node) -> agent::program::State {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut k = agent::ksync::KsyncClient::connect(&node.sock_dir().join("dpdk_netlink"))
+            .await
+            .unwrap();
+        agent::program::dump(&mut k, &(0..64).collect::<BTreeSet<u16>>())
+            .await
+            .unwrap()
+    })
+}
+
+fn default_sg(proj: &str) -> Vec<String> {
+    vec!["default-domain".into(), proj.into(), "default".into()]
+}
+
+#[test]
+fn dhcp_address_then_ping_and_tcp_in_one_vn() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p1");
+    let vn = node.vn("p1", "blue", "198.18.1.0", 24);
+    let fq = ["default-domain", "p1", "blue"];
+    let c1 = attach(&mut node, "c1", "p1", &vn, &fq, &[]);
+    let c2 = attach(&mut node, "c2", "p1", &vn, &fq, &[]);
+    static_ip(&c2, 24, "198.18.1.1");
+
+    // c1 asks DHCP for its address.
+    let dir = node.dir.path().to_owned();
+    let script = dir.join("udhcpc.sh");
+    let log = dir.join("udhcpc.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew)\n ip addr flush dev $interface\n ip addr add $ip/$mask dev $interface\n [ -n \"$router\" ] && ip route replace default via $router\n echo \"$1 ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu lease=$lease serverid=$serverid\" >> {}\n;;\nesac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", script.display()));
+    let pid = dir.join("udhcpc.pid");
+    let mut dhcp = Proc {
+        child: Some(
+            Command::new("ip")
+                .args([
+                    "netns", "exec", &c1.ns, "busybox", "udhcpc", "-f", "-i", "eth0", "-t", "10",
+                    "-T", "1",
+                ])
+                .arg("-s")
+                .arg(&script)
+                .arg("-p")
+                .arg(&pid)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ),
+        what: "udhcpc",
+    };
+    let t0 = Instant::now();
+    let lease = loop {
+        let s = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = s.lines().find(|l| l.starts_with("bound")) {
+            break l.to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no DHCP lease; agent log: {}",
+            node.log("agent")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let want_ip = c1.ip.unwrap().to_string();
+    assert!(lease.contains(&format!("ip={want_ip} ")), "lease: {lease}");
+    assert!(lease.contains("mask=24"), "lease: {lease}");
+    assert!(lease.contains("router=198.18.1.1"), "lease: {lease}");
+    assert!(lease.contains("dns=198.18.1.2"), "lease: {lease}");
+    assert!(lease.contains("mtu=1500"), "lease: {lease}");
+    assert!(lease.contains("serverid=198.18.1.1"), "lease: {lease}");
+
+    // Same-VN ping and TCP both ways.
+    assert!(
+        ping_until(&c1.ns, &c2.ip.unwrap().to_string(), Duration::from_secs(5)),
+        "c1 -> c2; {}",
+        node.log("agent")
+    );
+    assert_eq!(ping(&c2.ns, &want_ip, 3, "0.2"), 3);
+    let _srv = tcp_server(&c2.ns, 5001);
+    assert!(tcp_ok(&c1.ns, &c2.ip.unwrap().to_string(), 5001));
+
+    // Renew (SIGUSR1), then release (SIGUSR2).
+    let upid = std::fs::read_to_string(&pid).unwrap().trim().to_string();
+    sh(&format!("kill -USR1 {upid}"));
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("renew ip=")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no renew");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sh(&format!("kill -USR2 {upid}"));
+    let t0 = Instant::now();
+    loop {
+        let v = node.intro_get("/ksync").unwrap();
+        if v["pkt0"]["services"]["dhcp_released"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "release not seen: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dhcp.kill9();
+}
+
+#[test]
+fn networks_isolated_until_a_policy_allows_icmp_only() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p2");
+    let red = node.vn("p2", "red", "198.18.2.0", 24);
+    let green = node.vn("p2", "green", "198.18.3.0", 24);
+    let a = attach(
+        &mut node,
+        "a",
+        "p2",
+        &red,
+        &["default-domain", "p2", "red"],
+        &[],
+    );
+    let b = attach(
+        &mut node,
+        "b",
+        "p2",
+        &green,
+        &["default-domain", "p2", "green"],
+        &[],
+    );
+    static_ip(&a, 24, "198.18.2.1");
+    static_ip(&b, 24, "198.18.3.1");
+    let bip = b.ip.unwrap().to_string();
+    // Both containers are up (their gateways answer).
+    assert!(
+        ping_until(&a.ns, "198.18.2.1", Duration::from_secs(5)),
+        "{}",
+        node.log("agent")
+    );
+    assert!(ping_until(&b.ns, "198.18.3.1", Duration::from_secs(5)));
+    assert_eq!(ping(&a.ns, &bip, 3, "0.2"), 0, "isolated without a policy");
+    let _srv = tcp_server(&b.ns, 5002);
+    assert!(!tcp_ok(&a.ns, &bip, 5002));
+
+    let pol = node.create(
+        "network-policy",
+        json!({
+            "fq_name": ["default-domain", "p2", "icmp-only"],
+            "parent_type": "project",
+            "network_policy_entries": {"policy_rule": [{
+                "direction": "<>", "protocol": "icmp",
+                "src_addresses": [{"virtual_network": "default-domain:p2:red"}],
+                "dst_addresses": [{"virtual_network": "default-domain:p2:green"}],
+                "src_ports": [{"start_port": -1, "end_port": -1}],
+                "dst_ports": [{"start_port": -1, "end_port": -1}],
+                "action_list": {"simple_action": "pass"}
+            }]}
+        }),
+    );
+    for vn in [&red, &green] {
+        let (s, b) = node.vnc(
+            "POST",
+            "/ref-update",
+            Some(&json!({"type": "virtual-network", "uuid": vn, "ref-type": "network-policy", "ref-uuid": pol, "operation": "ADD", "attr": {"sequence": {"major": 0, "minor": 0}}})),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+    assert!(
+        ping_until(&a.ns, &bip, Duration::from_secs(5)),
+        "ICMP allowed by the policy; {}",
+        node.log("agent")
+    );
+    assert_eq!(ping(&b.ns, &a.ip.unwrap().to_string(), 3, "0.2"), 3);
+    let tcp = tcp_ok(&a.ns, &bip, 5002);
+    assert!(
+        !tcp,
+        "TCP is not in the policy: {}",
+        node.intro_get("/flows").unwrap()
+    );
+    let flows = node.intro_get("/flows").unwrap();
+    assert!(flows["stats"]["denied"].as_u64().unwrap() >= 1, "{flows}");
+}
+
+#[test]
+fn security_group_allows_one_tcp_port_and_blocks_another() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p3");
+    let vn = node.vn("p3", "web", "198.18.4.0", 24);
+    node.create(
+        "security-group",
+        json!({
+            "fq_name": ["default-domain", "p3", "web-8080"],
+            "parent_type": "project",
+            "security_group_entries": {"policy_rule": [
+                {"direction": ">", "protocol": "any", "ethertype": "IPv4",
+                 "src_addresses": [{"security_group": "local"}],
+                 "dst_addresses": [{"subnet": {"ip_prefix": "0.0.0.0", "ip_prefix_len": 0}}],
+                 "src_ports": [{"start_port": 0, "end_port": 65535}],
+                 "dst_ports": [{"start_port": 0, "end_port": 65535}]},
+                {"direction": ">", "protocol": "tcp", "ethertype": "IPv4",
+                 "src_addresses": [{"subnet": {"ip_prefix": "0.0.0.0", "ip_prefix_len": 0}}],
+                 "dst_addresses": [{"security_group": "local"}],
+                 "src_ports": [{"start_port": 0, "end_port": 65535}],
+                 "dst_ports": [{"start_port": 8080, "end_port": 8080}]}
+            ]}
+        }),
+    );
+    let fq = ["default-domain", "p3", "web"];
+    let sg = vec!["default-domain".to_string(), "p3".into(), "web-8080".into()];
+    let srv = attach(&mut node, "s", "p3", &vn, &fq, &[sg]);
+    let cli = attach(&mut node, "k", "p3", &vn, &fq, &[]);
+    static_ip(&srv, 24, "198.18.4.1");
+    static_ip(&cli, 24, "198.18.4.1");
+    let sip = srv.ip.unwrap().to_string();
+    let _s1 = tcp_server(&srv.ns, 8080);
+    let _s2 = tcp_server(&srv.ns, 9090);
+    let t0 = Instant::now();
+    while !tcp_ok(&cli.ns, &sip, 8080) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "8080 allowed; {}",
+            node.log("agent")
+        );
+    }
+    let t9090 = tcp_ok(&cli.ns, &sip, 9090);
+    assert!(
+        !t9090,
+        "9090 blocked by the SG: {}",
+        node.intro_get("/flows").unwrap()
+    );
+    assert_eq!(ping(&cli.ns, &sip, 2, "0.2"), 0, "no ICMP rule");
+}
+
+fn two_pinging(node: &mut Node, proj: &str, net: &str, third: u8) -> (Container, Container) {
+    node.project(proj);
+    let vn = node.vn(proj, net, &format!("198.18.{third}.0"), 24);
+    let fq = ["default-domain", proj, net];
+    let gw = format!("198.18.{third}.1");
+    let a = attach(node, "x", proj, &vn, &fq, &[default_sg(proj)]);
+    let b = attach(node, "y", proj, &vn, &fq, &[default_sg(proj)]);
+    static_ip(&a, 24, &gw);
+    static_ip(&b, 24, &gw);
+    assert!(
+        ping_until(&a.ns, &b.ip.unwrap().to_string(), Duration::from_secs(5)),
+        "{}",
+        node.log("agent")
+    );
+    (a, b)
+}
+
+#[test]
+fn agent_kill_9_loses_no_packet_and_changes_nothing() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    let (a, b) = two_pinging(&mut node, "p4", "steady", 5);
+    let before = datapath_state(&node);
+    assert!(
+        before.vifs.len() == 2 && before.routes.len() >= 6,
+        "{before:?}"
+    );
+
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.ns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "100",
+            "-i",
+            "0.05",
+            &b.ip.unwrap().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    node.agent.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    node.start_agent();
+    node.wait_ready();
+    let out = ping.wait_with_output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("100 packets transmitted, 100 received"), "{s}");
+    let after = datapath_state(&node);
+    assert!(
+        agent::program::same(&before, &after),
+        "before {before:?}\nafter {after:?}"
+    );
+    let k = node.intro_get("/ksync").unwrap();
+    assert_eq!(k["last_reconcile_changes"], json!(0), "{k}");
+    // New flows work after the restart.
+    let _srv = tcp_server(&b.ns, 5003);
+    assert!(tcp_ok(&a.ns, &b.ip.unwrap().to_string(), 5003));
+}
+
+#[test]
+fn traffic_resumes_within_2s_of_a_vrouter_restart() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    let (a, b) = two_pinging(&mut node, "p5", "resume", 6);
+    node.vrouter.kill9();
+    let t0 = Instant::now();
+    node.start_vrouter();
+    let bip = b.ip.unwrap().to_string();
+    let mut ok = false;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &a.ns, "ping", "-n", "-q", "-c", "1", "-W", "0.1", &bip,
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            ok = true;
+            break;
+        }
+    }
+    let took = t0.elapsed();
+    assert!(ok, "no traffic after the restart; {}", node.log("agent"));
+    eprintln!(
+        "traffic resumed {} ms after the vrouter restart",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn idle_flow_ages_out() {
+    require_rig!();
+    let mut node = Node::start(&["--flow-timeout", "2"]);
+    let (a, b) = two_pinging(&mut node, "p6", "aging", 7);
+    let _ = (&a, &b);
+    let f = node.intro_get("/flows").unwrap();
+    assert!(!f["flows"].as_array().unwrap().is_empty(), "{f}");
+    let t0 = Instant::now();
+    loop {
+        let f = node.intro_get("/flows").unwrap();
+        if f["flows"].as_array().unwrap().is_empty()
+            && f["stats"]["aged"].as_u64().unwrap_or(0) >= 1
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(8), "not aged: {f}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(node.metrics().contains("vrouter_agent_flows_aged_total"));
+}
+
+#[test]
+fn bad_api_input_is_refused_and_changes_nothing() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p7");
+    let vn = node.vn("p7", "used", "198.18.8.0", 24);
+    let fq = ["default-domain", "p7", "used"];
+    let c = attach(&mut node, "u", "p7", &vn, &fq, &[]);
+    let snapshot = |n: &Node| -> Vec<Value> {
+        [
+            "virtual-networks",
+            "virtual-machine-interfaces",
+            "instance-ips",
+            "virtual-machines",
+            "projects",
+        ]
+        .iter()
+        .map(|t| n.vnc("GET", &format!("/{t}?detail=true"), None).1)
+        .collect()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg0 = snapshot(&node);
+    let ports0 = node.port_api("GET", "/ports", None);
+    let dp0 = datapath_state(&node);
+
+    // A bad CIDR.
+    let (s, b) = node.vnc(
+        "POST",
+        "/virtual-networks",
+        Some(&json!({"virtual-network": {"fq_name": ["default-domain", "p7", "bad"], "parent_type": "project",
+            "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+              "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.300.0", "ip_prefix_len": 24}}]}}]}})),
+    );
+    assert_eq!(s, 400, "{b}");
+    // A duplicate IP.
+    let (s, b) = node.vnc(
+        "POST",
+        "/instance-ips",
+        Some(&json!({"instance-ip": {"fq_name": ["dup"], "instance_ip_address": c.ip.unwrap().to_string(),
+            "virtual_network_refs": [{"to": fq, "uuid": vn}]}})),
+    );
+    assert_eq!(s, 409, "{b}");
+    // Deleting a VN in use.
+    let (s, b) = node.vnc("DELETE", &format!("/virtual-network/{vn}"), None);
+    assert_eq!(s, 409, "{b}");
+    // Malformed JSON.
+    let (s, b) = node.vnc_raw("POST", "/virtual-networks", "{\"virtual-network\": {");
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = node.port_api("POST", "/port", Some("{\"id\": "));
+    assert_eq!(s, 400, "{b}");
+    // A port for an unknown VN.
+    let body = json!({"id": "0f9c3f8e-1111-4222-8333-944455556666", "instance-id": "0f9c3f8e-1111-4222-8333-944455556667",
+        "vn-id": "0f9c3f8e-1111-4222-8333-944455556668", "vm-project-id": "", "mac-address": "02:11:22:33:44:55",
+        "ip-address": "198.18.8.50", "ip6-address": "", "system-name": "tap0f9c3f8e-11", "display-name": "x",
+        "type": 0, "rx-vlan-id": -1, "tx-vlan-id": -1});
+    let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
+    assert_eq!(s, 404, "{b}");
+    assert!(b.contains("0f9c3f8e-1111-4222-8333-944455556668"), "{b}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(snapshot(&node), cfg0);
+    assert_eq!(node.port_api("GET", "/ports", None), ports0);
+    assert!(agent::program::same(&dp0, &datapath_state(&node)));
+}

@@ -1,0 +1,213 @@
+//! The plugin HTTP server: libnetwork's `POST /<Interface>.<Call>` with JSON
+//! bodies, served over any byte stream (unix socket here, a named pipe on
+//! Windows).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::api::CONTENT_TYPE;
+use crate::backend::ContainerNetworking;
+use crate::driver::{Driver, DriverError};
+
+/// The plugin name docker knows us by (`-d Contrail`, `--ipam-driver Contrail`).
+pub const PLUGIN_NAME: &str = "Contrail";
+
+fn reply(status: StatusCode, v: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+/// Failures are 200 with the error in the body (libnetwork reads `Err` for
+/// network calls, `Error` for IPAM calls; IPAM replies carry both).
+fn failure(ipam: bool, e: &DriverError) -> Response {
+    let msg = e.to_string();
+    tracing::warn!("call failed: {msg}");
+    if ipam {
+        reply(StatusCode::OK, &json!({"Err": msg, "Error": msg}))
+    } else {
+        reply(StatusCode::OK, &json!({"Err": msg}))
+    }
+}
+
+fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, DriverError> {
+    // GetCapabilities & co. come with "null" or nothing.
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))?
+    };
+    if v.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(v).map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))
+}
+
+fn to_value<T: Serialize>(r: Result<T, DriverError>) -> Result<Value, DriverError> {
+    r.map(|v| serde_json::to_value(v).unwrap_or_else(|_| json!({})))
+}
+
+fn empty(r: Result<(), DriverError>) -> Result<Value, DriverError> {
+    r.map(|()| json!({}))
+}
+
+async fn dispatch<B: ContainerNetworking>(
+    State(d): State<Arc<Driver<B>>>,
+    UrlPath(call): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    tracing::debug!(%call, body = %String::from_utf8_lossy(&body), "plugin call");
+    let ipam = call.starts_with("IpamDriver.");
+    let r: Result<Value, DriverError> = match call.as_str() {
+        "Plugin.Activate" => Ok(json!({"Implements": ["NetworkDriver", "IpamDriver"]})),
+        "NetworkDriver.GetCapabilities" => Ok(d.capabilities()),
+        "NetworkDriver.CreateNetwork" => match parse(&body) {
+            Ok(r) => empty(d.create_network(r).await),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.DeleteNetwork" => match parse(&body) {
+            Ok(r) => empty(d.delete_network(r).await),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.CreateEndpoint" => match parse(&body) {
+            Ok(r) => to_value(d.create_endpoint(r).await),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.DeleteEndpoint" => match parse(&body) {
+            Ok(r) => empty(d.delete_endpoint(r).await),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.EndpointOperInfo" => match parse(&body) {
+            Ok(r) => d.endpoint_oper_info(r).await,
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.Join" => match parse(&body) {
+            Ok(r) => to_value(d.join(r).await),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.Leave"
+        | "NetworkDriver.ProgramExternalConnectivity"
+        | "NetworkDriver.RevokeExternalConnectivity"
+        | "NetworkDriver.DiscoverNew"
+        | "NetworkDriver.DiscoverDelete"
+        | "NetworkDriver.FreeNetwork" => Ok(json!({})),
+        "NetworkDriver.AllocateNetwork" => Ok(json!({"Options": {}})),
+        "IpamDriver.GetCapabilities" => Ok(d.ipam_capabilities()),
+        "IpamDriver.GetDefaultAddressSpaces" => Ok(d.ipam_address_spaces()),
+        "IpamDriver.RequestPool" => match parse(&body) {
+            Ok(r) => to_value(d.request_pool(r).await),
+            Err(e) => Err(e),
+        },
+        "IpamDriver.ReleasePool" => match parse(&body) {
+            Ok(r) => empty(d.release_pool(r).await),
+            Err(e) => Err(e),
+        },
+        "IpamDriver.RequestAddress" => match parse(&body) {
+            Ok(r) => to_value(d.request_address(r).await),
+            Err(e) => Err(e),
+        },
+        "IpamDriver.ReleaseAddress" => match parse(&body) {
+            Ok(r) => empty(d.release_address(r).await),
+            Err(e) => Err(e),
+        },
+        _ => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                &json!({"Err": format!("{call} is not implemented by the Contrail plugin")}),
+            )
+        }
+    };
+    match r {
+        Ok(v) => reply(StatusCode::OK, &v),
+        Err(e) => failure(ipam, &e),
+    }
+}
+
+/// The plugin API as an axum router.
+pub fn app<B: ContainerNetworking>(state: Arc<Driver<B>>) -> Router {
+    Router::new()
+        .route("/{call}", post(dispatch::<B>))
+        .with_state(state)
+}
+
+/// Serves HTTP/1 on one connection (a unix socket, a named pipe, ...).
+pub async fn serve_connection<IO>(io: IO, app: Router) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await
+}
+
+/// The listening unix socket; removes its file when dropped.
+#[cfg(unix)]
+pub struct UnixSocket {
+    pub listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+#[cfg(unix)]
+impl UnixSocket {
+    /// Binds `<dir>/Contrail.sock` (mode 0660), replacing a stale socket of a
+    /// killed predecessor.
+    pub fn bind(dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{PLUGIN_NAME}.sock"));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        Ok(UnixSocket { listener, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts until `shutdown` resolves.
+    pub async fn serve(self, app: Router, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                c = self.listener.accept() => match c {
+                    Ok((s, _)) => {
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = serve_connection(s, app).await {
+                                tracing::debug!("plugin connection: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,145 @@
+//! `contrail-docker-driver` on Windows: `run` (as the service), `console`
+//! (in the foreground until Ctrl-C), `install`, `uninstall`.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::{run_plugin, service_install, service_run, service_uninstall, PluginConfig};
+use crate::backend::windows::{HcnBackend, HcnConfig};
+use crate::cli::DriverArgs;
+use crate::Driver;
+
+#[derive(Parser)]
+#[command(
+    name = "contrail-docker-driver",
+    version,
+    about = "Contrail Docker network + IPAM driver (Windows service)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run as the Windows service (what the service control manager starts).
+    Run(WindowsArgs),
+    /// Run in this console until Ctrl-C (debugging).
+    Console(WindowsArgs),
+    /// Register the service to start `run` with these options at boot.
+    Install(WindowsArgs),
+    /// Stop and remove the service.
+    Uninstall,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct WindowsArgs {
+    #[command(flatten)]
+    driver: DriverArgs,
+    /// The dataplane adapter our Transparent networks bind to.
+    #[arg(long, default_value = "Ethernet0")]
+    adapter: String,
+    /// `Id` of the switch extension to enable (the vRouter extension).
+    #[arg(long, default_value = hcn::VROUTER_EXTENSION_ID)]
+    extension_id: String,
+    /// Log to this file (appended) instead of stderr; a service has none.
+    #[arg(long)]
+    log_file: Option<std::path::PathBuf>,
+}
+
+/// The Windows `main` (called by `src/main.rs`).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run(args) => {
+            init_logging(&args);
+            service_run(move |shutdown| serve(args, shutdown.wait()).map_err(|e| format!("{e:#}")))
+                .map_err(anyhow::Error::from)
+        }
+        Cmd::Console(args) => {
+            init_logging(&args);
+            serve(args, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+        }
+        Cmd::Install(_) => {
+            // The options exactly as typed after `install` (already
+            // validated by the parse above) become the service's.
+            let args: Vec<OsString> = std::env::args_os().skip(2).collect();
+            service_install(&args).map_err(anyhow::Error::from)
+        }
+        Cmd::Uninstall => service_uninstall().map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("contrail-docker-driver: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &WindowsArgs) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = args.log_file.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    match file {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// Builds the driver on HNS and serves it on the pipe until `shutdown`.
+fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let (vnc, agent) = args.driver.clients()?;
+            let hcn = hcn::ComputeNetwork::new()?;
+            let backend = HcnBackend::new(
+                hcn,
+                HcnConfig {
+                    adapter: args.adapter.clone(),
+                    extensions: vec![args.extension_id.clone()],
+                },
+            );
+            let driver = Arc::new(Driver::new(vnc, agent, backend, args.driver.config()));
+            let bg = Arc::clone(&driver);
+            let interval = args.driver.reconcile_interval;
+            let reconciler = tokio::spawn(async move {
+                loop {
+                    match bg.reconcile().await {
+                        Ok(r) if r != Default::default() => tracing::info!(?r, "reconciled"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("reconcile: {e}"),
+                    }
+                    if interval == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(interval)).await;
+                }
+            });
+            let served = run_plugin(crate::app(driver), &PluginConfig::default(), shutdown).await;
+            reconciler.abort();
+            tracing::info!("stopped");
+            Ok(served?)
+        })
+}

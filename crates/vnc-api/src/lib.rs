@@ -1,0 +1,93 @@
+//! The agent's embedded configuration store and the subset of the
+//! OpenSDN / Tungsten Fabric VNC config REST API it serves.
+//!
+//! # Why hand-written
+//!
+//! No Rust crate implements the VNC API (upstream's server is Python over
+//! Cassandra/ZooKeeper, generated from `vnc_cfg.xsd`). This crate keeps the
+//! API's wire shapes so that a client (the Docker driver, `vnc-client`,
+//! upstream's `vnc_api` library, curl from the upstream docs) works against
+//! it and against a real config API server alike, for the resource types a
+//! single container host needs: `domain`, `project`, `network-ipam`,
+//! `virtual-network`, `network-policy`, `security-group`,
+//! `virtual-machine`, `virtual-machine-interface`, `instance-ip`.
+//!
+//! # Shapes
+//!
+//! * Bodies are envelopes `{"virtual-network": {...}}`; the inner object is
+//!   upstream's JSON: `uuid`, `fq_name` (list), `name`, `parent_type`,
+//!   `parent_uuid`, `display_name`, `id_perms`, properties by their upstream
+//!   names, and `<type>_refs: [{"to": [fq...], "uuid", "attr"}]`.
+//! * `POST /<type>s` creates (fq_name, or `parent_type`/`parent_uuid` plus
+//!   `name`, or upstream's `default-<parent>`; uuid optional) and returns
+//!   the stored object with `href`, `parent_href` and allocated fields.
+//!   `GET /<type>/<uuid>` adds `href`s, `<type>_back_refs` and children
+//!   lists (`virtual_networks: [{"to","href","uuid"}]`); `?fields=a,b`,
+//!   `?exclude_back_refs=true`, `?exclude_children=true`.
+//!   `PUT` merges the given fields (a refs list replaces the stored one, a
+//!   `null` removes a property); uuid, fq_name, parent and server-allocated
+//!   ids cannot change (400). `DELETE` refuses (409) while other objects
+//!   refer to the object or it has children; a project's unused `default`
+//!   security group goes with the project.
+//! * `GET /<type>s` lists `{"<type>s": [{"href","fq_name","uuid"}]}`;
+//!   `detail=true` gives envelopes; filters `parent_id`,
+//!   `parent_fq_name_str` (+`parent_type`), `back_ref_id`, `obj_uuids`
+//!   (comma lists), `filters=k==v`, `fields`, `count=true`.
+//! * `POST /fqname-to-id`, `/id-to-fqname`, `/ref-update` as upstream.
+//! * Errors are plain text with upstream's status codes: 400 bad input,
+//!   404 unknown type / object / reference target, 409 conflicts.
+//!
+//! Server-side behaviour kept from upstream: every project gets a `default`
+//! security group (ingress from itself, egress anywhere, IPv4 and IPv6)
+//! and every security group a `security_group_id` from 8000000; every VN a
+//! `virtual_network_network_id` (lowest free, from 1); IPAM subnets get
+//! `default_gateway` and `dns_server_address` (first and second host
+//! address; last but one and two with `addr_from_start: false`),
+//! `enable_dhcp: true` and a `subnet_uuid`; a VMI gets
+//! `02:` + the first five bytes of its uuid as MAC when none is given; an
+//! instance-ip gets the next free address of its VN's subnet (honouring
+//! `subnet_uuid`, `instance_ip_family` and allocation pools), and a given
+//! address must lie in a subnet of the VN and be unused there.
+//!
+//! Deliberate difference: upstream's `addr_from_start` defaults to false
+//! (gateway `.254`); here an absent flag means true (gateway `.1`, the
+//! Docker convention), and the stored subnet says which was used.
+//!
+//! # Transactions
+//!
+//! One API operation (one HTTP request) is one redb write transaction.
+//! Objects live in memory with their indices; an operation edits them with
+//! an undo log and either fails having changed nothing (no partial writes:
+//! an instance-ip POST that fails after picking an address leaves nothing
+//! behind), or commits every object it touched at once and bumps the
+//! revision that [`Store::subscribe`] announces. [`Store::snapshot`] is a
+//! consistent, cheap (shared) view for the agent.
+
+mod error;
+mod ipam;
+mod ops;
+mod schema;
+mod server;
+mod store;
+
+pub use error::{ApiError, StoreError};
+pub use ops::{ReadOpts, SG_ID_MIN, VN_ID_MAX};
+pub use schema::Ty;
+pub use server::router;
+pub use store::{Snapshot, Store};
+
+/// The resource types served, by upstream name.
+pub const TYPES: [&str; schema::NTYPES] = [
+    "domain",
+    "project",
+    "network-ipam",
+    "virtual-network",
+    "network-policy",
+    "security-group",
+    "virtual-machine",
+    "virtual-machine-interface",
+    "instance-ip",
+];
+
+#[cfg(test)]
+mod tests;
