@@ -4,14 +4,14 @@
 # test run); the daemon's socket is DIR/docker.sock, its log DIR/dockerd.log.
 #
 #   docker_ensure_deps            apt-get install docker.io busybox-static if missing
-#   docker_start DIR              start dockerd (no iptables, no bridge, vfs)
+#   docker_start DIR              start dockerd (no iptables, no bridge, no ip_forward, vfs)
 #   docker_wait DIR [SECONDS]     wait until it answers
 #   docker_cli DIR ARGS...        the docker CLI against it
 #   docker_busybox_image DIR NAME import a busybox image (no registry here)
 #   docker_stop DIR               stop it and remove everything it made
 #
-# dockerd leaves /run/docker/plugins and /etc/docker/key.json behind: both
-# are removed by docker_stop when docker_start found them absent.
+# dockerd leaves /run/docker/plugins, /etc/docker/key.json and /run/containerd
+# behind: docker_stop removes them when docker_start found them absent.
 
 DOCKER_CLI_BIN="${DOCKER_CLI_BIN:-$(command -v /usr/bin/docker || command -v docker || echo docker)}"
 
@@ -31,7 +31,9 @@ docker_start() {
     [[ -e /run/docker/plugins ]] || : >"$dir/created-plugins-dir"
     [[ -e /etc/docker/key.json ]] || : >"$dir/created-key-json"
     [[ -e /etc/docker ]] || : >"$dir/created-etc-docker"
-    dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    [[ -e /run/containerd ]] || : >"$dir/created-run-containerd"
+    # --ip-forward=false: leave the host's net.ipv4.ip_forward alone.
+    dockerd --iptables=false --ip6tables=false --ip-forward=false --bridge=none --storage-driver=vfs \
         --data-root="$dir/data" --exec-root="$dir/exec" --pidfile="$dir/docker.pid" \
         -H "unix://$dir/docker.sock" >"$dir/dockerd.log" 2>&1 &
     echo $! >"$dir/dockerd.launcher.pid"
@@ -87,6 +89,8 @@ docker_stop() {
     [[ -e "$dir/created-key-json" ]] && rm -f /etc/docker/key.json
     [[ -e "$dir/created-etc-docker" ]] && rmdir /etc/docker 2>/dev/null
     [[ -e "$dir/created-plugins-dir" ]] && rmdir /run/docker/plugins /run/docker 2>/dev/null
+    # dockerd's containerd keeps its shim sockets in /run/containerd/s.
+    [[ -e "$dir/created-run-containerd" ]] && rmdir /run/containerd/s /run/containerd 2>/dev/null
     rm -rf "$dir"
     return 0
 }

@@ -46,6 +46,9 @@ pub struct FlowConfig {
     pub idle_timeout: Duration,
     /// Time a TCP flow is kept after both FINs or a RST.
     pub tcp_close_timeout: Duration,
+    /// Most requests sent in one ksync write (misses are drained from
+    /// pkt0 until this many are queued).
+    pub max_batch: usize,
 }
 
 impl Default for FlowConfig {
@@ -53,6 +56,7 @@ impl Default for FlowConfig {
         FlowConfig {
             idle_timeout: Duration::from_secs(180),
             tcp_close_timeout: Duration::from_secs(2),
+            max_batch: 512,
         }
     }
 }
@@ -248,16 +252,10 @@ impl FlowEngine {
         }
     }
 
-    /// The shared table, (re)opened when the datapath made a new one.
+    /// The shared table, opened on first use. Whether it is still the
+    /// datapath's is checked by [`Self::check_table`] (once a second): the
+    /// check maps the file again, far too slow for every miss.
     fn shm(&mut self) -> Option<&FlowShm> {
-        let stale = self.shm.as_ref().is_some_and(|s| !s.is_current());
-        if stale {
-            tracing::info!("flow table replaced by the datapath: forgetting tracked flows");
-            self.shm = None;
-            self.tracked.clear();
-            self.by_rev.clear();
-            self.by_rkey.clear();
-        }
         if self.shm.is_none() {
             match FlowShm::open(&self.shm_path) {
                 Ok(s) => self.shm = Some(s),
@@ -268,6 +266,18 @@ impl FlowEngine {
             }
         }
         self.shm.as_ref()
+    }
+
+    /// Forget the table (and the flows in it) if the datapath replaced it.
+    pub fn check_table(&mut self) {
+        let stale = self.shm.as_ref().is_some_and(|s| !s.is_current());
+        if stale {
+            tracing::info!("flow table replaced by the datapath: forgetting tracked flows");
+            self.shm = None;
+            self.tracked.clear();
+            self.by_rev.clear();
+            self.by_rkey.clear();
+        }
     }
 
     fn forget(&mut self, t: &Tracked) {

@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
                     .max(1),
             ),
             tcp_close_timeout: Duration::from_secs(a.tcp_close_timeout.unwrap_or(2)),
+            ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
     };

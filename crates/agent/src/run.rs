@@ -65,6 +65,10 @@ pub fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub fn shared() -> SharedRef {
+    Arc::new(Mutex::new(Shared::default()))
+}
+
 /// Refuses ports the configuration cannot place.
 struct ConfigCheck {
     store: Arc<Store>,
@@ -485,7 +489,9 @@ async fn try_recv(p: &mut Pkt0Agent, buf: &mut [u8]) -> Option<channels::Result<
     }
 }
 
-async fn pkt0_task(
+/// The pkt0 and flow task (public for the flow-setup benchmark, which
+/// runs it against an in-process datapath).
+pub async fn pkt0_task(
     mut pkt0: Pkt0Agent,
     paths: ChannelPaths,
     ids: Ids,
@@ -532,7 +538,14 @@ async fn pkt0_task(
                     }
                 },
                 _ = tick.tick() => {
+                    engine.check_table();
                     engine.age(Instant::now(), &mut batch);
+                    // The introspect copy, once a second (it sorts every
+                    // tracked flow: not for every batch).
+                    let views = crate::introspect::flow_views(&engine);
+                    let mut s = lock(&shared);
+                    s.flow_stats = engine.stats;
+                    s.flows = views;
                 }
                 r = model_rx.changed() => {
                     if r.is_err() { return }
@@ -560,7 +573,7 @@ async fn pkt0_task(
                         &shared,
                     )
                     .await;
-                    if batch.len() >= 512 {
+                    if batch.len() >= fcfg.max_batch.max(1) {
                         break;
                     }
                     match try_recv(&mut pkt0, &mut buf).await {
@@ -578,9 +591,7 @@ async fn pkt0_task(
                         continue 'connection;
                     }
                 }
-                let mut s = lock(&shared);
-                s.flow_stats = engine.stats;
-                s.flows = crate::introspect::flow_views(&engine);
+                lock(&shared).flow_stats = engine.stats;
             }
         }
     }

@@ -27,6 +27,12 @@ use crate::vn::{refers_to, Subnet, VnInfo};
 pub const OWNER: &str = "contrail-docker-driver";
 /// Prefix of the VN annotation key recording a docker network.
 pub const NET_KEY_PREFIX: &str = "docker-network:";
+/// Prefix of the VN annotation key binding an unbound IPAM pool (see
+/// [`Driver::request_pool`]) to the docker network that claimed it; the
+/// value is the docker network id.
+pub const POOL_KEY_PREFIX: &str = "docker-pool:";
+/// Pool id prefix of an unbound pool: `unbound/<token>`.
+const UNBOUND: &str = "unbound/";
 /// How long a RequestAddress reservation waits for its CreateEndpoint.
 const RESERVATION_TTL: Duration = Duration::from_secs(120);
 
@@ -110,6 +116,8 @@ pub struct Driver<B> {
     nets: Mutex<HashMap<String, Arc<NetInfo>>>,
     eps: Mutex<HashMap<String, EpInfo>>,
     reserved: Mutex<HashMap<(Uuid, IpAddr), Instant>>,
+    /// Unbound pools handed out and not yet claimed (token -> when).
+    unbound: Mutex<HashMap<Ipv4Addr, Instant>>,
     /// Endpoint operations share it; reconcile takes it alone so it never
     /// sees an endpoint half made.
     ops: tokio::sync::RwLock<()>,
@@ -172,6 +180,15 @@ fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// The keys of `obj`'s annotations starting with `prefix`, without it.
+fn annotation_keys<'a>(obj: &'a Value, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    obj.pointer("/annotations/key_value_pair")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(move |kv| kv.get("key")?.as_str()?.strip_prefix(prefix))
+}
+
 /// Created by this driver on this host.
 fn is_ours(obj: &Value, host: &str) -> bool {
     annotation(obj, "owner") == Some(OWNER) && annotation(obj, "host") == Some(host)
@@ -182,10 +199,36 @@ fn pool_id(vn: &Uuid, net: &IpNet) -> String {
     format!("{vn}/{net}")
 }
 
-fn parse_pool_id(s: &str) -> Result<(Uuid, IpNet)> {
+/// What an IPAM pool id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolRef {
+    /// A subnet of a known VN.
+    Vn(Uuid, IpNet),
+    /// A pool handed out before the VN was known, bound by CreateNetwork.
+    Unbound(Ipv4Addr),
+}
+
+fn parse_pool_id(s: &str) -> Result<PoolRef> {
     let bad = || invalid(format!("unknown pool id {s:?}"));
+    if let Some(t) = s.strip_prefix(UNBOUND) {
+        return Ok(PoolRef::Unbound(t.parse().map_err(|_| bad())?));
+    }
     let (u, n) = s.split_once('/').ok_or_else(bad)?;
-    Ok((u.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?))
+    Ok(PoolRef::Vn(
+        u.parse().map_err(|_| bad())?,
+        n.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// The token of an unbound pool as the network driver sees it in
+/// `CreateNetwork.IPv4Data`: pool `0.0.0.0/0`, gateway `<token>/0`.
+fn unbound_token(d: &IpamData) -> Option<Ipv4Addr> {
+    if d.pool != "0.0.0.0/0" {
+        return None;
+    }
+    let (a, len) = d.gateway.split_once('/')?;
+    let a: Ipv4Addr = a.parse().ok()?;
+    (len == "0" && a.octets()[0] == 0 && !a.is_unspecified()).then_some(a)
 }
 
 /// "10.1.0.5/24" or "10.1.0.5" -> address.
@@ -204,6 +247,7 @@ impl<B: ContainerNetworking> Driver<B> {
             nets: Mutex::default(),
             eps: Mutex::default(),
             reserved: Mutex::default(),
+            unbound: Mutex::default(),
             ops: tokio::sync::RwLock::new(()),
             ann: tokio::sync::Mutex::new(()),
         }
@@ -328,29 +372,31 @@ impl<B: ContainerNetworking> Driver<B> {
                     .trunc(),
             )
         };
-        let vn =
-            match (opt("tenant"), opt("network"), want) {
-                (Some(t), Some(n), _) => self.vn_by_name(t, n).await?,
-                (Some(_), None, _) => {
-                    return Err(invalid(
-                        "IPAM option \"network\" is required (--ipam-opt network=...)",
-                    ))
-                }
-                (None, Some(_), _) => {
-                    return Err(invalid(
-                        "IPAM option \"tenant\" is required (--ipam-opt tenant=...)",
-                    ))
-                }
-                (None, None, Some(net)) => {
-                    self.vn_by_subnet(&net, "--ipam-opt tenant=... --ipam-opt network=...")
-                        .await?
-                }
-                (None, None, None) => return Err(invalid(
-                    "the Contrail IPAM needs the virtual network: add --ipam-opt tenant=<project> \
-                     --ipam-opt network=<vn> (docker passes --opt to the network driver only), \
-                     or --subnet <one of the VN's subnets>",
-                )),
-            };
+        let vn = match (opt("tenant"), opt("network"), want) {
+            (Some(t), Some(n), _) => self.vn_by_name(t, n).await?,
+            (Some(_), None, _) => {
+                return Err(invalid(
+                    "IPAM option \"network\" is required (--ipam-opt network=...)",
+                ))
+            }
+            (None, Some(_), _) => {
+                return Err(invalid(
+                    "IPAM option \"tenant\" is required (--ipam-opt tenant=...)",
+                ))
+            }
+            (None, None, Some(net)) => {
+                self.vn_by_subnet(&net, "--ipam-opt tenant=... --ipam-opt network=...")
+                    .await?
+            }
+            (None, None, None) if !r.v6 => return self.unbound_pool().await,
+            (None, None, None) => {
+                return Err(invalid(
+                    "the Contrail IPAM needs the virtual network for IPv6: add --ipam-opt \
+                     tenant=<project> --ipam-opt network=<vn> (docker passes --opt to the \
+                     network driver only), or --subnet <one of the VN's subnets>",
+                ))
+            }
+        };
         let sub = match want {
             Some(net) => vn.subnet_eq(&net).ok_or_else(|| {
                 invalid(format!(
@@ -397,7 +443,64 @@ impl<B: ContainerNetworking> Driver<B> {
         })
     }
 
-    pub async fn release_pool(&self, _r: ReleasePoolRequest) -> Result<()> {
+    /// A pool for `docker network create -d Contrail --ipam-driver Contrail
+    /// --opt tenant=T --opt network=N` (no `--ipam-opt`, no `--subnet`):
+    /// libnetwork asks the IPAM for the pool *before* the network driver
+    /// sees `--opt`, and gives the IPAM only `--ipam-opt`. So the IPAM hands
+    /// out `0.0.0.0/0` (which libnetwork exempts from its overlap check, as
+    /// for the null IPAM) with a unique placeholder gateway `0.x.y.z/0`, the
+    /// token; CreateNetwork gets that gateway in `IPv4Data`, finds the VN
+    /// from `--opt` and records the token on the VN; RequestAddress then
+    /// allocates in the VN's subnet. `docker network inspect` shows the
+    /// placeholder (docker has no way for a driver to update it).
+    async fn unbound_pool(&self) -> Result<RequestPoolResponse> {
+        let taken: HashSet<Ipv4Addr> = self
+            .all_vns()
+            .await?
+            .iter()
+            .flat_map(|(v, _)| annotation_keys(v, POOL_KEY_PREFIX))
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        let now = Instant::now();
+        let mut u = lock(&self.unbound);
+        u.retain(|_, t| now.duration_since(*t) < RESERVATION_TTL);
+        let token = loop {
+            let b = Uuid::new_v4().into_bytes();
+            let t = Ipv4Addr::new(0, b[0], b[1], b[2]);
+            if !t.is_unspecified() && !taken.contains(&t) && !u.contains_key(&t) {
+                break t;
+            }
+        };
+        u.insert(token, now);
+        let mut data = BTreeMap::new();
+        data.insert(api::GATEWAY_KEY.to_string(), format!("{token}/0"));
+        Ok(RequestPoolResponse {
+            pool_id: format!("{UNBOUND}{token}"),
+            pool: "0.0.0.0/0".into(),
+            data,
+        })
+    }
+
+    /// The VN that claimed an unbound pool.
+    async fn vn_of_token(&self, token: Ipv4Addr) -> Result<VnInfo> {
+        let key = format!("{POOL_KEY_PREFIX}{token}");
+        self.all_vns()
+            .await?
+            .into_iter()
+            .find(|(v, _)| annotation(v, &key).is_some())
+            .map(|(_, vn)| vn)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "pool {UNBOUND}{token} is not bound to a virtual network: create the network \
+                     with --opt tenant=<project> --opt network=<vn>"
+                ))
+            })
+    }
+
+    pub async fn release_pool(&self, r: ReleasePoolRequest) -> Result<()> {
+        if let Ok(PoolRef::Unbound(t)) = parse_pool_id(&r.pool_id) {
+            lock(&self.unbound).remove(&t);
+        }
         Ok(())
     }
 
@@ -405,8 +508,23 @@ impl<B: ContainerNetworking> Driver<B> {
         &self,
         r: RequestAddressRequest,
     ) -> Result<RequestAddressResponse> {
-        let (vn_id, net) = parse_pool_id(&r.pool_id)?;
-        let vn = self.read_vn(&vn_id).await?;
+        let (vn, net) = match parse_pool_id(&r.pool_id)? {
+            PoolRef::Vn(id, net) => (self.read_vn(&id).await?, net),
+            PoolRef::Unbound(t) => {
+                let vn = self.vn_of_token(t).await?;
+                let net = vn
+                    .first(false)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "virtual network {} has no IPv4 subnet",
+                            vn.fq_str()
+                        ))
+                    })?
+                    .net;
+                (vn, net)
+            }
+        };
+        let vn_id = vn.uuid;
         let sub = vn
             .subnet_eq(&net)
             .ok_or_else(|| {
@@ -469,7 +587,12 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn release_address(&self, r: ReleaseAddressRequest) -> Result<()> {
-        if let (Ok((vn, _)), Some(a)) = (parse_pool_id(&r.pool_id), parse_addr(&r.address)) {
+        let vn = match parse_pool_id(&r.pool_id) {
+            Ok(PoolRef::Vn(vn, _)) => Some(vn),
+            Ok(PoolRef::Unbound(t)) => self.vn_of_token(t).await.ok().map(|v| v.uuid),
+            Err(_) => None,
+        };
+        if let (Some(vn), Some(a)) = (vn, parse_addr(&r.address)) {
             self.unreserve(vn, a);
         }
         Ok(())
@@ -501,8 +624,10 @@ impl<B: ContainerNetworking> Driver<B> {
                     .map_err(|_| invalid(format!("bad pool {:?}", p.pool)))
             })
             .collect::<Result<_>>()?;
-        // docker's null IPAM hands out 0.0.0.0/0 (and ::/0): the driver allocates.
+        // docker's null IPAM hands out 0.0.0.0/0 (and ::/0): the driver
+        // allocates; so does ours before it knows the VN (an unbound pool).
         let real: Vec<IpNet> = parsed.into_iter().filter(|n| n.prefix_len() != 0).collect();
+        let token = pools.iter().find_map(|p| unbound_token(p));
         let tenant = generic_opt(&r.options, "tenant");
         let network = generic_opt(&r.options, "network");
         let vn = match (tenant, network) {
@@ -545,8 +670,17 @@ impl<B: ContainerNetworking> Driver<B> {
                 )));
             }
         }
-        self.set_net_annotation(&vn.uuid, &r.network_id, true)
+        if token.is_some() && vn.first(false).is_none() {
+            return Err(invalid(format!(
+                "virtual network {} has no IPv4 subnet",
+                vn.fq_str()
+            )));
+        }
+        self.set_net_annotation(&vn.uuid, &r.network_id, true, token)
             .await?;
+        if let Some(t) = token {
+            lock(&self.unbound).remove(&t);
+        }
         lock(&self.nets).insert(r.network_id, Arc::new(NetInfo { vn }));
         Ok(())
     }
@@ -558,13 +692,21 @@ impl<B: ContainerNetworking> Driver<B> {
             None => self.find_net(&r.network_id).await?.map(|n| n.vn.uuid),
         };
         if let Some(vn) = vn {
-            self.set_net_annotation(&vn, &r.network_id, false).await?;
+            self.set_net_annotation(&vn, &r.network_id, false, None)
+                .await?;
         }
         Ok(())
     }
 
-    /// Adds or removes `docker-network:<id>` on the VN.
-    async fn set_net_annotation(&self, vn: &Uuid, network: &str, add: bool) -> Result<()> {
+    /// Adds or removes `docker-network:<id>` on the VN, with the unbound
+    /// pool `docker-pool:<token>` the network claimed (removed with it).
+    async fn set_net_annotation(
+        &self,
+        vn: &Uuid,
+        network: &str,
+        add: bool,
+        token: Option<Ipv4Addr>,
+    ) -> Result<()> {
         let _g = self.ann.lock().await;
         let v = match self.vnc.read_opt("virtual-network", vn).await? {
             Some(v) => v,
@@ -577,15 +719,28 @@ impl<B: ContainerNetworking> Driver<B> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let had = kvs
-            .iter()
-            .any(|kv| kv.get("key").and_then(Value::as_str) == Some(&key));
+        let pool_key = token.map(|t| format!("{POOL_KEY_PREFIX}{t}"));
+        let has = |k: &str| {
+            kvs.iter()
+                .any(|kv| kv.get("key").and_then(Value::as_str) == Some(k))
+        };
+        let had = has(&key) && pool_key.as_deref().is_none_or(has);
         if had == add {
             return Ok(());
         }
-        kvs.retain(|kv| kv.get("key").and_then(Value::as_str) != Some(&key));
+        // Ours: the network's key, and the pools it claimed.
+        let ours = |kv: &Value| {
+            let k = kv.get("key").and_then(Value::as_str).unwrap_or_default();
+            k == key
+                || (k.starts_with(POOL_KEY_PREFIX)
+                    && kv.get("value").and_then(Value::as_str) == Some(network))
+        };
+        kvs.retain(|kv| !ours(kv));
         if add {
             kvs.push(json!({"key": key, "value": self.cfg.host}));
+            if let Some(k) = pool_key {
+                kvs.push(json!({"key": k, "value": network}));
+            }
         }
         self.vnc
             .update(

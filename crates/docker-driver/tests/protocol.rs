@@ -19,8 +19,8 @@ use tower::ServiceExt;
 use vnc_client::Client;
 
 struct Rig {
-    vnc: FakeVnc,
-    ports: FakePorts,
+    vnc: Vnc,
+    ports: Ports,
     vnc_url: String,
     port_url: String,
     driver: Arc<Driver<MemoryBackend>>,
@@ -28,11 +28,11 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let vnc = FakeVnc::new();
-    let ports = FakePorts::default();
-    let vnc_url = serve(vnc.router()).await;
-    let port_url = serve(ports.router()).await;
-    let c = Client::new(&vnc_url, None).unwrap();
+    let vnc = Vnc::start().await;
+    let ports = Ports::start(&vnc).await;
+    let vnc_url = vnc.url.clone();
+    let port_url = ports.url.clone();
+    let c = vnc.client();
     seed_vn(
         &c,
         "demo",
@@ -219,7 +219,14 @@ async fn ipam_pools_and_addresses() {
             && m.contains("default-domain:other:red"),
         "{m}"
     );
-    let e = call(a, "IpamDriver.RequestPool", json!({})).await;
+    // No --ipam-opt, no --subnet: an unbound pool (see unbound_pool_*);
+    // for IPv6 the VN must be named.
+    let u = call(a, "IpamDriver.RequestPool", json!({})).await;
+    assert!(
+        u["PoolID"].as_str().unwrap().starts_with("unbound/0."),
+        "{u}"
+    );
+    let e = call(a, "IpamDriver.RequestPool", json!({"V6": true})).await;
     assert!(
         e["Error"].as_str().unwrap().contains("--ipam-opt tenant="),
         "{e}"
@@ -286,21 +293,30 @@ async fn ipam_pools_and_addresses() {
         json!({"PoolID": pid, "Address": ""}),
     )
     .await;
-    assert_eq!(x, json!({"Address": "10.1.0.2/24"}));
+    // .1 is the gateway, .2 the DNS server address the config API
+    // allocated for the subnet (upstream's service address): both reserved.
+    assert_eq!(x, json!({"Address": "10.1.0.3/24"}));
+    let e = call(
+        a,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.2"}),
+    )
+    .await;
+    assert!(e["Error"].as_str().unwrap().contains("reserved"), "{e}");
     // A reservation holds until released.
     let y = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
-    assert_eq!(y["Address"], "10.1.0.3/24");
+    assert_eq!(y["Address"], "10.1.0.4/24");
     assert_eq!(
         call(
             a,
             "IpamDriver.ReleaseAddress",
-            json!({"PoolID": pid, "Address": "10.1.0.2"})
+            json!({"PoolID": pid, "Address": "10.1.0.3"})
         )
         .await,
         json!({})
     );
     let z = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
-    assert_eq!(z["Address"], "10.1.0.2/24");
+    assert_eq!(z["Address"], "10.1.0.3/24");
     let w = call(
         a,
         "IpamDriver.RequestAddress",
@@ -485,7 +501,7 @@ async fn endpoint_lifecycle() {
     );
     let vm = r.vnc.all("virtual-machine").pop().unwrap();
     assert_eq!(vm["fq_name"], json!(["ep1"]));
-    let port = r.ports.posts.lock().unwrap()[0].clone();
+    let port = r.ports.files()[0].clone();
     let mut keys: Vec<&str> = port
         .as_object()
         .unwrap()
@@ -543,9 +559,10 @@ async fn endpoint_lifecycle() {
     // network of the same container works alongside; a given MAC is kept.
     let c2 = call(a, "NetworkDriver.CreateEndpoint",
         json!({"NetworkID": "n2", "EndpointID": "ep2", "Interface": {"MacAddress": "02:00:00:00:00:99"}})).await;
-    assert_eq!(c2, json!({"Interface": {"Address": "10.2.0.2/24"}}));
+    // (.2 is the subnet's DNS server address.)
+    assert_eq!(c2, json!({"Interface": {"Address": "10.2.0.3/24"}}));
     let c3 = endpoint(a, "n2", "ep3", "").await;
-    assert_eq!(c3["Interface"]["Address"], "10.2.0.3/24");
+    assert_eq!(c3["Interface"]["Address"], "10.2.0.4/24");
     assert_eq!(r.driver.backend().specs().len(), 3);
     let e = err(
         a,
@@ -562,7 +579,7 @@ async fn endpoint_lifecycle() {
         a,
         "NetworkDriver.CreateEndpoint",
         json!({"NetworkID": "n2", "EndpointID": "ep4",
-        "Interface": {"Address": "10.2.0.2/24"}}),
+        "Interface": {"Address": "10.2.0.3/24"}}),
     )
     .await;
     assert!(e.contains("in use"), "{e}");
@@ -585,7 +602,7 @@ async fn endpoint_lifecycle() {
         assert_eq!(call(a, "NetworkDriver.DeleteEndpoint", b).await, json!({}));
     }
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
-    assert!(r.ports.ports.lock().unwrap().is_empty());
+    assert!(r.ports.files().is_empty());
     assert!(r.driver.backend().specs().is_empty());
 }
 
@@ -630,7 +647,7 @@ async fn failures_roll_back() {
     assert!(e.contains("vrouter agent port API"), "{e}");
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
     assert!(d2.backend().specs().is_empty());
-    assert!(r.ports.ports.lock().unwrap().is_empty());
+    assert!(r.ports.files().is_empty());
 }
 
 #[tokio::test]
@@ -701,7 +718,7 @@ async fn restart_and_reconcile() {
         .collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"ep3".to_string()) && names.contains(&"ep4".to_string()));
-    assert_eq!(r.ports.ports.lock().unwrap().len(), 2);
+    assert_eq!(r.ports.files().len(), 2);
     assert_eq!(d2.reconcile().await.unwrap(), Default::default());
     for e in ["ep3", "ep4"] {
         call(
@@ -718,5 +735,96 @@ async fn restart_and_reconcile() {
     )
     .await;
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
-    assert!(r.ports.ports.lock().unwrap().is_empty());
+    assert!(r.ports.files().is_empty());
+}
+
+/// `docker network create -d Contrail --ipam-driver Contrail --opt tenant=T
+/// --opt network=N` (the calls libnetwork makes, in its order): the IPAM
+/// hands out an unbound pool, CreateNetwork binds it to the VN named by
+/// `--opt`, addresses come from the VN's subnet.
+#[tokio::test]
+async fn unbound_pool_bound_by_create_network() {
+    let r = rig().await;
+    let a = &r.app;
+    let p = call(
+        a,
+        "IpamDriver.RequestPool",
+        json!({"AddressSpace": "ContrailLocal", "Pool": "", "SubPool": "", "Options": {}, "V6": false}),
+    )
+    .await;
+    let pid = p["PoolID"].as_str().unwrap().to_string();
+    let token = pid.strip_prefix("unbound/").unwrap().to_string();
+    assert_eq!(
+        p,
+        json!({"PoolID": pid, "Pool": "0.0.0.0/0",
+               "Data": {"com.docker.network.gateway": format!("{token}/0")}})
+    );
+    // A second network gets another token.
+    let p2 = call(a, "IpamDriver.RequestPool", json!({})).await;
+    assert_ne!(p2["PoolID"], p["PoolID"]);
+    // Not bound yet.
+    let e = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
+    assert!(e["Error"].as_str().unwrap().contains("not bound"), "{e}");
+
+    let create = |id: &str, t: Option<&str>, n: Option<&str>, tok: &str| {
+        json!({"NetworkID": id, "Options": net_opts(t, n),
+               "IPv4Data": [{"AddressSpace": "ContrailLocal", "Pool": "0.0.0.0/0",
+                             "Gateway": format!("{tok}/0"), "AuxAddresses": null}]})
+    };
+    let e = err(
+        a,
+        "NetworkDriver.CreateNetwork",
+        create("n1", None, Some("blue"), &token),
+    )
+    .await;
+    assert!(e.contains("option \"tenant\" is required"), "{e}");
+    assert_eq!(
+        call(
+            a,
+            "NetworkDriver.CreateNetwork",
+            create("n1", Some("demo"), Some("blue"), &token)
+        )
+        .await,
+        json!({})
+    );
+    let blue = r.vnc.by_name("virtual-network", "blue").unwrap();
+    assert!(
+        blue.to_string().contains(&format!("docker-pool:{token}")),
+        "{blue}"
+    );
+    // Addresses from the VN's first IPv4 subnet (.1 gateway, .2 DNS).
+    let x = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
+    assert_eq!(x, json!({"Address": "10.1.0.3/24"}));
+    let c = endpoint(a, "n1", "ep1", "10.1.0.3/24").await;
+    assert!(c["Interface"]["MacAddress"].as_str().is_some(), "{c}");
+    let y = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
+    assert_eq!(y["Address"], "10.1.0.4/24");
+    call(
+        a,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.4"}),
+    )
+    .await;
+    // A restarted driver finds the binding in the config API.
+    let (_d2, a2) = driver(&r.vnc_url, &r.port_url, MemoryBackend::default());
+    let z = call(&a2, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
+    assert_eq!(z["Address"], "10.1.0.4/24");
+    call(
+        a,
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
+    )
+    .await;
+    call(a, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await;
+    let blue = r.vnc.by_name("virtual-network", "blue").unwrap();
+    assert!(!blue.to_string().contains("docker-pool:"), "{blue}");
+    assert!(!blue.to_string().contains("docker-network:"), "{blue}");
+    let e = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
+    assert!(e["Error"].as_str().unwrap().contains("not bound"), "{e}");
+    assert_eq!(
+        call(a, "IpamDriver.ReleasePool", json!({"PoolID": pid})).await,
+        json!({})
+    );
+    assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
+    assert!(r.ports.files().is_empty());
 }

@@ -254,7 +254,9 @@ fn place(st: &State, ty: Ty, uuid: Uuid, obj: &Map<String, Value>) -> Result<Pla
         fq.push(name());
         (fq, Some((pt, pu)))
     } else {
-        let pt = ptype.unwrap_or(ty.parents()[0]);
+        let pt = ptype
+            .or_else(|| ty.parents().first().copied())
+            .ok_or_else(|| bad(format!("{tn} needs fq_name or parent_uuid")))?;
         let pfq = pt
             .default_fq()
             .ok_or_else(|| bad(format!("{tn} needs fq_name or parent_uuid")))?;
@@ -927,21 +929,16 @@ fn finish_vmi(
     }
     if macs.is_empty() {
         // Upstream derives the MAC from the uuid: 02 + its first five bytes.
-        let h = uuid.simple().to_string();
-        let mut mac = format!(
-            "02:{}:{}:{}:{}:{}",
-            &h[0..2],
-            &h[2..4],
-            &h[4..6],
-            &h[6..8],
-            &h[8..10]
-        );
+        let mac_of = |b: &[u8]| {
+            let mut m = String::from("02");
+            for x in b.iter().take(5) {
+                m.push_str(&format!(":{x:02x}"));
+            }
+            m
+        };
+        let mut mac = mac_of(uuid.as_bytes());
         while st.macs.contains_key(&mac) {
-            let b = Uuid::new_v4().into_bytes();
-            mac = format!(
-                "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                b[0], b[1], b[2], b[3], b[4]
-            );
+            mac = mac_of(Uuid::new_v4().as_bytes());
         }
         macs.push(mac);
     }

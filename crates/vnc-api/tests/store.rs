@@ -194,6 +194,124 @@ async fn serves_over_tcp() {
     server.abort();
 }
 
+/// The `vnc-client` crate (what the Docker driver uses) against this server.
+#[tokio::test]
+async fn vnc_client_interop() {
+    use vnc_client::{Client, ListQuery, RefOp};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("config.redb")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(store)).await.unwrap();
+    });
+    let c = Client::new(&format!("http://{addr}"), None).unwrap();
+    let fq = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let p = c
+        .fqname_to_id("project", &fq(&["default-domain", "default-project"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c
+        .fqname_to_id("project", &fq(&["default-domain", "nope"]))
+        .await
+        .unwrap()
+        .is_none());
+    let vn = c
+        .create("virtual-network", json!({"parent_type": "project", "fq_name": ["default-domain", "default-project", "docker-net"],
+            "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "172.30.0.0", "ip_prefix_len": 24}}]}}]}))
+        .await
+        .unwrap();
+    let vn_id = vnc_client::uuid_of(&vn).unwrap();
+    let vmi = c
+        .create(
+            "virtual-machine-interface",
+            json!({"parent_type": "project",
+            "fq_name": ["default-domain", "default-project", "ep1"],
+            "virtual_network_refs": [{"uuid": vn_id.to_string()}]}),
+        )
+        .await
+        .unwrap();
+    let vmi_id = vnc_client::uuid_of(&vmi).unwrap();
+    let ip = c
+        .create(
+            "instance-ip",
+            json!({"virtual_network_refs": [{"uuid": vn_id.to_string()}],
+            "virtual_machine_interface_refs": [{"uuid": vmi_id.to_string()}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ip["instance_ip_address"], "172.30.0.3");
+    let listed = c
+        .list(
+            "virtual-network",
+            &ListQuery {
+                parent: Some(p),
+                detail: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["uuid"], json!(vn_id.to_string()));
+    let ips = c
+        .list(
+            "instance-ip",
+            &ListQuery {
+                back_ref: Some(vmi_id),
+                detail: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ips[0]["instance_ip_address"], "172.30.0.3");
+    let sg = c
+        .fqname_to_id(
+            "security-group",
+            &fq(&["default-domain", "default-project", "default"]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    c.ref_update(
+        "virtual-machine-interface",
+        &vmi_id,
+        "security-group",
+        &sg,
+        RefOp::Add,
+        None,
+    )
+    .await
+    .unwrap();
+    let got = c.read("virtual-machine-interface", &vmi_id).await.unwrap();
+    assert_eq!(got["security_group_refs"][0]["uuid"], json!(sg.to_string()));
+    c.update(
+        "virtual-machine-interface",
+        &vmi_id,
+        json!({"display_name": "ep one"}),
+    )
+    .await
+    .unwrap();
+    let e = c.delete("virtual-network", &vn_id).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409));
+    c.delete("instance-ip", &vnc_client::uuid_of(&ip).unwrap())
+        .await
+        .unwrap();
+    c.delete("virtual-machine-interface", &vmi_id)
+        .await
+        .unwrap();
+    c.delete("virtual-network", &vn_id).await.unwrap();
+    assert!(c
+        .read_opt("virtual-network", &vn_id)
+        .await
+        .unwrap()
+        .is_none());
+    server.abort();
+}
+
 /// 10k ports (VMI + instance-ip each) through the REST layer: allocation
 /// must stay O(1)-ish per port (hint-based search, indexed uniqueness).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -189,17 +189,24 @@ impl Drop for Proc {
     }
 }
 
+/// One node at a time: the restart tests measure loss and latency, which
+/// a second node's processes on the same 2 cores would disturb.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The node: datapath + agent, with their directories and ports.
 pub struct Node {
+    // Fields drop in order: the processes stop, then the namespaces and
+    // files go, then the next test may start.
+    pub agent: Proc,
+    pub vrouter: Proc,
     pub ns: Namespaces,
     pub host: String,
     pub dir: tempfile::TempDir,
-    pub vrouter: Proc,
-    pub agent: Proc,
     pub vnc: u16,
     pub port_api: u16,
     pub intro: u16,
     pub agent_args: Vec<String>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Node {
@@ -211,25 +218,27 @@ impl Node {
     }
 
     pub fn start(extra_agent_args: &[&str]) -> Node {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let mut ns = Namespaces::new();
         let host = ns.add("h");
         let dir = tempfile::tempdir().expect("tmp");
         let mut n = Node {
-            ns,
-            host,
-            dir,
-            vrouter: Proc {
-                child: None,
-                what: "vrouter",
-            },
             agent: Proc {
                 child: None,
                 what: "agent",
             },
+            vrouter: Proc {
+                child: None,
+                what: "vrouter",
+            },
+            ns,
+            host,
+            dir,
             vnc: free_port(),
             port_api: free_port(),
             intro: free_port(),
             agent_args: extra_agent_args.iter().map(|s| s.to_string()).collect(),
+            _serial: serial,
         };
         n.start_vrouter();
         n.start_agent();

@@ -1,221 +1,130 @@
-//! Test fixtures: a config API and a port API on loopback, and seeding.
+//! Test fixtures: the real config API and the real agent port API on
+//! loopback, and seeding through REST.
 //!
-//! The config API is `FakeVnc`, a minimal in-test implementation of the VNC
-//! REST calls the driver uses (create/read/update/delete/list/fqname-to-id,
-//! fq_name uniqueness, instance-ip address uniqueness), until the vnc-api
-//! crate lands; the port API is a recorder with the agent's semantics
-//! (POST /port, DELETE /port/<id> idempotent, GET /port/<id>, GET /ports).
+//! * [`Vnc`]: `vnc_api::router` over a `vnc_api::Store` in a temporary redb
+//!   file, served on 127.0.0.1 (the agent serves the same router on :8082).
+//! * [`Ports`]: `agent::ports::router` over an `agent::ports::PortStore` in a
+//!   temporary ports directory (files `<dir>/<uuid>`, as the agent keeps
+//!   them), with the agent's check that the port's VN exists.
+//!
+//! Both are in-process so that the protocol tests run without root; the
+//! Docker end-to-end test runs the real `vrouter-agent` process instead.
 #![allow(dead_code, clippy::unwrap_used)] // test fixtures: a panic is the right failure
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use agent::ports::{PortCheck, PortRecord, PortStore};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use vnc_client::Client;
 
-pub type Objects = Arc<Mutex<BTreeMap<(String, Uuid), Value>>>;
-
-#[derive(Clone, Default)]
-pub struct FakeVnc {
-    pub objs: Objects,
+/// The real VNC config API (vnc-api crate) over a temporary redb store.
+pub struct Vnc {
+    pub store: Arc<vnc_api::Store>,
+    pub url: String,
+    _dir: tempfile::TempDir,
 }
 
-fn nf(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, format!("{what} not found")).into_response()
-}
-
-impl FakeVnc {
-    pub fn new() -> Self {
-        let f = FakeVnc::default();
-        let d = Uuid::new_v4();
-        f.objs.lock().unwrap().insert(
-            ("domain".into(), d),
-            json!({"uuid": d.to_string(), "fq_name": ["default-domain"]}),
-        );
-        f
+impl Vnc {
+    pub async fn start() -> Vnc {
+        let dir = tempfile::tempdir().unwrap();
+        let store = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
+        let url = serve(vnc_api::router(Arc::clone(&store))).await;
+        Vnc {
+            store,
+            url,
+            _dir: dir,
+        }
     }
 
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/fqname-to-id", post(fq2id))
-            .route("/{coll}", post(create).get(list))
-            .route("/{ty}/{id}", get(read).put(update).delete(delete))
-            .with_state(self.objs.clone())
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, None).unwrap()
     }
 
-    /// All objects of a type.
+    /// All objects of a type (inner JSON), from a consistent snapshot.
     pub fn all(&self, ty: &str) -> Vec<Value> {
-        self.objs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((t, _), _)| t == ty)
-            .map(|(_, v)| v.clone())
-            .collect()
+        let s = self.store.snapshot().unwrap();
+        s.iter(ty).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn by_name(&self, ty: &str, last: &str) -> Option<Value> {
+        self.all(ty)
+            .into_iter()
+            .find(|v| v["fq_name"].as_array().and_then(|a| a.last()) == Some(&json!(last)))
     }
 }
 
-async fn fq2id(State(o): State<Objects>, Json(b): Json<Value>) -> Response {
-    let ty = b["type"].as_str().unwrap_or_default();
-    let o = o.lock().unwrap();
-    match o
-        .iter()
-        .find(|((t, _), v)| t == ty && v["fq_name"] == b["fq_name"])
-    {
-        Some(((_, u), _)) => Json(json!({"uuid": u.to_string()})).into_response(),
-        None => nf(&format!("{ty} {}", b["fq_name"])),
-    }
-}
+/// The agent's check on `POST /port`: the port's VN must exist.
+struct VnExists(Arc<vnc_api::Store>);
 
-async fn create(
-    State(o): State<Objects>,
-    Path(coll): Path<String>,
-    Json(b): Json<Value>,
-) -> Response {
-    let Some(ty) = coll.strip_suffix('s') else {
-        return nf(&coll);
-    };
-    let Some(mut obj) = b.get(ty).cloned() else {
-        return (StatusCode::BAD_REQUEST, "no envelope").into_response();
-    };
-    let mut o = o.lock().unwrap();
-    if o.iter()
-        .any(|((t, _), v)| t == ty && v["fq_name"] == obj["fq_name"])
-    {
-        return (
-            StatusCode::CONFLICT,
-            format!("{ty} {} exists", obj["fq_name"]),
-        )
-            .into_response();
-    }
-    if ty == "instance-ip" {
-        let vn = obj["virtual_network_refs"][0]["uuid"].clone();
-        if o.iter().any(|((t, _), v)| {
-            t == ty
-                && v["instance_ip_address"] == obj["instance_ip_address"]
-                && v["virtual_network_refs"][0]["uuid"] == vn
-        }) {
-            return (StatusCode::CONFLICT, "address in use").into_response();
+impl PortCheck for VnExists {
+    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
+        let snap = self
+            .0
+            .snapshot()
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let vn: Uuid = rec
+            .vn_id
+            .parse()
+            .map_err(|_| (StatusCode::BAD_REQUEST, format!("vn-id {:?}", rec.vn_id)))?;
+        match snap.get("virtual-network", &vn) {
+            Some(_) => Ok(()),
+            None => Err((
+                StatusCode::NOT_FOUND,
+                format!("vn-id: virtual-network {vn} does not exist"),
+            )),
         }
     }
-    let id = obj["uuid"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(Uuid::new_v4);
-    obj["uuid"] = json!(id.to_string());
-    let reply = json!({ty: {"uuid": id.to_string(), "fq_name": obj["fq_name"]}});
-    o.insert((ty.to_string(), id), obj);
-    Json(reply).into_response()
 }
 
-async fn read(State(o): State<Objects>, Path((ty, id)): Path<(String, Uuid)>) -> Response {
-    match o.lock().unwrap().get(&(ty.clone(), id)) {
-        Some(v) => Json(json!({ ty: v })).into_response(),
-        None => nf(&format!("{ty} {id}")),
-    }
+/// The real agent port API (agent::ports) over a temporary ports directory.
+pub struct Ports {
+    pub store: Arc<PortStore>,
+    pub dir: PathBuf,
+    pub url: String,
+    _tmp: tempfile::TempDir,
 }
 
-async fn update(
-    State(o): State<Objects>,
-    Path((ty, id)): Path<(String, Uuid)>,
-    Json(b): Json<Value>,
-) -> Response {
-    let mut o = o.lock().unwrap();
-    let Some(v) = o.get_mut(&(ty.clone(), id)) else {
-        return nf(&ty);
-    };
-    if let (Some(m), Some(p)) = (v.as_object_mut(), b[&ty].as_object()) {
-        for (k, x) in p {
-            m.insert(k.clone(), x.clone());
+impl Ports {
+    pub async fn start(vnc: &Vnc) -> Ports {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ports");
+        let store = PortStore::open(&dir).unwrap();
+        let check: Arc<dyn PortCheck> = Arc::new(VnExists(Arc::clone(&vnc.store)));
+        let url = serve(agent::ports::router(Arc::clone(&store), check)).await;
+        Ports {
+            store,
+            dir,
+            url,
+            _tmp: tmp,
         }
     }
-    Json(json!({ty: {"uuid": id.to_string()}})).into_response()
-}
 
-async fn delete(State(o): State<Objects>, Path((ty, id)): Path<(String, Uuid)>) -> Response {
-    match o.lock().unwrap().remove(&(ty.clone(), id)) {
-        Some(_) => Json(json!({})).into_response(),
-        None => nf(&ty),
+    /// The port files on disk, parsed (what the agent restores at start).
+    pub fn files(&self) -> Vec<Value> {
+        port_files(&self.dir)
     }
 }
 
-async fn list(
-    State(o): State<Objects>,
-    Path(coll): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let Some(ty) = coll.strip_suffix('s') else {
-        return nf(&coll);
+/// `<dir>/<uuid>` files of an agent ports directory, as JSON.
+pub fn port_files(dir: &std::path::Path) -> Vec<Value> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
-    let parent = q.get("parent_id").cloned();
-    let items: Vec<Value> = o
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|((t, _), v)| {
-            t == ty && parent.as_ref().is_none_or(|p| v["parent_uuid"] == json!(p))
+    let mut out: Vec<Value> = rd
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<Uuid>().is_ok())
         })
-        .map(|(_, v)| json!({ ty: v }))
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
         .collect();
-    Json(json!({ coll: items })).into_response()
-}
-
-/// The agent's port API semantics, recording bodies.
-#[derive(Clone, Default)]
-pub struct FakePorts {
-    pub ports: Arc<Mutex<BTreeMap<String, Value>>>,
-    pub posts: Arc<Mutex<Vec<Value>>>,
-}
-
-impl FakePorts {
-    pub fn router(&self) -> Router {
-        let s = self.clone();
-        let s2 = self.clone();
-        let s3 = self.clone();
-        let s4 = self.clone();
-        Router::new()
-            .route(
-                "/port",
-                post(move |Json(b): Json<Value>| async move {
-                    s.posts.lock().unwrap().push(b.clone());
-                    let id = b["id"].as_str().unwrap_or_default().to_string();
-                    s.ports.lock().unwrap().insert(id, b);
-                    StatusCode::OK
-                }),
-            )
-            .route(
-                "/port/{id}",
-                get(move |Path(id): Path<String>| async move {
-                    match s2.ports.lock().unwrap().get(&id) {
-                        Some(v) => Json(v.clone()).into_response(),
-                        None => (StatusCode::NOT_FOUND, "no port").into_response(),
-                    }
-                })
-                .delete(move |Path(id): Path<String>| async move {
-                    s3.ports.lock().unwrap().remove(&id);
-                    StatusCode::OK
-                }),
-            )
-            .route(
-                "/ports",
-                get(move || async move {
-                    Json(
-                        s4.ports
-                            .lock()
-                            .unwrap()
-                            .values()
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    )
-                }),
-            )
-    }
+    out.sort_by_key(|v| v["id"].as_str().unwrap_or_default().to_string());
+    out
 }
 
 /// Serves a router on 127.0.0.1:<ephemeral>; returns its base URL.
@@ -231,8 +140,8 @@ pub async fn serve(app: Router) -> String {
 /// A subnet for seeding: (prefix, len, gateway).
 pub type Sub<'a> = (&'a str, u8, &'a str);
 
-/// Creates project `tenant` (with its `default` SG) and VN `name` with the
-/// given subnets through the REST API; returns the VN uuid.
+/// Creates project `tenant` (the config API gives it its `default` SG) and
+/// VN `name` with the given subnets through the REST API; returns the VN uuid.
 pub async fn seed_vn(c: &Client, tenant: &str, name: &str, subnets: &[Sub<'_>]) -> Uuid {
     let fq = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let dom = c
@@ -308,7 +217,7 @@ pub async fn seed_vn(c: &Client, tenant: &str, name: &str, subnets: &[Sub<'_>]) 
 }
 
 /// Our objects left in the config API (VM, VMI, IIP).
-pub fn leftovers(v: &FakeVnc) -> Vec<Value> {
+pub fn leftovers(v: &Vnc) -> Vec<Value> {
     [
         "virtual-machine",
         "virtual-machine-interface",

@@ -1,0 +1,355 @@
+//! The agent's ksync and pkt0 clients and its view of the flow mapping,
+//! against the datapath-side endpoints of the `channels` crate: unix
+//! sockets and a `/dev/shm`-style file on Linux, named pipes and a named
+//! file mapping on Windows (the Windows lane runs this under Wine).
+//!
+//! The "datapath" is the real forwarding core (`dp_core::Router` with its
+//! flow table in the shared mapping) behind the real ksync handler, served
+//! on `channels::KsyncListener` and `Pkt0Datapath`. The agent side is the
+//! agent's own code: it programs a model by dump + converge, reconverges
+//! to nothing new, and sets up a flow from a trapped FLOW_MISS.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use agent::flows::{Batch, FlowConfig, FlowEngine};
+use agent::ksync::KsyncClient;
+use agent::model::{Model, Port, Subnet, Vn};
+use agent::program::{self, Ids};
+use channels::pkt0::PKT0_MAX_FRAME;
+use channels::{ChannelPaths, FlowShm, KsyncListener, Pkt0Agent, Pkt0Datapath};
+use dp_core::agent::{cmd, AgentHdr};
+use dp_core::flow::table::{VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_ACTIVE};
+use dp_core::{Action, Actions, Packet, Router, RouterConfig, VifConfig, VifType, HEADROOM};
+use ksync::{Handler, HostInfo, HostOps};
+use sandesh::VrInterfaceReq;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+const AGENT_VIF: u16 = 2;
+const MAC_A: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
+
+#[derive(Default)]
+struct Host {
+    released: Vec<u32>,
+    info: HostInfo,
+}
+
+impl HostOps for Host {
+    fn vif_add(&mut self, _cfg: &VifConfig, _req: &VrInterfaceReq) -> Result<(), i32> {
+        Ok(())
+    }
+    fn vif_del(&mut self, _idx: u16) {}
+    fn flow_released(&mut self, idx: u32) {
+        self.released.push(idx);
+    }
+    fn flow_deleted(&mut self, _idx: u32) {}
+    fn host_info(&self) -> HostInfo {
+        self.info.clone()
+    }
+}
+
+struct Dp {
+    router: Router,
+    handler: Handler,
+    host: Host,
+}
+
+type Shared = Arc<Mutex<Dp>>;
+
+async fn serve(mut l: KsyncListener, dp: Shared) {
+    while let Ok(mut conn) = l.accept().await {
+        let dp = Arc::clone(&dp);
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = conn.recv().await {
+                let mut out = Vec::new();
+                {
+                    let mut d = dp.lock().unwrap();
+                    let Dp {
+                        router,
+                        handler,
+                        host,
+                    } = &mut *d;
+                    handler.handle(router, host, &msg, &mut out);
+                }
+                if !out.is_empty() && conn.send(&out).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn model() -> Model {
+    let vn = Uuid::from_u128(0x1111);
+    let mut m = Model {
+        revision: 1,
+        ..Model::default()
+    };
+    m.vns.insert(
+        vn,
+        Vn {
+            uuid: vn,
+            fq_name: "default-domain:p:blue".into(),
+            vrf: 5,
+            vni: 5,
+            subnets: vec![Subnet {
+                prefix: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)),
+                plen: 24,
+                gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                dns: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))),
+                dhcp: true,
+            }],
+            has_policy: false,
+        },
+    );
+    for (vif, mac, last) in [(3u16, MAC_A, 3u8), (4, MAC_B, 4)] {
+        let p = Port {
+            uuid: Uuid::from_u128(u128::from(vif)),
+            vif,
+            name: format!("tapvif{vif}"),
+            mac,
+            ip4: Some(Ipv4Addr::new(198, 18, 0, last)),
+            ip6: None,
+            vn,
+            vrf: 5,
+            sgs: vec!["default-domain:p:default".into()],
+            policy: true,
+            dhcp: true,
+            mtu: 1500,
+            display_name: String::new(),
+        };
+        m.by_addr.insert((5, IpAddr::V4(p.ip4.unwrap())), p.vif);
+        m.by_uuid.insert(p.uuid, p.vif);
+        m.ports.insert(vif, p);
+    }
+    m.vrf_members.insert(5, vec![vn]);
+    // The default security group: ingress from itself, egress anywhere.
+    let sg = serde_json::json!({
+        "fq_name": ["default-domain", "p", "default"],
+        "security_group_entries": {"policy_rule": [
+            {"direction": ">", "protocol": "any", "ethertype": "IPv4",
+             "src_addresses": [{"security_group": "default-domain:p:default"}],
+             "dst_addresses": [{"security_group": "local"}],
+             "src_ports": [{"start_port": 0, "end_port": 65535}],
+             "dst_ports": [{"start_port": 0, "end_port": 65535}]},
+            {"direction": ">", "protocol": "any", "ethertype": "IPv4",
+             "src_addresses": [{"security_group": "local"}],
+             "dst_addresses": [{"subnet": {"ip_prefix": "0.0.0.0", "ip_prefix_len": 0}}],
+             "src_ports": [{"start_port": 0, "end_port": 65535}],
+             "dst_ports": [{"start_port": 0, "end_port": 65535}]}
+        ]}
+    });
+    let sg_id = Uuid::from_u128(0x5e);
+    let (set, warnings) = policy::PolicySet::build([], [], [(&sg_id, &sg)]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    m.policy = Some(set);
+    m
+}
+
+fn udp(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = dp_core::VROUTER_MAC.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 38, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = packet::checksum::ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 18, 0, 0]);
+    f.extend_from_slice(&[0x5a; 10]);
+    f
+}
+
+/// Run a frame from `vif` through the core: the trap copies for pkt0 and
+/// whether the packet was held.
+fn inject(dp: &Shared, vif: u16, frame: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut d = dp.lock().unwrap();
+    let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+    let mut pkts = [Packet::new(&mut buf, HEADROOM, frame.len()).unwrap()];
+    let mut acts = Actions::with_capacity(16);
+    d.router.process(vif, &mut pkts, &mut acts);
+    let mut traps = Vec::new();
+    let mut held = false;
+    for a in acts.as_slice() {
+        match *a {
+            Action::TxCopy {
+                pkt,
+                vif: AGENT_VIF,
+                prepend,
+                from,
+                to,
+            } => {
+                let mut b = acts.prepend(prepend).to_vec();
+                b.extend_from_slice(&pkts[pkt as usize].data()[from as usize..to as usize]);
+                traps.push(b);
+            }
+            Action::Hold { .. } => held = true,
+            _ => {}
+        }
+    }
+    (traps, held)
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("step timed out")
+}
+
+#[tokio::test]
+async fn agent_programs_converges_and_sets_up_flows_over_the_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let mut router = Router::with_flow_table(cfg, table);
+    let mut agent_vif = VifConfig::new(AGENT_VIF, VifType::Agent);
+    agent_vif.mac = [0x02, 0, 0, 0, 0, 0xfe];
+    router.vif_add(agent_vif).unwrap();
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host {
+            info: HostInfo {
+                flow_table_path: paths.flow_shm.display().to_string(),
+                ..HostInfo::default()
+            },
+            ..Host::default()
+        },
+    }));
+    let listener = KsyncListener::bind(&paths.ksync).unwrap();
+    let server = tokio::spawn(serve(listener, Arc::clone(&dp)));
+    let pkt0_dp = Pkt0Datapath::bind(&paths).unwrap();
+    let mut pkt0_agent = Pkt0Agent::bind(&paths).unwrap();
+
+    // ---- programming: dump, converge, converge again to nothing -----------
+    let ids = Ids { max_vifs: 64 };
+    let m = model();
+    let mut k = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    let none = BTreeSet::new();
+    let cur = within(program::dump(&mut k, &none)).await.unwrap();
+    assert_eq!(
+        cur.object_count(),
+        0,
+        "the agent's view of a fresh datapath"
+    );
+    let want = program::desired(&m, &ids);
+    let plan = program::plan(&cur, &want);
+    // 2 vifs, 2 base + 4 port + 1 VRF next hops, 4 labels, 1 VNI, 2 + 2 +
+    // 2 routes (gateway/DNS, /32s, bridge entries).
+    assert_eq!(plan.len(), 2 + 7 + 4 + 1 + 6, "{plan:#?}");
+    within(k.apply(&plan)).await.unwrap();
+    let after = within(program::dump(&mut k, &none)).await.unwrap();
+    assert!(
+        program::same(&after, &want),
+        "dump after converge:\n{after:#?}\nwant:\n{want:#?}"
+    );
+    assert!(
+        program::plan(&after, &want).is_empty(),
+        "a second converge changes nothing"
+    );
+    // A leftover the agent does not want (a stale route) is removed.
+    let mut less = want.clone();
+    let stale = less.routes.keys().next().cloned().unwrap();
+    less.routes.remove(&stale);
+    let fix = program::plan(&after, &less);
+    assert_eq!(fix.len(), 1);
+    within(k.apply(&fix)).await.unwrap();
+    assert!(program::same(
+        &within(program::dump(&mut k, &none)).await.unwrap(),
+        &less
+    ));
+    within(k.apply(&program::plan(&less, &want))).await.unwrap();
+
+    // ---- a new flow: trap on pkt0, decided over ksync, seen in the mapping --
+    let (traps, held) = inject(
+        &dp,
+        3,
+        &udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], 4000, 5001),
+    );
+    assert!(held, "the first packet of a new flow is held");
+    assert_eq!(traps.len(), 1);
+    // On Windows the agent connects to the pipe inside `recv` and the
+    // datapath accepts inside its own `recv`: both wait while the trap is
+    // sent (retried until the pipe is connected).
+    let sender = pkt0_dp.sender();
+    let mut pkt0_dp = pkt0_dp;
+    let accept = tokio::spawn(async move {
+        let mut b = vec![0u8; PKT0_MAX_FRAME];
+        while pkt0_dp.recv(&mut b).await.is_ok() {}
+    });
+    let got = tokio::spawn(async move {
+        let mut buf = vec![0u8; PKT0_MAX_FRAME];
+        let n = pkt0_agent.recv(&mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    });
+    let t0 = std::time::Instant::now();
+    loop {
+        match sender.send(&traps[0]).await {
+            Ok(()) => break,
+            Err(e) if e.is_peer_not_present() && t0.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("pkt0 send: {e}"),
+        }
+    }
+    let buf = within(got).await.unwrap();
+    let n = buf.len();
+    let hdr = AgentHdr::parse(&buf[14..n]).unwrap();
+    assert_eq!(hdr.cmd, cmd::FLOW_MISS);
+    assert_eq!(hdr.ifindex, 3);
+
+    let mut engine = FlowEngine::new(FlowConfig::default(), ids, paths.flow_shm.clone());
+    let mut batch = Batch::default();
+    engine.miss(&m, &hdr, &mut batch);
+    assert_eq!(batch.len(), 2, "reverse create + forward set in one write");
+    let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    assert_eq!(engine.stats.setups, 1);
+    assert_eq!(
+        dp.lock().unwrap().host.released,
+        vec![hdr.param],
+        "held packets released"
+    );
+
+    // The agent reads both entries back from the shared mapping.
+    let shm = FlowShm::open(&paths.flow_shm).unwrap();
+    let t = engine.tracked.get(&hdr.param).unwrap();
+    let (rev, _) = t.rev.expect("reverse entry");
+    let fwd = shm.entry(hdr.param).unwrap();
+    let rv = shm.entry(rev).unwrap();
+    assert_eq!(fwd.action, VR_FLOW_ACTION_FORWARD);
+    assert_eq!(rv.action, VR_FLOW_ACTION_FORWARD);
+    assert!(fwd.flags & VR_FLOW_FLAG_ACTIVE != 0 && rv.flags & VR_FLOW_FLAG_ACTIVE != 0);
+    assert_eq!(fwd.rflow(), Some(rev));
+    assert_eq!(rv.rflow(), Some(hdr.param));
+    assert_eq!(rv.key().sport(), 5001, "reverse key swaps the ports");
+    assert_eq!(
+        rv.key().nh_id(),
+        ids.l3_nh(4),
+        "reverse key: the answer comes from vif 4"
+    );
+
+    // The answer now passes without a trap.
+    let (traps, held) = inject(
+        &dp,
+        4,
+        &udp(MAC_B, [198, 18, 0, 4], [198, 18, 0, 3], 5001, 4000),
+    );
+    let _ = traps;
+    assert!(!held, "the reverse flow forwards");
+    server.abort();
+    accept.abort();
+}
