@@ -2,6 +2,7 @@
 //! bodies, served over any byte stream (unix socket here, a named pipe on
 //! Windows).
 
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

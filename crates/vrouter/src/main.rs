@@ -43,6 +43,11 @@ struct Args {
     /// Bridge table entries (upstream `vr_bridge_entries`).
     #[arg(long, default_value_t = 262_144)]
     bridge_entries: u32,
+    /// Where VM vifs send and receive: `interface` (the named host
+    /// interface, AF_PACKET) or `memory` (nowhere: for control-plane scale
+    /// benchmarks that program thousands of ports without interfaces).
+    #[arg(long, value_enum, default_value_t = VmPorts::Interface, hide = true)]
+    vm_ports: VmPorts,
     /// What happens to new flows while no agent is connected: hold them
     /// (and trap them to pkt0, as when the agent is there) or drop them.
     #[arg(long, value_enum, default_value_t = NewFlows::Hold)]
@@ -50,6 +55,12 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum VmPorts {
+    Interface,
+    Memory,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,7 +84,7 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod host {
-    use super::{Args, NewFlows};
+    use super::{Args, NewFlows, VmPorts};
     use channels::{ChannelPaths, FlowShm, KsyncListener};
     use dp_core::{NewFlowPolicy, Router, RouterConfig, VifConfig, VifType};
     use ksync::HostInfo;
@@ -83,6 +94,21 @@ mod host {
     use tokio::sync::watch;
     use vrouter::linux::{self, LinuxPorts, OverlayGuard};
     use vrouter::{DatapathConfig, KsyncServer, ServerConfig};
+
+    /// VM vifs on in-memory ports (nothing is sent or received), the others
+    /// as [`LinuxPorts`] opens them.
+    struct MemoryVmPorts(LinuxPorts);
+
+    impl vrouter::port::PortOpener for MemoryVmPorts {
+        fn open(&self, cfg: &VifConfig) -> std::io::Result<Box<dyn vrouter::port::Port>> {
+            if cfg.vif_type == VifType::Virtual {
+                let (port, _) =
+                    vrouter::mem::MemPort::new(cfg.name.as_str(), vrouter::port::Offloads::default());
+                return Ok(Box::new(port));
+            }
+            self.0.open(cfg)
+        }
+    }
 
     /// Upstream's vif numbering: fabric 0, vhost 1, pkt0 2.
     const FABRIC_VIF: u16 = 0;
@@ -167,9 +193,14 @@ mod host {
         };
         let server = KsyncServer::new(
             Arc::clone(&dp),
-            Arc::new(LinuxPorts {
-                sock_dir: args.sock_dir.clone(),
-            }),
+            match args.vm_ports {
+                VmPorts::Interface => Arc::new(LinuxPorts {
+                    sock_dir: args.sock_dir.clone(),
+                }) as Arc<dyn vrouter::port::PortOpener>,
+                VmPorts::Memory => Arc::new(MemoryVmPorts(LinuxPorts {
+                    sock_dir: args.sock_dir.clone(),
+                })),
+            },
             ServerConfig {
                 idle_policy,
                 info,

@@ -206,6 +206,7 @@ pub struct Node {
     pub port_api: u16,
     pub intro: u16,
     pub agent_args: Vec<String>,
+    pub vrouter_args: Vec<String>,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -218,6 +219,10 @@ impl Node {
     }
 
     pub fn start(extra_agent_args: &[&str]) -> Node {
+        Self::start_with(&[], extra_agent_args)
+    }
+
+    pub fn start_with(vrouter_args: &[&str], extra_agent_args: &[&str]) -> Node {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let mut ns = Namespaces::new();
         let host = ns.add("h");
@@ -238,6 +243,7 @@ impl Node {
             port_api: free_port(),
             intro: free_port(),
             agent_args: extra_agent_args.iter().map(|s| s.to_string()).collect(),
+            vrouter_args: vrouter_args.iter().map(|s| s.to_string()).collect(),
             _serial: serial,
         };
         n.start_vrouter();
@@ -255,6 +261,7 @@ impl Node {
             .arg("--sock-dir")
             .arg(self.sock_dir())
             .args(["--flow-entries", "65536"])
+            .args(&self.vrouter_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -286,7 +293,11 @@ impl Node {
             .args(["--vnc-listen", &format!("127.0.0.1:{}", self.vnc)])
             .args(["--port-listen", &format!("127.0.0.1:{}", self.port_api)])
             .args(["--introspect-listen", &format!("127.0.0.1:{}", self.intro)])
-            .args(["--log-level", "info,agent=debug"])
+            .args(if self.agent_args.iter().any(|a| a == "--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info,agent=debug"][..]
+            })
             .args(&self.agent_args)
             .stdout(Stdio::null())
             .stderr(log)
