@@ -129,10 +129,7 @@ fn program(router: &mut Router, m: &Model, ids: &Ids) {
     }
     for (k, d) in &want.routes {
         if k.family == dp_core::nexthop::AF_INET {
-            let a: [u8; 4] = k.addr.as_slice().try_into().unwrap();
-            router
-                .route_add(k.vrf, dp_core::Prefix::V4(a, k.plen), *d)
-                .unwrap();
+            router.route_add(k.vrf, k.prefix().unwrap(), *d).unwrap();
         }
     }
 }

@@ -26,7 +26,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const VNS: usize = 10;
@@ -174,7 +173,7 @@ fn main() {
     let want_routes = VNS * ports + ports;
     converged(&node, want_routes, Duration::from_secs(600));
     let ingest = t_ingest.elapsed();
-    let before = agent_state(&node);
+    let before = node.datapath_state();
 
     // ---- agent restart on a fresh datapath: program everything -------------
     node.agent.kill9();
@@ -185,7 +184,7 @@ fn main() {
     converged(&node, want_routes, Duration::from_secs(120));
     let program = t0.elapsed();
     let rss = rss_mb(node.agent.pid());
-    let after = agent_state(&node);
+    let after = node.datapath_state();
     // A fresh datapath: vif indices may be handed out in another order,
     // the objects are the same in number and kind.
     assert_eq!(
@@ -208,7 +207,8 @@ fn main() {
     node.agent.kill9();
     node.vrouter.kill9();
     node.start_vrouter();
-    let msgs = agent::program::plan(&agent::program::State::default(), &after);
+    let empty = agent::program::State::default();
+    let msgs: Vec<_> = agent::program::plan(&empty, &after).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,19 +245,4 @@ fn main() {
         "  ratio agent / replay:                                       {:>8.2}",
         program.as_secs_f64() / replay.as_secs_f64().max(1e-9)
     );
-}
-
-fn agent_state(node: &Node) -> agent::program::State {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut k = agent::ksync::KsyncClient::connect(&node.sock_dir().join("dpdk_netlink"))
-            .await
-            .unwrap();
-        agent::program::dump(&mut k, &(0..64).collect::<BTreeSet<u16>>())
-            .await
-            .unwrap()
-    })
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
-use sandesh::{Message, SandeshOp, VrDropStatsReq, VrInterfaceReq};
+use sandesh::{Message, SandeshOp, VrDropStatsReq};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -164,7 +164,7 @@ async fn vns(State(s): State<AppState>) -> Json<Value> {
 
 async fn vrfs(State(s): State<AppState>) -> Json<Value> {
     let m = Arc::clone(&s.i.model.borrow());
-    let applied = lock(&s.i.shared).applied.clone();
+    let applied = Arc::clone(&lock(&s.i.shared).applied);
     let mut counts: HashMap<u16, usize> = HashMap::new();
     for k in applied.routes.keys() {
         *counts.entry(k.vrf).or_default() += 1;
@@ -189,7 +189,7 @@ struct RouteQuery {
 }
 
 async fn routes(State(s): State<AppState>, Query(q): Query<RouteQuery>) -> Json<Value> {
-    let applied = lock(&s.i.shared).applied.clone();
+    let applied = Arc::clone(&lock(&s.i.shared).applied);
     let v: Vec<Value> = applied
         .routes
         .iter()
@@ -197,15 +197,14 @@ async fn routes(State(s): State<AppState>, Query(q): Query<RouteQuery>) -> Json<
         .map(|(k, d)| {
             let prefix = match k.family {
                 dp_core::nexthop::AF_INET | dp_core::nexthop::AF_INET6 => {
-                    let ip: Option<IpAddr> = match k.addr.len() {
-                        4 => <[u8; 4]>::try_from(k.addr.as_slice()).ok().map(IpAddr::from),
-                        16 => <[u8; 16]>::try_from(k.addr.as_slice()).ok().map(IpAddr::from),
+                    let ip: Option<IpAddr> = match k.prefix() {
+                        Some(dp_core::Prefix::V4(a, _)) => Some(IpAddr::from(a)),
+                        Some(dp_core::Prefix::V6(a, _)) => Some(IpAddr::from(a)),
                         _ => None,
                     };
                     format!("{}/{}", ip.map_or_else(|| "?".into(), |i| i.to_string()), k.plen)
                 }
-                _ => k
-                    .addr
+                _ => k.addr[..6]
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect::<Vec<_>>()
@@ -361,20 +360,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
                     }
                 }
             }
-            let vifs = k
-                .dump(|last| {
-                    VrInterfaceReq {
-                        h_op: SandeshOp::Dump,
-                        vifr_marker: match last {
-                            Some(Message::Interface(v)) => v.vifr_idx,
-                            _ => -1,
-                        },
-                        ..Default::default()
-                    }
-                    .into()
-                })
-                .await
-                .unwrap_or_default();
+            let vifs = k.dump_vifs().await.unwrap_or_default();
             for (metric, help) in [
                 (
                     "vrouter_vif_rx_packets_total",
@@ -386,8 +372,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
                 ("vrouter_vif_drops_total", "Packets dropped on the vif."),
             ] {
                 let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-                for m in &vifs {
-                    if let Message::Interface(v) = m {
+                for v in &vifs {
+                    {
                         let val = match metric {
                             "vrouter_vif_rx_packets_total" => v.vifr_ipackets as u64,
                             "vrouter_vif_rx_bytes_total" => v.vifr_ibytes as u64,

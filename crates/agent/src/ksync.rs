@@ -221,6 +221,32 @@ impl KsyncClient {
     }
 }
 
+impl KsyncClient {
+    /// Every vif, paged.
+    pub async fn dump_vifs(&mut self) -> Result<Vec<sandesh::VrInterfaceReq>, KsyncError> {
+        let all = self
+            .dump(|last| {
+                sandesh::VrInterfaceReq {
+                    h_op: sandesh::SandeshOp::Dump,
+                    vifr_marker: match last {
+                        Some(Message::Interface(v)) => v.vifr_idx,
+                        _ => -1,
+                    },
+                    ..Default::default()
+                }
+                .into()
+            })
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Interface(v) => Some(v),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 /// A short description of a request for errors and logs.
 pub fn describe(m: &Message) -> String {
     match m {

@@ -15,9 +15,7 @@ use dp_core::route::{be_flags, rt_flags, BridgeEntry, Prefix, RouteData};
 use dp_core::vif::{Vif, VifConfig, VifFlags, VifStats, VifType};
 use dp_core::VROUTER_MAC;
 use ksync::convert;
-use sandesh::{
-    Message, SandeshOp, VrInterfaceReq, VrMplsReq, VrNexthopReq, VrRouteReq, VrVxlanReq,
-};
+use sandesh::{Message, SandeshOp, VrMplsReq, VrNexthopReq, VrRouteReq, VrVxlanReq};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -51,13 +49,21 @@ impl Ids {
     }
 }
 
-/// A route's identity: VRF, family, address bytes, length.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A route's identity: VRF, family, address (IPv4 in the first 4 bytes,
+/// a MAC in the first 6), length. Fixed-size: 100 000 routes are 100 000
+/// keys, not 100 000 heap blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RouteKey {
     pub vrf: u16,
     pub family: u8,
-    pub addr: Vec<u8>,
+    pub addr: [u8; 16],
     pub plen: u8,
+}
+
+fn widen<const N: usize>(a: [u8; N]) -> [u8; 16] {
+    let mut w = [0u8; 16];
+    w[..N].copy_from_slice(&a);
+    w
 }
 
 impl RouteKey {
@@ -66,29 +72,29 @@ impl RouteKey {
             Prefix::V4(a, l) => RouteKey {
                 vrf,
                 family: AF_INET,
-                addr: a.to_vec(),
+                addr: widen(a),
                 plen: l,
             },
             Prefix::V6(a, l) => RouteKey {
                 vrf,
                 family: AF_INET6,
-                addr: a.to_vec(),
+                addr: a,
                 plen: l,
             },
             Prefix::Mac(m) => RouteKey {
                 vrf,
                 family: AF_BRIDGE,
-                addr: m.to_vec(),
+                addr: widen(m),
                 plen: 48,
             },
         }
     }
 
-    fn prefix(&self) -> Option<Prefix> {
+    pub fn prefix(&self) -> Option<Prefix> {
         Some(match self.family {
-            AF_INET => Prefix::V4(self.addr.as_slice().try_into().ok()?, self.plen),
-            AF_INET6 => Prefix::V6(self.addr.as_slice().try_into().ok()?, self.plen),
-            _ => Prefix::Mac(self.addr.as_slice().try_into().ok()?),
+            AF_INET => Prefix::V4(self.addr.get(..4)?.try_into().ok()?, self.plen),
+            AF_INET6 => Prefix::V6(self.addr, self.plen),
+            _ => Prefix::Mac(self.addr.get(..6)?.try_into().ok()?),
         })
     }
 }
@@ -293,25 +299,10 @@ pub fn desired(model: &Model, ids: &Ids) -> State {
 /// itself (fabric, vhost, pkt0) are not the agent's and are left out.
 pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<State, KsyncError> {
     let mut s = State::default();
-    let vifs = k
-        .dump(|last| {
-            VrInterfaceReq {
-                h_op: SandeshOp::Dump,
-                vifr_marker: match last {
-                    Some(Message::Interface(v)) => v.vifr_idx,
-                    _ => -1,
-                },
-                ..Default::default()
-            }
-            .into()
-        })
-        .await?;
-    for m in vifs {
-        if let Message::Interface(r) = m {
-            if let Ok((cfg, _)) = convert::vif_from_req(&r) {
-                if cfg.vif_type == VifType::Virtual {
-                    s.vifs.insert(cfg.idx, cfg);
-                }
+    for r in k.dump_vifs().await? {
+        if let Ok((cfg, _)) = convert::vif_from_req(&r) {
+            if cfg.vif_type == VifType::Virtual {
+                s.vifs.insert(cfg.idx, cfg);
             }
         }
     }
@@ -446,61 +437,69 @@ fn route_msg(k: &RouteKey, d: &RouteData, op: SandeshOp) -> Option<Message> {
 
 /// The requests that turn `cur` into `want`: additions and changes first
 /// (vifs, next hops, labels, routes: each object after what it refers to),
-/// then deletions in the reverse order.
-pub fn plan(cur: &State, want: &State) -> Vec<Message> {
-    let mut out: Vec<Message> = Vec::new();
-    for (i, v) in &want.vifs {
-        if cur.vifs.get(i).is_none_or(|c| !same_vif(c, v)) {
-            out.push(vif_msg(v, SandeshOp::Add));
-        }
-    }
-    for (i, n) in &want.nhs {
-        if cur.nhs.get(i) != Some(n) {
-            out.push(convert::nh_to_req(n, SandeshOp::Add).into());
-        }
-    }
-    for (l, n) in &want.mpls {
-        if cur.mpls.get(l) != Some(n) {
-            out.push(mpls_msg(*l, *n, SandeshOp::Add));
-        }
-    }
-    for (v, n) in &want.vxlan {
-        if cur.vxlan.get(v) != Some(n) {
-            out.push(vxlan_msg(*v, *n, SandeshOp::Add));
-        }
-    }
-    for (k, d) in &want.routes {
-        if cur.routes.get(k) != Some(d) {
-            out.extend(route_msg(k, d, SandeshOp::Add));
-        }
-    }
-    // Deletions.
-    for (k, d) in &cur.routes {
-        if !want.routes.contains_key(k) {
-            out.extend(route_msg(k, d, SandeshOp::Del));
-        }
-    }
-    for (v, n) in &cur.vxlan {
-        if !want.vxlan.contains_key(v) {
-            out.push(vxlan_msg(*v, *n, SandeshOp::Del));
-        }
-    }
-    for (l, n) in &cur.mpls {
-        if !want.mpls.contains_key(l) {
-            out.push(mpls_msg(*l, *n, SandeshOp::Del));
-        }
-    }
-    for (i, n) in &cur.nhs {
-        if !want.nhs.contains_key(i) {
-            out.push(convert::nh_to_req(n, SandeshOp::Del).into());
-        }
-    }
-    for (i, v) in &cur.vifs {
-        if !want.vifs.contains_key(i) {
-            out.push(vif_msg(v, SandeshOp::Del));
-        }
-    }
-    out
+/// then deletions in the reverse order. Lazy: converging 100 000 routes
+/// never holds 100 000 requests.
+pub fn plan<'a>(cur: &'a State, want: &'a State) -> impl Iterator<Item = Message> + 'a {
+    let vif_add = want
+        .vifs
+        .iter()
+        .filter(|(i, v)| cur.vifs.get(i).is_none_or(|c| !same_vif(c, v)))
+        .map(|(_, v)| vif_msg(v, SandeshOp::Add));
+    let nh_add = want
+        .nhs
+        .iter()
+        .filter(|(i, n)| cur.nhs.get(i) != Some(n))
+        .map(|(_, n)| convert::nh_to_req(n, SandeshOp::Add).into());
+    let mpls_add = want
+        .mpls
+        .iter()
+        .filter(|(l, n)| cur.mpls.get(l) != Some(n))
+        .map(|(l, n)| mpls_msg(*l, *n, SandeshOp::Add));
+    let vx_add = want
+        .vxlan
+        .iter()
+        .filter(|(v, n)| cur.vxlan.get(v) != Some(n))
+        .map(|(v, n)| vxlan_msg(*v, *n, SandeshOp::Add));
+    let rt_add = want
+        .routes
+        .iter()
+        .filter(|(k, d)| cur.routes.get(k) != Some(d))
+        .filter_map(|(k, d)| route_msg(k, d, SandeshOp::Add));
+    let rt_del = cur
+        .routes
+        .iter()
+        .filter(|(k, _)| !want.routes.contains_key(k))
+        .filter_map(|(k, d)| route_msg(k, d, SandeshOp::Del));
+    let vx_del = cur
+        .vxlan
+        .iter()
+        .filter(|(v, _)| !want.vxlan.contains_key(v))
+        .map(|(v, n)| vxlan_msg(*v, *n, SandeshOp::Del));
+    let mpls_del = cur
+        .mpls
+        .iter()
+        .filter(|(l, _)| !want.mpls.contains_key(l))
+        .map(|(l, n)| mpls_msg(*l, *n, SandeshOp::Del));
+    let nh_del = cur
+        .nhs
+        .iter()
+        .filter(|(i, _)| !want.nhs.contains_key(i))
+        .map(|(_, n)| convert::nh_to_req(n, SandeshOp::Del).into());
+    let vif_del = cur
+        .vifs
+        .iter()
+        .filter(|(i, _)| !want.vifs.contains_key(i))
+        .map(|(_, v)| vif_msg(v, SandeshOp::Del));
+    vif_add
+        .chain(nh_add)
+        .chain(mpls_add)
+        .chain(vx_add)
+        .chain(rt_add)
+        .chain(rt_del)
+        .chain(vx_del)
+        .chain(mpls_del)
+        .chain(nh_del)
+        .chain(vif_del)
 }
 
 /// The fields the agent sets; the datapath fills others (OS index).

@@ -51,7 +51,7 @@ pub struct Shared {
     pub requests_applied: u64,
     pub program_errors: u64,
     pub last_error: Option<String>,
-    pub applied: State,
+    pub applied: Arc<State>,
     pub flow_stats: FlowStats,
     pub flows: Vec<crate::introspect::FlowView>,
     pub pkt0_rx: u64,
@@ -305,17 +305,16 @@ async fn programming(
                     continue;
                 }
             };
-            let want = program::desired(&m, &ids);
-            let msgs = program::plan(&applied, &want);
-            let n = msgs.len();
+            let want = Arc::new(program::desired(&m, &ids));
             model_tx.send_replace(Arc::new(m));
-            match apply(&mut k, &msgs).await {
-                Ok(()) => {
+            let res = apply(&mut k, program::plan(&applied, &want)).await;
+            match res {
+                Ok(n) => {
                     known_vrfs.extend(want.vrfs());
                     applied = want;
                     let mut s = lock(&shared);
                     s.requests_applied += n as u64;
-                    s.applied = applied.clone();
+                    s.applied = Arc::clone(&applied);
                     tracing::debug!(
                         changes = n,
                         ms = t0.elapsed().as_millis() as u64,
@@ -333,7 +332,7 @@ async fn programming(
                     // A refused request (an interface that is not there
                     // yet): converge from a fresh dump next time.
                     match program::dump(&mut k, &known_vrfs).await {
-                        Ok(cur) => applied = cur,
+                        Ok(cur) => applied = Arc::new(cur),
                         Err(_) => continue 'connection,
                     }
                 }
@@ -350,11 +349,21 @@ fn note_error(shared: &SharedRef, e: &anyhow::Error) {
 }
 
 /// Apply in chunks (one write each), continuing past refused requests so
-/// one bad port does not block the others; the first refusal is returned.
-async fn apply(k: &mut KsyncClient, msgs: &[sandesh::Message]) -> anyhow::Result<()> {
+/// one bad port does not block the others; the number of requests sent, or
+/// the first refusal.
+async fn apply(
+    k: &mut KsyncClient,
+    msgs: impl Iterator<Item = sandesh::Message>,
+) -> anyhow::Result<usize> {
     let mut first: Option<anyhow::Error> = None;
-    for chunk in msgs.chunks(256) {
-        let replies = k.call(chunk).await?;
+    let mut n = 0;
+    let mut msgs = msgs.peekable();
+    let mut chunk = Vec::with_capacity(256);
+    while msgs.peek().is_some() {
+        chunk.clear();
+        chunk.extend(msgs.by_ref().take(256));
+        n += chunk.len();
+        let replies = k.call(&chunk).await?;
         for (m, r) in chunk.iter().zip(replies) {
             if r.code < 0 && first.is_none() {
                 first = Some(
@@ -369,7 +378,7 @@ async fn apply(k: &mut KsyncClient, msgs: &[sandesh::Message]) -> anyhow::Result
     }
     match first {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(n),
     }
 }
 
@@ -383,7 +392,7 @@ async fn reconcile(
     known_vrfs: &BTreeSet<u16>,
     model_tx: &watch::Sender<Arc<Model>>,
     shared: &SharedRef,
-) -> anyhow::Result<State> {
+) -> anyhow::Result<Arc<State>> {
     let t0 = Instant::now();
     let cur = program::dump(k, known_vrfs).await?;
     // Keep the vif index of every port whose interface the datapath has.
@@ -404,14 +413,12 @@ async fn reconcile(
     }
     let m = rebuild(store, ports, vifs, ids)?;
     let want = program::desired(&m, ids);
-    let msgs = program::plan(&cur, &want);
-    let n = msgs.len();
     model_tx.send_replace(Arc::new(m));
-    let res = apply(k, &msgs).await;
-    let after = if res.is_ok() {
-        want
-    } else {
-        program::dump(k, known_vrfs).await?
+    let res = apply(k, program::plan(&cur, &want)).await;
+    drop(cur);
+    let (n, after) = match res {
+        Ok(n) => (n, Arc::new(want)),
+        Err(_) => (0, Arc::new(program::dump(k, known_vrfs).await?)),
     };
     let ms = t0.elapsed().as_millis() as u64;
     {
@@ -420,7 +427,7 @@ async fn reconcile(
         s.last_reconcile_changes = n;
         s.last_reconcile_ms = ms;
         s.requests_applied += n as u64;
-        s.applied = after.clone();
+        s.applied = Arc::clone(&after);
     }
     tracing::info!(
         changes = n,

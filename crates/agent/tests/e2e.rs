@@ -8,24 +8,8 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn datapath_state(node: &Node) -> agent::program::State {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut k = agent::ksync::KsyncClient::connect(&node.sock_dir().join("dpdk_netlink"))
-            .await
-            .unwrap();
-        agent::program::dump(&mut k, &(0..64).collect::<BTreeSet<u16>>())
-            .await
-            .unwrap()
-    })
-}
 
 fn default_sg(proj: &str) -> Vec<String> {
     vec!["default-domain".into(), proj.into(), "default".into()]
@@ -214,7 +198,7 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
     let mut node = Node::start(&[]);
     node.project("p3");
     let vn = node.vn("p3", "web", "198.18.4.0", 24);
-    node.create(
+    let sg_uuid = node.create(
         "security-group",
         json!({
             "fq_name": ["default-domain", "p3", "web-8080"],
@@ -257,6 +241,51 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
         node.intro_get("/flows").unwrap()
     );
     assert_eq!(ping(&cli.ns, &sip, 2, "0.2"), 0, "no ICMP rule");
+
+    // A rule change decides the existing flows again: a running ping (one
+    // ICMP flow, denied) starts getting answers once ICMP is allowed.
+    let pinger = Command::new("ip")
+        .args([
+            "netns", "exec", &cli.ns, "ping", "-n", "-q", "-c", "40", "-i", "0.1", &sip,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut sg = node.read("security-group", &sg_uuid);
+    let mut rules = sg["security_group_entries"]["policy_rule"]
+        .as_array()
+        .unwrap()
+        .clone();
+    rules.push(
+        json!({"direction": ">", "protocol": "icmp", "ethertype": "IPv4",
+        "src_addresses": [{"subnet": {"ip_prefix": "0.0.0.0", "ip_prefix_len": 0}}],
+        "dst_addresses": [{"security_group": "local"}],
+        "src_ports": [{"start_port": 0, "end_port": 65535}],
+        "dst_ports": [{"start_port": 0, "end_port": 65535}]}),
+    );
+    sg["security_group_entries"]["policy_rule"] = json!(rules);
+    let (s, b) = node.vnc(
+        "PUT",
+        &format!("/security-group/{sg_uuid}"),
+        Some(&json!({"security-group": {"security_group_entries": sg["security_group_entries"]}})),
+    );
+    assert_eq!(s, 200, "{b}");
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: u32 = text
+        .lines()
+        .find(|l| l.contains("received"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|x| x.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (10..40).contains(&got),
+        "answers only after the change: {text}"
+    );
+    let f = node.intro_get("/flows").unwrap();
+    assert!(f["stats"]["reevaluated"].as_u64().unwrap() >= 1, "{f}");
 }
 
 fn two_pinging(node: &mut Node, proj: &str, net: &str, third: u8) -> (Container, Container) {
@@ -281,7 +310,7 @@ fn agent_kill_9_loses_no_packet_and_changes_nothing() {
     require_rig!();
     let mut node = Node::start(&[]);
     let (a, b) = two_pinging(&mut node, "p4", "steady", 5);
-    let before = datapath_state(&node);
+    let before = node.datapath_state();
     assert!(
         before.vifs.len() == 2 && before.routes.len() >= 6,
         "{before:?}"
@@ -312,7 +341,7 @@ fn agent_kill_9_loses_no_packet_and_changes_nothing() {
     let out = ping.wait_with_output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("100 packets transmitted, 100 received"), "{s}");
-    let after = datapath_state(&node);
+    let after = node.datapath_state();
     assert!(
         agent::program::same(&before, &after),
         "before {before:?}\nafter {after:?}"
@@ -408,7 +437,7 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     let cfg0 = snapshot(&node);
     let ports0 = node.port_api("GET", "/ports", None);
-    let dp0 = datapath_state(&node);
+    let dp0 = node.datapath_state();
 
     // A bad CIDR.
     let (s, b) = node.vnc(
@@ -447,5 +476,5 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(snapshot(&node), cfg0);
     assert_eq!(node.port_api("GET", "/ports", None), ports0);
-    assert!(agent::program::same(&dp0, &datapath_state(&node)));
+    assert!(agent::program::same(&dp0, &node.datapath_state()));
 }

@@ -122,6 +122,16 @@ impl Framer {
         }
     }
 
+    /// A whole message already buffered, without reading.
+    fn buffered(&mut self) -> Option<Bytes> {
+        if self.desync {
+            return None;
+        }
+        let h = NlMsgHdr::parse(&self.buf)?;
+        let len = check_len(h.len).ok()?;
+        (self.buf.len() >= len).then(|| self.buf.split_to(len).freeze())
+    }
+
     /// The next whole message, reading from `r` as needed. Cancel-safe:
     /// bytes read before a cancellation stay buffered.
     async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R, addr: &str) -> Result<Option<Bytes>> {
@@ -265,6 +275,13 @@ impl KsyncConn {
     /// docs for what a framing error means.
     pub async fn recv(&mut self) -> Result<Option<Bytes>> {
         self.framer.next(&mut self.stream, &self.addr).await
+    }
+
+    /// The next whole message if it has already been read, without
+    /// waiting: lets a server take every request of an agent's batch at
+    /// once.
+    pub fn recv_buffered(&mut self) -> Option<Bytes> {
+        self.framer.buffered()
     }
 
     /// Send `msgs`: one or more whole messages back to back, each checked

@@ -178,6 +178,36 @@ fn vm_to_vm_inter_vn_via_leaked_route_and_policy() {
 // ---- VM to fabric -----------------------------------------------------------
 
 #[test]
+fn policy_of_the_destination_alone_sends_new_flows_to_the_agent() {
+    // vm1 has no policy, vm2 has (a security group, say): upstream checks
+    // the destination next hop's policy flag too, so vm1's packets to vm2
+    // need a flow, and the reverse direction likewise.
+    let mut t = topo();
+    let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], false);
+    let vm2 = t.add_vm(4, VRF1, VM2_MAC, VM2_IP, [0; 16], true);
+    let f = udp_frame(VM1_MAC, VROUTER_MAC, VM1_IP, VM2_IP, 64);
+    match t.run(vm1.vif, &f).as_slice() {
+        [Output::Tx {
+            vif: AGENT_VIF,
+            bytes,
+        }, Output::Hold { flow }] => {
+            let (h, _) = agent_frame(bytes);
+            assert_eq!(
+                (h.cmd, h.ifindex, h.param),
+                (cmd::FLOW_MISS, vm1.vif, *flow)
+            );
+        }
+        other => panic!("expected trap + hold, got {other:?}"),
+    }
+    // Between two ports without policy nothing changes: no flow.
+    let vm3 = t.add_vm(5, VRF1, VM3_MAC, VM3_IP, [0; 16], false);
+    let g = udp_frame(VM1_MAC, VROUTER_MAC, VM1_IP, VM3_IP, 64);
+    let (vif, _) = single_tx(&t.run(vm1.vif, &g));
+    assert_eq!(vif, vm3.vif);
+    let _ = vm2;
+}
+
+#[test]
 fn vm_to_fabric_intra_vn_mplsoudp_bridged() {
     let mut t = topo();
     let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], false);

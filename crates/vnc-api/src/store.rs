@@ -359,7 +359,12 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let db = redb::Database::create(path)?;
+        // The whole config is also held in memory (the maps snapshots
+        // share), so redb's page cache only speeds up commits: keep it
+        // small instead of redb's default of up to 1 GiB.
+        let db = redb::Database::builder()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(path)?;
         {
             // Create the tables so that reads never meet a missing one.
             let w = db.begin_write()?;

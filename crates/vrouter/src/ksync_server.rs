@@ -65,6 +65,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// Most request bytes handed to the loop thread at once.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 /// `EIO`, for open failures without a better code.
 const EIO: i32 = 5;
 
@@ -266,12 +269,30 @@ impl KsyncServer {
                 () = stopped(&mut shutdown) => break,
                 m = conn.recv() => m,
             };
-            let input = match msg {
+            let first = match msg {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(conn = id, error = %e, "ksync stream unusable: closing this connection");
                     break;
+                }
+            };
+            // Every request already read goes to the loop thread in one
+            // call (an agent converging sends hundreds per write): one
+            // thread hop and one answer write per batch, not per request.
+            let input = match conn.recv_buffered() {
+                None => first,
+                Some(second) => {
+                    let mut all = bytes::BytesMut::with_capacity(first.len() * 64);
+                    all.extend_from_slice(&first);
+                    all.extend_from_slice(&second);
+                    while all.len() < MAX_BATCH_BYTES {
+                        match conn.recv_buffered() {
+                            Some(m) => all.extend_from_slice(&m),
+                            None => break,
+                        }
+                    }
+                    all.freeze()
                 }
             };
             let server = Arc::clone(&self);

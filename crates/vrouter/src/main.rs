@@ -102,8 +102,10 @@ mod host {
     impl vrouter::port::PortOpener for MemoryVmPorts {
         fn open(&self, cfg: &VifConfig) -> std::io::Result<Box<dyn vrouter::port::Port>> {
             if cfg.vif_type == VifType::Virtual {
-                let (port, _) =
-                    vrouter::mem::MemPort::new(cfg.name.as_str(), vrouter::port::Offloads::default());
+                let (port, _) = vrouter::mem::MemPort::new(
+                    cfg.name.as_str(),
+                    vrouter::port::Offloads::default(),
+                );
                 return Ok(Box::new(port));
             }
             self.0.open(cfg)

@@ -323,6 +323,25 @@ impl Node {
         }
     }
 
+    /// The agent-owned objects the datapath holds now (read over ksync).
+    pub fn datapath_state(&self) -> agent::program::State {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut k = agent::ksync::KsyncClient::connect(&self.sock_dir().join("dpdk_netlink"))
+                .await
+                .unwrap();
+            agent::program::dump(
+                &mut k,
+                &(0..64).collect::<std::collections::BTreeSet<u16>>(),
+            )
+            .await
+            .unwrap()
+        })
+    }
+
     pub fn log(&self, what: &str) -> String {
         let s = std::fs::read_to_string(self.dir.path().join(format!("{what}.log")))
             .unwrap_or_default();
