@@ -241,6 +241,17 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
         node.intro_get("/flows").unwrap()
     );
     assert_eq!(ping(&cli.ns, &sip, 2, "0.2"), 0, "no ICMP rule");
+    // The finished 8080 connection (FIN both ways) is removed well before
+    // the 180 s idle timeout.
+    let t0 = Instant::now();
+    loop {
+        let f = node.intro_get("/flows").unwrap();
+        if f["stats"]["closed"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(8), "closed TCP flow kept: {f}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A rule change decides the existing flows again: a running ping (one
     // ICMP flow, denied) starts getting answers once ICMP is allowed.

@@ -45,6 +45,7 @@ mod linux {
                     .unwrap_or_else(|_| "info".into()),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
         let cli = Cli::parse();
         tokio::runtime::Builder::new_multi_thread()
