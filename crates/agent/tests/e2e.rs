@@ -249,7 +249,10 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
         if f["stats"]["closed"].as_u64().unwrap_or(0) >= 1 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(8), "closed TCP flow kept: {f}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "closed TCP flow kept: {f}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 

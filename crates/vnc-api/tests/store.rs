@@ -312,14 +312,17 @@ async fn vnc_client_interop() {
     server.abort();
 }
 
-/// 10k ports (VMI + instance-ip each) through the REST layer: allocation
-/// must stay O(1)-ish per port (hint-based search, indexed uniqueness).
+/// Thousands of ports (VMI + instance-ip each) through the REST layer:
+/// unique MACs and addresses, indexed listing, reopen. 2 500 by default to
+/// keep the suite short (a debug build does about 400 ports/s here);
+/// `VNC_SCALE_PORTS=10000` for the full count, and the agent's `scale`
+/// benchmark runs 10 000 through the release build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_ports() {
+async fn thousands_of_ports() {
     let n: usize = std::env::var("VNC_SCALE_PORTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(2_500);
     let t = T::new();
     t.project("scale").await;
     let vn = t.vn("scale", "big", "10.128.0.0", 16).await;
