@@ -153,11 +153,13 @@ where
         .await
 }
 
-/// The listening unix socket; removes its file when dropped.
+/// The listening unix socket; removes its file when dropped (and the
+/// plugin directory, if this socket created it and it is empty).
 #[cfg(unix)]
 pub struct UnixSocket {
     pub listener: tokio::net::UnixListener,
     path: PathBuf,
+    made_dir: Option<PathBuf>,
 }
 
 #[cfg(unix)]
@@ -166,6 +168,7 @@ impl UnixSocket {
     /// killed predecessor.
     pub fn bind(dir: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
+        let made_dir = (!dir.exists()).then(|| dir.to_owned());
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{PLUGIN_NAME}.sock"));
         match std::fs::remove_file(&path) {
@@ -174,7 +177,11 @@ impl UnixSocket {
         }
         let listener = tokio::net::UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-        Ok(UnixSocket { listener, path })
+        Ok(UnixSocket {
+            listener,
+            path,
+            made_dir,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -210,5 +217,9 @@ impl UnixSocket {
 impl Drop for UnixSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(d) = &self.made_dir {
+            // Fails (and keeps it) if anything else lives there.
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
