@@ -224,19 +224,7 @@ impl KsyncClient {
 impl KsyncClient {
     /// Every vif, paged.
     pub async fn dump_vifs(&mut self) -> Result<Vec<sandesh::VrInterfaceReq>, KsyncError> {
-        let all = self
-            .dump(|last| {
-                sandesh::VrInterfaceReq {
-                    h_op: sandesh::SandeshOp::Dump,
-                    vifr_marker: match last {
-                        Some(Message::Interface(v)) => v.vifr_idx,
-                        _ => -1,
-                    },
-                    ..Default::default()
-                }
-                .into()
-            })
-            .await?;
+        let all = self.dump(::ksync::dump::vifs).await?;
         Ok(all
             .into_iter()
             .filter_map(|m| match m {

@@ -15,7 +15,7 @@ use dp_core::route::{be_flags, rt_flags, BridgeEntry, Prefix, RouteData};
 use dp_core::vif::{Vif, VifConfig, VifFlags, VifStats, VifType};
 use dp_core::VROUTER_MAC;
 use ksync::convert;
-use sandesh::{Message, SandeshOp, VrMplsReq, VrNexthopReq, VrRouteReq, VrVxlanReq};
+use sandesh::{Message, SandeshOp, VrMplsReq, VrVxlanReq};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -306,19 +306,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
             }
         }
     }
-    let nhs = k
-        .dump(|last| {
-            VrNexthopReq {
-                h_op: SandeshOp::Dump,
-                nhr_marker: match last {
-                    Some(Message::Nexthop(n)) => n.nhr_id,
-                    _ => -1,
-                },
-                ..Default::default()
-            }
-            .into()
-        })
-        .await?;
+    let nhs = k.dump(ksync::dump::nexthops).await?;
     for m in nhs {
         if let Message::Nexthop(r) = m {
             if let Ok(nh) = convert::nh_from_req(&r) {
@@ -326,19 +314,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
             }
         }
     }
-    let mpls = k
-        .dump(|last| {
-            VrMplsReq {
-                h_op: SandeshOp::Dump,
-                mr_marker: match last {
-                    Some(Message::Mpls(m)) => m.mr_label,
-                    _ => -1,
-                },
-                ..Default::default()
-            }
-            .into()
-        })
-        .await?;
+    let mpls = k.dump(ksync::dump::labels).await?;
     for m in mpls {
         if let Message::Mpls(r) = m {
             if let (Ok(l), Ok(n)) = (u32::try_from(r.mr_label), u32::try_from(r.mr_nhid)) {
@@ -346,19 +322,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
             }
         }
     }
-    let vx = k
-        .dump(|last| {
-            VrVxlanReq {
-                h_op: SandeshOp::Dump,
-                vxlanr_vnid: match last {
-                    Some(Message::Vxlan(v)) => v.vxlanr_vnid,
-                    _ => 0,
-                },
-                ..Default::default()
-            }
-            .into()
-        })
-        .await?;
+    let vx = k.dump(ksync::dump::vnis).await?;
     for m in vx {
         if let Message::Vxlan(r) = m {
             if let (Ok(v), Ok(n)) = (u32::try_from(r.vxlanr_vnid), u32::try_from(r.vxlanr_nhid)) {
@@ -371,23 +335,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
     for vrf in vrfs {
         for family in [AF_INET, AF_INET6, AF_BRIDGE] {
             let all = k
-                .dump(|last| {
-                    let mut r = VrRouteReq {
-                        h_op: SandeshOp::Dump,
-                        rtr_vrf_id: i32::from(vrf),
-                        rtr_family: i32::from(family),
-                        ..Default::default()
-                    };
-                    if let Some(Message::Route(l)) = last {
-                        if family == AF_BRIDGE {
-                            r.rtr_mac = l.rtr_mac.clone();
-                        } else {
-                            r.rtr_marker = l.rtr_prefix.clone();
-                            r.rtr_marker_plen = l.rtr_prefix_len;
-                        }
-                    }
-                    r.into()
-                })
+                .dump(|last| ksync::dump::routes(vrf, family, last))
                 .await?;
             for m in all {
                 if let Message::Route(r) = m {

@@ -63,6 +63,9 @@ pub use error::{Error, Result};
 pub use flow_shm::{FlowShm, SharedFlowTable};
 pub use ksync::{KsyncConn, KsyncListener};
 pub use pkt0::{Pkt0Agent, Pkt0Datapath, Pkt0Sender};
+/// The [`WINDOWS_SDDL`] security attributes, for other pipes of the node.
+#[cfg(windows)]
+pub use sys::security::SecurityAttributes as WindowsSecurity;
 
 /// Security descriptor of the Windows pipes and the flow mapping: a
 /// protected DACL (`P`, nothing inherited) granting GENERIC_ALL to SYSTEM

@@ -101,6 +101,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod convert;
+pub mod dump;
 pub mod errno;
 mod handler;
 

@@ -43,14 +43,7 @@ fn vif_req(op: SandeshOp, idx: i32) -> VrInterfaceReq {
 }
 
 fn vif_dump<T: Transport>(client: &mut Client<T>) -> Result<Vec<VrInterfaceReq>> {
-    let all = client.dump(|last| {
-        let mut r = vif_req(SandeshOp::Dump, 0);
-        r.vifr_marker = match last {
-            Some(Message::Interface(v)) => v.vifr_idx,
-            _ => -1,
-        };
-        r.into()
-    })?;
+    let all = client.dump(ksync::dump::vifs)?;
     Ok(all
         .into_iter()
         .filter_map(|m| match m {
@@ -155,14 +148,7 @@ fn l2_rewrite(dmac: [u8; 6], smac: [u8; 6]) -> Vec<u8> {
 
 fn nh<T: Transport>(a: &NhArgs, client: &mut Client<T>, out: &mut dyn Write) -> Result<()> {
     if a.list {
-        let all = client.dump(|last| {
-            let mut r = nh_req(SandeshOp::Dump, 0);
-            r.nhr_marker = match last {
-                Some(Message::Nexthop(n)) => n.nhr_id,
-                _ => -1,
-            };
-            r.into()
-        })?;
+        let all = client.dump(ksync::dump::nexthops)?;
         for m in &all {
             if let Message::Nexthop(n) = m {
                 write!(out, "{}", print::nh(n))?;
@@ -305,23 +291,7 @@ fn addr_bytes(a: IpAddr) -> Vec<u8> {
 fn rt<T: Transport>(a: &RtArgs, client: &mut Client<T>, out: &mut dyn Write) -> Result<()> {
     if let Some(vrf) = a.dump {
         let family = family_of(a, None);
-        let all = client.dump(|last| {
-            let mut r = VrRouteReq {
-                h_op: SandeshOp::Dump,
-                rtr_vrf_id: i32::from(vrf),
-                rtr_family: i32::from(family),
-                ..Default::default()
-            };
-            if let Some(Message::Route(l)) = last {
-                if family == AF_BRIDGE {
-                    r.rtr_mac = l.rtr_mac.clone();
-                } else {
-                    r.rtr_marker = l.rtr_prefix.clone();
-                    r.rtr_marker_plen = l.rtr_prefix_len;
-                }
-            }
-            r.into()
-        })?;
+        let all = client.dump(|last| ksync::dump::routes(vrf, family, last))?;
         write!(out, "{}", print::rt_header(family, vrf))?;
         for m in &all {
             if let Message::Route(r) = m {
@@ -417,13 +387,7 @@ fn mpls<T: Transport>(a: &MplsArgs, client: &mut Client<T>, out: &mut dyn Write)
         ..Default::default()
     };
     if a.dump {
-        let all = client.dump(|last| {
-            let mut r = req(SandeshOp::Dump, 0, 0);
-            if let Some(Message::Mpls(m)) = last {
-                r.mr_marker = m.mr_label;
-            }
-            r.into()
-        })?;
+        let all = client.dump(ksync::dump::labels)?;
         write!(out, "{}", print::mpls_header())?;
         for m in &all {
             if let Message::Mpls(m) = m {
@@ -456,13 +420,7 @@ fn vxlan<T: Transport>(a: &VxlanArgs, client: &mut Client<T>, out: &mut dyn Writ
         ..Default::default()
     };
     if a.dump {
-        let all = client.dump(|last| {
-            let mut r = req(SandeshOp::Dump, 0, 0);
-            if let Some(Message::Vxlan(v)) = last {
-                r.vxlanr_vnid = v.vxlanr_vnid;
-            }
-            r.into()
-        })?;
+        let all = client.dump(ksync::dump::vnis)?;
         write!(out, "{}", print::vxlan_header())?;
         for m in &all {
             if let Message::Vxlan(v) = m {

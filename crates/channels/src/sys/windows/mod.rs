@@ -2,7 +2,7 @@
 
 pub(crate) mod ksync;
 pub(crate) mod pkt0;
-mod security;
+pub(crate) mod security;
 pub(crate) mod shm;
 
 use std::io;

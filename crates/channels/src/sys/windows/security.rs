@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 
 /// SECURITY_ATTRIBUTES pointing at a descriptor that allows SYSTEM and
 /// Administrators only. Owns the descriptor (freed with `LocalFree`).
-pub(crate) struct SecurityAttributes {
+/// Public (as `channels::WindowsSecurity`) for the other pipes of the node,
+/// such as the Docker driver's plugin pipe.
+pub struct SecurityAttributes {
     sd: PSECURITY_DESCRIPTOR,
     sa: SECURITY_ATTRIBUTES,
 }
@@ -32,7 +34,7 @@ unsafe impl Send for SecurityAttributes {}
 unsafe impl Sync for SecurityAttributes {}
 
 impl SecurityAttributes {
-    pub(crate) fn new() -> Result<Self> {
+    pub fn new() -> Result<Self> {
         let sddl = super::wide(crate::WINDOWS_SDDL.as_ref());
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated UTF-16; `sd` receives a
@@ -64,11 +66,11 @@ impl SecurityAttributes {
 
     /// For APIs taking `*mut c_void` (tokio) or `*const SECURITY_ATTRIBUTES`.
     /// Valid while `self` lives.
-    pub(crate) fn as_ptr(&mut self) -> *mut SECURITY_ATTRIBUTES {
+    pub fn as_ptr(&mut self) -> *mut SECURITY_ATTRIBUTES {
         &mut self.sa
     }
 
-    pub(crate) fn as_void(&mut self) -> *mut c_void {
+    pub fn as_void(&mut self) -> *mut c_void {
         self.as_ptr().cast()
     }
 }
