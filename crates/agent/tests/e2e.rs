@@ -365,6 +365,24 @@ fn agent_kill_9_loses_no_packet_and_changes_nothing() {
     // New flows work after the restart.
     let _srv = tcp_server(&b.ns, 5003);
     assert!(tcp_ok(&a.ns, &b.ip.unwrap().to_string(), 5003));
+
+    // No leftovers: a port that went away while the agent was down (its
+    // file removed) loses its datapath objects at the next start.
+    node.agent.kill9();
+    std::fs::remove_file(node.state_dir().join("ports").join(&b.vmi)).unwrap();
+    node.start_agent();
+    node.wait_ready();
+    let pruned = node.datapath_state();
+    assert_eq!(pruned.vifs.len(), 1, "{pruned:?}");
+    assert!(pruned.vifs.values().all(|v| v.name.as_str() == a.tap));
+    assert!(
+        !pruned
+            .routes
+            .keys()
+            .any(|k| k.prefix() == Some(dp_core::Prefix::V4(b.ip.unwrap().octets(), 32))),
+        "b's /32 is gone"
+    );
+    assert_eq!(common::ping(&a.ns, &b.ip.unwrap().to_string(), 2, "0.2"), 0);
 }
 
 #[test]
