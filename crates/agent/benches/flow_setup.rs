@@ -58,8 +58,7 @@ struct Dp {
     host: Host,
 }
 
-fn model(ids: &Ids) -> Model {
-    let _ = ids;
+fn model() -> Model {
     let vn = Uuid::from_u128(1);
     let mut m = Model {
         revision: 1,
@@ -175,7 +174,7 @@ fn run(flows: u32, max_batch: usize) -> f64 {
         agent_vif.mac = [2, 0, 0, 0, 0, 0xfe];
         router.vif_add(agent_vif).unwrap();
         let ids = Ids { max_vifs: 64 };
-        let m = model(&ids);
+        let m = model();
         program(&mut router, &m, &ids);
         let released = Arc::new(AtomicU64::new(0));
         let dp = Arc::new(Mutex::new(Dp {

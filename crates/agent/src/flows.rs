@@ -123,8 +123,6 @@ pub struct FlowEngine {
     cfg: FlowConfig,
     ids: Ids,
     pub tracked: HashMap<u32, Tracked>,
-    /// Reverse index -> forward index.
-    by_rev: HashMap<u32, u32>,
     /// Reverse key -> forward index (answers that raced the setup).
     by_rkey: HashMap<FlowKey, u32>,
     shm_path: std::path::PathBuf,
@@ -182,13 +180,7 @@ fn set_rflow_key(r: &mut VrFlowReq, key: &FlowKey) {
 }
 
 /// The decision for a flow: action and a reason for introspect.
-pub fn decide(
-    model: &Model,
-    ids: &Ids,
-    vrf: u16,
-    in_vif: u16,
-    k: &FlowKey,
-) -> (u16, String, Option<u16>) {
+pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String, Option<u16>) {
     let src_ip = addr(k.family, &k.src);
     let dst_ip = addr(k.family, &k.dst);
     let src_port: Option<&Port> = model.ports.get(&in_vif);
@@ -223,7 +215,6 @@ pub fn decide(
         dport: k.dport(),
     };
     let dst_vif = dst_port.map(|p| p.vif);
-    let _ = ids;
     match &model.policy {
         Some(p) => {
             let v = p.evaluate(&src, &dst, &t);
@@ -244,7 +235,6 @@ impl FlowEngine {
             cfg,
             ids,
             tracked: HashMap::new(),
-            by_rev: HashMap::new(),
             by_rkey: HashMap::new(),
             shm_path,
             shm: None,
@@ -275,15 +265,11 @@ impl FlowEngine {
             tracing::info!("flow table replaced by the datapath: forgetting tracked flows");
             self.shm = None;
             self.tracked.clear();
-            self.by_rev.clear();
             self.by_rkey.clear();
         }
     }
 
     fn forget(&mut self, t: &Tracked) {
-        if let Some((r, _)) = t.rev {
-            self.by_rev.remove(&r);
-        }
         if let Some(k) = &t.rkey {
             self.by_rkey.remove(k);
         }
@@ -293,7 +279,6 @@ impl FlowEngine {
     pub fn reset(&mut self) {
         self.shm = None;
         self.tracked.clear();
-        self.by_rev.clear();
         self.by_rkey.clear();
     }
 
@@ -330,8 +315,8 @@ impl FlowEngine {
                     closing_since: None,
                 },
             );
-            if let Some((r, _, _)) = rev {
-                self.by_rev.insert(r, *i);
+            if let Some((_, _, k)) = rev {
+                self.by_rkey.insert(k, *i);
             }
             self.stats.adopted += 1;
         }
@@ -405,11 +390,10 @@ impl FlowEngine {
             if let Some(t) = self.tracked.get_mut(&fwd_idx) {
                 t.rev = Some((idx, hdr.param_5));
             }
-            self.by_rev.insert(idx, fwd_idx);
             batch.push(r, Note::Other);
             return;
         }
-        let (action, why, dst_vif) = decide(model, &self.ids, vrf, in_vif, key);
+        let (action, why, dst_vif) = decide(model, vrf, in_vif, key);
         if action == VR_FLOW_ACTION_FORWARD {
             self.stats.allowed += 1;
         } else {
@@ -472,7 +456,6 @@ impl FlowEngine {
                             if let Some(t) = self.tracked.get_mut(fwd) {
                                 t.rev = Some((r.fresp_index, r.fresp_gen_id));
                             }
-                            self.by_rev.insert(r.fresp_index, *fwd);
                         }
                         if reply.code == -EEXIST {
                             // A packet of the answer made a hold entry
@@ -602,7 +585,7 @@ impl FlowEngine {
                 .and_then(|v| model.ports.get(&v))
                 .map(|p| (p.vif, p.vrf));
             let Some((vif, vrf)) = in_vif else { continue };
-            let (action, why, _) = decide(model, &ids, vrf, vif, &t.fkey);
+            let (action, why, _) = decide(model, vrf, vif, &t.fkey);
             if action == t.action || t.action == VR_FLOW_ACTION_HOLD {
                 continue;
             }

@@ -106,7 +106,6 @@ pub struct Model {
     pub revision: u64,
     pub vns: BTreeMap<Uuid, Vn>,
     pub ports: BTreeMap<u16, Port>,
-    pub by_uuid: HashMap<Uuid, u16>,
     /// `(vrf, address)` -> vif, including addresses leaked from connected
     /// VNs.
     pub by_addr: HashMap<(u16, IpAddr), u16>,
@@ -355,7 +354,6 @@ pub fn build(
             mtu: DEFAULT_MTU,
             display_name: rec.display_name.clone(),
         };
-        m.by_uuid.insert(*uuid, vif);
         m.ports.insert(vif, port);
     }
 

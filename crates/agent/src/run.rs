@@ -19,7 +19,7 @@ use crate::ports::{PortCheck, PortRecord, PortStore};
 use crate::program::{self, Ids, State};
 use axum::http::StatusCode;
 use channels::{ChannelPaths, Pkt0Agent};
-use dp_core::agent::{cmd, AgentHdr, AGENT_HDR_LEN};
+use dp_core::agent::{cmd, AgentHdr};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -633,7 +633,6 @@ async fn handle_frame(
                 }
             }
             *lock(shared).services.entry(name).or_default() += 1;
-            let _ = AGENT_HDR_LEN;
         }
     }
 }

@@ -123,7 +123,6 @@ fn model() -> Model {
             display_name: String::new(),
         };
         m.by_addr.insert((5, IpAddr::V4(p.ip4.unwrap())), p.vif);
-        m.by_uuid.insert(p.uuid, p.vif);
         m.ports.insert(vif, p);
     }
     m.vrf_members.insert(5, vec![vn]);
@@ -344,12 +343,11 @@ async fn agent_programs_converges_and_sets_up_flows_over_the_channels() {
     );
 
     // The answer now passes without a trap.
-    let (traps, held) = inject(
+    let (_, held) = inject(
         &dp,
         4,
         &udp(MAC_B, [198, 18, 0, 4], [198, 18, 0, 3], 5001, 4000),
     );
-    let _ = traps;
     assert!(!held, "the reverse flow forwards");
     server.abort();
     accept.abort();

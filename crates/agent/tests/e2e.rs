@@ -420,8 +420,7 @@ fn traffic_resumes_within_2s_of_a_vrouter_restart() {
 fn idle_flow_ages_out() {
     require_rig!();
     let mut node = Node::start(&["--flow-timeout", "2"]);
-    let (a, b) = two_pinging(&mut node, "p6", "aging", 7);
-    let _ = (&a, &b);
+    let _containers = two_pinging(&mut node, "p6", "aging", 7);
     // The introspect copy of the flows is refreshed once a second.
     let t0 = Instant::now();
     loop {
