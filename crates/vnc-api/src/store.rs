@@ -352,10 +352,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path`, load it, and seed
-    /// upstream's defaults (`default-domain`, `default-project` with its
-    /// `default` security group, `default-network-ipam`) if they are missing.
-    pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+    /// Open (creating if needed) the database at `path` and load it; the
+    /// public `Store::open` (in `ops`) also seeds upstream's defaults.
+    pub(crate) fn open_unseeded(path: &Path) -> Result<Arc<Store>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -398,15 +397,11 @@ impl Store {
             }
         }
         let (tx, _) = watch::channel(st.revision);
-        let store = Arc::new(Store {
+        Ok(Arc::new(Store {
             db,
             state: RwLock::new(st),
             tx,
-        });
-        store
-            .write(crate::ops::seed)
-            .map_err(|e| StoreError::Corrupt(format!("seeding defaults: {e}")))?;
-        Ok(store)
+        }))
     }
 
     /// Receives the revision after each commit.
