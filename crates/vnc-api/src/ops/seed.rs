@@ -29,5 +29,23 @@ pub(crate) fn seed(txn: &mut Txn<'_>) -> Result<(), ApiError> {
             json!({"fq_name": ipam_fq, "parent_type": "project"}),
         )?;
     }
+    let gsc = vec![crate::schema::DEFAULT_GSC.to_string()];
+    if txn.st().by_fq(Ty::GlobalSystemConfig, &gsc).is_none() {
+        create(txn, Ty::GlobalSystemConfig, json!({"fq_name": gsc}))?;
+    }
+    let mut gvc = gsc.clone();
+    gvc.push(crate::schema::DEFAULT_GVC.into());
+    if txn.st().by_fq(Ty::GlobalVrouterConfig, &gvc).is_none() {
+        create(
+            txn,
+            Ty::GlobalVrouterConfig,
+            json!({
+                "fq_name": gvc,
+                "parent_type": "global-system-config",
+                "encapsulation_priorities": {"encapsulation": ["MPLSoGRE", "MPLSoUDP", "VXLAN"]},
+                "vxlan_network_identifier_mode": "automatic",
+            }),
+        )?;
+    }
     Ok(())
 }

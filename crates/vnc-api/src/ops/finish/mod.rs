@@ -4,6 +4,7 @@ pub(crate) mod iip;
 pub(crate) mod rules;
 pub(crate) mod vmi;
 pub(crate) mod vn;
+pub(crate) mod vrouter;
 
 use crate::error::{bad, conflict, ApiError};
 use crate::schema::Ty;
@@ -37,6 +38,8 @@ pub(crate) fn finish(
         }
         Ty::VirtualMachineInterface => finish_vmi(txn.st(), uuid, obj, old),
         Ty::InstanceIp => finish_iip(txn, obj, old),
+        Ty::VirtualRouter => vrouter::finish_vr(obj),
+        Ty::GlobalVrouterConfig => vrouter::finish_gvc(obj),
         _ => Ok(()),
     }
 }
