@@ -162,7 +162,7 @@ impl Agent {
                 break;
             }
         }
-        let mut a = answers(&bytes);
+        let mut a = answers(&bytes, sandesh::frame::Framing::NATIVE);
         assert_eq!(a.len(), 1);
         let (s, group) = a.pop().unwrap();
         assert_eq!(s, seq);
