@@ -1,8 +1,11 @@
 //! Flows: the stateful policy cache between the agent and the datapath.
 //!
-//! [`table`] holds the shared-memory record layout and the hash mechanics;
-//! this module holds what the pipeline and the agent's requests do to it.
+//! [`layout`] holds the shared-memory record layout, [`hash`] the bucket
+//! hash, [`table`] the hash table over the records; this module holds what
+//! the pipeline and the agent's requests do to it.
 
+pub mod hash;
+pub mod layout;
 pub mod table;
 
 use crate::error::ConfigError;
