@@ -227,7 +227,7 @@ pub struct HostInfo {
     /// mapping name (Windows); empty if not shared.
     pub flow_table_path: String,
     /// `ftable_size` in bytes; 0 means "the records": `(entries +
-    /// overflow) * 128`.
+    /// overflow) * 256` (upstream `sizeof(struct vr_flow_entry)`).
     pub flow_table_size: u32,
     /// `ftable_dev` (upstream: the flow device's major number).
     pub flow_table_dev: u16,

@@ -1029,7 +1029,8 @@ fn flow_set_update_delete_and_table_data() {
         .into(),
     );
     assert_eq!(d.ftable_file_path, "/dev/shm/vrouter-rs/flow");
-    assert_eq!(d.ftable_size, (1024 + 256) * 128);
+    // Upstream's agent maps ftable_size bytes: 256-byte records.
+    assert_eq!(d.ftable_size, (1024 + 256) * 256);
     assert_eq!(
         (d.ftable_used_entries, d.ftable_added, d.ftable_changed),
         (2, 2, 1)

@@ -285,7 +285,7 @@ fn build_a_topology_through_the_binary_and_list_it() {
     }
     let flows = srv.ok("flow -l");
     assert!(
-        flows.starts_with("Flow table(size 40960, entries 320)\n"),
+        flows.starts_with("Flow table(size 81920, entries 320)\n"),
         "{flows}"
     );
     assert!(flows.contains("10.1.1.3:40000"), "{flows}");

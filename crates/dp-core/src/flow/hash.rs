@@ -12,7 +12,7 @@
 use super::layout::FlowKey;
 
 /// The key as six little-endian words: the bytes 0..8, `nh_id`, and the
-/// two halves of each address. Compiles to plain loads; used by the hash
+/// 32 address bytes. Compiles to plain loads; used by the hash
 /// and by the branch-free comparison on the lookup path.
 #[inline(always)]
 pub(crate) fn key_words(k: &FlowKey) -> [u64; 6] {
@@ -21,8 +21,14 @@ pub(crate) fn key_words(k: &FlowKey) -> [u64; 6] {
         | (u64::from(k.unused) << 16)
         | (u64::from(u16::from_ne_bytes(k.sport.to_le_bytes())) << 32)
         | (u64::from(u16::from_ne_bytes(k.dport.to_le_bytes())) << 48);
-    let src = u128::from_le_bytes(k.src);
-    let dst = u128::from_le_bytes(k.dst);
+    let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15] =
+        k.addr;
+    let src = u128::from_le_bytes([
+        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
+    ]);
+    let dst = u128::from_le_bytes([
+        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+    ]);
     [
         head,
         u64::from(k.nh_id),

@@ -1,59 +1,74 @@
 //! The flow table's shared-memory layout: the upstream constants, the
 //! flow key and the record, and how a reader in another process copies a
 //! record consistently. Everything here is what the agent (or upstream's
-//! tools) see in the mapping; [`super::table`] is the hash table over it.
+//! agent and `flow` tool) sees in the mapping; [`super::table`] is the hash
+//! table over it.
 //!
-//! # Record layout
+//! # Record layout: upstream's `struct vr_flow_entry`, byte for byte
 //!
-//! [`FlowEntry`] is `#[repr(C, align(64))]`, 128 bytes, with the field order of
-//! upstream `struct vr_flow_entry` at natural alignment; pointers are replaced
-//! by fixed-size integers (`fe_hold_list` by `hold_count`, `fe_mme` by
-//! `last_seen`, the `hentry_next` pointer and `hentry_index` are dropped: the
-//! index is the position). All integers are in host byte order except the key
-//! ports, which are in network order as upstream keeps them.
+//! [`FlowEntry`] is 256 bytes, the size of current upstream's packed
+//! `struct vr_flow_entry` (tf-vrouter `include/vr_flow.h`: the fields,
+//! then `fe_pack[VR_FLOW_ENTRY_PACK]` up to 256, "cache line aligned and
+//! factor of 4MB page size"). Upstream packs the struct; every field
+//! happens to sit at an offset its size divides except `fe_mme`, so the
+//! Rust struct is `#[repr(C, align(64))]` with each field at upstream's
+//! offset (the const asserts below check every one) and `fe_mme` as two
+//! `u32`s. The table is an array of these from offset 0 of the mapping,
+//! hash part first, overflow area after, as upstream's agent indexes it.
+//!
+//! Upstream's three pointers (`hentry_next`, `fe_hold_list`, `fe_mme`)
+//! are kernel addresses nobody outside the datapath follows; they are zero
+//! here. What we keep beside upstream's fields lives in `fe_pack`, which
+//! upstream leaves unused. All integers are in host byte order except the
+//! key's ports and addresses, which are in network order as upstream keeps
+//! them.
 //!
 //! | offset | size | field | upstream |
 //! |---:|---:|---|---|
-//! | 0 | 4 | `next_index` | `fe_hentry.hentry_next_index` |
-//! | 4 | 4 | `bucket_index` | `fe_hentry.hentry_bucket_index` |
-//! | 8 | 1 | `hentry_flags` (`VR_HENTRY_FLAG_VALID` 0x1) | `fe_hentry.hentry_flags` |
-//! | 9 | 1 | `ttl` | `fe_ttl` |
-//! | 10 | 2 | `qos_id` (i16) | `fe_qos_id` |
-//! | 12 | 44 | `key` ([`FlowKey`], below) | `fe_key` (`vr_inet6_flow`) |
-//! | 56 | 1 | `key_len` (44 for a valid entry, 0 when freed) | `fe_key.flow_key_len` |
-//! | 57 | 1 | `gen_id` | `fe_gen_id` |
-//! | 58 | 2 | `tcp_flags` (`VR_FLOW_TCP_*`) | `fe_tcp_flags` |
-//! | 60 | 4 | `hold_count`: packets the host holds for this flow | `fe_hold_list` |
-//! | 64 | 4 | `tcp_seq` | `fe_tcp_seq` |
-//! | 68 | 4 | `rflow` (i32, -1 none) | `fe_rflow` |
-//! | 72 | 2 | `flags` (`VR_FLOW_FLAG_*`) | `fe_flags` |
-//! | 74 | 2 | `flags1` | `fe_flags1` |
-//! | 76 | 2 | `action` (`VR_FLOW_ACTION_*`) | `fe_action` |
-//! | 78 | 2 | `vrf` | `fe_vrf` |
-//! | 80 | 2 | `dvrf` | `fe_dvrf` |
-//! | 82 | 1 | `mirror_id` (255 none) | `fe_mirror_id` |
-//! | 83 | 1 | `sec_mirror_id` (255 none) | `fe_sec_mirror_id` |
-//! | 84 | 4 | `src_nh_index` | `fe_src_nh_index` |
-//! | 88 | 4 | `stats_bytes` | `fe_stats.flow_bytes` |
-//! | 92 | 4 | `stats_packets` | `fe_stats.flow_packets` |
-//! | 96 | 2 | `stats_bytes_oflow` (bits 32..48 of bytes) | `fe_stats.flow_bytes_oflow` |
-//! | 98 | 1 | `stats_packets_oflow` (bits 32..40 of packets) | `fe_stats.flow_packets_oflow` |
-//! | 99 | 1 | `ecmp_nh_index` (i8, -1 none) | `fe_ecmp_nh_index` |
-//! | 100 | 1 | `drop_reason` (`VR_FLOW_DR_*`) | `fe_drop_reason` |
-//! | 101 | 1 | `fe_type` | `fe_type` |
-//! | 102 | 2 | `udp_src_port` | `fe_udp_src_port` |
-//! | 104 | 4 | `src_info` | `fe_src_info` |
-//! | 108 | 4 | `last_seen`: datapath seconds of the last packet (aging) | `fe_mme` |
-//! | 112 | 4 | `tcp_ack` | `fe_tcp_ack` |
-//! | 116 | 1 | `underlay_ecmp_index` (i8, -1 none) | `fe_underlay_ecmp_index` |
-//! | 117 | 1 | `bucket_lock` (unused: one writer) | `fe_bucket_lock` |
-//! | 118 | 2 | padding (zero) | `fe_pack` |
-//! | 120 | 4 | `seq`: write sequence, odd while the datapath rewrites the entry | `fe_pack` |
-//! | 124 | 4 | padding (zero) | `fe_pack` |
+//! | 0 | 8 | `hentry_next` (0) | `fe_hentry.hentry_next` (pointer) |
+//! | 8 | 4 | `index`: the record's own index | `fe_hentry.hentry_index` |
+//! | 12 | 4 | `bucket_index` | `fe_hentry.hentry_bucket_index` |
+//! | 16 | 4 | `next_index` | `fe_hentry.hentry_next_index` |
+//! | 20 | 1 | `hentry_flags` (`VR_HENTRY_FLAG_VALID` 0x1) | `fe_hentry.hentry_flags` |
+//! | 21 | 1 | `ttl` | `fe_ttl` |
+//! | 22 | 2 | `qos_id` (i16) | `fe_qos_id` |
+//! | 24 | 44 | `key` ([`FlowKey`], below) | `fe_key.key_u` |
+//! | 68 | 1 | `key_len`: 20 (IPv4), 44 (IPv6), 0 when freed | `fe_key.flow_key_len` |
+//! | 69 | 1 | `gen_id` | `fe_gen_id` |
+//! | 70 | 2 | `tcp_flags` (`VR_FLOW_TCP_*`) | `fe_tcp_flags` |
+//! | 72 | 8 | `hold_list` (0) | `fe_hold_list` (pointer) |
+//! | 80 | 4 | `tcp_seq` | `fe_tcp_seq` |
+//! | 84 | 4 | `rflow` (i32, -1 none) | `fe_rflow` |
+//! | 88 | 2 | `flags` (`VR_FLOW_FLAG_*`) | `fe_flags` |
+//! | 90 | 2 | `flags1` | `fe_flags1` |
+//! | 92 | 2 | `action` (`VR_FLOW_ACTION_*`) | `fe_action` |
+//! | 94 | 2 | `vrf` | `fe_vrf` |
+//! | 96 | 2 | `dvrf` | `fe_dvrf` |
+//! | 98 | 1 | `mirror_id` (255 none) | `fe_mirror_id` |
+//! | 99 | 1 | `sec_mirror_id` (255 none) | `fe_sec_mirror_id` |
+//! | 100 | 4 | `src_nh_index` | `fe_src_nh_index` |
+//! | 104 | 4 | `stats_bytes` | `fe_stats.flow_bytes` |
+//! | 108 | 4 | `stats_packets` | `fe_stats.flow_packets` |
+//! | 112 | 2 | `stats_bytes_oflow` (bits 32..48 of bytes) | `fe_stats.flow_bytes_oflow` |
+//! | 114 | 1 | `stats_packets_oflow` (bits 32..40 of packets) | `fe_stats.flow_packets_oflow` |
+//! | 115 | 1 | `ecmp_nh_index` (i8, -1 none) | `fe_ecmp_nh_index` |
+//! | 116 | 1 | `drop_reason` (`VR_FLOW_DR_*`) | `fe_drop_reason` |
+//! | 117 | 1 | `fe_type` (`VP_TYPE_IP` 2, `VP_TYPE_IP6` 3; 0 when freed) | `fe_type` |
+//! | 118 | 2 | `udp_src_port` | `fe_udp_src_port` |
+//! | 120 | 4 | `src_info` | `fe_src_info` |
+//! | 124 | 8 | `mme` (0) | `fe_mme` (pointer) |
+//! | 132 | 4 | `tcp_ack` | `fe_tcp_ack` |
+//! | 136 | 1 | `underlay_ecmp_index` (i8, -1 none) | `fe_underlay_ecmp_index` |
+//! | 137 | 1 | `bucket_lock` (unused: one writer) | `fe_bucket_lock` |
+//! | 138 | 2 | zero | `fe_pack` |
+//! | 140 | 4 | `hold_count`: packets the host holds for this flow | `fe_pack` |
+//! | 144 | 4 | `last_seen`: datapath seconds of the last packet (aging) | `fe_pack` |
+//! | 148 | 4 | `seq`: write sequence, odd while the datapath rewrites the entry | `fe_pack` |
+//! | 152 | 104 | zero | `fe_pack` |
 //!
-//! [`FlowKey`] (44 bytes, upstream `struct vr_inet6_flow`; an IPv4 key uses
-//! the first 4 bytes of each address, the rest is zero — unlike upstream's
-//! 20-byte `vr_inet_flow`, so `key_len` is always 44), offsets within the key:
+//! [`FlowKey`] is upstream's key union (44 bytes): `vr_inet_flow` for IPv4
+//! (`key_len` 20: source address at key+12, destination at key+16, the
+//! rest of the 44 bytes zero) and `vr_inet6_flow` for IPv6 (`key_len` 44).
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
@@ -63,9 +78,17 @@
 //! | 4 | 2 | `sport`, network byte order |
 //! | 6 | 2 | `dport`, network byte order |
 //! | 8 | 4 | `nh_id`, host byte order |
-//! | 12 | 16 | `src` |
-//! | 28 | 16 | `dst` |
+//! | 12 | 4 / 16 | source address (IPv4 / IPv6) |
+//! | 16 / 28 | 4 / 16 | destination address (IPv4 / IPv6) |
 //!
+//! # Flags as upstream sets them
+//!
+//! A new entry (a trapped packet's, or the agent's FLOW_SET with index -1)
+//! is VALID and `VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW`, with action
+//! HOLD until the agent decides it (`vr_flow_table_get_free_entry`):
+//! upstream's agent audits the table for ACTIVE entries on HOLD, and its
+//! `flow -l` lists ACTIVE entries only. Removal clears the flags, `fe_type`,
+//! the key length and the statistics (`vr_flow_reset_entry`).
 //!
 //! # Concurrency contract (datapath writes, agent reads)
 //!
@@ -77,20 +100,19 @@
 //!   `flags & VR_FLOW_FLAG_ACTIVE` read the same before and after the copy
 //!   (seqlock style), and — stronger, since an active entry can be changed in
 //!   place — `seq` was even and unchanged. [`read_stable`] does all of this.
+//!   (Upstream's agent reads the fields it needs directly, as it always did.)
 //! * The datapath brackets every rewrite of an entry's identity or decision
-//!   ([`FlowTable::insert`](super::table::FlowTable::insert), [`FlowTable::remove`](super::table::FlowTable::remove), a FLOW_SET) with
+//!   ([`FlowTable::insert`](super::table::FlowTable::insert),
+//!   [`FlowTable::remove`](super::table::FlowTable::remove), a FLOW_SET) with
 //!   [`FlowEntry::write_begin`] / [`FlowEntry::write_end`], which bump `seq`
 //!   around release fences. Per-packet updates (statistics, TCP state,
 //!   `last_seen`) are not bracketed: a reader may see them torn, as upstream's
 //!   agent may.
-//! * A new entry is VALID with action HOLD and not ACTIVE (upstream marks it
-//!   ACTIVE at once; here ACTIVE means "decided by the agent"). It becomes ACTIVE
-//!   when the datapath applies the agent's FLOW_SET with a FORWARD, DROP or NAT
-//!   action: it writes the action and the other fields first, then
-//!   [`FlowEntry::set_active`] issues a release fence and sets the flag.
+//! * A decided flow is one whose action is not HOLD: the datapath writes the
+//!   other fields first and the action last, inside the bracket.
 //! * Removal clears ACTIVE and VALID; `gen_id` survives and is incremented by
-//!   the next [`FlowTable::insert`](super::table::FlowTable::insert) into the same record, so an index held
-//!   across a delete is detected as stale.
+//!   the next [`FlowTable::insert`](super::table::FlowTable::insert) into the
+//!   same record, so an index held across a delete is detected as stale.
 //! * Chain links (`next_index`) are written after the record they point to is
 //!   complete (release fence); a reader that walks chains must bound the walk
 //!   and re-check every key, since a record can be unlinked and reused under it.
@@ -197,12 +219,21 @@ pub const AF_INET6: u8 = 10;
 
 // ---- key ---------------------------------------------------------------
 
-/// A flow key: 44 bytes, like upstream `struct vr_inet6_flow`. An IPv4 key
-/// uses the first 4 bytes of each address; the rest is zero.
+/// `fe_type` of an IPv4 flow (upstream `VP_TYPE_IP`).
+pub const VP_TYPE_IP: u8 = 2;
+/// `fe_type` of an IPv6 flow (upstream `VP_TYPE_IP6`).
+pub const VP_TYPE_IP6: u8 = 3;
+
+/// A flow key: 44 bytes, upstream's `vr_flow` key union. An IPv4 key
+/// (`vr_inet_flow`, 20 significant bytes) holds the source address in
+/// `addr[0..4]` and the destination in `addr[4..8]`; an IPv6 key
+/// (`vr_inet6_flow`) the source in `addr[0..16]`, the destination in
+/// `addr[16..32]`. Unused bytes are zero, so two keys are equal exactly when
+/// all 44 bytes are.
 ///
 /// `sport`/`dport` are stored in network byte order and `nh_id` in host
-/// order, as upstream does; use [`FlowKey::new`], [`FlowKey::sport`] and
-/// [`FlowKey::dport`] so callers never deal with it.
+/// order, as upstream does; use [`FlowKey::new`], [`FlowKey::sport`],
+/// [`FlowKey::src`] and the like so callers never deal with it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -214,8 +245,8 @@ pub struct FlowKey {
     /// Network byte order.
     pub dport: u16,
     pub nh_id: u32,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    /// Source then destination address, packed per family (see above).
+    pub addr: [u8; 32],
 }
 
 const _: () = {
@@ -226,16 +257,17 @@ const _: () = {
     assert!(offset_of!(FlowKey, sport) == 4);
     assert!(offset_of!(FlowKey, dport) == 6);
     assert!(offset_of!(FlowKey, nh_id) == 8);
-    assert!(offset_of!(FlowKey, src) == 12);
-    assert!(offset_of!(FlowKey, dst) == 28);
+    assert!(offset_of!(FlowKey, addr) == 12);
 };
 
 impl FlowKey {
-    /// Size of the key in bytes (the `key_len` of a valid entry).
-    pub const LEN: u8 = 44;
+    /// `key_len` of an IPv4 key (`sizeof(struct vr_inet_flow)`).
+    pub const LEN_V4: u8 = 20;
+    /// `key_len` of an IPv6 key (`sizeof(struct vr_inet6_flow)`).
+    pub const LEN_V6: u8 = 44;
 
-    /// A key from host-order ports; addresses are 16 bytes (IPv4 in the
-    /// first 4, rest zero).
+    /// A key from host-order ports and 16-byte addresses (an IPv4 address
+    /// in the first 4 bytes, as [`FlowKey::src`] returns it).
     #[inline]
     pub const fn new(
         family: u8,
@@ -246,6 +278,19 @@ impl FlowKey {
         src: [u8; 16],
         dst: [u8; 16],
     ) -> Self {
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] = src;
+        let [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15] = dst;
+        let addr = if family == AF_INET6 {
+            [
+                s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, d0, d1, d2,
+                d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
+            ]
+        } else {
+            [
+                s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 0, 0,
+            ]
+        };
         Self {
             family,
             proto,
@@ -253,8 +298,7 @@ impl FlowKey {
             sport: sport.to_be(),
             dport: dport.to_be(),
             nh_id,
-            src,
-            dst,
+            addr,
         }
     }
 
@@ -282,6 +326,20 @@ impl FlowKey {
         dst: [u8; 16],
     ) -> Self {
         Self::new(AF_INET6, proto, sport, dport, nh_id, src, dst)
+    }
+
+    /// The same flow seen from the other end: addresses and ports swapped.
+    #[inline]
+    pub const fn reversed(&self) -> Self {
+        Self::new(
+            self.family,
+            self.proto,
+            self.dport(),
+            self.sport(),
+            self.nh_id,
+            self.dst(),
+            self.src(),
+        )
     }
 
     /// Source port, host order.
@@ -321,16 +379,63 @@ impl FlowKey {
         self.family == AF_INET6
     }
 
+    /// `key_len` for this key's family (upstream `VR_FLOW_HASH_SIZE`).
+    #[inline]
+    pub const fn key_len(&self) -> u8 {
+        if self.family == AF_INET6 {
+            Self::LEN_V6
+        } else {
+            Self::LEN_V4
+        }
+    }
+
+    /// Upstream's `fe_type` for this key's family.
+    #[inline]
+    pub const fn vp_type(&self) -> u8 {
+        if self.family == AF_INET6 {
+            VP_TYPE_IP6
+        } else {
+            VP_TYPE_IP
+        }
+    }
+
+    /// Source address, 16 bytes (IPv4 in the first 4, rest zero).
+    #[inline]
+    pub const fn src(&self) -> [u8; 16] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, ..] = self.addr;
+        if self.family == AF_INET6 {
+            [
+                a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
+            ]
+        } else {
+            widen([a0, a1, a2, a3])
+        }
+    }
+
+    /// Destination address, 16 bytes (IPv4 in the first 4, rest zero).
+    #[inline]
+    pub const fn dst(&self) -> [u8; 16] {
+        if self.family == AF_INET6 {
+            let [.., b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15] =
+                self.addr;
+            [
+                b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+            ]
+        } else {
+            widen(self.dst_v4())
+        }
+    }
+
     /// IPv4 source address (meaningful for `AF_INET` keys).
     #[inline]
     pub const fn src_v4(&self) -> [u8; 4] {
-        [self.src[0], self.src[1], self.src[2], self.src[3]]
+        [self.addr[0], self.addr[1], self.addr[2], self.addr[3]]
     }
 
     /// IPv4 destination address (meaningful for `AF_INET` keys).
     #[inline]
     pub const fn dst_v4(&self) -> [u8; 4] {
-        [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
+        [self.addr[4], self.addr[5], self.addr[6], self.addr[7]]
     }
 }
 
@@ -345,17 +450,22 @@ const fn widen(a: [u8; 4]) -> [u8; 16] {
 
 // ---- entry -------------------------------------------------------------
 
-/// One flow record: 128 bytes, upstream `struct vr_flow_entry`'s field order
-/// at natural alignment (see the module docs for the offsets).
+/// One flow record: 256 bytes, upstream `struct vr_flow_entry` field for
+/// field (see the module docs for the offsets).
 ///
 /// Fields are public for the datapath and for dumps, but the hash-table
-/// fields (`next_index`, `bucket_index`, `hentry_flags`) and the `key` of a
-/// valid entry belong to [`FlowTable`](super::table::FlowTable): changing them corrupts the table.
+/// fields (`index`, `next_index`, `bucket_index`, `hentry_flags`) and the
+/// `key`/`key_len` of a valid entry belong to
+/// [`FlowTable`](super::table::FlowTable): changing them corrupts the table.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowEntry {
-    pub next_index: u32,
+    /// Upstream's `hentry_next` pointer: always 0 here.
+    pub hentry_next: u64,
+    /// The record's own index (upstream `hentry_index`).
+    pub index: u32,
     pub bucket_index: u32,
+    pub next_index: u32,
     pub hentry_flags: u8,
     pub ttl: u8,
     pub qos_id: i16,
@@ -363,7 +473,8 @@ pub struct FlowEntry {
     pub key_len: u8,
     pub gen_id: u8,
     pub tcp_flags: u16,
-    pub hold_count: u32,
+    /// Upstream's `fe_hold_list` pointer: always 0 here ([`Self::hold_count`]).
+    pub hold_list: u64,
     pub tcp_seq: u32,
     pub rflow: i32,
     pub flags: u16,
@@ -383,54 +494,66 @@ pub struct FlowEntry {
     pub fe_type: u8,
     pub udp_src_port: u16,
     pub src_info: u32,
-    pub last_seen: u32,
+    /// Upstream's `fe_mme` pointer (at a 4-byte offset): always 0 here.
+    pub mme: [u32; 2],
     pub tcp_ack: u32,
     pub underlay_ecmp_index: i8,
     pub bucket_lock: u8,
+    // ---- upstream's `fe_pack`, ours from here ----
     pub pad0: [u8; 2],
+    /// Packets the host holds for this flow.
+    pub hold_count: u32,
+    /// Datapath seconds of the last packet (aging).
+    pub last_seen: u32,
+    /// Write sequence: odd while the datapath rewrites the entry.
     pub seq: u32,
-    pub pad1: [u8; 4],
+    pub pad1: [u8; 104],
 }
 
 const _: () = {
-    assert!(size_of::<FlowEntry>() == 128);
+    assert!(size_of::<FlowEntry>() == 256);
     assert!(align_of::<FlowEntry>() == 64);
-    assert!(offset_of!(FlowEntry, next_index) == 0);
-    assert!(offset_of!(FlowEntry, bucket_index) == 4);
-    assert!(offset_of!(FlowEntry, hentry_flags) == 8);
-    assert!(offset_of!(FlowEntry, ttl) == 9);
-    assert!(offset_of!(FlowEntry, qos_id) == 10);
-    assert!(offset_of!(FlowEntry, key) == 12);
-    assert!(offset_of!(FlowEntry, key_len) == 56);
-    assert!(offset_of!(FlowEntry, gen_id) == 57);
-    assert!(offset_of!(FlowEntry, tcp_flags) == 58);
-    assert!(offset_of!(FlowEntry, hold_count) == 60);
-    assert!(offset_of!(FlowEntry, tcp_seq) == 64);
-    assert!(offset_of!(FlowEntry, rflow) == 68);
-    assert!(offset_of!(FlowEntry, flags) == 72);
-    assert!(offset_of!(FlowEntry, flags1) == 74);
-    assert!(offset_of!(FlowEntry, action) == 76);
-    assert!(offset_of!(FlowEntry, vrf) == 78);
-    assert!(offset_of!(FlowEntry, dvrf) == 80);
-    assert!(offset_of!(FlowEntry, mirror_id) == 82);
-    assert!(offset_of!(FlowEntry, sec_mirror_id) == 83);
-    assert!(offset_of!(FlowEntry, src_nh_index) == 84);
-    assert!(offset_of!(FlowEntry, stats_bytes) == 88);
-    assert!(offset_of!(FlowEntry, stats_packets) == 92);
-    assert!(offset_of!(FlowEntry, stats_bytes_oflow) == 96);
-    assert!(offset_of!(FlowEntry, stats_packets_oflow) == 98);
-    assert!(offset_of!(FlowEntry, ecmp_nh_index) == 99);
-    assert!(offset_of!(FlowEntry, drop_reason) == 100);
-    assert!(offset_of!(FlowEntry, fe_type) == 101);
-    assert!(offset_of!(FlowEntry, udp_src_port) == 102);
-    assert!(offset_of!(FlowEntry, src_info) == 104);
-    assert!(offset_of!(FlowEntry, last_seen) == 108);
-    assert!(offset_of!(FlowEntry, tcp_ack) == 112);
-    assert!(offset_of!(FlowEntry, underlay_ecmp_index) == 116);
-    assert!(offset_of!(FlowEntry, bucket_lock) == 117);
-    assert!(offset_of!(FlowEntry, pad0) == 118);
-    assert!(offset_of!(FlowEntry, seq) == 120);
-    assert!(offset_of!(FlowEntry, pad1) == 124);
+    assert!(offset_of!(FlowEntry, hentry_next) == 0);
+    assert!(offset_of!(FlowEntry, index) == 8);
+    assert!(offset_of!(FlowEntry, bucket_index) == 12);
+    assert!(offset_of!(FlowEntry, next_index) == 16);
+    assert!(offset_of!(FlowEntry, hentry_flags) == 20);
+    assert!(offset_of!(FlowEntry, ttl) == 21);
+    assert!(offset_of!(FlowEntry, qos_id) == 22);
+    assert!(offset_of!(FlowEntry, key) == 24);
+    assert!(offset_of!(FlowEntry, key_len) == 68);
+    assert!(offset_of!(FlowEntry, gen_id) == 69);
+    assert!(offset_of!(FlowEntry, tcp_flags) == 70);
+    assert!(offset_of!(FlowEntry, hold_list) == 72);
+    assert!(offset_of!(FlowEntry, tcp_seq) == 80);
+    assert!(offset_of!(FlowEntry, rflow) == 84);
+    assert!(offset_of!(FlowEntry, flags) == 88);
+    assert!(offset_of!(FlowEntry, flags1) == 90);
+    assert!(offset_of!(FlowEntry, action) == 92);
+    assert!(offset_of!(FlowEntry, vrf) == 94);
+    assert!(offset_of!(FlowEntry, dvrf) == 96);
+    assert!(offset_of!(FlowEntry, mirror_id) == 98);
+    assert!(offset_of!(FlowEntry, sec_mirror_id) == 99);
+    assert!(offset_of!(FlowEntry, src_nh_index) == 100);
+    assert!(offset_of!(FlowEntry, stats_bytes) == 104);
+    assert!(offset_of!(FlowEntry, stats_packets) == 108);
+    assert!(offset_of!(FlowEntry, stats_bytes_oflow) == 112);
+    assert!(offset_of!(FlowEntry, stats_packets_oflow) == 114);
+    assert!(offset_of!(FlowEntry, ecmp_nh_index) == 115);
+    assert!(offset_of!(FlowEntry, drop_reason) == 116);
+    assert!(offset_of!(FlowEntry, fe_type) == 117);
+    assert!(offset_of!(FlowEntry, udp_src_port) == 118);
+    assert!(offset_of!(FlowEntry, src_info) == 120);
+    assert!(offset_of!(FlowEntry, mme) == 124);
+    assert!(offset_of!(FlowEntry, tcp_ack) == 132);
+    assert!(offset_of!(FlowEntry, underlay_ecmp_index) == 136);
+    assert!(offset_of!(FlowEntry, bucket_lock) == 137);
+    // `fe_pack`: upstream's first 138 bytes are the fields above.
+    assert!(offset_of!(FlowEntry, pad0) == 138);
+    assert!(offset_of!(FlowEntry, hold_count) == 140);
+    assert!(offset_of!(FlowEntry, last_seen) == 144);
+    assert!(offset_of!(FlowEntry, seq) == 148);
+    assert!(offset_of!(FlowEntry, pad1) == 152);
 };
 
 impl Default for FlowEntry {
@@ -442,16 +565,26 @@ impl Default for FlowEntry {
 impl FlowEntry {
     /// A free record: all zero except the "none" links and reverse flow.
     pub const EMPTY: Self = Self {
-        next_index: VR_INVALID_HENTRY_INDEX,
+        hentry_next: 0,
+        index: 0,
         bucket_index: VR_INVALID_HENTRY_INDEX,
+        next_index: VR_INVALID_HENTRY_INDEX,
         hentry_flags: 0,
         ttl: 0,
         qos_id: 0,
-        key: FlowKey::new(0, 0, 0, 0, 0, [0; 16], [0; 16]),
+        key: FlowKey {
+            family: 0,
+            proto: 0,
+            unused: 0,
+            sport: 0,
+            dport: 0,
+            nh_id: 0,
+            addr: [0; 32],
+        },
         key_len: 0,
         gen_id: 0,
         tcp_flags: 0,
-        hold_count: 0,
+        hold_list: 0,
         tcp_seq: 0,
         rflow: -1,
         flags: 0,
@@ -471,14 +604,24 @@ impl FlowEntry {
         fe_type: 0,
         udp_src_port: 0,
         src_info: 0,
-        last_seen: 0,
+        mme: [0; 2],
         tcp_ack: 0,
         underlay_ecmp_index: 0,
         bucket_lock: 0,
         pad0: [0; 2],
+        hold_count: 0,
+        last_seen: 0,
         seq: 0,
-        pad1: [0; 4],
+        pad1: [0; 104],
     };
+
+    /// A free record at `index` (upstream initialises `hentry_index` of
+    /// every record when it creates the table).
+    pub const fn empty_at(index: u32) -> Self {
+        let mut e = Self::EMPTY;
+        e.index = index;
+        e
+    }
 
     #[inline]
     pub fn key(&self) -> &FlowKey {
@@ -491,7 +634,8 @@ impl FlowEntry {
         self.hentry_flags & VR_HENTRY_FLAG_VALID != 0
     }
 
-    /// The agent has decided this flow (`VR_FLOW_FLAG_ACTIVE`).
+    /// `VR_FLOW_FLAG_ACTIVE`: the entry is in use (upstream sets it on a
+    /// new, held entry too; see [`Self::is_decided`]).
     #[inline]
     pub fn is_active(&self) -> bool {
         self.flags & VR_FLOW_FLAG_ACTIVE != 0
@@ -500,6 +644,13 @@ impl FlowEntry {
     #[inline]
     pub fn is_hold(&self) -> bool {
         self.action == VR_FLOW_ACTION_HOLD
+    }
+
+    /// In use and decided by the agent: ACTIVE with an action other than
+    /// HOLD.
+    #[inline]
+    pub fn is_decided(&self) -> bool {
+        self.is_valid() && self.is_active() && !self.is_hold()
     }
 
     /// The reverse flow's index, if any.
@@ -559,8 +710,8 @@ impl FlowEntry {
         self.seq = self.seq.wrapping_add(1) & !1;
     }
 
-    /// Mark the flow decided: the caller has written the action and the
-    /// other fields; they become visible to readers before the flag does.
+    /// Set `VR_FLOW_FLAG_ACTIVE` after the other fields, which become
+    /// visible to readers before the flag does.
     #[inline]
     pub fn set_active(&mut self) {
         fence(Ordering::Release);
@@ -633,54 +784,62 @@ unsafe fn read_guard(entry: *const FlowEntry) -> (u32, u8, u16) {
 mod tests {
     use super::*;
 
+    fn bytes(e: &FlowEntry) -> [u8; 256] {
+        // SAFETY: `FlowEntry` is 256 bytes of plain integers, no padding
+        // (every byte is a field or an explicit pad array).
+        unsafe { core::mem::transmute_copy(e) }
+    }
+
+    /// The bytes of IPv4 and IPv6 entries where upstream's packed
+    /// `vr_flow_entry` has each field (offsets counted from vr_flow.h:
+    /// `vr_hentry_t` is 8+4+4+4+1 bytes, then the fields in order).
     #[test]
-    fn layout() {
-        assert_eq!(size_of::<FlowKey>(), 44);
-        assert_eq!(size_of::<FlowEntry>(), 128);
-        assert_eq!(align_of::<FlowEntry>(), 64);
-        let offsets = [
-            (offset_of!(FlowEntry, next_index), 0),
-            (offset_of!(FlowEntry, bucket_index), 4),
-            (offset_of!(FlowEntry, hentry_flags), 8),
-            (offset_of!(FlowEntry, ttl), 9),
-            (offset_of!(FlowEntry, qos_id), 10),
-            (offset_of!(FlowEntry, key), 12),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, sport), 16),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, nh_id), 20),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, src), 24),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, dst), 40),
-            (offset_of!(FlowEntry, key_len), 56),
-            (offset_of!(FlowEntry, gen_id), 57),
-            (offset_of!(FlowEntry, tcp_flags), 58),
-            (offset_of!(FlowEntry, hold_count), 60),
-            (offset_of!(FlowEntry, tcp_seq), 64),
-            (offset_of!(FlowEntry, rflow), 68),
-            (offset_of!(FlowEntry, flags), 72),
-            (offset_of!(FlowEntry, flags1), 74),
-            (offset_of!(FlowEntry, action), 76),
-            (offset_of!(FlowEntry, vrf), 78),
-            (offset_of!(FlowEntry, dvrf), 80),
-            (offset_of!(FlowEntry, mirror_id), 82),
-            (offset_of!(FlowEntry, sec_mirror_id), 83),
-            (offset_of!(FlowEntry, src_nh_index), 84),
-            (offset_of!(FlowEntry, stats_bytes), 88),
-            (offset_of!(FlowEntry, stats_packets), 92),
-            (offset_of!(FlowEntry, stats_bytes_oflow), 96),
-            (offset_of!(FlowEntry, stats_packets_oflow), 98),
-            (offset_of!(FlowEntry, ecmp_nh_index), 99),
-            (offset_of!(FlowEntry, drop_reason), 100),
-            (offset_of!(FlowEntry, fe_type), 101),
-            (offset_of!(FlowEntry, udp_src_port), 102),
-            (offset_of!(FlowEntry, src_info), 104),
-            (offset_of!(FlowEntry, last_seen), 108),
-            (offset_of!(FlowEntry, tcp_ack), 112),
-            (offset_of!(FlowEntry, underlay_ecmp_index), 116),
-            (offset_of!(FlowEntry, bucket_lock), 117),
-            (offset_of!(FlowEntry, seq), 120),
-        ];
-        for (i, (got, want)) in offsets.iter().enumerate() {
-            assert_eq!(got, want, "offset #{i}");
-        }
+    fn bytes_sit_at_upstream_offsets() {
+        let mut e = FlowEntry::empty_at(0x0102_0304);
+        e.key = FlowKey::new_v4(6, 1000, 80, 77, [10, 0, 0, 1], [10, 0, 0, 2]);
+        e.key_len = e.key.key_len();
+        e.fe_type = e.key.vp_type();
+        e.gen_id = 9;
+        e.flags = VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW;
+        e.action = VR_FLOW_ACTION_HOLD;
+        e.rflow = 0x0a0b_0c0d;
+        e.stats_bytes = 0x1111_2222;
+        e.stats_packets = 0x3333_4444;
+        e.stats_bytes_oflow = 0x5566;
+        e.stats_packets_oflow = 0x77;
+        e.tcp_ack = 0x8899_aabb;
+        e.underlay_ecmp_index = -1;
+        let b = bytes(&e);
+        assert_eq!(&b[0..8], &[0; 8]);
+        assert_eq!(&b[8..12], &0x0102_0304u32.to_ne_bytes());
+        assert_eq!(&b[12..16], &u32::MAX.to_ne_bytes());
+        assert_eq!(&b[16..20], &u32::MAX.to_ne_bytes());
+        // key: family, proto, unused, ports (network order), nh, sip, dip.
+        assert_eq!(&b[24..28], &[AF_INET, 6, 0, 0]);
+        assert_eq!(&b[28..32], &[0x03, 0xe8, 0, 80]);
+        assert_eq!(&b[32..36], &77u32.to_ne_bytes());
+        assert_eq!(&b[36..40], &[10, 0, 0, 1]);
+        assert_eq!(&b[40..44], &[10, 0, 0, 2]);
+        assert_eq!(&b[44..68], &[0; 24]);
+        assert_eq!((b[68], b[69]), (20, 9));
+        assert_eq!(&b[84..88], &0x0a0b_0c0du32.to_ne_bytes());
+        assert_eq!(&b[88..90], &(0x0201u16).to_ne_bytes());
+        assert_eq!(&b[92..94], &VR_FLOW_ACTION_HOLD.to_ne_bytes());
+        assert_eq!(&b[104..108], &0x1111_2222u32.to_ne_bytes());
+        assert_eq!(&b[108..112], &0x3333_4444u32.to_ne_bytes());
+        assert_eq!(&b[112..114], &0x5566u16.to_ne_bytes());
+        assert_eq!(b[114], 0x77);
+        assert_eq!(b[117], VP_TYPE_IP);
+        assert_eq!(&b[124..132], &[0; 8]);
+        assert_eq!(&b[132..136], &0x8899_aabbu32.to_ne_bytes());
+        assert_eq!(b[136], 0xff);
+        let k6 = FlowKey::new_v6(17, 1, 2, 3, [0xaa; 16], [0xbb; 16]);
+        assert_eq!(k6.key_len(), 44);
+        e.key = k6;
+        let b = bytes(&e);
+        assert_eq!(&b[36..52], &[0xaa; 16]);
+        assert_eq!(&b[52..68], &[0xbb; 16]);
+        assert_eq!(k6.vp_type(), VP_TYPE_IP6);
     }
 
     #[test]
@@ -692,9 +851,21 @@ mod tests {
         assert_eq!((k.sport(), k.dport(), k.nh_id()), (0x1234, 53, 0x0102_0304));
         assert_eq!(k.family, AF_INET);
         assert!(k.is_ipv4() && !k.is_ipv6());
-        assert_eq!(k.src[..4], [1, 2, 3, 4]);
-        assert_eq!(k.src[4..], [0; 12]);
+        assert_eq!(k.src()[..4], [1, 2, 3, 4]);
+        assert_eq!(k.src()[4..], [0; 12]);
+        assert_eq!(k.addr[..8], [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(k.addr[8..], [0; 24]);
         assert_eq!((k.src_v4(), k.dst_v4()), ([1, 2, 3, 4], [5, 6, 7, 8]));
+        assert_eq!(k.key_len(), 20);
+        let r = k.reversed();
+        assert_eq!(
+            (r.src_v4(), r.sport(), r.dport()),
+            ([5, 6, 7, 8], 53, 0x1234)
+        );
+        assert_eq!(r.reversed(), k);
+        let k6 = FlowKey::new_v6(6, 1, 2, 3, [9; 16], [8; 16]);
+        assert_eq!((k6.src(), k6.dst()), ([9; 16], [8; 16]));
+        assert_eq!(k6.reversed().src(), [8; 16]);
         let mut k2 = k;
         k2.set_sport(1);
         k2.set_dport(2);

@@ -8,7 +8,7 @@
 //!
 //! # Index space and hashing
 //!
-//! `entries + oflow` records of 128 bytes each, numbered as upstream does:
+//! `entries + oflow` records of 256 bytes each, numbered as upstream does:
 //! `0..entries` is the hash part, grouped in buckets of 4 consecutive slots;
 //! `entries..entries + oflow` is the overflow area. A key whose bucket is full
 //! takes a free overflow record, which is linked at the head of a chain that
@@ -135,7 +135,7 @@ impl FlowTable {
         let mut v: Vec<FlowEntry> = Vec::new();
         v.try_reserve_exact(total)
             .map_err(|_| FlowTableError::NoMemory)?;
-        v.resize(total, FlowEntry::EMPTY);
+        v.extend((0..total).map(|i| FlowEntry::empty_at(i as u32)));
         let raw = Box::into_raw(v.into_boxed_slice()).cast::<FlowEntry>();
         let base = NonNull::new(raw).ok_or(FlowTableError::NoMemory)?;
         let mut t = Self::with_base(base, entries, oflow_entries)?;
@@ -166,7 +166,7 @@ impl FlowTable {
         for i in 0..total {
             // SAFETY: in bounds of the caller's region; the memory may hold
             // anything, so write without reading or dropping the old value.
-            unsafe { base.as_ptr().add(i).write(FlowEntry::EMPTY) };
+            unsafe { base.as_ptr().add(i).write(FlowEntry::empty_at(i as u32)) };
         }
         fence(Ordering::Release);
         Self::with_base(base, entries, oflow_entries)
@@ -355,12 +355,15 @@ impl FlowTable {
             } else {
                 VR_INVALID_HENTRY_INDEX
             },
+            index: idx,
             hentry_flags: VR_HENTRY_FLAG_VALID,
             key: *key,
-            key_len: FlowKey::LEN,
+            key_len: key.key_len(),
+            fe_type: key.vp_type(),
             gen_id: e.gen_id.wrapping_add(1),
             action: VR_FLOW_ACTION_HOLD,
-            flags: VR_FLOW_FLAG_NEW_FLOW,
+            // As upstream: in use at once, on hold until the agent decides.
+            flags: VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW,
             mirror_id: VR_MAX_MIRROR_INDICES,
             sec_mirror_id: VR_MAX_MIRROR_INDICES,
             ecmp_nh_index: -1,
@@ -394,11 +397,18 @@ impl FlowTable {
         if !e.is_valid() {
             return false;
         }
+        // As upstream's `vr_flow_reset_entry`: flags, type and statistics
+        // go; the key stays (its length says it is void).
         e.write_begin();
         e.flags = 0;
         e.hentry_flags &= !VR_HENTRY_FLAG_VALID;
         e.hold_count = 0;
         e.key_len = 0;
+        e.fe_type = 0;
+        e.stats_bytes = 0;
+        e.stats_packets = 0;
+        e.stats_bytes_oflow = 0;
+        e.stats_packets_oflow = 0;
         e.write_end();
         if idx >= entries {
             let (head, next) = (e.bucket_index, e.next_index);
@@ -571,7 +581,7 @@ mod tests {
             FlowTableError::BadSize
         );
         assert!(FlowTable::new(4, 0).is_ok());
-        assert_eq!(FlowTable::bytes_for(16, 8), 24 * 128);
+        assert_eq!(FlowTable::bytes_for(16, 8), 24 * 256);
         assert!(!FlowTableError::TableFull.to_string().is_empty());
     }
 
@@ -589,13 +599,14 @@ mod tests {
         assert_eq!(t.len(), 1);
         let e = t.get_valid(i).unwrap();
         assert_eq!(*e.key(), k);
-        assert_eq!(e.key_len, 44);
+        assert_eq!((e.key_len, e.fe_type, e.index), (20, VP_TYPE_IP, i));
         assert_eq!(e.action, VR_FLOW_ACTION_HOLD);
         assert_eq!(e.rflow, -1);
         assert_eq!(e.rflow(), None);
         assert_eq!(e.gen_id, 1);
-        assert_eq!(e.flags, VR_FLOW_FLAG_NEW_FLOW);
-        assert!(e.is_valid() && !e.is_active() && e.is_hold());
+        // As upstream: ACTIVE and NEW_FLOW at once, on hold.
+        assert_eq!(e.flags, VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW);
+        assert!(e.is_valid() && e.is_active() && e.is_hold() && !e.is_decided());
         assert_eq!(e.seq % 2, 0);
 
         let fe = t.get_valid_mut(i).unwrap();
@@ -604,8 +615,9 @@ mod tests {
         fe.rflow = 5;
         fe.set_active();
         fe.write_end();
-        assert!(t.get(i).unwrap().is_active());
+        assert!(t.get(i).unwrap().is_decided());
         assert_eq!(t.get(i).unwrap().rflow(), Some(5));
+        t.get_valid_mut(i).unwrap().add_stats(10);
 
         assert!(t.remove(i));
         assert!(!t.remove(i));
@@ -614,6 +626,8 @@ mod tests {
         assert!(t.get_valid(i).is_none());
         let e = t.get(i).unwrap();
         assert!(!e.is_valid() && !e.is_active());
+        // As upstream's `vr_flow_reset_entry`: type, length, statistics go.
+        assert_eq!((e.key_len, e.fe_type, e.packets(), e.index), (0, 0, 0, i));
         assert_eq!(e.gen_id, 1);
         assert_eq!(t.len(), 0);
         assert!(t.get(t.capacity()).is_none());
@@ -727,17 +741,24 @@ mod tests {
         }
         // The bytes are the records, laid out as documented.
         let rec = &buf[off..off + bytes];
+        for (i, r) in rec.chunks_exact(256).enumerate() {
+            assert_eq!(&r[8..12], &(i as u32).to_ne_bytes(), "hentry_index");
+        }
         let first = rec
-            .chunks_exact(128)
-            .position(|r| r[8] == VR_HENTRY_FLAG_VALID)
+            .chunks_exact(256)
+            .position(|r| r[20] == VR_HENTRY_FLAG_VALID)
             .unwrap();
-        let r = &rec[first * 128..][..128];
-        assert_eq!(r[12], AF_INET);
-        assert_eq!(r[13], 6);
-        assert_eq!(r[56], 44);
-        assert_eq!(&r[18..20], &443u16.to_be_bytes());
-        assert_eq!(&r[76..78], &VR_FLOW_ACTION_HOLD.to_ne_bytes());
-        assert_eq!(&r[68..72], &(-1i32).to_ne_bytes());
+        let r = &rec[first * 256..][..256];
+        assert_eq!(r[24], AF_INET);
+        assert_eq!(r[25], 6);
+        assert_eq!(r[68], 20);
+        assert_eq!(&r[30..32], &443u16.to_be_bytes());
+        assert_eq!(&r[92..94], &VR_FLOW_ACTION_HOLD.to_ne_bytes());
+        assert_eq!(&r[84..88], &(-1i32).to_ne_bytes());
+        assert_eq!(
+            &r[88..90],
+            &(VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW).to_ne_bytes()
+        );
         // SAFETY: misaligned pointer is rejected before any access.
         let e = unsafe { FlowTable::from_raw(base.cast::<u8>().add(4).cast(), 4, 0) };
         assert_eq!(e.unwrap_err(), FlowTableError::Misaligned);
