@@ -83,6 +83,7 @@ impl Router {
             label,
             l2,
             ttl_dec,
+            inner_macs,
         } = out
         else {
             return self.drop(cx, DropReason::InvalidNh);
@@ -102,6 +103,11 @@ impl Router {
         }
         if ttl_dec && decrement_ttl(pkt.data_mut(), info).is_none() {
             return self.drop(cx, DropReason::InvalidPacket);
+        }
+        if let Some((dmac, smac)) = inner_macs {
+            if set_macs(pkt.data_mut(), &dmac, &smac).is_none() {
+                return self.drop(cx, DropReason::RewriteFail);
+            }
         }
         if !l2 && !pkt.pull(info.l3_offset as usize) {
             return self.drop(cx, DropReason::Pull);
@@ -246,9 +252,19 @@ impl Router {
             return self.drop(cx, DropReason::FragErr);
         };
         hdr.copy_from_slice(eth_ip);
-        if let Out::Tunnel { ttl_dec: true, .. } = target {
-            if decrement_ttl(hdr, info).is_none() {
+        if let Out::Tunnel {
+            ttl_dec,
+            inner_macs,
+            ..
+        } = target
+        {
+            if ttl_dec && decrement_ttl(hdr, info).is_none() {
                 return self.drop(cx, DropReason::FragErr);
+            }
+            if let Some((dmac, smac)) = inner_macs {
+                if set_macs(hdr, &dmac, &smac).is_none() {
+                    return self.drop(cx, DropReason::FragErr);
+                }
             }
         }
         let base_off = (orig_frag & 0x1fff) as usize * 8;
