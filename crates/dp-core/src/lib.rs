@@ -291,12 +291,15 @@ impl Router {
         }
     }
 
-    /// The host reports that a transmit the core asked for failed.
+    /// The host reports that a transmit the core asked for failed: an
+    /// output error of the vif and a drop (upstream counts a failed
+    /// `vif_tx` as `vds_interface_tx_discard`).
     pub fn vif_tx_error(&mut self, idx: u16) {
         if let Some(v) = self.vifs.get_mut(idx) {
             v.stats.oerrors += 1;
             v.stats.opackets = v.stats.opackets.saturating_sub(1);
         }
+        self.drops.count(DropReason::InterfaceTxDiscard);
     }
 
     // ---- next hops ---------------------------------------------------

@@ -21,10 +21,7 @@ const VM1_IP: [u8; 4] = [198, 18, 0, 1];
 const VM2_IP: [u8; 4] = [198, 18, 0, 2];
 const REMOTE_MAC: [u8; 6] = [0x02, 0x22, 0, 0, 0, 9];
 const REMOTE_IP: [u8; 4] = [198, 18, 0, 9];
-const VNET: Offloads = Offloads {
-    vnet_hdr: true,
-    tx_gso: true,
-};
+const VNET: Offloads = Offloads::ALL;
 
 struct Rig {
     dp: Datapath,

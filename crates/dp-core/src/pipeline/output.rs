@@ -56,7 +56,8 @@ impl Router {
             return self.drop(cx, DropReason::InvalidIf);
         };
         let ip_len = pkt.len().saturating_sub(info.l3_offset as usize);
-        if matches!(info.family, Family::Ipv4 | Family::Ipv6) && ip_len > mtu {
+        // MTU 0: not known yet (the host fills it from the interface).
+        if matches!(info.family, Family::Ipv4 | Family::Ipv6) && ip_len > mtu && mtu != 0 {
             return self.too_big(iv, vrf, pkt, info, cx, mtu, flow, Out::Bridged { oif });
         }
         self.tx(cx, pkt, oif)
@@ -97,7 +98,10 @@ impl Router {
             pkt.len().saturating_sub(info.l3_offset as usize)
         };
         let overhead = tunnel_ip_overhead(kind);
-        if inner_len + overhead > mtu && matches!(info.family, Family::Ipv4 | Family::Ipv6) {
+        if inner_len + overhead > mtu
+            && mtu != 0
+            && matches!(info.family, Family::Ipv4 | Family::Ipv6)
+        {
             let room = mtu.saturating_sub(overhead + if l2 { info.l3_offset as usize } else { 0 });
             return self.too_big(iv, vrf, pkt, info, cx, room, flow, out);
         }
