@@ -242,7 +242,7 @@ async fn ksync(State(s): State<AppState>) -> Json<Value> {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
-    let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
+    let (fs, nflows, pkt0_rx, pkt0_tx, errors, services) = {
         let sh = lock(&s.i.shared);
         (
             sh.flow_stats,
@@ -250,6 +250,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
             sh.pkt0_rx,
             sh.pkt0_tx,
             sh.program_errors,
+            sh.services.clone(),
         )
     };
     let rate = {
@@ -342,6 +343,19 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "counter",
         errors as f64,
     );
+    // What became of the service traps (ARP, DHCP, ICMP errors, NDP...):
+    // answers sent, and every trap not answered with its reason.
+    let _ = writeln!(
+        out,
+        "# HELP vrouter_agent_pkt0_outcomes_total Service traps by outcome.\n# TYPE vrouter_agent_pkt0_outcomes_total counter"
+    );
+    for (outcome, n) in &services {
+        let label = outcome.replace(['\\', '"'], "'");
+        let _ = writeln!(
+            out,
+            "vrouter_agent_pkt0_outcomes_total{{outcome=\"{label}\"}} {n}"
+        );
+    }
 
     // Datapath counters, read now.
     match KsyncClient::connect(&s.i.ksync_path).await {
