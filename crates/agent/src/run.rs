@@ -129,15 +129,13 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // Header/idle and body timeouts on every API (a stalled client must
+    // not hold a connection for the life of the agent).
     let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
-        let r = axum::serve(l, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        http_serve::serve_tcp(l, app, http_serve::Timeouts::DEFAULT, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
     };
     tasks.spawn(serve(
         vnc,

@@ -24,7 +24,7 @@ fn dhcp_address_then_ping_and_tcp_in_one_vn() {
     let fq = ["default-domain", "p1", "blue"];
     let c1 = attach(&mut node, "c1", "p1", &vn, &fq, &[]);
     let c2 = attach(&mut node, "c2", "p1", &vn, &fq, &[]);
-    static_ip(&c2, 24, "198.18.1.1");
+    static_ip(&c2, 24, "198.18.1.254");
 
     // c1 asks DHCP for its address.
     let dir = node.dir.path().to_owned();
@@ -74,10 +74,10 @@ fn dhcp_address_then_ping_and_tcp_in_one_vn() {
     let want_ip = c1.ip.unwrap().to_string();
     assert!(lease.contains(&format!("ip={want_ip} ")), "lease: {lease}");
     assert!(lease.contains("mask=24"), "lease: {lease}");
-    assert!(lease.contains("router=198.18.1.1"), "lease: {lease}");
-    assert!(lease.contains("dns=198.18.1.2"), "lease: {lease}");
+    assert!(lease.contains("router=198.18.1.254"), "lease: {lease}");
+    assert!(lease.contains("dns=198.18.1.253"), "lease: {lease}");
     assert!(lease.contains("mtu=1500"), "lease: {lease}");
-    assert!(lease.contains("serverid=198.18.1.1"), "lease: {lease}");
+    assert!(lease.contains("serverid=198.18.1.254"), "lease: {lease}");
 
     // Same-VN ping and TCP both ways.
     assert!(
@@ -139,16 +139,16 @@ fn networks_isolated_until_a_policy_allows_icmp_only() {
         &["default-domain", "p2", "green"],
         &[],
     );
-    static_ip(&a, 24, "198.18.2.1");
-    static_ip(&b, 24, "198.18.3.1");
+    static_ip(&a, 24, "198.18.2.254");
+    static_ip(&b, 24, "198.18.3.254");
     let bip = b.ip.unwrap().to_string();
     // Both containers are up (their gateways answer).
     assert!(
-        ping_until(&a.ns, "198.18.2.1", Duration::from_secs(5)),
+        ping_until(&a.ns, "198.18.2.254", Duration::from_secs(5)),
         "{}",
         node.log("agent")
     );
-    assert!(ping_until(&b.ns, "198.18.3.1", Duration::from_secs(5)));
+    assert!(ping_until(&b.ns, "198.18.3.254", Duration::from_secs(5)));
     assert_eq!(ping(&a.ns, &bip, 3, "0.2"), 0, "isolated without a policy");
     let _srv = tcp_server(&b.ns, 5002);
     assert!(!tcp_ok(&a.ns, &bip, 5002));
@@ -221,8 +221,8 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
     let sg = vec!["default-domain".to_string(), "p3".into(), "web-8080".into()];
     let srv = attach(&mut node, "s", "p3", &vn, &fq, &[sg]);
     let cli = attach(&mut node, "k", "p3", &vn, &fq, &[]);
-    static_ip(&srv, 24, "198.18.4.1");
-    static_ip(&cli, 24, "198.18.4.1");
+    static_ip(&srv, 24, "198.18.4.254");
+    static_ip(&cli, 24, "198.18.4.254");
     let sip = srv.ip.unwrap().to_string();
     let _s1 = tcp_server(&srv.ns, 8080);
     let _s2 = tcp_server(&srv.ns, 9090);
@@ -306,7 +306,7 @@ fn two_pinging(node: &mut Node, proj: &str, net: &str, third: u8) -> (Container,
     node.project(proj);
     let vn = node.vn(proj, net, &format!("198.18.{third}.0"), 24);
     let fq = ["default-domain", proj, net];
-    let gw = format!("198.18.{third}.1");
+    let gw = format!("198.18.{third}.254");
     let a = attach(node, "x", proj, &vn, &fq, &[default_sg(proj)]);
     let b = attach(node, "y", proj, &vn, &fq, &[default_sg(proj)]);
     static_ip(&a, 24, &gw);

@@ -23,3 +23,5 @@ pub mod windows;
 
 pub use driver::{Config, Driver, DriverError};
 pub use server::{app, serve_connection, PLUGIN_NAME};
+/// The connection limits of the plugin socket (re-exported for callers and tests).
+pub use http_serve;

@@ -142,15 +142,18 @@ pub fn app<B: ContainerNetworking>(state: Arc<Driver<B>>) -> Router {
         .with_state(state)
 }
 
-/// Serves HTTP/1 on one connection (a unix socket, a named pipe, ...).
-pub async fn serve_connection<IO>(io: IO, app: Router) -> Result<(), hyper::Error>
+/// Serves HTTP/1 on one connection (a unix socket, a named pipe, ...) with
+/// the header/idle and body limits `t` ([`http_serve::Timeouts::DEFAULT`]
+/// in production): a client that connects and stalls is dropped.
+pub async fn serve_connection<IO>(
+    io: IO,
+    app: Router,
+    t: http_serve::Timeouts,
+) -> Result<(), hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper_util::service::TowerToHyperService::new(app);
-    hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
-        .await
+    http_serve::serve_connection(io, app, t).await
 }
 
 /// The listening unix socket; removes its file when dropped (and the
@@ -160,6 +163,8 @@ pub struct UnixSocket {
     pub listener: tokio::net::UnixListener,
     path: PathBuf,
     made_dir: Option<PathBuf>,
+    /// Limits of every connection (default [`http_serve::Timeouts::DEFAULT`]).
+    pub timeouts: http_serve::Timeouts,
 }
 
 #[cfg(unix)]
@@ -181,6 +186,7 @@ impl UnixSocket {
             listener,
             path,
             made_dir,
+            timeouts: http_serve::Timeouts::DEFAULT,
         })
     }
 
@@ -197,8 +203,9 @@ impl UnixSocket {
                 c = self.listener.accept() => match c {
                     Ok((s, _)) => {
                         let app = app.clone();
+                        let t = self.timeouts;
                         tokio::spawn(async move {
-                            if let Err(e) = serve_connection(s, app).await {
+                            if let Err(e) = serve_connection(s, app, t).await {
                                 tracing::debug!("plugin connection: {e}");
                             }
                         });
