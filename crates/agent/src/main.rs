@@ -97,6 +97,11 @@ fn main() -> anyhow::Result<()> {
             ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(
+                file.default.stale_interface_cleanup_timeout.unwrap_or(60),
+            ),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -15,9 +15,9 @@
 use crate::flows::{Batch, FlowConfig, FlowEngine, FlowStats};
 use crate::ksync::{KsyncClient, KsyncError};
 use crate::model::{self, Model};
-use crate::ports::{PortCheck, PortRecord, PortStore};
+use crate::port_config::ConfigPorts;
+use crate::ports::PortStore;
 use crate::program::{self, Ids, State};
-use axum::http::StatusCode;
 use channels::{ChannelPaths, Pkt0Agent};
 use dp_core::agent::{cmd, AgentHdr};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +39,8 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
+    pub port_api: crate::ports::PortApiOptions,
 }
 
 /// What the tasks report, for introspect and metrics.
@@ -67,35 +69,6 @@ pub fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
 
 pub fn shared() -> SharedRef {
     Arc::new(Mutex::new(Shared::default()))
-}
-
-/// Refuses ports the configuration cannot place.
-struct ConfigCheck {
-    store: Arc<Store>,
-}
-
-impl PortCheck for ConfigCheck {
-    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        let snap = self.store.snapshot().map_err(|e| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("config store: {e}"),
-            )
-        })?;
-        let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("vn-id: not a UUID: {:?}", rec.vn_id),
-            )
-        })?;
-        if snap.get("virtual-network", &vn).is_none() {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("vn-id: virtual-network {vn} does not exist"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Run until `shutdown` resolves.
@@ -144,11 +117,13 @@ pub async fn run(
     ));
     tasks.spawn(serve(
         port_api,
-        crate::ports::router(
+        crate::ports::router_with(
             Arc::clone(&ports),
-            Arc::new(ConfigCheck {
-                store: Arc::clone(&store),
-            }),
+            Arc::new(ConfigPorts::with_model(
+                Arc::clone(&store),
+                model_rx.clone(),
+            )),
+            opts.port_api,
         ),
         stop_rx.clone(),
     ));
@@ -234,7 +209,12 @@ fn rebuild(
     ids: &Ids,
 ) -> anyhow::Result<Model> {
     let snap = store.snapshot()?;
-    Ok(model::build(&snap, &ports.all(), vifs, ids.max_vifs))
+    Ok(model::build(
+        &snap,
+        &ports.effective(&snap),
+        vifs,
+        ids.max_vifs,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,16 +374,11 @@ async fn reconcile(
     let t0 = Instant::now();
     let cur = program::dump(k, known_vrfs).await?;
     // Keep the vif index of every port whose interface the datapath has.
-    let recs = ports.all();
-    for (u, r) in &recs {
+    for (u, name) in &ports.names() {
         if vifs.contains_key(u) {
             continue;
         }
-        if let Some((i, _)) = cur
-            .vifs
-            .iter()
-            .find(|(_, c)| c.name.as_str() == r.system_name)
-        {
+        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
             if !vifs.values().any(|v| v == i) {
                 vifs.insert(*u, *i);
             }

@@ -94,7 +94,10 @@ async fn stalled_clients_are_dropped() {
     by_limit(closed_within(&mut partial, t0, LIMIT * 10).await.1);
     // Answered, then closed once idle.
     let (got, d) = closed_within(&mut idle, t0, LIMIT * 10).await;
-    assert!(got.starts_with("HTTP/1.1 200") && got.contains("Implements"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.contains("Implements"),
+        "{got}"
+    );
     by_limit(d);
     // A stalled body: the call fails (the driver never sees half a request).
     let (got, d) = closed_within(&mut body, t0, LIMIT * 10).await;

@@ -99,13 +99,20 @@ async fn partial_head_is_dropped() {
 async fn idle_keep_alive_is_dropped() {
     let (addr, _stop, _h) = server().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("hello"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("hello"),
+        "{head}"
+    );
     // Kept alive: a second request on the same connection works...
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // ...and then, idle, it is closed.
@@ -139,14 +146,22 @@ async fn well_behaved_clients_are_served_and_shutdown_is_graceful() {
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.unwrap();
     let got = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("hello"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.ends_with("hello"),
+        "{got}"
+    );
     // A request in flight when shutdown comes is answered.
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.send(()).unwrap();
     let (got, closed) = until_closed(&mut slow, Duration::from_secs(5)).await;
-    assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("done"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.ends_with("done"),
+        "{got}"
+    );
     assert!(closed.is_some());
     tokio::time::timeout(Duration::from_secs(5), h)
         .await
@@ -163,7 +178,10 @@ async fn serve_connection_applies_the_limits_to_any_stream() {
     // The client half says nothing: the server ends the connection.
     let r = tokio::time::timeout(LIMIT * 10, server).await;
     let elapsed = t0.elapsed();
-    assert!(r.is_ok(), "serve_connection still running after {elapsed:?}");
+    assert!(
+        r.is_ok(),
+        "serve_connection still running after {elapsed:?}"
+    );
     assert!(elapsed >= LIMIT / 2, "{elapsed:?}");
     drop(b);
 }

@@ -303,7 +303,8 @@ async fn ports_flow_allocation_and_delete_rules() {
             400,
             "POST",
             "/instance-ips",
-            &json!({"instance-ip": {"fq_name": ["x"], "instance_ip_address": "10.1.1.9"}}).to_string(),
+            &json!({"instance-ip": {"fq_name": ["x"], "instance_ip_address": "10.1.1.9"}})
+                .to_string(),
         )
         .await;
     assert!(e.contains("virtual_network_refs"), "{e}");
@@ -738,8 +739,9 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
         got,
         ["192.168.5.4", "192.168.5.3", "192.168.5.2", "192.168.5.1"]
     );
-    let body = json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn_id}]}})
-        .to_string();
+    let body =
+        json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn_id}]}})
+            .to_string();
     let e = t.fails(409, "POST", "/instance-ips", &body).await;
     assert!(e.contains("exhausted"), "{e}");
     // Freed addresses are found again.
@@ -1134,11 +1136,16 @@ async fn subscribe_announces_commits_only() {
 async fn virtual_router_and_global_vrouter_config() {
     let t = T::new();
     // Upstream's defaults exist from the start.
-    let gvcs = t.ok("GET", "/global-vrouter-configs?detail=true", None).await;
+    let gvcs = t
+        .ok("GET", "/global-vrouter-configs?detail=true", None)
+        .await;
     let gvc = &gvcs["global-vrouter-configs"][0]["global-vrouter-config"];
     assert_eq!(
         gvc["fq_name"],
-        json!(["default-global-system-config", "default-global-vrouter-config"])
+        json!([
+            "default-global-system-config",
+            "default-global-vrouter-config"
+        ])
     );
     assert_eq!(
         gvc["encapsulation_priorities"]["encapsulation"],
@@ -1177,8 +1184,10 @@ async fn virtual_router_and_global_vrouter_config() {
         .ok(
             "POST",
             "/virtual-routers",
-            Some(json!({"virtual-router": {"fq_name": ["default-global-system-config", "compute-1"],
-                "parent_type": "global-system-config", "virtual_router_ip_address": "192.0.2.1"}})),
+            Some(
+                json!({"virtual-router": {"fq_name": ["default-global-system-config", "compute-1"],
+                "parent_type": "global-system-config", "virtual_router_ip_address": "192.0.2.1"}}),
+            ),
         )
         .await;
     assert_eq!(
@@ -1193,7 +1202,11 @@ async fn virtual_router_and_global_vrouter_config() {
         json!({"name": "compute-2", "virtual_router_ip_address": "192.0.2.2"}),
     ] {
         let r = t
-            .call("POST", "/virtual-routers", Some(json!({ "virtual-router": body })))
+            .call(
+                "POST",
+                "/virtual-routers",
+                Some(json!({ "virtual-router": body })),
+            )
             .await;
         assert_eq!(r.status, 400, "{}", r.text);
     }

@@ -130,7 +130,10 @@ async fn rule_subnets_are_checked() {
             &sg(rule(subnet(json!("999.0.0.0"), json!(0)), "IPv4")),
         )
         .await;
-    assert!(e.contains("999.0.0.0") && e.contains("not an IP address"), "{e}");
+    assert!(
+        e.contains("999.0.0.0") && e.contains("not an IP address"),
+        "{e}"
+    );
     for bad in [
         subnet(json!("10.0.0.0"), json!(33)),
         subnet(json!("10.0.0.0"), json!(-1)),
@@ -197,10 +200,8 @@ async fn rule_subnets_are_checked() {
         400,
         "PUT",
         &format!("/security-group/{}", uuid(&good)),
-        &sg(rule(subnet(json!("999.0.0.0"), json!(0)), "IPv4")).replace(
-            "\"fq_name\":[\"default-domain\",\"p\",\"sg\"],",
-            "",
-        ),
+        &sg(rule(subnet(json!("999.0.0.0"), json!(0)), "IPv4"))
+            .replace("\"fq_name\":[\"default-domain\",\"p\",\"sg\"],", ""),
     )
     .await;
     t.post(
@@ -247,7 +248,10 @@ async fn foreign_refs_and_properties_are_kept() {
         json!(["default-domain", "p", "net", "net"])
     );
     assert_eq!(got["routing_instance_refs"][0]["attr"]["direction"], "both");
-    assert_eq!(got["tag_refs"], json!([{"to": ["application=web"], "attr": null}]));
+    assert_eq!(
+        got["tag_refs"],
+        json!([{"to": ["application=web"], "attr": null}])
+    );
     assert_eq!(
         got["interface_route_table_refs"][0]["to"],
         json!(["default-domain", "p", "irt"])
@@ -256,7 +260,10 @@ async fn foreign_refs_and_properties_are_kept() {
         got["virtual_machine_interface_bindings"]["key_value_pair"][0]["value"],
         "c1"
     );
-    assert_eq!(got["virtual_machine_interface_device_owner"], "compute:nova");
+    assert_eq!(
+        got["virtual_machine_interface_device_owner"],
+        "compute:nova"
+    );
     // The served refs still work alongside.
     assert_eq!(got["virtual_network_refs"][0]["uuid"], json!(uuid(&vn)));
     // Survives a restart.
@@ -267,8 +274,10 @@ async fn foreign_refs_and_properties_are_kept() {
     t.ok(
         "POST",
         "/ref-update",
-        Some(json!({"type": "virtual-machine-interface", "uuid": vu, "ref-type": "tag",
-            "ref-fq-name": ["tier=db"], "operation": "ADD", "attr": null})),
+        Some(
+            json!({"type": "virtual-machine-interface", "uuid": vu, "ref-type": "tag",
+            "ref-fq-name": ["tier=db"], "operation": "ADD", "attr": null}),
+        ),
     )
     .await;
     let tags = t.get("virtual-machine-interface", &vu).await["tag_refs"].clone();
@@ -276,8 +285,10 @@ async fn foreign_refs_and_properties_are_kept() {
     t.ok(
         "POST",
         "/ref-update",
-        Some(json!({"type": "virtual-machine-interface", "uuid": vu, "ref-type": "tag",
-            "ref-fq-name": ["application=web"], "operation": "DELETE"})),
+        Some(
+            json!({"type": "virtual-machine-interface", "uuid": vu, "ref-type": "tag",
+            "ref-fq-name": ["application=web"], "operation": "DELETE"}),
+        ),
     )
     .await;
     t.ok(
@@ -297,7 +308,10 @@ async fn foreign_refs_and_properties_are_kept() {
         Some(json!({"virtual-machine-interface": {"tag_refs": []}})),
     )
     .await;
-    assert_eq!(t.get("virtual-machine-interface", &vu).await["tag_refs"], json!([]));
+    assert_eq!(
+        t.get("virtual-machine-interface", &vu).await["tag_refs"],
+        json!([])
+    );
     // Shape still checked: a ref without `to` or `uuid`, a bad uuid, a
     // non-list.
     for bad in [
@@ -318,7 +332,8 @@ async fn foreign_refs_and_properties_are_kept() {
     let snap = t.store.snapshot().unwrap();
     let u: uuid::Uuid = vu.parse().unwrap();
     assert_eq!(
-        snap.get("virtual-machine-interface", &u).unwrap()["virtual_machine_interface_device_owner"],
+        snap.get("virtual-machine-interface", &u).unwrap()
+            ["virtual_machine_interface_device_owner"],
         "compute:nova"
     );
 }
@@ -340,7 +355,13 @@ async fn subnet_defaults_follow_upstream() {
     };
     for (name, fs, gw, dns, first) in [
         ("up", None, "10.9.0.254", "10.9.0.253", "10.9.0.252"),
-        ("down", Some(false), "10.9.0.254", "10.9.0.253", "10.9.0.252"),
+        (
+            "down",
+            Some(false),
+            "10.9.0.254",
+            "10.9.0.253",
+            "10.9.0.252",
+        ),
         ("docker", Some(true), "10.9.0.1", "10.9.0.2", "10.9.0.3"),
     ] {
         let vn = t.post("virtual-network", mk(name, fs)).await;

@@ -81,7 +81,9 @@ pub async fn run_plugin(
             source,
         })?;
     tracing::info!(pipe = %cfg.pipe_name, spec = %spec.path().display(), "serving the plugin API");
-    let served = serve_pipe(listener, app, cfg.timeouts, shutdown).await.map_err(pipe_err);
+    let served = serve_pipe(listener, app, cfg.timeouts, shutdown)
+        .await
+        .map_err(pipe_err);
     let removed = spec.remove().map_err(|source| PluginError::Spec {
         path: spec_path(&cfg.program_data),
         source,

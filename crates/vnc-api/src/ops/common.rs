@@ -97,17 +97,16 @@ pub(crate) fn check_name(s: &str, what: &str) -> Result<(), ApiError> {
 /// (never a `:`-joined string, never absent), and refuses `:` in the last
 /// element (the object's own name).
 pub(crate) fn parse_fq_name(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
-    let a = match v {
-        None | Some(Value::Null) => return Err(bad("Bad Request, no fq_name in POST body")),
-        Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::String(_)) => {
-            return Err(bad(
+    let a =
+        match v {
+            None | Some(Value::Null) => return Err(bad("Bad Request, no fq_name in POST body")),
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            Some(Value::String(_)) => return Err(bad(
                 "fq_name must be a list of strings, e.g. [\"default-domain\", \"demo\", \"blue\"] \
                  (a \":\"-joined string is refused, as upstream)",
-            ))
-        }
-        Some(_) => return Err(bad("fq_name must be a non-empty list of strings")),
-    };
+            )),
+            Some(_) => return Err(bad("fq_name must be a non-empty list of strings")),
+        };
     let fq: Vec<String> = a
         .iter()
         .map(|s| {

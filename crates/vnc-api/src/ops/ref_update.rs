@@ -54,13 +54,19 @@ pub(crate) fn ref_update(txn: &mut Txn<'_>, body: &Value) -> Result<Value, ApiEr
     // fq_name is resolved), by uuid or fq_name for the others.
     let (key, entry): (Value, Value) = match (served, ref_uuid, ref_fq) {
         (_, None, None) => return Err(bad("ref-update needs \"ref-uuid\" or \"ref-fq-name\"")),
-        (Some(_), Some(u), _) => (json!({"uuid": u.to_string()}), json!({"uuid": u.to_string()})),
+        (Some(_), Some(u), _) => (
+            json!({"uuid": u.to_string()}),
+            json!({"uuid": u.to_string()}),
+        ),
         (Some(rt), None, Some(fq)) => {
             let u = txn
                 .st()
                 .by_fq(rt, &fq)
                 .ok_or_else(|| not_found(format!("{rn} {} not found", join(&fq))))?;
-            (json!({"uuid": u.to_string()}), json!({"uuid": u.to_string()}))
+            (
+                json!({"uuid": u.to_string()}),
+                json!({"uuid": u.to_string()}),
+            )
         }
         (None, Some(u), fq) => {
             let mut e = json!({"uuid": u.to_string()});
@@ -100,6 +106,9 @@ pub(crate) fn ref_update(txn: &mut Txn<'_>, body: &Value) -> Result<Value, ApiEr
 /// joined by `-`.
 fn is_type_name(s: &str) -> bool {
     !s.is_empty()
-        && s.split('-')
-            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && s.split('-').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }

@@ -2,8 +2,8 @@
 
 use crate::error::{bad, ApiError};
 use ipnet::IpNet;
-use std::net::IpAddr;
 use serde_json::{json, Map, Value};
+use std::net::IpAddr;
 use uuid::Uuid;
 
 pub(crate) fn rules(
@@ -150,7 +150,9 @@ pub(crate) fn rules(
                     }
                     Some(Value::String(g)) => local |= g == "local",
                     Some(g) => {
-                        return Err(bad(format!("{aat}.security_group must be a string, got {g}")))
+                        return Err(bad(format!(
+                            "{aat}.security_group must be a string, got {g}"
+                        )))
                     }
                 }
             }
@@ -172,10 +174,11 @@ pub(crate) fn rules(
 /// fits its family. (A rule with a bad subnet used to be stored and then
 /// match nothing, silently denying what it was meant to allow.)
 fn subnet(v: &Value, at: &str) -> Result<IpNet, ApiError> {
-    let prefix = v
-        .get("ip_prefix")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("{at}.ip_prefix must be a string with an IP address")))?;
+    let prefix = v.get("ip_prefix").and_then(Value::as_str).ok_or_else(|| {
+        bad(format!(
+            "{at}.ip_prefix must be a string with an IP address"
+        ))
+    })?;
     let ip: IpAddr = prefix
         .parse()
         .map_err(|_| bad(format!("{at}.ip_prefix: {prefix:?} is not an IP address")))?;
