@@ -509,3 +509,114 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     assert_eq!(node.port_api("GET", "/ports", None), ports0);
     assert!(agent::program::same(&dp0, &node.datapath_state()));
 }
+
+/// Upstream's own port_ipc test ports (`shared/upstream-fixtures/port-ipc`,
+/// verbatim) against the running agent: accepted with `{}`, programmed into
+/// the datapath on their `tap…` interfaces, reported live by `GET /port`
+/// and `GET /vm`, removed by `DELETE`.
+#[test]
+fn upstream_port_fixtures_on_the_running_agent() {
+    require_rig!();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream-fixtures/port-ipc");
+    let dir = if dir.exists() {
+        dir
+    } else {
+        std::path::PathBuf::from("/work/shared/upstream-fixtures/port-ipc")
+    };
+    let mut bodies: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies.len(), 2);
+    let mut node = Node::start(&[]);
+    // The fixtures' VN, project and addresses (11.0.0.0/24: config only,
+    // nothing is sent to it).
+    let first: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let vn = first["vn-id"].as_str().unwrap();
+    node.create(
+        "project",
+        json!({"uuid": first["vm-project-id"], "fq_name": ["default-domain", "fixtures"]}),
+    );
+    node.create(
+        "virtual-network",
+        json!({"uuid": vn, "fq_name": ["default-domain", "fixtures", "vn1"], "parent_type": "project",
+               "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                   "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "11.0.0.0", "ip_prefix_len": 24}}]}}]}),
+    );
+    let mut taps = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        let v: Value = serde_json::from_str(b).unwrap();
+        let id = v["id"].as_str().unwrap();
+        // Their system-names are upstream's tap<11 uuid chars>.
+        let c = mk_container(
+            &mut node,
+            &format!("f{i}"),
+            id,
+            v["mac-address"].as_str().unwrap(),
+        );
+        assert_eq!(c.tap, v["system-name"].as_str().unwrap());
+        taps.push(c);
+        let (s, r) = node.port_api("POST", "/port", Some(b));
+        assert_eq!((s, r.as_str()), (200, "{}"), "{b}");
+    }
+    let t0 = Instant::now();
+    loop {
+        let st = node.datapath_state();
+        let names: Vec<&str> = st.vifs.values().map(|v| v.name.as_str()).collect();
+        if taps.iter().all(|c| names.contains(&c.tap.as_str())) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "vifs {names:?}; agent log: {}",
+            node.log("agent")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, live) = node.port_api(
+        "GET",
+        &format!("/port/{}", first["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s, 200, "{live}");
+    let live: Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["ip-address"], "11.0.0.3");
+    assert_eq!(live["plen"], 24);
+    assert_eq!(live["gateway"], "11.0.0.254");
+    assert_eq!(live["dns-server"], "11.0.0.253");
+    let (s, vm) = node.port_api(
+        "GET",
+        &format!("/vm/{}", first["instance-id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s, 200, "{vm}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&vm)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    for b in &bodies {
+        let v: Value = serde_json::from_str(b).unwrap();
+        let (s, r) = node.port_api(
+            "DELETE",
+            &format!("/port/{}", v["id"].as_str().unwrap()),
+            None,
+        );
+        assert_eq!((s, r.as_str()), (200, "{}"));
+    }
+    let t0 = Instant::now();
+    while node
+        .datapath_state()
+        .vifs
+        .values()
+        .any(|v| taps.iter().any(|c| c.tap == v.name.as_str()))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "vifs not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
