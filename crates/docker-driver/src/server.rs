@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::api::CONTENT_TYPE;
+use crate::api::{EndpointRequest, NetworkRequest, CONTENT_TYPE};
 use crate::backend::ContainerNetworking;
 use crate::driver::{Driver, DriverError};
 
@@ -41,18 +41,37 @@ fn failure(ipam: bool, e: &DriverError) -> Response {
     }
 }
 
-fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, DriverError> {
-    // GetCapabilities & co. come with "null" or nothing.
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))?
-    };
-    if v.is_null() {
-        return Ok(T::default());
+/// The JSON object a call carries. Every call but the handshake ones
+/// (`Plugin.Activate`, `*.GetCapabilities`, `GetDefaultAddressSpaces`,
+/// whose bodies are ignored) needs one: an empty body, `null` or a
+/// non-object (`[]`) is refused rather than read as all defaults.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, DriverError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DriverError::Invalid(
+            "malformed request: empty body (this call needs its JSON request object)".into(),
+        ));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))?;
+    if !v.is_object() {
+        let kind = match v {
+            Value::Null => "null",
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Object(_) => "an object",
+        };
+        return Err(DriverError::Invalid(format!(
+            "malformed request: expected a JSON object, got {kind}"
+        )));
     }
     serde_json::from_value(v).map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))
+}
+
+/// A call the driver has nothing to do for, once its request is valid.
+fn acknowledge(r: Result<(), String>, reply: Value) -> Result<Value, DriverError> {
+    r.map(|()| reply).map_err(DriverError::Invalid)
 }
 
 fn to_value<T: Serialize>(r: Result<T, DriverError>) -> Result<Value, DriverError> {
@@ -99,11 +118,21 @@ async fn dispatch<B: ContainerNetworking>(
         },
         "NetworkDriver.Leave"
         | "NetworkDriver.ProgramExternalConnectivity"
-        | "NetworkDriver.RevokeExternalConnectivity"
-        | "NetworkDriver.DiscoverNew"
-        | "NetworkDriver.DiscoverDelete"
-        | "NetworkDriver.FreeNetwork" => Ok(json!({})),
-        "NetworkDriver.AllocateNetwork" => Ok(json!({"Options": {}})),
+        | "NetworkDriver.RevokeExternalConnectivity" => match parse::<EndpointRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.FreeNetwork" => match parse::<NetworkRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.AllocateNetwork" => match parse::<NetworkRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({"Options": {}})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => {
+            parse::<Value>(&body).map(|_| json!({}))
+        }
         "IpamDriver.GetCapabilities" => Ok(d.ipam_capabilities()),
         "IpamDriver.GetDefaultAddressSpaces" => Ok(d.ipam_address_spaces()),
         "IpamDriver.RequestPool" => match parse(&body) {

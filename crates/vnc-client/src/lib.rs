@@ -96,6 +96,9 @@ pub struct ListQuery {
     pub back_ref: Option<Uuid>,
     /// Full objects (`detail=True`), else `{uuid, fq_name, href}` stubs.
     pub detail: bool,
+    /// Upstream's `filters=<field>==<json value>,...`: only objects whose
+    /// property equals the value (e.g. `instance_ip_address`).
+    pub filters: Vec<(String, Value)>,
 }
 
 /// A JSON-over-HTTP client for the VNC API (cheap to clone: the pool is shared).
@@ -293,6 +296,14 @@ impl Client {
         if let Some(b) = q.back_ref {
             params.push(format!("back_ref_id={b}"));
         }
+        if !q.filters.is_empty() {
+            let f: Vec<String> = q
+                .filters
+                .iter()
+                .map(|(k, v)| format!("{}=={}", query_escape(k), query_escape(&v.to_string())))
+                .collect();
+            params.push(format!("filters={}", f.join(",")));
+        }
         let coll = collection(ty);
         let mut path = format!("/{coll}");
         if !params.is_empty() {
@@ -354,6 +365,20 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+/// Percent-encodes what a query value may not carry as is (RFC 3986
+/// unreserved characters stay).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The uuid of a VNC object (inner JSON), if well-formed.

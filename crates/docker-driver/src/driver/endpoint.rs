@@ -19,10 +19,8 @@ impl<B: ContainerNetworking> Driver<B> {
         &self,
         r: CreateEndpointRequest,
     ) -> Result<CreateEndpointResponse> {
+        r.check().map_err(invalid)?;
         let _g = self.ops.read().await;
-        if r.endpoint_id.is_empty() {
-            return Err(invalid("EndpointID is empty"));
-        }
         let net = self.network(&r.network_id).await?;
         // A retried CreateEndpoint (docker after a failure): start clean.
         self.delete_endpoint_objects(&r.network_id, &r.endpoint_id, Some(&net.vn))
@@ -40,50 +38,31 @@ impl<B: ContainerNetworking> Driver<B> {
             parse_mac(&iface.mac_address)
                 .ok_or_else(|| invalid(format!("bad MAC address {:?}", iface.mac_address)))?
         };
+        // What each family gets: the address docker gives (from our IPAM's
+        // reservation, another IPAM or --ip), or one the config API picks
+        // in the VN's first subnet of that family (IPv4 only: IPv6 only
+        // when docker asks for it).
         let v4 = if !iface.address.is_empty() {
             let n: Ipv4Net = iface
                 .address
                 .parse()
                 .map_err(|_| invalid(format!("bad IPv4 address {:?}", iface.address)))?;
-            let sub = vn.subnet_of(IpAddr::V4(n.addr())).ok_or_else(|| {
-                invalid(format!(
-                    "address {} is not in any subnet of virtual network {} (its subnets: {})",
-                    n.addr(),
-                    vn.fq_str(),
-                    vn.subnets_str()
-                ))
-            })?;
-            check_assignable(&vn, sub, IpAddr::V4(n.addr()))?;
-            Some((n, sub.clone(), true))
-        } else if let Some(sub) = vn.first(false) {
-            let used = self.used_addresses(&vn.uuid).await?;
-            let a = sub
-                .pick(&used)
-                .ok_or_else(|| invalid(format!("subnet {} of {} is full", sub.net, vn.fq_str())))?;
-            let IpAddr::V4(a4) = a else {
-                return Err(invalid("IPv4 subnet gave an IPv6 address"));
-            };
-            let n = Ipv4Net::new(a4, sub.net.prefix_len()).map_err(|e| invalid(e.to_string()))?;
-            reply.address = n.to_string();
-            self.reserve(vn.uuid, a);
-            Some((n, sub.clone(), false))
+            Some((
+                Some(IpAddr::V4(n.addr())),
+                self.subnet_for(&vn, n.addr().into())?,
+            ))
         } else {
-            None
+            vn.first(false).map(|s| (None, s.clone()))
         };
         let v6 = if !iface.address_ipv6.is_empty() {
             let n: Ipv6Net = iface
                 .address_ipv6
                 .parse()
                 .map_err(|_| invalid(format!("bad IPv6 address {:?}", iface.address_ipv6)))?;
-            let sub = vn.subnet_of(IpAddr::V6(n.addr())).ok_or_else(|| {
-                invalid(format!(
-                    "address {} is not in any subnet of virtual network {} (its subnets: {})",
-                    n.addr(),
-                    vn.fq_str(),
-                    vn.subnets_str()
-                ))
-            })?;
-            Some((n, sub.clone()))
+            Some((
+                Some(IpAddr::V6(n.addr())),
+                self.subnet_for(&vn, n.addr().into())?,
+            ))
         } else {
             None
         };
@@ -101,11 +80,11 @@ impl<B: ContainerNetworking> Driver<B> {
                 &mut made,
             )
             .await;
-        if let Some((n, _, _)) = &v4 {
-            self.unreserve(vn.uuid, IpAddr::V4(n.addr()));
-        }
         match res {
             Ok(info) => {
+                if v4.as_ref().is_some_and(|(want, _)| want.is_none()) {
+                    reply.address = info.ipv4.map(|n| n.to_string()).unwrap_or_default();
+                }
                 lock(&self.eps).insert(r.endpoint_id.clone(), info);
                 let empty = reply == EndpointInterface::default();
                 Ok(CreateEndpointResponse {
@@ -129,8 +108,8 @@ impl<B: ContainerNetworking> Driver<B> {
         vn: &VnInfo,
         vmi: Uuid,
         mac: [u8; 6],
-        v4: &Option<(Ipv4Net, Subnet, bool)>,
-        v6: &Option<(Ipv6Net, Subnet)>,
+        v4: &Option<(Option<IpAddr>, Subnet)>,
+        v6: &Option<(Option<IpAddr>, Subnet)>,
         made: &mut Made,
     ) -> Result<EpInfo> {
         let ann = annotations(&self.cfg, network, endpoint);
@@ -174,57 +153,47 @@ impl<B: ContainerNetworking> Driver<B> {
             .await?;
         made.vmi = Some(vmi);
 
-        let iip = |addr: IpAddr, sub: &Subnet, fam: &str| {
-            json!({
-                "uuid": Uuid::new_v4(),
-                "fq_name": [format!("{endpoint}-{fam}")],
-                "display_name": endpoint,
-                "annotations": ann,
-                "instance_ip_address": addr.to_string(),
-                "instance_ip_family": fam,
-                "subnet_uuid": sub.uuid,
-                "virtual_network_refs": [{"to": vn.fq, "uuid": vn.uuid, "attr": null}],
-                "virtual_machine_interface_refs": [{"to": vmi_fq, "uuid": vmi, "attr": null}],
-            })
-        };
-        if let Some((n, sub, _)) = v4 {
-            let body = iip(IpAddr::V4(n.addr()), sub, "v4");
-            let r = self.vnc.create("instance-ip", body).await.map_err(|e| {
-                if e.status() == Some(hyper::StatusCode::CONFLICT) {
-                    invalid(format!(
-                        "address {} is already in use: {}",
-                        n.addr(),
-                        e.server_message()
-                    ))
-                } else {
-                    e.into()
-                }
-            })?;
-            made.iips.extend(vnc_client::uuid_of(&r));
-        }
-        if let Some((n, sub)) = v6 {
-            let r = self
-                .vnc
-                .create("instance-ip", iip(IpAddr::V6(n.addr()), sub, "v6"))
+        let mut ipv4 = None;
+        if let Some((want, sub)) = v4 {
+            let (u, a) = self
+                .endpoint_iip(vn, sub, *want, &vmi, &vmi_fq, endpoint, &ann)
                 .await?;
-            made.iips.extend(vnc_client::uuid_of(&r));
+            made.iips.push(u);
+            let IpAddr::V4(a) = a else {
+                return Err(invalid(format!(
+                    "the config API gave {a} for an IPv4 subnet"
+                )));
+            };
+            ipv4 = Some(Ipv4Net::new(a, sub.net.prefix_len()).map_err(|e| invalid(e.to_string()))?);
+        }
+        let mut ipv6 = None;
+        if let Some((want, sub)) = v6 {
+            let (u, a) = self
+                .endpoint_iip(vn, sub, *want, &vmi, &vmi_fq, endpoint, &ann)
+                .await?;
+            made.iips.push(u);
+            let IpAddr::V6(a) = a else {
+                return Err(invalid(format!(
+                    "the config API gave {a} for an IPv6 subnet"
+                )));
+            };
+            ipv6 = Some(Ipv6Net::new(a, sub.net.prefix_len()).map_err(|e| invalid(e.to_string()))?);
         }
 
-        let gw = |sub: &Subnet| sub.gateway;
-        let gateway4 = v4.as_ref().and_then(|(_, s, _)| match gw(s) {
+        let gateway4 = v4.as_ref().and_then(|(_, s)| match s.gateway {
             Some(IpAddr::V4(g)) => Some(g),
             _ => None,
         });
-        let gateway6 = v6.as_ref().and_then(|(_, s)| match gw(s) {
+        let gateway6 = v6.as_ref().and_then(|(_, s)| match s.gateway {
             Some(IpAddr::V6(g)) => Some(g),
             _ => None,
         });
         let spec = EndpointSpec {
             vmi,
             mac,
-            ipv4: v4.as_ref().map(|(n, _, _)| *n),
+            ipv4,
             gateway4,
-            ipv6: v6.as_ref().map(|(n, _)| *n),
+            ipv6,
             gateway6,
             mtu: self.cfg.mtu,
             network: network.to_string(),
@@ -370,12 +339,19 @@ impl<B: ContainerNetworking> Driver<B> {
             keep(self.delete_port(&vmi).await);
             keep(self.backend.delete(&vmi).await.map_err(Into::into));
         }
+        // Its instance-ips (named by their uuids), and those of a driver
+        // before this one (named `<endpoint>-v4`, `-v6`).
+        let mut iips = match vmi {
+            Some(v) => self.iips_of_vmi(&v).await?,
+            None => Vec::new(),
+        };
         for fam in ["v4", "v6"] {
             let fq = vec![format!("{endpoint}-{fam}")];
-            if let Some(i) = self.vnc.fqname_to_id("instance-ip", &fq).await? {
-                found = true;
-                keep(self.vnc.delete("instance-ip", &i).await.map_err(Into::into));
-            }
+            iips.extend(self.vnc.fqname_to_id("instance-ip", &fq).await?);
+        }
+        for i in iips {
+            found = true;
+            keep(self.vnc.delete("instance-ip", &i).await.map_err(Into::into));
         }
         if let Some(vmi) = vmi {
             keep(
@@ -402,6 +378,7 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn delete_endpoint(&self, r: EndpointRequest) -> Result<()> {
+        r.check().map_err(invalid)?;
         let _g = self.ops.read().await;
         let cached = lock(&self.eps).remove(&r.endpoint_id);
         let vn = match cached {
@@ -426,6 +403,7 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn endpoint_oper_info(&self, r: EndpointRequest) -> Result<Value> {
+        r.check().map_err(invalid)?;
         let mut value = serde_json::Map::new();
         if let Ok(ep) = self.endpoint(&r.endpoint_id) {
             value.insert(api::MAC_KEY.into(), json!(format_mac(&ep.mac)));
@@ -437,6 +415,7 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn join(&self, r: EndpointRequest) -> Result<JoinResponse> {
+        r.check().map_err(invalid)?;
         let ep = self.endpoint(&r.endpoint_id)?;
         let mut resp = JoinResponse {
             interface_name: ep.host.container_ifname.clone().map(|src| InterfaceName {

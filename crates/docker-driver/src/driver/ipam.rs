@@ -31,7 +31,7 @@ impl<B: ContainerNetworking> Driver<B> {
                 .map(String::as_str)
                 .filter(|s| !s.is_empty())
         };
-        let want: Option<IpNet> = if r.pool.is_empty() {
+        let want: Option<IpNet> = if r.pool.is_empty() || r.pool == api::ANY_SUBNET {
             None
         } else {
             Some(
@@ -167,7 +167,7 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn release_pool(&self, r: ReleasePoolRequest) -> Result<()> {
-        if let Ok(PoolRef::Unbound(t)) = parse_pool_id(&r.pool_id) {
+        if let PoolRef::Unbound(t) = parse_pool_id(&r.pool_id)? {
             lock(&self.unbound).remove(&t);
         }
         Ok(())
@@ -193,7 +193,6 @@ impl<B: ContainerNetworking> Driver<B> {
                 (vn, net)
             }
         };
-        let vn_id = vn.uuid;
         let sub = vn
             .subnet_eq(&net)
             .ok_or_else(|| {
@@ -232,23 +231,17 @@ impl<B: ContainerNetworking> Driver<B> {
                 data: BTreeMap::new(),
             });
         }
-        let used = self.used_addresses(&vn_id).await?;
-        let a = match asked {
-            Some(a) => {
-                check_assignable(&vn, &sub, a)?;
-                if used.contains(&a) {
-                    return Err(invalid(format!(
-                        "address {a} is already in use in {}",
-                        vn.fq_str()
-                    )));
-                }
-                a
+        if let Some(a) = asked {
+            if !sub.net.contains(&a) {
+                return Err(invalid(format!(
+                    "address {a} is not in subnet {net} of virtual network {}",
+                    vn.fq_str()
+                )));
             }
-            None => sub
-                .pick(&used)
-                .ok_or_else(|| invalid(format!("subnet {net} of {} is full", vn.fq_str())))?,
-        };
-        self.reserve(vn_id, a);
+        }
+        // The config API allocates (or checks the asked address) and keeps
+        // it as a reservation until CreateEndpoint claims it.
+        let a = self.reserve(&vn, &sub, &r.pool_id, asked).await?;
         Ok(RequestAddressResponse {
             address: cidr(a),
             data: BTreeMap::new(),
@@ -256,13 +249,16 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn release_address(&self, r: ReleaseAddressRequest) -> Result<()> {
-        let vn = match parse_pool_id(&r.pool_id) {
-            Ok(PoolRef::Vn(vn, _)) => Some(vn),
-            Ok(PoolRef::Unbound(t)) => self.vn_of_token(t).await.ok().map(|v| v.uuid),
-            Err(_) => None,
+        let pool = parse_pool_id(&r.pool_id)?;
+        let a = parse_addr(&r.address)
+            .ok_or_else(|| invalid(format!("bad address {:?}", r.address)))?;
+        let vn = match pool {
+            PoolRef::Vn(vn, _) => Some(vn),
+            // A pool whose network is gone holds no reservation any more.
+            PoolRef::Unbound(t) => self.vn_of_token(t).await.ok().map(|v| v.uuid),
         };
-        if let (Some(vn), Some(a)) = (vn, parse_addr(&r.address)) {
-            self.unreserve(vn, a);
+        if let Some(vn) = vn {
+            self.unreserve(&vn, a).await?;
         }
         Ok(())
     }

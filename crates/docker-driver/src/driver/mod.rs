@@ -12,7 +12,7 @@
 //! [`endpoint`], [`reconcile`]; this one holds the state and the VNC reads
 //! they share.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -24,8 +24,9 @@ use vnc_client::{Client, ListQuery};
 
 use crate::api::{self, *};
 use crate::backend::{BackendError, ContainerNetworking, HostEndpoint};
-use crate::vn::{refers_to, Subnet, VnInfo};
+use crate::vn::VnInfo;
 
+mod address;
 mod endpoint;
 mod ipam;
 mod network;
@@ -41,8 +42,9 @@ pub const NET_KEY_PREFIX: &str = "docker-network:";
 pub const POOL_KEY_PREFIX: &str = "docker-pool:";
 /// Pool id prefix of an unbound pool: `unbound/<token>`.
 const UNBOUND: &str = "unbound/";
-/// How long a RequestAddress reservation waits for its CreateEndpoint.
-const RESERVATION_TTL: Duration = Duration::from_secs(120);
+/// How long a RequestAddress reservation (and an unbound pool) waits for
+/// its CreateEndpoint (its CreateNetwork) before reconcile removes it.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(120);
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -123,7 +125,6 @@ pub struct Driver<B> {
     cfg: Config,
     nets: Mutex<HashMap<String, Arc<NetInfo>>>,
     eps: Mutex<HashMap<String, EpInfo>>,
-    reserved: Mutex<HashMap<(Uuid, IpAddr), Instant>>,
     /// Unbound pools handed out and not yet claimed (token -> when).
     unbound: Mutex<HashMap<Ipv4Addr, Instant>>,
     /// Endpoint operations share it; reconcile takes it alone so it never
@@ -254,7 +255,6 @@ impl<B: ContainerNetworking> Driver<B> {
             cfg,
             nets: Mutex::default(),
             eps: Mutex::default(),
-            reserved: Mutex::default(),
             unbound: Mutex::default(),
             ops: tokio::sync::RwLock::new(()),
             ann: tokio::sync::Mutex::new(()),
@@ -323,50 +323,4 @@ impl<B: ContainerNetworking> Driver<B> {
             ))),
         }
     }
-
-    /// Addresses of the VN's instance-ips plus live reservations.
-    async fn used_addresses(&self, vn: &Uuid) -> Result<HashSet<IpAddr>> {
-        let q = ListQuery {
-            detail: true,
-            ..ListQuery::default()
-        };
-        let iips = self.vnc.list("instance-ip", &q).await?;
-        let mut used: HashSet<IpAddr> = iips
-            .iter()
-            .filter(|i| refers_to(i, "virtual_network_refs", vn))
-            .filter_map(|i| i.get("instance_ip_address")?.as_str()?.parse().ok())
-            .collect();
-        let now = Instant::now();
-        let mut r = lock(&self.reserved);
-        r.retain(|_, t| now.duration_since(*t) < RESERVATION_TTL);
-        used.extend(r.keys().filter(|(v, _)| v == vn).map(|(_, a)| *a));
-        Ok(used)
-    }
-
-    fn reserve(&self, vn: Uuid, a: IpAddr) {
-        lock(&self.reserved).insert((vn, a), Instant::now());
-    }
-
-    fn unreserve(&self, vn: Uuid, a: IpAddr) {
-        lock(&self.reserved).remove(&(vn, a));
-    }
-}
-
-fn check_assignable(vn: &VnInfo, sub: &Subnet, a: IpAddr) -> Result<()> {
-    if !sub.net.contains(&a) {
-        return Err(invalid(format!(
-            "address {a} is not in subnet {} of virtual network {}",
-            sub.net,
-            vn.fq_str()
-        )));
-    }
-    if !sub.assignable(a) {
-        return Err(invalid(format!(
-            "address {a} is reserved in subnet {} of virtual network {} (network, broadcast, \
-             gateway, DNS or outside the allocation pools)",
-            sub.net,
-            vn.fq_str()
-        )));
-    }
-    Ok(())
 }

@@ -16,28 +16,27 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn create_network(&self, r: CreateNetworkRequest) -> Result<()> {
-        if r.network_id.is_empty() {
-            return Err(invalid("NetworkID is empty"));
-        }
+        api::check_docker_id(&r.network_id, "NetworkID").map_err(invalid)?;
         let pools: Vec<&IpamData> = r
             .ipv4_data
             .iter()
             .flatten()
             .chain(r.ipv6_data.iter().flatten())
             .collect();
-        let parsed: Vec<IpNet> = pools
-            .iter()
-            .filter(|p| !p.pool.is_empty())
-            .map(|p| {
-                p.pool
-                    .parse::<IpNet>()
-                    .map(|n| n.trunc())
-                    .map_err(|_| invalid(format!("bad pool {:?}", p.pool)))
-            })
-            .collect::<Result<_>>()?;
-        // docker's null IPAM hands out 0.0.0.0/0 (and ::/0): the driver
-        // allocates; so does ours before it knows the VN (an unbound pool).
-        let real: Vec<IpNet> = parsed.into_iter().filter(|n| n.prefix_len() != 0).collect();
+        let mut parsed = Vec::with_capacity(pools.len());
+        for p in &pools {
+            if let Some(n) = check_ipam_data(p)? {
+                parsed.push(n);
+            }
+        }
+        // docker's null IPAM hands out 0.0.0.0/0 (and ::/0), upstream's
+        // Windows users passed --subnet 0.0.0.0/32 through the `windows`
+        // IPAM: "any subnet of the VN", the driver allocates; so does our
+        // IPAM before it knows the VN (an unbound pool).
+        let real: Vec<IpNet> = parsed
+            .into_iter()
+            .filter(|n| n.prefix_len() != 0 && !is_any_subnet(n))
+            .collect();
         let token = pools.iter().find_map(|p| unbound_token(p));
         let tenant = generic_opt(&r.options, "tenant");
         let network = generic_opt(&r.options, "network");
@@ -97,6 +96,7 @@ impl<B: ContainerNetworking> Driver<B> {
     }
 
     pub async fn delete_network(&self, r: NetworkRequest) -> Result<()> {
+        r.check().map_err(invalid)?;
         let cached = lock(&self.nets).remove(&r.network_id);
         let vn = match cached {
             Some(n) => Some(n.vn.uuid),
@@ -187,4 +187,46 @@ impl<B: ContainerNetworking> Driver<B> {
         lock(&self.nets).insert(network.to_string(), Arc::clone(&n));
         Ok(n)
     }
+}
+
+/// `--subnet 0.0.0.0/32`: any subnet of the VN.
+pub(super) fn is_any_subnet(n: &IpNet) -> bool {
+    n.to_string() == api::ANY_SUBNET
+}
+
+/// One `IPv4Data` / `IPv6Data` entry of CreateNetwork: its pool must be a
+/// prefix, its gateway an address (CIDR form, as docker sends it) inside
+/// the pool, its auxiliary addresses addresses. Returns the pool (None when
+/// docker gave none).
+fn check_ipam_data(d: &IpamData) -> Result<Option<IpNet>> {
+    let pool = if d.pool.is_empty() {
+        None
+    } else {
+        Some(
+            d.pool
+                .parse::<IpNet>()
+                .map(|n| n.trunc())
+                .map_err(|_| invalid(format!("bad pool {:?}: not a prefix", d.pool)))?,
+        )
+    };
+    let addr = |s: &str, what: &str| -> Result<std::net::IpAddr> {
+        let a = s
+            .parse::<IpNet>()
+            .map(|n| n.addr())
+            .or_else(|_| s.parse())
+            .map_err(|_| invalid(format!("bad {what} {s:?}: not an IP address")))?;
+        if let Some(p) = pool.filter(|p| !is_any_subnet(p)) {
+            if !p.contains(&a) {
+                return Err(invalid(format!("{what} {s} is not inside pool {p}")));
+            }
+        }
+        Ok(a)
+    };
+    if !d.gateway.is_empty() {
+        addr(&d.gateway, "gateway")?;
+    }
+    for (k, v) in d.aux_addresses.iter().flatten() {
+        addr(v, &format!("auxiliary address {k:?}"))?;
+    }
+    Ok(pool)
 }

@@ -42,14 +42,16 @@ impl<B: ContainerNetworking> Driver<B> {
                 continue;
             }
             self.delete_port(&id).await?;
+            let mut iips = self.iips_of_vmi(&id).await?;
             for fam in ["v4", "v6"] {
-                if let Some(i) = self
-                    .vnc
-                    .fqname_to_id("instance-ip", &[format!("{ep}-{fam}")])
-                    .await?
-                {
-                    self.vnc.delete("instance-ip", &i).await?;
-                }
+                iips.extend(
+                    self.vnc
+                        .fqname_to_id("instance-ip", &[format!("{ep}-{fam}")])
+                        .await?,
+                );
+            }
+            for i in iips {
+                self.vnc.delete("instance-ip", &i).await?;
             }
             self.vnc.delete("virtual-machine-interface", &id).await?;
             lock(&self.eps).remove(&ep);
@@ -60,14 +62,24 @@ impl<B: ContainerNetworking> Driver<B> {
             rep.host_interfaces.push(*id);
         }
         // Leftovers of an interrupted create/delete: VMs and IIPs of ours
-        // whose endpoint has no VMI any more.
+        // whose endpoint has no VMI any more, and address reservations
+        // nobody claimed in time (docker died between RequestAddress and
+        // CreateEndpoint).
+        let now = super::address::unix_secs();
         for ty in ["instance-ip", "virtual-machine"] {
             for o in self.vnc.list(ty, &q).await? {
                 if !is_ours(&o, &self.cfg.host) {
                     continue;
                 }
-                let ep = annotation(&o, "docker-endpoint").unwrap_or_default();
-                if !kept_eps.contains(ep) {
+                let stale = if super::address::is_reservation(&o, &self.cfg.host) {
+                    annotation(&o, super::address::RESERVATION_KEY)
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .is_none_or(|t| now.saturating_sub(t) > RESERVATION_TTL.as_secs())
+                } else {
+                    let ep = annotation(&o, "docker-endpoint").unwrap_or_default();
+                    !kept_eps.contains(ep)
+                };
+                if stale {
                     if let Some(id) = vnc_client::uuid_of(&o) {
                         self.vnc.delete(ty, &id).await?;
                         rep.objects += 1;
