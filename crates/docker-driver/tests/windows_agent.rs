@@ -22,7 +22,13 @@ use vnc_client::Client;
 async fn windows_driver_ports_are_accepted_by_the_agent() {
     let vnc = Vnc::start().await;
     let ports = Ports::start(&vnc).await;
-    seed_vn(&vnc.client(), "demo", "blue", &[("10.1.0.0", 24, "10.1.0.1")]).await;
+    seed_vn(
+        &vnc.client(),
+        "demo",
+        "blue",
+        &[("10.1.0.0", 24, "10.1.0.1")],
+    )
+    .await;
     let fake = Arc::new(hcn::fake::FakeHcn::new());
     let backend = HcnBackend::with_shared(Arc::clone(&fake), HcnConfig::default());
     let d = Driver::new(
@@ -77,11 +83,9 @@ async fn windows_driver_ports_are_accepted_by_the_agent() {
         .await
         .unwrap_err();
     assert_eq!(e2.status().map(|s| s.as_u16()), Some(400), "{e2}");
-    d.delete_endpoint(
-        serde_json::from_value(json!({"NetworkID": net, "EndpointID": e})).unwrap(),
-    )
-    .await
-    .unwrap();
+    d.delete_endpoint(serde_json::from_value(json!({"NetworkID": net, "EndpointID": e})).unwrap())
+        .await
+        .unwrap();
     assert!(ports.files().is_empty());
     assert!(fake.endpoints().is_empty());
     assert_eq!(leftovers(&vnc), Vec::<Value>::new());

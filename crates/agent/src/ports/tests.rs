@@ -242,9 +242,9 @@ async fn bad_ports_are_refused_and_change_nothing() {
     let r = Rig::new(Duration::from_secs(60));
     assert_eq!(r.call("POST", "/port", FIXTURES[1]).await.0, StatusCode::OK);
     let f = || fixture(0);
-    let cases: Vec<(String, u16, &str)> = vec![
+    let mut cases: Vec<(String, u16, &str)> = vec![
         (
-            with(f(), "system-name", json!("tap 93c2c386")),
+            with(f(), "system-name", json!("tap1\n")),
             400,
             "system-name",
         ),
@@ -255,7 +255,6 @@ async fn bad_ports_are_refused_and_change_nothing() {
         ),
         (with(f(), "system-name", json!(" tap1")), 400, "system-name"),
         (with(f(), "system-name", json!("")), 400, "system-name"),
-        (with(f(), "system-name", json!("a/b")), 400, "system-name"),
         (with(f(), "rx-vlan-id", json!(-5)), 400, "rx-vlan-id"),
         (with(f(), "rx-vlan-id", json!(4096)), 400, "rx-vlan-id"),
         (
@@ -340,6 +339,18 @@ async fn bad_ports_are_refused_and_change_nothing() {
         ("[7]".into(), 400, "[0]"),
         (json!([f(), f()]).to_string(), 400, "twice"),
     ];
+    if !cfg!(windows) {
+        // Linux interface names: no whitespace, '/', ':'; at most 15 bytes
+        // (Windows HNS endpoint names have inner spaces and are longer).
+        for name in [
+            "tap 93c2c386",
+            "a/b",
+            "a:b",
+            "Contrail-93c2c386-6e79-485e-bfa4-b9daa713133b",
+        ] {
+            cases.push((with(f(), "system-name", json!(name)), 400, "system-name"));
+        }
+    }
     for (body, status, needle) in cases {
         let msg = r.refused(status, "POST", "/port", &body).await;
         assert!(msg.contains(needle), "{body}: {msg}");
@@ -579,7 +590,7 @@ async fn vm_subscriptions_and_vm_cfg() {
         400,
         "POST",
         "/vm",
-        &with(sub.clone(), "host-ifname", json!("tap 1")),
+        &with(sub.clone(), "host-ifname", json!("tap\t1")),
     )
     .await;
     r.refused(
