@@ -157,6 +157,7 @@ impl<T: Copy> core::fmt::Debug for Extension<T> {
 /// `v`, emptied, as a vector of another lifetime: the allocation is reused
 /// (in-place collect of a same-layout type), so the packet path allocates
 /// nothing per batch.
+#[allow(clippy::unnecessary_filter_map)] // the point is the type change
 fn recycle<'b>(mut v: Vec<Packet<'_>>) -> Vec<Packet<'b>> {
     v.clear();
     v.into_iter().filter_map(|_| None).collect()
@@ -377,6 +378,12 @@ impl<T: Copy> Extension<T> {
     /// The next trapped frame for the agent.
     pub fn pkt0_read(&mut self, out: &mut [u8]) -> Result<usize, QueueError> {
         self.pkt0.pop(out)
+    }
+
+    /// Queue a frame for the agent (the device-only test build's injection
+    /// uses it; the packet path traps through the core's actions).
+    pub fn pkt0_push(&mut self, parts: &[&[u8]]) {
+        trap(&mut self.pkt0, &mut self.stats, parts);
     }
 
     /// The agent closed pkt0: what it did not read is dropped.

@@ -94,8 +94,7 @@ pub unsafe fn create_table(
     generation: u64,
     keeper: alloc::boxed::Box<dyn core::any::Any + Send + Sync>,
 ) -> Result<FlowTable, MappingError> {
-    let need = mapping_len(entries, oflow)
-        .ok_or(MappingError::Table(FlowTableError::BadSize))?;
+    let need = mapping_len(entries, oflow).ok_or(MappingError::Table(FlowTableError::BadSize))?;
     if len < need {
         return Err(MappingError::TooSmall);
     }
@@ -111,10 +110,9 @@ pub unsafe fn create_table(
     // (`need` counts them), so they are 64-aligned and writable; the
     // caller gives this table exclusive write access and `keeper` keeps the
     // memory alive.
-    let table = unsafe {
-        FlowTable::from_raw_kept(base.add(HEADER_SIZE).cast(), entries, oflow, keeper)
-    }
-    .map_err(MappingError::Table)?;
+    let table =
+        unsafe { FlowTable::from_raw_kept(base.add(HEADER_SIZE).cast(), entries, oflow, keeper) }
+            .map_err(MappingError::Table)?;
     put32(base, OFF_VERSION, LAYOUT_VERSION);
     put32(base, OFF_ENTRY_SIZE, ENTRY_SIZE as u32);
     put32(base, OFF_HEADER_SIZE, HEADER_SIZE as u32);

@@ -82,7 +82,11 @@ impl<T: Copy> Holds<T> {
 
     /// Hold `held` for `flow`.
     pub fn hold(&mut self, flow: u32, held: Held<T>) -> Result<(), HoldError> {
-        if self.flows.get(&flow).is_some_and(|c| c.len >= self.per_flow) {
+        if self
+            .flows
+            .get(&flow)
+            .is_some_and(|c| c.len >= self.per_flow)
+        {
             return Err(HoldError::FlowFull);
         }
         let Some(i) = self.free.pop() else {
@@ -136,7 +140,11 @@ impl<T: Copy> Holds<T> {
 
     /// Take every held packet that matches `pred` (NIC gone, too old, pause),
     /// into `out`.
-    pub fn take_where(&mut self, mut pred: impl FnMut(u32, &Held<T>) -> bool, out: &mut Vec<Held<T>>) {
+    pub fn take_where(
+        &mut self,
+        mut pred: impl FnMut(u32, &Held<T>) -> bool,
+        out: &mut Vec<Held<T>>,
+    ) {
         let flows: Vec<u32> = self
             .slots
             .iter()
@@ -212,7 +220,10 @@ mod tests {
         assert_eq!(old.iter().map(|x| x.token).collect::<Vec<_>>(), vec![0, 1]);
         let mut rest = Vec::new();
         s.take(1, &mut rest);
-        assert_eq!(rest.iter().map(|x| x.token).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            rest.iter().map(|x| x.token).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         assert!(s.is_empty());
     }
 }

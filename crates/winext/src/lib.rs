@@ -44,6 +44,10 @@ pub mod plan;
 pub mod ports;
 pub mod session;
 pub mod stats;
+pub mod wdm;
+
+#[cfg(feature = "fake")]
+pub mod fake;
 
 #[cfg(all(windows, feature = "kernel"))]
 pub mod kernel;

@@ -171,6 +171,10 @@ mod tests {
         assert_eq!(q.push(&[]), Err(QueueError::TooLarge));
         let mut one = Pkt0Queue::new(1024, 1);
         one.push(&[b"a"]).unwrap();
-        assert_eq!(one.push(&[b"b"]), Err(QueueError::Full), "frame count bound");
+        assert_eq!(
+            one.push(&[b"b"]),
+            Err(QueueError::Full),
+            "frame count bound"
+        );
     }
 }

@@ -121,7 +121,11 @@ mod tests {
     const B: PortNic = PortNic::new(2, 0);
 
     fn fwd(dst: PortNic) -> Fate {
-        Fate::Forward { dst, head: 64, len: 60 }
+        Fate::Forward {
+            dst,
+            head: 64,
+            len: 60,
+        }
     }
 
     #[test]

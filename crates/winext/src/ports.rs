@@ -6,7 +6,7 @@
 //!
 //! | vif type | binds to |
 //! |---|---|
-//! | `Physical` | the external NIC (`NdisSwitchNicTypeExternal`, index 0: the external adapter, which picks the physical NIC or team member itself) |
+//! | `Physical` | the external NIC (`NdisSwitchNicTypeExternal`, index 0: the external adapter, which picks the physical NIC or team member itself); packets *from* any index of the external port (the physical adapters, 1..32) are the physical vif's |
 //! | `Host` | the internal NIC (the host's vNIC) whose name matches the vif's, else the only internal NIC |
 //! | `Virtual` | the NIC whose `NetCfgInstanceId` equals `vifr_if_guid` (upstream's Windows agent sends it), else whose friendly name, NIC name or VM name equals the vif name (ASCII case-insensitive; HNS names a container's NIC after its endpoint, and our Docker driver's endpoint name is the port's `system-name`) |
 //! | `Agent` | nothing: pkt0 is the device the agent reads |
@@ -190,7 +190,10 @@ impl Ports {
     /// Where vif `idx` sends (O(1)).
     #[inline]
     pub fn dest(&self, idx: u16) -> Dest {
-        self.dst.get(usize::from(idx)).copied().unwrap_or(Dest::None)
+        self.dst
+            .get(usize::from(idx))
+            .copied()
+            .unwrap_or(Dest::None)
     }
 
     /// Where traffic that is not the overlay's goes when no vif carries it:
@@ -296,6 +299,7 @@ impl Ports {
                 *d = Dest::None;
             }
         }
+        self.rebind();
         vif
     }
 
@@ -305,10 +309,9 @@ impl Ports {
         let n = self.nics.remove(&id)?;
         self.src.remove(&id);
         if let Some(v) = n.vif {
-            if let Some(d) = self.dst.get_mut(usize::from(v)) {
-                *d = Dest::None;
-            }
+            self.unbind_vif(v);
         }
+        self.rebind();
         n.vif
     }
 
@@ -320,7 +323,9 @@ impl Ports {
             .filter(|k| k.port == port)
             .copied()
             .collect();
-        ids.into_iter().filter_map(|id| self.nic_delete(id)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.nic_delete(id))
+            .collect()
     }
 
     /// Everything is gone (detach).
@@ -357,6 +362,7 @@ impl Ports {
         if let Some(d) = self.dst.get_mut(usize::from(idx)) {
             *d = Dest::None;
         }
+        self.rebind();
     }
 
     /// The NIC vif `idx` is bound to (connected or not).
@@ -383,11 +389,17 @@ impl Ports {
             .map_or(NicKind::Synthetic, |n| n.info.kind)
     }
 
+    /// Forget vif `idx`'s binding (callers `rebind` afterwards, which
+    /// recomputes the source table).
     fn unbind_vif(&mut self, idx: u16) {
-        for (id, n) in self.nics.iter_mut() {
+        for n in self.nics.values_mut() {
             if n.vif == Some(idx) {
                 n.vif = None;
-                self.src.insert(*id, Source::Unbound(n.info.kind));
+            }
+        }
+        for s in self.src.values_mut() {
+            if *s == Source::Vif(idx) {
+                *s = Source::Unknown;
             }
         }
         if let Some(d) = self.dst.get_mut(usize::from(idx)) {
@@ -417,11 +429,20 @@ impl Ports {
                 }
             }
         }
+        // Packets from the wire arrive from the external port with the
+        // physical adapter's index (1..32): they are the physical vif's too.
+        let external: BTreeMap<PortId, u16> = self
+            .nics
+            .iter()
+            .filter(|(_, n)| n.info.kind == NicKind::External)
+            .filter_map(|(id, n)| n.vif.map(|v| (id.port, v)))
+            .collect();
         // Packet-path tables from the bindings.
         for (id, n) in &self.nics {
-            let s = match n.vif {
-                Some(v) => Source::Vif(v),
-                None => Source::Unbound(n.info.kind),
+            let s = match (n.vif, external.get(&id.port)) {
+                (Some(v), _) => Source::Vif(v),
+                (None, Some(v)) if n.info.kind == NicKind::External => Source::Vif(*v),
+                (None, _) => Source::Unbound(n.info.kind),
             };
             self.src.insert(*id, s);
             if let Some(v) = n.vif {
@@ -534,7 +555,11 @@ mod tests {
         assert_eq!(p.dest(5), Dest::Nic(id));
         assert_eq!(p.nic_disconnect(id), Some(5));
         assert_eq!(p.dest(5), Dest::None);
-        assert_eq!(p.source(id), Source::Vif(5), "in-flight packets keep their source");
+        assert_eq!(
+            p.source(id),
+            Source::Vif(5),
+            "in-flight packets keep their source"
+        );
         assert_eq!(p.nic_delete(id), Some(5));
         assert_eq!(p.source(id), Source::Unknown);
         // A new NIC with the same GUID binds again.
@@ -562,13 +587,17 @@ mod tests {
         p.vif_add(want(1, VifType::Host, "vhost0"));
         p.vif_add(want(2, VifType::Agent, "pkt0"));
         assert_eq!(p.dest(0), Dest::Nic(PortNic::new(1, 0)));
-        assert_eq!(p.dest(1), Dest::Nic(PortNic::new(2, 0)), "the only internal NIC");
+        assert_eq!(
+            p.dest(1),
+            Dest::Nic(PortNic::new(2, 0)),
+            "the only internal NIC"
+        );
         assert_eq!(p.dest(2), Dest::Agent);
         assert_eq!(p.source(PortNic::new(1, 0)), Source::Vif(0));
         assert_eq!(
             p.source(PortNic::new(1, 1)),
-            Source::Unbound(NicKind::External),
-            "team members are not the physical vif"
+            Source::Vif(0),
+            "what the physical adapters receive is the physical vif's"
         );
         p.vif_del(1);
         assert_eq!(p.dest(1), Dest::None);

@@ -56,7 +56,9 @@ impl Session {
         if self.pending() > MAX_BACKLOG {
             return Err(WriteError::Backlog);
         }
-        whole_messages(input).then_some(()).ok_or(WriteError::Framing)?;
+        whole_messages(input)
+            .then_some(())
+            .ok_or(WriteError::Framing)?;
         // Reclaim what was read before appending more.
         if self.read > 0 {
             self.out.drain(..self.read);

@@ -18,6 +18,7 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use alloc::vec::Vec;
 
@@ -145,6 +146,9 @@ pub struct State {
 pub struct Driver<A: NdisApi> {
     lock: UnsafeCell<NDIS_SPIN_LOCK>,
     st: UnsafeCell<State>,
+    /// Called (lock released) when trapped frames wait on pkt0: the kernel
+    /// completes a waiting read with it.
+    wake: AtomicUsize,
     _api: PhantomData<fn() -> A>,
 }
 
@@ -188,6 +192,8 @@ pub struct Out {
     pub send: Chain,
     pub complete: Chain,
     pub pause_complete: bool,
+    /// Trapped frames wait on pkt0.
+    pub pkt0: bool,
 }
 
 impl Out {
@@ -206,7 +212,11 @@ impl Out {
         // SAFETY: the caller's contract.
         unsafe {
             if !send.is_empty() {
-                let flags = if dispatch { NDIS_SEND_FLAGS_DISPATCH_LEVEL } else { 0 };
+                let flags = if dispatch {
+                    NDIS_SEND_FLAGS_DISPATCH_LEVEL
+                } else {
+                    0
+                };
                 A::f_send_net_buffer_lists(m.filter, send.head, NDIS_DEFAULT_PORT_NUMBER, flags);
             }
             if !complete.is_empty() {
@@ -247,7 +257,26 @@ impl<A: NdisApi> Driver<A> {
                     plans: Vec::with_capacity(batch),
                 },
             }),
+            wake: AtomicUsize::new(0),
             _api: PhantomData,
+        }
+    }
+
+    /// Have `f` called when trapped frames wait on pkt0.
+    pub fn set_pkt0_wake(&self, f: fn(&Driver<A>)) {
+        self.wake.store(f as usize, Ordering::Release);
+    }
+
+    /// After a flush: wake the pkt0 reader if frames wait.
+    fn wake_pkt0(&self, out: &Out) {
+        if !out.pkt0 {
+            return;
+        }
+        let f = self.wake.load(Ordering::Acquire);
+        if f != 0 {
+            // SAFETY: stored by `set_pkt0_wake` from a `fn(&Driver<A>)`.
+            let f: fn(&Driver<A>) = unsafe { core::mem::transmute::<usize, fn(&Driver<A>)>(f) };
+            f(self);
         }
     }
 
@@ -310,10 +339,16 @@ impl<A: NdisApi> Driver<A> {
                 // SAFETY: the caller's chain.
                 unsafe { self.ingress_chain(st, m.0, chain, &mut out) };
                 self.settle(st, &mut out);
+                out.pkt0 = st.ext.pkt0_pending() > 0;
             }
         }
+        let wake = Out {
+            pkt0: out.pkt0,
+            ..Out::default()
+        };
         // SAFETY: the lock is released; the lists are ours to pass on.
         unsafe { out.flush::<A>(dispatch) };
+        self.wake_pkt0(&wake);
     }
 
     /// `FilterSendNetBufferListsComplete`: our lists are freed (and their
@@ -376,10 +411,16 @@ impl<A: NdisApi> Driver<A> {
             st.ext.tick(A::now_secs());
             let r = st.ext.ksync(session, input);
             self.settle(st, &mut out);
+            out.pkt0 = st.ext.pkt0_pending() > 0;
             r
+        };
+        let wake = Out {
+            pkt0: out.pkt0,
+            ..Out::default()
         };
         // SAFETY: lock released.
         unsafe { out.flush::<A>(false) };
+        self.wake_pkt0(&wake);
         r
     }
 
@@ -408,8 +449,13 @@ impl<A: NdisApi> Driver<A> {
                 }
             }
         };
+        let wake = Out {
+            pkt0: self.lock().ext.pkt0_pending() > 0,
+            ..Out::default()
+        };
         // SAFETY: lock released.
         unsafe { out.flush::<A>(false) };
+        self.wake_pkt0(&wake);
         r
     }
 
@@ -497,7 +543,13 @@ impl<A: NdisApi> Driver<A> {
     ///
     /// # Safety
     /// `chain` is a valid chain of switch lists.
-    unsafe fn ingress_chain(&self, st: &mut State, m: ModuleRef, chain: *mut NET_BUFFER_LIST, out: &mut Out) {
+    unsafe fn ingress_chain(
+        &self,
+        st: &mut State,
+        m: ModuleRef,
+        chain: *mut NET_BUFFER_LIST,
+        out: &mut Out,
+    ) {
         let max = st.ext.max_batch();
         st.scratch.batch.clear();
         st.scratch.raw.clear();
@@ -534,7 +586,13 @@ impl<A: NdisApi> Driver<A> {
     ///
     /// # Safety
     /// `nbl` is a valid switch list with `nbs` NBs, unlinked.
-    unsafe fn add_nbl(st: &mut State, m: &ModuleRef, nbl: *mut NET_BUFFER_LIST, nbs: usize, out: &mut Out) {
+    unsafe fn add_nbl(
+        st: &mut State,
+        m: &ModuleRef,
+        nbl: *mut NET_BUFFER_LIST,
+        nbs: usize,
+        out: &mut Out,
+    ) {
         // SAFETY: the caller's list.
         let (src, det) = unsafe { (nbl::source(nbl), nbl::detail(nbl)) };
         let safe = (!det.is_packet_data_safe()).then(|| det.safe_packet_data_size() as usize);
@@ -683,7 +741,12 @@ impl<A: NdisApi> Driver<A> {
     ///
     /// # Safety
     /// `nbl` is a valid list the filter owns, not in NDIS's hands.
-    pub(crate) unsafe fn done(st: &mut State, m: &ModuleRef, nbl: *mut NET_BUFFER_LIST, out: &mut Out) {
+    pub(crate) unsafe fn done(
+        st: &mut State,
+        m: &ModuleRef,
+        nbl: *mut NET_BUFFER_LIST,
+        out: &mut Out,
+    ) {
         // SAFETY: the caller's contract.
         unsafe { done_in::<A>(st.module.as_mut(), m, nbl, out) }
     }
@@ -694,7 +757,12 @@ impl<A: NdisApi> Driver<A> {
 ///
 /// # Safety
 /// As [`Driver::done`].
-unsafe fn done_in<A: NdisApi>(module: Option<&mut Module>, m: &ModuleRef, nbl: *mut NET_BUFFER_LIST, out: &mut Out) {
+unsafe fn done_in<A: NdisApi>(
+    module: Option<&mut Module>,
+    m: &ModuleRef,
+    nbl: *mut NET_BUFFER_LIST,
+    out: &mut Out,
+) {
     // SAFETY: the caller's contract.
     unsafe {
         if nbl::is_ours(m, nbl) {
@@ -823,6 +891,7 @@ unsafe fn execute<A: NdisApi>(
 }
 
 /// `v`, emptied, with another lifetime (the allocation is reused).
+#[allow(clippy::unnecessary_filter_map)] // the point is the type change
 fn recycle<'b>(mut v: Vec<Frame<'_>>) -> Vec<Frame<'b>> {
     v.clear();
     v.into_iter().filter_map(|_| None).collect()

@@ -107,7 +107,9 @@ pub unsafe extern "system" fn filter_attach<A: NdisApi>(
     let mut ctx: NDIS_SWITCH_CONTEXT = null_mut();
     let mut handlers = NDIS_SWITCH_OPTIONAL_HANDLERS::empty();
     // SAFETY: out-parameters of the right types.
-    if unsafe { A::f_get_optional_switch_handlers(filter, &mut ctx, &mut handlers) } != NDIS_STATUS_SUCCESS {
+    if unsafe { A::f_get_optional_switch_handlers(filter, &mut ctx, &mut handlers) }
+        != NDIS_STATUS_SUCCESS
+    {
         return NDIS_STATUS_FAILURE;
     }
     let mut pool = NET_BUFFER_LIST_POOL_PARAMETERS {
@@ -219,7 +221,8 @@ unsafe fn request_backfill(mut a: *mut NDIS_RESTART_ATTRIBUTES) {
             if (*a).Oid == OID_GEN_MINIPORT_RESTART_ATTRIBUTES
                 && (*a).DataLength as usize >= size_of::<NDIS_RESTART_GENERAL_ATTRIBUTES>()
             {
-                let g = core::ptr::addr_of_mut!((*a).Data).cast::<NDIS_RESTART_GENERAL_ATTRIBUTES>();
+                let g =
+                    core::ptr::addr_of_mut!((*a).Data).cast::<NDIS_RESTART_GENERAL_ATTRIBUTES>();
                 let cur = core::ptr::read_unaligned(core::ptr::addr_of!((*g).DataBackFillSize));
                 core::ptr::write_unaligned(
                     core::ptr::addr_of_mut!((*g).DataBackFillSize),
@@ -323,7 +326,10 @@ pub unsafe extern "system" fn filter_oid_request_complete<A: NdisApi>(
 ///
 /// # Safety
 /// Called by NDIS with the module context.
-pub unsafe extern "system" fn filter_cancel_oid_request<A: NdisApi>(ctx: NDIS_HANDLE, id: *mut c_void) {
+pub unsafe extern "system" fn filter_cancel_oid_request<A: NdisApi>(
+    ctx: NDIS_HANDLE,
+    id: *mut c_void,
+) {
     // SAFETY: NDIS's contract.
     let d = unsafe { driver::<A>(ctx) };
     let filter = d.lock().module().map(|m| m.r.filter);

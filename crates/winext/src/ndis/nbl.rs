@@ -144,9 +144,18 @@ pub struct RawFrame {
 /// # Safety
 /// `nb` is a valid NB of a list the caller owns; its MDLs describe locked
 /// memory (NDIS guarantees both for lists in the data path).
-pub unsafe fn shape<A: NdisApi>(nb: *mut NET_BUFFER, safe_len: Option<usize>) -> (Shape, Option<RawFrame>) {
+pub unsafe fn shape<A: NdisApi>(
+    nb: *mut NET_BUFFER,
+    safe_len: Option<usize>,
+) -> (Shape, Option<RawFrame>) {
     // SAFETY: the caller's NB is valid.
-    let (mdl, off, len) = unsafe { ((*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize, (*nb).DataLength as usize) };
+    let (mdl, off, len) = unsafe {
+        (
+            (*nb).CurrentMdl,
+            (*nb).CurrentMdlOffset as usize,
+            (*nb).DataLength as usize,
+        )
+    };
     let mut s = Shape {
         len,
         contiguous: false,
@@ -280,7 +289,10 @@ fn copy_layout(cap: usize) -> Option<Layout> {
 ///
 /// # Safety
 /// `m` is the attached filter's.
-pub unsafe fn alloc_copy<'a, A: NdisApi>(m: &ModuleRef, len: usize) -> Option<(*mut NET_BUFFER_LIST, &'a mut [u8])> {
+pub unsafe fn alloc_copy<'a, A: NdisApi>(
+    m: &ModuleRef,
+    len: usize,
+) -> Option<(*mut NET_BUFFER_LIST, &'a mut [u8])> {
     let cap = HEADROOM.checked_add(len)?;
     let layout = copy_layout(cap)?;
     let cap32 = u32::try_from(cap).ok()?;
@@ -297,7 +309,8 @@ pub unsafe fn alloc_copy<'a, A: NdisApi>(m: &ModuleRef, len: usize) -> Option<(*
             dealloc(buf, layout);
             return None;
         }
-        let nbl = A::allocate_net_buffer_and_net_buffer_list(m.pool, 0, 0, mdl, HEADROOM as u32, len);
+        let nbl =
+            A::allocate_net_buffer_and_net_buffer_list(m.pool, 0, 0, mdl, HEADROOM as u32, len);
         if nbl.is_null() {
             A::free_mdl(mdl);
             dealloc(buf, layout);
@@ -316,7 +329,7 @@ pub unsafe fn alloc_copy<'a, A: NdisApi>(m: &ModuleRef, len: usize) -> Option<(*
             free_raw::<A>(m, nbl);
             return None;
         }
-        (*nbl).ProtocolReserved[3] = 1 as *mut c_void; // has a context
+        (*nbl).ProtocolReserved[3] = core::ptr::dangling_mut::<c_void>(); // has a context
         Some((nbl, core::slice::from_raw_parts_mut(buf.add(HEADROOM), len)))
     }
 }
@@ -364,7 +377,11 @@ pub unsafe fn alloc_child<A: NdisApi>(
 ///
 /// # Safety
 /// `nbl` is the extension's; `like` a valid list.
-pub unsafe fn attach_context(m: &ModuleRef, nbl: *mut NET_BUFFER_LIST, like: Option<*mut NET_BUFFER_LIST>) -> bool {
+pub unsafe fn attach_context(
+    m: &ModuleRef,
+    nbl: *mut NET_BUFFER_LIST,
+    like: Option<*mut NET_BUFFER_LIST>,
+) -> bool {
     let h = &m.handlers;
     // SAFETY: see the function's contract.
     unsafe {
@@ -375,7 +392,7 @@ pub unsafe fn attach_context(m: &ModuleRef, nbl: *mut NET_BUFFER_LIST, like: Opt
             if !ok {
                 return false;
             }
-            (*nbl).ProtocolReserved[3] = 1 as *mut c_void;
+            (*nbl).ProtocolReserved[3] = core::ptr::dangling_mut::<c_void>();
         }
         let ok = match like {
             Some(src) => h
@@ -436,7 +453,11 @@ pub unsafe fn free_raw<A: NdisApi>(m: &ModuleRef, nbl: *mut NET_BUFFER_LIST) {
             let nb = (*nbl).FirstNetBuffer;
             let buf = (*nbl).ProtocolReserved[1].cast::<u8>();
             let cap = (*nbl).ProtocolReserved[2] as usize;
-            let mdl = if nb.is_null() { null_mut() } else { (*nb).MdlChain };
+            let mdl = if nb.is_null() {
+                null_mut()
+            } else {
+                (*nb).MdlChain
+            };
             if !nb.is_null() {
                 // The list's NB must not outlive its MDL.
                 (*nb).MdlChain = null_mut();

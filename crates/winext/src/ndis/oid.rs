@@ -55,9 +55,9 @@ pub fn nic_info(p: &NDIS_SWITCH_NIC_PARAMETERS) -> NicInfo {
     NicInfo {
         id: PortNic::new(p.PortId, p.NicIndex),
         kind: NicKind::from_raw(p.NicType),
-        name: p.NicName.to_string(),
-        friendly_name: p.NicFriendlyName.to_string(),
-        vm_name: p.VmName.to_string(),
+        name: p.NicName.to_text(),
+        friendly_name: p.NicFriendlyName.to_text(),
+        vm_name: p.VmName.to_text(),
         netcfg_instance_id: p.NetCfgInstanceId,
         mac,
         mtu: p.MTU,
@@ -130,7 +130,13 @@ pub unsafe fn complete<A: NdisApi>(d: &Driver<A>, req: *mut NDIS_OID_REQUEST, st
         }
         if ty == NDIS_REQUEST_SET_INFORMATION {
             let qs = (*req).query_set();
-            after_set(d, qs.Oid, qs.InformationBuffer, qs.InformationBufferLength, status);
+            after_set(
+                d,
+                qs.Oid,
+                qs.InformationBuffer,
+                qs.InformationBufferLength,
+                status,
+            );
         }
         (*req).SourceReserved[0] = null_mut();
         A::free_clone_oid_request(m.filter, req);
@@ -174,13 +180,13 @@ unsafe fn before_set<A: NdisApi>(d: &Driver<A>, oid: NDIS_OID, buf: *mut c_void,
                 }
                 d.settle(st, &mut out);
             }
-            OID_SWITCH_PORT_DELETE => {
-                if !buf.is_null() && len as usize >= size_of::<NDIS_SWITCH_PORT_PARAMETERS>() {
-                    // SAFETY: a whole port parameter structure.
-                    let p = unsafe { ptr::read_unaligned(buf.cast::<NDIS_SWITCH_PORT_PARAMETERS>()) };
-                    st.ext.port_delete(p.PortId);
-                    d.settle(st, &mut out);
-                }
+            OID_SWITCH_PORT_DELETE
+                if !buf.is_null() && len as usize >= size_of::<NDIS_SWITCH_PORT_PARAMETERS>() =>
+            {
+                // SAFETY: a whole port parameter structure.
+                let p = unsafe { ptr::read_unaligned(buf.cast::<NDIS_SWITCH_PORT_PARAMETERS>()) };
+                st.ext.port_delete(p.PortId);
+                d.settle(st, &mut out);
             }
             _ => {}
         }
@@ -193,7 +199,13 @@ unsafe fn before_set<A: NdisApi>(d: &Driver<A>, oid: NDIS_OID, buf: *mut c_void,
 ///
 /// # Safety
 /// `buf` holds `len` bytes.
-unsafe fn after_set<A: NdisApi>(d: &Driver<A>, oid: NDIS_OID, buf: *mut c_void, len: u32, status: NDIS_STATUS) {
+unsafe fn after_set<A: NdisApi>(
+    d: &Driver<A>,
+    oid: NDIS_OID,
+    buf: *mut c_void,
+    len: u32,
+    status: NDIS_STATUS,
+) {
     if !matches!(oid, OID_SWITCH_NIC_CONNECT | OID_SWITCH_NIC_CREATE) {
         return;
     }
@@ -230,13 +242,25 @@ struct Query {
 /// Ask the switch whether it is active (FilterRestart); the answer leads to
 /// the NIC array query when it is.
 pub fn query_parameters<A: NdisApi>(d: &Driver<A>) {
-    issue(d, QUERY_PARAMETERS, OID_SWITCH_PARAMETERS, size_of::<NDIS_SWITCH_PARAMETERS>(), 0);
+    issue(
+        d,
+        QUERY_PARAMETERS,
+        OID_SWITCH_PARAMETERS,
+        size_of::<NDIS_SWITCH_PARAMETERS>(),
+        0,
+    );
 }
 
 /// Ask for every NIC (the switch became active, or restart found it
 /// active).
 pub fn query_nic_array<A: NdisApi>(d: &Driver<A>) {
-    issue(d, QUERY_NIC_ARRAY, OID_SWITCH_NIC_ARRAY, size_of::<NDIS_SWITCH_NIC_ARRAY>(), 0);
+    issue(
+        d,
+        QUERY_NIC_ARRAY,
+        OID_SWITCH_NIC_ARRAY,
+        size_of::<NDIS_SWITCH_NIC_ARRAY>(),
+        0,
+    );
 }
 
 fn issue<A: NdisApi>(d: &Driver<A>, kind: u32, oid: NDIS_OID, len: usize, tries: u32) {
@@ -258,7 +282,12 @@ fn issue<A: NdisApi>(d: &Driver<A>, kind: u32, oid: NDIS_OID, len: usize, tries:
     // The array's header says which revision and how much room we give.
     let hdr = NDIS_OBJECT_HEADER::new(NDIS_OBJECT_TYPE_DEFAULT, 1, blen.min(u16::MAX as usize));
     if let Some(h) = q.buf.get_mut(..4) {
-        h.copy_from_slice(&[hdr.Type, hdr.Revision, hdr.Size as u8, (hdr.Size >> 8) as u8]);
+        h.copy_from_slice(&[
+            hdr.Type,
+            hdr.Revision,
+            hdr.Size as u8,
+            (hdr.Size >> 8) as u8,
+        ]);
     }
     q.req.Header = NDIS_OBJECT_HEADER::new(
         NDIS_OBJECT_TYPE_OID_REQUEST,
@@ -293,7 +322,11 @@ fn issue<A: NdisApi>(d: &Driver<A>, kind: u32, oid: NDIS_OID, len: usize, tries:
 ///
 /// # Safety
 /// `req` is the request of a [`Query`] made by `issue`.
-unsafe fn internal_complete<A: NdisApi>(d: &Driver<A>, req: *mut NDIS_OID_REQUEST, status: NDIS_STATUS) {
+unsafe fn internal_complete<A: NdisApi>(
+    d: &Driver<A>,
+    req: *mut NDIS_OID_REQUEST,
+    status: NDIS_STATUS,
+) {
     // SAFETY: `issue` put the box's address there.
     let raw = unsafe { (*req).SourceReserved[1] }.cast::<Query>();
     if raw.is_null() {
@@ -318,7 +351,13 @@ unsafe fn internal_complete<A: NdisApi>(d: &Driver<A>, req: *mut NDIS_OID_REQUES
         (QUERY_NIC_ARRAY, NDIS_STATUS_INVALID_LENGTH | NDIS_STATUS_BUFFER_TOO_SHORT)
             if q.tries < MAX_QUERY_TRIES && qs.BytesNeeded as usize > q.buf.len() =>
         {
-            issue(d, QUERY_NIC_ARRAY, OID_SWITCH_NIC_ARRAY, qs.BytesNeeded as usize, q.tries + 1);
+            issue(
+                d,
+                QUERY_NIC_ARRAY,
+                OID_SWITCH_NIC_ARRAY,
+                qs.BytesNeeded as usize,
+                q.tries + 1,
+            );
         }
         (QUERY_NIC_ARRAY, NDIS_STATUS_SUCCESS) => {
             let written = (qs.BytesWrittenOrRead as usize).min(q.buf.len());

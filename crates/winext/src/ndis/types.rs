@@ -98,7 +98,9 @@ impl UNICODE_STRING {
     }
 }
 
-/// ASCII `s` as a NUL-terminated UTF-16 array, at compile time.
+/// ASCII `s` as a NUL-terminated UTF-16 array, at compile time (the loop
+/// bounds keep the indices in range).
+#[allow(clippy::indexing_slicing)]
 pub const fn utf16z<const N: usize>(s: &str) -> [u16; N] {
     let b = s.as_bytes();
     let mut out = [0u16; N];
@@ -376,8 +378,11 @@ impl NDIS_SWITCH_OPTIONAL_HANDLERS {
 
 // ---- the filter driver ------------------------------------------------------
 
-pub type FilterAttachFn =
-    unsafe extern "system" fn(NDIS_HANDLE, NDIS_HANDLE, *mut NDIS_FILTER_ATTACH_PARAMETERS) -> NDIS_STATUS;
+pub type FilterAttachFn = unsafe extern "system" fn(
+    NDIS_HANDLE,
+    NDIS_HANDLE,
+    *mut NDIS_FILTER_ATTACH_PARAMETERS,
+) -> NDIS_STATUS;
 pub type FilterDetachFn = unsafe extern "system" fn(NDIS_HANDLE);
 pub type FilterRestartFn =
     unsafe extern "system" fn(NDIS_HANDLE, *mut NDIS_FILTER_RESTART_PARAMETERS) -> NDIS_STATUS;
@@ -754,10 +759,15 @@ impl NDIS_IF_COUNTED_STRING {
     };
 
     /// `s` (truncated to 256 UTF-16 units).
-    pub fn from_str(s: &str) -> Self {
+    pub fn of(s: &str) -> Self {
         let mut c = Self::EMPTY;
         let mut n = 0;
-        for (dst, u) in c.String.iter_mut().take(IF_MAX_STRING_SIZE).zip(s.encode_utf16()) {
+        for (dst, u) in c
+            .String
+            .iter_mut()
+            .take(IF_MAX_STRING_SIZE)
+            .zip(s.encode_utf16())
+        {
             *dst = u;
             n += 1;
         }
@@ -766,7 +776,7 @@ impl NDIS_IF_COUNTED_STRING {
     }
 
     /// The string, lossily (bad UTF-16 becomes U+FFFD).
-    pub fn to_string(&self) -> alloc::string::String {
+    pub fn to_text(&self) -> alloc::string::String {
         let n = (usize::from(self.Length) / 2).min(IF_MAX_STRING_SIZE);
         char::decode_utf16(self.String.iter().take(n).copied())
             .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
