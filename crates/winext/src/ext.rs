@@ -51,6 +51,10 @@ pub struct ExtConfig {
 }
 
 impl ExtConfig {
+    /// The agent vif's index and MAC (the Linux host's, upstream's layout).
+    pub const AGENT_VIF: u16 = 2;
+    pub const AGENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+
     /// Windows defaults: upstream's table sizes where they are cheap, a
     /// smaller flow table than upstream's 512K (the section is non-paged:
     /// 128K entries x 128 bytes = 16 MiB).
@@ -189,6 +193,22 @@ impl<T: Copy> Extension<T> {
             router,
             cfg,
         }
+    }
+
+    /// Add the agent vif (pkt0) at start, as the Linux host does: pkt0
+    /// works before the agent configures anything (upstream's index 2).
+    pub fn add_agent_vif(&mut self, idx: u16, mac: [u8; 6]) -> Result<(), dp_core::ConfigError> {
+        let mut c = VifConfig::new(idx, VifType::Agent);
+        c.mac = mac;
+        c.name = dp_core::vif::heapless_name::Name::new("pkt0").unwrap_or_default();
+        self.router.vif_add(c)?;
+        self.ports.vif_add(VifWant {
+            idx,
+            vif_type: VifType::Agent,
+            name: "pkt0".into(),
+            guid: None,
+        });
+        Ok(())
     }
 
     pub fn config(&self) -> &ExtConfig {

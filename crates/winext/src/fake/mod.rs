@@ -211,7 +211,9 @@ impl FakeSwitch {
     }
 
     pub fn with_table(cfg: ExtConfig, table: FlowTable, info: HostInfo) -> Box<FakeSwitch> {
-        let ext = Extension::new(cfg, table, info);
+        let mut ext = Extension::new(cfg, table, info);
+        ext.add_agent_vif(ExtConfig::AGENT_VIF, ExtConfig::AGENT_MAC)
+            .unwrap();
         let driver = Box::new(Driver::<FakeNdis>::new(ext));
         let sw = Box::new(FakeSwitch {
             driver,

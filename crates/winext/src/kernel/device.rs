@@ -136,7 +136,9 @@ pub unsafe fn create(
             IRP_MJ_WRITE,
             IRP_MJ_DEVICE_CONTROL,
         ] {
-            (*drv).MajorFunction[f] = Some(dispatch);
+            if let Some(slot) = (*drv).MajorFunction.get_mut(f) {
+                *slot = Some(dispatch);
+            }
         }
         for (kind, name, link, exclusive) in [
             (KIND_KSYNC, &KSYNC_NAME[..], &KSYNC_LINK[..], false),

@@ -43,10 +43,14 @@ pub unsafe fn ioctl(driver: &Driver<Kernel>, irp: *mut IRP) -> NTSTATUS {
             return done(irp, STATUS_INVALID_PARAMETER, 0);
         }
         let input = core::slice::from_raw_parts(p, inl);
-        let vif = u16::from_le_bytes([input[0], input[1]]);
-        let frame = &input[2..];
+        let (Some(&[v0, v1]), Some(frame)) = (input.get(..2), input.get(2..)) else {
+            return done(irp, STATUS_INVALID_PARAMETER, 0);
+        };
+        let vif = u16::from_le_bytes([v0, v1]);
         let mut buf = alloc::vec![0u8; HEADROOM + frame.len() + 64];
-        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        if let Some(d) = buf.get_mut(HEADROOM..HEADROOM + frame.len()) {
+            d.copy_from_slice(frame);
+        }
         let mut records: Vec<u8> = Vec::new();
         {
             let mut g = driver.lock();
@@ -57,11 +61,12 @@ pub unsafe fn ioctl(driver: &Driver<Kernel>, irp: *mut IRP) -> NTSTATUS {
             let mut acts = Actions::with_capacity(16);
             let ext = &mut g.ext;
             ext.router_mut().process(vif, &mut pkts, &mut acts);
+            let [pk] = &pkts;
             for a in acts.as_slice() {
                 let (kind, out) = match *a {
                     Action::Tx { vif: o, .. } => {
                         if ext.ports().dest(o) == Dest::Agent {
-                            ext.pkt0_push(&[pkts[0].data()]);
+                            ext.pkt0_push(&[pk.data()]);
                         }
                         (ACT_TX, o)
                     }

@@ -225,31 +225,52 @@ pub unsafe fn driver_entry(drv: *mut DRIVER_OBJECT, _registry: *mut UNICODE_STRI
     let Some(len) = crate::flow_mapping::mapping_len(entries, oflow) else {
         return STATUS_INVALID_PARAMETER;
     };
-    let sec = match section::Section::create(len) {
-        Ok(s) => s,
-        Err(st) => {
-            debug("vrouter: flow section failed\n\0");
-            return st;
-        }
-    };
-    let base = sec.base();
+    // The table in the shared section; if the section cannot be made, in
+    // pool: forwarding works, but the agent cannot map the table (it says
+    // so loudly), so this is a degraded mode, logged. (Under Wine the full
+    // image takes this path: Wine cannot reference section objects.)
     let mut freq = 0i64;
     // SAFETY: an out-parameter.
     let generation = unsafe { KeQueryPerformanceCounter(&mut freq) } as u64;
-    // SAFETY: the section's view is `len` writable, page-aligned bytes,
-    // kept mapped by `sec`, which the table owns from here on.
-    let table = match unsafe {
-        crate::flow_mapping::create_table(base, len, entries, oflow, 0, generation, Box::new(sec))
-    } {
-        Ok(t) => t,
-        Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
+    let shared = section::Section::create(len).ok().and_then(|sec| {
+        let base = sec.base();
+        // SAFETY: the section's view is `len` writable, page-aligned
+        // bytes, kept mapped by `sec`, which the table owns from here on.
+        unsafe {
+            crate::flow_mapping::create_table(
+                base,
+                len,
+                entries,
+                oflow,
+                0,
+                generation,
+                Box::new(sec),
+            )
+        }
+        .ok()
+    });
+    let (table, path) = match shared {
+        Some(t) => (t, section::USER_NAME.to_string()),
+        None => {
+            debug("vrouter: flow section unavailable: flow table in pool, not shared with the agent\n\0");
+            match dp_core::flow::table::FlowTable::new(entries, oflow) {
+                Ok(t) => (t, alloc::string::String::new()),
+                Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
+            }
+        }
     };
     let info = HostInfo {
-        flow_table_path: section::USER_NAME.to_string(),
+        flow_table_path: path,
         flow_table_size: len as u32,
         ..HostInfo::default()
     };
-    let ext = Extension::new(cfg, table, info);
+    let mut ext = Extension::new(cfg, table, info);
+    if ext
+        .add_agent_vif(ExtConfig::AGENT_VIF, ExtConfig::AGENT_MAC)
+        .is_err()
+    {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     let driver = Box::into_raw(Box::new(Driver::<Kernel>::new(ext)));
     // SAFETY: boxed: its final address.
     unsafe { (*driver).init() };
@@ -263,6 +284,7 @@ pub unsafe fn driver_entry(drv: *mut DRIVER_OBJECT, _registry: *mut UNICODE_STRI
             return st;
         }
     };
+    #[allow(unused_mut)] // written only by the NDIS registration
     let mut filter: NDIS_HANDLE = null_mut();
     #[cfg(not(feature = "devtest"))]
     {

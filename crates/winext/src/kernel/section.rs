@@ -86,18 +86,7 @@ impl Section {
             if st < 0 {
                 return Err(st);
             }
-            let st = ObReferenceObjectByHandle(
-                s.handle,
-                SECTION_ALL_ACCESS,
-                null_mut(),
-                KERNEL_MODE,
-                &mut s.object,
-                null_mut(),
-            );
-            if st < 0 {
-                s.object = null_mut();
-                return Err(st);
-            }
+            reference(&mut s)?;
             let mut base: *mut c_void = null_mut();
             let mut view = 0usize;
             let st = map(&s, &mut base, &mut view);
@@ -128,6 +117,32 @@ impl Section {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// The section object behind the handle (for `MmMapViewInSystemSpace`).
+#[cfg(not(feature = "devtest"))]
+unsafe fn reference(s: &mut Section) -> Result<(), NTSTATUS> {
+    // SAFETY: a valid section handle; an out-parameter.
+    let st = unsafe {
+        ObReferenceObjectByHandle(
+            s.handle,
+            SECTION_ALL_ACCESS,
+            null_mut(),
+            KERNEL_MODE,
+            &mut s.object,
+            null_mut(),
+        )
+    };
+    if st < 0 {
+        s.object = null_mut();
+        return Err(st);
+    }
+    Ok(())
+}
+
+#[cfg(feature = "devtest")]
+unsafe fn reference(_s: &mut Section) -> Result<(), NTSTATUS> {
+    Ok(())
 }
 
 #[cfg(not(feature = "devtest"))]

@@ -21,15 +21,17 @@ use super::nbl::ModuleRef;
 use super::oid;
 use super::types::*;
 
-/// The INF's and HNS's name for the extension.
-pub const FRIENDLY_NAME: &str = "vRouter forwarding extension";
+/// The filter's friendly name (upstream's; the INF's display name, which
+/// `Enable-VMSwitchExtension -Name` takes, is "vRouter forwarding
+/// extension").
+pub const FRIENDLY_NAME: &str = "OpenContrail's vRouter forwarding extension";
 /// The filter's unique name (`NetCfgInstanceId` in the INF; the
 /// `ExtensionID` of the Docker driver's HNS `VSwitchExtension` policy).
 pub const UNIQUE_NAME: &str = "{56553588-1538-4BE6-B8E0-CB46402DC205}";
 /// The driver's service name.
 pub const SERVICE_NAME: &str = "vRouter";
 
-static FRIENDLY_W: [u16; 29] = utf16z(FRIENDLY_NAME);
+static FRIENDLY_W: [u16; 44] = utf16z(FRIENDLY_NAME);
 static UNIQUE_W: [u16; 39] = utf16z(UNIQUE_NAME);
 static SERVICE_W: [u16; 8] = utf16z(SERVICE_NAME);
 
