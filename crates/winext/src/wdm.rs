@@ -54,8 +54,8 @@ pub const SECURITY_DESCRIPTOR_REVISION: u32 = 1;
 pub const IO_NO_INCREMENT: i8 = 0;
 /// `KPROCESSOR_MODE` `KernelMode`.
 pub const KERNEL_MODE: i8 = 0;
-/// `LOCK_OPERATION` `IoWriteAccess`.
-pub const IO_WRITE_ACCESS: u32 = 2;
+/// `LOCK_OPERATION` `IoModifyAccess` (read and write).
+pub const IO_MODIFY_ACCESS: u32 = 2;
 
 /// `CTL_CODE(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)`.
 pub const fn ctl_code(function: u32, access: u32) -> u32 {

@@ -273,6 +273,11 @@ impl FakeSwitch {
 
     /// `FilterAttach` on an 802.3 switch stack.
     pub fn attach(&self) -> NDIS_STATUS {
+        self.attach_media(NDIS_MEDIUM_802_3)
+    }
+
+    /// `FilterAttach` on a stack of medium `media` (`NDIS_MEDIUM`).
+    pub fn attach_media(&self, media: u32) -> NDIS_STATUS {
         // SAFETY: all-zero is valid for every field (pointers, integers).
         let mut p: NDIS_FILTER_ATTACH_PARAMETERS = unsafe { core::mem::zeroed() };
         p.Header = NDIS_OBJECT_HEADER::new(
@@ -280,7 +285,7 @@ impl FakeSwitch {
             3,
             size_of::<NDIS_FILTER_ATTACH_PARAMETERS>(),
         );
-        p.MiniportMediaType = NDIS_MEDIUM_802_3;
+        p.MiniportMediaType = media;
         let f = self.chars.AttachHandler.unwrap();
         let drv = (&*self.driver as *const Driver<FakeNdis>).cast_mut().cast();
         // SAFETY: the shim's own callback with the context it registered.
@@ -372,6 +377,39 @@ impl FakeSwitch {
         p.MTU = 1500;
         p.NicState = NDIS_SWITCH_NIC_STATE_CREATED;
         p
+    }
+
+    /// A query OID through the filter: (status, bytes written, bytes
+    /// needed) as completed to the requester.
+    pub fn query_oid(&self, oid: NDIS_OID, buf: &mut [u8]) -> (NDIS_STATUS, u32, u32) {
+        let mut req = NDIS_OID_REQUEST::zeroed();
+        req.Header = NDIS_OBJECT_HEADER::new(
+            NDIS_OBJECT_TYPE_OID_REQUEST,
+            NDIS_OID_REQUEST_REVISION_1,
+            NDIS_SIZEOF_OID_REQUEST_REVISION_1,
+        );
+        req.RequestType = NDIS_REQUEST_QUERY_INFORMATION;
+        req.DATA.QUERY_SET = OID_QUERY_SET {
+            Oid: oid,
+            InformationBuffer: buf.as_mut_ptr().cast(),
+            InformationBufferLength: buf.len() as u32,
+            BytesWrittenOrRead: 0,
+            BytesNeeded: 0,
+        };
+        let f = self.chars.OidRequestHandler.unwrap();
+        let before = self.books.borrow().oid_completions.len();
+        // SAFETY: the shim's callback with a valid request.
+        let mut st = unsafe { f(self.ctx(), &mut req) };
+        if st == NDIS_STATUS_PENDING {
+            let b = self.books.borrow();
+            st = b
+                .oid_completions
+                .get(before..)
+                .and_then(|c| c.iter().find(|(o, _)| *o == oid))
+                .map_or(NDIS_STATUS_PENDING, |(_, s)| *s);
+        }
+        let q = req.query_set();
+        (st, q.BytesWrittenOrRead, q.BytesNeeded)
     }
 
     /// A set OID through the filter (passed down to the fake's miniport

@@ -185,7 +185,7 @@ unsafe fn lock(s: &mut Section) -> Result<(), NTSTATUS> {
         if s.mdl.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
-        MmProbeAndLockPages(s.mdl, KERNEL_MODE, IO_WRITE_ACCESS);
+        MmProbeAndLockPages(s.mdl, KERNEL_MODE, IO_MODIFY_ACCESS);
     }
     Ok(())
 }

@@ -55,6 +55,10 @@ pub struct Node {
 pub struct Opts {
     pub policy: bool,
     pub tunnel: TunnelKind,
+    /// The NICs existed before the filter attached: it learns them from
+    /// `OID_SWITCH_NIC_ARRAY` at restart instead of from create/connect
+    /// OIDs.
+    pub preexisting: bool,
 }
 
 impl Default for Opts {
@@ -62,9 +66,19 @@ impl Default for Opts {
         Opts {
             policy: false,
             tunnel: TunnelKind::MplsOverUdp,
+            preexisting: false,
         }
     }
 }
+
+/// The node's NICs: id, NDIS_SWITCH_NIC_TYPE, friendly name.
+pub const NICS: [(PortNic, u32, &str); 5] = [
+    (EXTERNAL, EXTERNAL_NIC, "Microsoft Hyper-V Network Adapter"),
+    (PHYS, EXTERNAL_NIC, "Intel(R) Ethernet"),
+    (HOST_NIC, INTERNAL_NIC, "vEthernet (Ethernet0)"),
+    (NIC_A, SYNTHETIC_NIC, "Contrail-a"),
+    (NIC_B, SYNTHETIC_NIC, "Contrail-b"),
+];
 
 /// The vif names the agent sends: the NICs' names on Windows.
 fn vif_name(idx: i32) -> &'static str {
