@@ -127,6 +127,28 @@ impl NblSpec {
     }
 }
 
+/// Lists made once and sent many times (benchmarks): list, frame, backfill,
+/// source. Freed with the fake's other lists only when dropped.
+pub struct Prepared {
+    nbls: Vec<(*mut NET_BUFFER_LIST, Vec<u8>, usize, PortNic)>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for (nbl, ..) in self.nbls.drain(..) {
+            // SAFETY: prepared lists are owned here once back from the
+            // filter (the caller stops sending before dropping).
+            unsafe {
+                let b = Box::from_raw(nbl.cast::<SwitchNbl>());
+                for m in &b.mdls {
+                    drop(Box::from_raw(*m));
+                }
+                drop(Box::from_raw(b.ctx));
+            }
+        }
+    }
+}
+
 /// A MDL with a back pointer to the fake that made it.
 #[repr(C)]
 struct FakeMdl {
@@ -141,6 +163,8 @@ struct FakeMdl {
 struct SwitchNbl {
     nbl: NET_BUFFER_LIST,
     id: u64,
+    /// A prepared list (benchmarks): not freed when it comes back.
+    reusable: bool,
     #[allow(clippy::vec_box)] // each NB must keep its address
     nbs: Vec<Box<NET_BUFFER>>,
     mdls: Vec<*mut FakeMdl>,
@@ -193,6 +217,11 @@ struct Books {
     oids_down: Vec<u32>,
     /// Fail NIC connects (their completion status).
     fail_connect: bool,
+    /// Benchmark mode: nothing recorded, sends completed at once.
+    quiet: bool,
+    /// Lists sent down / prepared lists back, in quiet mode.
+    quiet_sent: u64,
+    quiet_back: u64,
 }
 
 /// The fake switch (see the module docs). Its address is the filter handle.
@@ -238,6 +267,9 @@ impl FakeSwitch {
                 active: true,
                 oids_down: Vec::new(),
                 fail_connect: false,
+                quiet: false,
+                quiet_sent: 0,
+                quiet_back: 0,
             }),
         });
         // SAFETY: the driver is boxed (final address) and new.
@@ -532,6 +564,7 @@ impl FakeSwitch {
         let mut s = Box::new(SwitchNbl {
             nbl: NET_BUFFER_LIST::zeroed(),
             id,
+            reusable: false,
             nbs: Vec::new(),
             mdls: Vec::new(),
             ctx,
@@ -620,6 +653,68 @@ impl FakeSwitch {
         let raw = Box::into_raw(s);
         self.books.borrow_mut().switch_out.insert(raw as usize);
         (raw.cast(), id)
+    }
+
+    /// Benchmark mode (see `Prepared`): nothing is recorded, every send
+    /// is completed at once.
+    pub fn set_quiet(&self, on: bool) {
+        self.books.borrow_mut().quiet = on;
+    }
+
+    /// (lists sent down, prepared lists back) in quiet mode.
+    pub fn quiet_counts(&self) -> (u64, u64) {
+        let b = self.books.borrow();
+        (b.quiet_sent, b.quiet_back)
+    }
+
+    /// Fabricate single-NB contiguous lists once, to be sent many times
+    /// with `send_prepared` (benchmarks).
+    pub fn prepare(&self, lists: &[NblSpec]) -> Prepared {
+        let mut p = Prepared { nbls: Vec::new() };
+        for l in lists {
+            assert_eq!(l.nbs.len(), 1, "prepared lists have one NB");
+            let Layout::Contiguous { backfill } = l.nbs[0].layout else {
+                panic!("prepared lists are contiguous");
+            };
+            let (nbl, _) = self.fabricate(l);
+            self.books.borrow_mut().switch_out.remove(&(nbl as usize));
+            // SAFETY: just fabricated.
+            unsafe { (*nbl.cast::<SwitchNbl>()).reusable = true };
+            p.nbls.push((nbl, l.nbs[0].frame.clone(), backfill, l.src));
+        }
+        p
+    }
+
+    /// Restore the prepared lists (frame bytes, offsets, destinations) and
+    /// hand them over in one chain.
+    pub fn send_prepared(&self, p: &Prepared) {
+        let mut head: *mut NET_BUFFER_LIST = null_mut();
+        for (nbl, frame, backfill, src) in p.nbls.iter().rev() {
+            // SAFETY: a prepared list, back from the filter.
+            unsafe {
+                let s = nbl.cast::<SwitchNbl>();
+                let nb = (**nbl).FirstNetBuffer;
+                let m = (&(*s).mdls)[0];
+                let mem = (*m).mem.as_mut().unwrap();
+                mem[*backfill..*backfill + frame.len()].copy_from_slice(frame);
+                (*nb).CurrentMdl = (*nb).MdlChain;
+                (*nb).CurrentMdlOffset = *backfill as u32;
+                (*nb).DataOffset = *backfill as u32;
+                (*nb).DataLength = frame.len() as u32;
+                (*(*s).ctx).dests.clear();
+                let d = ForwardingDetail::default()
+                    .with_source(src.port, src.nic)
+                    .with_num_available_destinations(4)
+                    .with_packet_data_safe(true, 0);
+                (**nbl).NetBufferListInfo[SWITCH_FORWARDING_DETAIL] = d.0 as usize as *mut c_void;
+                (**nbl).Status = 0;
+                (**nbl).Next = head;
+            }
+            head = *nbl;
+        }
+        let f = self.chars.SendNetBufferListsHandler.unwrap();
+        // SAFETY: the shim's callback with a chain of valid lists.
+        unsafe { f(self.ctx(), head, 0, NDIS_SEND_FLAGS_DISPATCH_LEVEL) };
     }
 
     /// Complete every list the filter sent down (deferred mode).
@@ -790,6 +885,20 @@ impl NdisApi for FakeNdis {
     ) {
         // SAFETY: the shim passes our handle and valid lists.
         let s = unsafe { sw(filter) };
+        if s.books.borrow().quiet {
+            let mut n = 0;
+            let mut p = nbls;
+            while !p.is_null() {
+                n += 1;
+                // SAFETY: valid lists.
+                p = unsafe { (*p).Next };
+            }
+            s.books.borrow_mut().quiet_sent += n;
+            let f = s.chars.SendNetBufferListsCompleteHandler.unwrap();
+            // SAFETY: the shim's callback with the lists it sent.
+            unsafe { f(s.ctx(), nbls, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL) };
+            return;
+        }
         let mut nbl = nbls;
         let mut list = Vec::new();
         while !nbl.is_null() {
@@ -853,6 +962,14 @@ impl NdisApi for FakeNdis {
             // SAFETY: valid lists.
             let next = unsafe { (*nbl).Next };
             let key = nbl as usize;
+            if s.books.borrow().quiet {
+                // SAFETY: in quiet mode every switch list is a prepared one.
+                if unsafe { (*nbl.cast::<SwitchNbl>()).reusable } {
+                    s.books.borrow_mut().quiet_back += 1;
+                }
+                nbl = next;
+                continue;
+            }
             let known = s.books.borrow_mut().switch_out.remove(&key);
             if known {
                 // SAFETY: a fabricated list, back for good: free it.
