@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | [`ksync`] | netlink-framed Sandesh requests and replies | unix stream socket `/var/run/vrouter/dpdk_netlink` | the kernel extension's device `\\.\vrouterKsync`, or a byte-mode named pipe `\\.\pipe\vrouterKsync` |
 //! | [`pkt0`] | trapped and injected frames | unix datagram sockets `dpdk_pkt0` / `agent_pkt0` | the device `\\.\vrouterPkt0`, or a message-mode named pipe `\\.\pipe\vrouterPkt0` |
-//! | [`flow_shm`] | the flow table, written by the datapath, read by the agent | a file under `/dev/shm`, `mmap`ed | a named file mapping: the extension's section `Global\vrouterFlowTable`, or `Local\vrouterFlowTable` |
+//! | [`flow_shm`] | the flow table (upstream's 256-byte `vr_flow_entry` records from offset 0), written by the datapath, read by the agent | a file under `/dev/shm` (+ `.meta`), `mmap`ed | a named file mapping (+ `.meta`): the extension's sections `Global\vrouterFlowTable`, or `Local\vrouterFlowTable` |
 //!
 //! On Windows the datapath is the Hyper-V forwarding extension
 //! (`crates/winext`), a kernel driver; its ksync and pkt0 are device

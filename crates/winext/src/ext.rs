@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use dp_core::flow::table::FlowTable;
 use dp_core::{Action, Actions, Packet, Router, RouterConfig, VifConfig, VifType};
 use ksync::{Handler, HostInfo, HostOps};
+use sandesh::frame::Framing;
 use sandesh::VrInterfaceReq;
 
 use crate::holds::{Held, Holds};
@@ -179,7 +180,10 @@ impl<T: Copy> Extension<T> {
             stats: Stats::default(),
             // Room for every disposition plus copies (floods).
             actions: Actions::with_capacity(batch * 4),
-            handler: Handler::new(),
+            // Upstream's Windows driver's framing on its ksync device
+            // (padded, NLM_F_MULTI on every part, NLMSG_DONE), on any
+            // host: the harness sees what the agent will.
+            handler: Handler::new().with_framing(Framing::Windows),
             host_info,
             running: false,
             last_tick: 0,

@@ -431,3 +431,43 @@ fn pause_gives_back_held_lists_and_waits_for_its_own() {
     assert_eq!(one(&n.sw.take_sent()).original, Some(again));
     n.sw.audit().unwrap();
 }
+
+#[test]
+fn ksync_answers_framed_as_upstreams_windows_driver() {
+    use sandesh::frame::{self, Frame, NLM_F_MULTI};
+    let mut n = Node::new(Opts::default());
+    // Two requests in one message: two answers.
+    let req = request(
+        &[
+            ksync::dump::vifs(None),
+            sandesh::Message::Interface(sandesh::VrInterfaceReq {
+                h_op: sandesh::SandeshOp::Get,
+                vifr_idx: 3,
+                ..Default::default()
+            }),
+        ],
+        77,
+    );
+    n.sw.ksync(&mut n.ksync, &req).unwrap();
+    let mut out = vec![0u8; 1 << 20];
+    let mut got = Vec::new();
+    loop {
+        let k = n.ksync.read(&mut out);
+        if k == 0 {
+            break;
+        }
+        got.extend_from_slice(&out[..k]);
+    }
+    let frames: Vec<Frame> = frame::parse_all(&got).map(|f| f.unwrap()).collect();
+    assert!(frames.len() >= 3, "{frames:?}");
+    let (last, parts) = frames.split_last().unwrap();
+    assert!(matches!(last, Frame::Done(_)), "closed by NLMSG_DONE");
+    for f in parts {
+        let Frame::Sandesh { header, .. } = f else {
+            panic!("{f:?}");
+        };
+        assert_eq!(header.len % 4, 0, "padded");
+        assert_ne!(header.flags & NLM_F_MULTI, 0, "NLM_F_MULTI on every part");
+        assert_eq!(header.seq, 77);
+    }
+}

@@ -3,8 +3,8 @@
 //! Windows only (feature `kernel`); `driver/` links it into `vrouter.sys`.
 //!
 //! `DriverEntry`:
-//! 1. creates the flow table section and lays the table out in it
-//!    ([`section`], [`crate::flow_mapping`]);
+//! 1. creates the flow table's sections (records and companion) and lays
+//!    the table out in them ([`section`], [`crate::flow_mapping`]);
 //! 2. builds the [`Extension`] and its [`Driver`] (non-paged pool, never
 //!    freed before unload);
 //! 3. creates the ksync and pkt0 devices ([`device`]);
@@ -225,30 +225,39 @@ pub unsafe fn driver_entry(drv: *mut DRIVER_OBJECT, _registry: *mut UNICODE_STRI
     let Some(len) = crate::flow_mapping::mapping_len(entries, oflow) else {
         return STATUS_INVALID_PARAMETER;
     };
-    // The table in the shared section; if the section cannot be made, in
+    // The table in the shared sections; if they cannot be made, in
     // pool: forwarding works, but the agent cannot map the table (it says
     // so loudly), so this is a degraded mode, logged. (Under Wine the full
     // image takes this path: Wine cannot reference section objects.)
     let mut freq = 0i64;
     // SAFETY: an out-parameter.
     let generation = unsafe { KeQueryPerformanceCounter(&mut freq) } as u64;
-    let shared = section::Section::create(len).ok().and_then(|sec| {
-        let base = sec.base();
-        // SAFETY: the section's view is `len` writable, page-aligned
-        // bytes, kept mapped by `sec`, which the table owns from here on.
+    let shared = (|| {
+        let records = section::Section::create(&section::SECTION_NAME_W, len, true).ok()?;
+        let meta =
+            section::Section::create(&section::META_NAME_W, crate::flow_mapping::META_SIZE, false)
+                .ok()?;
+        let r = crate::flow_mapping::Regions {
+            records: records.base(),
+            records_len: records.len(),
+            meta: meta.base(),
+            meta_len: meta.len(),
+        };
+        // SAFETY: the sections' views are writable, page-aligned and of
+        // the lengths given, kept mapped by the two `Section`s, which the
+        // table owns from here on.
         unsafe {
             crate::flow_mapping::create_table(
-                base,
-                len,
+                r,
                 entries,
                 oflow,
                 0,
                 generation,
-                Box::new(sec),
+                Box::new((records, meta)),
             )
         }
         .ok()
-    });
+    })();
     let (table, path) = match shared {
         Some(t) => (t, section::USER_NAME.to_string()),
         None => {

@@ -1,12 +1,15 @@
-//! The flow table in a named section the agent opens with
-//! `OpenFileMappingW("Global\vrouterFlowTable")` — the same call
-//! `channels::FlowShm::open` makes for the user-space datapath's mapping,
-//! so the agent needs no driver-specific code for it.
+//! The flow table in named sections the agent opens with
+//! `OpenFileMappingW("Global\vrouterFlowTable")` and
+//! `OpenFileMappingW("Global\vrouterFlowTable.meta")` — the calls
+//! `channels::FlowShm::open` makes for the user-space datapath's mappings,
+//! so the agent needs no driver-specific code for them.
 //!
-//! The section (`\BaseNamedObjects\vrouterFlowTable`, pagefile-backed,
-//! SYSTEM + Administrators only) is mapped into system space and its pages
-//! are locked, because the forwarding path touches the table at
-//! DISPATCH_LEVEL where nothing may fault. Upstream's extension allocated
+//! The sections (`\BaseNamedObjects\vrouterFlowTable`, the records, and
+//! `\BaseNamedObjects\vrouterFlowTable.meta`, the one-page companion;
+//! pagefile-backed, SYSTEM + Administrators only) are mapped into system
+//! space. The records' pages are locked, because the forwarding path
+//! touches the table at DISPATCH_LEVEL where nothing may fault; the
+//! companion is written once, in `DriverEntry`. Upstream's extension allocated
 //! the table in pool and mapped it into whichever process opened
 //! `\\.\vrouterFlow` (an IOCTL returned the address); a section leaves the
 //! mapping's lifetime to the memory manager (a view outlives the driver's
@@ -25,15 +28,21 @@ use super::security::Descriptor;
 use crate::ndis::types::{utf16z, MDL, UNICODE_STRING};
 use crate::wdm::*;
 
-/// The section's kernel name.
+/// The records section's kernel name.
 pub const SECTION_NAME: &str = "\\BaseNamedObjects\\vrouterFlowTable";
-/// What user space opens (`OpenFileMappingW`).
+/// The companion's (`channels::flow_shm::meta_name`).
+pub const META_NAME: &str = "\\BaseNamedObjects\\vrouterFlowTable.meta";
+/// What user space opens (`OpenFileMappingW`; `.meta` appended for the
+/// companion).
 pub const USER_NAME: &str = "Global\\vrouterFlowTable";
 
-static SECTION_NAME_W: [u16; 35] = utf16z(SECTION_NAME);
+pub static SECTION_NAME_W: [u16; 35] = utf16z(SECTION_NAME);
 const _: () = assert!(SECTION_NAME.len() + 1 == SECTION_NAME_W.len());
+pub static META_NAME_W: [u16; 40] = utf16z(META_NAME);
+const _: () = assert!(META_NAME.len() + 1 == META_NAME_W.len());
 
-/// The mapped, locked section (the flow table's keeper: dropping it unmaps).
+/// A mapped section, locked if asked (the flow table keeps the records'
+/// and the companion's: dropping them unmaps).
 pub struct Section {
     handle: *mut c_void,
     object: *mut c_void,
@@ -50,11 +59,12 @@ unsafe impl Sync for Section {}
 
 impl Section {
     /// Create (or open, if a previous load's section is still referenced
-    /// by an agent) the section of `len` bytes and map it.
-    pub fn create(len: usize) -> Result<Section, NTSTATUS> {
+    /// by an agent) the section `name` (NUL-terminated) of `len` bytes, map
+    /// it and, if `locked`, lock its pages.
+    pub fn create(name: &'static [u16], len: usize, locked: bool) -> Result<Section, NTSTATUS> {
         let mut sd = Descriptor::system_and_admins(SECTION_ALL_ACCESS)
             .ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
-        let mut name = UNICODE_STRING::from_static(&SECTION_NAME_W);
+        let mut name = UNICODE_STRING::from_static(name);
         let mut oa = OBJECT_ATTRIBUTES {
             Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
             RootDirectory: null_mut(),
@@ -101,7 +111,9 @@ impl Section {
                 });
             }
             s.base = base.cast();
-            lock(&mut s)?;
+            if locked {
+                lock(&mut s)?;
+            }
         }
         Ok(s)
     }
