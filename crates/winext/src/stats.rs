@@ -15,6 +15,10 @@ pub struct Stats {
     pub copied_shared: u64,
     /// A copy was needed but no memory was available (frame dropped).
     pub copy_failed: u64,
+    /// Lists the switch marked `NativeForwardingRequired` (Hyper-V network
+    /// virtualization traffic the switch itself must forward): passed down
+    /// untouched, no destination added.
+    pub native_forwarded: u64,
     /// Lists sent on whole, lists split into per-NB lists.
     pub forwarded: u64,
     pub split: u64,

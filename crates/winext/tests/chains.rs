@@ -39,6 +39,7 @@ struct Nbl {
     src: u8,
     nbs: Vec<Nb>,
     safe_len: Option<u32>,
+    native: bool,
 }
 
 /// What happens between two chains.
@@ -82,8 +83,14 @@ fn nbl() -> impl Strategy<Value = Nbl> {
         0u8..6,
         proptest::collection::vec(nb(), 1..4),
         prop_oneof![4 => Just(None), 1 => (0u32..200).prop_map(Some)],
+        proptest::bool::weighted(0.08),
     )
-        .prop_map(|(src, nbs, safe_len)| Nbl { src, nbs, safe_len })
+        .prop_map(|(src, nbs, safe_len, native)| Nbl {
+            src,
+            nbs,
+            safe_len,
+            native,
+        })
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -141,6 +148,7 @@ fn spec(l: &Nbl) -> NblSpec {
             })
             .collect(),
         safe_len: l.safe_len,
+        native: l.native,
     }
 }
 

@@ -260,6 +260,7 @@ fn multi_nb_lists_go_whole_or_split_without_copying() {
         src: NIC_A,
         nbs: vec![nb(a_to_b(1, b"x")), nb(a_to_b(2, b"y"))],
         safe_len: None,
+        native: false,
     };
     // One to B, one to C over the fabric, one dropped (bad IP version).
     let mut bad = a_to_b(3, b"bad");
@@ -268,6 +269,7 @@ fn multi_nb_lists_go_whole_or_split_without_copying() {
         src: NIC_A,
         nbs: vec![nb(a_to_b(4, b"b")), nb(a_to_c(5, b"c")), nb(bad)],
         safe_len: None,
+        native: false,
     };
     let ids = n.sw.send(&[whole, mixed]);
     let sent = n.sw.take_sent();
@@ -307,6 +309,7 @@ fn fragmented_unbackfilled_and_untrusted_frames_are_copied_once_and_counted() {
                 },
             }],
             safe_len: None,
+            native: false,
         },
         NblSpec::frame(NIC_A, &f, 0),
         NblSpec {
@@ -470,4 +473,30 @@ fn ksync_answers_framed_as_upstreams_windows_driver() {
         assert_ne!(header.flags & NLM_F_MULTI, 0, "NLM_F_MULTI on every part");
         assert_eq!(header.seq, 77);
     }
+}
+
+#[test]
+fn native_forwarding_lists_pass_down_untouched() {
+    let n = Node::new(Opts {
+        policy: true,
+        ..Opts::default()
+    });
+    let f = a_to_b(4300, b"hnv");
+    let id = n.sw.send(&[NblSpec {
+        native: true,
+        ..NblSpec::frame(NIC_A, &f, dp_core::HEADROOM)
+    }])[0];
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert!(s.native && s.dests.is_empty(), "{s:?}");
+    assert_eq!(s.original, Some(id));
+    assert_eq!(s.frames, vec![f], "not rewritten");
+    assert!(
+        n.pkt0().is_none(),
+        "no flow, no trap: the core never saw it"
+    );
+    assert_eq!(n.sw.completed(), vec![id]);
+    assert_eq!(n.sw.driver.lock().ext.stats().native_forwarded, 1);
+    assert!(n.sw.violations().is_empty(), "{:?}", n.sw.violations());
+    n.sw.audit().unwrap();
 }

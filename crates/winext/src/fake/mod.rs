@@ -62,6 +62,9 @@ pub enum Violation {
     /// one of the shim's own).
     CompletedUnknown(usize),
     SentWithoutDestination(usize),
+    /// A `NativeForwardingRequired` list sent on with destinations added or
+    /// its frames changed.
+    NativeTouched(usize),
     NoRoomForDestination(usize),
     RetreatNeedsMdl {
         delta: u32,
@@ -85,6 +88,8 @@ pub struct Sent {
     pub original: Option<u64>,
     /// The safe-data flag the shim left on it.
     pub data_safe: bool,
+    /// The switch marked it `NativeForwardingRequired`.
+    pub native: bool,
 }
 
 /// How a fabricated NB lays out its frame.
@@ -111,6 +116,8 @@ pub struct NblSpec {
     pub nbs: Vec<NbSpec>,
     /// `None`: all the data is safe; `Some(n)`: only `n` bytes are.
     pub safe_len: Option<u32>,
+    /// `NativeForwardingRequired` (the switch must forward it itself).
+    pub native: bool,
 }
 
 impl NblSpec {
@@ -123,6 +130,7 @@ impl NblSpec {
                 layout: Layout::Contiguous { backfill },
             }],
             safe_len: None,
+            native: false,
         }
     }
 }
@@ -165,6 +173,9 @@ struct SwitchNbl {
     id: u64,
     /// A prepared list (benchmarks): not freed when it comes back.
     reusable: bool,
+    /// `NativeForwardingRequired`: its frames as fabricated (the shim must
+    /// not change them).
+    native: Option<Vec<Vec<u8>>>,
     #[allow(clippy::vec_box)] // each NB must keep its address
     nbs: Vec<Box<NET_BUFFER>>,
     mdls: Vec<*mut FakeMdl>,
@@ -565,6 +576,9 @@ impl FakeSwitch {
             nbl: NET_BUFFER_LIST::zeroed(),
             id,
             reusable: false,
+            native: spec
+                .native
+                .then(|| spec.nbs.iter().map(|n| n.frame.clone()).collect()),
             nbs: Vec::new(),
             mdls: Vec::new(),
             ctx,
@@ -642,7 +656,8 @@ impl FakeSwitch {
         }
         let mut d = ForwardingDetail::default()
             .with_source(spec.src.port, spec.src.nic)
-            .with_num_available_destinations(4);
+            .with_num_available_destinations(4)
+            .with_native_forwarding_required(spec.native);
         d = match spec.safe_len {
             None => d.with_packet_data_safe(true, 0),
             Some(n) => d.with_packet_data_safe(false, n),
@@ -917,27 +932,39 @@ impl NdisApi for FakeNdis {
                         .collect()
                 };
                 let ours = (*nbl).SourceHandle == filter;
-                let original = {
+                let (original, native) = {
                     let b = s.books.borrow();
-                    b.switch_out
-                        .contains(&(nbl as usize))
-                        .then(|| (*nbl.cast::<SwitchNbl>()).id)
+                    if b.switch_out.contains(&(nbl as usize)) {
+                        let sn = nbl.cast::<SwitchNbl>();
+                        (Some((*sn).id), (*sn).native.clone())
+                    } else {
+                        (None, None)
+                    }
                 };
+                let frames = frames_of(nbl);
                 let mut b = s.books.borrow_mut();
-                if dests.is_empty() {
-                    b.violations
-                        .push(Violation::SentWithoutDestination(nbl as usize));
+                match &native {
+                    Some(f) if !dests.is_empty() || *f != frames => {
+                        b.violations.push(Violation::NativeTouched(nbl as usize));
+                    }
+                    Some(_) => {}
+                    None if dests.is_empty() => {
+                        b.violations
+                            .push(Violation::SentWithoutDestination(nbl as usize));
+                    }
+                    None => {}
                 }
                 if b.below.contains(&nbl) {
                     b.violations.push(Violation::SentOursTwice(nbl as usize));
                 }
                 b.sent.push(Sent {
-                    frames: frames_of(nbl),
+                    frames,
                     dests,
                     src: PortNic::new(d.source_port_id(), d.source_nic_index()),
                     ours,
                     original,
                     data_safe: d.is_packet_data_safe(),
+                    native: native.is_some(),
                 });
                 b.below.push(nbl);
                 list.push(nbl);

@@ -559,6 +559,16 @@ impl<A: NdisApi> Driver<A> {
             let (next, nbs) = unsafe { ((*nbl).Next, nbl::nb_count(nbl)) };
             // SAFETY: as above; `Next` is ours to rewrite now.
             unsafe { (*nbl).Next = null_mut() };
+            // SAFETY: as above.
+            if unsafe { nbl::detail(nbl) }.native_forwarding_required() {
+                // The switch forwards it (HNV): not ours to decide, and a
+                // forwarding extension must not add destinations to it.
+                st.ext.stats_mut().native_forwarded += 1;
+                // SAFETY: a valid, unlinked switch list, passed on.
+                unsafe { out.send.push(nbl) };
+                nbl = next;
+                continue;
+            }
             if nbs == 0 || nbs > max {
                 // SAFETY: a valid switch list.
                 unsafe { Self::done(st, &m, nbl, out) };

@@ -239,6 +239,9 @@ impl ForwardingDetail {
         let v = self.0 & !(0xffff << 16) & !(0xff << 32);
         ForwardingDetail(v | (u64::from(port & 0xffff) << 16) | (u64::from(nic & 0xff) << 32))
     }
+    pub fn with_native_forwarding_required(self, on: bool) -> Self {
+        ForwardingDetail((self.0 & !(1 << 40)) | (u64::from(on) << 40))
+    }
     pub fn with_packet_data_safe(self, safe: bool, safe_size: u32) -> Self {
         let v = self.0 & !(1 << 42) & !(0xfff << 43);
         ForwardingDetail(v | (u64::from(safe) << 42) | (u64::from(safe_size & 0xfff) << 43))
