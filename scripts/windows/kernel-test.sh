@@ -5,8 +5,10 @@
 # 1. The device-only image (vrouter-devtest.sys) is started as a kernel
 #    service with Wine's `sc`, and the agent's channel test
 #    (crates/agent/tests/kernel_channels.rs) runs against its ksync and
-#    pkt0 devices and its flow section: the driver's real IRP handlers,
-#    ksync handler and core, the agent's real clients.
+#    pkt0 devices and its flow sections: the driver's real IRP handlers,
+#    ksync handler and core, the agent's real clients. Then vrctl, with no
+#    --sock-dir, lists the vifs the test left through the device and
+#    prints the extension's counters (IOCTL_VROUTER_EXT_STATS).
 # 2. The full image (vrouter.sys) is started the same way: DriverEntry must
 #    create the devices and reach NdisFRegisterFilterDriver, which Wine does
 #    not implement (Wine has no NDIS 6), and nothing before it may be
@@ -31,15 +33,26 @@ check_ready() {
         die "no driver images in $SYS_DIR: run scripts/windows/build-sys.sh"
 }
 
-# The agent's kernel channel test, built for windows-gnu.
+# The agent's kernel channel test and vrctl, built for windows-gnu. Built
+# as the lane builds its tests (the same packages, so the same features):
+# after the lane's build step this builds nothing, it only names the
+# executables. Alone, it builds what WINDOWS_CRATES (plus the agent and
+# vrctl) needs.
 build_agent_test() {
-    local exe
-    exe=$("$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" -p vrouter-agent \
-        --test kernel_channels --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*kernel_channels[^"]*\.exe\)".*/\1/p' | tail -1)
+    local crates=() pkgs=() json exe vrctl c
+    read -r -a crates <<<"${WINDOWS_CRATES:-vrouter-agent vrctl}"
+    [[ " ${crates[*]} " == *" vrouter-agent "* ]] || crates+=(vrouter-agent)
+    [[ " ${crates[*]} " == *" vrctl "* ]] || crates+=(vrctl)
+    for c in "${crates[@]}"; do pkgs+=(-p "$c"); done
+    json=$("$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" "${pkgs[@]}" \
+        --no-run --message-format=json 2>/dev/null)
+    exe=$(sed -n 's/.*"executable":"\([^"]*kernel_channels[^"]*\.exe\)".*/\1/p' <<<"$json" | tail -1)
+    vrctl=$(sed -n 's/.*"executable":"\([^"]*\/vrctl\.exe\)".*/\1/p' <<<"$json" | tail -1)
     [[ -n $exe && -f $exe ]] || die "kernel_channels test executable not found"
+    [[ -n $vrctl && -f $vrctl ]] || die "vrctl.exe not found"
     mkdir -p "$DRIVE"
     cp "$exe" "$DRIVE/kernel_channels.exe"
+    cp "$vrctl" "$DRIVE/vrctl.exe"
     cp "$SYS_DIR/vrouter-devtest.sys" "$SYS_DIR/vrouter.sys" "$DRIVE/"
 }
 
@@ -62,6 +75,12 @@ devtest() {
         'sc start vrouterdev' \
         'C:\vrtest\kernel_channels.exe --ignored --nocapture --test-threads=1' \
         'set RC=%ERRORLEVEL%' \
+        'echo ==== vrctl vif --list' \
+        'C:\vrtest\vrctl.exe vif --list' \
+        'if errorlevel 1 set RC=21' \
+        'echo ==== vrctl vrouter --ext' \
+        'C:\vrtest\vrctl.exe vrouter --ext' \
+        'if errorlevel 1 set RC=22' \
         'sc stop vrouterdev >nul 2>&1' \
         'sc delete vrouterdev >nul 2>&1' \
         'exit /b %RC%' || rc=$?
@@ -70,6 +89,15 @@ devtest() {
         die "the agent's channel test against the driver failed (exit $rc); log: $out"
     fi
     log "agent channel test against vrouter-devtest.sys: $(grep -o 'test result: ok[^;]*' "$out")"
+    # vrctl through the device: the agent vif (2, created at load) and the
+    # test's vifs; the counters, ksync messages included.
+    local k
+    if ! grep -q 'vif0/2 ' "$out" || ! k=$(grep -o '^ksync_messages [0-9]*' "$out") ||
+        [[ ${k#ksync_messages } == 0 ]]; then
+        cat "$out"
+        die "vrctl against vrouter-devtest.sys: no vif0/2 or no ksync_messages counter; log: $out"
+    fi
+    log "vrctl against vrouter-devtest.sys: $(grep -c '^vif0/' "$out") vifs listed; $k"
 }
 
 full_image() {

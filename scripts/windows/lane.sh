@@ -141,7 +141,7 @@ step "clippy (windows-gnu + windows-msvc): ${crates[*]}" clippy_crates
 if [[ " ${crates[*]} " == *" winext "* ]]; then
     step "vrouter.sys: build, link, check the images" bash "$ROOT/scripts/windows/build-sys.sh"
     step "vrouter.sys under Wine: devices, agent channels, NDIS registration" \
-        bash "$ROOT/scripts/windows/kernel-test.sh"
+        env WINDOWS_CRATES="$WINDOWS_CRATES" bash "$ROOT/scripts/windows/kernel-test.sh"
 else
     skipped "vrouter.sys build and Wine test: winext is not in WINDOWS_CRATES"
 fi

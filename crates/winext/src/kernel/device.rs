@@ -249,6 +249,32 @@ unsafe fn buffer<'a>(irp: *mut IRP) -> &'a mut [u8] {
     }
 }
 
+/// `IOCTL_VROUTER_EXT_STATS`: the extension's counters as text.
+///
+/// # Safety
+/// A valid buffered device-control IRP.
+unsafe fn ext_stats(driver: &Driver<Kernel>, irp: *mut IRP) -> NTSTATUS {
+    let stats = *driver.lock().ext.stats();
+    let mut text = alloc::string::String::new();
+    if stats.write_text(&mut text).is_err() {
+        // SAFETY: the caller's IRP.
+        return unsafe { complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0) };
+    }
+    // SAFETY: buffered I/O: the system buffer holds the output length
+    // (`Length` is the device-control output length in this stack
+    // location's layout, as `buffer` reads it for reads).
+    unsafe {
+        let dst = buffer(irp);
+        match dst.get_mut(..text.len()) {
+            Some(d) => {
+                d.copy_from_slice(text.as_bytes());
+                complete(irp, STATUS_SUCCESS, text.len())
+            }
+            None => complete(irp, STATUS_BUFFER_TOO_SMALL, 0),
+        }
+    }
+}
+
 /// The IRP dispatch routine of both devices.
 ///
 /// # Safety
@@ -296,6 +322,12 @@ pub unsafe extern "system" fn dispatch(dev: *mut DEVICE_OBJECT, irp: *mut IRP) -
                     drop(Box::from_raw(p));
                 }
                 complete(irp, STATUS_SUCCESS, 0)
+            }
+            (KIND_KSYNC, IRP_MJ_DEVICE_CONTROL)
+                if (*(*irp).CurrentStackLocation).IoControlCode
+                    == crate::stats::IOCTL_VROUTER_EXT_STATS =>
+            {
+                ext_stats(driver, irp)
             }
             #[cfg(feature = "devtest")]
             (KIND_KSYNC, IRP_MJ_DEVICE_CONTROL) => super::devtest::ioctl(driver, irp),

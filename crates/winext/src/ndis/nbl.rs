@@ -39,21 +39,11 @@ unsafe impl Send for ModuleRef {}
 unsafe impl Sync for ModuleRef {}
 
 /// A chain of lists linked through `Next`, built without allocating.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Chain {
     pub head: *mut NET_BUFFER_LIST,
     tail: *mut NET_BUFFER_LIST,
     pub len: usize,
-}
-
-impl Default for Chain {
-    fn default() -> Self {
-        Chain {
-            head: null_mut(),
-            tail: null_mut(),
-            len: 0,
-        }
-    }
 }
 
 impl Chain {
