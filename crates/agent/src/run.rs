@@ -32,7 +32,11 @@ use vnc_api::Store;
 /// Everything the agent needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub sock_dir: PathBuf,
+    /// The datapath's channels under a directory (`--sock-dir`, the Linux
+    /// datapath's or a test's); `None`: the platform's default channels
+    /// (`ChannelPaths::default()`: on Windows the kernel extension's
+    /// devices and flow section).
+    pub sock_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub vnc_listen: SocketAddr,
     pub port_listen: SocketAddr,
@@ -84,7 +88,10 @@ pub async fn run(
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
-    let paths = ChannelPaths::new(&opts.sock_dir);
+    let paths = match &opts.sock_dir {
+        Some(d) => ChannelPaths::new(d),
+        None => ChannelPaths::default(),
+    };
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
@@ -158,7 +165,7 @@ pub async fn run(
         vnc = %opts.vnc_listen,
         port_api = %opts.port_listen,
         introspect = %opts.introspect_listen,
-        sock_dir = %opts.sock_dir.display(),
+        ksync = %paths.ksync.display(),
         state_dir = %opts.state_dir.display(),
         "agent running (standalone)"
     );
