@@ -21,7 +21,8 @@ struct Args {
     /// only mode so far, and the default).
     #[arg(long, default_value_t = true)]
     standalone: bool,
-    /// Where the datapath's channels are (its `--sock-dir`).
+    /// Where the datapath's channels are (its `--sock-dir`). Default: Linux
+    /// `/var/run/vrouter`; Windows the forwarding extension's devices.
     #[arg(long)]
     sock_dir: Option<PathBuf>,
     /// Config database and ports directory.
@@ -47,6 +48,16 @@ struct Args {
     log_level: Option<String>,
 }
 
+/// Linux: the user-space datapath's socket directory. Windows: none, the
+/// kernel extension's devices (`channels::ChannelPaths::default`).
+fn default_sock_dir() -> Option<PathBuf> {
+    if cfg!(windows) {
+        None
+    } else {
+        Some(PathBuf::from("/var/run/vrouter"))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = match &args.config {
@@ -69,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         sock_dir: args
             .sock_dir
             .or(a.sock_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("/var/run/vrouter")),
+            .or_else(default_sock_dir),
         state_dir: args
             .state_dir
             .or(a.state_dir.clone())
@@ -97,6 +108,11 @@ fn main() -> anyhow::Result<()> {
             ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(
+                file.default.stale_interface_cleanup_timeout.unwrap_or(60),
+            ),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
