@@ -338,6 +338,36 @@ fn bad_ip_checksum_from_a_container_is_a_checksum_drop() {
 }
 
 #[test]
+fn a_host_that_offloads_checksums_says_so_and_is_not_checked() {
+    let (mut t, vm1) = topo();
+    with_remote_route(&mut t);
+    let mut f = routed_from_vm1(ipv4(
+        VM1_IP,
+        OTHER_NET_IP,
+        17,
+        64,
+        1,
+        0,
+        &udp4(VM1_IP, OTHER_NET_IP, 1, 2, b"abc"),
+    ));
+    // The header checksum left to the NIC.
+    f[24] = 0;
+    f[25] = 0;
+    assert_eq!(drop_of(one(t.run(vm1.vif, &f))), DropReason::CksumErr);
+    let mut buf = vec![0u8; HEADROOM + f.len()];
+    buf[HEADROOM..].copy_from_slice(&f);
+    let mut p = [Packet::new(&mut buf, HEADROOM, f.len()).unwrap()];
+    p[0].set_csum_partial(true);
+    let mut acts = Actions::with_capacity(8);
+    t.router.process(vm1.vif, &mut p, &mut acts);
+    assert!(
+        matches!(acts.as_slice(), [Action::Tx { vif: FABRIC_VIF, .. }]),
+        "{:?}",
+        acts.as_slice()
+    );
+}
+
+#[test]
 fn bad_udp_length_from_a_container_is_an_invalid_packet_drop() {
     let (mut t, vm1) = topo();
     with_remote_route(&mut t);

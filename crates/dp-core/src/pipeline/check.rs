@@ -41,11 +41,16 @@ pub(super) fn ipv4_header_ok(frame: &[u8], info: &PacketInfo) -> bool {
         .is_some_and(|h| ihl >= IPV4_LEN && checksum::verify(h))
 }
 
-/// Checks of an IP packet a container sent: the IPv4 header checksum and
-/// a usable TCP/UDP/ICMP header (for the first fragment, or an unfragmented
+/// Checks of an IP packet a container sent: the IPv4 header checksum
+/// (unless the host says checksums are not computed yet) and a usable
+/// TCP/UDP/ICMP header (for the first fragment, or an unfragmented
 /// packet). `frame` ends where the IP packet ends.
-pub(super) fn check_ip(frame: &[u8], info: &PacketInfo) -> Result<(), DropReason> {
-    if info.family == Family::Ipv4 && !ipv4_header_ok(frame, info) {
+pub(super) fn check_ip(
+    frame: &[u8],
+    info: &PacketInfo,
+    csum_partial: bool,
+) -> Result<(), DropReason> {
+    if info.family == Family::Ipv4 && !csum_partial && !ipv4_header_ok(frame, info) {
         return Err(DropReason::CksumErr);
     }
     if info.frag.offset != 0 {

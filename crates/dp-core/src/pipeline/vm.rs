@@ -29,7 +29,7 @@ impl Router {
             Family::Ipv4 | Family::Ipv6 => {
                 // Drop Ethernet padding so lengths below are the IP lengths.
                 pkt.truncate(info.l3_offset as usize + info.l3_len as usize);
-                if let Err(r) = check::check_ip(pkt.data(), &info) {
+                if let Err(r) = check::check_ip(pkt.data(), &info, pkt.is_csum_partial()) {
                     return self.drop(cx, r);
                 }
                 self.vm_ip(iv, pkt, &info, cx)
