@@ -147,6 +147,7 @@ pub async fn run(
         Arc::clone(&store),
         Arc::clone(&ports),
         paths.ksync.clone(),
+        opts.state_dir.join("vifs.json"),
         ids,
         model_tx,
         Arc::clone(&shared),
@@ -229,6 +230,7 @@ async fn programming(
     store: Arc<Store>,
     ports: Arc<PortStore>,
     ksync_path: PathBuf,
+    vif_file: PathBuf,
     ids: Ids,
     model_tx: watch::Sender<Arc<Model>>,
     shared: SharedRef,
@@ -236,7 +238,9 @@ async fn programming(
 ) {
     let mut cfg_rx = store.subscribe();
     let mut ports_rx = ports.subscribe();
-    let mut vifs: BTreeMap<Uuid, u16> = BTreeMap::new();
+    // Indices as the last run left them (crate::vif_map).
+    let mut vifs: BTreeMap<Uuid, u16> = crate::vif_map::load(&vif_file);
+    let mut saved_vifs = vifs.clone();
     let mut known_vrfs: BTreeSet<u16> = BTreeSet::new();
     'connection: loop {
         let Some(mut k) = connect(&ksync_path, &mut stop).await else {
@@ -257,7 +261,10 @@ async fn programming(
         )
         .await
         {
-            Ok(s) => s,
+            Ok(s) => {
+                crate::vif_map::save_if_changed(&vif_file, &vifs, &mut saved_vifs);
+                s
+            }
             Err(e) => {
                 note_error(&shared, &e);
                 lock(&shared).ksync_connected = false;
@@ -290,6 +297,7 @@ async fn programming(
                     continue;
                 }
             };
+            crate::vif_map::save_if_changed(&vif_file, &vifs, &mut saved_vifs);
             let want = Arc::new(program::desired(&m, &ids));
             model_tx.send_replace(Arc::new(m));
             let res = apply(&mut k, program::plan(&applied, &want)).await;
@@ -380,13 +388,13 @@ async fn reconcile(
 ) -> anyhow::Result<Arc<State>> {
     let t0 = Instant::now();
     let cur = program::dump(k, known_vrfs).await?;
-    // Keep the vif index of every port whose interface the datapath has.
+    // Keep the vif index of every port whose interface the datapath has:
+    // it wins over a saved one (another port holding that index in the
+    // saved map gets a new one).
     for (u, name) in &ports.names() {
-        if vifs.contains_key(u) {
-            continue;
-        }
         if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
-            if !vifs.values().any(|v| v == i) {
+            if vifs.get(u) != Some(i) {
+                vifs.retain(|other, v| other == u || v != i);
                 vifs.insert(*u, *i);
             }
         }

@@ -361,7 +361,13 @@ fn a_host_that_offloads_checksums_says_so_and_is_not_checked() {
     let mut acts = Actions::with_capacity(8);
     t.router.process(vm1.vif, &mut p, &mut acts);
     assert!(
-        matches!(acts.as_slice(), [Action::Tx { vif: FABRIC_VIF, .. }]),
+        matches!(
+            acts.as_slice(),
+            [Action::Tx {
+                vif: FABRIC_VIF,
+                ..
+            }]
+        ),
         "{:?}",
         acts.as_slice()
     );
