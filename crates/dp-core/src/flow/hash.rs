@@ -2,12 +2,19 @@
 //!
 //! The bucket of a key is `((hash(key) as u64 * (entries / 4)) >> 32) * 4`
 //! with [`flow_hash`], a deterministic multiply-xorshift over the 44
-//! key bytes (upstream uses Jenkins' hash with seed 0; ours is faster and
-//! equally unkeyed, so like upstream it does not resist crafted collisions:
-//! the bounded buckets and overflow area limit the damage to `TableFull`).
-//! It is hand-written because it must be stable across processes and
-//! versions (the agent may compute it too), which general-purpose hashers do
-//! not promise.
+//! key bytes (unused bytes of an IPv4 key are zero).
+//!
+//! Upstream hashes with Jenkins' hash (`vr_hash`, seed 0) over `key_len`
+//! bytes and takes `hash % entries` rounded down to a bucket. We do not:
+//! nothing outside the datapath looks a flow up by key. Upstream's agent
+//! and `flow` tool read the shared table by index (from a trap, a FLOW_SET
+//! answer or a walk), and a flow is added by key only through ksync, which
+//! the datapath serves. Which bucket holds a key is therefore private to
+//! the datapath, and ours is faster. Like upstream's it is unkeyed, so it
+//! does not resist crafted collisions: the bounded buckets and overflow
+//! area limit the damage to `TableFull`. It is hand-written because it must
+//! be deterministic (no per-process seed; tests and tools compute it too),
+//! which general-purpose hashers do not promise.
 
 use super::layout::FlowKey;
 
