@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use channels::flow_shm::{meta_name, ENTRY_SIZE, LAYOUT_VERSION, META_SIZE};
+use channels::flow_shm::LAYOUT_VERSION;
 use channels::{Error, FlowShm};
 use common::paths;
 use dp_core::flow::table::{FlowEntry, FlowKey, VR_FLOW_ACTION_FORWARD};
@@ -278,6 +278,7 @@ fn open_errors() {
 #[cfg(unix)]
 #[test]
 fn unix_flow_file() {
+    use channels::flow_shm::{meta_name, ENTRY_SIZE, META_SIZE};
     use std::os::unix::fs::PermissionsExt;
     let (d, _) = paths();
     let p = channels::ChannelPaths::new(d.path().join("shm/dir"));
