@@ -22,8 +22,8 @@
 //! zero here; the 8 bytes of `fe_hold_list` hold the two fields of ours that
 //! every packet touches (the held-packet count and `last_seen`), so a
 //! forwarded packet touches the entry's first two cache lines only, as
-//! upstream's own fields do; in `fe_pack` they cost a third line per packet
-//! (measured: 10-16% per batch, docs/performance.md). The rest of ours lives in `fe_pack`, which
+//! upstream's own fields do; in `fe_pack` they would cost a third line per
+//! packet (docs/performance.md). The rest of ours lives in `fe_pack`, which
 //! upstream leaves unused and which starts in the third line. All integers are in host byte order except the
 //! key's ports and addresses, which are in network order as upstream keeps
 //! them.
@@ -273,7 +273,7 @@ impl FlowKey {
     /// A key from host-order ports and 16-byte addresses (an IPv4 address
     /// in the first 4 bytes, as [`FlowKey::src`] returns it).
     #[inline]
-    pub const fn new(
+    pub fn new(
         family: u8,
         proto: u8,
         sport: u16,
@@ -282,19 +282,17 @@ impl FlowKey {
         src: [u8; 16],
         dst: [u8; 16],
     ) -> Self {
-        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] = src;
-        let [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15] = dst;
-        let addr = if family == AF_INET6 {
-            [
-                s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, d0, d1, d2,
-                d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
-            ]
+        let mut addr = [0u8; 32];
+        let (s, d) = addr.split_at_mut(if family == AF_INET6 { 16 } else { 4 });
+        if family == AF_INET6 {
+            s.copy_from_slice(&src);
+            d.copy_from_slice(&dst);
         } else {
-            [
-                s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                0, 0, 0, 0, 0, 0, 0,
-            ]
-        };
+            s.copy_from_slice(src.first_chunk::<4>().unwrap_or(&[0; 4]));
+            d.get_mut(..4)
+                .unwrap_or_default()
+                .copy_from_slice(dst.first_chunk::<4>().unwrap_or(&[0; 4]));
+        }
         Self {
             family,
             proto,
@@ -308,7 +306,7 @@ impl FlowKey {
 
     /// An IPv4 key.
     #[inline]
-    pub const fn new_v4(
+    pub fn new_v4(
         proto: u8,
         sport: u16,
         dport: u16,
@@ -321,7 +319,7 @@ impl FlowKey {
 
     /// An IPv6 key.
     #[inline]
-    pub const fn new_v6(
+    pub fn new_v6(
         proto: u8,
         sport: u16,
         dport: u16,
@@ -334,7 +332,7 @@ impl FlowKey {
 
     /// The same flow seen from the other end: addresses and ports swapped.
     #[inline]
-    pub const fn reversed(&self) -> Self {
+    pub fn reversed(&self) -> Self {
         Self::new(
             self.family,
             self.proto,
