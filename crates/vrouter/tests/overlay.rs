@@ -839,3 +839,6 @@ fn two_hosts_tcp_to_a_container_without_offloads() {
     dpa.stop();
     dpb.stop();
 }
+
+#[path = "overlay/ovs.rs"]
+mod ovs;
