@@ -321,27 +321,40 @@ fn ipv6_dhcp_router_advertisement_neighbours_and_packet_too_big() {
     for p in [&a, &b] {
         let lease = dir.join(format!("{}.leases6", p.c.ns));
         let pid = dir.join(format!("{}.pid6", p.c.ns));
-        let out = Command::new("timeout")
-            .args([
-                "20", "ip", "netns", "exec", &p.c.ns, "dhclient", "-6", "-1", "-v",
-            ])
+        // In the foreground (-d), stopped here once the lease is written:
+        // a backgrounded copy outlived failed runs (its pid file was read
+        // before the forked child rewrote it) and kept the test's open
+        // files, the e2e lock among them.
+        let errlog = dir.join(format!("{}.dhclient6.log", p.c.ns));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &p.c.ns, "dhclient", "-6", "-1", "-d", "-v"])
             .arg("-lf")
             .arg(&lease)
             .arg("-pf")
             .arg(&pid)
             .args(["-sf", "/bin/true", "eth0"])
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&errlog).unwrap())
+            .spawn()
             .unwrap();
-        // It forks into the background once bound: stop that copy.
-        if let Ok(p) = std::fs::read_to_string(&pid) {
-            sh(&format!("kill {}", p.trim()));
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end
+            && !std::fs::read_to_string(&lease)
+                .unwrap_or_default()
+                .contains("iaaddr")
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = std::fs::read(&errlog).unwrap_or_default();
         let leases = std::fs::read_to_string(&lease).unwrap_or_default();
         let want = p.ip6.clone().unwrap();
         assert!(
             leases.contains(&format!("iaaddr {want}")),
             "no DHCPv6 lease of {want}: {leases}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&stderr),
             node.log("agent")
         );
         sh(&format!(
@@ -358,7 +371,16 @@ fn ipv6_dhcp_router_advertisement_neighbours_and_packet_too_big() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains(" 0% packet loss"), "ping {gw6}: {s}");
+    assert!(
+        s.contains(" 0% packet loss"),
+        "ping {gw6}: {s}\n{}\n{}",
+        node.metrics()
+            .lines()
+            .filter(|l| l.contains("pkt0") || l.contains("drop"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        node.log("agent")
+    );
     // The container reaches the other one (through the default router of
     // the advertisement, whose link-local address the datapath resolves).
     let t0 = Instant::now();
