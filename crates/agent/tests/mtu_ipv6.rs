@@ -275,7 +275,8 @@ fn ipv6_dhcp_router_advertisement_neighbours_and_packet_too_big() {
     let fq = ["default-domain", "p1", "green"];
     let a = attach_mtu(&mut node, "a6", &vn, &fq, 1500, true);
     let b = attach_mtu(&mut node, "b6", &vn, &fq, 1400, true);
-    let gw6 = "2001:db8:4::1";
+    // Upstream's default gateway: the top of the subnet (DNS below it).
+    let gw6 = "2001:db8:4::ffff:ffff:ffff:fffe";
     // Link-local addresses usable at once (no duplicate address detection).
     for p in [&a, &b] {
         sh(&format!(
@@ -373,7 +374,14 @@ fn ipv6_dhcp_router_advertisement_neighbours_and_packet_too_big() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(
         s.contains(" 0% packet loss"),
-        "ping {gw6}: {s}\n{}\n{}",
+        "ping {gw6}: {s}\nroutes: {}\n{}\n{}",
+        http(
+            "GET",
+            &format!("http://127.0.0.1:{}/routes", node.intro),
+            None
+        )
+        .map(|(_, b)| b)
+        .unwrap_or_default(),
         node.metrics()
             .lines()
             .filter(|l| l.contains("pkt0") || l.contains("drop"))
