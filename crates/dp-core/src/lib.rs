@@ -61,6 +61,33 @@ pub enum NewFlowPolicy {
     Drop,
 }
 
+/// Table sizes that fit the agent's id layout (`vrouter-agent`'s
+/// `program.rs`: vif `v` has the next hops and MPLS labels `16 + 2v` and
+/// `17 + 2v`; VRF `r` has the next hop `16 + 2·interfaces + r`). The
+/// `vrouter` host derives its default label and next-hop table sizes from
+/// its interface and VRF counts with these, and the agent checks a
+/// datapath's limits (`vrouter_ops`) against them when it connects, so the
+/// two never disagree silently.
+pub mod sizing {
+    /// The first id the agent gives to ports' next hops and labels (ids
+    /// below are the datapath's and the agent's fixed ones).
+    pub const FIRST_PORT_ID: u32 = 16;
+    /// Interfaces (and so vifs the agent may use) by default.
+    pub const DEFAULT_INTERFACES: u16 = 4096;
+    /// VRFs by default (upstream's `vr_vrfs`).
+    pub const DEFAULT_VRFS: u16 = 4096;
+
+    /// MPLS labels needed for `interfaces` vifs.
+    pub const fn labels(interfaces: u16) -> u32 {
+        FIRST_PORT_ID + 2 * interfaces as u32
+    }
+
+    /// Next hops needed for `interfaces` vifs and `vrfs` VRFs.
+    pub const fn nexthops(interfaces: u16, vrfs: u16) -> u32 {
+        FIRST_PORT_ID + 2 * interfaces as u32 + vrfs as u32
+    }
+}
+
 /// Table sizes and behaviour, fixed at creation like upstream's module
 /// parameters.
 #[derive(Clone, Debug)]
@@ -83,10 +110,11 @@ pub struct RouterConfig {
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
-            max_vifs: 4096,
+            max_vifs: sizing::DEFAULT_INTERFACES,
             max_nexthops: 65536,
-            max_labels: 5120,
-            max_vrfs: 4096,
+            // Two per vif from 16: every vif index can have its labels.
+            max_labels: sizing::labels(sizing::DEFAULT_INTERFACES),
+            max_vrfs: sizing::DEFAULT_VRFS,
             max_vxlans: 16384,
             bridge_entries: 262_144,
             flow_entries: 512 * 1024,
