@@ -52,6 +52,12 @@ pub struct FlowConfig {
     /// Most requests sent in one ksync write (misses are drained from
     /// pkt0 until this many are queued).
     pub max_batch: usize,
+    /// The hold audit's period: the whole shared table is read once per
+    /// period (a slice per call of [`FlowEngine::audit`], once a second),
+    /// and an entry found on HOLD, unchanged, by two visits in a row is
+    /// decided as if its trap had arrived (the trap was lost: pkt0 full, a
+    /// clone failure). Keep it below the datapath's `--hold-timeout`.
+    pub audit_period: Duration,
 }
 
 impl Default for FlowConfig {
@@ -60,6 +66,7 @@ impl Default for FlowConfig {
             idle_timeout: Duration::from_secs(180),
             tcp_close_timeout: Duration::from_secs(2),
             max_batch: 512,
+            audit_period: Duration::from_secs(4),
         }
     }
 }
@@ -92,6 +99,8 @@ pub struct FlowStats {
     pub closed: u64,
     pub reevaluated: u64,
     pub adopted: u64,
+    /// Entries on HOLD whose trap never came, decided by the audit.
+    pub audited: u64,
     pub errors: u64,
 }
 
@@ -133,6 +142,11 @@ pub struct FlowEngine {
     shm_path: std::path::PathBuf,
     shm: Option<FlowShm>,
     pub stats: FlowStats,
+    /// The audit: entries it found on HOLD (index -> generation and the
+    /// datapath's `last_seen`, which it sets when the entry goes on hold),
+    /// and where its next slice starts.
+    hold_seen: HashMap<u32, (u8, u32)>,
+    audit_cursor: u32,
 }
 
 fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
@@ -250,7 +264,73 @@ impl FlowEngine {
             shm_path,
             shm: None,
             stats: FlowStats::default(),
+            hold_seen: HashMap::new(),
+            audit_cursor: 0,
         }
+    }
+
+    /// The hold audit (upstream's agent audits its flow table the same
+    /// way): read the next slice of the shared table (`capacity / period`
+    /// records, the whole table per period at one call a second) and
+    /// decide every entry that was on HOLD, unchanged, at its previous
+    /// visit too: its FLOW_MISS never reached us. Returns how many.
+    pub fn audit(&mut self, model: &Model, batch: &mut Batch) -> u32 {
+        let secs = self.cfg.audit_period.as_secs().max(1);
+        if self.shm().is_none() {
+            return 0;
+        }
+        let FlowEngine {
+            shm: Some(shm),
+            hold_seen,
+            audit_cursor,
+            ..
+        } = self
+        else {
+            return 0;
+        };
+        let cap = shm.capacity();
+        if cap == 0 {
+            return 0;
+        }
+        let budget = u32::try_from(u64::from(cap).div_ceil(secs)).unwrap_or(cap);
+        let mut lost = Vec::new();
+        for _ in 0..budget.min(cap) {
+            let i = *audit_cursor % cap;
+            *audit_cursor = (i + 1) % cap;
+            let held = shm
+                .entry(i)
+                .filter(|e| e.is_valid() && e.is_hold())
+                .map(|e| (e, (e.gen_id, e.last_seen)));
+            match held {
+                Some((e, mark)) => {
+                    if hold_seen.insert(i, mark) == Some(mark) {
+                        hold_seen.remove(&i);
+                        lost.push((i, e));
+                    }
+                }
+                None => {
+                    hold_seen.remove(&i);
+                }
+            }
+        }
+        let n = lost.len() as u32;
+        for (i, e) in lost {
+            let hdr = AgentHdr {
+                param: i,
+                param_5: e.gen_id,
+                vrf: e.vrf,
+                ..AgentHdr::default()
+            };
+            self.miss_with_key(model, &hdr, e.key(), e.vrf, batch);
+        }
+        if n > 0 {
+            self.stats.audited += u64::from(n);
+            tracing::warn!(
+                entries = n,
+                "flow entries on hold without a trap (lost on pkt0?) decided by the audit"
+            );
+        }
+        n
     }
 
     /// The shared table, opened on first use. Whether it is still the
@@ -277,6 +357,7 @@ impl FlowEngine {
             self.shm = None;
             self.tracked.clear();
             self.by_rkey.clear();
+            self.hold_seen.clear();
         }
     }
 
@@ -291,6 +372,7 @@ impl FlowEngine {
         self.shm = None;
         self.tracked.clear();
         self.by_rkey.clear();
+        self.hold_seen.clear();
     }
 
     /// Adopt the active flow pairs already in the table (agent restart),

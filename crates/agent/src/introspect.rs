@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
-use sandesh::{Message, SandeshOp, VrDropStatsReq};
+use sandesh::{FlowOp, Message, SandeshOp, VrDropStatsReq, VrFlowTableData};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -325,6 +325,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
         fs.closed as f64,
     );
     g(
+        "vrouter_agent_flows_audited_total",
+        "Flow entries found on hold with no trap received (lost), decided by the hold audit.",
+        "counter",
+        fs.audited as f64,
+    );
+    g(
         "vrouter_agent_pkt0_rx_total",
         "Frames received on pkt0.",
         "counter",
@@ -364,6 +370,29 @@ async fn metrics(State(s): State<AppState>) -> Response {
                         let name = reason.field_name().trim_start_matches("vds_");
                         let _ = writeln!(out, "vrouter_drops_total{{reason=\"{name}\"}} {v}");
                     }
+                }
+            }
+            if let Ok(mut r) = k
+                .call(&[VrFlowTableData {
+                    ftable_op: FlowOp::FlowTableGet,
+                    ..Default::default()
+                }
+                .into()])
+                .await
+            {
+                if let Some(Message::FlowTableData(d)) =
+                    r.pop().and_then(|r| r.objects.into_iter().next())
+                {
+                    let _ = writeln!(
+                        out,
+                        "# HELP vrouter_flow_hold_entries Flow entries on hold (waiting for the agent) now.\n# TYPE vrouter_flow_hold_entries gauge\nvrouter_flow_hold_entries {}",
+                        d.ftable_hold_entries
+                    );
+                    let _ = writeln!(
+                        out,
+                        "# HELP vrouter_flow_holds_expired_total Flow entries the datapath removed after its hold timeout (trap lost or no agent).\n# TYPE vrouter_flow_holds_expired_total counter\nvrouter_flow_holds_expired_total {}",
+                        d.ftable_hold_expired
+                    );
                 }
             }
             let vifs = k.dump_vifs().await.unwrap_or_default();

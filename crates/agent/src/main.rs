@@ -108,6 +108,17 @@ fn main() -> anyhow::Result<()> {
             ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
+        fault: match std::env::var("VROUTER_AGENT_FAULT_INJECT") {
+            Ok(v) => Some(
+                v.strip_prefix("panic:")
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from)
+                    .with_context(|| {
+                        format!("VROUTER_AGENT_FAULT_INJECT={v:?}: want panic:FILE")
+                    })?,
+            ),
+            Err(_) => None,
+        },
         port_api: agent::ports::PortApiOptions {
             stale_timeout: Duration::from_secs(
                 file.default.stale_interface_cleanup_timeout.unwrap_or(60),

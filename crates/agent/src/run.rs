@@ -45,6 +45,10 @@ pub struct Options {
     pub max_vifs: u16,
     /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
     pub port_api: crate::ports::PortApiOptions,
+    /// Fault injection for tests of what supervises the agent
+    /// (`VROUTER_AGENT_FAULT_INJECT=panic:FILE`): once FILE exists, a task
+    /// of the agent's set panics, as any of its tasks might.
+    pub fault: Option<PathBuf>,
 }
 
 /// What the tasks report, for introspect and metrics.
@@ -161,6 +165,15 @@ pub async fn run(
         Arc::clone(&shared),
         stop_rx.clone(),
     ));
+    if let Some(trigger) = opts.fault.clone() {
+        tracing::warn!(trigger = %trigger.display(), "fault injection armed (tests only)");
+        tasks.spawn(async move {
+            while !trigger.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("fault injected: an agent task panics");
+        });
+    }
     tracing::info!(
         vnc = %opts.vnc_listen,
         port_api = %opts.port_listen,
@@ -169,10 +182,22 @@ pub async fn run(
         state_dir = %opts.state_dir.display(),
         "agent running (standalone)"
     );
-    tokio::select! {
-        _ = shutdown => tracing::info!("stopping"),
-        Some(r) = tasks.join_next() => tracing::error!(result = ?r, "a task ended unexpectedly"),
-    }
+    // Every task runs for the life of the agent: one that ends (returned
+    // or panicked) leaves a part of the agent dead, so the agent stops and
+    // exits non-zero for its supervisor (systemd, the Windows service
+    // manager) to restart it, rather than look alive.
+    let died = tokio::select! {
+        _ = shutdown => { tracing::info!("stopping"); None }
+        Some(r) = tasks.join_next() => {
+            let why = match r {
+                Ok(()) => "a task returned".to_string(),
+                Err(e) if e.is_panic() => format!("a task panicked: {e}"),
+                Err(e) => format!("a task was cancelled: {e}"),
+            };
+            tracing::error!(reason = %why, "an agent task ended unexpectedly: stopping, exit status 1");
+            Some(why)
+        }
+    };
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(3), drain)
@@ -181,7 +206,10 @@ pub async fn run(
     {
         tracing::warn!("tasks did not stop in time");
     }
-    Ok(())
+    match died {
+        Some(why) => Err(anyhow::anyhow!("the agent stopped because {why}")),
+        None => Ok(()),
+    }
 }
 
 /// Resolves once the stop flag is set (the guard is dropped inside, so
@@ -527,6 +555,7 @@ pub async fn pkt0_task(
                 _ = tick.tick() => {
                     engine.check_table();
                     engine.age(Instant::now(), &mut batch);
+                    engine.audit(&model_rx.borrow(), &mut batch);
                     // The introspect copy, once a second (it sorts every
                     // tracked flow: not for every batch).
                     let views = crate::introspect::flow_views(&engine);
