@@ -94,6 +94,9 @@ pub struct FlowStats {
     pub setups: u64,
     pub allowed: u64,
     pub denied: u64,
+    /// Of `denied`: by a rule that applies a service chain (not supported:
+    /// such rules deny).
+    pub service_chain_denied: u64,
     pub stale: u64,
     pub aged: u64,
     pub closed: u64,
@@ -204,8 +207,14 @@ fn set_rflow_key(r: &mut VrFlowReq, key: &FlowKey) {
     r.fr_rflow_nh_id = tmp.fr_flow_nh_id;
 }
 
-/// The decision for a flow: action and a reason for introspect.
-pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String, Option<u16>) {
+/// The decision for a flow: action, a reason for introspect, the
+/// destination vif, and whether a service-chain rule denied it (counted).
+pub fn decide(
+    model: &Model,
+    vrf: u16,
+    in_vif: u16,
+    k: &FlowKey,
+) -> (u16, String, Option<u16>, bool) {
     let src_ip = addr(k.family, &k.src());
     let dst_ip = addr(k.family, &k.dst());
     let src_port: Option<&Port> = model.ports.get(&in_vif);
@@ -248,9 +257,15 @@ pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String
             } else {
                 VR_FLOW_ACTION_DROP
             };
-            (action, v.to_string(), dst_vif)
+            let chain = matches!(v.why, policy::Why::ServiceChainRule { .. });
+            (action, v.to_string(), dst_vif, chain)
         }
-        None => (VR_FLOW_ACTION_DROP, "no policy loaded".into(), dst_vif),
+        None => (
+            VR_FLOW_ACTION_DROP,
+            "no policy loaded".into(),
+            dst_vif,
+            false,
+        ),
     }
 }
 
@@ -499,11 +514,14 @@ impl FlowEngine {
             batch.push(r, Note::Other);
             return;
         }
-        let (action, why, dst_vif) = decide(model, vrf, in_vif, key);
+        let (action, why, dst_vif, chain) = decide(model, vrf, in_vif, key);
         if action == VR_FLOW_ACTION_FORWARD {
             self.stats.allowed += 1;
         } else {
             self.stats.denied += 1;
+        }
+        if chain {
+            self.stats.service_chain_denied += 1;
         }
         let rkey = dst_vif.and_then(|v| reverse_key(key, self.ids.l3_nh(v)));
         let mut flags = VR_FLOW_FLAG_ACTIVE;
@@ -691,7 +709,7 @@ impl FlowEngine {
                 .and_then(|v| model.ports.get(&v))
                 .map(|p| (p.vif, p.vrf));
             let Some((vif, vrf)) = in_vif else { continue };
-            let (action, why, _) = decide(model, vrf, vif, &t.fkey);
+            let (action, why, _, _) = decide(model, vrf, vif, &t.fkey);
             if action == t.action || t.action == VR_FLOW_ACTION_HOLD {
                 continue;
             }

@@ -159,7 +159,12 @@ async fn vns(State(s): State<AppState>) -> Json<Value> {
             json!({"uuid": v.uuid, "fq_name": v.fq_name, "vrf": v.vrf, "vni": v.vni, "subnets": subnets, "has_policy": v.has_policy})
         })
         .collect();
-    Json(json!({"virtual_networks": vns}))
+    let refused: Vec<Value> = m
+        .vn_problems
+        .iter()
+        .map(|p| json!({"uuid": p.uuid, "fq_name": p.fq_name, "reason": p.reason}))
+        .collect();
+    Json(json!({"virtual_networks": vns, "not_programmed": refused}))
 }
 
 async fn vrfs(State(s): State<AppState>) -> Json<Value> {
@@ -242,6 +247,10 @@ async fn ksync(State(s): State<AppState>) -> Json<Value> {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
+    let (vn_refused, ports_refused) = {
+        let m = s.i.model.borrow();
+        (m.vn_problems.len(), m.problems.len())
+    };
     let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
         let sh = lock(&s.i.shared);
         (
@@ -313,6 +322,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
         fs.denied as f64,
     );
     g(
+        "vrouter_agent_flows_denied_service_chain_total",
+        "Flows denied by a policy rule that applies a service chain (not supported: such rules deny).",
+        "counter",
+        fs.service_chain_denied as f64,
+    );
+    g(
         "vrouter_agent_flows_aged_total",
         "Flows removed after the idle timeout.",
         "counter",
@@ -347,6 +362,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "Datapath programming errors.",
         "counter",
         errors as f64,
+    );
+
+    let _ = writeln!(
+        out,
+        "# HELP vrouter_agent_refused_objects Config objects the agent cannot program (see /vns and /ports: not_programmed).\n# TYPE vrouter_agent_refused_objects gauge\nvrouter_agent_refused_objects{{kind=\"virtual_network\"}} {vn_refused}\nvrouter_agent_refused_objects{{kind=\"port\"}} {ports_refused}"
     );
 
     // Datapath counters, read now.

@@ -358,3 +358,86 @@ async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
     assert_eq!(engine.audit(&m, &mut batch), 0, "nothing left to audit");
     server.abort();
 }
+
+/// The agent reads the datapath's table sizes (`vrouter_ops`) when it
+/// connects: a datapath too small for the agent's limits (here labels for
+/// 64 vifs but an agent allowed 4096) is refused at once, naming each
+/// table, and `run` fails (the binary exits 1). Before, every port past
+/// the label table was refused one by one, each refusal a re-dump. A
+/// datapath sized from the same limits passes.
+#[tokio::test]
+async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let router = Router::with_flow_table(cfg.clone(), table);
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }));
+    let server = tokio::spawn(serve(
+        KsyncListener::bind(&paths.ksync).unwrap(),
+        Arc::clone(&dp),
+    ));
+
+    // What the datapath says fits what it was sized for.
+    let mut k = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    let r = within(
+        k.call(&[sandesh::VrouterOps {
+            h_op: sandesh::SandeshOp::Get,
+            ..Default::default()
+        }
+        .into()]),
+    )
+    .await
+    .unwrap();
+    let Some(sandesh::Message::VrouterOps(ops)) = r[0].objects.first().cloned() else {
+        panic!("no vrouter_ops answer");
+    };
+    // 64 vifs need 16 + 128 labels (1024 here) and 16 + 128 + 64 next hops.
+    assert_eq!(
+        agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64),
+        Ok(())
+    );
+    let e = agent::run::check_limits(&ops, &Ids { max_vifs: 4096 }, 4096).unwrap_err();
+    for what in [
+        "interfaces 64 < 4096",
+        "MPLS labels 1024 < 8208",
+        "next hops 1024 < 12304",
+        "VRFs 64 < 4096",
+    ] {
+        assert!(e.contains(what), "{what}: {e}");
+    }
+
+    // The whole agent against it, with its default limits: refused.
+    let opts = agent::run::Options {
+        sock_dir: Some(dir.path().to_path_buf()),
+        state_dir: dir.path().join("state"),
+        vnc_listen: "127.0.0.1:0".parse().unwrap(),
+        port_listen: "127.0.0.1:0".parse().unwrap(),
+        introspect_listen: "127.0.0.1:0".parse().unwrap(),
+        flows: FlowConfig::default(),
+        max_vifs: 4096,
+        max_vrfs: 4096,
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(60),
+        },
+        fault: None,
+    };
+    let res = within(agent::run::run(opts, std::future::pending())).await;
+    let e = format!("{:#}", res.unwrap_err());
+    assert!(
+        e.contains("too small") && e.contains("MPLS labels 1024 < 8208"),
+        "{e}"
+    );
+    assert!(
+        dp.lock().unwrap().router.vifs().iter().count() == 0,
+        "nothing programmed"
+    );
+    server.abort();
+}
