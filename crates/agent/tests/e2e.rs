@@ -729,3 +729,62 @@ fn upstream_port_fixtures_on_the_running_agent() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The first packet of a flow is a UDP GSO super-packet (one `sendto` of
+/// 8 x 1000 bytes with `UDP_SEGMENT`, as QUIC stacks send) from a
+/// container whose port has security groups (so new flows go to the
+/// agent): the FLOW_MISS trap reaches the agent, the super-packet waits
+/// whole for the decision, and every datagram arrives at once. Before,
+/// the trap was lost with the probe's actions and the flow stayed on hold
+/// with nothing asking the agent: nothing arrived.
+#[test]
+fn a_gso_first_packet_on_a_policy_port_is_trapped_and_delivered() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    let (a, b) = two_pinging(&mut node, "p9", "gso", 9);
+    let dst = b.ip.unwrap().to_string();
+    let recv = Command::new("ip")
+        .args(["netns", "exec", &b.ns, "python3", "-c"])
+        .arg(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',5001)); s.settimeout(3)\n\
+             print('ready',flush=True)\n\
+             n=0\n\
+             try:\n\
+             \x20while n<8:\n\
+             \x20\x20d,_=s.recvfrom(4096); n+=1 if len(d)==1000 else 0\n\
+             except socket.timeout: pass\n\
+             print(n)\n",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let misses = |n: &Node| n.intro_get("/flows").unwrap()["stats"]["misses"].as_u64();
+    let before = misses(&node);
+    let send = Command::new("ip")
+        .args(["netns", "exec", &a.ns, "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.setsockopt(17,103,1000)\n\
+             print(s.sendto(bytes(8000),('{dst}',5001)))\n"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&send.stdout).trim() == "8000",
+        "UDP_SEGMENT send: {send:?}"
+    );
+    let out = recv.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().last(),
+        Some("8"),
+        "datagrams received of 8: {text}; flows {}; agent log {}",
+        node.intro_get("/flows").unwrap(),
+        node.log("agent")
+    );
+    assert!(misses(&node) > before, "the flow was trapped to the agent");
+}
