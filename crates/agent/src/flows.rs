@@ -565,7 +565,13 @@ impl FlowEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        let replies = k.call(&batch.msgs).await?;
+        // One write per `max_batch` requests: a burst (the audit deciding
+        // thousands of lost traps, adoption after a restart) must not
+        // become one unbounded write.
+        let mut replies = Vec::with_capacity(batch.msgs.len());
+        for chunk in batch.msgs.chunks(self.cfg.max_batch.max(2)) {
+            replies.extend(k.call(chunk).await?);
+        }
         let mut follow = Batch::default();
         for ((note, reply), msg) in batch.notes.iter().zip(&replies).zip(&batch.msgs) {
             let resp = reply.objects.iter().find_map(|o| match o {
@@ -619,8 +625,8 @@ impl FlowEngine {
         }
         batch.msgs.clear();
         batch.notes.clear();
-        if !follow.is_empty() {
-            let replies = k.call(&follow.msgs).await?;
+        for chunk in follow.msgs.chunks(self.cfg.max_batch.max(2)) {
+            let replies = k.call(chunk).await?;
             for r in replies {
                 if r.code < 0 {
                     self.stats.errors += 1;
