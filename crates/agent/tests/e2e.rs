@@ -856,7 +856,10 @@ fn flows_whose_traps_were_lost_recover_by_the_hold_audit() {
         ))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&send.stdout).contains("sent"), "{send:?}");
+    assert!(
+        String::from_utf8_lossy(&send.stdout).contains("sent"),
+        "{send:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     node.agent.signal("CONT");
 
@@ -882,7 +885,10 @@ fn flows_whose_traps_were_lost_recover_by_the_hold_audit() {
         node.log("agent")
     );
     assert!(audited >= 1.0, "some traps were lost and audited:\n{m}");
-    assert!(took < Duration::from_secs(8), "recovered within a few audit periods: {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "recovered within a few audit periods: {took:?}"
+    );
     assert_eq!(metric(&m, "vrouter_flow_hold_entries"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "vrouter_flow_holds_expired_total"), Some(0.0));
 }
