@@ -77,6 +77,7 @@ fn model() -> Model {
                 gateway: None,
                 dns: None,
                 dhcp: false,
+                dhcp_mtu: None,
             }],
             has_policy: false,
         },

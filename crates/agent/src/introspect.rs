@@ -251,7 +251,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         let m = s.i.model.borrow();
         (m.vn_problems.len(), m.problems.len())
     };
-    let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
+    let (fs, nflows, pkt0_rx, pkt0_tx, errors, services) = {
         let sh = lock(&s.i.shared);
         (
             sh.flow_stats,
@@ -259,6 +259,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
             sh.pkt0_rx,
             sh.pkt0_tx,
             sh.program_errors,
+            sh.services.clone(),
         )
     };
     let rate = {
@@ -363,6 +364,19 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "counter",
         errors as f64,
     );
+    // What became of the service traps (ARP, DHCP, ICMP errors, NDP...):
+    // answers sent, and every trap not answered with its reason.
+    let _ = writeln!(
+        out,
+        "# HELP vrouter_agent_pkt0_outcomes_total Service traps by outcome.\n# TYPE vrouter_agent_pkt0_outcomes_total counter"
+    );
+    for (outcome, n) in &services {
+        let label = outcome.replace(['\\', '"'], "'");
+        let _ = writeln!(
+            out,
+            "vrouter_agent_pkt0_outcomes_total{{outcome=\"{label}\"}} {n}"
+        );
+    }
 
     let _ = writeln!(
         out,

@@ -29,3 +29,4 @@ pub mod ports;
 pub mod program;
 pub mod run;
 pub mod services;
+pub mod vif_map;

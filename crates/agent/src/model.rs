@@ -17,8 +17,10 @@ use vnc_api::Snapshot;
 /// First vif index the agent gives to ports: 0 is the fabric, 1 vhost0,
 /// 2 pkt0 (upstream's layout; the datapath creates 0 and 2 itself).
 pub const FIRST_PORT_VIF: u16 = 3;
-/// Default MTU of container ports.
-pub const DEFAULT_MTU: u16 = 1500;
+/// MTU the agent gives a container port's vif: 0, "the interface's own",
+/// which the datapath reads when it opens the interface (upstream's agent
+/// reads it from the OS; here the datapath is the one that opens it).
+pub const IFACE_MTU: u16 = 0;
 
 /// One IPAM subnet of a virtual network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct Subnet {
     pub gateway: Option<IpAddr>,
     pub dns: Option<IpAddr>,
     pub dhcp: bool,
+    /// An interface MTU configured among the subnet's DHCP options
+    /// (`dhcp_option_list`: `interface-mtu` or `26`, as upstream names it).
+    pub dhcp_mtu: Option<u16>,
 }
 
 impl Subnet {
@@ -148,6 +153,13 @@ impl Model {
         let ip = port.ip4.map(IpAddr::V4)?;
         vn.subnets.iter().find(|s| s.contains(ip))
     }
+
+    /// The IPv6 subnet of the port's IPv6 address.
+    pub fn subnet6_of(&self, port: &Port) -> Option<&Subnet> {
+        let vn = self.vns.get(&port.vn)?;
+        let ip = port.ip6.map(IpAddr::V6)?;
+        vn.subnets.iter().find(|s| s.contains(ip))
+    }
 }
 
 // ---- VNC JSON helpers -----------------------------------------------------
@@ -232,10 +244,30 @@ pub fn vn_subnets(obj: &Value) -> Vec<Subnet> {
                     .get("enable_dhcp")
                     .and_then(Value::as_bool)
                     .unwrap_or(true),
+                dhcp_mtu: dhcp_option(s, &["interface-mtu", "26"])
+                    .and_then(|v| v.trim().parse::<u16>().ok())
+                    .filter(|m| *m >= 68),
             });
         }
     }
     out
+}
+
+/// The value of a DHCP option of an IPAM subnet (`dhcp_option_list`,
+/// upstream's `DhcpOptionsListType`) by any of its names.
+fn dhcp_option<'a>(subnet: &'a Value, names: &[&str]) -> Option<&'a str> {
+    subnet
+        .get("dhcp_option_list")?
+        .get("dhcp_option")?
+        .as_array()?
+        .iter()
+        .find(|o| {
+            o.get("dhcp_option_name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.iter().any(|w| n.eq_ignore_ascii_case(w)))
+        })?
+        .get("dhcp_option_value")?
+        .as_str()
 }
 
 pub use crate::ports::parse_mac;
@@ -412,7 +444,7 @@ pub fn build(
             policy: vn.has_policy || !sgs.is_empty(),
             sgs,
             dhcp,
-            mtu: DEFAULT_MTU,
+            mtu: IFACE_MTU,
             display_name: rec.display_name.clone(),
         };
         m.ports.insert(vif, port);

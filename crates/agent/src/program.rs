@@ -273,6 +273,19 @@ pub fn desired(model: &Model, ids: &Ids) -> State {
                 }
             }
         }
+        // IPv6: the link-local address router advertisements come from
+        // (upstream's PKT0_LINKLOCAL_ADDRESS route in every VRF), so the
+        // datapath answers neighbour solicitations for the default router.
+        if vn.subnets.iter().any(|s| s.prefix.is_ipv6()) {
+            let recv = RouteData {
+                nh: RECEIVE_NH,
+                label: 0,
+                flags: rt_flags::ARP_PROXY,
+                mac: [0; 6],
+            };
+            let ll = crate::services::ndp::ROUTER_LINK_LOCAL.octets();
+            route(vn.vrf, Prefix::V6(ll, 128), recv, &mut s.routes);
+        }
         let members = model.vrf_members.get(&vn.vrf).cloned().unwrap_or_default();
         for p in model.ports.values() {
             if members.contains(&p.vn) {
@@ -450,7 +463,8 @@ pub fn plan<'a>(cur: &'a State, want: &'a State) -> impl Iterator<Item = Message
         .chain(vif_del)
 }
 
-/// The fields the agent sets; the datapath fills others (OS index).
+/// The fields the agent sets; the datapath fills others (OS index, and
+/// the MTU when `b` leaves it to the interface).
 fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
     a.vif_type == b.vif_type
         && a.name == b.name
@@ -458,7 +472,7 @@ fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
         && a.ip == b.ip
         && a.ip6 == b.ip6
         && a.vrf == b.vrf
-        && a.mtu == b.mtu
+        && (a.mtu == b.mtu || b.mtu == 0)
         && a.flags == b.flags
         && a.nh_id == b.nh_id
 }

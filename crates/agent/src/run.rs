@@ -158,6 +158,7 @@ pub async fn run(
         Arc::clone(&store),
         Arc::clone(&ports),
         paths.ksync.clone(),
+        opts.state_dir.join("vifs.json"),
         ids,
         max_vrfs,
         model_tx,
@@ -345,6 +346,7 @@ async fn programming(
     store: Arc<Store>,
     ports: Arc<PortStore>,
     ksync_path: PathBuf,
+    vif_file: PathBuf,
     ids: Ids,
     max_vrfs: u16,
     model_tx: watch::Sender<Arc<Model>>,
@@ -353,7 +355,9 @@ async fn programming(
 ) {
     let mut cfg_rx = store.subscribe();
     let mut ports_rx = ports.subscribe();
-    let mut vifs: BTreeMap<Uuid, u16> = BTreeMap::new();
+    // Indices as the last run left them (crate::vif_map).
+    let mut vifs: BTreeMap<Uuid, u16> = crate::vif_map::load(&vif_file);
+    let mut saved_vifs = vifs.clone();
     let mut known_vrfs: BTreeSet<u16> = BTreeSet::new();
     'connection: loop {
         let Some(mut k) = connect(&ksync_path, &mut stop).await else {
@@ -392,7 +396,10 @@ async fn programming(
         )
         .await
         {
-            Ok(s) => s,
+            Ok(s) => {
+                crate::vif_map::save_if_changed(&vif_file, &vifs, &mut saved_vifs);
+                s
+            }
             Err(e) => {
                 note_error(&shared, &e);
                 lock(&shared).ksync_connected = false;
@@ -425,6 +432,7 @@ async fn programming(
                     continue;
                 }
             };
+            crate::vif_map::save_if_changed(&vif_file, &vifs, &mut saved_vifs);
             let want = Arc::new(program::desired(&m, &ids));
             model_tx.send_replace(Arc::new(m));
             let res = apply(&mut k, program::plan(&applied, &want)).await;
@@ -516,13 +524,13 @@ async fn reconcile(
 ) -> anyhow::Result<Arc<State>> {
     let t0 = Instant::now();
     let cur = program::dump(k, known_vrfs).await?;
-    // Keep the vif index of every port whose interface the datapath has.
+    // Keep the vif index of every port whose interface the datapath has:
+    // it wins over a saved one (another port holding that index in the
+    // saved map gets a new one).
     for (u, name) in &ports.names() {
-        if vifs.contains_key(u) {
-            continue;
-        }
         if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
-            if !vifs.values().any(|v| v == i) {
+            if vifs.get(u) != Some(i) {
+                vifs.retain(|other, v| other == u || v != i);
                 vifs.insert(*u, *i);
             }
         }
@@ -562,6 +570,9 @@ async fn reconcile(
 struct Ctx<'a> {
     model: &'a Model,
     lease_secs: u32,
+    /// The MTU of the port's interface, as the datapath read it (for DHCP
+    /// option 26), when known.
+    iface_mtu: Option<u16>,
 }
 
 impl crate::services::ServiceContext for Ctx<'_> {
@@ -572,6 +583,11 @@ impl crate::services::ServiceContext for Ctx<'_> {
             Some(std::net::IpAddr::V4(v)) => Some(v),
             _ => None,
         };
+        let v6 = |a: Option<std::net::IpAddr>| match a {
+            Some(std::net::IpAddr::V6(v)) => Some(v),
+            _ => None,
+        };
+        let sn6 = self.model.subnet6_of(p);
         Some(crate::services::PortInfo {
             vif,
             vrf: p.vrf,
@@ -580,10 +596,29 @@ impl crate::services::ServiceContext for Ctx<'_> {
             plen: sn.map_or(32, |s| s.plen),
             gateway: sn.and_then(|s| v4(s.gateway)),
             dns: sn.and_then(|s| v4(s.dns)),
-            mtu: p.mtu,
+            // Configured among the subnet's DHCP options, else the
+            // interface's.
+            mtu: sn
+                .and_then(|s| s.dhcp_mtu)
+                .or(self.iface_mtu)
+                .unwrap_or(p.mtu),
             dhcp_enabled: p.dhcp,
             hostname: (!p.display_name.is_empty()).then(|| p.display_name.clone()),
+            ip6: p.ip6,
+            prefix6: sn6.and_then(|s| match s.prefix {
+                std::net::IpAddr::V6(a) => Some((a, s.plen)),
+                _ => None,
+            }),
+            gateway6: sn6.and_then(|s| v6(s.gateway)),
+            dns6: sn6.and_then(|s| v6(s.dns)),
+            dhcp6_enabled: sn6.is_some_and(|s| s.dhcp),
         })
+    }
+
+    fn mac_of6(&self, vrf: u16, ip: std::net::Ipv6Addr) -> Option<[u8; 6]> {
+        self.model
+            .port_by_addr(vrf, std::net::IpAddr::V6(ip))
+            .map(|p| p.mac)
     }
 
     fn mac_of(&self, vrf: u16, ip: std::net::Ipv4Addr) -> Option<[u8; 6]> {
@@ -627,10 +662,12 @@ pub async fn pkt0_task(
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut batch = Batch::default();
+    let mut mtus: std::collections::HashMap<u16, u16> = std::collections::HashMap::new();
     'connection: loop {
         let Some(mut k) = connect(&paths.ksync, &mut stop).await else {
             return;
         };
+        mtus.clear();
         // Wait for the first model from the programming task.
         while model_rx.borrow().revision == 0 && model_rx.borrow().ports.is_empty() {
             tokio::select! {
@@ -675,6 +712,7 @@ pub async fn pkt0_task(
                     if r.is_err() { return }
                     let m = Arc::clone(&model_rx.borrow_and_update());
                     engine.reevaluate(&m, &mut batch);
+                    mtus.clear();
                 }
                 _ = k.closed() => {
                     tracing::warn!("flow ksync closed: reconnecting");
@@ -695,6 +733,8 @@ pub async fn pkt0_task(
                         &mut out,
                         &pkt0,
                         &shared,
+                        &mut k,
+                        &mut mtus,
                     )
                     .await;
                     if batch.len() >= fcfg.max_batch.max(1) {
@@ -721,6 +761,7 @@ pub async fn pkt0_task(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_frame(
     frame: &[u8],
     model: &Model,
@@ -729,6 +770,8 @@ async fn handle_frame(
     out: &mut Vec<u8>,
     pkt0: &Pkt0Agent,
     shared: &SharedRef,
+    k: &mut KsyncClient,
+    mtus: &mut std::collections::HashMap<u16, u16>,
 ) {
     let Some(hdr) = frame.get(14..).and_then(AgentHdr::parse) else {
         return;
@@ -739,13 +782,27 @@ async fn handle_frame(
         // datapath reuses) that a packet hit: decide it again, as for a miss.
         cmd::FLOW_ACTION_HOLD => engine.action_hold(model, &hdr, batch),
         _ => {
+            // DHCP answers announce the interface's MTU: ask the datapath
+            // once per port (and again after the model changed).
+            let dhcp4 = matches!(hdr.cmd, cmd::L2_PROTOCOLS | cmd::L3_PROTOCOLS)
+                && frame.get(14 + 30 + 12..14 + 30 + 14) == Some(&[0x08, 0x00]);
+            if dhcp4 && !mtus.contains_key(&hdr.ifindex) {
+                if let Some(m) = vif_mtu(k, hdr.ifindex).await {
+                    mtus.insert(hdr.ifindex, m);
+                }
+            }
             let ctx = Ctx {
                 model,
                 lease_secs: 86400,
+                iface_mtu: mtus.get(&hdr.ifindex).copied(),
             };
             out.clear();
             let outcome = crate::services::handle(frame, &ctx, out);
-            let name = outcome_name(&outcome);
+            let name = match (&outcome, hdr.cmd) {
+                (crate::services::Outcome::Reply, cmd::HANDLE_DF) => "icmp_too_big_sent",
+                (crate::services::Outcome::Reply, cmd::ZERO_TTL) => "icmp_time_exceeded_sent",
+                (o, _) => outcome_name(o),
+            };
             if matches!(outcome, crate::services::Outcome::Reply) {
                 match pkt0.send(out).await {
                     Ok(()) => lock(shared).pkt0_tx += 1,
@@ -754,6 +811,21 @@ async fn handle_frame(
             }
             *lock(shared).services.entry(name).or_default() += 1;
         }
+    }
+}
+
+/// The MTU the datapath has for vif `idx` (the interface's).
+async fn vif_mtu(k: &mut KsyncClient, idx: u16) -> Option<u16> {
+    let req = sandesh::VrInterfaceReq {
+        h_op: sandesh::SandeshOp::Get,
+        vifr_idx: i32::from(idx),
+        vifr_os_idx: -1,
+        ..Default::default()
+    };
+    let replies = k.call(&[req.into()]).await.ok()?;
+    match replies.first()?.objects.first()? {
+        sandesh::Message::Interface(v) => u16::try_from(v.vifr_mtu).ok().filter(|m| *m >= 68),
+        _ => None,
     }
 }
 

@@ -29,6 +29,7 @@ pub fn model() -> Model {
                 gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
                 dns: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))),
                 dhcp: true,
+                dhcp_mtu: None,
             }],
             has_policy: false,
         },
