@@ -6,7 +6,7 @@
 use crate::flows::FlowEngine;
 use crate::ksync::KsyncClient;
 use crate::model::Model;
-use crate::run::{lock, SharedRef};
+use crate::status::{lock, FlowView, SharedRef};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
 use sandesh::{Message, SandeshOp, VrDropStatsReq};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -36,21 +35,6 @@ struct AppState {
     i: Introspect,
     /// (when, flow setups) at the previous scrape, for the rate.
     last: Arc<Mutex<Option<(Instant, u64)>>>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct FlowView {
-    pub index: u32,
-    pub gen: u8,
-    pub reverse: Option<u32>,
-    pub proto: u8,
-    pub src: String,
-    pub dst: String,
-    pub sport: u16,
-    pub dport: u16,
-    pub nh: u32,
-    pub action: &'static str,
-    pub why: String,
 }
 
 fn action_name(a: u16) -> &'static str {

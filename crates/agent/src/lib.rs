@@ -26,3 +26,4 @@ pub mod ports;
 pub mod program;
 pub mod run;
 pub mod services;
+pub mod status;

@@ -12,11 +12,13 @@
 //!   batches), flows are aged every second and decided again when the
 //!   model changes.
 
-use crate::flows::{Batch, FlowConfig, FlowEngine, FlowStats};
+use crate::flows::{Batch, FlowConfig, FlowEngine};
 use crate::ksync::{KsyncClient, KsyncError};
 use crate::model::{self, Model};
 use crate::ports::{PortCheck, PortRecord, PortStore};
 use crate::program::{self, Ids, State};
+use crate::status::{lock, SharedRef};
+pub use crate::status::{shared, Shared};
 use axum::http::StatusCode;
 use channels::{ChannelPaths, Pkt0Agent};
 use dp_core::agent::{cmd, AgentHdr};
@@ -39,34 +41,6 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
-}
-
-/// What the tasks report, for introspect and metrics.
-#[derive(Default)]
-pub struct Shared {
-    pub ksync_connected: bool,
-    pub reconciles: u64,
-    pub last_reconcile_changes: usize,
-    pub last_reconcile_ms: u64,
-    pub requests_applied: u64,
-    pub program_errors: u64,
-    pub last_error: Option<String>,
-    pub applied: Arc<State>,
-    pub flow_stats: FlowStats,
-    pub flows: Vec<crate::introspect::FlowView>,
-    pub pkt0_rx: u64,
-    pub pkt0_tx: u64,
-    pub services: BTreeMap<&'static str, u64>,
-}
-
-pub type SharedRef = Arc<Mutex<Shared>>;
-
-pub fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn shared() -> SharedRef {
-    Arc::new(Mutex::new(Shared::default()))
 }
 
 /// Refuses ports the configuration cannot place.
