@@ -24,6 +24,7 @@ pub mod ksync;
 pub mod model;
 pub mod ports;
 pub mod program;
+pub mod programming;
 pub mod run;
 pub mod services;
 pub mod status;
