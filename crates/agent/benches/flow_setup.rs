@@ -79,6 +79,7 @@ fn model() -> Model {
                 dhcp: false,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, last) in [(3u16, 3u8), (4, 4)] {

@@ -1,22 +1,25 @@
-//! The running agent: servers, the programming task and the pkt0/flow
-//! task, and how they share the model.
+//! The running agent: servers, the programming task, the pkt0/flow task
+//! and (with `--config-source controller`) the controller, and how they
+//! share the model.
 //!
-//! * **programming** owns one ksync connection. On every (re)connection it
-//!   dumps the datapath, keeps the vif index of every port whose interface
-//!   it finds there, builds the model and converges the datapath to it.
-//!   Then it waits for a config or port change (and rebuilds, converging
-//!   from what it last applied) or for the connection to close (the
-//!   datapath restarted: connect again and converge from a fresh dump).
+//! * **programming** ([`crate::programming`]) owns one ksync connection
+//!   and converges the datapath to the model.
 //! * **pkt0** owns the pkt0 endpoint and a second ksync connection for
 //!   flows: traps are answered (ARP, DHCP) or decided (flow misses, in
 //!   batches), flows are aged every second and decided again when the
 //!   model changes.
+//! * **controller** ([`crate::controller`]) talks XMPP to the control
+//!   nodes: config in (IF-MAP), routes both ways.
+//!
+//! The configuration comes from the embedded store (which then serves
+//! the VNC API) or from the control nodes; the model is the same.
 
 use crate::flows::{Batch, FlowConfig, FlowEngine};
 use crate::ksync::KsyncClient;
 use crate::model::Model;
 use crate::ports::{PortCheck, PortRecord, PortStore};
 use crate::program::Ids;
+use crate::source::{ConfigView, Kind};
 use crate::status::{lock, SharedRef};
 pub use crate::status::{shared, Shared};
 use axum::http::StatusCode;
@@ -40,32 +43,32 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    pub config_source: Kind,
+    /// With [`Kind::Controller`]: the cluster.
+    pub controller: Option<crate::controller::Options>,
 }
 
-/// Refuses ports the configuration cannot place.
+/// Accepts a port whose virtual network the configuration does not have
+/// yet, as upstream does (with a controller the config comes after the
+/// port): it is kept and programmed when the network arrives.
 struct ConfigCheck {
-    store: Arc<Store>,
+    config: Arc<dyn ConfigView>,
 }
 
 impl PortCheck for ConfigCheck {
     fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        let snap = self.store.snapshot().map_err(|e| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("config store: {e}"),
-            )
-        })?;
         let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
             (
                 StatusCode::BAD_REQUEST,
                 format!("vn-id: not a UUID: {:?}", rec.vn_id),
             )
         })?;
-        if snap.get("virtual-network", &vn).is_none() {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("vn-id: virtual-network {vn} does not exist"),
-            ));
+        let known = self
+            .config
+            .snapshot()
+            .is_ok_and(|s| s.get("virtual-network", &vn).is_some());
+        if !known {
+            tracing::info!(port = %rec.id, vn = %vn, "port for a virtual network not in the config yet: kept, programmed when the network arrives");
         }
         Ok(())
     }
@@ -79,8 +82,6 @@ pub async fn run(
     use anyhow::Context;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating state dir {}", opts.state_dir.display()))?;
-    let db = opts.state_dir.join("config.redb");
-    let store = Store::open(&db).with_context(|| format!("config store {}", db.display()))?;
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
@@ -88,10 +89,54 @@ pub async fn run(
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
 
-    let vnc = tokio::net::TcpListener::bind(opts.vnc_listen)
-        .await
-        .with_context(|| format!("VNC API listen {}", opts.vnc_listen))?;
+    // Where the configuration comes from.
+    let (config, store, remote, controller): (Arc<dyn ConfigView>, _, _, _) =
+        match opts.config_source {
+            Kind::Embedded => {
+                let db = opts.state_dir.join("config.redb");
+                let store =
+                    Store::open(&db).with_context(|| format!("config store {}", db.display()))?;
+                (store.clone(), Some(store), None, None)
+            }
+            Kind::Controller => {
+                let copts = opts
+                    .controller
+                    .clone()
+                    .context("--config-source controller needs CONTROL-NODE.servers")?;
+                let c = crate::controller::spawn(
+                    copts,
+                    ids,
+                    &opts.state_dir,
+                    Arc::clone(&ports),
+                    model_rx.clone(),
+                    stop_rx.clone(),
+                    &mut tasks,
+                )?;
+                let remote = crate::programming::Remote {
+                    rib: c.rib.clone(),
+                    sip: c.sip.clone(),
+                    os: crate::fabric::os(),
+                };
+                (
+                    c.config.clone() as Arc<dyn ConfigView>,
+                    None,
+                    Some(remote),
+                    Some(Arc::clone(&c.status)),
+                )
+            }
+        };
+
+    let vnc = match &store {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(opts.vnc_listen)
+                .await
+                .with_context(|| format!("VNC API listen {}", opts.vnc_listen))?,
+        ),
+        None => None,
+    };
     let port_api = tokio::net::TcpListener::bind(opts.port_listen)
         .await
         .with_context(|| format!("port API listen {}", opts.port_listen))?;
@@ -100,8 +145,6 @@ pub async fn run(
         .with_context(|| format!("introspect listen {}", opts.introspect_listen))?;
     let pkt0 = Pkt0Agent::bind(&paths).context("pkt0")?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
         let r = axum::serve(l, app)
             .with_graceful_shutdown(async move {
@@ -112,17 +155,15 @@ pub async fn run(
             tracing::error!(error = %e, "HTTP server failed");
         }
     };
-    tasks.spawn(serve(
-        vnc,
-        vnc_api::router(Arc::clone(&store)),
-        stop_rx.clone(),
-    ));
+    if let (Some(l), Some(store)) = (vnc, &store) {
+        tasks.spawn(serve(l, vnc_api::router(Arc::clone(store)), stop_rx.clone()));
+    }
     tasks.spawn(serve(
         port_api,
         crate::ports::router(
             Arc::clone(&ports),
             Arc::new(ConfigCheck {
-                store: Arc::clone(&store),
+                config: Arc::clone(&config),
             }),
         ),
         stop_rx.clone(),
@@ -133,17 +174,19 @@ pub async fn run(
             model: model_rx.clone(),
             shared: Arc::clone(&shared),
             ksync_path: paths.ksync.clone(),
+            controller,
         }),
         stop_rx.clone(),
     ));
     tasks.spawn(crate::programming::programming(
-        Arc::clone(&store),
+        config,
         Arc::clone(&ports),
         paths.ksync.clone(),
         ids,
         model_tx,
         Arc::clone(&shared),
         stop_rx.clone(),
+        remote,
     ));
     tasks.spawn(pkt0_task(
         pkt0,
@@ -154,14 +197,25 @@ pub async fn run(
         Arc::clone(&shared),
         stop_rx.clone(),
     ));
-    tracing::info!(
-        vnc = %opts.vnc_listen,
-        port_api = %opts.port_listen,
-        introspect = %opts.introspect_listen,
-        sock_dir = %opts.sock_dir.display(),
-        state_dir = %opts.state_dir.display(),
-        "agent running (standalone)"
-    );
+    match &opts.controller {
+        Some(c) if opts.config_source == Kind::Controller => tracing::info!(
+            servers = ?c.servers,
+            agent_name = %c.agent_name,
+            port_api = %opts.port_listen,
+            introspect = %opts.introspect_listen,
+            sock_dir = %opts.sock_dir.display(),
+            state_dir = %opts.state_dir.display(),
+            "agent running (config and routes from the control nodes)"
+        ),
+        _ => tracing::info!(
+            vnc = %opts.vnc_listen,
+            port_api = %opts.port_listen,
+            introspect = %opts.introspect_listen,
+            sock_dir = %opts.sock_dir.display(),
+            state_dir = %opts.state_dir.display(),
+            "agent running (standalone)"
+        ),
+    }
     tokio::select! {
         _ = shutdown => tracing::info!("stopping"),
         Some(r) = tasks.join_next() => tracing::error!(result = ?r, "a task ended unexpectedly"),

@@ -104,6 +104,7 @@ fn model() -> Model {
                 dhcp: true,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, mac, last) in [(3u16, MAC_A, 3u8), (4, MAC_B, 4)] {
