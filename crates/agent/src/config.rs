@@ -167,7 +167,10 @@ mod tests {
         .unwrap();
         assert_eq!(f.default.agent_name.as_deref(), Some("c1"));
         assert_eq!(f.default.xmpp_auth_enable, Some(true));
-        assert_eq!(f.control_node.servers.as_deref(), Some("10.0.0.1:5269 10.0.0.2:5269"));
+        assert_eq!(
+            f.control_node.servers.as_deref(),
+            Some("10.0.0.1:5269 10.0.0.2:5269")
+        );
         assert_eq!(f.networks.control_network_ip, Some([192, 0, 2, 1].into()));
         assert_eq!(f.agent.config_source, Some(crate::source::Kind::Controller));
     }

@@ -187,8 +187,14 @@ pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String
     let dst_port: Option<&Port> = model.port_by_addr(vrf, dst_ip);
     let vrf_vn = model.vn_by_vrf(vrf);
     // Addresses behind other compute nodes: what their routes say.
-    let src_remote = src_port.is_none().then(|| model.endpoint(vrf, src_ip)).flatten();
-    let dst_remote = dst_port.is_none().then(|| model.endpoint(vrf, dst_ip)).flatten();
+    let src_remote = src_port
+        .is_none()
+        .then(|| model.endpoint(vrf, src_ip))
+        .flatten();
+    let dst_remote = dst_port
+        .is_none()
+        .then(|| model.endpoint(vrf, dst_ip))
+        .flatten();
     let src_vn = src_port
         .and_then(|p| model.vns.get(&p.vn))
         .map(|v| v.fq_name.as_str())

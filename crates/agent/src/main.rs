@@ -145,10 +145,7 @@ fn main() -> anyhow::Result<()> {
             ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
-        config_source: args
-            .config_source
-            .or(a.config_source)
-            .unwrap_or_default(),
+        config_source: args.config_source.or(a.config_source).unwrap_or_default(),
         controller,
     };
     if opts.config_source == agent::source::Kind::Controller && opts.controller.is_none() {
@@ -198,9 +195,7 @@ fn controller_options(
         .or_else(host_name)
         .context("no agent name: give --DEFAULT.agent_name (or hostname)")?;
     let mut o = agent::controller::Options::new(servers, agent_name);
-    o.control_network_ip = args
-        .control_network_ip
-        .or(file.networks.control_network_ip);
+    o.control_network_ip = args.control_network_ip.or(file.networks.control_network_ip);
     o.subcluster_name = args
         .subcluster_name
         .clone()
@@ -213,17 +208,28 @@ fn controller_options(
                 .with_context(|| format!("xmpp_auth_enable needs {what}"))
         };
         o.tls = Some(agent::controller::TlsFiles {
-            cert: need(&args.xmpp_server_cert, &d.xmpp_server_cert, "xmpp_server_cert")?,
+            cert: need(
+                &args.xmpp_server_cert,
+                &d.xmpp_server_cert,
+                "xmpp_server_cert",
+            )?,
             key: need(&args.xmpp_server_key, &d.xmpp_server_key, "xmpp_server_key")?,
             ca: need(&args.xmpp_ca_cert, &d.xmpp_ca_cert, "xmpp_ca_cert")?,
         });
     }
-    let secs = |a: Option<u64>, b: Option<u64>, def: Duration| {
-        a.or(b).map_or(def, Duration::from_secs)
-    };
+    let secs =
+        |a: Option<u64>, b: Option<u64>, def: Duration| a.or(b).map_or(def, Duration::from_secs);
     o.hold_time = secs(args.xmpp_hold_time, cn.hold_time, o.hold_time).max(Duration::from_secs(1));
-    o.stale_timeout = secs(args.stale_route_timeout, cn.stale_route_timeout, o.stale_timeout);
-    o.eor_timeout = secs(args.end_of_rib_timeout, cn.end_of_rib_timeout, o.eor_timeout);
+    o.stale_timeout = secs(
+        args.stale_route_timeout,
+        cn.stale_route_timeout,
+        o.stale_timeout,
+    );
+    o.eor_timeout = secs(
+        args.end_of_rib_timeout,
+        cn.end_of_rib_timeout,
+        o.eor_timeout,
+    );
     o.reconnect_max = secs(args.xmpp_reconnect_max, cn.reconnect_max, o.reconnect_max)
         .max(Duration::from_secs(1));
     Ok(Some(o))

@@ -156,7 +156,11 @@ pub async fn run(
         }
     };
     if let (Some(l), Some(store)) = (vnc, &store) {
-        tasks.spawn(serve(l, vnc_api::router(Arc::clone(store)), stop_rx.clone()));
+        tasks.spawn(serve(
+            l,
+            vnc_api::router(Arc::clone(store)),
+            stop_rx.clone(),
+        ));
     }
     tasks.spawn(serve(
         port_api,

@@ -96,7 +96,10 @@ impl ConfigView for ControllerConfig {
         let mut taken: BTreeSet<u64> = BTreeSet::new();
         for (ty, uuid, obj) in i.graph.objects() {
             if ty == "virtual-network" {
-                if let Some(id) = obj.get("virtual_network_network_id").and_then(Value::as_u64) {
+                if let Some(id) = obj
+                    .get("virtual_network_network_id")
+                    .and_then(Value::as_u64)
+                {
                     taken.insert(id);
                 }
                 vns.push((uuid, obj));
@@ -148,5 +151,44 @@ impl ConfigView for ControllerConfig {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp::stanza::{IqBody, Stanza};
+
+    #[test]
+    fn upstream_config_becomes_a_model() {
+        let text = include_str!(
+            "../../../xmpp/tests/upstream/ifmap-config-cn-to-agent/cli1_vn1_vm3_add.master_output"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let c = ControllerConfig::open(dir.path());
+        for part in text.split("</iq>").filter(|p| p.contains("<iq")) {
+            let Stanza::Iq(iq) = Stanza::parse(&format!("{part}</iq>")).unwrap() else {
+                panic!()
+            };
+            let IqBody::Config(cfg) = iq.body else {
+                panic!()
+            };
+            c.apply(&xmpp::ifmap::parse_config(&cfg).0);
+        }
+        let snap = c.snapshot().unwrap();
+        assert_eq!(snap.len("virtual-network"), 1);
+        let mut vifs = std::collections::BTreeMap::new();
+        let m = crate::model::build(&snap, &Default::default(), &mut vifs, 64);
+        let vn = m.vns.values().next().unwrap();
+        assert_eq!(vn.fq_name, "default-domain:demo:vn27");
+        assert_eq!(vn.vrf, 4095);
+        assert_eq!(vn.ri, "default-domain:demo:vn27:vn27");
+        assert_eq!(vn.subnets.len(), 1);
+        // The id is kept for the next start.
+        let c2 = ControllerConfig::open(dir.path());
+        assert_eq!(
+            c2.lock().local_ids.get("default-domain:demo:vn27"),
+            Some(&4095)
+        );
     }
 }

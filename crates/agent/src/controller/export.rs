@@ -129,7 +129,11 @@ pub fn exports(model: &Model, ids: &Ids, sip: Ipv4Addr) -> Exports {
                     af: af::IPV4,
                     address: sip.to_string(),
                     label: if vxlan { i64::from(vn.vni) } else { l2 },
-                    encap: if vxlan { vec!["vxlan".into()] } else { mpls.clone() },
+                    encap: if vxlan {
+                        vec!["vxlan".into()]
+                    } else {
+                        mpls.clone()
+                    },
                     ..EnetNextHop::default()
                 }],
                 security_groups: sgs.clone(),

@@ -348,7 +348,10 @@ impl Hub {
                     return;
                 };
                 if self.config_peer != Some(idx) {
-                    tracing::warn!(server = idx, "config from a control node that is not the config peer ignored");
+                    tracing::warn!(
+                        server = idx,
+                        "config from a control node that is not the config peer ignored"
+                    );
                     return;
                 }
                 let (changes, errors) = xmpp::ifmap::parse_config(&cfg);
@@ -366,7 +369,10 @@ impl Hub {
                 }
             }
             (Some(Channel::DnsPeer), _) => {
-                tracing::debug!(server = idx, "dns-peer stanza ignored (no DNS service here)")
+                tracing::debug!(
+                    server = idx,
+                    "dns-peer stanza ignored (no DNS service here)"
+                )
             }
             (ch, _) => self.bad(idx, format!("unexpected stanza on channel {ch:?} dropped")),
         }
@@ -403,10 +409,9 @@ impl Hub {
             let expired = p
                 .stale_since
                 .is_some_and(|t| now.duration_since(t) >= self.opts.stale_timeout);
-            let eor_due = p
-                .live
-                .as_ref()
-                .is_some_and(|l| !l.eor_rx && now.duration_since(l.up_since) >= self.opts.eor_timeout);
+            let eor_due = p.live.as_ref().is_some_and(|l| {
+                !l.eor_rx && now.duration_since(l.up_since) >= self.opts.eor_timeout
+            });
             if p.live.is_none() && expired {
                 self.end_of_rib(i, "stale timeout");
             } else if eor_due {
@@ -458,14 +463,32 @@ impl Hub {
             match subs.get(ri) {
                 Some(i) if i == inst => {}
                 Some(_) => {
-                    out.push(stanza::instance_subscribe(&agent, self.next_id, ri, *inst, false));
+                    out.push(stanza::instance_subscribe(
+                        &agent,
+                        self.next_id,
+                        ri,
+                        *inst,
+                        false,
+                    ));
                     self.next_id += 1;
-                    out.push(stanza::instance_subscribe(&agent, self.next_id, ri, *inst, true));
+                    out.push(stanza::instance_subscribe(
+                        &agent,
+                        self.next_id,
+                        ri,
+                        *inst,
+                        true,
+                    ));
                     self.next_id += 1;
                     subs.insert(ri.clone(), *inst);
                 }
                 None => {
-                    out.push(stanza::instance_subscribe(&agent, self.next_id, ri, *inst, true));
+                    out.push(stanza::instance_subscribe(
+                        &agent,
+                        self.next_id,
+                        ri,
+                        *inst,
+                        true,
+                    ));
                     self.next_id += 1;
                     subs.insert(ri.clone(), *inst);
                 }
@@ -475,7 +498,15 @@ impl Hub {
             if published.get(k) == Some(e) {
                 continue;
             }
-            let (p, c) = stanza::publish(&agent, self.next_id, e.l2, &e.ri, &k.1, e.item.clone(), true);
+            let (p, c) = stanza::publish(
+                &agent,
+                self.next_id,
+                e.l2,
+                &e.ri,
+                &k.1,
+                e.item.clone(),
+                true,
+            );
             self.next_id += 1;
             out.push(p);
             out.push(c);
@@ -508,7 +539,13 @@ impl Hub {
             .map(|(r, i)| (r.clone(), *i))
             .collect();
         for (ri, inst) in unsub {
-            out.push(stanza::instance_subscribe(&agent, self.next_id, &ri, inst, false));
+            out.push(stanza::instance_subscribe(
+                &agent,
+                self.next_id,
+                &ri,
+                inst,
+                false,
+            ));
             self.next_id += 1;
             subs.remove(&ri);
         }

@@ -232,7 +232,12 @@ mod tests {
                 "10.0.0.2:5269".parse().unwrap()
             ]
         );
-        assert_eq!(parse_servers("a,b,c").map_err(|e| e.to_string()).unwrap_err(), "control node \"a\": not ip or ip:port");
+        assert_eq!(
+            parse_servers("a,b,c")
+                .map_err(|e| e.to_string())
+                .unwrap_err(),
+            "control node \"a\": not ip or ip:port"
+        );
         assert_eq!(parse_servers("1.1.1.1 2.2.2.2 3.3.3.3").unwrap().len(), 2);
         assert!(parse_servers("  ").is_err());
     }

@@ -68,7 +68,13 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(m)
 }
 
-fn nh(address: &str, label: i64, vni: i64, encaps: &[String], vn: &str) -> Result<RemoteNh, String> {
+fn nh(
+    address: &str,
+    label: i64,
+    vni: i64,
+    encaps: &[String],
+    vn: &str,
+) -> Result<RemoteNh, String> {
     let addr: Ipv4Addr = address
         .trim()
         .parse()
@@ -77,7 +83,11 @@ fn nh(address: &str, label: i64, vni: i64, encaps: &[String], vn: &str) -> Resul
         return Err("next hop address 0.0.0.0".into());
     }
     let encaps: Vec<Encap> = encaps.iter().filter_map(|e| Encap::parse(e)).collect();
-    let max = if encaps == [Encap::Vxlan] { 0xFF_FFFF } else { 0xF_FFFF };
+    let max = if encaps == [Encap::Vxlan] {
+        0xFF_FFFF
+    } else {
+        0xF_FFFF
+    };
     let label = u32::try_from(label)
         .ok()
         .filter(|l| *l <= max)
@@ -130,17 +140,23 @@ fn inet(item: &Element, v6: bool) -> Result<(RouteId, RemoteRoute), String> {
 fn evpn(item: &Element) -> Result<(RouteId, RemoteRoute), String> {
     let it = EnetItem::parse(item).map_err(|e| e.to_string())?;
     if it.nlri.af != af::L2VPN || it.nlri.safi != safi::ENET {
-        return Err(format!("afi/safi {}/{} in an EVPN event", it.nlri.af, it.nlri.safi));
+        return Err(format!(
+            "afi/safi {}/{} in an EVPN event",
+            it.nlri.af, it.nlri.safi
+        ));
     }
     let mac = parse_mac(&it.nlri.mac).ok_or_else(|| format!("MAC {:?}", it.nlri.mac))?;
     if mac[0] & 1 != 0 {
-        return Err(format!("multicast MAC {:?} (no BUM replication here)", it.nlri.mac));
+        return Err(format!(
+            "multicast MAC {:?} (no BUM replication here)",
+            it.nlri.mac
+        ));
     }
     let ip = match it.nlri.address.trim() {
         "" => None,
         a => {
-            let (ip, len) = parse_prefix(a, a.contains(':'))
-                .ok_or_else(|| format!("address {a:?}"))?;
+            let (ip, len) =
+                parse_prefix(a, a.contains(':')).ok_or_else(|| format!("address {a:?}"))?;
             let host = if ip.is_ipv6() { 128 } else { 32 };
             if len != host && !ip.is_unspecified() {
                 return Err(format!("address {a:?} of a MAC route is no host"));
@@ -254,7 +270,10 @@ mod tests {
     fn retracts_and_evpn_ids() {
         assert_eq!(
             retract(Family::Evpn, "10-02:00:00:00:00:01,10.0.0.1/32"),
-            Some(RouteId::Evpn([2, 0, 0, 0, 0, 1], Some(IpAddr::from([10, 0, 0, 1]))))
+            Some(RouteId::Evpn(
+                [2, 0, 0, 0, 0, 1],
+                Some(IpAddr::from([10, 0, 0, 1]))
+            ))
         );
         assert_eq!(
             retract(Family::Evpn, "02:00:00:00:00:01,0.0.0.0/32"),

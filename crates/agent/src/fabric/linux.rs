@@ -76,10 +76,12 @@ impl FabricOs for Linux {
 mod tests {
     use super::*;
 
-    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
 eth0\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
 fab\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-    const ARP: &str = "IP address       HW type     Flags       HW address            Mask     Device\n\
+    const ARP: &str =
+        "IP address       HW type     Flags       HW address            Mask     Device\n\
 192.0.2.2        0x1         0x2         02:11:00:00:00:02     *        fab\n\
 192.0.2.3        0x1         0x0         00:00:00:00:00:00     *        fab\n\
 172.18.0.1       0x1         0x2         02:42:ac:12:00:01     *        eth0\n";

@@ -46,7 +46,9 @@ impl FabricOs for Windows {
         if rc != 0 {
             return None;
         }
-        let via = v4(&route.NextHop).filter(|a| !a.is_unspecified()).unwrap_or(ip);
+        let via = v4(&route.NextHop)
+            .filter(|a| !a.is_unspecified())
+            .unwrap_or(ip);
         let mut row = MIB_IPNET_ROW2 {
             Address: sockaddr(via),
             InterfaceIndex: route.InterfaceIndex,
