@@ -122,8 +122,36 @@ impl View {
     }
 
     fn vn(&mut self, snap: &Snapshot, vn: &NodeId, obj: &Value) {
+        self.vn_at(snap, vn, obj, true);
+    }
+
+    /// A network, its IPAM and policies, its routing instance; with
+    /// `peers`, also the other networks its policies are attached to (the
+    /// agent evaluates a policy with both sides' rule lists, upstream's
+    /// schema transformer compiles them into the ACLs it sends instead).
+    fn vn_at(&mut self, snap: &Snapshot, vn: &NodeId, obj: &Value, peers: bool) {
         self.refs(snap, "virtual-network", vn, obj, "network-ipam");
-        self.refs(snap, "virtual-network", vn, obj, "network-policy");
+        let pols = self.refs(snap, "virtual-network", vn, obj, "network-policy");
+        if peers {
+            for (_, pol) in &pols {
+                let Some(pu) = pol.get("uuid").and_then(Value::as_str) else {
+                    continue;
+                };
+                for (_, other) in snap.iter("virtual-network") {
+                    let attached = other
+                        .get("network_policy_refs")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|r| r.get("uuid").and_then(Value::as_str) == Some(pu));
+                    let oid = NodeId::new("virtual-network", join(&other["fq_name"]));
+                    if attached && oid != *vn && !self.nodes.contains_key(&oid) {
+                        let oid = self.add_node("virtual-network", other);
+                        self.vn_at(snap, &oid, other, false);
+                    }
+                }
+            }
+        }
         // The network's routing instance (the schema transformer makes
         // one per network: `<vn>:<vn name>`).
         let name = vn.name.rsplit(':').next().unwrap_or_default().to_string();

@@ -12,7 +12,9 @@
 //! * A lost control node's routes turn stale and stay for
 //!   `stale_timeout`; when it comes back, what it re-sends is fresh again
 //!   and the rest goes at its end-of-RIB marker (or `eor_timeout` after
-//!   the session came up, when no marker arrives).
+//!   the session came up, when no marker arrives). The marker of a live
+//!   control node also sweeps what control nodes that are still down
+//!   left stale (upstream keeps those until their own timer).
 
 use super::config::ControllerConfig;
 use super::export::{self, Export, Exports};
@@ -393,10 +395,24 @@ impl Hub {
         if let Some(l) = p.live.as_mut() {
             l.eor_rx = true;
         }
-        let n = p.rib.sweep();
+        let live = p.live.is_some();
+        let mut n = p.rib.sweep();
         p.stale_since = None;
         p.status.routes = p.rib.route_count();
         tracing::info!(server = %p.status.server, swept = n, "end of RIB ({why})");
+        // A control node that is up and has re-sent everything speaks for
+        // the cluster: what the control nodes that are down left stale
+        // goes too (both hold the same routes; waiting for their timeout
+        // would keep routes the cluster no longer has).
+        if live {
+            for (j, q) in self.peers.iter_mut().enumerate() {
+                if j != idx && q.live.is_none() {
+                    n += q.rib.sweep();
+                    q.stale_since = None;
+                    q.status.routes = q.rib.route_count();
+                }
+            }
+        }
         if n > 0 {
             self.rib_dirty = true;
         }

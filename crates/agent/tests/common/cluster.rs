@@ -159,9 +159,17 @@ impl Host {
         }
     }
 
-    /// The agent-owned objects the datapath holds (read over ksync),
-    /// VRFs 0..4096.
+    /// The agent-owned objects the datapath holds (read over ksync), in
+    /// the fabric VRF and the VRFs of every network the agent knows.
     pub fn datapath_state(&self) -> agent::program::State {
+        let mut vrfs: std::collections::BTreeSet<u16> = [0].into();
+        if let Ok(v) = self.intro_get("/vns") {
+            for n in v["virtual_networks"].as_array().into_iter().flatten() {
+                if let Some(id) = n["vrf"].as_u64() {
+                    vrfs.insert(id as u16);
+                }
+            }
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -170,8 +178,6 @@ impl Host {
             let mut k = agent::ksync::KsyncClient::connect(&self.sock_dir().join("dpdk_netlink"))
                 .await
                 .unwrap();
-            let mut vrfs: std::collections::BTreeSet<u16> = (0..64).collect();
-            vrfs.extend(4000..4096);
             agent::program::dump(&mut k, &vrfs).await.unwrap()
         })
     }
@@ -552,4 +558,102 @@ fn peer_config() -> PeerConfig {
         eor_delay: Duration::from_millis(500),
         ..PeerConfig::default()
     }
+}
+
+/// A `tshark` capture in a namespace (bounded in packets and time), to a
+/// pcap file in `dir`.
+pub struct Capture {
+    proc: Proc,
+    pub file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &str, iface: &str, filter: &str, dir: &std::path::Path) -> Capture {
+        let file = dir.join(format!(
+            "{ns}-{iface}-{}.pcap",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tshark", "-n", "-q", "-i", iface, "-f", filter,
+            ])
+            .args(["-s", "256", "-c", "200000", "-a", "duration:120", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("Capturing on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tshark did not start");
+        std::thread::sleep(Duration::from_millis(300));
+        Capture {
+            proc: Proc {
+                child: Some(child),
+                what: "tshark",
+            },
+            file,
+        }
+    }
+
+    /// Stop and decode: `fields` of the packets matching `display`.
+    pub fn stop_and_read(&mut self, display: &str, fields: &[&str]) -> Vec<Vec<String>> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.proc.signal("INT");
+        self.proc.wait(Duration::from_secs(20));
+        let mut cmd = Command::new("tshark");
+        cmd.args(["-n", "-r"]).arg(&self.file).args([
+            "-Y",
+            display,
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "occurrence=f",
+        ]);
+        for f in fields {
+            cmd.args(["-e", f]);
+        }
+        let out = cmd.output().expect("tshark -r");
+        assert!(
+            out.status.success(),
+            "tshark -r: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+}
+
+/// Tools the multi-host tests need, or why they cannot run.
+pub fn cluster_skip() -> Option<String> {
+    if let Some(r) = skip_reason() {
+        return Some(r);
+    }
+    for t in ["tshark", "busybox"] {
+        if !Command::new("which")
+            .arg(t)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return Some(format!("needs {t}"));
+        }
+    }
+    None
 }
