@@ -55,6 +55,9 @@ pub(crate) enum Ev {
 /// (routing instance, family node prefix `1/1`, route id).
 type Key = (String, String, String);
 
+/// Rendered items by id, and retract ids, waiting for one items node.
+type Pending = (BTreeMap<String, Arc<str>>, BTreeSet<String>);
+
 struct Agent {
     name: String,
     tx: Sender,
@@ -63,7 +66,8 @@ struct Agent {
     vr: Option<String>,
     vms: BTreeSet<String>,
     config_sent: View,
-    sent: BTreeMap<Key, Element>,
+    /// What the agent was sent for each route it sees (the rendered item).
+    sent: BTreeMap<Key, Arc<str>>,
     pending: Option<(String, Vec<Element>)>,
     last_sub: Option<Instant>,
     eor_sent: bool,
@@ -79,6 +83,10 @@ pub(crate) struct Core {
     routes: BTreeMap<Key, BTreeMap<u64, Checked>>,
     stats: Arc<Mutex<Stats>>,
     eor_delay: Duration,
+    /// Route updates waiting to go out, per (session, items node): they
+    /// are sent together after each batch of events, up to 64 per
+    /// message, as upstream's update sender batches.
+    outbox: BTreeMap<(u64, String), Pending>,
 }
 
 /// The VN of a routing instance named `<vn fq>:<vn name>`.
@@ -132,6 +140,7 @@ impl Core {
             routes: BTreeMap::new(),
             stats,
             eor_delay,
+            outbox: BTreeMap::new(),
         }
     }
 
@@ -146,7 +155,15 @@ impl Core {
             tokio::select! {
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return },
                 ev = rx.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
+                    Some(ev) => {
+                        self.handle(ev).await;
+                        for _ in 0..4096 {
+                            match rx.try_recv() {
+                                Ok(ev) => self.handle(ev).await,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => return,
                 },
                 r = cfg.changed() => {
@@ -156,6 +173,7 @@ impl Core {
                 }
                 _ = tick.tick() => self.timers().await,
             }
+            self.flush().await;
         }
     }
 
@@ -461,59 +479,86 @@ impl Core {
 
     /// Bring every agent that sees `key` up to date with it.
     async fn propagate(&mut self, key: &Key) {
-        let mut sends: Vec<(u64, String)> = Vec::new();
+        let mut sends: Vec<(u64, String, Option<Arc<str>>)> = Vec::new();
+        // The instances whose subscribers see `key` (policy leaking is
+        // mutual: both networks carry the policy).
+        let mut targets: Vec<String> = vec![key.0.clone()];
+        if let Some(c) = self.leaks.get(vn_of_ri(&key.0)) {
+            targets.extend(c.iter().map(|vn| ri_of_vn(vn)));
+        }
+        // What every agent without a path of its own gets: rendered once.
+        let origins: Vec<u64> = self
+            .routes
+            .get(key)
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default();
+        let render = |e: Option<Element>| e.map(|e| Arc::<str>::from(stanza::render_item(&e)));
+        let common = render(self.item_for(u64::MAX, key, &key.0));
         for (conn, a) in &self.agents {
-            for ri in a.subs.keys() {
-                if !self.sources(ri).contains(&key.0) {
+            let mine = origins
+                .contains(conn)
+                .then(|| render(self.item_for(*conn, key, &key.0)));
+            for ri in &targets {
+                if !a.subs.contains_key(ri) {
                     continue;
                 }
                 let seen: Key = (ri.clone(), key.1.clone(), key.2.clone());
-                let want = self.item_for(*conn, key, ri);
+                let want = match &mine {
+                    Some(w) => w.clone(),
+                    None => common.clone(),
+                };
                 let have = a.sent.get(&seen);
                 let node = format!("{}/{ri}", key.1);
                 match (want, have) {
                     (Some(w), Some(h)) if w == *h => {}
-                    (Some(w), _) => sends.push((
-                        *conn,
-                        stanza::route_event(&a.name, &node, std::slice::from_ref(&w), &[]),
-                    )),
-                    (None, Some(_)) => sends.push((
-                        *conn,
-                        stanza::route_event(&a.name, &node, &[], std::slice::from_ref(&key.2)),
-                    )),
+                    (Some(w), _) => sends.push((*conn, node, Some(w))),
+                    (None, Some(_)) => sends.push((*conn, node, None)),
                     (None, None) => {}
                 }
             }
         }
-        // Record what was sent.
-        let agents: Vec<u64> = sends.iter().map(|(c, _)| *c).collect();
-        for conn in agents {
-            let subs: Vec<String> = self
-                .agents
-                .get(&conn)
-                .map(|a| a.subs.keys().cloned().collect())
-                .unwrap_or_default();
-            for ri in subs {
-                if !self.sources(&ri).contains(&key.0) {
-                    continue;
-                }
-                let want = self.item_for(conn, key, &ri);
-                if let Some(a) = self.agents.get_mut(&conn) {
-                    let seen: Key = (ri.clone(), key.1.clone(), key.2.clone());
-                    match want {
-                        Some(w) => {
-                            a.sent.insert(seen, w);
-                        }
-                        None => {
-                            a.sent.remove(&seen);
-                        }
+        // Record what is sent, and queue it.
+        for (conn, node, item) in sends {
+            let ri = node.splitn(3, '/').nth(2).unwrap_or_default().to_string();
+            let seen: Key = (ri, key.1.clone(), key.2.clone());
+            if let Some(a) = self.agents.get_mut(&conn) {
+                let q = self.outbox.entry((conn, node)).or_default();
+                match item {
+                    Some(w) => {
+                        a.sent.insert(seen, Arc::clone(&w));
+                        q.1.remove(&key.2);
+                        q.0.insert(key.2.clone(), w);
+                    }
+                    None => {
+                        a.sent.remove(&seen);
+                        q.0.remove(&key.2);
+                        q.1.insert(key.2.clone());
                     }
                 }
             }
         }
-        for (conn, s) in sends {
-            if let Some(a) = self.agents.get(&conn) {
-                let _ = a.tx.send(s).await;
+    }
+
+    /// Send what [`Self::propagate`] queued.
+    async fn flush(&mut self) {
+        let out = std::mem::take(&mut self.outbox);
+        for ((conn, node), (items, retracts)) in out {
+            let Some(a) = self.agents.get(&conn) else {
+                continue;
+            };
+            let items: Vec<Arc<str>> = items.into_values().collect();
+            let retracts: Vec<String> = retracts.into_iter().collect();
+            for chunk in items.chunks(64) {
+                let refs: Vec<&str> = chunk.iter().map(|s| &**s).collect();
+                let _ =
+                    a.tx.send(stanza::route_event_rendered(&a.name, &node, &refs, &[]))
+                        .await;
+                self.stats().updates_sent += 1;
+            }
+            for chunk in retracts.chunks(64) {
+                let _ =
+                    a.tx.send(stanza::route_event(&a.name, &node, &[], chunk))
+                        .await;
                 self.stats().updates_sent += 1;
             }
         }
@@ -529,11 +574,12 @@ impl Core {
             .filter(|k| sources.contains(&k.0))
             .cloned()
             .collect();
-        let mut by_family: BTreeMap<String, Vec<Element>> = BTreeMap::new();
+        let mut by_family: BTreeMap<String, Vec<Arc<str>>> = BTreeMap::new();
         let mut record = Vec::new();
         for k in keys {
             if let Some(w) = self.item_for(conn, &k, ri) {
-                record.push(((ri.to_string(), k.1.clone(), k.2.clone()), w.clone()));
+                let w: Arc<str> = Arc::from(stanza::render_item(&w));
+                record.push(((ri.to_string(), k.1.clone(), k.2.clone()), Arc::clone(&w)));
                 by_family.entry(k.1.clone()).or_default().push(w);
             }
         }
@@ -545,7 +591,8 @@ impl Core {
         }
         for (fam, items) in by_family {
             for chunk in items.chunks(64) {
-                let msg = stanza::route_event(&a.name, &format!("{fam}/{ri}"), chunk, &[]);
+                let refs: Vec<&str> = chunk.iter().map(|s| &**s).collect();
+                let msg = stanza::route_event_rendered(&a.name, &format!("{fam}/{ri}"), &refs, &[]);
                 let _ = a.tx.send(msg).await;
             }
         }

@@ -360,3 +360,113 @@ async fn ifmap_config_follows_the_store() {
         json!(["VXLAN"])
     );
 }
+
+/// Many agents, many instances: every agent ends with every other
+/// agent's routes (the batched updates lose nothing).
+#[tokio::test]
+async fn fan_out_reaches_every_agent() {
+    let (p, _store, _d) = peer().await;
+    let (agents, ports, ris): (usize, usize, usize) = std::env::var("FAN")
+        .ok()
+        .map(|_| (20, 1000, 50))
+        .unwrap_or((5, 100, 10));
+    let names: Vec<String> = (0..ris)
+        .map(|r| format!("default-domain:f:v{r}:v{r}"))
+        .collect();
+    let mut sess = Vec::new();
+    for a in 0..agents {
+        let s = agent(&p, &format!("sim-{a}")).await;
+        for (i, ri) in names.iter().enumerate() {
+            s.send(stanza::instance_subscribe(
+                "x",
+                i as u64,
+                ri,
+                i as u32 + 1,
+                true,
+            ))
+            .await
+            .unwrap();
+        }
+        sess.push(s);
+    }
+    wait(|| {
+        p.stats().subscriptions.len() == agents
+            && p.stats().subscriptions.iter().all(|(_, s)| s.len() == ris)
+    })
+    .await;
+    for (a, s) in sess.iter().enumerate() {
+        for k in 0..ports / agents {
+            let pn = a + k * agents;
+            let ri = &names[pn % ris];
+            let item = xmpp::unicast::InetItem {
+                nlri: xmpp::unicast::Nlri {
+                    af: 1,
+                    safi: 1,
+                    address: format!("10.9.{}.{}/32", pn / 200, pn % 200 + 1),
+                },
+                next_hops: vec![xmpp::unicast::NextHop {
+                    af: 1,
+                    address: format!("192.0.2.{}", a + 1),
+                    label: 16 + pn as i64,
+                    encap: vec!["gre".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let addr = item.nlri.address.clone();
+            let (pb, col) = stanza::publish(
+                "x",
+                pn as u64,
+                false,
+                ri,
+                &format!("1/1/{ri}/{addr}"),
+                item.encode(),
+                true,
+            );
+            s.send(pb).await.unwrap();
+            s.send(col).await.unwrap();
+            let mac = format!("02:00:00:00:{:02x}:{:02x}", pn / 256, pn % 256);
+            let enet = xmpp::enet::EnetItem {
+                nlri: xmpp::enet::EnetNlri {
+                    af: 25,
+                    safi: 242,
+                    mac: mac.clone(),
+                    address: addr.clone(),
+                    ..Default::default()
+                },
+                next_hops: vec![xmpp::enet::EnetNextHop {
+                    af: 1,
+                    address: format!("192.0.2.{}", a + 1),
+                    label: 17 + pn as i64,
+                    encap: vec!["gre".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let (pb, col) = stanza::publish(
+                "x",
+                pn as u64,
+                true,
+                ri,
+                &format!("25/242/{mac},{addr}"),
+                enet.encode(),
+                true,
+            );
+            s.send(pb).await.unwrap();
+            s.send(col).await.unwrap();
+        }
+    }
+    let expect = 2 * (ports - ports / agents);
+    for (a, s) in sess.iter_mut().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < expect && tokio::time::Instant::now() < end {
+            if let Some(Stanza::Message(m)) = next(s, Duration::from_millis(200)).await {
+                for it in &m.items {
+                    seen.insert((m.items_node.clone(), it.attr("id").unwrap().to_string()));
+                }
+            }
+        }
+        assert_eq!(seen.len(), expect, "agent {a}");
+    }
+}

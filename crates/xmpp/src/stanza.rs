@@ -367,6 +367,38 @@ pub fn route_event(agent: &str, node: &str, items: &[Element], retracts: &[Strin
     s
 }
 
+/// An item as [`route_event`] prints it (to render it once and send it to
+/// many agents with [`route_event_rendered`]).
+pub fn render_item(item: &Element) -> String {
+    let mut s = String::new();
+    item.write_pugi(&mut s, "\t", 3);
+    s
+}
+
+/// [`route_event`] with items already rendered by [`render_item`].
+pub fn route_event_rendered(
+    agent: &str,
+    node: &str,
+    items: &[&str],
+    retracts: &[String],
+) -> String {
+    let mut s = format!(
+        "\n<message from=\"{CONTROL_NODE_JID}\" to=\"{agent}/bgp-peer\">\n\t<event xmlns=\"{PUBSUB_NS}\">\n\t\t<items node=\"{}\">\n",
+        crate::xml::escape_attr(node)
+    );
+    for it in items {
+        s.push_str(it);
+    }
+    for r in retracts {
+        s.push_str(&format!(
+            "\t\t\t<retract id=\"{}\" />\n",
+            crate::xml::escape_attr(r)
+        ));
+    }
+    s.push_str("\t\t</items>\n\t</event>\n</message>\n");
+    s
+}
+
 /// An IF-MAP config iq to the agent whose virtual-router is `vr`
 /// (`default-global-system-config:<name>`), as pugixml `save()` prints it.
 pub fn config_iq(vr: &str, config: Element) -> String {
@@ -460,6 +492,13 @@ mod tests {
             "\n<message from=\"network-control@contrailsystems.com\" to=\"a/bgp-peer\">\n\t<event"
         ));
         assert!(m.contains("\t\t\t<item id=\"10.0.0.1/32\">\n\t\t\t\t<entry />\n\t\t\t</item>\n"));
+        let it2 = Element::new("item")
+            .with_attr("id", "10.0.0.1/32")
+            .with_child(Element::new("entry"));
+        assert_eq!(
+            route_event_rendered("a", "1/1/v", &[&render_item(&it2)], &["10.0.0.2/32".into()]),
+            m
+        );
         let Stanza::Message(m) = Stanza::parse(&m).unwrap() else {
             panic!()
         };

@@ -93,7 +93,11 @@ impl Host {
                 "--introspect-listen",
                 &format!("{}:{}", self.ip, self.intro),
             ])
-            .args(["--log-level", "info,agent=debug"])
+            .args(if self.agent_args.iter().any(|a| a == "--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info,agent=debug"][..]
+            })
             .args(&self.agent_args)
             .stdout(Stdio::null())
             .stderr(log)
