@@ -408,3 +408,37 @@ impl WaitVrf for Cluster {
         vn_named(&v, vn).unwrap()["vrf"].as_u64().unwrap() as u16
     }
 }
+
+/// `xmpp_auth_enable`: the agent opens the stream, negotiates STARTTLS
+/// with its certificate and the control node's CA, and the config comes
+/// over TLS.
+#[test]
+fn xmpp_over_tls() {
+    require_rig!();
+    let tls = format!("{}/../xmpp/tests/tls", env!("CARGO_MANIFEST_DIR"));
+    let f = |n: &str| std::fs::read(format!("{tls}/{n}")).unwrap();
+    let acceptor = xmpp::session::tls_server(&f("server.pem"), &f("server.key")).unwrap();
+    let cert = format!("{tls}/client.pem");
+    let key = format!("{tls}/client.key");
+    let ca = format!("{tls}/ca.pem");
+    let c = Cluster::with_peer_tls(
+        1,
+        1,
+        &[
+            "--DEFAULT.xmpp_auth_enable",
+            "--DEFAULT.xmpp_server_cert",
+            &cert,
+            "--DEFAULT.xmpp_server_key",
+            &key,
+            "--DEFAULT.xmpp_ca_cert",
+            &ca,
+        ],
+        Some(acceptor),
+    );
+    c.wait_for("config over TLS", Duration::from_secs(10), || {
+        c.hosts[0]
+            .intro_get("/controller")
+            .is_ok_and(|v| v["status"]["config_nodes"].as_u64().unwrap_or(0) >= 3)
+    });
+    assert_eq!(peer_status(&c.hosts[0])["state"], json!("established"));
+}

@@ -201,6 +201,7 @@ pub struct Cluster {
     pub root_if: String,
     pub dir: tempfile::TempDir,
     pub containers: u32,
+    pub peer_tls: Option<native_tls::TlsAcceptor>,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -227,6 +228,16 @@ impl Cluster {
     /// `hosts` compute hosts, `peers` control nodes; `agent_args` are added
     /// to every agent.
     pub fn new(hosts: usize, peers: usize, agent_args: &[&str]) -> Cluster {
+        Self::with_peer_tls(hosts, peers, agent_args, None)
+    }
+
+    /// [`Cluster::new`] with control nodes that require STARTTLS.
+    pub fn with_peer_tls(
+        hosts: usize,
+        peers: usize,
+        agent_args: &[&str],
+        tls: Option<native_tls::TlsAcceptor>,
+    ) -> Cluster {
         let serial = super::SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let mut ns = Namespaces::new();
         let net = (std::process::id() % 200) as u8 + 20;
@@ -270,12 +281,15 @@ impl Cluster {
             root_if,
             dir,
             containers: 0,
+            peer_tls: None,
             _serial: serial,
         };
+        c.peer_tls = tls;
         for _ in 0..peers {
             let addr: SocketAddr = format!("198.19.{net}.254:0").parse().unwrap();
+            let cfg = c.peer_config();
             let p =
-                c.rt.block_on(Peer::start(addr, Arc::clone(&c.store), peer_config()))
+                c.rt.block_on(Peer::start(addr, Arc::clone(&c.store), cfg))
                     .unwrap();
             c.peer_addrs.push(p.addr());
             c.peers.push(Some(p));
@@ -380,7 +394,7 @@ impl Cluster {
             .block_on(Peer::start(
                 self.peer_addrs[i],
                 Arc::clone(&self.store),
-                peer_config(),
+                self.peer_config(),
             ))
             .unwrap();
         self.peers[i] = Some(p);
@@ -557,10 +571,14 @@ pub struct ClusterContainer {
     pub mac: String,
 }
 
-fn peer_config() -> PeerConfig {
-    PeerConfig {
-        eor_delay: Duration::from_millis(500),
-        ..PeerConfig::default()
+impl Cluster {
+    fn peer_config(&self) -> PeerConfig {
+        let mut c = PeerConfig {
+            eor_delay: Duration::from_millis(500),
+            ..PeerConfig::default()
+        };
+        c.server.tls = self.peer_tls.clone();
+        c
     }
 }
 
