@@ -2,7 +2,8 @@
 //!
 //! Sections and keys reuse upstream `contrail-vrouter-agent.conf` names
 //! where upstream has the setting (`[DEFAULT] log_level`,
-//! `http_server_port`, `flow_cache_timeout`, `hostname`, `agent_name`,
+//! `http_server_port`, `flow_cache_timeout`,
+//! `stale_interface_cleanup_timeout`, `hostname`, `agent_name`,
 //! `xmpp_auth_enable`, `xmpp_server_cert`, `xmpp_server_key`,
 //! `xmpp_ca_cert`; `[CONTROL-NODE] servers`, `subcluster_name`;
 //! `[NETWORKS] control_network_ip`); settings upstream does not have sit
@@ -14,6 +15,7 @@
 //! log_level = "info"
 //! http_server_port = 8085      # introspect
 //! flow_cache_timeout = 180     # idle seconds before a flow is removed
+//! stale_interface_cleanup_timeout = 60   # after /syncports, unannounced ports go
 //! agent_name = "compute-1"     # default: hostname, then the host's name
 //! xmpp_auth_enable = false
 //! xmpp_server_cert = "/etc/contrail/ssl/certs/server.pem"
@@ -88,6 +90,9 @@ pub struct DefaultSection {
     pub xmpp_server_cert: Option<PathBuf>,
     pub xmpp_server_key: Option<PathBuf>,
     pub xmpp_ca_cert: Option<PathBuf>,
+    /// Seconds after `/syncports` before ports not announced again are
+    /// deleted (upstream's key and default, 60).
+    pub stale_interface_cleanup_timeout: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -68,7 +68,8 @@ struct Args {
     /// Reconnect backoff cap, seconds.
     #[arg(long)]
     xmpp_reconnect_max: Option<u64>,
-    /// Where the datapath's channels are (its `--sock-dir`).
+    /// Where the datapath's channels are (its `--sock-dir`). Default: Linux
+    /// `/var/run/vrouter`; Windows the forwarding extension's devices.
     #[arg(long)]
     sock_dir: Option<PathBuf>,
     /// Config database and ports directory.
@@ -94,6 +95,16 @@ struct Args {
     log_level: Option<String>,
 }
 
+/// Linux: the user-space datapath's socket directory. Windows: none, the
+/// kernel extension's devices (`channels::ChannelPaths::default`).
+fn default_sock_dir() -> Option<PathBuf> {
+    if cfg!(windows) {
+        None
+    } else {
+        Some(PathBuf::from("/var/run/vrouter"))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = match &args.config {
@@ -117,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         sock_dir: args
             .sock_dir
             .or(a.sock_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("/var/run/vrouter")),
+            .or_else(default_sock_dir),
         state_dir: args
             .state_dir
             .or(a.state_dir.clone())
@@ -147,6 +158,11 @@ fn main() -> anyhow::Result<()> {
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
         config_source: args.config_source.or(a.config_source).unwrap_or_default(),
         controller,
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(
+                file.default.stale_interface_cleanup_timeout.unwrap_or(60),
+            ),
+        },
     };
     if opts.config_source == agent::source::Kind::Controller && opts.controller.is_none() {
         anyhow::bail!("--config-source controller needs the control nodes (--CONTROL-NODE.servers or [CONTROL-NODE] servers)");

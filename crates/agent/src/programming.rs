@@ -61,7 +61,7 @@ impl Ctx {
             .unwrap_or_default();
         Ok(model::build_with_rib(
             &snap,
-            &self.ports.all(),
+            &self.ports.effective(&snap),
             &mut self.vifs,
             self.ids.max_vifs,
             rib,
@@ -321,15 +321,11 @@ async fn reconcile(
     let t0 = Instant::now();
     let cur = program::dump(k, &cx.known_vrfs).await?;
     // Keep the vif index of every port whose interface the datapath has.
-    let recs = cx.ports.all();
-    for (u, r) in &recs {
+    for (u, name) in &cx.ports.names() {
         if cx.vifs.contains_key(u) {
             continue;
         }
-        if let Some((i, _)) = cur
-            .vifs
-            .iter()
-            .find(|(_, c)| c.name.as_str() == r.system_name)
+        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name)
         {
             if !cx.vifs.values().any(|v| v == i) {
                 cx.vifs.insert(*u, *i);

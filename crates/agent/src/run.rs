@@ -17,12 +17,12 @@
 use crate::flows::{Batch, FlowConfig, FlowEngine};
 use crate::ksync::KsyncClient;
 use crate::model::Model;
-use crate::ports::{PortCheck, PortRecord, PortStore};
+use crate::port_config::ConfigPorts;
+use crate::ports::PortStore;
 use crate::program::Ids;
 use crate::source::{ConfigView, Kind};
 use crate::status::{lock, SharedRef};
 pub use crate::status::{shared, Shared};
-use axum::http::StatusCode;
 use channels::{ChannelPaths, Pkt0Agent};
 use dp_core::agent::{cmd, AgentHdr};
 use std::net::SocketAddr;
@@ -30,48 +30,27 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use uuid::Uuid;
 use vnc_api::Store;
 
 /// Everything the agent needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub sock_dir: PathBuf,
+    /// The datapath's channels under a directory (`--sock-dir`, the Linux
+    /// datapath's or a test's); `None`: the platform's default channels
+    /// (`ChannelPaths::default()`: on Windows the kernel extension's
+    /// devices and flow section).
+    pub sock_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub vnc_listen: SocketAddr,
     pub port_listen: SocketAddr,
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
+    pub port_api: crate::ports::PortApiOptions,
     pub config_source: Kind,
     /// With [`Kind::Controller`]: the cluster.
     pub controller: Option<crate::controller::Options>,
-}
-
-/// Accepts a port whose virtual network the configuration does not have
-/// yet, as upstream does (with a controller the config comes after the
-/// port): it is kept and programmed when the network arrives.
-struct ConfigCheck {
-    config: Arc<dyn ConfigView>,
-}
-
-impl PortCheck for ConfigCheck {
-    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("vn-id: not a UUID: {:?}", rec.vn_id),
-            )
-        })?;
-        let known = self
-            .config
-            .snapshot()
-            .is_ok_and(|s| s.get("virtual-network", &vn).is_some());
-        if !known {
-            tracing::info!(port = %rec.id, vn = %vn, "port for a virtual network not in the config yet: kept, programmed when the network arrives");
-        }
-        Ok(())
-    }
 }
 
 /// Run until `shutdown` resolves.
@@ -85,7 +64,10 @@ pub async fn run(
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
-    let paths = ChannelPaths::new(&opts.sock_dir);
+    let paths = match &opts.sock_dir {
+        Some(d) => ChannelPaths::new(d),
+        None => ChannelPaths::default(),
+    };
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
@@ -145,15 +127,13 @@ pub async fn run(
         .with_context(|| format!("introspect listen {}", opts.introspect_listen))?;
     let pkt0 = Pkt0Agent::bind(&paths).context("pkt0")?;
 
+    // Header/idle and body timeouts on every API (a stalled client must
+    // not hold a connection for the life of the agent).
     let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
-        let r = axum::serve(l, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        http_serve::serve_tcp(l, app, http_serve::Timeouts::DEFAULT, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
     };
     if let (Some(l), Some(store)) = (vnc, &store) {
         tasks.spawn(serve(
@@ -164,11 +144,13 @@ pub async fn run(
     }
     tasks.spawn(serve(
         port_api,
-        crate::ports::router(
+        crate::ports::router_with(
             Arc::clone(&ports),
-            Arc::new(ConfigCheck {
-                config: Arc::clone(&config),
-            }),
+            Arc::new(ConfigPorts::with_model(
+                Arc::clone(&config),
+                model_rx.clone(),
+            )),
+            opts.port_api,
         ),
         stop_rx.clone(),
     ));
@@ -207,7 +189,7 @@ pub async fn run(
             agent_name = %c.agent_name,
             port_api = %opts.port_listen,
             introspect = %opts.introspect_listen,
-            sock_dir = %opts.sock_dir.display(),
+            ksync = %paths.ksync.display(),
             state_dir = %opts.state_dir.display(),
             "agent running (config and routes from the control nodes)"
         ),
@@ -215,7 +197,7 @@ pub async fn run(
             vnc = %opts.vnc_listen,
             port_api = %opts.port_listen,
             introspect = %opts.introspect_listen,
-            sock_dir = %opts.sock_dir.display(),
+            ksync = %paths.ksync.display(),
             state_dir = %opts.state_dir.display(),
             "agent running (standalone)"
         ),

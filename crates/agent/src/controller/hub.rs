@@ -581,10 +581,9 @@ impl Hub {
         };
         let want: BTreeSet<String> = self
             .ports
-            .all()
-            .values()
-            .filter_map(|r| Uuid::parse_str(&r.instance_id).ok())
-            .map(|u| u.to_string())
+            .vm_uuids()
+            .iter()
+            .map(Uuid::to_string)
             .collect();
         let Some(live) = self.peers.get(idx).and_then(|p| p.live.as_ref()) else {
             return;

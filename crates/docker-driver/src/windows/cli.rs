@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use super::{run_plugin, service_install, service_run, service_uninstall, PluginConfig};
 use crate::backend::windows::{HcnBackend, HcnConfig};
-use crate::cli::DriverArgs;
+use crate::cli::{DriverArgs, Settings};
 use crate::Driver;
 
 #[derive(Parser)]
@@ -41,32 +41,56 @@ enum Cmd {
 struct WindowsArgs {
     #[command(flatten)]
     driver: DriverArgs,
-    /// The dataplane adapter our Transparent networks bind to.
-    #[arg(long, default_value = "Ethernet0")]
-    adapter: String,
+    /// The dataplane adapter our Transparent networks bind to [default: the
+    /// file's Adapter, else Ethernet0].
+    #[arg(long)]
+    adapter: Option<String>,
     /// `Id` of the switch extension to enable (the vRouter extension).
     #[arg(long, default_value = hcn::VROUTER_EXTENSION_ID)]
     extension_id: String,
-    /// Log to this file (appended) instead of stderr; a service has none.
+    /// Log to this file (appended) instead of stderr; a service has none
+    /// [default: the file's LogPath].
     #[arg(long)]
     log_file: Option<std::path::PathBuf>,
+}
+
+/// What the service runs with: the flags over contrail-cnm-plugin.conf.
+struct Resolved {
+    settings: Settings,
+    adapter: String,
+    extension_id: String,
+    log_file: Option<std::path::PathBuf>,
+}
+
+fn resolve(args: &WindowsArgs) -> anyhow::Result<Resolved> {
+    let settings = args.driver.settings()?;
+    Ok(Resolved {
+        adapter: args
+            .adapter
+            .clone()
+            .or(settings.adapter.clone())
+            .unwrap_or_else(|| "Ethernet0".to_owned()),
+        extension_id: args.extension_id.clone(),
+        log_file: args.log_file.clone().or(settings.log_path.clone()),
+        settings,
+    })
 }
 
 /// The Windows `main` (called by `src/main.rs`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run(args) => {
-            init_logging(&args);
-            service_run(move |shutdown| serve(args, shutdown.wait()).map_err(|e| format!("{e:#}")))
+        Cmd::Run(args) => resolve(&args).and_then(|r| {
+            init_logging(&r);
+            service_run(move |shutdown| serve(r, shutdown.wait()).map_err(|e| format!("{e:#}")))
                 .map_err(anyhow::Error::from)
-        }
-        Cmd::Console(args) => {
-            init_logging(&args);
-            serve(args, async {
+        }),
+        Cmd::Console(args) => resolve(&args).and_then(|r| {
+            init_logging(&r);
+            serve(r, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
-        }
+        }),
         Cmd::Install(_) => {
             // The options exactly as typed after `install` (already
             // validated by the parse above) become the service's.
@@ -85,11 +109,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(args: &WindowsArgs) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+fn init_logging(r: &Resolved) {
+    let filter = tracing_subscriber::EnvFilter::try_new(r.settings.log_filter())
+        .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = args.log_file.as_ref().and_then(|p| {
+    let file = r.log_file.as_ref().and_then(|p| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,16 +127,17 @@ fn init_logging(args: &WindowsArgs) {
             .init(),
         None => builder.with_writer(std::io::stderr).init(),
     }
+    r.settings.log();
 }
 
 /// Builds the driver on HNS and serves it on the pipe until `shutdown`.
-fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+fn serve(args: Resolved, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(async move {
-            let (vnc, agent) = args.driver.clients()?;
+            let (vnc, agent) = args.settings.clients()?;
             let hcn = hcn::ComputeNetwork::new()?;
             let backend = HcnBackend::new(
                 hcn,
@@ -121,9 +146,14 @@ fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Resul
                     extensions: vec![args.extension_id.clone()],
                 },
             );
-            let driver = Arc::new(Driver::new(vnc, agent, backend, args.driver.config()));
+            let driver = Arc::new(Driver::new(
+                vnc,
+                agent,
+                backend,
+                args.settings.config.clone(),
+            ));
             let bg = Arc::clone(&driver);
-            let interval = args.driver.reconcile_interval;
+            let interval = args.settings.reconcile_interval;
             let reconciler = tokio::spawn(async move {
                 loop {
                     match bg.reconcile().await {
