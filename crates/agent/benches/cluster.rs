@@ -167,7 +167,10 @@ fn main() {
         let t0 = Instant::now();
         let vm = c
             .store
-            .create("virtual-machine", json!({"name": format!("bench-vm-{i}")}))
+            .create(
+                "virtual-machine",
+                json!({"fq_name": [format!("bench-vm-{i}")]}),
+            )
             .unwrap();
         let vmi = c
             .store
@@ -183,7 +186,7 @@ fn main() {
             .store
             .create(
                 "instance-ip",
-                json!({"name": format!("bench-ip-{i}"), "virtual_network_refs": [{"uuid": vn}],
+                json!({"fq_name": [format!("bench-ip-{i}")], "virtual_network_refs": [{"uuid": vn}],
                     "virtual_machine_interface_refs": [{"uuid": u}]}),
             )
             .unwrap();

@@ -8,14 +8,16 @@
 //! allocator is the one source of addresses, so a driver that disagrees
 //! with it is told so, with both addresses, instead of the agent choosing.
 //!
-//! A port whose virtual network the configuration does not have (yet) is
-//! accepted and kept, as upstream's agent does: with a controller the
-//! config arrives after the port (the agent asks for the VM's config
-//! once it knows the port). It is programmed when the network arrives;
-//! until then `GET /port` says why it is not live.
+//! With control nodes (`--config-source controller`) a port whose virtual
+//! network the agent has not seen yet is accepted and kept, as upstream's
+//! agent does: the config arrives after the port (the agent asks for the
+//! VM's config once it knows the port). It is programmed when the network
+//! arrives; until then `GET /port` says why it is not live. The embedded
+//! store is local and complete, so there such a port is refused (404).
 
 use crate::model::{self, Model};
 use crate::ports::{LiveAddr, LivePort, PortCheck, PortRecord, TYPE_REMOTE};
+use crate::source::ConfigView;
 use axum::http::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -23,7 +25,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
-use crate::source::ConfigView;
 use vnc_api::Snapshot;
 
 /// [`PortCheck`] over the config (the embedded store or the controller's
@@ -87,10 +88,14 @@ fn instance_ips(snap: &Snapshot, vmi: &str) -> Vec<(IpAddr, Uuid)> {
     out
 }
 
-/// What `rec` must agree with in `snap`: when its VN is there, its
-/// addresses are in the VN's subnets and are its VMI's instance-ips. A VN
-/// not in the config (yet) is no reason to refuse (see the module doc).
-pub fn check_against(snap: &Snapshot, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
+/// What `rec` must agree with in `snap`: its VN exists (unless
+/// `vn_may_follow`: the config comes after the port, see the module doc),
+/// its addresses are in the VN's subnets and are its VMI's instance-ips.
+pub fn check_against(
+    snap: &Snapshot,
+    rec: &PortRecord,
+    vn_may_follow: bool,
+) -> Result<(), (StatusCode, String)> {
     let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
         (
             StatusCode::BAD_REQUEST,
@@ -101,6 +106,12 @@ pub fn check_against(snap: &Snapshot, rec: &PortRecord) -> Result<(), (StatusCod
         return Ok(());
     }
     let Some(vn_obj) = snap.get("virtual-network", &vn) else {
+        if !vn_may_follow {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("vn-id: virtual-network {vn} does not exist"),
+            ));
+        }
         tracing::info!(port = %rec.id, vn = %vn, "port for a virtual network not in the config yet: kept, programmed when the network arrives");
         return Ok(());
     };
@@ -212,7 +223,7 @@ pub fn live_in(m: &Model, id: &Uuid) -> Result<LivePort, String> {
 
 impl PortCheck for ConfigPorts {
     fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        check_against(&self.snapshot()?, rec)
+        check_against(&self.snapshot()?, rec, self.store.arrives_after_ports())
     }
 
     fn live(&self, rec: &PortRecord) -> Result<LivePort, String> {

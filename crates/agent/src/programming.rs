@@ -325,8 +325,7 @@ async fn reconcile(
         if cx.vifs.contains_key(u) {
             continue;
         }
-        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name)
-        {
+        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
             if !cx.vifs.values().any(|v| v == i) {
                 cx.vifs.insert(*u, *i);
             }

@@ -11,6 +11,13 @@ pub trait ConfigView: Send + Sync + 'static {
     fn snapshot(&self) -> anyhow::Result<Snapshot>;
     /// Announces each new revision.
     fn subscribe(&self) -> watch::Receiver<u64>;
+    /// Whether a port's config may arrive after the port: with control
+    /// nodes the agent asks for a VM's config only once it knows the
+    /// VM's port, so a port for a network not seen yet is kept. The
+    /// embedded store is local and complete: such a port is refused.
+    fn arrives_after_ports(&self) -> bool {
+        false
+    }
 }
 
 impl ConfigView for Store {

@@ -501,11 +501,13 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     assert!(agent::program::same(&dp0, &node.datapath_state()));
 }
 
-/// As upstream: a port whose VN the config does not have yet is accepted
-/// and kept (with a controller the config comes after the port); it is
-/// programmed when the VN arrives.
+/// The embedded store is complete: a port whose VN it does not have is
+/// refused (404 naming the VN) and leaves nothing behind; once the VN is
+/// created the same port is accepted and programmed. (With control nodes
+/// such a port is kept until the config arrives: the cluster tests' every
+/// attach depends on that.)
 #[test]
-fn port_for_a_vn_not_yet_configured_waits_for_it() {
+fn port_for_a_vn_not_configured_is_refused_until_it_exists() {
     require_rig!();
     let mut node = Node::start(&[]);
     node.project("p9");
@@ -521,12 +523,13 @@ fn port_for_a_vn_not_yet_configured_waits_for_it() {
         "ip-address": "198.18.9.50", "ip6-address": "", "system-name": c.tap, "display-name": "w",
         "type": 0, "rx-vlan-id": -1, "tx-vlan-id": -1});
     let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 404, "{b}");
+    assert!(b.contains(vn), "{b}");
     let (s, b) = node.port_api("GET", "/port/0f9c3f8e-1111-4222-8333-944455556666", None);
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 404, "{b}");
     std::thread::sleep(Duration::from_millis(300));
     let ports = node.intro_get("/ports").unwrap();
-    assert!(ports["not_programmed"].to_string().contains(vn), "{ports}");
+    assert!(!ports.to_string().contains(vn), "{ports}");
     assert!(node
         .datapath_state()
         .vifs
@@ -540,6 +543,8 @@ fn port_for_a_vn_not_yet_configured_waits_for_it() {
             "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
               "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.9.0", "ip_prefix_len": 24}}]}}]}})),
     );
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
     assert_eq!(s, 200, "{b}");
     let t0 = Instant::now();
     while !node

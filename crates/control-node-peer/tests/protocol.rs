@@ -249,7 +249,8 @@ async fn ifmap_config_follows_the_store() {
     store
         .create(
             "virtual-router",
-            json!({"name": "compute-1", "virtual_router_ip_address": "192.0.2.1"}),
+            json!({"fq_name": ["default-global-system-config", "compute-1"],
+                "parent_type": "global-system-config", "virtual_router_ip_address": "192.0.2.1"}),
         )
         .unwrap();
     store
@@ -264,7 +265,7 @@ async fn ifmap_config_follows_the_store() {
         )
         .unwrap();
     let vm = store
-        .create("virtual-machine", json!({"name": "c1"}))
+        .create("virtual-machine", json!({"fq_name": ["c1"]}))
         .unwrap();
     let vmi = store
         .create(
@@ -274,10 +275,10 @@ async fn ifmap_config_follows_the_store() {
                 "virtual_machine_refs": [{"uuid": vm["uuid"]}]}),
         )
         .unwrap();
-    store
+    let iip = store
         .create(
             "instance-ip",
-            json!({"name": "c1-ip", "virtual_network_refs": [{"uuid": vn["uuid"]}],
+            json!({"fq_name": ["c1-ip"], "virtual_network_refs": [{"uuid": vn["uuid"]}],
                 "virtual_machine_interface_refs": [{"uuid": vmi["uuid"]}]}),
         )
         .unwrap();
@@ -331,7 +332,7 @@ async fn ifmap_config_follows_the_store() {
         vmi["virtual_machine_interface_mac_addresses"]
     );
     let ip = get("instance-ip");
-    assert_eq!(ip["instance_ip_address"], json!("198.18.1.3"));
+    assert_eq!(ip["instance_ip_address"], iip["instance_ip_address"]);
     let gvc = get("global-vrouter-config");
     assert_eq!(
         gvc["encapsulation_priorities"]["encapsulation"],

@@ -89,6 +89,10 @@ impl ControllerConfig {
 }
 
 impl ConfigView for ControllerConfig {
+    fn arrives_after_ports(&self) -> bool {
+        true
+    }
+
     fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let mut i = self.lock();
         let mut b = Snapshot::builder(i.revision);

@@ -579,12 +579,7 @@ impl Hub {
         let Some(idx) = self.config_peer else {
             return;
         };
-        let want: BTreeSet<String> = self
-            .ports
-            .vm_uuids()
-            .iter()
-            .map(Uuid::to_string)
-            .collect();
+        let want: BTreeSet<String> = self.ports.vm_uuids().iter().map(Uuid::to_string).collect();
         let Some(live) = self.peers.get(idx).and_then(|p| p.live.as_ref()) else {
             return;
         };

@@ -29,6 +29,12 @@ struct Rig {
 impl Rig {
     /// The fixtures' VN (11.0.0.0/24, upstream's default gateway/DNS).
     fn new(stale: Duration) -> Rig {
+        Rig::over(stale, false)
+    }
+
+    /// `late_config`: the store seen as a control node's config, which
+    /// arrives after the ports (controller mode).
+    fn over(stale: Duration, late_config: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let cfg = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
         cfg.create(
@@ -43,7 +49,11 @@ impl Rig {
         let ports = PortStore::open(&dir.path().join("ports")).unwrap();
         let app = router_with(
             Arc::clone(&ports),
-            Arc::new(ConfigPorts::new(Arc::clone(&cfg))),
+            if late_config {
+                Arc::new(ConfigPorts::new(Arc::new(LateConfig(Arc::clone(&cfg)))))
+            } else {
+                Arc::new(ConfigPorts::new(Arc::clone(&cfg)))
+            },
             PortApiOptions {
                 stale_timeout: stale,
             },
@@ -318,6 +328,12 @@ async fn bad_ports_are_refused_and_change_nothing() {
             400,
             "not inside any subnet",
         ),
+        // The VN does not exist (the embedded store is complete).
+        (
+            with(f(), "vn-id", json!("0f9c3f8e-1111-4222-8333-944455556668")),
+            404,
+            "virtual-network",
+        ),
         // Another port's interface.
         (
             with(f(), "system-name", json!("tapc8c0a3dd-ae")),
@@ -389,12 +405,28 @@ async fn bad_ports_are_refused_and_change_nothing() {
     r.refused(405, "PATCH", "/port", "{}").await;
 }
 
-/// As upstream: a port whose VN the config does not have (yet) is kept,
-/// not refused (with a controller the config comes after the port); it
+/// The embedded store's objects as a control node would send them: the
+/// same snapshots, but config may come after the ports.
+struct LateConfig(Arc<vnc_api::Store>);
+
+impl crate::source::ConfigView for LateConfig {
+    fn snapshot(&self) -> anyhow::Result<vnc_api::Snapshot> {
+        Ok(self.0.snapshot()?)
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+    fn arrives_after_ports(&self) -> bool {
+        true
+    }
+}
+
+/// As upstream with control nodes: a port whose VN the config does not
+/// have (yet) is kept, not refused (the config comes after the port); it
 /// is live once the VN is there.
 #[tokio::test]
-async fn a_port_for_an_unknown_vn_is_kept_until_the_vn_arrives() {
-    let r = Rig::new(Duration::from_secs(60));
+async fn controller_mode_keeps_a_port_for_an_unknown_vn_until_the_vn_arrives() {
+    let r = Rig::over(Duration::from_secs(60), true);
     let vn2 = "0f9c3f8e-1111-4222-8333-944455556668";
     let body = with(fixture(0), "vn-id", json!(vn2));
     assert_eq!(

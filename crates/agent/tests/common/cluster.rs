@@ -343,7 +343,8 @@ impl Cluster {
         self.store
             .create(
                 "virtual-router",
-                json!({"name": name, "virtual_router_ip_address": addr.to_string()}),
+                json!({"fq_name": ["default-global-system-config", name], "parent_type": "global-system-config",
+                    "virtual_router_ip_address": addr.to_string()}),
             )
             .unwrap();
         let mut args: Vec<String> = vec![
