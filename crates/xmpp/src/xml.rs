@@ -249,12 +249,26 @@ fn append_text(el: &mut Element, t: &str) {
     }
 }
 
+/// An XML name (quick-xml takes whatever sits between `<` and the first
+/// blank as the name, `<` and control characters included, which would
+/// then print as a different document).
+fn xml_name(raw: &[u8], what: &str) -> Result<String, XmlError> {
+    let name = std::str::from_utf8(raw)
+        .map_err(|_| XmlError::Syntax(format!("{what} name is not UTF-8")))?;
+    let start = |c: char| c.is_alphabetic() || c == '_' || c == ':';
+    let rest = |c: char| start(c) || c.is_alphanumeric() || c == '-' || c == '.';
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if start(c) && chars.all(rest) => Ok(name.to_string()),
+        _ => Err(XmlError::Syntax(format!("bad {what} name {name:?}"))),
+    }
+}
+
 fn start_element(e: &quick_xml::events::BytesStart<'_>) -> Result<Element, XmlError> {
-    let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-    let mut el = Element::new(name);
+    let mut el = Element::new(xml_name(e.name().as_ref(), "element")?);
     for a in e.attributes() {
         let a = a.map_err(|e| XmlError::Syntax(e.to_string()))?;
-        let k = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+        let k = xml_name(a.key.as_ref(), "attribute")?;
         let raw = String::from_utf8_lossy(&a.value).into_owned();
         el.attrs.push((k, unescape(&raw)?));
     }
@@ -377,6 +391,10 @@ mod tests {
             "text",
             "<a>&nope;</a>",
             "<a x='&zz;'/>",
+            "<\n<>x</>",
+            "<a><<\u{b} /></a>",
+            "<1a/>",
+            "<a =\"1\"/>",
         ] {
             assert!(Element::parse(bad).is_err(), "{bad:?}");
         }
