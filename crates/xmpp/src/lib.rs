@@ -12,6 +12,12 @@
 //! IF-MAP config messages. What a crate does well is used: `quick-xml`
 //! reads the XML, tokio runs the session, `native-tls` the STARTTLS.
 //!
+//! `native-tls` rather than rustls: rustls needs a crypto provider (ring,
+//! aws-lc-rs) with C and assembly to compile for every target, which the
+//! Windows lane cannot do for windows-msvc from Linux; `native-tls` uses
+//! the platform's TLS (OpenSSL on Linux, as upstream; SChannel on Windows)
+//! and compiles nothing for Windows.
+//!
 //! # Map
 //!
 //! | module | what |
