@@ -301,6 +301,114 @@ fn upstream_control_node_messages_replayed_into_the_agent() {
         assert_eq!(Ipv4Addr::from(*sip), host.ip);
         assert_eq!(encap[..6], [2, 0, 0x0a, 1, 1, 3]);
     }
+
+    // ---- ECMP: one prefix, next hops on two compute nodes -------------------
+    ip(&[
+        "-n",
+        &host.ns,
+        "neigh",
+        "add",
+        "10.1.1.4",
+        "lladdr",
+        "02:00:0a:01:01:04",
+        "dev",
+        "fab",
+        "nud",
+        "permanent",
+    ]);
+    let nh = |addr: &str, label: i64| xmpp::unicast::NextHop {
+        af: 1,
+        address: addr.into(),
+        label,
+        encap: vec!["gre".into()],
+        virtual_network: "default-domain:default:ext-vn2".into(),
+        ..Default::default()
+    };
+    let item = |nhs: Vec<xmpp::unicast::NextHop>| {
+        xmpp::unicast::InetItem {
+            id: Some("2.0.0.9/32".into()),
+            nlri: xmpp::unicast::Nlri {
+                af: 1,
+                safi: 1,
+                address: "2.0.0.9/32".into(),
+            },
+            next_hops: nhs,
+            virtual_network: "default-domain:default:ext-vn2".into(),
+            local_preference: 100,
+            ..Default::default()
+        }
+        .encode()
+    };
+    let node = format!("1/1/{}", "default-domain:default:ext-vn2:ext-vn2");
+    let route_nh = |s: &agent::program::State| {
+        s.routes
+            .iter()
+            .find(|(k, _)| k.vrf == ext_vrf && k.addr[..4] == [2, 0, 0, 9] && k.plen == 32)
+            .map(|(_, d)| s.nhs[&d.nh].clone())
+    };
+    c.inject(
+        0,
+        &agent,
+        &xmpp::stanza::route_event(
+            &agent,
+            &node,
+            &[item(vec![nh("10.1.1.3", 31), nh("10.1.1.4", 32)])],
+            &[],
+        ),
+    );
+    c.wait_for("ECMP route programmed", Duration::from_secs(5), || {
+        route_nh(&c.hosts[h].datapath_state())
+            .is_some_and(|n| matches!(n.kind, dp_core::NhKind::Composite { .. }))
+    });
+    let s = c.hosts[h].datapath_state();
+    let comp = route_nh(&s).unwrap();
+    let dp_core::NhKind::Composite { components } = &comp.kind else {
+        unreachable!()
+    };
+    let mut legs: Vec<(Ipv4Addr, u32)> = components
+        .iter()
+        .map(|m| {
+            let dp_core::NhKind::Tunnel { kind, dip, .. } = &s.nhs[&m.nh].kind else {
+                panic!("component {m:?} is not a tunnel: {:?}", s.nhs[&m.nh])
+            };
+            assert_eq!(*kind, dp_core::TunnelKind::MplsOverGre);
+            (Ipv4Addr::from(*dip), m.label)
+        })
+        .collect();
+    legs.sort();
+    assert_eq!(
+        legs,
+        [
+            (Ipv4Addr::new(10, 1, 1, 3), 31),
+            (Ipv4Addr::new(10, 1, 1, 4), 32)
+        ]
+    );
+    // One leg goes: a plain tunnel route, the composite removed.
+    c.inject(
+        0,
+        &agent,
+        &xmpp::stanza::route_event(&agent, &node, &[item(vec![nh("10.1.1.4", 32)])], &[]),
+    );
+    c.wait_for("ECMP down to one next hop", Duration::from_secs(5), || {
+        let s = c.hosts[h].datapath_state();
+        route_nh(&s).is_some_and(|n| matches!(n.kind, dp_core::NhKind::Tunnel { .. }))
+            && !s.nhs.contains_key(&comp.id)
+    });
+    // Withdrawn: the route and its tunnel next hop to 10.1.1.4 go.
+    c.inject(
+        0,
+        &agent,
+        &xmpp::stanza::route_event(&agent, &node, &[], &["2.0.0.9/32".to_string()]),
+    );
+    c.wait_for("ECMP route withdrawn", Duration::from_secs(5), || {
+        let s = c.hosts[h].datapath_state();
+        route_nh(&s).is_none()
+            && !s.nhs.values().any(|n| {
+                matches!(&n.kind, dp_core::NhKind::Tunnel { dip, .. }
+                    if Ipv4Addr::from(*dip) == Ipv4Addr::new(10, 1, 1, 4))
+            })
+    });
+
     let dropped_before = peer_status(&c.hosts[h])["dropped"].as_u64().unwrap();
     let state = c.hosts[h].datapath_state();
 
