@@ -18,7 +18,7 @@ use crate::ports::PortStore;
 use crate::program::remote::{Fabric, TunnelIds};
 use crate::program::{self, Ids, State};
 use crate::rib::Rib;
-use crate::run::{connect, stopped};
+use crate::run::{connect, datapath_limits, stopped};
 use crate::source::ConfigView;
 use crate::status::{lock, SharedRef};
 use dp_core::vif::VifType;
@@ -42,6 +42,7 @@ struct Ctx {
     config: Arc<dyn ConfigView>,
     ports: Arc<PortStore>,
     ids: Ids,
+    max_vrfs: u16,
     vifs: BTreeMap<Uuid, u16>,
     known_vrfs: BTreeSet<u16>,
     remote: Option<Remote>,
@@ -59,13 +60,20 @@ impl Ctx {
             .as_ref()
             .map(|r| Arc::clone(&r.rib.borrow()))
             .unwrap_or_default();
-        Ok(model::build_with_rib(
+        let m = model::build_with_rib(
             &snap,
             &self.ports.effective(&snap),
             &mut self.vifs,
-            self.ids.max_vifs,
+            model::Limits {
+                max_vifs: self.ids.max_vifs,
+                max_vrfs: self.max_vrfs,
+            },
             rib,
-        ))
+        );
+        for p in &m.vn_problems {
+            tracing::warn!(vn = %p.uuid, name = %p.fq_name, reason = %p.reason, "virtual network not programmed");
+        }
+        Ok(m)
     }
 
     /// What the datapath should hold; with a controller, first asks the
@@ -139,6 +147,7 @@ pub(crate) async fn programming(
     ports: Arc<PortStore>,
     ksync_path: PathBuf,
     ids: Ids,
+    max_vrfs: u16,
     model_tx: watch::Sender<Arc<Model>>,
     shared: SharedRef,
     mut stop: watch::Receiver<bool>,
@@ -159,6 +168,7 @@ pub(crate) async fn programming(
         config,
         ports,
         ids,
+        max_vrfs,
         vifs: BTreeMap::new(),
         known_vrfs,
         remote,
@@ -171,6 +181,23 @@ pub(crate) async fn programming(
         let Some(mut k) = connect(&ksync_path, &mut stop).await else {
             return;
         };
+        match datapath_limits(&mut k, &cx.ids, cx.max_vrfs).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                // Programming it would fail port by port (each refusal a
+                // re-dump): refuse once, clearly, and stop the agent.
+                tracing::error!(reason = %why, "datapath refused");
+                let mut s = lock(&shared);
+                s.last_error = Some(why.clone());
+                s.fatal = Some(why);
+                return;
+            }
+            Err(e) => {
+                note_error(&shared, &e.into());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'connection;
+            }
+        }
         lock(&shared).ksync_connected = true;
         tracing::info!(path = %ksync_path.display(), "ksync connected: reconciling");
         // Full reconcile from a dump.

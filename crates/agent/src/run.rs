@@ -15,7 +15,7 @@
 //! the VNC API) or from the control nodes; the model is the same.
 
 use crate::flows::{Batch, FlowConfig, FlowEngine};
-use crate::ksync::KsyncClient;
+use crate::ksync::{KsyncClient, KsyncError};
 use crate::model::Model;
 use crate::port_config::ConfigPorts;
 use crate::ports::PortStore;
@@ -46,11 +46,18 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    /// VRFs the agent uses: VNs with a network id at or above it are
+    /// reported (introspect, metrics, the port API) and not programmed.
+    pub max_vrfs: u16,
     /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
     pub port_api: crate::ports::PortApiOptions,
     pub config_source: Kind,
     /// With [`Kind::Controller`]: the cluster.
     pub controller: Option<crate::controller::Options>,
+    /// Fault injection for tests of what supervises the agent
+    /// (`VROUTER_AGENT_FAULT_INJECT=panic:FILE`): once FILE exists, a task
+    /// of the agent's set panics, as any of its tasks might.
+    pub fault: Option<PathBuf>,
 }
 
 /// Run until `shutdown` resolves.
@@ -73,6 +80,7 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let max_vrfs = opts.max_vrfs;
 
     // Where the configuration comes from.
     let (config, store, remote, controller): (Arc<dyn ConfigView>, _, _, _) =
@@ -169,6 +177,7 @@ pub async fn run(
         Arc::clone(&ports),
         paths.ksync.clone(),
         ids,
+        max_vrfs,
         model_tx,
         Arc::clone(&shared),
         stop_rx.clone(),
@@ -183,6 +192,15 @@ pub async fn run(
         Arc::clone(&shared),
         stop_rx.clone(),
     ));
+    if let Some(trigger) = opts.fault.clone() {
+        tracing::warn!(trigger = %trigger.display(), "fault injection armed (tests only)");
+        tasks.spawn(async move {
+            while !trigger.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("fault injected: an agent task panics");
+        });
+    }
     match &opts.controller {
         Some(c) if opts.config_source == Kind::Controller => tracing::info!(
             servers = ?c.servers,
@@ -202,10 +220,22 @@ pub async fn run(
             "agent running (standalone)"
         ),
     }
-    tokio::select! {
-        _ = shutdown => tracing::info!("stopping"),
-        Some(r) = tasks.join_next() => tracing::error!(result = ?r, "a task ended unexpectedly"),
-    }
+    // Every task runs for the life of the agent: one that ends (returned
+    // or panicked) leaves a part of the agent dead, so the agent stops and
+    // exits non-zero for its supervisor (systemd, the Windows service
+    // manager) to restart it, rather than look alive.
+    let died = tokio::select! {
+        _ = shutdown => { tracing::info!("stopping"); None }
+        Some(r) = tasks.join_next() => {
+            let why = match r {
+                Ok(()) => "a task returned".to_string(),
+                Err(e) if e.is_panic() => format!("a task panicked: {e}"),
+                Err(e) => format!("a task was cancelled: {e}"),
+            };
+            tracing::error!(reason = %why, "an agent task ended unexpectedly: stopping, exit status 1");
+            Some(why)
+        }
+    };
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(3), drain)
@@ -214,7 +244,82 @@ pub async fn run(
     {
         tracing::warn!("tasks did not stop in time");
     }
-    Ok(())
+    let fatal = lock(&shared).fatal.take();
+    match (died, fatal) {
+        (Some(_), Some(f)) => Err(anyhow::anyhow!("{f}")),
+        (Some(why), None) => Err(anyhow::anyhow!("the agent stopped because {why}")),
+        (None, _) => Ok(()),
+    }
+}
+
+/// The datapath's table sizes (`vrouter_ops`) against what the agent's id
+/// layout needs for its limits: `Err` names every table that is too small
+/// and how to fix it.
+pub fn check_limits(ops: &sandesh::VrouterOps, ids: &Ids, max_vrfs: u16) -> Result<(), String> {
+    use dp_core::sizing;
+    let mut short = Vec::new();
+    let mut need = |what: &str, have: i32, want: u32, why: String| {
+        if i64::from(have) < i64::from(want) {
+            short.push(format!("{what} {have} < {want} ({why})"));
+        }
+    };
+    need(
+        "interfaces",
+        ops.vo_interfaces,
+        u32::from(ids.max_vifs),
+        format!("--max-vifs {}", ids.max_vifs),
+    );
+    need(
+        "MPLS labels",
+        ops.vo_mpls_labels,
+        sizing::labels(ids.max_vifs),
+        format!("16 + 2 x --max-vifs {}", ids.max_vifs),
+    );
+    need(
+        "next hops",
+        ops.vo_nexthops,
+        sizing::nexthops(ids.max_vifs, max_vrfs),
+        format!(
+            "16 + 2 x --max-vifs {} + --max-vrfs {max_vrfs}",
+            ids.max_vifs
+        ),
+    );
+    need(
+        "VRFs",
+        ops.vo_vrfs,
+        u32::from(max_vrfs),
+        format!("--max-vrfs {max_vrfs}"),
+    );
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the datapath's tables are too small for the agent's limits: {}; start the datapath with larger tables (vrouter --interfaces, --mpls-labels, --nexthops, --vrfs) or lower the agent's --max-vifs/--max-vrfs",
+            short.join(", ")
+        ))
+    }
+}
+
+/// Read `vrouter_ops` and check it; `Ok(Err(_))`: the datapath is too
+/// small (fatal), `Err(_)`: the channel failed (reconnect).
+pub(crate) async fn datapath_limits(
+    k: &mut KsyncClient,
+    ids: &Ids,
+    max_vrfs: u16,
+) -> Result<Result<(), String>, KsyncError> {
+    let mut r = k
+        .call(&[sandesh::VrouterOps {
+            h_op: sandesh::SandeshOp::Get,
+            ..Default::default()
+        }
+        .into()])
+        .await?;
+    match r.pop().and_then(|r| r.objects.into_iter().next()) {
+        Some(sandesh::Message::VrouterOps(ops)) => Ok(check_limits(&ops, ids, max_vrfs)),
+        _ => Err(KsyncError::Protocol(
+            "vrouter_ops: the datapath answered without its table sizes".into(),
+        )),
+    }
 }
 
 /// Resolves once the stop flag is set (the guard is dropped inside, so
@@ -351,6 +456,7 @@ pub async fn pkt0_task(
                 _ = tick.tick() => {
                     engine.check_table();
                     engine.age(Instant::now(), &mut batch);
+                    engine.audit(&model_rx.borrow(), &mut batch);
                     // The introspect copy, once a second (it sorts every
                     // tracked flow: not for every batch).
                     let views = crate::introspect::flow_views(&engine);

@@ -24,6 +24,9 @@ pub struct Shared {
     pub pkt0_rx: u64,
     pub pkt0_tx: u64,
     pub services: BTreeMap<&'static str, u64>,
+    /// Why the agent cannot run against this datapath (its tables are too
+    /// small for the agent's limits): the agent stops and says so.
+    pub fatal: Option<String>,
 }
 
 pub type SharedRef = Arc<Mutex<Shared>>;

@@ -182,7 +182,15 @@ mod tests {
         let snap = c.snapshot().unwrap();
         assert_eq!(snap.len("virtual-network"), 1);
         let mut vifs = std::collections::BTreeMap::new();
-        let m = crate::model::build(&snap, &Default::default(), &mut vifs, 64);
+        let m = crate::model::build(
+            &snap,
+            &Default::default(),
+            &mut vifs,
+            crate::model::Limits {
+                max_vifs: 64,
+                max_vrfs: 4096,
+            },
+        );
         let vn = m.vns.values().next().unwrap();
         assert_eq!(vn.fq_name, "default-domain:demo:vn27");
         assert_eq!(vn.vrf, 4095);
