@@ -39,6 +39,9 @@ APT_PACKAGES=(
     openvswitch-switch
     # Docker driver e2e tests: a real dockerd, busybox image by docker import
     docker.io
+    # The agent's XMPP TLS (native-tls) builds against the system's OpenSSL.
+    libssl-dev
+    pkg-config
 )
 
 # Prints the packages of "$@" that are not installed, one per line.

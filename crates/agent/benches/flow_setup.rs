@@ -80,6 +80,7 @@ fn model() -> Model {
                 dhcp_mtu: None,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, last) in [(3u16, 3u8), (4, 4)] {

@@ -32,6 +32,7 @@ pub fn model() -> Model {
                 dhcp_mtu: None,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, mac, last) in [(3u16, MAC_A, 3u8), (4, MAC_B, 4)] {
