@@ -1,17 +1,24 @@
 //! `vrouter-agent`: the vRouter agent in standalone mode.
+//!
+//! The options and how they combine with the config file are here, for
+//! both platforms; `main_unix.rs` runs the agent in the foreground (systemd
+//! or a shell), `main_windows.rs` adds the Windows service around it.
 
 use agent::config::File;
 use agent::flows::FlowConfig;
 use agent::run::Options;
-use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg_attr(windows, path = "main_windows.rs")]
+#[cfg_attr(not(windows), path = "main_unix.rs")]
+mod platform;
+
 /// The vRouter agent: embedded VNC config store, port API, datapath
 /// programming over ksync, pkt0 services and flows.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version)]
 struct Args {
     /// Configuration file (TOML, upstream key names; see the docs).
@@ -47,8 +54,13 @@ struct Args {
     log_level: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    platform::main()
+}
+
+/// The agent's options from the command line over the config file over
+/// the platform's defaults, and the log filter.
+fn options(args: Args) -> anyhow::Result<(Options, String)> {
     let file = match &args.config {
         Some(p) => File::load(p)?,
         None => File::default(),
@@ -58,22 +70,17 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or(file.default.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&level).context("--log-level")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let a = &file.agent;
     let intro_port = file.default.http_server_port.unwrap_or(8085);
     let opts = Options {
         sock_dir: args
             .sock_dir
             .or(a.sock_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("/var/run/vrouter")),
+            .or_else(platform::default_sock_dir),
         state_dir: args
             .state_dir
             .or(a.state_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("/var/lib/vrouter-rs")),
+            .unwrap_or_else(platform::default_state_dir),
         vnc_listen: args
             .vnc_listen
             .or(a.vnc_listen)
@@ -98,29 +105,14 @@ fn main() -> anyhow::Result<()> {
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
     };
+    Ok((opts, level))
+}
+
+/// Runs the agent until `shutdown` resolves.
+fn serve(opts: Options, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(agent::run::run(opts, shutdown()))
-}
-
-#[cfg(unix)]
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-}
-
-#[cfg(windows)]
-async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    rt.block_on(agent::run::run(opts, shutdown))
 }

@@ -32,7 +32,10 @@ use vnc_api::Store;
 /// Everything the agent needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub sock_dir: PathBuf,
+    /// Where the datapath's channels are (its `--sock-dir`); `None`: the
+    /// platform's default channels (`ChannelPaths::default()`: on Windows
+    /// the unsuffixed pipe and mapping names a service uses).
+    pub sock_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub vnc_listen: SocketAddr,
     pub port_listen: SocketAddr,
@@ -111,7 +114,10 @@ pub async fn run(
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
-    let paths = ChannelPaths::new(&opts.sock_dir);
+    let paths = opts
+        .sock_dir
+        .as_deref()
+        .map_or_else(ChannelPaths::default, ChannelPaths::new);
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
@@ -185,7 +191,7 @@ pub async fn run(
         vnc = %opts.vnc_listen,
         port_api = %opts.port_listen,
         introspect = %opts.introspect_listen,
-        sock_dir = %opts.sock_dir.display(),
+        ksync = %paths.ksync.display(),
         state_dir = %opts.state_dir.display(),
         "agent running (standalone)"
     );

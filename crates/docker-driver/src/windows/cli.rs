@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use service_host::LogTarget;
 
 use super::{run_plugin, service_install, service_run, service_uninstall, PluginConfig};
 use crate::backend::windows::{HcnBackend, HcnConfig};
@@ -47,26 +49,29 @@ struct WindowsArgs {
     /// `Id` of the switch extension to enable (the vRouter extension).
     #[arg(long, default_value = hcn::VROUTER_EXTENSION_ID)]
     extension_id: String,
-    /// Log to this file (appended) instead of stderr; a service has none.
+    /// Log to daily files `contrail-docker-driver.YYYY-MM-DD.log` in this
+    /// directory (the newest 14 kept) instead of stderr; a service has none.
     #[arg(long)]
-    log_file: Option<std::path::PathBuf>,
+    log_dir: Option<std::path::PathBuf>,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or
+    /// `docker_driver=debug`; `RUST_LOG` when not given.
+    #[arg(long)]
+    log_level: Option<String>,
 }
 
 /// The Windows `main` (called by `src/main.rs`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run(args) => {
-            init_logging(&args);
+        Cmd::Run(args) => init_logging(&args).and_then(|()| {
             service_run(move |shutdown| serve(args, shutdown.wait()).map_err(|e| format!("{e:#}")))
                 .map_err(anyhow::Error::from)
-        }
-        Cmd::Console(args) => {
-            init_logging(&args);
+        }),
+        Cmd::Console(args) => init_logging(&args).and_then(|()| {
             serve(args, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
-        }
+        }),
         Cmd::Install(_) => {
             // The options exactly as typed after `install` (already
             // validated by the parse above) become the service's.
@@ -85,24 +90,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(args: &WindowsArgs) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = args.log_file.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    match file {
-        Some(f) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
-        None => builder.with_writer(std::io::stderr).init(),
-    }
+fn init_logging(args: &WindowsArgs) -> anyhow::Result<()> {
+    let filter = match &args.log_level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l).context("--log-level")?,
+        None => {
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+        }
+    };
+    let target = match &args.log_dir {
+        Some(dir) => LogTarget::Files {
+            dir,
+            name: "contrail-docker-driver",
+            keep: service_host::DEFAULT_KEEP,
+        },
+        None => LogTarget::Stderr,
+    };
+    Ok(service_host::init_logging(filter, target)?)
 }
 
 /// Builds the driver on HNS and serves it on the pipe until `shutdown`.
@@ -113,7 +116,12 @@ fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Resul
         .build()?
         .block_on(async move {
             let (vnc, agent) = args.driver.clients()?;
-            let hcn = hcn::ComputeNetwork::new()?;
+            // Opened on first use: the plugin API is served (and Docker
+            // gets HNS's error) even where HNS cannot be loaded yet.
+            let hcn = hcn::OnFirstUse::new(hcn::ComputeNetwork::new);
+            if let Err(e) = hcn.get() {
+                tracing::warn!(error = %e, "HNS not available yet; network calls will fail until it is");
+            }
             let backend = HcnBackend::new(
                 hcn,
                 HcnConfig {
