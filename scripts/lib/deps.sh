@@ -31,6 +31,14 @@ APT_PACKAGES=(
     busybox-static
     # Docker driver e2e tests: a real dockerd, busybox image by docker import
     docker.io
+    # packages phase (docs/packaging.md): wixl builds the MSI, msitools
+    # (msidump, msiinfo, msibuild) reads and patches it; lintian checks the
+    # .debs, help2man writes their man pages; curl drives the installed node.
+    wixl
+    msitools
+    lintian
+    help2man
+    curl
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
@@ -73,6 +81,16 @@ rust_ensure() {
         rustup component add rustfmt clippy
     fi
     log "rust: $(cargo --version), $(/usr/bin/cargo --version 2>/dev/null || echo 'no /usr/bin/cargo')"
+}
+
+# cargo-deb (builds the .debs from Cargo.toml metadata; not in Debian 12).
+cargo_deb_ensure() {
+    if command -v cargo-deb >/dev/null; then
+        log "cargo-deb: $(cargo-deb --version)"
+        return 0
+    fi
+    log "cargo-deb: installing from crates.io"
+    cargo install cargo-deb --version 3.8.0 --locked
 }
 
 # cargo-fuzz (a cargo subcommand, any toolchain can run it).
