@@ -39,7 +39,7 @@ declare -A MAN=(
     [contrail-docker-driver]="Docker network and IPAM driver Contrail"
 )
 # What the before/after listing covers, and the churn in it that is not ours.
-SNAP_DIRS=(/etc /usr /lib /var/lib /run /opt /dev/shm)
+SNAP_DIRS=(/etc /usr /var/lib /run /opt /dev/shm)
 SNAP_IGNORE='^/var/lib/(dpkg|apt|ucf|systemd/deb-systemd-helper-masked)(/|$)|^/run/(user|utmp|lock|netns|docker/netns|containerd)(/|$)|^/etc/(ld\.so\.cache|docker)(/|$)|^/usr/share/lintian'
 
 debs() { local p; for p in "${PKGS[@]}"; do printf '%s/%s_%s-1_amd64.deb\n' "$1" "$p" "$2"; done; }
@@ -99,7 +99,7 @@ lint() {
 # stderr to a log (journald's job). Records the pid.
 declare -A PIDS=()
 unit_start() {
-    local unit=$1 file=/lib/systemd/system/$1.service exec envf sd
+    local unit=$1 file=/usr/lib/systemd/system/$1.service exec envf sd
     [[ -f $file ]] || die "no $file"
     exec=$(sed -n 's/^ExecStart=//p' "$file")
     envf=$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$file")
@@ -196,7 +196,7 @@ installed() {
         dpkg-query -W -f='${db:Status-Abbrev}' "$p" | grep -q '^ii' || die "$p not installed"
     done
     for u in "${UNITS[@]}"; do
-        [[ -f /lib/systemd/system/$u.service ]] || die "no unit $u.service"
+        [[ -f /usr/lib/systemd/system/$u.service ]] || die "no unit $u.service"
         # deb-systemd-helper enables them even without a running systemd.
         [[ -L /etc/systemd/system/multi-user.target.wants/$u.service ]] || die "$u.service not enabled"
     done
@@ -212,11 +212,11 @@ installed() {
 verify_units() {
     local u
     for u in "${UNITS[@]}"; do
-        systemd-analyze verify "/lib/systemd/system/$u.service"
-        grep -q '^Restart=on-failure$' "/lib/systemd/system/$u.service" || die "$u: not Restart=on-failure"
+        systemd-analyze verify "/usr/lib/systemd/system/$u.service"
+        grep -q '^Restart=on-failure$' "/usr/lib/systemd/system/$u.service" || die "$u: not Restart=on-failure"
     done
-    grep -q '^After=vrouter.service' /lib/systemd/system/vrouter-agent.service || die "agent not after vrouter"
-    grep -q '^After=vrouter-agent.service' /lib/systemd/system/contrail-docker-driver.service ||
+    grep -q '^After=vrouter.service' /usr/lib/systemd/system/vrouter-agent.service || die "agent not after vrouter"
+    grep -q '^After=vrouter-agent.service' /usr/lib/systemd/system/contrail-docker-driver.service ||
         die "driver not after the agent"
     log "systemd-analyze verify: ${UNITS[*]} clean; ordering vrouter -> vrouter-agent -> contrail-docker-driver, Restart=on-failure"
 }
@@ -290,7 +290,7 @@ removed_keeping_state() {
     t0=$(now_ms)
     dpkg -r "${PKGS[@]}"
     REMOVE_SECS=$(secs_since "$t0")
-    [[ ! -e /usr/bin/vrouter-agent && ! -e /lib/systemd/system/vrouter.service ]] || die "dpkg -r left program files"
+    [[ ! -e /usr/bin/vrouter-agent && ! -e /usr/lib/systemd/system/vrouter.service ]] || die "dpkg -r left program files"
     [[ -f /etc/contrail/contrail-vrouter-agent.conf && -f /var/lib/vrouter-rs/config.redb ]] ||
         die "dpkg -r removed the config or the state"
     log "removed in $REMOVE_SECS: programs and units gone; conffiles and /var/lib/vrouter-rs kept"
