@@ -110,6 +110,12 @@ canary() {
         echo 'no exit status line') of the test exe): the crash failed the run, as it must"
 }
 
+# The build is not under the timeout: it bounds hangs of the tests under Wine,
+# and a cold build on a busy 2-core machine alone can take longer than that.
+build_tests() {
+    "$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" "${pkg_args[@]}" --no-run
+}
+
 test_crates() {
     timeout "$WINDOWS_TEST_TIMEOUT" \
         "$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" "${pkg_args[@]}"
@@ -126,6 +132,7 @@ step "tools" check_tools
 step "wine prefix" ensure_prefix
 step "stub bcryptprimitives.dll" ensure_stub_dll
 step "canary: a crash under Wine must fail the run" canary
+step "build tests (windows-gnu): ${crates[*]}" build_tests
 step "test (windows-gnu, under Wine): ${crates[*]}" test_crates
 step "clippy (windows-gnu + windows-msvc): ${crates[*]}" clippy_crates
 log "windows lane: OK"

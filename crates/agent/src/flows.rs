@@ -1,7 +1,10 @@
 //! Flow setup, re-evaluation and aging.
 //!
 //! A `FLOW_MISS` trap names the hold entry the datapath made (index in
-//! `param`, generation in `param_5`). The key is read from the shared flow
+//! `param`, generation in `param_5`; `param_2..4` carry the entry's
+//! statistics as upstream's datapath sends them). A `FLOW_ACTION_HOLD`
+//! trap (an entry that is not new, set back to hold) is decided the same
+//! way. The key is read from the shared flow
 //! table (it is authoritative: ICMP errors and fragments are keyed by the
 //! datapath), the policy and security groups decide, and two `vr_flow_req`
 //! FLOW_SETs go out in one write:
@@ -79,6 +82,8 @@ pub struct Tracked {
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct FlowStats {
     pub misses: u64,
+    /// FLOW_ACTION_HOLD traps (a held flow that is not new).
+    pub action_holds: u64,
     pub setups: u64,
     pub allowed: u64,
     pub denied: u64,
@@ -148,7 +153,13 @@ pub fn reverse_key(k: &FlowKey, nh_id: u32) -> Option<FlowKey> {
         _ => (k.dport(), k.sport()),
     };
     Some(FlowKey::new(
-        k.family, k.proto, sport, dport, nh_id, k.dst, k.src,
+        k.family,
+        k.proto,
+        sport,
+        dport,
+        nh_id,
+        k.dst(),
+        k.src(),
     ))
 }
 
@@ -181,8 +192,8 @@ fn set_rflow_key(r: &mut VrFlowReq, key: &FlowKey) {
 
 /// The decision for a flow: action and a reason for introspect.
 pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String, Option<u16>) {
-    let src_ip = addr(k.family, &k.src);
-    let dst_ip = addr(k.family, &k.dst);
+    let src_ip = addr(k.family, &k.src());
+    let dst_ip = addr(k.family, &k.dst());
     let src_port: Option<&Port> = model.ports.get(&in_vif);
     let dst_port: Option<&Port> = model.port_by_addr(vrf, dst_ip);
     let vrf_vn = model.vn_by_vrf(vrf);
@@ -333,9 +344,22 @@ impl FlowEngine {
         self.reevaluate(model, batch);
     }
 
+    /// A FLOW_ACTION_HOLD trap: upstream's datapath sends it instead of
+    /// FLOW_MISS for the first packet held by an entry that is not new (a
+    /// decided flow set back to hold). The entry is decided afresh, exactly
+    /// as a miss (a tracked pair is re-linked or replaced).
+    pub fn action_hold(&mut self, model: &Model, hdr: &AgentHdr, batch: &mut Batch) {
+        self.stats.action_holds += 1;
+        self.decide_held(model, hdr, batch);
+    }
+
     /// A FLOW_MISS trap: queue the requests that decide it.
     pub fn miss(&mut self, model: &Model, hdr: &AgentHdr, batch: &mut Batch) {
         self.stats.misses += 1;
+        self.decide_held(model, hdr, batch);
+    }
+
+    fn decide_held(&mut self, model: &Model, hdr: &AgentHdr, batch: &mut Batch) {
         let Some(shm) = self.shm() else {
             self.stats.errors += 1;
             return;

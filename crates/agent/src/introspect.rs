@@ -80,8 +80,8 @@ pub fn flow_views(e: &FlowEngine) -> Vec<FlowView> {
             gen: t.fgen,
             reverse: t.rev.map(|(r, _)| r),
             proto: t.fkey.proto,
-            src: ip_of(t.fkey.family, &t.fkey.src),
-            dst: ip_of(t.fkey.family, &t.fkey.dst),
+            src: ip_of(t.fkey.family, &t.fkey.src()),
+            dst: ip_of(t.fkey.family, &t.fkey.dst()),
             sport: t.fkey.sport(),
             dport: t.fkey.dport(),
             nh: t.fkey.nh_id(),
@@ -281,6 +281,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "FLOW_MISS traps received.",
         "counter",
         fs.misses as f64,
+    );
+    g(
+        "vrouter_agent_flow_action_holds_total",
+        "FLOW_ACTION_HOLD traps received (a decided flow set back to hold).",
+        "counter",
+        fs.action_holds as f64,
     );
     g(
         "vrouter_agent_flow_setups_total",

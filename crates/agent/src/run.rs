@@ -624,6 +624,9 @@ async fn handle_frame(
     };
     match hdr.cmd {
         cmd::FLOW_MISS => engine.miss(model, &hdr, batch),
+        // A flow set back to hold (by another ksync client, or a flow the
+        // datapath reuses) that a packet hit: decide it again, as for a miss.
+        cmd::FLOW_ACTION_HOLD => engine.action_hold(model, &hdr, batch),
         _ => {
             let ctx = Ctx {
                 model,

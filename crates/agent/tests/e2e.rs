@@ -509,3 +509,110 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     assert_eq!(node.port_api("GET", "/ports", None), ports0);
     assert!(agent::program::same(&dp0, &node.datapath_state()));
 }
+
+/// Upstream's datapath traps FLOW_ACTION_HOLD (not FLOW_MISS) for the
+/// first packet of a decided flow that was set back to hold; the agent
+/// decides it again and traffic goes on.
+#[test]
+fn a_flow_set_back_to_hold_is_trapped_and_decided_again() {
+    require_rig!();
+    use dp_core::flow::table::{VR_FLOW_ACTION_HOLD, VR_FLOW_FLAG_ACTIVE};
+    let mut node = Node::start(&[]);
+    let (a, b) = two_pinging(&mut node, "p8", "rehold", 8);
+    let (a_ip, b_ip) = (a.ip.unwrap().to_string(), b.ip.unwrap().to_string());
+    // One long ping: one ICMP flow (one echo identifier) all along.
+    let pinger = Command::new("ip")
+        .args([
+            "netns", "exec", &a.ns, "ping", "-n", "-q", "-i", "0.2", "-c", "40",
+        ])
+        .arg(&b_ip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shm = channels::FlowShm::open(node.sock_dir().join("flow")).unwrap();
+    // Its forward entry: the a -> b ICMP flow the agent tracks whose
+    // packet count grows.
+    let t0 = Instant::now();
+    let idx = loop {
+        let f = node.intro_get("/flows").unwrap();
+        let cands: Vec<u32> = f["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["src"] == a_ip.as_str() && x["dst"] == b_ip.as_str() && x["proto"] == 1)
+            .map(|x| x["index"].as_u64().unwrap() as u32)
+            .collect();
+        let before: Vec<u64> = cands
+            .iter()
+            .map(|&i| shm.entry(i).unwrap().packets())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(&i) = cands
+            .iter()
+            .zip(&before)
+            .find(|(&i, &p)| shm.entry(i).unwrap().packets() > p)
+            .map(|(i, _)| i)
+        {
+            break i;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no live a -> b flow: {f}"
+        );
+    };
+    // Another ksync client (as upstream's `flow` tool could) sets it back
+    // to hold, with its key and generation read from the shared table.
+    let e = shm.entry(idx).unwrap();
+    assert!(e.is_decided(), "{e:?}");
+    let mut req = sandesh::VrFlowReq {
+        fr_op: sandesh::FlowOp::FlowSet,
+        fr_index: idx as i32,
+        fr_gen_id: e.gen_id,
+        fr_rindex: e.rflow,
+        fr_action: VR_FLOW_ACTION_HOLD as i16,
+        fr_flags: (VR_FLOW_FLAG_ACTIVE | (e.flags & dp_core::flow::table::VR_RFLOW_VALID)) as i16,
+        fr_ecmp_nh_index: u32::MAX,
+        ..Default::default()
+    };
+    ksync::convert::set_flow_key(&mut req, e.key());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = rt.block_on(async {
+        let mut c = agent::ksync::KsyncClient::connect(&node.sock_dir().join("dpdk_netlink"))
+            .await
+            .unwrap();
+        c.call(&[req.into()]).await.unwrap()[0].code
+    });
+    assert_eq!(code, 0);
+    assert!(shm.entry(idx).unwrap().is_hold());
+    // The next echo request is held, trapped as FLOW_ACTION_HOLD, decided
+    // again by the agent and released: the same flow goes on.
+    let t0 = Instant::now();
+    let held_at = shm.entry(idx).unwrap().packets();
+    loop {
+        let e = shm.entry(idx).unwrap();
+        if e.is_decided() && e.packets() > held_at + 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "not decided again: {e:?}\n{}",
+            node.log("agent")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = pinger.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("40 packets transmitted, 40 received"),
+        "{summary}"
+    );
+    let f = node.intro_get("/flows").unwrap();
+    assert!(f["stats"]["action_holds"].as_u64().unwrap() >= 1, "{f}");
+    assert!(node
+        .metrics()
+        .contains("vrouter_agent_flow_action_holds_total 1"));
+}

@@ -5,19 +5,27 @@
 //! same memory ([`FlowShm::open`]) to read flow state and statistics for
 //! aging, like upstream's agent `mmap`s the kernel module's flow table.
 //!
-//! # Layout
+//! # Layout: upstream's
 //!
-//! A 4096-byte header page, then `entries + oflow_entries` [`FlowEntry`]
-//! records of 128 bytes (layout documented in [`dp_core::flow::table`]).
-//! The records start on a page boundary, so they are 64-byte aligned as
-//! `FlowEntry` requires. Header fields, host byte order:
+//! The mapping `name` holds the records and nothing else: `entries +
+//! oflow_entries` [`FlowEntry`] records of 256 bytes from offset 0, hash
+//! part first (layout in [`dp_core::flow::layout`], upstream's `struct
+//! vr_flow_entry` byte for byte). That is what upstream's agent maps: it
+//! asks ksync for `vr_flow_table_data` (`ftable_file_path`, `ftable_size`),
+//! maps `ftable_size` bytes of that file from offset 0 and takes `size /
+//! sizeof(vr_flow_entry)` as the number of entries; the vrouter host
+//! reports exactly this file and size. Upstream's `flow` tool does the same.
+//!
+//! What only we need (the split between hash part and overflow area, who
+//! made the table and when) lives beside it, in a one-page companion
+//! mapping `<name>.meta` ([`meta_name`]), host byte order:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 4 | magic `VRFT` |
 //! | 4 | 4 | layout version ([`LAYOUT_VERSION`]) |
-//! | 8 | 4 | entry size (128) |
-//! | 12 | 4 | header size (4096) |
+//! | 8 | 4 | entry size (256) |
+//! | 12 | 4 | offset of the first record in the records mapping (0) |
 //! | 16 | 4 | `entries` (hash part, a non-zero multiple of 4) |
 //! | 20 | 4 | `oflow_entries` |
 //! | 24 | 4 | creator's process id |
@@ -25,11 +33,28 @@
 //! | 32 | 8 | generation |
 //! | 40 | 4056 | zero |
 //!
-//! The creator writes the magic last, after a release fence, so a reader
-//! never accepts a half-initialised table. The generation changes on every
-//! create (the creation time in nanoseconds, raised above the previous
-//! table's generation if one is still there), so an agent can tell that the
+//! The creator initialises the records, then writes the companion with the
+//! magic last, after a release fence, so a reader never accepts a
+//! half-initialised table. The generation changes on every create (the
+//! creation time in nanoseconds, raised above the previous table's
+//! generation if one is still there), so an agent can tell that the
 //! datapath restarted: [`FlowShm::is_current`].
+//!
+//! # Windows
+//!
+//! Upstream's Windows driver (`Juniper/contrail-vrouter`, `windows/`,
+//! before 2019-08-22) exposed the table as a device, `\\.\vrouterFlow`
+//! (`\Device\vrouterFlow`): the agent opened it and got the kernel's
+//! table mapped into its address space, the address returned by an IOCTL;
+//! the bridge table likewise as `\\.\vrouterBridge`. Ours is a named file
+//! mapping that the datapath creates and the agent opens by name, with the
+//! same 256-byte records from offset 0. A kernel-mode datapath (the Hyper-V
+//! switch extension) may expose its table either way; whichever it picks,
+//! this module's API ([`FlowShm::create`], [`FlowShm::open`], [`FlowShm::entry`],
+//! [`FlowShm::is_current`], [`FlowShm::into_flow_table`]) is what the agent
+//! and the datapath host use, so only `sys::windows::shm` changes. Serving
+//! upstream's `\\.\vrouterFlow` device too would let an unchanged upstream
+//! Windows agent map our table; that is the kernel extension's call.
 //!
 //! # Concurrency contract
 //!
@@ -53,21 +78,23 @@
 //!
 //! # Lifetime
 //!
-//! * **Linux**: a file (default `/dev/shm/vrouter-rs/flow`, or `flow`
-//!   under the socket directory), mode `0600`, built under a temporary name
-//!   and renamed into place, mapped with `memmap2`. The creator removes it
-//!   when its [`FlowShm`] drops (unless another creator replaced it since);
-//!   an agent's mapping stays valid until the agent unmaps it, it just is
-//!   no longer current.
-//! * **Windows**: a pagefile-backed named file mapping (default
-//!   `Local\vrouterFlowTable`) with [`crate::WINDOWS_SDDL`]. `Local\` is the
-//!   creator's session namespace, which services (session 0) share; a name
-//!   in `Global\` is visible to every session but creating it needs
-//!   `SeCreateGlobalPrivilege` (services running as SYSTEM have it, an
-//!   interactive administrator's process may not). The mapping lives while
-//!   any process has it open: if the agent still holds the previous table
-//!   when the datapath restarts, the datapath reinitialises that same memory
-//!   (it must be at least as large) with a higher generation.
+//! * **Linux**: files (default `/dev/shm/vrouter-rs/flow` and
+//!   `flow.meta`, or `flow` under the socket directory), mode `0600`, each
+//!   built under a temporary name and renamed into place (records first,
+//!   then the companion), mapped with `memmap2`. The creator removes them
+//!   when its [`FlowShm`] drops (unless another creator replaced them
+//!   since); an agent's mapping stays valid until the agent unmaps it, it
+//!   just is no longer current.
+//! * **Windows**: pagefile-backed named file mappings (default
+//!   `Local\vrouterFlowTable` and `Local\vrouterFlowTable.meta`) with
+//!   [`crate::WINDOWS_SDDL`]. `Local\` is the creator's session namespace,
+//!   which services (session 0) share; a name in `Global\` is visible to
+//!   every session but creating it needs `SeCreateGlobalPrivilege`
+//!   (services running as SYSTEM have it, an interactive administrator's
+//!   process may not). A mapping lives while any process has it open: if
+//!   the agent still holds the previous table when the datapath restarts,
+//!   the datapath reinitialises that same memory (it must be at least as
+//!   large) with a higher generation.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
@@ -77,13 +104,16 @@ use dp_core::flow::table::{read_stable, FlowEntry, FlowTable, FlowTableError, FL
 use crate::error::{AsDisplay, Error, Result};
 use crate::sys;
 
-/// First bytes of the header.
+/// First bytes of the companion page.
 pub const MAGIC: [u8; 4] = *b"VRFT";
-/// Version of the header and record layout.
-pub const LAYOUT_VERSION: u32 = 1;
-/// Bytes before the first record.
-pub const HEADER_SIZE: usize = 4096;
-/// Bytes per record.
+/// Version of the companion page and record layout (2: upstream's 256-byte
+/// records from offset 0, the header in the companion).
+pub const LAYOUT_VERSION: u32 = 2;
+/// Bytes before the first record: none, as upstream.
+pub const HEADER_SIZE: usize = 0;
+/// Size of the companion mapping `<name>.meta`.
+pub const META_SIZE: usize = 4096;
+/// Bytes per record (upstream `sizeof(struct vr_flow_entry)`).
 pub const ENTRY_SIZE: usize = core::mem::size_of::<FlowEntry>();
 /// Attempts [`FlowShm::entry`] makes to get a consistent copy.
 pub const READ_TRIES: u32 = 64;
@@ -91,13 +121,20 @@ pub const READ_TRIES: u32 = 64;
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 4;
 const OFF_ENTRY_SIZE: usize = 8;
-const OFF_HEADER_SIZE: usize = 12;
+const OFF_RECORDS_AT: usize = 12;
 const OFF_ENTRIES: usize = 16;
 const OFF_OFLOW: usize = 20;
 const OFF_PID: usize = 24;
 const OFF_GENERATION: usize = 32;
 
-const _: () = assert!(ENTRY_SIZE == 128 && HEADER_SIZE.is_multiple_of(64));
+const _: () = assert!(ENTRY_SIZE == 256);
+
+/// The companion of the records mapping `name`: `name` + `.meta`.
+pub fn meta_name(name: &Path) -> PathBuf {
+    let mut m = name.as_os_str().to_owned();
+    m.push(".meta");
+    PathBuf::from(m)
+}
 
 /// The header of a flow table mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +149,10 @@ pub struct ShmHeader {
 /// A mapped flow table: the datapath's (created) or the agent's (opened).
 #[derive(Debug)]
 pub struct FlowShm {
+    /// The records, from offset 0.
     region: sys::shm::Region,
+    /// The companion page.
+    meta: sys::shm::Region,
     name: PathBuf,
     header: ShmHeader,
     creator: bool,
@@ -137,36 +177,35 @@ fn mapping_len(name: &Path, entries: u32, oflow: u32) -> Result<usize> {
     usize::try_from(total)
         .ok()
         .and_then(|t| t.checked_mul(ENTRY_SIZE))
-        .and_then(|b| b.checked_add(HEADER_SIZE))
         .ok_or(bad(FlowTableError::NoMemory))
 }
 
-/// Volatile header accessors. `base` is the start of a mapping of at least
-/// `HEADER_SIZE` bytes, page-aligned.
+/// Volatile accessors of the companion page. `base` is the start of a
+/// mapping of at least `META_SIZE` bytes, page-aligned.
 mod hdr {
     use super::*;
 
     pub(super) fn read_u32(base: *const u8, off: usize) -> u32 {
-        debug_assert!(off + 4 <= HEADER_SIZE && off.is_multiple_of(4));
-        // SAFETY: callers pass one of the OFF_* constants, in the header
-        // page and 4-aligned in a page-aligned mapping of >= HEADER_SIZE.
+        debug_assert!(off + 4 <= META_SIZE && off.is_multiple_of(4));
+        // SAFETY: callers pass one of the OFF_* constants, in the page and
+        // 4-aligned in a page-aligned mapping of >= META_SIZE.
         unsafe { base.add(off).cast::<u32>().read_volatile() }
     }
 
     pub(super) fn read_u64(base: *const u8, off: usize) -> u64 {
-        debug_assert!(off + 8 <= HEADER_SIZE && off.is_multiple_of(8));
+        debug_assert!(off + 8 <= META_SIZE && off.is_multiple_of(8));
         // SAFETY: as `read_u32`, 8-aligned.
         unsafe { base.add(off).cast::<u64>().read_volatile() }
     }
 
     pub(super) fn write_u32(base: *mut u8, off: usize, v: u32) {
-        debug_assert!(off + 4 <= HEADER_SIZE && off.is_multiple_of(4));
+        debug_assert!(off + 4 <= META_SIZE && off.is_multiple_of(4));
         // SAFETY: as `read_u32`; only the creator writes.
         unsafe { base.add(off).cast::<u32>().write_volatile(v) }
     }
 
     pub(super) fn write_u64(base: *mut u8, off: usize, v: u64) {
-        debug_assert!(off + 8 <= HEADER_SIZE && off.is_multiple_of(8));
+        debug_assert!(off + 8 <= META_SIZE && off.is_multiple_of(8));
         // SAFETY: as `write_u32`, 8-aligned.
         unsafe { base.add(off).cast::<u64>().write_volatile(v) }
     }
@@ -189,12 +228,26 @@ mod hdr {
 impl FlowShm {
     /// Create the table `name` with `entries` hash slots (a non-zero
     /// multiple of 4) and `oflow_entries` overflow records, every record
-    /// free. For the datapath; see the module docs for what happens to a
-    /// previous table of the same name.
+    /// free, and its companion `<name>.meta`. For the datapath; see the
+    /// module docs for what happens to a previous table of the same name.
     pub fn create(name: impl AsRef<Path>, entries: u32, oflow_entries: u32) -> Result<Self> {
         let name = name.as_ref();
         let len = mapping_len(name, entries, oflow_entries)?;
         let previous = Self::open(name).ok().map(|t| t.live_generation());
+        let mname = meta_name(name);
+        let mut meta = sys::shm::Region::create(&mname, META_SIZE)?;
+        if meta.len() < META_SIZE {
+            return Err(Error::ShmTooSmall {
+                name: mname.as_display(),
+                have: meta.len() as u64,
+                need: META_SIZE as u64,
+            });
+        }
+        let mbase = meta.as_ptr();
+        // Readers must not accept the table while it is rebuilt (Windows
+        // may hand back mappings an agent still uses).
+        hdr::write_u32(mbase, OFF_MAGIC, 0);
+        fence(Ordering::Release);
         let mut region = sys::shm::Region::create(name, len)?;
         if region.len() < len {
             return Err(Error::ShmTooSmall {
@@ -203,74 +256,113 @@ impl FlowShm {
                 need: len as u64,
             });
         }
-        let base = region.as_ptr();
-        // Readers must not accept the table while it is rebuilt (Windows
-        // may hand back a mapping an agent still uses).
-        hdr::write_u32(base, OFF_MAGIC, 0);
-        fence(Ordering::Release);
-        // SAFETY: the region is `len` >= HEADER_SIZE bytes, writable,
-        // page-aligned, and only this creator writes it.
-        unsafe { base.write_bytes(0, HEADER_SIZE) };
-        let records = Self::records_ptr(base);
+        let records = Self::records_ptr(region.as_ptr());
         for i in 0..(entries as usize + oflow_entries as usize) {
             // SAFETY: `mapping_len` checked the region holds every record;
-            // records start page-aligned, so each is 64-aligned.
-            unsafe { records.add(i).write(FlowEntry::EMPTY) };
+            // records start at the page-aligned offset 0, so each is
+            // 64-aligned.
+            unsafe { records.add(i).write(FlowEntry::empty_at(i as u32)) };
         }
+        // SAFETY: the page is META_SIZE writable bytes, page-aligned, and
+        // only this creator writes it.
+        unsafe { mbase.write_bytes(0, META_SIZE) };
         let generation = next_generation(previous);
-        hdr::write_u32(base, OFF_VERSION, LAYOUT_VERSION);
-        hdr::write_u32(base, OFF_ENTRY_SIZE, ENTRY_SIZE as u32);
-        hdr::write_u32(base, OFF_HEADER_SIZE, HEADER_SIZE as u32);
-        hdr::write_u32(base, OFF_ENTRIES, entries);
-        hdr::write_u32(base, OFF_OFLOW, oflow_entries);
-        hdr::write_u32(base, OFF_PID, std::process::id());
-        hdr::write_u64(base, OFF_GENERATION, generation);
-        // Everything above is visible before the magic.
+        hdr::write_u32(mbase, OFF_VERSION, LAYOUT_VERSION);
+        hdr::write_u32(mbase, OFF_ENTRY_SIZE, ENTRY_SIZE as u32);
+        hdr::write_u32(mbase, OFF_RECORDS_AT, HEADER_SIZE as u32);
+        hdr::write_u32(mbase, OFF_ENTRIES, entries);
+        hdr::write_u32(mbase, OFF_OFLOW, oflow_entries);
+        hdr::write_u32(mbase, OFF_PID, std::process::id());
+        hdr::write_u64(mbase, OFF_GENERATION, generation);
+        // The records and every field above are visible before the magic.
         fence(Ordering::Release);
-        hdr::write_u32(base, OFF_MAGIC, u32::from_ne_bytes(MAGIC));
+        hdr::write_u32(mbase, OFF_MAGIC, u32::from_ne_bytes(MAGIC));
+        // Records first: a reader that finds the new companion finds the
+        // new records.
         region.publish()?;
-        let header = hdr::header(base);
+        meta.publish()?;
+        let header = hdr::header(mbase);
         tracing::debug!(name = %name.display(), entries, oflow_entries, generation, "flow table created");
         Ok(Self {
             region,
+            meta,
             name: name.to_owned(),
             header,
             creator: true,
         })
     }
 
-    /// Map the existing table `name` (the agent's side), checking its
-    /// header and size.
+    /// Map the existing table `name` and its companion (the agent's side),
+    /// checking the companion's header and the records' size.
     pub fn open(name: impl AsRef<Path>) -> Result<Self> {
         let name = name.as_ref();
-        let region = sys::shm::Region::open(name)?;
-        let too_small = |need: usize| Error::ShmTooSmall {
-            name: name.as_display(),
-            have: region.len() as u64,
-            need: need as u64,
-        };
-        if region.len() < HEADER_SIZE {
-            return Err(too_small(HEADER_SIZE));
+        let mname = meta_name(name);
+        // A datapath restarting between the two opens: try again.
+        let mut last = None;
+        for _ in 0..3 {
+            let (meta, header) = Self::open_meta(&mname)?;
+            let need = mapping_len(name, header.entries, header.oflow_entries)?;
+            let region = sys::shm::Region::open(name, ENTRY_SIZE)?;
+            if hdr::read_u64(meta.as_ptr(), OFF_GENERATION) != header.generation
+                || Self::open_meta(&mname).is_ok_and(|(_, h)| h.generation != header.generation)
+            {
+                last = Some(Error::ShmBadLayout {
+                    name: mname.as_display(),
+                    field: "generation (the table was being replaced)",
+                    found: 0,
+                    expected: header.generation,
+                });
+                continue;
+            }
+            if region.len() < need {
+                return Err(Error::ShmTooSmall {
+                    name: name.as_display(),
+                    have: region.len() as u64,
+                    need: need as u64,
+                });
+            }
+            return Ok(Self {
+                region,
+                meta,
+                name: name.to_owned(),
+                header,
+                creator: false,
+            });
         }
-        let base = region.as_ptr();
+        Err(last.unwrap_or(Error::ShmNotFound {
+            name: name.as_display(),
+        }))
+    }
+
+    /// Map and check the companion page.
+    fn open_meta(mname: &Path) -> Result<(sys::shm::Region, ShmHeader)> {
+        let meta = sys::shm::Region::open(mname, META_SIZE)?;
+        if meta.len() < META_SIZE {
+            return Err(Error::ShmTooSmall {
+                name: mname.as_display(),
+                have: meta.len() as u64,
+                need: META_SIZE as u64,
+            });
+        }
+        let base = meta.as_ptr();
         let magic = hdr::magic(base);
         if magic != MAGIC {
             return Err(Error::ShmBadMagic {
-                name: name.as_display(),
+                name: mname.as_display(),
                 found: magic,
             });
         }
-        // The header is complete once the magic is there.
+        // The page is complete once the magic is there.
         fence(Ordering::Acquire);
         for (field, off, expected) in [
             ("layout version", OFF_VERSION, LAYOUT_VERSION),
             ("entry size", OFF_ENTRY_SIZE, ENTRY_SIZE as u32),
-            ("header size", OFF_HEADER_SIZE, HEADER_SIZE as u32),
+            ("records offset", OFF_RECORDS_AT, HEADER_SIZE as u32),
         ] {
             let found = hdr::read_u32(base, off);
             if found != expected {
                 return Err(Error::ShmBadLayout {
-                    name: name.as_display(),
+                    name: mname.as_display(),
                     field,
                     found: found.into(),
                     expected: expected.into(),
@@ -278,20 +370,10 @@ impl FlowShm {
             }
         }
         let header = hdr::header(base);
-        let need = mapping_len(name, header.entries, header.oflow_entries)?;
-        if region.len() < need {
-            return Err(too_small(need));
-        }
-        Ok(Self {
-            region,
-            name: name.to_owned(),
-            header,
-            creator: false,
-        })
+        Ok((meta, header))
     }
 
     fn records_ptr(base: *mut u8) -> *mut FlowEntry {
-        // SAFETY (of the offset): every region is at least HEADER_SIZE long.
         base.wrapping_add(HEADER_SIZE).cast()
     }
 
@@ -300,6 +382,12 @@ impl FlowShm {
     /// build the datapath's table over it.
     pub fn as_mut_ptr(&self) -> *mut FlowEntry {
         Self::records_ptr(self.region.as_ptr())
+    }
+
+    /// The companion page (see the module docs), for tools and tests that
+    /// inspect it. Only the creator writes it.
+    pub fn meta_ptr(&self) -> *mut u8 {
+        self.meta.as_ptr()
     }
 
     /// Hash slots.
@@ -327,9 +415,14 @@ impl FlowShm {
         self.header.generation
     }
 
-    /// The generation the mapped header holds now.
+    /// The generation the mapped companion page holds now.
     pub fn live_generation(&self) -> u64 {
-        hdr::read_u64(self.region.as_ptr(), OFF_GENERATION)
+        hdr::read_u64(self.meta.as_ptr(), OFF_GENERATION)
+    }
+
+    /// Bytes of records (`capacity * 256`): upstream's `ftable_size`.
+    pub fn records_len(&self) -> usize {
+        self.capacity() as usize * ENTRY_SIZE
     }
 
     /// The name this table was created or opened by.
@@ -376,8 +469,8 @@ impl FlowShm {
         // SAFETY: `FlowTable::from_raw` needs `bytes_for(entries, oflow)`
         // writable bytes at a 64-aligned base that stay valid and that
         // nothing else in this process accesses while the table lives:
-        // * `create` checked the mapping holds the header page plus every
-        //   record, and records start at page offset HEADER_SIZE;
+        // * `create` checked the mapping holds every record, from its
+        //   page-aligned start;
         // * the mapping is owned by `self`, which moves into the returned
         //   `SharedFlowTable` next to the table and is unmapped only when
         //   that drops (after the table: field order);
@@ -475,7 +568,8 @@ mod tests {
     #[test]
     fn sizes() {
         let n = Path::new("t");
-        assert_eq!(mapping_len(n, 4, 0).unwrap(), HEADER_SIZE + 512);
+        assert_eq!(mapping_len(n, 4, 0).unwrap(), 4 * 256);
+        assert_eq!(meta_name(n), Path::new("t.meta"));
         assert!(matches!(
             mapping_len(n, 0, 4),
             Err(Error::ShmBadSize { .. })

@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | [`ksync`] | netlink-framed Sandesh requests and replies | unix stream socket `/var/run/vrouter/dpdk_netlink` | byte-mode named pipe `\\.\pipe\vrouterKsync` |
 //! | [`pkt0`] | trapped and injected frames | unix datagram sockets `dpdk_pkt0` / `agent_pkt0` | message-mode named pipe `\\.\pipe\vrouterPkt0` |
-//! | [`flow_shm`] | the flow table, written by the datapath, read by the agent | a file under `/dev/shm`, `mmap`ed | a named file mapping `Local\vrouterFlowTable` |
+//! | [`flow_shm`] | the flow table (upstream's 256-byte `vr_flow_entry` records from offset 0), written by the datapath, read by the agent | a file under `/dev/shm` (+ `.meta`), `mmap`ed | a named file mapping `Local\vrouterFlowTable` (+ `.meta`) |
 //!
 //! The socket names are upstream's DPDK vRouter names, so upstream tools
 //! pointed at the same directory find them.

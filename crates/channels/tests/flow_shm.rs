@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use channels::flow_shm::{HEADER_SIZE, LAYOUT_VERSION};
+use channels::flow_shm::{meta_name, ENTRY_SIZE, LAYOUT_VERSION, META_SIZE};
 use channels::{Error, FlowShm};
 use common::paths;
 use dp_core::flow::table::{FlowEntry, FlowKey, VR_FLOW_ACTION_FORWARD};
@@ -214,9 +214,11 @@ fn open_errors() {
     ));
 
     let dp = FlowShm::create(&p.flow_shm, 8, 0).unwrap();
-    let header = dp.as_mut_ptr().cast::<u8>().wrapping_sub(HEADER_SIZE);
+    // Upstream's layout: the records start at offset 0 of their mapping.
+    assert_eq!(dp.records_len(), 8 * 256);
+    let header = dp.meta_ptr();
     let poke = |off: usize, bytes: &[u8]| {
-        // SAFETY: the header page is mapped and writable while `dp` lives;
+        // SAFETY: the companion page is mapped and writable while `dp` lives;
         // the test stands in for a corrupt or foreign creator.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), header.add(off), bytes.len()) }
     };
@@ -246,11 +248,22 @@ fn open_errors() {
         Err(Error::ShmBadLayout {
             field: "entry size",
             found: 64,
-            expected: 128,
+            expected: 256,
             ..
         })
     ));
-    poke(8, &128u32.to_ne_bytes());
+    poke(8, &256u32.to_ne_bytes());
+    poke(12, &4096u32.to_ne_bytes());
+    assert!(matches!(
+        FlowShm::open(&p.flow_shm),
+        Err(Error::ShmBadLayout {
+            field: "records offset",
+            found: 4096,
+            expected: 0,
+            ..
+        })
+    ));
+    poke(12, &0u32.to_ne_bytes());
     // More entries than the mapping holds.
     poke(16, &4096u32.to_ne_bytes());
     assert!(matches!(
@@ -269,25 +282,36 @@ fn unix_flow_file() {
     let (d, _) = paths();
     let p = channels::ChannelPaths::new(d.path().join("shm/dir"));
     let dp = FlowShm::create(&p.flow_shm, 4, 4).unwrap();
+    // The records file is exactly the records, as upstream's agent sizes
+    // it (`ftable_size / sizeof(vr_flow_entry)`); the header is beside it.
     let meta = std::fs::metadata(&p.flow_shm).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(meta.len(), (HEADER_SIZE + 8 * 128) as u64);
-    // Only the final file: the temporary was renamed.
+    assert_eq!(meta.len(), (8 * ENTRY_SIZE) as u64);
+    let mname = meta_name(&p.flow_shm);
+    let m = std::fs::metadata(&mname).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert_eq!(m.len(), META_SIZE as u64);
+    // Only the final files: the temporaries were renamed.
     assert_eq!(
         std::fs::read_dir(p.flow_shm.parent().unwrap())
             .unwrap()
             .count(),
-        1
+        2
     );
     drop(dp);
-    assert!(!p.flow_shm.exists());
+    assert!(!p.flow_shm.exists() && !mname.exists());
 
-    std::fs::write(&p.flow_shm, [0u8; 100]).unwrap();
+    std::fs::write(&p.flow_shm, vec![0u8; 8 * ENTRY_SIZE]).unwrap();
+    assert!(matches!(
+        FlowShm::open(&p.flow_shm),
+        Err(Error::ShmNotFound { .. })
+    ));
+    std::fs::write(&mname, [0u8; 100]).unwrap();
     assert!(matches!(
         FlowShm::open(&p.flow_shm),
         Err(Error::ShmTooSmall { have: 100, .. })
     ));
-    std::fs::write(&p.flow_shm, vec![0u8; 8192]).unwrap();
+    std::fs::write(&mname, vec![0u8; 8192]).unwrap();
     assert!(matches!(
         FlowShm::open(&p.flow_shm),
         Err(Error::ShmBadMagic {

@@ -32,6 +32,43 @@ pub const AGENT_HDR_LEN: usize = 30;
 /// Ethernet header + `agent_hdr`: what a trap pushes in front of a frame.
 pub const TRAP_HEADROOM: usize = 14 + AGENT_HDR_LEN;
 
+/// Upstream's `VR_AGENT_MIN_PACKET_LEN` (`include/vr_packet.h`): two
+/// ports, IPv6 + ICMP + IPv6 headers, a VXLAN tunnel (IPv4 + UDP + VXLAN),
+/// the L2 control word, two Ethernet headers and the `agent_hdr` =
+/// 4 + 40 + 8 + 40 + 36 + 4 + 28 + 30 bytes: what a truncated trap keeps.
+pub const AGENT_MIN_PACKET_LEN: usize = 190;
+
+/// Traps whose frame upstream may cut to [`AGENT_MIN_PACKET_LEN`]
+/// (`agent_trap_may_truncate`): the agent needs their headers only.
+pub fn trap_may_truncate(code: u16) -> bool {
+    matches!(
+        code,
+        cmd::NEXTHOP
+            | cmd::RESOLVE
+            | cmd::FLOW_MISS
+            | cmd::FLOW_ACTION_HOLD
+            | cmd::ECMP_RESOLVE
+            | cmd::HANDLE_DF
+            | cmd::ZERO_TTL
+            | cmd::MAC_LEARN
+            | cmd::MAC_MOVE
+    )
+}
+
+/// How many bytes of a `len`-byte frame a trap with `code` carries, as
+/// upstream's `agent_send` decides: HANDLE_DF and ZERO_TTL traps and any
+/// trap of a GSO frame are cut to [`AGENT_MIN_PACKET_LEN`] when
+/// [`trap_may_truncate`]; every other trap carries the whole frame (ARP,
+/// DHCP and the other protocol traps always do).
+pub fn trap_len(code: u16, len: usize, gso: bool) -> usize {
+    let truncate = gso || matches!(code, cmd::HANDLE_DF | cmd::ZERO_TTL);
+    if truncate && trap_may_truncate(code) {
+        len.min(AGENT_MIN_PACKET_LEN)
+    } else {
+        len
+    }
+}
+
 /// A decoded `agent_hdr`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AgentHdr {

@@ -14,6 +14,7 @@ pub struct Packet<'a> {
     buf: &'a mut [u8],
     head: usize,
     len: usize,
+    gso: bool,
 }
 
 impl<'a> Packet<'a> {
@@ -22,7 +23,25 @@ impl<'a> Packet<'a> {
         if head.checked_add(len)? > buf.len() {
             return None;
         }
-        Some(Packet { buf, head, len })
+        Some(Packet {
+            buf,
+            head,
+            len,
+            gso: false,
+        })
+    }
+
+    /// Mark the frame as (a segment of) a GSO/LSO super-packet: upstream
+    /// truncates what it traps of those (see [`crate::agent::trap_len`]).
+    #[inline]
+    pub fn set_gso(&mut self, gso: bool) {
+        self.gso = gso;
+    }
+
+    /// See [`Packet::set_gso`].
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso
     }
 
     /// The frame bytes.

@@ -248,6 +248,28 @@ impl Router {
         &self.vifs
     }
 
+    /// Zero the counters of vif `idx`, or of every vif (`vr_interface_req`
+    /// RESET). False if `idx` names no vif.
+    pub fn vif_stats_reset(&mut self, idx: Option<u16>) -> bool {
+        match idx {
+            Some(i) => match self.vifs.get_mut(i) {
+                Some(v) => {
+                    v.stats = vif::VifStats::default();
+                    true
+                }
+                None => false,
+            },
+            None => {
+                for i in 0..self.vifs.capacity() {
+                    if let Some(v) = self.vifs.get_mut(i) {
+                        v.stats = vif::VifStats::default();
+                    }
+                }
+                true
+            }
+        }
+    }
+
     /// The host reports that a transmit the core asked for failed.
     pub fn vif_tx_error(&mut self, idx: u16) {
         if let Some(v) = self.vifs.get_mut(idx) {

@@ -10,8 +10,9 @@ use crate::buf::{Action, Actions, Packet, Prepend};
 use crate::drop::DropReason;
 use crate::flow::table::{
     FlowKey, FlowTable, VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD,
-    VR_FLOW_ACTION_NAT, VR_FLOW_FLAG_DNAT, VR_FLOW_FLAG_DPAT, VR_FLOW_FLAG_SNAT, VR_FLOW_FLAG_SPAT,
-    VR_FLOW_FLAG_VRFT, VR_FLOW_TCP_ESTABLISHED, VR_FLOW_TCP_FIN, VR_FLOW_TCP_RST, VR_FLOW_TCP_SYN,
+    VR_FLOW_ACTION_NAT, VR_FLOW_FLAG_DNAT, VR_FLOW_FLAG_DPAT, VR_FLOW_FLAG_NEW_FLOW,
+    VR_FLOW_FLAG_SNAT, VR_FLOW_FLAG_SPAT, VR_FLOW_FLAG_VRFT, VR_FLOW_TCP_ESTABLISHED,
+    VR_FLOW_TCP_FIN, VR_FLOW_TCP_RST, VR_FLOW_TCP_SYN,
 };
 use crate::flow::{icmp_error_key, icmp_is_error, make_key};
 use crate::frag::FragKey;
@@ -39,9 +40,6 @@ const PROTO_ICMPV6: u8 = 58;
 const PORT_MPLS: u16 = 6635;
 const PORT_VXLAN: u16 = 4789;
 const BROADCAST: [u8; 6] = [0xff; 6];
-/// Traps that only need the headers carry at most this much of the frame
-/// (upstream's `VR_AGENT_MIN_PACKET_LEN` idea).
-const TRAP_TRUNCATE: usize = 128;
 /// Bound on VRF-translate / composite chains, against configuration loops.
 const MAX_NH_CHAIN: usize = 4;
 /// Packets parsed and prefetched ahead of processing (one vRouter batch).
@@ -119,10 +117,23 @@ enum Verdict {
     },
     Hold {
         flow: u32,
-        trap: bool,
-        gen: u8,
+        trap: Option<FlowTrap>,
     },
     Drop(DropReason),
+}
+
+/// The trap a held packet sends when it is the first one held (upstream
+/// `vr_trap_flow`): FLOW_MISS for a new entry, FLOW_ACTION_HOLD for a flow
+/// the agent had decided and set back to hold; the entry's generation and
+/// statistics go in `param_2..5`.
+#[derive(Clone, Copy)]
+struct FlowTrap {
+    cmd: u16,
+    nh: u32,
+    gen: u8,
+    bytes: u32,
+    packets: u32,
+    oflow: u32,
 }
 
 impl Router {
@@ -252,20 +263,13 @@ impl Router {
         Some((av, h))
     }
 
-    /// Send the frame itself to the agent.
-    fn trap(
-        &mut self,
-        cx: &mut Cx<'_>,
-        pkt: &mut Packet<'_>,
-        hdr: AgentHdr,
-        truncate: bool,
-    ) -> Action {
+    /// Send the frame itself to the agent, cut as upstream cuts a trap of
+    /// this kind ([`crate::agent::trap_len`]).
+    fn trap(&mut self, cx: &mut Cx<'_>, pkt: &mut Packet<'_>, hdr: AgentHdr) -> Action {
         let Some((av, h)) = self.trap_header(&hdr) else {
             return self.drop(cx, DropReason::TrapNoIf);
         };
-        if truncate {
-            pkt.truncate(TRAP_TRUNCATE);
-        }
+        pkt.truncate(crate::agent::trap_len(hdr.cmd, pkt.len(), pkt.is_gso()));
         match pkt.push(TRAP_HEADROOM) {
             Some(front) => front.copy_from_slice(&h),
             None => return self.drop(cx, DropReason::Push),
@@ -273,7 +277,8 @@ impl Router {
         self.tx(cx, pkt, av)
     }
 
-    /// Send a (truncated) copy of the frame to the agent, keeping the frame.
+    /// Send a copy of the frame to the agent (cut as [`Self::trap`] cuts),
+    /// keeping the frame.
     fn trap_copy(&mut self, cx: &mut Cx<'_>, pkt: &Packet<'_>, hdr: AgentHdr) {
         let Some((av, h)) = self.trap_header(&hdr) else {
             self.drops.count(DropReason::TrapNoIf);
@@ -283,7 +288,8 @@ impl Router {
         if let Some(b) = p.extend(TRAP_HEADROOM) {
             b.copy_from_slice(&h);
         }
-        let to = pkt.len().min(TRAP_TRUNCATE) as u16;
+        let to =
+            crate::agent::trap_len(hdr.cmd, pkt.len(), pkt.is_gso()).min(u16::MAX as usize) as u16;
         if cx.copy(av, &p, 0, to) {
             self.count_tx(av, TRAP_HEADROOM + to as usize);
         } else {
@@ -342,7 +348,7 @@ impl Router {
         };
         // Gratuitous ARP and replies to the vRouter are for the agent.
         if spa == tpa || (op == 2 && info.dst_mac == iv.mac) {
-            return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::ARP), false);
+            return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::ARP));
         }
         if op != 1 {
             return self.bridge(iv, iv.vrf, pkt, info, cx, 0);
@@ -368,7 +374,7 @@ impl Router {
             return self.tx(cx, pkt, iv.idx);
         }
         if rt.flags & rt_flags::ARP_TRAP != 0 {
-            return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::ARP), false);
+            return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::ARP));
         }
         if rt.flags & rt_flags::ARP_FLOOD != 0 {
             return self.bridge(iv, iv.vrf, pkt, info, cx, 0);
@@ -388,12 +394,7 @@ impl Router {
             let dhcp4 = !v6 && info.dport == 67 && iv.flags.contains(VifFlags::DHCP_ENABLED);
             let dhcp6 = v6 && info.dport == 547;
             if dhcp4 || dhcp6 {
-                return self.trap(
-                    cx,
-                    pkt,
-                    Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS),
-                    false,
-                );
+                return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS));
             }
         }
         if v6 && info.proto == PROTO_ICMPV6 && info.l4_offset != 0 {
@@ -401,12 +402,7 @@ impl Router {
                 135 => return self.vm_neighbor_solicit(iv, pkt, info, cx),
                 // Router solicitations and advertisements: the agent answers.
                 133 | 134 | 136 => {
-                    return self.trap(
-                        cx,
-                        pkt,
-                        Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS),
-                        false,
-                    )
+                    return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS))
                 }
                 _ => {}
             }
@@ -444,14 +440,7 @@ impl Router {
             Some(rt) if rt.flags & rt_flags::ARP_FLOOD != 0 => {
                 return self.bridge(iv, iv.vrf, pkt, info, cx, 0)
             }
-            Some(_) => {
-                return self.trap(
-                    cx,
-                    pkt,
-                    Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS),
-                    false,
-                )
-            }
+            Some(_) => return self.trap(cx, pkt, Self::trap_hdr(iv, iv.vrf, cmd::L3_PROTOCOLS)),
             None => return self.drop(cx, DropReason::InvalidPacket),
         };
         let mac = if rt.mac == [0; 6] { iv.mac } else { rt.mac };
@@ -509,7 +498,7 @@ impl Router {
         if info.ttl <= 1 {
             let mut h = Self::trap_hdr(iv, vrf, cmd::ZERO_TTL);
             h.vrf = vrf;
-            return self.trap(cx, pkt, h, true);
+            return self.trap(cx, pkt, h);
         }
         // Upstream checks flows when either end asks for it: the incoming
         // vif, or the destination's next hop (a policy-enabled VM behind a
@@ -538,9 +527,7 @@ impl Router {
                 return self.route_in(iv, dvrf, pkt, info, cx);
             }
             Verdict::Forward { nat, flow, .. } => (nat, flow),
-            Verdict::Hold { flow, trap, gen } => {
-                return self.hold(iv, vrf, pkt, cx, flow, trap, gen)
-            }
+            Verdict::Hold { flow, trap } => return self.hold(iv, vrf, pkt, cx, flow, trap),
             Verdict::Drop(r) => return self.drop(cx, r),
         };
         if let Some(rflow) = nat {
@@ -658,15 +645,10 @@ impl Router {
                 NhKind::Receive => {
                     // Gateway, DNS and other vRouter addresses: the agent
                     // answers (ICMP echo, DNS, ...).
-                    return Err(self.trap(
-                        cx,
-                        pkt,
-                        Self::trap_hdr(iv, vrf, cmd::L3_PROTOCOLS),
-                        false,
-                    ));
+                    return Err(self.trap(cx, pkt, Self::trap_hdr(iv, vrf, cmd::L3_PROTOCOLS)));
                 }
                 NhKind::Resolve => {
-                    return Err(self.trap(cx, pkt, Self::trap_hdr(iv, vrf, cmd::RESOLVE), true));
+                    return Err(self.trap(cx, pkt, Self::trap_hdr(iv, vrf, cmd::RESOLVE)));
                 }
                 NhKind::Discard | NhKind::Dead | NhKind::L2Receive => {
                     return Err(self.drop(cx, DropReason::Discard));
@@ -744,9 +726,7 @@ impl Router {
                 } => flow = f,
                 // NAT and VRF translation need an L3 path.
                 Verdict::Forward { .. } => return self.drop(cx, DropReason::FlowActionInvalid),
-                Verdict::Hold { flow, trap, gen } => {
-                    return self.hold(iv, vrf, pkt, cx, flow, trap, gen)
-                }
+                Verdict::Hold { flow, trap } => return self.hold(iv, vrf, pkt, cx, flow, trap),
                 Verdict::Drop(r) => return self.drop(cx, r),
             }
         }
@@ -1041,7 +1021,7 @@ impl Router {
         v: Verdict,
     ) -> Action {
         match v {
-            Verdict::Hold { flow, trap, gen } => self.hold(iv, vrf, pkt, cx, flow, trap, gen),
+            Verdict::Hold { flow, trap } => self.hold(iv, vrf, pkt, cx, flow, trap),
             Verdict::Drop(r) => self.drop(cx, r),
             Verdict::Forward { .. } => self.drop(cx, DropReason::FlowActionInvalid),
         }
@@ -1200,14 +1180,9 @@ impl Router {
                 fe.write_begin();
                 fe.vrf = vrf;
                 fe.dvrf = vrf;
-                fe.hold_count = 1;
                 fe.last_seen = self.now;
                 fe.write_end();
-                return Verdict::Hold {
-                    flow: idx,
-                    trap: true,
-                    gen: fe.gen_id,
-                };
+                idx
             }
         };
         let now = self.now;
@@ -1220,12 +1195,32 @@ impl Router {
                 if fe.hold_count >= max_held {
                     return Verdict::Drop(DropReason::FlowQueueLimitExceeded);
                 }
+                // Upstream `vr_enqueue_flow`: the first packet held traps.
+                let trap = (fe.hold_count == 0).then(|| {
+                    let stats = (fe.stats_bytes, fe.stats_packets, fe.stats_oflow());
+                    let code = if fe.flags & VR_FLOW_FLAG_NEW_FLOW != 0 {
+                        // A new flow: its statistics so far travel in the
+                        // trap and start again (`vr_do_flow_action`).
+                        fe.flags &= !VR_FLOW_FLAG_NEW_FLOW;
+                        fe.stats_bytes = 0;
+                        fe.stats_packets = 0;
+                        fe.stats_bytes_oflow = 0;
+                        fe.stats_packets_oflow = 0;
+                        cmd::FLOW_MISS
+                    } else {
+                        cmd::FLOW_ACTION_HOLD
+                    };
+                    FlowTrap {
+                        cmd: code,
+                        nh: fe.key.nh_id(),
+                        gen: fe.gen_id,
+                        bytes: stats.0,
+                        packets: stats.1,
+                        oflow: stats.2,
+                    }
+                });
                 fe.hold_count += 1;
-                Verdict::Hold {
-                    flow: idx,
-                    trap: false,
-                    gen: fe.gen_id,
-                }
+                Verdict::Hold { flow: idx, trap }
             }
             VR_FLOW_ACTION_DROP => {
                 fe.add_stats(len as u32);
@@ -1273,7 +1268,6 @@ impl Router {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn hold(
         &mut self,
         iv: &InVif,
@@ -1281,14 +1275,16 @@ impl Router {
         pkt: &Packet<'_>,
         cx: &mut Cx<'_>,
         flow: u32,
-        trap: bool,
-        gen: u8,
+        trap: Option<FlowTrap>,
     ) -> Action {
-        if trap {
-            let mut h = Self::trap_hdr(iv, vrf, cmd::FLOW_MISS);
+        if let Some(t) = trap {
+            let mut h = Self::trap_hdr(iv, vrf, t.cmd);
             h.param = flow;
-            h.param_1 = iv.nh_id;
-            h.param_5 = gen;
+            h.param_1 = t.nh;
+            h.param_2 = t.bytes;
+            h.param_3 = t.packets;
+            h.param_4 = t.oflow;
+            h.param_5 = t.gen;
             self.trap_copy(cx, pkt, h);
         }
         Action::Hold { pkt: cx.i, flow }
@@ -1348,10 +1344,10 @@ impl Router {
         };
         let ok = (|| {
             if flags & VR_FLOW_FLAG_SNAT != 0 {
-                rewrite(src_off, rkey.dst.get(..alen)?, true)?;
+                rewrite(src_off, rkey.dst().get(..alen)?, true)?;
             }
             if flags & VR_FLOW_FLAG_DNAT != 0 {
-                rewrite(dst_off, rkey.src.get(..alen)?, true)?;
+                rewrite(dst_off, rkey.src().get(..alen)?, true)?;
             }
             if l4 != 0 && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
                 if flags & VR_FLOW_FLAG_SPAT != 0 {
@@ -1574,7 +1570,7 @@ impl Router {
             let mut h = Self::trap_hdr(iv, vrf, cmd::HANDLE_DF);
             h.param = room as u32;
             h.param_1 = flow;
-            return self.trap(cx, pkt, h, true);
+            return self.trap(cx, pkt, h);
         }
         self.fragment(pkt, info, cx, room, target)
     }

@@ -353,8 +353,20 @@ impl Topo {
         self.run_batch(vif, &[frame]).pop().unwrap_or_default()
     }
 
+    /// Run one frame marked as (a segment of) a GSO super-packet
+    /// ([`Packet::set_gso`]).
+    pub fn run_gso(&mut self, vif: u16, frame: &[u8]) -> Vec<Output> {
+        self.run_marked(vif, &[frame], true)
+            .pop()
+            .unwrap_or_default()
+    }
+
     /// Run frames received on `vif` as one batch; the outputs of each.
     pub fn run_batch(&mut self, vif: u16, frames: &[&[u8]]) -> Vec<Vec<Output>> {
+        self.run_marked(vif, frames, false)
+    }
+
+    fn run_marked(&mut self, vif: u16, frames: &[&[u8]], gso: bool) -> Vec<Vec<Output>> {
         let mut bufs: Vec<Vec<u8>> = frames
             .iter()
             .map(|f| {
@@ -367,7 +379,11 @@ impl Topo {
         let mut pkts: Vec<Packet<'_>> = bufs
             .iter_mut()
             .zip(&lens)
-            .map(|(b, l)| Packet::new(b, HEADROOM, *l).expect("packet"))
+            .map(|(b, l)| {
+                let mut p = Packet::new(b, HEADROOM, *l).expect("packet");
+                p.set_gso(gso);
+                p
+            })
             .collect();
         self.actions.clear();
         let n = self.router.process(vif, &mut pkts, &mut self.actions);

@@ -8,7 +8,8 @@ mod common;
 use common::*;
 use dp_core::agent::{cmd, AgentHdr, AGENT_HDR_LEN};
 use dp_core::flow::table::{
-    VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_NAT, VR_FLOW_FLAG_DNAT,
+    VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD, VR_FLOW_ACTION_NAT,
+    VR_FLOW_FLAG_DNAT, VR_FLOW_FLAG_NEW_FLOW,
 };
 use dp_core::flow::{make_key, FLOW_AF_INET};
 use dp_core::nexthop::AF_INET;
@@ -1240,4 +1241,148 @@ fn flow_table_full_is_a_drop_reason() {
     }
     assert_eq!(full, 60);
     assert_eq!(t.router.drop_stats().get(DropReason::FlowTableFull), 60);
+}
+
+// ---- what traps carry, as upstream's agent_send and vr_trap_flow --------
+
+/// A UDP frame of `total` bytes (Ethernet included) from vm1.
+fn sized_udp(dmac: [u8; 6], dip: [u8; 4], ttl: u8, total: usize) -> Vec<u8> {
+    let payload = vec![0x5a; total - 14 - 20 - 8];
+    eth(
+        dmac,
+        VM1_MAC,
+        0x0800,
+        &ipv4(
+            VM1_IP,
+            dip,
+            17,
+            ttl,
+            9,
+            0,
+            &udp4(VM1_IP, dip, 4000, 53, &payload),
+        ),
+    )
+}
+
+#[test]
+fn traps_are_cut_per_code_as_upstream() {
+    use dp_core::agent::AGENT_MIN_PACKET_LEN;
+    assert_eq!(AGENT_MIN_PACKET_LEN, 190);
+    let mut t = topo();
+    let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, VRF1, VM2_MAC, VM2_IP, [0; 16], true);
+    let inner_of = |outs: &[Output]| -> (u16, Vec<u8>) {
+        let (_, bytes) = tx(outs)
+            .into_iter()
+            .find(|(v, _)| *v == AGENT_VIF)
+            .unwrap_or_else(|| panic!("no trap: {outs:?}"));
+        let (h, inner) = agent_frame(&bytes);
+        (h.cmd, inner)
+    };
+    // ZERO_TTL: cut to VR_AGENT_MIN_PACKET_LEN.
+    let big = sized_udp(VROUTER_MAC, VM2_IP, 1, 1000);
+    let (c, inner) = inner_of(&t.run(vm1.vif, &big));
+    assert_eq!((c, inner.as_slice()), (cmd::ZERO_TTL, &big[..190]));
+    // A short one is not padded.
+    let small = sized_udp(VROUTER_MAC, VM2_IP, 1, 100);
+    assert_eq!(inner_of(&t.run(vm1.vif, &small)).1, small);
+    // FLOW_MISS of a plain frame: the whole frame.
+    let f = sized_udp(VROUTER_MAC, VM2_IP, 64, 1000);
+    let (c, inner) = inner_of(&t.run(vm1.vif, &f));
+    assert_eq!((c, inner), (cmd::FLOW_MISS, f.clone()));
+    // FLOW_MISS of a GSO segment: cut.
+    let g = sized_udp(VROUTER_MAC, [198, 18, 0, 99], 64, 1000);
+    t.router
+        .route_add(
+            VRF1,
+            Prefix::V4([198, 18, 0, 99], 32),
+            t.router.route_get(VRF1, Prefix::V4(VM2_IP, 32)).unwrap(),
+        )
+        .unwrap();
+    let (c, inner) = inner_of(&t.run_gso(vm1.vif, &g));
+    assert_eq!((c, inner.as_slice()), (cmd::FLOW_MISS, &g[..190]));
+    // ZERO_TTL of a GSO segment: cut too; a protocol trap (DHCP) of a GSO
+    // segment is not (upstream: `agent_trap_may_truncate`).
+    let (c, inner) = inner_of(&t.run_gso(vm1.vif, &big));
+    assert_eq!((c, inner.len()), (cmd::ZERO_TTL, 190));
+    let dhcp = eth(
+        [0xff; 6],
+        VM1_MAC,
+        0x0800,
+        &ipv4(
+            [0; 4],
+            [255; 4],
+            17,
+            64,
+            1,
+            0,
+            &udp4([0; 4], [255; 4], 68, 67, &[0u8; 600]),
+        ),
+    );
+    let (c, inner) = inner_of(&t.run_gso(vm1.vif, &dhcp));
+    assert_eq!((c, inner), (cmd::L3_PROTOCOLS, dhcp));
+}
+
+#[test]
+fn a_decided_flow_set_back_to_hold_traps_flow_action_hold_with_its_stats() {
+    let mut t = topo();
+    let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], true);
+    let vm2 = t.add_vm(4, VRF1, VM2_MAC, VM2_IP, [0; 16], true);
+    let f = udp_frame(VM1_MAC, VROUTER_MAC, VM1_IP, VM2_IP, 64);
+    let trap_of = |outs: &[Output]| -> AgentHdr {
+        let (_, bytes) = tx(outs)
+            .into_iter()
+            .find(|(v, _)| *v == AGENT_VIF)
+            .unwrap_or_else(|| panic!("no trap: {outs:?}"));
+        agent_frame(&bytes).0
+    };
+    // New: FLOW_MISS, with the new entry's statistics (none yet), its
+    // next hop and generation.
+    let outs = t.run(vm1.vif, &f);
+    let flow = held_flow(&outs);
+    let h = trap_of(&outs);
+    let gen = t.router.flows().get(flow).unwrap().gen_id;
+    assert_eq!(
+        (h.cmd, h.param, h.param_1, h.param_2, h.param_3, h.param_4, h.param_5),
+        (cmd::FLOW_MISS, flow, vm1.nh, 0, 0, 0, gen)
+    );
+    assert!(
+        t.router.flows().get(flow).unwrap().flags & VR_FLOW_FLAG_NEW_FLOW == 0,
+        "the trap clears NEW_FLOW"
+    );
+    // Only the first held packet traps.
+    assert!(!t
+        .run(vm1.vif, &f)
+        .iter()
+        .any(|o| matches!(o, Output::Tx { vif: AGENT_VIF, .. })));
+    allow(&mut t, flow, VR_FLOW_ACTION_FORWARD);
+    for _ in 0..3 {
+        assert_eq!(single_tx(&t.run(vm1.vif, &f)).0, vm2.vif);
+    }
+    let fe = *t.router.flows().get(flow).unwrap();
+    assert_eq!(fe.packets(), 3);
+    // Set back to hold (a FLOW_SET with action HOLD): the next packet is
+    // held and trapped as FLOW_ACTION_HOLD (the flow is not new), with the
+    // entry's counters.
+    allow(&mut t, flow, VR_FLOW_ACTION_HOLD);
+    let outs = t.run(vm1.vif, &f);
+    assert_eq!(held_flow(&outs), flow);
+    let h = trap_of(&outs);
+    assert_eq!(
+        (h.cmd, h.param, h.param_2, h.param_3, h.param_4, h.param_5),
+        (
+            cmd::FLOW_ACTION_HOLD,
+            flow,
+            fe.stats_bytes,
+            3,
+            fe.stats_oflow(),
+            fe.gen_id
+        )
+    );
+    assert!(!t
+        .run(vm1.vif, &f)
+        .iter()
+        .any(|o| matches!(o, Output::Tx { vif: AGENT_VIF, .. })));
+    // Decided again: the held packets go.
+    assert!(allow(&mut t, flow, VR_FLOW_ACTION_FORWARD).release_held);
 }

@@ -568,8 +568,8 @@ pub fn set_flow_key(r: &mut VrFlowReq, key: &FlowKey) {
     r.fr_flow_dport = port_to_wire(key.dport());
     r.fr_flow_nh_id = key.nh_id();
     if key.is_ipv6() {
-        (r.fr_flow_sip_u, r.fr_flow_sip_l) = ipv6_to_wire(key.src);
-        (r.fr_flow_dip_u, r.fr_flow_dip_l) = ipv6_to_wire(key.dst);
+        (r.fr_flow_sip_u, r.fr_flow_sip_l) = ipv6_to_wire(key.src());
+        (r.fr_flow_dip_u, r.fr_flow_dip_l) = ipv6_to_wire(key.dst());
     } else {
         r.fr_flow_sip_u = 0;
         r.fr_flow_dip_u = 0;

@@ -9,6 +9,7 @@ pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
 pub const EBADF: i32 = 9;
 pub const ENOMEM: i32 = 12;
+pub const EFAULT: i32 = 14;
 pub const EBUSY: i32 = 16;
 pub const EEXIST: i32 = 17;
 pub const ENODEV: i32 = 19;

@@ -5,21 +5,21 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use dp_core::flow::table::{FlowTable, VR_FLOW_ACTION_HOLD};
+use dp_core::flow::table::{FlowTable, VR_FLOW_ACTION_HOLD, VR_FLOW_FLAG_ACTIVE};
 use dp_core::route::rt_flags;
 use dp_core::{ConfigError, FlowSet, NhKind, Prefix, Router, VifType};
 use sandesh::frame::{
-    self, Frame, FrameError, Meta, NlMsgHdr, Style, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP,
-    NLM_F_MULTI, SANDESH_REQUEST,
+    self, FrameError, Framing, Meta, NlMsgHdr, GENL_HDRLEN, NLMSG_HDRLEN, NLM_F_MULTI,
+    SANDESH_REQUEST,
 };
 use sandesh::{
-    DecodeError, FlowOp, Message, Messages, Sandesh, SandeshOp, VrDropStatsReq, VrFlowReq,
-    VrFlowResponse, VrFlowTableData, VrInterfaceReq, VrMemStatsReq, VrMplsReq, VrNexthopReq,
-    VrResponse, VrRouteReq, VrVrfReq, VrVxlanReq, VrouterOps,
+    FlowOp, Message, Messages, Sandesh, SandeshOp, VrDropStatsReq, VrFlowReq, VrFlowResponse,
+    VrFlowTableData, VrInterfaceReq, VrMemStatsReq, VrMplsReq, VrNexthopReq, VrResponse,
+    VrRouteReq, VrVrfReq, VrVxlanReq, VrouterOps,
 };
 
 use crate::convert::{self, VifExtra};
-use crate::errno::{EEXIST, EINVAL, EMSGSIZE, ENOENT, EOPNOTSUPP};
+use crate::errno::{EBADF, EEXIST, EFAULT, EINVAL, EMSGSIZE, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP};
 use crate::{
     default_build_info, HostOps, VRF_FLAG_VALID, VR_FLOW_RESP_FLAG_DELETED,
     VR_MESSAGE_DUMP_INCOMPLETE, VR_MESSAGE_PAGE_SIZE,
@@ -32,11 +32,60 @@ fn errno(e: ConfigError) -> Errno {
     e.errno()
 }
 
-fn decode_errno(e: DecodeError) -> Errno {
+/// A next hop ADD refused by the core, numbered as upstream: an id beyond
+/// the table is -EINVAL (`vr_nexthop_valid_request`).
+fn nh_errno(e: ConfigError) -> Errno {
     match e {
-        DecodeError::UnknownObject => -EOPNOTSUPP,
-        _ => -EINVAL,
+        ConfigError::OutOfRange(_) => -EINVAL,
+        e => errno(e),
     }
+}
+
+/// A flow request refused by the core, numbered as upstream
+/// (`vr_flow_set`): a stale generation is -EBADF, a reverse flow out of
+/// range -EINVAL.
+fn flow_errno(e: &ConfigError) -> Errno {
+    match e {
+        ConfigError::Stale(_) => -EBADF,
+        ConfigError::OutOfRange(_) => -EINVAL,
+        e => e.errno(),
+    }
+}
+
+/// A route ADD/DEL refused by the core, numbered as upstream
+/// (`inet_route_add`, `bridge_entry_add`, `mtrie_add`): a VRF beyond the
+/// table or a bad prefix is -EINVAL, a full bridge table -ENOMEM (its hash
+/// table has no free entry), a missing next hop -ENOENT.
+fn route_errno(e: ConfigError) -> Errno {
+    match e {
+        ConfigError::NoSpace(_) => -ENOMEM,
+        ConfigError::OutOfRange(_) | ConfigError::Invalid(_) => -EINVAL,
+        e => errno(e),
+    }
+}
+
+/// Is `family` one upstream keeps route tables for?
+fn route_family_known(family: i32) -> bool {
+    [AF_INET, AF_INET6, AF_BRIDGE].contains(&family)
+}
+
+const AF_INET: i32 = dp_core::nexthop::AF_INET as i32;
+const AF_INET6: i32 = dp_core::nexthop::AF_INET6 as i32;
+const AF_BRIDGE: i32 = dp_core::nexthop::AF_BRIDGE as i32;
+
+/// What upstream answers a request its Sandesh decoder cannot read (an
+/// unknown object name, bad bytes): `sandesh_decode` fails with -1 and the
+/// datapath sends that as the `resp_code`.
+pub const UNDECODABLE: Errno = -1;
+
+/// The `genlmsghdr` bytes of a message whose header could not be parsed
+/// further (zeros where the message is too short).
+fn default_genl(msg: &[u8]) -> [u8; GENL_HDRLEN] {
+    let mut g = [SANDESH_REQUEST, 0, 0, 0];
+    for (d, s) in g.iter_mut().zip(msg.iter().skip(NLMSG_HDRLEN)) {
+        *d = *s;
+    }
+    g
 }
 
 /// What one [`Handler::handle`] call did.
@@ -163,6 +212,7 @@ impl Answers {
 #[derive(Debug)]
 pub struct Handler {
     page_size: usize,
+    framing: Framing,
     vrfs: BTreeSet<u16>,
     vif_extra: BTreeMap<u16, VifExtra>,
     flow_stats: FlowOpStats,
@@ -186,11 +236,24 @@ impl Handler {
     pub fn with_page_size(page_size: usize) -> Self {
         Handler {
             page_size,
+            framing: Framing::NATIVE,
             vrfs: BTreeSet::new(),
             vif_extra: BTreeMap::new(),
             flow_stats: FlowOpStats::default(),
             answers: Answers::default(),
         }
+    }
+
+    /// The same handler answering with `framing` instead of this
+    /// platform's ([`Framing::NATIVE`]; see the crate docs).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The answer framing.
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// Flow request counters so far.
@@ -216,8 +279,8 @@ impl Handler {
         self.answers.failed = 0;
         let mut rest = input;
         while !rest.is_empty() {
-            let (frame, used) = match Frame::parse(rest) {
-                Ok(f) => f,
+            let (req, used) = match frame::parse_request(rest, self.framing) {
+                Ok(r) => r,
                 Err(e) => {
                     let Ok(header) = NlMsgHdr::parse(rest) else {
                         done.malformed = Some(e);
@@ -225,12 +288,14 @@ impl Handler {
                     };
                     let len = header.len as usize;
                     self.answers.clear();
-                    self.answers.code(-EINVAL);
-                    self.flush(&header, 0, out);
+                    // Delimited but undecodable: what upstream's Sandesh
+                    // decoder answers. Not delimited: the buffer ends here.
+                    let delimited = e == FrameError::BadAttribute;
+                    self.answers
+                        .code(if delimited { UNDECODABLE } else { -EINVAL });
+                    self.flush(&header, default_genl(rest), out);
                     done.messages += 1;
-                    // A bad attribute inside a well-delimited message: skip
-                    // it. A bad length: the rest cannot be delimited.
-                    if e == FrameError::BadAttribute && len >= NLMSG_HDRLEN && len <= rest.len() {
+                    if delimited && len >= NLMSG_HDRLEN && len <= rest.len() {
                         rest = rest.get(len..).unwrap_or_default();
                         continue;
                     }
@@ -239,66 +304,57 @@ impl Handler {
                 }
             };
             rest = rest.get(used..).unwrap_or_default();
-            match frame {
-                Frame::Sandesh {
-                    header,
-                    cmd,
-                    version,
-                    payload,
-                } => {
-                    done.messages += 1;
-                    self.answers.clear();
-                    if cmd != SANDESH_REQUEST {
-                        self.answers.code(-EOPNOTSUPP);
-                    } else if payload.is_empty() {
-                        self.answers.code(-EINVAL);
-                    } else {
-                        for m in Messages::new(payload) {
-                            match m {
-                                Ok(msg) => {
-                                    done.objects += 1;
-                                    self.object(router, host, msg);
-                                }
-                                Err(e) => {
-                                    self.answers.code(decode_errno(e));
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    self.flush(&header, version, out);
-                }
-                // Nothing a client should send; answered as netlink would
-                // answer an unknown request, so the client does not wait.
-                Frame::Other { header, .. } if header.msg_type != NLMSG_NOOP => {
-                    done.messages += 1;
-                    write_nlmsg_error(out, &header, -EOPNOTSUPP);
-                    self.answers.failed += 1;
-                }
-                Frame::Other { .. } | Frame::Done(_) | Frame::Error { .. } => {}
+            done.messages += 1;
+            self.answers.clear();
+            if req.payload.is_empty() {
+                // Upstream sends nothing back (its decoder loop never
+                // runs); we answer, so no client waits forever.
+                self.answers.code(UNDECODABLE);
             }
+            for m in Messages::new(req.payload) {
+                match m {
+                    Ok(msg) => {
+                        done.objects += 1;
+                        self.object(router, host, msg);
+                    }
+                    Err(_) => {
+                        // Upstream's `sandesh_decode` stops at the first
+                        // object it cannot read (unknown name or bad
+                        // bytes) and the datapath answers -1.
+                        self.answers.code(UNDECODABLE);
+                        break;
+                    }
+                }
+            }
+            self.flush(&req.header, req.genl, out);
         }
         done.failed = self.answers.failed;
         done
     }
 
-    /// Frames the collected answers of one request (see the crate docs).
-    fn flush(&mut self, req: &NlMsgHdr, version: u8, out: &mut Vec<u8>) {
-        let multi = self.answers.parts.len() > 1;
-        let meta = Meta {
-            family: req.msg_type,
-            flags: if multi { NLM_F_MULTI } else { 0 },
-            seq: req.seq,
-            pid: req.pid,
-            version,
-        };
-        for r in &self.answers.parts {
+    /// Frames the collected answers of one request as upstream's datapath
+    /// of [`Self::framing`] does (see the crate docs).
+    fn flush(&mut self, req: &NlMsgHdr, genl: [u8; GENL_HDRLEN], out: &mut Vec<u8>) {
+        let n = self.answers.parts.len();
+        let style = self.framing.style();
+        for (i, r) in self.answers.parts.iter().enumerate() {
+            let more = match self.framing {
+                Framing::Dpdk => i + 1 < n,
+                Framing::Windows => n > 1,
+            };
+            let meta = Meta {
+                family: req.msg_type,
+                flags: if more { NLM_F_MULTI } else { 0 },
+                seq: req.seq,
+                pid: 0,
+                version: 0,
+            };
             let body = self.answers.buf.get(r.clone()).unwrap_or_default();
             let ok =
-                frame::write_sandesh(out, &meta, Style::Response, |o| o.extend_from_slice(body));
+                frame::write_sandesh_genl(out, &meta, genl, style, |o| o.extend_from_slice(body));
             if ok.is_err() {
                 // An object beyond the 64 KiB attribute limit.
-                let _ = frame::write_sandesh(out, &meta, Style::Response, |o| {
+                let _ = frame::write_sandesh_genl(out, &meta, genl, style, |o| {
                     VrResponse {
                         h_op: SandeshOp::Response,
                         resp_code: -EMSGSIZE,
@@ -308,8 +364,8 @@ impl Handler {
                 self.answers.failed += 1;
             }
         }
-        if multi {
-            frame::write_done(out, req.seq, req.pid);
+        if self.framing == Framing::Windows && n > 1 {
+            frame::write_done(out, req.seq, 0);
         }
     }
 
@@ -323,13 +379,8 @@ impl Handler {
             Message::Vxlan(r) => self.vxlan(router, &r),
             Message::Vrf(r) => self.vrf(router, &r),
             Message::Flow(r) => self.flow(router, host, &r),
-            Message::FlowTableData(r) => {
-                if r.ftable_op == FlowOp::FlowTableGet {
-                    self.flow_table_data(router, host);
-                } else {
-                    self.answers.code(-EINVAL);
-                }
-            }
+            // Upstream answers whatever `ftable_op` says.
+            Message::FlowTableData(r) => self.flow_table_data(router, host, r.ftable_op),
             Message::DropStats(r) => self.drop_stats(router, &r),
             Message::MemStats(r) => self.mem_stats(router, &r),
             Message::VrouterOps(r) => self.vrouter_ops(router, host, &r),
@@ -368,6 +419,28 @@ impl Handler {
                     .ok_or(-ENOENT);
                 self.answers.get(ans);
             }
+            SandeshOp::Reset => {
+                // Upstream `vr_interface_clear_stats`: -1 means every vif.
+                let idx = match r.vifr_idx {
+                    -1 => None,
+                    i => match u16::try_from(i) {
+                        Ok(i) if i < router.vifs().capacity() => Some(i),
+                        _ => return self.answers.code(-EINVAL),
+                    },
+                };
+                router.vif_stats_reset(idx);
+                let name = idx
+                    .and_then(|i| router.vif(i))
+                    .map(|v| alloc::string::String::from(v.cfg.name.as_str()))
+                    .unwrap_or_default();
+                self.answers.object(&VrInterfaceReq {
+                    h_op: SandeshOp::Reset,
+                    vifr_core: r.vifr_core,
+                    vifr_idx: r.vifr_idx,
+                    vifr_name: name,
+                    ..Default::default()
+                });
+            }
             SandeshOp::Dump => {
                 let marker = i64::from(r.vifr_marker);
                 let extra = &self.vif_extra;
@@ -390,8 +463,9 @@ impl Handler {
     ) -> Result<(), Errno> {
         let (cfg, extra) = convert::vif_from_req(r).map_err(errno)?;
         // Check what the core would refuse before the host acts.
+        // Upstream: an index beyond the table is -EINVAL.
         if cfg.idx >= router.vifs().capacity() {
-            return Err(errno(ConfigError::OutOfRange("vif")));
+            return Err(-EINVAL);
         }
         if cfg.vif_type == VifType::Agent
             && router
@@ -416,7 +490,10 @@ impl Handler {
             if !existed {
                 host.vif_del(idx);
             }
-            return Err(errno(e));
+            return Err(match e {
+                ConfigError::OutOfRange(_) => -EINVAL,
+                e => errno(e),
+            });
         }
         self.vif_extra.insert(idx, extra);
         Ok(())
@@ -428,9 +505,10 @@ impl Handler {
         host: &mut H,
         r: &VrInterfaceReq,
     ) -> Result<(), Errno> {
-        // Upstream deletes by name ("vif0/N" or the OS name) when given.
+        // Upstream deletes by name ("vif0/N" or the OS name) when given;
+        // whatever names no vif is -ENODEV.
         let idx = if r.vifr_name.is_empty() {
-            u16::try_from(r.vifr_idx).map_err(|_| -ENOENT)?
+            u16::try_from(r.vifr_idx).map_err(|_| -ENODEV)?
         } else if let Some(n) = r
             .vifr_name
             .strip_prefix("vif0/")
@@ -443,9 +521,9 @@ impl Handler {
                 .iter()
                 .find(|v| v.cfg.name.as_str() == r.vifr_name)
                 .map(|v| v.cfg.idx)
-                .ok_or(-ENOENT)?
+                .ok_or(-ENODEV)?
         };
-        router.vif_del(idx).map_err(errno)?;
+        router.vif_del(idx).map_err(|_| -ENODEV)?;
         self.vif_extra.remove(&idx);
         host.vif_del(idx);
         Ok(())
@@ -456,31 +534,40 @@ impl Handler {
     fn nexthop(&mut self, router: &mut Router, r: &VrNexthopReq) {
         match r.h_op {
             SandeshOp::Add => {
-                let res = convert::nh_from_req(r)
-                    .and_then(|nh| {
-                        // As upstream: the outgoing vif must exist.
-                        if let NhKind::Encap { oif, .. } | NhKind::Tunnel { oif, .. } = nh.kind {
-                            if router.vif(oif).is_none() {
-                                return Err(ConfigError::Invalid("next hop outgoing interface"));
-                            }
+                let res = convert::nh_from_req(r).map_err(nh_errno).and_then(|nh| {
+                    // As upstream: the outgoing vif must exist (-EINVAL
+                    // for an encap, -ENODEV for a tunnel).
+                    match nh.kind {
+                        NhKind::Encap { oif, .. } if router.vif(oif).is_none() => {
+                            return Err(-EINVAL)
                         }
-                        router.nh_add(nh)
-                    })
-                    .map_err(errno);
+                        NhKind::Tunnel { oif, .. } if router.vif(oif).is_none() => {
+                            return Err(-ENODEV)
+                        }
+                        _ => {}
+                    }
+                    router.nh_add(nh).map_err(nh_errno)
+                });
                 self.answers.result(res);
             }
             SandeshOp::Del => {
+                // Upstream: a missing next hop is -EINVAL.
                 let res = u32::try_from(r.nhr_id)
-                    .map_err(|_| -ENOENT)
-                    .and_then(|id| router.nh_del(id).map(|_| ()).map_err(errno));
+                    .ok()
+                    .and_then(|id| router.nh_del(id).ok())
+                    .map(|_| ())
+                    .ok_or(-EINVAL);
                 self.answers.result(res);
             }
             SandeshOp::Get => {
-                let ans = u32::try_from(r.nhr_id)
-                    .ok()
-                    .and_then(|id| router.nh(id))
-                    .map(|nh| convert::nh_to_req(nh, SandeshOp::Get))
-                    .ok_or(-ENOENT);
+                // Upstream: beyond the table -ENODEV, a hole -ENOENT.
+                let ans = match u32::try_from(r.nhr_id) {
+                    Ok(id) if id < router.config().max_nexthops => router
+                        .nh(id)
+                        .map(|nh| convert::nh_to_req(nh, SandeshOp::Get))
+                        .ok_or(-ENOENT),
+                    _ => Err(-ENODEV),
+                };
                 self.answers.get(ans);
             }
             SandeshOp::Dump => {
@@ -504,9 +591,7 @@ impl Handler {
                 self.answers.result(res);
             }
             SandeshOp::Del => {
-                let res = convert::route_target(r)
-                    .and_then(|(vrf, p)| router.route_del(vrf, p))
-                    .map_err(errno);
+                let res = route_del(router, r);
                 self.answers.result(res);
             }
             SandeshOp::Get => {
@@ -584,33 +669,37 @@ impl Handler {
     // ---- labels -----------------------------------------------------------
 
     fn mpls(&mut self, router: &mut Router, r: &VrMplsReq) {
-        let label = u32::try_from(r.mr_label).map_err(|_| ConfigError::OutOfRange("mpls label"));
+        // Upstream: a label beyond the table is -EINVAL for every op.
+        let label = u32::try_from(r.mr_label)
+            .ok()
+            .filter(|l| *l < router.mpls().capacity())
+            .ok_or(-EINVAL);
         match r.h_op {
             SandeshOp::Add => {
-                let res = label
-                    .and_then(|l| {
-                        let nh = u32::try_from(r.mr_nhid)
-                            .ok()
-                            .filter(|n| router.nh(*n).is_some())
-                            .ok_or(ConfigError::Invalid("mpls next hop"))?;
-                        router.mpls_add(l, nh)
-                    })
-                    .map_err(errno);
+                let res = label.and_then(|l| {
+                    let nh = u32::try_from(r.mr_nhid)
+                        .ok()
+                        .filter(|n| router.nh(*n).is_some())
+                        .ok_or(-EINVAL)?;
+                    router.mpls_add(l, nh).map_err(|_| -EINVAL)
+                });
                 self.answers.result(res);
             }
             SandeshOp::Del => {
-                let res = label.and_then(|l| router.mpls_del(l)).map_err(errno);
+                // Upstream: deleting an unset label succeeds.
+                let res = label.map(|l| {
+                    let _ = router.mpls_del(l);
+                });
                 self.answers.result(res);
             }
             SandeshOp::Get => {
-                let ans = match label {
-                    Err(e) => Err(errno(e)),
-                    Ok(l) => router
+                let ans = label.and_then(|l| {
+                    router
                         .mpls()
                         .get(l)
                         .map(|nh| mpls_req(l, nh, SandeshOp::Get))
-                        .ok_or(-ENOENT),
-                };
+                        .ok_or(-ENOENT)
+                });
                 self.answers.get(ans);
             }
             SandeshOp::Dump => {
@@ -642,7 +731,12 @@ impl Handler {
                 self.answers.result(res);
             }
             SandeshOp::Del => {
-                let res = vni.and_then(|v| router.vxlan_del(v)).map_err(errno);
+                // Upstream: deleting an unset VNI succeeds.
+                let res = vni
+                    .map(|v| {
+                        let _ = router.vxlan_del(v);
+                    })
+                    .map_err(errno);
                 self.answers.result(res);
             }
             SandeshOp::Get => {
@@ -694,7 +788,8 @@ impl Handler {
                 }
                 None => self.answers.code(-EINVAL),
             },
-            SandeshOp::Del => match idx {
+            // Upstream: deleting a VRF that is not there is -EINVAL.
+            SandeshOp::Del => match idx.filter(|v| self.vrf_exists(router, *v)) {
                 Some(v) => {
                     router.vrf_reset(v);
                     self.vrfs.remove(&v);
@@ -703,10 +798,11 @@ impl Handler {
                 None => self.answers.code(-EINVAL),
             },
             SandeshOp::Get => {
-                let ans = idx
-                    .filter(|v| self.vrf_exists(router, *v))
-                    .map(|v| vrf_req(v, SandeshOp::Get))
-                    .ok_or(-ENOENT);
+                let ans = match idx {
+                    None => Err(-ENODEV),
+                    Some(v) if self.vrf_exists(router, v) => Ok(vrf_req(v, SandeshOp::Get)),
+                    Some(_) => Err(-ENOENT),
+                };
                 self.answers.get(ans);
             }
             SandeshOp::Dump => {
@@ -738,9 +834,16 @@ impl Handler {
                 };
                 self.answers.code_object(code, &resp);
             }
-            FlowOp::FlowTableGet => self.flow_table_data(router, host),
-            // Upstream answers every other flow op with -EINVAL.
-            _ => self.answers.code(-EINVAL),
+            // Upstream answers every other flow op (FLOW_TABLE_GET is a
+            // `vr_flow_table_data` request) with -EINVAL and an empty
+            // `vr_flow_response`.
+            op => self.answers.code_object(
+                -EINVAL,
+                &VrFlowResponse {
+                    fresp_op: op,
+                    ..Default::default()
+                },
+            ),
         }
     }
 
@@ -752,9 +855,24 @@ impl Handler {
         resp: &mut VrFlowResponse,
     ) -> Result<(), Errno> {
         let flags = r.fr_flags as u16;
+        // Upstream's checks, in its order (`vr_flow_set_req_is_invalid`):
+        // an existing entry must have the request's generation (-EBADF)
+        // and key (-EFAULT); a decided flow must exist (-ENOENT).
+        let existing = u32::try_from(r.fr_index)
+            .ok()
+            .and_then(|i| router.flows().get_valid(i));
+        match existing {
+            Some(e) if e.gen_id != r.fr_gen_id => return Err(-EBADF),
+            Some(e) if convert::flow_key(r).ok().as_ref() != Some(e.key()) => return Err(-EFAULT),
+            Some(_) => {}
+            None if flags & VR_FLOW_FLAG_ACTIVE != 0 && r.fr_index >= 0 => return Err(-ENOENT),
+            None => {}
+        }
         if convert::flow_req_is_delete(r) {
             let idx = u32::try_from(r.fr_index).map_err(|_| -ENOENT)?;
-            let held = router.flow_del(idx, Some(r.fr_gen_id)).map_err(errno)?;
+            let held = router
+                .flow_del(idx, Some(r.fr_gen_id))
+                .map_err(|e| flow_errno(&e))?;
             resp.fresp_flags |= VR_FLOW_RESP_FLAG_DELETED;
             self.flow_stats.deleted += 1;
             if held {
@@ -765,7 +883,9 @@ impl Handler {
         let key = convert::flow_key(r).map_err(errno)?;
         let rflow = if flags & convert::VR_RFLOW_VALID != 0 {
             match u32::try_from(r.fr_rindex) {
-                Ok(i) => Some(i),
+                // Upstream: the reverse entry must be in use.
+                Ok(i) if router.flows().get_valid(i).is_some() => Some(i),
+                Ok(_) => return Err(-EINVAL),
                 // Upstream finds the reverse flow by its key.
                 Err(_) => {
                     let rkey = convert::rflow_key(r).map_err(errno)?;
@@ -809,7 +929,7 @@ impl Handler {
             drop_reason: r.fr_drop_reason as u8,
             src_nh_index: r.fr_src_nh_index,
         };
-        let out = router.flow_set(&set).map_err(errno)?;
+        let out = router.flow_set(&set).map_err(|e| flow_errno(&e))?;
         resp.fresp_index = out.index;
         resp.fresp_gen_id = out.gen_id;
         if let Some(e) = router.flows().get(out.index) {
@@ -830,7 +950,7 @@ impl Handler {
         Ok(())
     }
 
-    fn flow_table_data<H: HostOps + ?Sized>(&mut self, router: &Router, host: &H) {
+    fn flow_table_data<H: HostOps + ?Sized>(&mut self, router: &Router, host: &H, op: FlowOp) {
         let info = host.host_info();
         let t = router.flows();
         let cpus = info.cpus.max(1);
@@ -842,7 +962,7 @@ impl Handler {
         };
         let hold = t.iter_valid().filter(|(_, e)| e.is_hold()).count();
         let data = VrFlowTableData {
-            ftable_op: FlowOp::FlowTableGet,
+            ftable_op: op,
             ftable_size: size,
             ftable_dev: info.flow_table_dev,
             ftable_file_path: info.flow_table_path,
@@ -992,7 +1112,22 @@ impl Handler {
 }
 
 fn route_add(router: &mut Router, r: &VrRouteReq) -> Result<(), Errno> {
-    let (vrf, prefix, data) = convert::route_from_req(r).map_err(errno)?;
+    // Upstream: no table for the family is -ENOENT, a missing next hop too.
+    if !route_family_known(r.rtr_family) {
+        return Err(-ENOENT);
+    }
+    let (vrf, _) = convert::route_target(r).map_err(route_errno)?;
+    if vrf >= router.routes().max_vrfs() {
+        return Err(-EINVAL);
+    }
+    if u32::try_from(r.rtr_nh_id)
+        .ok()
+        .and_then(|n| router.nh(n))
+        .is_none()
+    {
+        return Err(-ENOENT);
+    }
+    let (vrf, prefix, data) = convert::route_from_req(r).map_err(route_errno)?;
     let nh = router.nh(data.nh).ok_or(-ENOENT)?;
     if !matches!(prefix, Prefix::Mac(_))
         && matches!(nh.kind, NhKind::Tunnel { .. })
@@ -1000,7 +1135,32 @@ fn route_add(router: &mut Router, r: &VrRouteReq) -> Result<(), Errno> {
     {
         return Err(-EINVAL);
     }
-    router.route_add(vrf, prefix, data).map_err(errno)
+    router.route_add(vrf, prefix, data).map_err(route_errno)
+}
+
+/// Route DEL as upstream numbers it: an unknown family -ENOENT; a prefix
+/// absent from a VRF that has routes succeeds (upstream's mtrie delete
+/// rewrites the covering entries and does not check); a VRF without an inet
+/// table -ENOENT; a missing bridge entry -ENOENT.
+fn route_del(router: &mut Router, r: &VrRouteReq) -> Result<(), Errno> {
+    if !route_family_known(r.rtr_family) {
+        return Err(-ENOENT);
+    }
+    let (vrf, prefix) = convert::route_target(r).map_err(route_errno)?;
+    if vrf >= router.routes().max_vrfs() {
+        return Err(-EINVAL);
+    }
+    match router.route_del(vrf, prefix) {
+        Ok(()) => Ok(()),
+        Err(ConfigError::NotFound(_)) if !matches!(prefix, Prefix::Mac(_)) => {
+            if router.routes().vrf(vrf).is_some() {
+                Ok(())
+            } else {
+                Err(-ENOENT)
+            }
+        }
+        Err(e) => Err(route_errno(e)),
+    }
 }
 
 fn route_get(router: &Router, r: &VrRouteReq) -> Result<VrRouteReq, Errno> {
@@ -1092,21 +1252,6 @@ fn vrf_req(v: u16, op: SandeshOp) -> VrVrfReq {
         vrf_hbfr_vif_idx: -1,
         ..Default::default()
     }
-}
-
-/// An `NLMSG_ERROR` answer to `req` (standard netlink: the errno, then the
-/// offending header).
-fn write_nlmsg_error(out: &mut Vec<u8>, req: &NlMsgHdr, error: Errno) {
-    NlMsgHdr {
-        len: (NLMSG_HDRLEN * 2 + 4) as u32,
-        msg_type: NLMSG_ERROR,
-        flags: 0,
-        seq: req.seq,
-        pid: req.pid,
-    }
-    .write(out);
-    out.extend_from_slice(&error.to_ne_bytes());
-    req.write(out);
 }
 
 #[cfg(test)]

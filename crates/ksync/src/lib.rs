@@ -28,23 +28,70 @@
 //!   there are none). Clients (upstream `utils/*.c`) print the objects,
 //!   keep the last one's id as the marker and ask again while the
 //!   incomplete bit is set.
-//! * Framing: each answer goes back as its own netlink message with the
-//!   request's type, `seq`, `pid` and `genlmsghdr` version, `nla_len` =
-//!   payload length, padded to 4 bytes (the Linux module and Windows
-//!   driver convention). When one request produces more than one message
-//!   (a dump, or several objects in one request), every message carries
-//!   `NLM_F_MULTI` and an `NLMSG_DONE` follows; a lone answer has flags 0.
+//! * Framing ([`sandesh::frame::Framing`]): each answer goes back as its
+//!   own netlink message with the request's type (any type is served, as
+//!   upstream's datapaths do not look at it: its agent sends 10 on the DPDK
+//!   socket, its tools `GENL_ID_VROUTER`), `seq` and `genlmsghdr`, `pid` 0,
+//!   `nla_len` = payload length. Which upstream datapath's conventions the
+//!   rest follows depends on the transport:
+//!
+//!   | transport | framing | why |
+//!   |---|---|---|
+//!   | Linux unix socket `dpdk_netlink` (the `vrouter` host) | [`Framing::Dpdk`](sandesh::frame::Framing::Dpdk): payload = `nlmsg_len - 24`, no padding, `NLM_F_MULTI` on all but the last answer, no `NLMSG_DONE` | the socket stands in for upstream's DPDK datapath socket, where upstream's agent and tools connect; its agent decodes `nlmsg_len - 24` bytes and takes `NLM_F_MULTI` as "more to come" |
+//!   | Windows named pipe `\\.\pipe\vrouterKsync` | [`Framing::Windows`](sandesh::frame::Framing::Windows): payload = `nla_len - 4`, 4-byte padding, `NLM_F_MULTI` on every answer and a closing `NLMSG_DONE` | the pipe stands in for upstream's Windows driver device `\\.\vrouterKsync` (`windows/vr_ksync_kernel.c`, `KsyncHandleWrite`, before 2019-08-22), which answered so; upstream's Windows agent read that |
+//!
+//!   [`Handler::new`] uses [`Framing::NATIVE`](sandesh::frame::Framing::NATIVE)
+//!   (Windows on Windows, DPDK elsewhere); [`Handler::with_framing`] picks
+//!   one. A lone answer has flags 0 either way, so a client that reads until
+//!   a message without `NLM_F_MULTI` (as upstream's agent, its tools, our
+//!   agent and `vrctl` do) works with both.
 //! * Batching: a buffer may hold several netlink messages, and a message's
 //!   attribute several Sandesh objects (upstream's `sandesh_decode` loops
-//!   the same way); each is answered in order.
-//! * Bad input never tears anything down: an undecodable object gets
-//!   `-EINVAL` (unknown object names and unsupported operations
-//!   `-EOPNOTSUPP`), and decoding of that message's remaining objects
-//!   stops, as upstream's decoder does; the next netlink message is served
-//!   normally. A netlink header whose length is unusable ends the buffer
-//!   (there is no way to find the next message): it is answered with
-//!   `-EINVAL` if its header can be read, and [`Handled::malformed`] says
-//!   so, so the host can drop the connection.
+//!   the same way); each is answered in order, and the answers of one
+//!   netlink message form one multipart run.
+//! * Bad input never tears anything down: an object upstream's decoder
+//!   cannot read (an unknown name, bad bytes) is answered -1, as upstream
+//!   does, and decoding of that message's remaining objects stops; the
+//!   next netlink message is served normally. A message too short for its
+//!   headers is answered -1 too. A netlink header whose length is unusable
+//!   ends the buffer (there is no way to find the next message): it is
+//!   answered with `-EINVAL` if its header can be read, and
+//!   [`Handled::malformed`] says so, so the host can drop the connection.
+//!
+//! # Error numbers, as upstream
+//!
+//! | request | condition | `resp_code` | upstream |
+//! |---|---|---|---|
+//! | any | undecodable object, unknown Sandesh name | -1 | `sandesh_decode` |
+//! | `vr_interface_req` ADD | index beyond the table | `-EINVAL` | `vr_interface_add` |
+//! | `vr_interface_req` DEL | no such vif (index or name) | `-ENODEV` | `vr_interface_delete` |
+//! | `vr_interface_req` GET | no such vif | `-ENOENT` | `vr_interface_get` |
+//! | `vr_interface_req` RESET | clears the counters (idx -1: all) | 0 | `vr_interface_clear_stats` |
+//! | `vr_nexthop_req` ADD | id beyond the table, bad type/family | `-EINVAL` | `vr_nexthop_valid_request`, `nh_*_add` |
+//! | `vr_nexthop_req` ADD | encap out of a missing vif / tunnel out of a missing vif | `-EINVAL` / `-ENODEV` | `nh_encap_add` / `nh_tunnel_add` |
+//! | `vr_nexthop_req` DEL | no such next hop | `-EINVAL` | `vr_nexthop_delete` |
+//! | `vr_nexthop_req` GET | beyond the table / a hole | `-ENODEV` / `-ENOENT` | `vr_nexthop_get` |
+//! | `vr_route_req` ADD/DEL | family without a table | `-ENOENT` | `vr_route_add` |
+//! | `vr_route_req` ADD/DEL | VRF beyond the table, bad prefix length | `-EINVAL` | `inet_route_add`, `bridge_entry_add` |
+//! | `vr_route_req` ADD | next hop missing | `-ENOENT` | `mtrie_add` |
+//! | `vr_route_req` ADD | tunnel next hop without a label | `-EINVAL` | `mtrie_add` |
+//! | `vr_route_req` ADD | bridge table full | `-ENOMEM` | `__bridge_table_add` |
+//! | `vr_route_req` DEL | inet prefix absent in a VRF with routes | 0 | `mtrie_delete` |
+//! | `vr_route_req` DEL | VRF without routes / missing bridge entry | `-ENOENT` | `mtrie_delete`, `bridge_table_delete` |
+//! | `vr_mpls_req` any | label beyond the table; ADD with a missing next hop | `-EINVAL` | `vr_mpls_*` |
+//! | `vr_mpls_req` DEL | label not set | 0 | `vr_mpls_del` |
+//! | `vr_vxlan_req` ADD | missing next hop, VNI beyond 24 bits | `-EINVAL` | `vr_vxlan_add` |
+//! | `vr_vxlan_req` DEL | VNI not set | 0 | `vr_vxlan_del` |
+//! | `vr_vrf_req` ADD/DEL | beyond the table; DEL of an absent VRF | `-EINVAL` | `vr_vrf_table_entry_*` |
+//! | `vr_vrf_req` GET | beyond the table / absent | `-ENODEV` / `-ENOENT` | `vr_vrf_table_entry_get` |
+//! | `vr_flow_req` FLOW_SET | entry's generation differs | `-EBADF` | `vr_flow_set_req_is_invalid` |
+//! | `vr_flow_req` FLOW_SET | entry's key differs | `-EFAULT` | same |
+//! | `vr_flow_req` FLOW_SET | ACTIVE for an index not in use; delete of one | `-ENOENT` | same, `vr_flow_set` |
+//! | `vr_flow_req` FLOW_SET | reverse flow not in use, `dvrf` beyond the table | `-EINVAL` | same |
+//! | `vr_flow_req` FLOW_SET | new flow whose key a trapped packet added meanwhile | `-EEXIST` (+ its index and generation) | `vr_flow_set` |
+//! | `vr_flow_req` FLOW_SET | table full | `-ENOSPC` | `vr_flow_set` |
+//! | `vr_flow_req` | any other `fr_op` | `-EINVAL` + a `vr_flow_response` | `vr_flow_req_process` |
+//! | `vr_drop_stats_req`, `vr_mem_stats_req`, `vrouter_ops`, `vr_interface_req`, `vr_nexthop_req` | unsupported op | `-EOPNOTSUPP` | their `*_process` |
 //!
 //! # Routes
 //!
@@ -75,13 +122,25 @@
 //!
 //! # Differences from upstream
 //!
-//! * Error codes are dp-core's ([`ConfigError::errno`](dp_core::ConfigError::errno),
-//!   Linux numbering): deleting a missing vif, label or VNI answers
-//!   `-ENOENT` (upstream: `-ENODEV` for a vif, 0 for a VNI); a FLOW_SET
-//!   with a stale generation `-ESTALE` (upstream `-EBADF`).
-//! * A vif's `RESET` (clear counters) answers `-EOPNOTSUPP`: dp-core has
-//!   no call for it. Per-vif drop statistics are not kept, so
-//!   `VIF_FLAG_GET_DROP_STATS` adds nothing to a vif GET.
+//! * A request with an empty payload is answered -1; upstream sends
+//!   nothing back (its decoder loop never runs), which leaves a client
+//!   waiting forever.
+//! * Ops upstream ignores without an answer (`vr_mpls_req`, `vr_vxlan_req`,
+//!   `vr_vrf_req`, `vr_route_req` with an op other than ADD/GET/DEL/DUMP)
+//!   are answered `-EOPNOTSUPP`, for the same reason; so are the
+//!   `vr.sandesh` objects dp-core has nothing for (`vr_mirror_req`,
+//!   `vr_vrf_assign_req`, `vr_qos_map_req`, ...), which upstream serves.
+//! * `vr_vrf_req` DEL also removes the VRF's routes and bridge entries
+//!   (upstream's VRF table only holds host-based-services settings).
+//! * `vr_route_req` DEL does not need the replacement next hop
+//!   (`rtr_nh_id`) to exist: dp-core finds the covering route itself.
+//! * A composite next hop whose component is missing is refused
+//!   (`-EINVAL`); upstream keeps it with that component inactive.
+//! * A FLOW_SET with an unknown key family or action is refused
+//!   (`-EINVAL`); upstream answers `-ENOSPC` for the family and stores any
+//!   action.
+//! * Per-vif drop statistics are not kept, so `VIF_FLAG_GET_DROP_STATS`
+//!   adds nothing to a vif GET.
 //! * Bridge entries added through ksync get `VR_BE_VALID` and, with a
 //!   label, `VR_BE_LABEL_VALID`; other `VR_BE_*` request flags are not
 //!   stored.
@@ -168,7 +227,7 @@ pub struct HostInfo {
     /// mapping name (Windows); empty if not shared.
     pub flow_table_path: String,
     /// `ftable_size` in bytes; 0 means "the records": `(entries +
-    /// overflow) * 128`.
+    /// overflow) * 256` (upstream `sizeof(struct vr_flow_entry)`).
     pub flow_table_size: u32,
     /// `ftable_dev` (upstream: the flow device's major number).
     pub flow_table_dev: u16,

@@ -192,7 +192,11 @@ fn vif_add_get_dump_delete() {
     assert_eq!(dp.host.deleted, [1]);
     assert!(dp.router.vif(1).is_none());
     assert_eq!(dp.get(vif_op(1, SandeshOp::Get)), Err(-ENOENT));
-    assert_eq!(dp.code(vif_op(1, SandeshOp::Del)), -ENOENT);
+    // Upstream `vr_interface_delete`: a missing vif is -ENODEV.
+    assert_eq!(dp.code(vif_op(1, SandeshOp::Del)), -ENODEV);
+    let mut by_name = vif_op(0, SandeshOp::Del);
+    by_name.vifr_name = "nosuch0".into();
+    assert_eq!(dp.code(by_name), -ENODEV);
     // Delete by upstream name forms.
     let mut by_name = vif_op(0, SandeshOp::Del);
     by_name.vifr_name = "vhost0".into();
@@ -212,7 +216,8 @@ fn vif_host_failure_leaves_no_vif() {
     assert_eq!(dp.code(vif(1, VifType::Virtual, "x")), -ENOMEM);
     // Requests the core would refuse never reach the host.
     dp.host.fail_add = None;
-    assert_eq!(dp.code(vif(5000, VifType::Virtual, "x")), -ERANGE);
+    // Upstream `vr_interface_add`: an index beyond the table is -EINVAL.
+    assert_eq!(dp.code(vif(5000, VifType::Virtual, "x")), -EINVAL);
     assert_eq!(dp.code(vif(1, VifType::Agent, "pkt0")), 0);
     assert_eq!(dp.code(vif(2, VifType::Agent, "pkt1")), -EINVAL);
     assert_eq!(dp.host.added, [1]);
@@ -289,7 +294,13 @@ fn nexthop_types_round_trip() {
 
     assert_eq!(dp.code(nh_op(6, SandeshOp::Del)), 0);
     assert_eq!(dp.get(nh_op(6, SandeshOp::Get)), Err(-ENOENT));
-    assert_eq!(dp.code(nh_op(6, SandeshOp::Del)), -ENOENT);
+    // Upstream `vr_nexthop_get`: beyond the table is -ENODEV.
+    assert_eq!(dp.get(nh_op(1 << 20, SandeshOp::Get)), Err(-ENODEV));
+    assert_eq!(dp.get(nh_op(-1, SandeshOp::Get)), Err(-ENODEV));
+    // Upstream `vr_nexthop_delete`: a missing next hop is -EINVAL.
+    assert_eq!(dp.code(nh_op(6, SandeshOp::Del)), -EINVAL);
+    // Upstream `vr_nexthop_valid_request`: an id beyond the table -EINVAL.
+    assert_eq!(dp.code(nh(1 << 20, nh_type::DISCARD)), -EINVAL);
     // Encap out of a vif that does not exist: -EINVAL, as upstream.
     let mut bad = nh(9, nh_type::ENCAP);
     bad.nhr_encap_oif_id = vec![33];
@@ -304,7 +315,7 @@ fn bad_requests_are_answered_and_the_next_one_served() {
     let mut buf = request(&[nh(10, 42).into()], 100);
     buf.extend(request(&[nh(11, nh_type::DISCARD).into()], 101));
     let out = dp.raw(&buf);
-    let a = answers(&out);
+    let a = answers(&out, dp.handler.framing());
     assert_eq!(a.len(), 2);
     assert_eq!((a[0].0, code(&a[0].1[0])), (100, -EINVAL));
     assert_eq!((a[1].0, code(&a[1].1[0])), (101, 0));
@@ -318,7 +329,8 @@ fn bad_requests_are_answered_and_the_next_one_served() {
     assert_eq!(g.iter().map(code).collect::<Vec<_>>(), [-EINVAL, 0]);
     assert!(dp.router.nh(13).is_some());
 
-    // Undecodable bytes: -EINVAL; the next message is still served.
+    // Undecodable bytes: -1, as upstream's `sandesh_decode` fails; the
+    // next message is still served.
     let mut buf = Vec::new();
     let meta = frame::Meta {
         family: frame::GENL_ID_VROUTER,
@@ -336,10 +348,10 @@ fn bad_requests_are_answered_and_the_next_one_served() {
     })
     .unwrap();
     buf.extend(request(&[nh_op(13, SandeshOp::Get).into()], 201));
-    let a = answers(&dp.raw(&buf));
+    let a = dp.answers(&buf);
     assert_eq!(a.len(), 3);
-    assert_eq!(code(&a[0].1[0]), -EINVAL);
-    assert_eq!(code(&a[1].1[0]), -EINVAL);
+    assert_eq!(code(&a[0].1[0]), -1);
+    assert_eq!(code(&a[1].1[0]), -1);
     assert_eq!(code(&a[2].1[0]), 0);
     assert!(matches!(&a[2].1[0][1], Message::Nexthop(n) if n.nhr_id == 13));
 
@@ -354,8 +366,8 @@ fn bad_requests_are_answered_and_the_next_one_served() {
         o.extend_from_slice(&payload)
     })
     .unwrap();
-    let a = answers(&dp.raw(&buf));
-    assert_eq!(a[0].1.iter().map(code).collect::<Vec<_>>(), [0, -EINVAL]);
+    let a = dp.answers(&buf);
+    assert_eq!(a[0].1.iter().map(code).collect::<Vec<_>>(), [0, -1]);
     assert!(dp.router.nh(14).is_some() && dp.router.nh(15).is_none());
 
     // Unknown object name and known-but-unsupported objects.
@@ -367,13 +379,14 @@ fn bad_requests_are_answered_and_the_next_one_served() {
         o.extend_from_slice(&unknown)
     })
     .unwrap();
-    assert_eq!(code(&answers(&dp.raw(&buf))[0].1[0]), -EOPNOTSUPP);
+    // Upstream: an unknown name is a decode failure, -1.
+    assert_eq!(code(&dp.answers(&buf)[0].1[0]), -1);
     assert_eq!(dp.code(VrMirrorReq::default()), -EOPNOTSUPP);
     assert_eq!(dp.code(nh_op(1, SandeshOp::Reset)), -EOPNOTSUPP);
-    // An empty attribute.
+    // An empty attribute (upstream sends nothing back; we answer -1).
     let mut buf = Vec::new();
     frame::write_sandesh(&mut buf, &meta, frame::Style::Request, |_| {}).unwrap();
-    assert_eq!(code(&answers(&dp.raw(&buf))[0].1[0]), -EINVAL);
+    assert_eq!(code(&dp.answers(&buf)[0].1[0]), -1);
 }
 
 #[test]
@@ -387,33 +400,52 @@ fn broken_netlink_headers() {
     buf.extend(&bad);
     buf.extend(request(&[nh_op(1, SandeshOp::Get).into()], 3));
     let out = dp.raw(&buf);
-    let a = answers(&out);
+    let a = answers(&out, dp.handler.framing());
     assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(code(&a[1].1[0]), -EINVAL);
     assert_eq!(dp.last.malformed, Some(FrameError::BadLength));
-    // A wrong attribute type in a well-delimited message is skipped.
+    // DPDK reads `nlmsg_len - 24` bytes whatever the attribute header
+    // says; the Windows driver reads `nla_len - 4`.
     let mut bad = request(&[nh_op(1, SandeshOp::Get).into()], 5);
     bad[22..24].copy_from_slice(&9u16.to_ne_bytes());
+    let nla_ok = bad[20..22].to_vec();
+    bad[20..22].copy_from_slice(&3u16.to_ne_bytes());
     bad.extend(request(&[nh_op(1, SandeshOp::Get).into()], 6));
-    let a = answers(&dp.raw(&bad));
+    let a = dp.answers(&bad);
+    let want_5 = match dp.handler.framing() {
+        frame::Framing::Dpdk => 0,
+        frame::Framing::Windows => -1,
+    };
     assert_eq!(
         a.iter().map(|x| (x.0, code(&x.1[0]))).collect::<Vec<_>>(),
-        [(5, -EINVAL), (6, 0)]
+        [(5, want_5), (6, 0)]
     );
     assert_eq!(dp.last.malformed, None);
+    bad[20..22].copy_from_slice(&nla_ok);
+    // Delimited but shorter than the 24 header bytes: -1, then go on.
+    let mut short = request(&[nh_op(1, SandeshOp::Get).into()], 7)[..20].to_vec();
+    short[..4].copy_from_slice(&20u32.to_ne_bytes());
+    short.extend(request(&[nh_op(1, SandeshOp::Get).into()], 8));
+    let a = dp.answers(&short);
+    assert_eq!(
+        a.iter().map(|x| (x.0, code(&x.1[0]))).collect::<Vec<_>>(),
+        [(7, -1), (8, 0)]
+    );
     // Fewer than 16 bytes: nothing to answer.
     assert!(dp.raw(&[1, 2, 3]).is_empty());
     assert_eq!(dp.last.malformed, Some(FrameError::Truncated));
-    // A non-vRouter netlink request gets a netlink error.
+    // Upstream's datapaths do not look at the type: a controller request
+    // is read as Sandesh (it is not: -1) and answered with its type.
     let mut ctrl = Vec::new();
     frame::write_get_family(&mut ctrl, "vrouter", 9, 1);
     let out = dp.raw(&ctrl);
-    let (f, _) = frame::Frame::parse(&out).unwrap();
-    assert!(
-        matches!(f, frame::Frame::Error { error, header } if error == -EOPNOTSUPP && header.seq == 9)
-    );
-    let h = NlMsgHdr::parse(&out[20..]).unwrap();
-    assert_eq!(h.seq, 9);
+    let h = NlMsgHdr::parse(&out).unwrap();
+    assert_eq!((h.msg_type, h.seq, h.pid), (frame::GENL_ID_CTRL, 9, 0));
+    let nla_len = usize::from(u16::from_ne_bytes([out[20], out[21]]));
+    assert!(matches!(
+        Message::decode_all(&out[24..24 + nla_len]).as_deref(),
+        Ok([Message::Response(sandesh::VrResponse { resp_code: -1, .. })])
+    ));
 }
 
 #[test]
@@ -426,7 +458,7 @@ fn batching_many_requests_in_one_write() {
             1000 + i as u32,
         ));
     }
-    let a = answers(&dp.raw(&buf));
+    let a = dp.answers(&buf);
     assert_eq!(a.len(), 50);
     for (i, (seq, g)) in a.iter().enumerate() {
         assert_eq!(*seq, 1000 + i as u32);
@@ -461,10 +493,17 @@ fn routes_inet_inet6_bridge() {
         dp.code(route4(SandeshOp::Add, 1, [10, 2, 0, 0], 33, 2)),
         -EINVAL
     );
+    // Upstream `inet_route_add`: a VRF beyond the table is -EINVAL; a
+    // family without a table -ENOENT.
     assert_eq!(
         dp.code(route4(SandeshOp::Add, 9999, [10, 2, 0, 0], 8, 2)),
-        -ERANGE
+        -EINVAL
     );
+    let mut fam = route4(SandeshOp::Add, 1, [10, 2, 0, 0], 8, 2);
+    fam.rtr_family = 3;
+    assert_eq!(dp.code(fam.clone()), -ENOENT);
+    fam.h_op = SandeshOp::Del;
+    assert_eq!(dp.code(fam), -ENOENT);
 
     let a6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     assert_eq!(dp.code(route6(SandeshOp::Add, 1, a6, 128, 2)), 0);
@@ -536,16 +575,28 @@ fn routes_inet_inet6_bridge() {
     // Delete: exact prefix; the covering route takes over.
     assert_eq!(dp.code(route4(SandeshOp::Del, 1, [10, 1, 2, 3], 32, 0)), 0);
     assert_eq!(dp.router.routes().lookup4(1, &[10, 1, 2, 3]).unwrap().nh, 2);
+    // Upstream `mtrie_delete` does not check that the prefix was there;
+    // a VRF without routes is -ENOENT.
+    assert_eq!(dp.code(route4(SandeshOp::Del, 1, [10, 1, 2, 3], 32, 0)), 0);
     assert_eq!(
-        dp.code(route4(SandeshOp::Del, 1, [10, 1, 2, 3], 32, 0)),
+        dp.code(route4(SandeshOp::Del, 60, [10, 1, 2, 3], 32, 0)),
         -ENOENT
+    );
+    assert_eq!(
+        dp.code(route4(SandeshOp::Del, 9999, [10, 1, 2, 3], 32, 0)),
+        -EINVAL
     );
     assert_eq!(
         dp.code(bridge(SandeshOp::Del, 1, [0x02, 0xaa, 0, 0, 0, 1], 0)),
         0
     );
+    // Upstream `bridge_table_delete`: a missing entry is -ENOENT.
+    assert_eq!(
+        dp.code(bridge(SandeshOp::Del, 1, [0x02, 0xaa, 0, 0, 0, 1], 0)),
+        -ENOENT
+    );
     assert_eq!(dp.code(route6(SandeshOp::Del, 1, a6, 128, 0)), 0);
-    assert_eq!(dp.code(route6(SandeshOp::Del, 1, a6, 128, 0)), -ENOENT);
+    assert_eq!(dp.code(route6(SandeshOp::Del, 1, a6, 128, 0)), 0);
 }
 
 // ---- labels and VRFs --------------------------------------------------------
@@ -562,13 +613,18 @@ fn mpls_vxlan_vrf() {
     };
     assert_eq!(dp.code(mpls(SandeshOp::Add, 16, 2)), 0);
     assert_eq!(dp.code(mpls(SandeshOp::Add, 17, 99)), -EINVAL);
-    assert_eq!(dp.code(mpls(SandeshOp::Add, 1_000_000, 2)), -ERANGE);
+    // Upstream `vr_mpls_add`/`_get`/`_del`: a label beyond the table is
+    // -EINVAL.
+    assert_eq!(dp.code(mpls(SandeshOp::Add, 1_000_000, 2)), -EINVAL);
+    assert_eq!(dp.get(mpls(SandeshOp::Get, 1_000_000, 0)), Err(-EINVAL));
+    assert_eq!(dp.code(mpls(SandeshOp::Del, -1, 0)), -EINVAL);
     assert_eq!(dp.router.mpls().get(16), Some(2));
     assert!(matches!(dp.get(mpls(SandeshOp::Get, 16, 0)), Ok(Message::Mpls(m)) if m.mr_nhid == 2));
     assert_eq!(dp.get(mpls(SandeshOp::Get, 18, 0)), Err(-ENOENT));
     assert_eq!(dp.dump_page(mpls(SandeshOp::Dump, 0, 0)).0, 1);
     assert_eq!(dp.code(mpls(SandeshOp::Del, 16, 0)), 0);
-    assert_eq!(dp.code(mpls(SandeshOp::Del, 16, 0)), -ENOENT);
+    // Upstream `vr_mpls_del`: an unset label in range is deleted again.
+    assert_eq!(dp.code(mpls(SandeshOp::Del, 16, 0)), 0);
 
     let vx = |op, v, nh| VrVxlanReq {
         h_op: op,
@@ -585,7 +641,8 @@ fn mpls_vxlan_vrf() {
     assert_eq!(dp.get(vx(SandeshOp::Get, 5, 0)), Err(-ENOENT));
     assert_eq!(dp.dump_page(vx(SandeshOp::Dump, 0, 0)).0, 1);
     assert_eq!(dp.code(vx(SandeshOp::Del, 4096, 0)), 0);
-    assert_eq!(dp.code(vx(SandeshOp::Del, 4096, 0)), -ENOENT);
+    // Upstream `vr_vxlan_del` does not check that the VNI was set.
+    assert_eq!(dp.code(vx(SandeshOp::Del, 4096, 0)), 0);
 
     let vrf = |op, i| VrVrfReq {
         h_op: op,
@@ -678,7 +735,7 @@ fn dumps_page_with_markers_without_duplicates_or_gaps() {
             v as u32,
         ));
     }
-    let a = answers(&dp.raw(&buf));
+    let a = dp.answers(&buf);
     let failed: Vec<_> = a.iter().filter(|(_, g)| code(&g[0]) != 0).collect();
     assert!(failed.is_empty(), "{failed:?}");
 
@@ -945,13 +1002,20 @@ fn flow_set_update_delete_and_table_data() {
         (fe.action, fe.dvrf, fe.drop_reason),
         (VR_FLOW_ACTION_DROP, 5, 0x15)
     );
+    // Upstream `vr_flow_set_req_is_invalid`: a stale generation is
+    // -EBADF, a key that does not match the entry -EFAULT.
     upd.fr_gen_id = f.fresp_gen_id.wrapping_add(1);
-    assert_eq!(flow_answer(&dp.one(upd.clone())).0, -ESTALE);
+    assert_eq!(flow_answer(&dp.one(upd.clone())).0, -EBADF);
+    upd.fr_gen_id = f.fresp_gen_id;
+    upd.fr_flow_sport ^= 1;
+    assert_eq!(flow_answer(&dp.one(upd.clone())).0, -EFAULT);
+    upd.fr_flow_sport ^= 1;
     upd.fr_gen_id = f.fresp_gen_id;
     upd.fr_flow_dvrf = 999;
     assert_eq!(flow_answer(&dp.one(upd)).0, -EINVAL);
 
-    // Table data, through both requests that ask for it.
+    // Table data: `vr_flow_table_data` answers it; a `vr_flow_req` with
+    // FLOW_TABLE_GET is -EINVAL (upstream `vr_flow_req_process`).
     let data = |dp: &mut Dp, m: Message| match dp.get(m) {
         Ok(Message::FlowTableData(d)) => d,
         other => panic!("{other:?}"),
@@ -965,29 +1029,25 @@ fn flow_set_update_delete_and_table_data() {
         .into(),
     );
     assert_eq!(d.ftable_file_path, "/dev/shm/vrouter-rs/flow");
-    assert_eq!(d.ftable_size, (1024 + 256) * 128);
+    // Upstream's agent maps ftable_size bytes: 256-byte records.
+    assert_eq!(d.ftable_size, (1024 + 256) * 256);
     assert_eq!(
         (d.ftable_used_entries, d.ftable_added, d.ftable_changed),
         (2, 2, 1)
     );
     assert_eq!((d.ftable_cpus, d.ftable_hold_stat.len()), (2, 2));
-    let d2 = data(
-        &mut dp,
-        VrFlowReq {
-            fr_op: FlowOp::FlowTableGet,
-            ..Default::default()
-        }
-        .into(),
-    );
-    assert_eq!(d2.ftable_size, d.ftable_size);
+    let a = dp.one(VrFlowReq {
+        fr_op: FlowOp::FlowTableGet,
+        ..Default::default()
+    });
+    assert_eq!(code(&a), -EINVAL);
+    assert!(matches!(&a[1], Message::FlowResponse(r) if r.fresp_op == FlowOp::FlowTableGet));
     // FLOW_LIST is not a ksync operation (upstream: -EINVAL).
-    assert_eq!(
-        dp.code(VrFlowReq {
-            fr_op: FlowOp::FlowList,
-            ..Default::default()
-        }),
-        -EINVAL
-    );
+    let a = dp.one(VrFlowReq {
+        fr_op: FlowOp::FlowList,
+        ..Default::default()
+    });
+    assert_eq!(code(&a), -EINVAL);
 
     // Delete: FLOW_SET without ACTIVE.
     let mut del = flow_req(&key, idx as i32, VR_FLOW_ACTION_DROP, 0);
@@ -1210,11 +1270,81 @@ fn flows_of_a_reset_router_use_the_shared_table_geometry() {
 }
 
 #[test]
-fn unsupported_vif_ops() {
+fn vif_reset_clears_counters() {
     let mut dp = base();
-    assert_eq!(dp.code(vif_op(1, SandeshOp::Reset)), -EOPNOTSUPP);
+    // Upstream `vr_interface_clear_stats`: the vif's name comes back.
+    let a = dp.one(vif_op(1, SandeshOp::Reset));
+    assert_eq!(code(&a), 0);
+    assert!(
+        matches!(&a[1], Message::Interface(v) if v.h_op == SandeshOp::Reset && v.vifr_idx == 1 && !v.vifr_name.is_empty())
+    );
     assert!(matches!(
         dp.router.vif(1).map(|v| v.cfg.vif_type),
         Some(VifType::Virtual)
     ));
+    // -1: every vif.
+    let a = dp.one(vif_op(-1, SandeshOp::Reset));
+    assert_eq!(code(&a), 0);
+    assert_eq!(dp.code(vif_op(1, SandeshOp::Response)), -EOPNOTSUPP);
+    let a = dp.one(vif_op(9999, SandeshOp::Reset));
+    assert_eq!(code(&a), -EINVAL);
+}
+
+/// Both answer framings, on the same requests: a lone answer, a two-part
+/// dump answer, and several objects in one message.
+#[test]
+fn dpdk_and_windows_framings() {
+    for framing in [frame::Framing::Dpdk, frame::Framing::Windows] {
+        let mut dp = Dp::with(
+            Handler::with_page_size(200).with_framing(framing),
+            RouterConfig::small(),
+        );
+        assert_eq!(dp.handler.framing(), framing);
+        for i in 1..8 {
+            assert_eq!(dp.code(nh(i, nh_type::DISCARD)), 0, "{framing:?}");
+        }
+        // `answers` checks the framing byte for byte.
+        let (all, pages) = dp.dump_all(ksync::dump::nexthops);
+        assert_eq!((all.len(), pages > 1), (7, true));
+        let g = dp.send(&[
+            nh_op(1, SandeshOp::Get).into(),
+            nh_op(99, SandeshOp::Get).into(),
+        ]);
+        assert_eq!(g.iter().map(code).collect::<Vec<_>>(), [0, -ENOENT]);
+    }
+}
+
+/// Upstream's agent uses family id 10 on the DPDK socket; the datapath
+/// echoes whatever type a request has, and the `genlmsghdr` too.
+#[test]
+fn any_family_id_is_served_and_echoed() {
+    let mut dp = base();
+    for family in [frame::AGENT_DPDK_FAMILY, frame::GENL_ID_VROUTER, 0x1c, 0] {
+        let mut buf = Vec::new();
+        let meta = frame::Meta {
+            family,
+            flags: frame::NLM_F_REQUEST,
+            seq: 77,
+            pid: 1234,
+            version: 0,
+        };
+        frame::write_sandesh_genl(
+            &mut buf,
+            &meta,
+            [frame::SANDESH_REQUEST, 3, 0xab, 0xcd],
+            frame::Style::Request,
+            |o| Message::from(nh_op(1, SandeshOp::Get)).encode(o),
+        )
+        .unwrap();
+        let out = dp.raw(&buf);
+        let h = NlMsgHdr::parse(&out).unwrap();
+        assert_eq!((h.msg_type, h.seq, h.pid, h.flags), (family, 77, 0, 0));
+        assert_eq!(&out[16..20], &[frame::SANDESH_REQUEST, 3, 0xab, 0xcd]);
+        let nla_len = usize::from(u16::from_ne_bytes([out[20], out[21]]));
+        let msgs = Message::decode_all(&out[24..24 + nla_len]).unwrap();
+        assert!(
+            matches!(&msgs[..], [Message::Response(r), Message::Nexthop(n)]
+            if r.resp_code == 0 && n.nhr_id == 1)
+        );
+    }
 }

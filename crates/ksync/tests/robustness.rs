@@ -69,7 +69,7 @@ proptest! {
             let meta = Meta { family: GENL_ID_VROUTER, flags: NLM_F_REQUEST, seq: i as u32, pid: 4242, version: 0 };
             frame::write_sandesh(&mut buf, &meta, Style::Request, |o| o.extend_from_slice(p)).unwrap();
         }
-        let a = answers(&dp.raw(&buf));
+        let a = dp.answers(&buf);
         prop_assert_eq!(a.len(), payloads.len());
         for (i, (seq, _)) in a.iter().enumerate() {
             prop_assert_eq!(*seq, i as u32);
@@ -92,7 +92,7 @@ proptest! {
             frame::write_sandesh(&mut buf, &meta, Style::Request, |o| r.encode(o)).unwrap();
         }
         frame::write_sandesh(&mut buf, &meta, Style::Request, |o| o.extend_from_slice(&payload)).unwrap();
-        let a = answers(&dp.raw(&buf));
+        let a = dp.answers(&buf);
         prop_assert_eq!(a.len(), reqs.len() + 1);
     }
 }

@@ -162,7 +162,7 @@ impl Agent {
                 break;
             }
         }
-        let mut a = answers(&bytes);
+        let mut a = answers(&bytes, sandesh::frame::Framing::NATIVE);
         assert_eq!(a.len(), 1);
         let (s, group) = a.pop().unwrap();
         assert_eq!(s, seq);
@@ -477,7 +477,8 @@ async fn ksync_and_pkt0_over_the_real_transport() {
 
     // ---- the agent decides the flow; the shared table shows it ----------------
     let held = shared.entry(flow).unwrap();
-    assert!(held.is_valid() && held.is_hold() && !held.is_active());
+    // As upstream: a held entry is ACTIVE already, with action HOLD.
+    assert!(held.is_valid() && held.is_hold() && held.is_active() && !held.is_decided());
     let mut set = VrFlowReq {
         fr_op: FlowOp::FlowSet,
         fr_index: flow as i32,

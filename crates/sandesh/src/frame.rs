@@ -13,23 +13,30 @@
 //! All header fields are in host byte order, as in netlink (the DPDK and
 //! Windows transports copy the same C structs).
 //!
-//! Upstream quirks this module follows:
+//! # How upstream's datapaths answer ([`Framing`])
 //!
-//! * A request's attribute length is standard (`4 + payload`), but every
-//!   upstream datapath answers with `nla_len` = payload length, header not
-//!   included, and its clients read it that way. [`Style`] selects which one
-//!   the builder writes; the parser accepts both (they cannot be confused
-//!   while the message is padded by less than 4 bytes, which is all
-//!   `NLMSG_ALIGN` adds).
-//! * The Linux module and the Windows driver pad answers to 4 bytes
-//!   (`NLMSG_ALIGN`); the DPDK datapath and the request side do not.
-//! * A multi-object answer carries `NLM_F_MULTI` and ends with an
-//!   `NLMSG_DONE` message (Linux, Windows); the DPDK datapath instead clears
-//!   `NLM_F_MULTI` on its last answer and sends no `NLMSG_DONE`.
-//! * On non-netlink transports the family id is fixed at
-//!   [`GENL_ID_VROUTER`]; on Linux it is resolved by name ([`FAMILY_NAME`])
-//!   through the generic netlink controller ([`write_get_family`],
-//!   [`ctrl_family_id`]).
+//! Every upstream datapath answers each request message with one netlink
+//! message per queued answer, echoing the request's `nlmsg_type` and
+//! `seq`, `pid` 0, the request's `genlmsghdr` copied, and `nla_len` = the
+//! payload length *without* the 4-byte attribute header. They differ in the
+//! rest:
+//!
+//! | | DPDK (`dpdk/vr_dpdk_netlink.c`) | Windows driver (`windows/vr_ksync_kernel.c`, until 2019) |
+//! |---|---|---|
+//! | request payload | `nlmsg_len - 24` bytes; type, `nla_len` and `cmd` not looked at | `nla_len - 4` bytes |
+//! | padding | none: `nlmsg_len` = 24 + payload | `NLMSG_ALIGN`ed to 4 bytes, counted in `nlmsg_len` |
+//! | several answers | `NLM_F_MULTI` on all but the last, which has flags 0 | `NLM_F_MULTI` on all, then an `NLMSG_DONE` |
+//!
+//! (The Linux kernel module answers like the Windows driver.) A lone
+//! answer has flags 0 in both. A client that reads answers until one
+//! without `NLM_F_MULTI` handles both, as upstream's agent and tools do.
+//!
+//! The parser here ([`Frame::parse`]) accepts either answer convention for
+//! `nla_len` (the two cannot be confused while the message is padded by
+//! less than 4 bytes, which is all `NLMSG_ALIGN` adds), and any family id:
+//! upstream's agent uses 10 on the DPDK socket, its tools `GENL_ID_VROUTER`.
+//! On Linux netlink the id is resolved by name ([`FAMILY_NAME`]) through the
+//! generic netlink controller ([`write_get_family`], [`ctrl_family_id`]).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -56,8 +63,13 @@ pub const NLMSG_NOOP: u16 = 1;
 pub const NLMSG_ERROR: u16 = 2;
 /// `nlmsg_type`: the end of a multipart answer.
 pub const NLMSG_DONE: u16 = 3;
+/// `nlmsg_type`: data lost (never sent by a vRouter).
+pub const NLMSG_OVERRUN: u16 = 4;
 /// `nlmsg_type`: first type not reserved by netlink.
 pub const NLMSG_MIN_TYPE: u16 = 0x10;
+/// The family id upstream's agent puts in its requests on the DPDK socket
+/// (`SetNetlinkFamilyId(10)` in `ksync_sock_uds.cc`); the datapath echoes it.
+pub const AGENT_DPDK_FAMILY: u16 = 10;
 /// `nlmsg_type` of the generic netlink controller.
 pub const GENL_ID_CTRL: u16 = 0x10;
 /// Family id of vRouter where there is no netlink controller (upstream's
@@ -211,7 +223,10 @@ impl<'a> Frame<'a> {
                     error: e as i32,
                 }
             }
-            t if t < NLMSG_MIN_TYPE || t == GENL_ID_CTRL => Frame::Other {
+            // Netlink's own types and the controller; every other type is
+            // a vRouter family id (10 from upstream's agent, 0x20 from its
+            // tools, whatever the Linux controller assigned).
+            NLMSG_NOOP | NLMSG_OVERRUN | GENL_ID_CTRL => Frame::Other {
                 header,
                 payload: body,
             },
@@ -305,10 +320,92 @@ pub enum Style {
     /// As upstream's clients send requests: `nla_len` = 4 + payload,
     /// `nlmsg_len` exact, no padding.
     Request,
+    /// As upstream's DPDK datapath answers: `nla_len` = payload length,
+    /// `nlmsg_len` = 24 + payload, no padding.
+    Response,
     /// As the Linux module and the Windows driver answer: `nla_len` =
     /// payload length, message zero-padded to 4 bytes (`NLMSG_ALIGN`) and
     /// `nlmsg_len` counting the padding.
-    Response,
+    PaddedResponse,
+}
+
+/// Which upstream datapath's answer framing a server writes (see the
+/// module docs for the differences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// Upstream's DPDK datapath on its unix socket: what upstream's agent
+    /// and tools expect there.
+    Dpdk,
+    /// Upstream's Windows driver on `\\.\vrouterKsync` (and the Linux
+    /// kernel module): padded, `NLM_F_MULTI` on every part, `NLMSG_DONE`.
+    Windows,
+}
+
+impl Framing {
+    /// The framing of this platform's transport: [`Framing::Windows`] on
+    /// Windows (the pipe replaces upstream's Windows device), else
+    /// [`Framing::Dpdk`] (the unix socket replaces upstream's DPDK socket).
+    pub const NATIVE: Framing = if cfg!(windows) {
+        Framing::Windows
+    } else {
+        Framing::Dpdk
+    };
+
+    /// The attribute and padding style of the answers.
+    pub const fn style(self) -> Style {
+        match self {
+            Framing::Dpdk => Style::Response,
+            Framing::Windows => Style::PaddedResponse,
+        }
+    }
+}
+
+/// One request message as an upstream datapath reads it ([`parse_request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub header: NlMsgHdr,
+    /// The `genlmsghdr` bytes, copied into every answer.
+    pub genl: [u8; GENL_HDRLEN],
+    /// The Sandesh objects.
+    pub payload: &'a [u8],
+}
+
+/// The request message at the start of `buf`, read as an upstream
+/// datapath of `framing` reads it: any `nlmsg_type`, any `cmd`; the payload
+/// is `nlmsg_len - 24` bytes ([`Framing::Dpdk`]) or `nla_len - 4`
+/// ([`Framing::Windows`]). Returns it and `nlmsg_len`.
+///
+/// Errors: [`FrameError::Truncated`] when `buf` is shorter than the header
+/// or than `nlmsg_len`, [`FrameError::BadLength`] for an `nlmsg_len` below
+/// 16 (neither delimits the message), [`FrameError::BadAttribute`] for a
+/// message that is delimited but too short for the 24 header bytes, or
+/// whose `nla_len` does not fit it (Windows).
+pub fn parse_request(buf: &[u8], framing: Framing) -> Result<(Request<'_>, usize), FrameError> {
+    let header = NlMsgHdr::parse(buf)?;
+    let len = usize::try_from(header.len).map_err(|_| FrameError::Truncated)?;
+    if len < NLMSG_HDRLEN {
+        return Err(FrameError::BadLength);
+    }
+    let msg = buf.get(..len).ok_or(FrameError::Truncated)?;
+    let genl: [u8; GENL_HDRLEN] = msg
+        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + GENL_HDRLEN)
+        .and_then(|g| g.try_into().ok())
+        .ok_or(FrameError::BadAttribute)?;
+    let payload = match framing {
+        Framing::Dpdk => msg.get(HEADER_LEN..),
+        Framing::Windows => ne_u16(msg, NLMSG_HDRLEN + GENL_HDRLEN)
+            .and_then(|n| usize::from(n).checked_sub(NLA_HDRLEN))
+            .and_then(|n| msg.get(HEADER_LEN..HEADER_LEN.checked_add(n)?)),
+    }
+    .ok_or(FrameError::BadAttribute)?;
+    Ok((
+        Request {
+            header,
+            genl,
+            payload,
+        },
+        len,
+    ))
 }
 
 /// Fields of a message the builder writes; lengths are filled in.
@@ -336,6 +433,19 @@ pub fn write_sandesh(
     style: Style,
     body: impl FnOnce(&mut Vec<u8>),
 ) -> Result<usize, FrameError> {
+    let genl = [SANDESH_REQUEST, meta.version, 0, 0];
+    write_sandesh_genl(out, meta, genl, style, body)
+}
+
+/// [`write_sandesh`] with the whole `genlmsghdr` given (`meta.version` is
+/// not used): a datapath answers with a copy of the request's.
+pub fn write_sandesh_genl(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    genl: [u8; GENL_HDRLEN],
+    style: Style,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<usize, FrameError> {
     let start = out.len();
     NlMsgHdr {
         len: 0,
@@ -345,7 +455,7 @@ pub fn write_sandesh(
         pid: meta.pid,
     }
     .write(out);
-    out.extend_from_slice(&[SANDESH_REQUEST, meta.version, 0, 0]);
+    out.extend_from_slice(&genl);
     let nla_at = out.len();
     out.extend_from_slice(&[0; NLA_HDRLEN]);
     let payload_at = out.len();
@@ -353,13 +463,13 @@ pub fn write_sandesh(
     let n = out.len() - payload_at;
     let nla_len = match style {
         Style::Request => n + NLA_HDRLEN,
-        Style::Response => n,
+        Style::Response | Style::PaddedResponse => n,
     };
     let Ok(nla_len) = u16::try_from(nla_len) else {
         out.truncate(start);
         return Err(FrameError::TooLong);
     };
-    if style == Style::Response {
+    if style == Style::PaddedResponse {
         out.resize(start + align4(out.len() - start), 0);
     }
     let total = out.len() - start;
@@ -522,7 +632,7 @@ mod tests {
             })
             .collect();
         for v in &vrfs {
-            let n = write_sandesh(&mut out, &meta, Style::Response, |o| {
+            let n = write_sandesh(&mut out, &meta, Style::PaddedResponse, |o| {
                 resp().encode(o);
                 v.encode(o);
             })
@@ -648,7 +758,7 @@ mod tests {
         });
         assert_eq!(r, Err(FrameError::TooLong));
         assert_eq!(out, [1, 2, 3]);
-        let r = write_sandesh(&mut out, &meta, Style::Response, |o| {
+        let r = write_sandesh(&mut out, &meta, Style::PaddedResponse, |o| {
             o.resize(o.len() + 65535, 0)
         });
         assert_eq!(r, Ok(HEADER_LEN + 65536));
@@ -695,5 +805,100 @@ mod tests {
         ans[..4].copy_from_slice(&len.to_ne_bytes());
         let (f, _) = Frame::parse(&ans).unwrap();
         assert_eq!(ctrl_family_id(&f), Some(0x1c));
+    }
+
+    /// DPDK answers: `nla_len` = payload, `nlmsg_len` = 24 + payload.
+    #[test]
+    fn dpdk_answer_is_exact() {
+        let body = resp().to_bytes();
+        let mut out = Vec::new();
+        let meta = Meta {
+            family: AGENT_DPDK_FAMILY,
+            flags: NLM_F_MULTI,
+            seq: 5,
+            pid: 0,
+            version: 0,
+        };
+        let n = write_sandesh_genl(&mut out, &meta, [1, 7, 9, 9], Style::Response, |o| {
+            o.extend_from_slice(&body)
+        })
+        .unwrap();
+        assert_eq!(n, HEADER_LEN + body.len());
+        assert_eq!(out.len(), n);
+        assert_eq!(&out[..4], &(n as u32).to_ne_bytes());
+        assert_eq!(&out[16..20], &[1, 7, 9, 9]);
+        assert_eq!(&out[20..22], &(body.len() as u16).to_ne_bytes());
+        // Family 10 is a vRouter family, not a netlink control type.
+        let (f, _) = Frame::parse(&out).unwrap();
+        assert!(matches!(f, Frame::Sandesh { header, payload, .. }
+            if header.msg_type == 10 && payload == &body[..]));
+    }
+
+    #[test]
+    fn requests_as_each_datapath_reads_them() {
+        let body = resp().to_bytes();
+        let mut m = Vec::new();
+        let meta = Meta {
+            family: AGENT_DPDK_FAMILY,
+            flags: NLM_F_REQUEST,
+            seq: 1,
+            pid: 77,
+            version: 0,
+        };
+        write_sandesh(&mut m, &meta, Style::Request, |o| {
+            o.extend_from_slice(&body)
+        })
+        .unwrap();
+        for framing in [Framing::Dpdk, Framing::Windows] {
+            let (r, n) = parse_request(&m, framing).unwrap();
+            assert_eq!((n, r.payload, r.header.msg_type), (m.len(), &body[..], 10));
+            assert_eq!(r.genl, [SANDESH_REQUEST, 0, 0, 0]);
+        }
+        // DPDK ignores nla_len and the attribute type; Windows reads nla_len.
+        let mut odd = m.clone();
+        odd[20..22].copy_from_slice(&8u16.to_ne_bytes());
+        odd[22..24].copy_from_slice(&9u16.to_ne_bytes());
+        assert_eq!(
+            parse_request(&odd, Framing::Dpdk).unwrap().0.payload,
+            &body[..]
+        );
+        assert_eq!(
+            parse_request(&odd, Framing::Windows).unwrap().0.payload,
+            &body[..4]
+        );
+        odd[20..22].copy_from_slice(&2u16.to_ne_bytes());
+        assert_eq!(
+            parse_request(&odd, Framing::Windows),
+            Err(FrameError::BadAttribute)
+        );
+        odd[20..22].copy_from_slice(&999u16.to_ne_bytes());
+        assert_eq!(
+            parse_request(&odd, Framing::Windows),
+            Err(FrameError::BadAttribute)
+        );
+        // Too short for the headers but delimited; not delimited; cut.
+        let mut short = m[..20].to_vec();
+        short[..4].copy_from_slice(&20u32.to_ne_bytes());
+        assert_eq!(
+            parse_request(&short, Framing::Dpdk),
+            Err(FrameError::BadAttribute)
+        );
+        short[..4].copy_from_slice(&8u32.to_ne_bytes());
+        assert_eq!(
+            parse_request(&short, Framing::Dpdk),
+            Err(FrameError::BadLength)
+        );
+        assert_eq!(
+            parse_request(&m[..m.len() - 1], Framing::Dpdk),
+            Err(FrameError::Truncated)
+        );
+        assert_eq!(
+            Framing::NATIVE.style(),
+            if cfg!(windows) {
+                Style::PaddedResponse
+            } else {
+                Style::Response
+            }
+        );
     }
 }

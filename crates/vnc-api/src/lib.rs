@@ -10,7 +10,11 @@
 //! it and against a real config API server alike, for the resource types a
 //! single container host needs: `domain`, `project`, `network-ipam`,
 //! `virtual-network`, `network-policy`, `security-group`,
-//! `virtual-machine`, `virtual-machine-interface`, `instance-ip`.
+//! `virtual-machine`, `virtual-machine-interface`, `instance-ip`, and for
+//! joining a cluster `global-system-config`, `virtual-router` (one per
+//! compute node: its name and `virtual_router_ip_address`) and
+//! `global-vrouter-config` (`encapsulation_priorities`,
+//! `vxlan_network_identifier_mode`).
 //!
 //! # Shapes
 //!
@@ -37,7 +41,10 @@
 //! * Errors are plain text with upstream's status codes: 400 bad input,
 //!   404 unknown type / object / reference target, 409 conflicts.
 //!
-//! Server-side behaviour kept from upstream: every project gets a `default`
+//! Server-side behaviour kept from upstream: `default-global-system-config`
+//! and its `default-global-vrouter-config` (encapsulation priorities
+//! MPLSoGRE, MPLSoUDP, VXLAN; VNI mode automatic) exist from the start;
+//! a virtual-router needs a valid `virtual_router_ip_address`; every project gets a `default`
 //! security group (ingress from itself, egress anywhere, IPv4 and IPv6)
 //! and every security group a `security_group_id` from 8000000; every VN a
 //! `virtual_network_network_id` (lowest free, from 1); IPAM subnets get
@@ -72,9 +79,9 @@ mod store;
 
 pub use error::{ApiError, StoreError};
 pub use ops::{ReadOpts, SG_ID_MIN, VN_ID_MAX};
-pub use schema::Ty;
+pub use schema::{Ty, DEFAULT_GSC, DEFAULT_GVC};
 pub use server::router;
-pub use store::{Snapshot, Store};
+pub use store::{Snapshot, SnapshotBuilder, Store};
 
 /// The resource types served, by upstream name.
 pub const TYPES: [&str; schema::NTYPES] = [
@@ -87,6 +94,9 @@ pub const TYPES: [&str; schema::NTYPES] = [
     "virtual-machine",
     "virtual-machine-interface",
     "instance-ip",
+    "global-system-config",
+    "virtual-router",
+    "global-vrouter-config",
 ];
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! The resource types this server knows, with upstream's names, parents and
 //! reference fields (from the `vnc_cfg.xsd` / schema YAML of the config API).
 
+/// Upstream's one global-system-config, parent of every virtual-router.
+pub const DEFAULT_GSC: &str = "default-global-system-config";
+/// Upstream's one global-vrouter-config (encapsulation priorities).
+pub const DEFAULT_GVC: &str = "default-global-vrouter-config";
+
 /// A resource type. The order is the on-disk table order and never changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ty {
@@ -13,10 +18,13 @@ pub enum Ty {
     VirtualMachine,
     VirtualMachineInterface,
     InstanceIp,
+    GlobalSystemConfig,
+    VirtualRouter,
+    GlobalVrouterConfig,
 }
 
 /// Number of resource types.
-pub const NTYPES: usize = 9;
+pub const NTYPES: usize = 12;
 
 impl Ty {
     pub const ALL: [Ty; NTYPES] = [
@@ -29,6 +37,9 @@ impl Ty {
         Ty::VirtualMachine,
         Ty::VirtualMachineInterface,
         Ty::InstanceIp,
+        Ty::GlobalSystemConfig,
+        Ty::VirtualRouter,
+        Ty::GlobalVrouterConfig,
     ];
 
     /// Upstream's hyphenated type name (`virtual-network`).
@@ -43,6 +54,9 @@ impl Ty {
             Ty::VirtualMachine => "virtual-machine",
             Ty::VirtualMachineInterface => "virtual-machine-interface",
             Ty::InstanceIp => "instance-ip",
+            Ty::GlobalSystemConfig => "global-system-config",
+            Ty::VirtualRouter => "virtual-router",
+            Ty::GlobalVrouterConfig => "global-vrouter-config",
         }
     }
 
@@ -58,6 +72,9 @@ impl Ty {
             Ty::VirtualMachine => "virtual_machine",
             Ty::VirtualMachineInterface => "virtual_machine_interface",
             Ty::InstanceIp => "instance_ip",
+            Ty::GlobalSystemConfig => "global_system_config",
+            Ty::VirtualRouter => "virtual_router",
+            Ty::GlobalVrouterConfig => "global_vrouter_config",
         }
     }
 
@@ -79,7 +96,8 @@ impl Ty {
     /// and its fq_name is just `[name]`.
     pub fn parents(self) -> &'static [Ty] {
         match self {
-            Ty::Domain | Ty::VirtualMachine | Ty::InstanceIp => &[],
+            Ty::Domain | Ty::VirtualMachine | Ty::InstanceIp | Ty::GlobalSystemConfig => &[],
+            Ty::VirtualRouter | Ty::GlobalVrouterConfig => &[Ty::GlobalSystemConfig],
             Ty::Project => &[Ty::Domain],
             Ty::NetworkIpam | Ty::VirtualNetwork | Ty::NetworkPolicy | Ty::SecurityGroup => {
                 &[Ty::Project]
@@ -103,6 +121,7 @@ impl Ty {
                 Ty::VirtualMachineInterface,
                 Ty::NetworkIpam,
             ],
+            Ty::VirtualRouter => &[Ty::VirtualMachine],
             _ => &[],
         }
     }
@@ -128,6 +147,7 @@ impl Ty {
         match self {
             Ty::Domain => Some(vec!["default-domain".into()]),
             Ty::Project => Some(vec!["default-domain".into(), "default-project".into()]),
+            Ty::GlobalSystemConfig => Some(vec![DEFAULT_GSC.into()]),
             _ => None,
         }
     }

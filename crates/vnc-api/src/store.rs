@@ -326,6 +326,47 @@ impl Snapshot {
     }
 }
 
+/// Builds a [`Snapshot`] from objects that come from somewhere else than
+/// this store (the agent's controller mode: config learned over XMPP), so
+/// that one model reads both the same way.
+pub struct SnapshotBuilder {
+    revision: u64,
+    objs: [ObjMap; NTYPES],
+    fq: [FqMap; NTYPES],
+}
+
+impl SnapshotBuilder {
+    /// Add (or replace) an object of type `ty` (upstream's hyphenated
+    /// name); `false` if the type is not one this crate knows.
+    pub fn insert(&mut self, ty: &str, uuid: Uuid, obj: Value) -> bool {
+        let Some(t) = Ty::from_name(ty) else {
+            return false;
+        };
+        self.fq[t.index()].insert(fq_of(&obj), uuid);
+        self.objs[t.index()].insert(uuid, Arc::new(obj));
+        true
+    }
+
+    pub fn build(self) -> Snapshot {
+        Snapshot {
+            revision: self.revision,
+            objs: self.objs.map(Arc::new),
+            fq: self.fq.map(Arc::new),
+        }
+    }
+}
+
+impl Snapshot {
+    /// An empty builder for a snapshot at `revision`.
+    pub fn builder(revision: u64) -> SnapshotBuilder {
+        SnapshotBuilder {
+            revision,
+            objs: Default::default(),
+            fq: Default::default(),
+        }
+    }
+}
+
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Self) -> bool {
         self.revision == other.revision && self.objs == other.objs
@@ -352,10 +393,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path`, load it, and seed
-    /// upstream's defaults (`default-domain`, `default-project` with its
-    /// `default` security group, `default-network-ipam`) if they are missing.
-    pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+    /// Open (creating if needed) the database at `path` and load it; the
+    /// public `Store::open` (in `ops`) also seeds upstream's defaults.
+    pub(crate) fn open_unseeded(path: &Path) -> Result<Arc<Store>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -398,15 +438,11 @@ impl Store {
             }
         }
         let (tx, _) = watch::channel(st.revision);
-        let store = Arc::new(Store {
+        Ok(Arc::new(Store {
             db,
             state: RwLock::new(st),
             tx,
-        });
-        store
-            .write(crate::ops::seed)
-            .map_err(|e| StoreError::Corrupt(format!("seeding defaults: {e}")))?;
-        Ok(store)
+        }))
     }
 
     /// Receives the revision after each commit.

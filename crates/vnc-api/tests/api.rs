@@ -1126,3 +1126,78 @@ async fn subscribe_announces_commits_only() {
     assert!(!rx.has_changed().unwrap());
     assert_eq!(t.store.snapshot().unwrap().revision, r1);
 }
+
+#[tokio::test]
+async fn virtual_router_and_global_vrouter_config() {
+    let t = T::new();
+    // Upstream's defaults exist from the start.
+    let gvcs = t.ok("GET", "/global-vrouter-configs?detail=true", None).await;
+    let gvc = &gvcs["global-vrouter-configs"][0]["global-vrouter-config"];
+    assert_eq!(
+        gvc["fq_name"],
+        json!(["default-global-system-config", "default-global-vrouter-config"])
+    );
+    assert_eq!(
+        gvc["encapsulation_priorities"]["encapsulation"],
+        json!(["MPLSoGRE", "MPLSoUDP", "VXLAN"])
+    );
+    let gvc_uuid = gvc["uuid"].as_str().unwrap().to_string();
+    // Priorities change through PUT, checked.
+    let put = t
+        .ok(
+            "PUT",
+            &format!("/global-vrouter-config/{gvc_uuid}"),
+            Some(json!({"global-vrouter-config": {"encapsulation_priorities": {"encapsulation": ["VXLAN", "MPLSoUDP"]}}})),
+        )
+        .await;
+    assert_eq!(
+        put["global-vrouter-config"]["encapsulation_priorities"]["encapsulation"],
+        json!(["VXLAN", "MPLSoUDP"])
+    );
+    for bad in [
+        json!({"encapsulation": ["MPLSoFOO"]}),
+        json!({"encapsulation": ["VXLAN", "VXLAN"]}),
+        json!(["VXLAN"]),
+    ] {
+        let r = t
+            .call(
+                "PUT",
+                &format!("/global-vrouter-config/{gvc_uuid}"),
+                Some(json!({"global-vrouter-config": {"encapsulation_priorities": bad}})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+    // A compute node's virtual-router: parent global-system-config by
+    // default, the tunnel address required.
+    let vr = t
+        .ok(
+            "POST",
+            "/virtual-routers",
+            Some(json!({"virtual-router": {"name": "compute-1", "virtual_router_ip_address": "192.0.2.1"}})),
+        )
+        .await;
+    assert_eq!(
+        vr["virtual-router"]["fq_name"],
+        json!(["default-global-system-config", "compute-1"])
+    );
+    assert_eq!(vr["virtual-router"]["parent_type"], "global-system-config");
+    for body in [
+        json!({"name": "compute-2"}),
+        json!({"name": "compute-2", "virtual_router_ip_address": "192.0.2.300"}),
+    ] {
+        let r = t
+            .call("POST", "/virtual-routers", Some(json!({ "virtual-router": body })))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+    let vr_uuid = vr["virtual-router"]["uuid"].as_str().unwrap().to_string();
+    t.ok("DELETE", &format!("/virtual-router/{vr_uuid}"), None)
+        .await;
+    assert_eq!(
+        t.call("GET", &format!("/virtual-router/{vr_uuid}"), None)
+            .await
+            .status,
+        404
+    );
+}

@@ -666,8 +666,8 @@ pub fn flow_entry(idx: u32, fe: &FlowEntry) -> String {
     let k = &fe.key;
     let (src, dst) = if k.is_ipv6() {
         (
-            Ipv6Addr::from(k.src).to_string(),
-            Ipv6Addr::from(k.dst).to_string(),
+            Ipv6Addr::from(k.src()).to_string(),
+            Ipv6Addr::from(k.dst()).to_string(),
         )
     } else {
         (

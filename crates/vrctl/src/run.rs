@@ -499,7 +499,8 @@ fn flow_list<T: Transport>(client: &mut Client<T>, out: &mut dyn Write) -> Resul
     let shm = channels::FlowShm::open(&d.ftable_file_path)
         .with_context(|| format!("cannot map the flow table {}", d.ftable_file_path))?;
     write!(out, "{}", print::flow_header(&d, shm.capacity()))?;
-    for (i, fe) in shm.iter_valid() {
+    // As upstream's `flow -l`: the entries in use (ACTIVE, held ones too).
+    for (i, fe) in shm.iter_valid().filter(|(_, e)| e.is_active()) {
         write!(out, "{}", print::flow_entry(i, &fe))?;
     }
     Ok(())

@@ -783,7 +783,9 @@ fn segment_and_run(
                     continue;
                 }
             };
-            if let Some(p) = Packet::new(chunk, HEADROOM, len) {
+            if let Some(mut p) = Packet::new(chunk, HEADROOM, len) {
+                // Upstream cuts what it traps of a GSO packet.
+                p.set_gso(true);
                 pkts.push(p);
             }
         }

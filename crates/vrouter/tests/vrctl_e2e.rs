@@ -305,7 +305,7 @@ fn flow_of(list: &str, src: [u8; 4], dst: [u8; 4]) -> Option<String> {
 /// The socket files and the flow table are gone, and the directory the
 /// vrouter created too.
 fn assert_cleaned(sock: &Path) {
-    for f in ["dpdk_netlink", "dpdk_pkt0", "flow"] {
+    for f in ["dpdk_netlink", "dpdk_pkt0", "flow", "flow.meta"] {
         assert!(!sock.join(f).exists(), "{f} left behind");
     }
     assert!(!sock.exists(), "socket directory left behind");
@@ -448,7 +448,385 @@ fn restart_after_crash_and_reprogram() {
     let status = vr.terminate().expect("vrouter did not exit on SIGTERM");
     assert!(status.success(), "exit status {status:?}:\n{}", vr.log());
     // The directory was not created by this instance: it stays, empty.
-    for f in ["dpdk_netlink", "dpdk_pkt0", "flow"] {
+    for f in ["dpdk_netlink", "dpdk_pkt0", "flow", "flow.meta"] {
         assert!(!sock.join(f).exists(), "{f} left behind");
     }
+}
+
+// ---- the shared flow table, read as upstream's agent reads it ----------------
+
+/// Upstream's `struct vr_flow_entry` (tf-vrouter `include/vr_flow.h`, with
+/// `vr_hentry_t` from `include/vr_htable.h` and the key union's members),
+/// transcribed field by field as upstream declares them: packed, x86-64
+/// pointers, `fe_pack` filling up to 256 bytes (`VR_FLOW_ENTRY_PACK`).
+/// Declared here from upstream's header, not taken from our code.
+mod upstream {
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    pub struct VrHentry {
+        pub hentry_next: u64,
+        pub hentry_index: u32,
+        pub hentry_bucket_index: u32,
+        pub hentry_next_index: u32,
+        pub hentry_flags: u8,
+    }
+
+    /// `struct vr_inet_flow` (the IPv4 member of `vr_flow.key_u`).
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    pub struct VrInetFlow {
+        pub ip4_family: u8,
+        pub ip4_proto: u8,
+        pub ip4_unused: u16,
+        pub ip4_sport: u16,
+        pub ip4_dport: u16,
+        pub ip4_nh_id: u32,
+        pub ip4_sip: u32,
+        pub ip4_dip: u32,
+    }
+
+    /// `struct vr_flow`: the key union (44 bytes, `vr_inet6_flow` being the
+    /// largest member) and `vr_flow_keylen`.
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    pub struct VrFlow {
+        pub key_u: [u8; 44],
+        pub vr_flow_keylen: u8,
+    }
+
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    pub struct VrFlowStats {
+        pub flow_bytes: u32,
+        pub flow_packets: u32,
+        pub flow_bytes_oflow: u16,
+        pub flow_packets_oflow: u8,
+    }
+
+    /// `sizeof(struct vr_dummy_flow_entry)`: the fields before `fe_pack`.
+    pub const DUMMY_LEN: usize = 138;
+    /// `VR_FLOW_ENTRY_PACK`.
+    pub const PACK: usize = 256 - DUMMY_LEN;
+
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    pub struct VrFlowEntry {
+        pub fe_hentry: VrHentry,
+        pub fe_ttl: u8,
+        pub fe_qos_id: i16,
+        pub fe_key: VrFlow,
+        pub fe_gen_id: u8,
+        pub fe_tcp_flags: u16,
+        pub fe_hold_list: u64,
+        pub fe_tcp_seq: u32,
+        pub fe_rflow: i32,
+        pub fe_flags: u16,
+        pub fe_flags1: u16,
+        pub fe_action: u16,
+        pub fe_vrf: u16,
+        pub fe_dvrf: u16,
+        pub fe_mirror_id: u8,
+        pub fe_sec_mirror_id: u8,
+        pub fe_src_nh_index: u32,
+        pub fe_stats: VrFlowStats,
+        pub fe_ecmp_nh_index: i8,
+        pub fe_drop_reason: u8,
+        pub fe_type: u8,
+        pub fe_udp_src_port: u16,
+        pub fe_src_info: u32,
+        pub fe_mme: u64,
+        pub fe_tcp_ack: u32,
+        pub fe_underlay_ecmp_index: i8,
+        pub fe_bucket_lock: u8,
+        pub fe_pack: [u8; PACK],
+    }
+
+    const _: () = assert!(std::mem::size_of::<VrHentry>() == 21);
+    const _: () = assert!(std::mem::size_of::<VrInetFlow>() == 20);
+    const _: () = assert!(std::mem::size_of::<VrFlow>() == 45);
+    const _: () = assert!(std::mem::size_of::<VrFlowStats>() == 11);
+    const _: () = assert!(std::mem::size_of::<VrFlowEntry>() == 256);
+
+    // include/vr_flow.h, include/vr_packet.h, dp-core/vr_htable.c
+    pub const VR_FLOW_ACTION_HOLD: u16 = 0x1;
+    pub const VR_FLOW_ACTION_FORWARD: u16 = 0x2;
+    pub const VR_FLOW_FLAG_ACTIVE: u16 = 0x1;
+    pub const VR_RFLOW_VALID: u16 = 0x1000;
+    pub const VR_FLOW_FLAG_VRFT: u16 = 0x4000;
+    pub const VR_HENTRY_FLAG_VALID: u8 = 0x1;
+    pub const VR_INVALID_HENTRY_INDEX: u32 = u32::MAX;
+    pub const VP_TYPE_IP: u8 = 2;
+    pub const AF_INET: u8 = 2;
+}
+
+/// The table as upstream's agent gets it: `vr_flow_table_data` over ksync
+/// (`ftable_file_path`, `ftable_size`), that many bytes mapped from offset
+/// 0, `ftable_size / sizeof(vr_flow_entry)` entries.
+struct UpstreamView {
+    base: *const upstream::VrFlowEntry,
+    len: usize,
+    count: usize,
+}
+
+impl UpstreamView {
+    fn map(path: &str, size: usize) -> UpstreamView {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: a read-only shared mapping of `size` bytes of a regular
+        // file; read through raw pointers only (the datapath writes it).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap {path}");
+        UpstreamView {
+            base: p.cast(),
+            len: size,
+            count: size / std::mem::size_of::<upstream::VrFlowEntry>(),
+        }
+    }
+
+    fn get(&self, i: usize) -> upstream::VrFlowEntry {
+        assert!(i < self.count);
+        // SAFETY: in the mapping; a packed struct has alignment 1.
+        unsafe { std::ptr::read_volatile(self.base.add(i)) }
+    }
+
+    /// Indices of the active entries, as upstream's agent and `flow -l`
+    /// select them.
+    fn active(&self) -> Vec<usize> {
+        (0..self.count)
+            .filter(|&i| {
+                let f = self.get(i).fe_flags;
+                f & upstream::VR_FLOW_FLAG_ACTIVE != 0
+            })
+            .collect()
+    }
+}
+
+impl Drop for UpstreamView {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `map` made.
+        unsafe { libc::munmap(self.base.cast_mut().cast(), self.len) };
+    }
+}
+
+/// The IPv4 key of an upstream entry: (proto, sport, dport, nh, sip, dip).
+fn inet_key(e: &upstream::VrFlowEntry) -> (u8, u16, u16, u32, [u8; 4], [u8; 4]) {
+    let kb = e.fe_key.key_u;
+    // SAFETY: `vr_inet_flow` is the union's IPv4 member, 20 of its 44 bytes.
+    let k: upstream::VrInetFlow = unsafe { std::ptr::read_unaligned(kb.as_ptr().cast()) };
+    assert_eq!(k.ip4_family, upstream::AF_INET);
+    assert_eq!({ k.ip4_unused }, 0);
+    (
+        k.ip4_proto,
+        u16::from_be(k.ip4_sport),
+        u16::from_be(k.ip4_dport),
+        k.ip4_nh_id,
+        // ntohl(ip4_sip), as the agent's VrFlowToIp does.
+        u32::from_be(k.ip4_sip).to_be_bytes(),
+        u32::from_be(k.ip4_dip).to_be_bytes(),
+    )
+}
+
+/// Real traffic from a policy-enabled vif, no agent: a held ICMP flow and
+/// a held TCP flow. Then, as an agent does over ksync, the ICMP flow is
+/// decided (FORWARD, a reverse entry linked, VRF-translated) and more
+/// traffic counted. Every field of the entries is read through the
+/// upstream declaration above and checked.
+#[test]
+fn shared_flow_table_reads_as_upstream_vr_flow_entry() {
+    require_env!();
+    use sandesh::{FlowOp, Message, SandeshOp, VrFlowReq, VrFlowTableData, VrouterOps};
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("run");
+    let mut ns = Namespaces::new();
+    let [host, _c1, _c2, c3] = topology(&mut ns);
+    let mut vr = Vrouter::start(&host, &sock, &tmp.path().join("vrouter.log"), &[]);
+    program(&sock);
+    let mut client = vrctl::Client::connect(&sock.join("dpdk_netlink")).unwrap();
+
+    // Sizes as upstream's agent learns them.
+    let Message::FlowTableData(d) = client
+        .get(VrFlowTableData {
+            ftable_op: FlowOp::FlowTableGet,
+            ..Default::default()
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Message::VrouterOps(o) = client
+        .get(VrouterOps {
+            h_op: SandeshOp::Get,
+            ..Default::default()
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let view = UpstreamView::map(&d.ftable_file_path, d.ftable_size as usize);
+    assert_eq!(
+        view.count,
+        (o.vo_flow_entries + o.vo_oflow_entries) as usize,
+        "ftable_size / 256 is the table"
+    );
+    assert_eq!(
+        std::fs::metadata(&d.ftable_file_path).unwrap().len(),
+        u64::from(d.ftable_size),
+        "the file is the records, from offset 0"
+    );
+    assert!(view.active().is_empty());
+    let c3_nh = nh_of(PORTS[2].vif);
+
+    // A held ICMP flow (echo: identifier as sport, dport 0).
+    let _ = ping(&c3, FLOW_IP, 1, Duration::from_millis(300));
+    // A held TCP flow (a SYN to port 5202).
+    assert!(tcp_connect_fails(&c3, FLOW_IP));
+    let active = view.active();
+    assert_eq!(active.len(), 2, "two held flows");
+    let mut icmp = None;
+    for &i in &active {
+        let e = view.get(i);
+        let (proto, sport, dport, nh, sip, dip) = inet_key(&e);
+        // hentry: index is the position, VALID, no chain here.
+        assert_eq!({ e.fe_hentry.hentry_index } as usize, i);
+        assert_eq!({ e.fe_hentry.hentry_next }, 0);
+        assert_eq!(e.fe_hentry.hentry_flags & upstream::VR_HENTRY_FLAG_VALID, 1);
+        if i < o.vo_flow_entries as usize {
+            assert_eq!(
+                { e.fe_hentry.hentry_bucket_index },
+                upstream::VR_INVALID_HENTRY_INDEX
+            );
+        }
+        // key: IPv4, key_len 20, the addresses at key+12 and key+16.
+        assert_eq!(e.fe_key.vr_flow_keylen, 20);
+        assert_eq!(&e.fe_key.key_u[20..], &[0; 24]);
+        assert_eq!((nh, sip, dip), (c3_nh, C3_IP, FLOW_IP));
+        assert_eq!(e.fe_type, upstream::VP_TYPE_IP);
+        // Held: ACTIVE, action HOLD, as upstream's agent audits them.
+        assert_eq!({ e.fe_action }, upstream::VR_FLOW_ACTION_HOLD);
+        assert_eq!({ e.fe_flags } & upstream::VR_FLOW_FLAG_ACTIVE, 1);
+        assert_eq!(e.fe_gen_id, 1);
+        assert_eq!(({ e.fe_vrf }, { e.fe_dvrf }), (2, 2));
+        assert_eq!({ e.fe_rflow }, -1);
+        assert_eq!((e.fe_mirror_id, e.fe_sec_mirror_id), (255, 255));
+        assert_eq!((e.fe_ecmp_nh_index, e.fe_underlay_ecmp_index), (-1, -1));
+        assert_eq!(({ e.fe_hold_list }, { e.fe_mme }), (0, 0));
+        assert_eq!(
+            ({ e.fe_tcp_seq }, { e.fe_tcp_ack }, { e.fe_flags1 }),
+            (0, 0, 0)
+        );
+        assert_eq!((e.fe_ttl, { e.fe_qos_id }, e.fe_drop_reason), (0, 0, 0));
+        assert_eq!(
+            ({ e.fe_src_nh_index }, { e.fe_src_info }, {
+                e.fe_udp_src_port
+            }),
+            (0, 0, 0)
+        );
+        assert_eq!(e.fe_bucket_lock, 0);
+        match proto {
+            1 => {
+                assert_eq!(dport, 0, "echo: dport 0");
+                icmp = Some((i, sport));
+            }
+            6 => assert_eq!(dport, 5202, "tcp_connect_fails dials 5202"),
+            p => panic!("unexpected protocol {p}"),
+        }
+    }
+    let (fi, echo_id) = icmp.expect("the held ICMP flow");
+
+    // Decide the ICMP flow as an agent would: a reverse entry (index -1),
+    // then the held forward entry, FORWARD, linked, translated to VRF 2.
+    let key_req = |index: i32, gen: u8, sip: [u8; 4], dip: [u8; 4], flags: u16| {
+        let mut r = VrFlowReq {
+            fr_op: FlowOp::FlowSet,
+            fr_index: index,
+            fr_gen_id: gen,
+            fr_rindex: -1,
+            fr_action: upstream::VR_FLOW_ACTION_FORWARD as i16,
+            fr_flags: flags as i16,
+            fr_flow_dvrf: 2,
+            fr_src_nh_index: c3_nh,
+            fr_ecmp_nh_index: u32::MAX,
+            ..Default::default()
+        };
+        let k = dp_core::FlowKey::new_v4(1, echo_id, 0, c3_nh, sip, dip);
+        ksync::convert::set_flow_key(&mut r, &k);
+        r
+    };
+    let mut rev = key_req(
+        -1,
+        0,
+        FLOW_IP,
+        C3_IP,
+        upstream::VR_FLOW_FLAG_ACTIVE | upstream::VR_RFLOW_VALID,
+    );
+    rev.fr_rindex = fi as i32;
+    let a = client.request(&rev.into()).unwrap();
+    assert_eq!(a.code, 0, "{a:?}");
+    let Some(Message::FlowResponse(rr)) = a.objects.first() else {
+        panic!("{a:?}")
+    };
+    let ri = rr.fresp_index as usize;
+    let mut fwd = key_req(
+        fi as i32,
+        1,
+        C3_IP,
+        FLOW_IP,
+        upstream::VR_FLOW_FLAG_ACTIVE | upstream::VR_RFLOW_VALID | upstream::VR_FLOW_FLAG_VRFT,
+    );
+    fwd.fr_rindex = ri as i32;
+    assert_eq!(client.request(&fwd.into()).unwrap().code, 0);
+
+    // More real traffic on the decided flow.
+    let _ = ping(&c3, FLOW_IP, 3, Duration::from_millis(300));
+    let e = view.get(fi);
+    assert_eq!({ e.fe_action }, upstream::VR_FLOW_ACTION_FORWARD);
+    assert_eq!({ e.fe_rflow }, ri as i32);
+    let flags = { e.fe_flags };
+    assert_eq!(
+        flags
+            & (upstream::VR_FLOW_FLAG_ACTIVE
+                | upstream::VR_RFLOW_VALID
+                | upstream::VR_FLOW_FLAG_VRFT),
+        upstream::VR_FLOW_FLAG_ACTIVE | upstream::VR_RFLOW_VALID | upstream::VR_FLOW_FLAG_VRFT
+    );
+    assert_eq!({ e.fe_dvrf }, 2);
+    assert_eq!({ e.fe_src_nh_index }, c3_nh);
+    // Three echo requests of 98 bytes (Ethernet + IPv4 + ICMP + 56).
+    let (bytes, packets) = ({ e.fe_stats.flow_bytes }, { e.fe_stats.flow_packets });
+    assert!(packets >= 3, "{packets} packets counted");
+    assert_eq!(bytes, packets * 98, "{bytes} bytes for {packets} packets");
+    assert_eq!(
+        (e.fe_stats.flow_bytes_oflow, e.fe_stats.flow_packets_oflow),
+        (0, 0)
+    );
+    let r = view.get(ri);
+    assert_eq!({ r.fe_flags } & upstream::VR_FLOW_FLAG_ACTIVE, 1);
+    assert_eq!({ r.fe_rflow }, fi as i32);
+    assert_eq!({ r.fe_hentry.hentry_index } as usize, ri);
+    let (_, _, _, _, rs, rd) = inet_key(&r);
+    assert_eq!((rs, rd), (FLOW_IP, C3_IP));
+
+    // Deleted: upstream's agent sees the entry go inactive.
+    let mut del = key_req(fi as i32, 1, C3_IP, FLOW_IP, 0);
+    del.fr_rindex = ri as i32;
+    assert_eq!(client.request(&del.into()).unwrap().code, 0);
+    let e = view.get(fi);
+    assert_eq!({ e.fe_flags } & upstream::VR_FLOW_FLAG_ACTIVE, 0);
+    assert_eq!(e.fe_key.vr_flow_keylen, 0);
+    assert_eq!(e.fe_type, 0);
+
+    drop(view);
+    drop(client);
+    let status = vr.terminate().expect("vrouter did not exit on SIGTERM");
+    assert!(status.success(), "exit status {status:?}:\n{}", vr.log());
+    assert_cleaned(&sock);
 }

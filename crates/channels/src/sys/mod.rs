@@ -3,7 +3,7 @@
 //! * `default_paths()`, `paths_in(dir)`;
 //! * `ksync::{Stream, Listener, connect}`;
 //! * `pkt0::Endpoint` (`bind_datapath`, `bind_agent`, `recv`, `send`);
-//! * `shm::Region` (`create`, `open`, `as_ptr`, `len`).
+//! * `shm::Region` (`create`, `publish`, `open`, `as_ptr`, `len`).
 
 #[cfg(unix)]
 mod unix;

@@ -1,14 +1,18 @@
 //! Flows: the stateful policy cache between the agent and the datapath.
 //!
-//! [`table`] holds the shared-memory record layout and the hash mechanics;
-//! this module holds what the pipeline and the agent's requests do to it.
+//! [`layout`] holds the shared-memory record layout, [`hash`] the bucket
+//! hash, [`table`] the hash table over the records; this module holds what
+//! the pipeline and the agent's requests do to it.
 
+pub mod hash;
+pub mod layout;
 pub mod table;
 
 use crate::error::ConfigError;
 use crate::{FlowSet, FlowSetOutcome};
+use core::sync::atomic::{fence, Ordering};
 use packet::parse::{Family, PacketInfo};
-use table::{FlowKey, FlowTable};
+use table::{FlowKey, FlowTable, VR_FLOW_FLAG_DP_FLAGS, VR_FLOW_FLAG_NEW_FLOW};
 
 pub use table::{
     VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD, VR_FLOW_ACTION_NAT,
@@ -76,7 +80,15 @@ pub fn icmp_error_key(inner: &PacketInfo, nh_id: u32) -> FlowKey {
     } else {
         (fwd.dport(), fwd.sport())
     };
-    FlowKey::new(fwd.family, fwd.proto, sport, dport, nh_id, fwd.dst, fwd.src)
+    FlowKey::new(
+        fwd.family,
+        fwd.proto,
+        sport,
+        dport,
+        nh_id,
+        fwd.dst(),
+        fwd.src(),
+    )
 }
 
 pub(crate) fn apply_set(
@@ -124,14 +136,17 @@ pub(crate) fn apply_set(
     fe.ecmp_nh_index = req.ecmp_nh_index;
     fe.drop_reason = req.drop_reason;
     fe.src_nh_index = req.src_nh_index;
-    fe.flags = (fe.flags & VR_FLOW_FLAG_ACTIVE) | (req.flags & !VR_FLOW_FLAG_ACTIVE);
-    fe.action = req.action;
+    // Upstream `vr_flow_set`: the datapath's own bits stay, the rest come
+    // from the request; the flow is no longer new once the agent set it.
+    fe.flags = ((fe.flags & VR_FLOW_FLAG_DP_FLAGS) | (req.flags & !VR_FLOW_FLAG_DP_FLAGS))
+        & !VR_FLOW_FLAG_NEW_FLOW;
     let release_held = was_hold && req.action != VR_FLOW_ACTION_HOLD && fe.hold_count > 0;
     if req.action != VR_FLOW_ACTION_HOLD {
         fe.hold_count = 0;
     }
-    // Readers in the agent's mapping accept an entry once ACTIVE is set:
-    // every other field is visible first.
+    // The action last: a reader that sees it decided sees the rest.
+    fence(Ordering::Release);
+    fe.action = req.action;
     fe.set_active();
     fe.write_end();
     Ok(FlowSetOutcome {

@@ -1,4 +1,4 @@
-//! The flow table: record layout and hash-table mechanics.
+//! The flow table: the hash table over the shared records.
 //!
 //! Like upstream vRouter's kernel flow table (which the agent `mmap`s), the
 //! table lives in memory the *host* hands in ([`FlowTable::from_raw`]): the
@@ -8,7 +8,7 @@
 //!
 //! # Index space and hashing
 //!
-//! `entries + oflow` records of 128 bytes each, numbered as upstream does:
+//! `entries + oflow` records of 256 bytes each, numbered as upstream does:
 //! `0..entries` is the hash part, grouped in buckets of 4 consecutive slots;
 //! `entries..entries + oflow` is the overflow area. A key whose bucket is full
 //! takes a free overflow record, which is linked at the head of a chain that
@@ -16,77 +16,9 @@
 //! `next_index` is the first overflow record, each overflow record's
 //! `bucket_index` is that slot's index. `u32::MAX` means "none".
 //!
-//! The bucket of a key is `((hash(key) as u64 * (entries / 4)) >> 32) * 4`
-//! with [`FlowTable::hash`], a deterministic multiply-xorshift over the 44
-//! key bytes (upstream uses Jenkins' hash with seed 0; ours is faster and
-//! equally unkeyed, so like upstream it does not resist crafted collisions:
-//! the bounded buckets and overflow area limit the damage to `TableFull`).
-//! It is hand-written because it must be stable across processes and
-//! versions (the agent may compute it too), which general-purpose hashers do
-//! not promise.
-//!
-//! # Record layout
-//!
-//! [`FlowEntry`] is `#[repr(C, align(64))]`, 128 bytes, with the field order of
-//! upstream `struct vr_flow_entry` at natural alignment; pointers are replaced
-//! by fixed-size integers (`fe_hold_list` by `hold_count`, `fe_mme` by
-//! `last_seen`, the `hentry_next` pointer and `hentry_index` are dropped: the
-//! index is the position). All integers are in host byte order except the key
-//! ports, which are in network order as upstream keeps them.
-//!
-//! | offset | size | field | upstream |
-//! |---:|---:|---|---|
-//! | 0 | 4 | `next_index` | `fe_hentry.hentry_next_index` |
-//! | 4 | 4 | `bucket_index` | `fe_hentry.hentry_bucket_index` |
-//! | 8 | 1 | `hentry_flags` (`VR_HENTRY_FLAG_VALID` 0x1) | `fe_hentry.hentry_flags` |
-//! | 9 | 1 | `ttl` | `fe_ttl` |
-//! | 10 | 2 | `qos_id` (i16) | `fe_qos_id` |
-//! | 12 | 44 | `key` ([`FlowKey`], below) | `fe_key` (`vr_inet6_flow`) |
-//! | 56 | 1 | `key_len` (44 for a valid entry, 0 when freed) | `fe_key.flow_key_len` |
-//! | 57 | 1 | `gen_id` | `fe_gen_id` |
-//! | 58 | 2 | `tcp_flags` (`VR_FLOW_TCP_*`) | `fe_tcp_flags` |
-//! | 60 | 4 | `hold_count`: packets the host holds for this flow | `fe_hold_list` |
-//! | 64 | 4 | `tcp_seq` | `fe_tcp_seq` |
-//! | 68 | 4 | `rflow` (i32, -1 none) | `fe_rflow` |
-//! | 72 | 2 | `flags` (`VR_FLOW_FLAG_*`) | `fe_flags` |
-//! | 74 | 2 | `flags1` | `fe_flags1` |
-//! | 76 | 2 | `action` (`VR_FLOW_ACTION_*`) | `fe_action` |
-//! | 78 | 2 | `vrf` | `fe_vrf` |
-//! | 80 | 2 | `dvrf` | `fe_dvrf` |
-//! | 82 | 1 | `mirror_id` (255 none) | `fe_mirror_id` |
-//! | 83 | 1 | `sec_mirror_id` (255 none) | `fe_sec_mirror_id` |
-//! | 84 | 4 | `src_nh_index` | `fe_src_nh_index` |
-//! | 88 | 4 | `stats_bytes` | `fe_stats.flow_bytes` |
-//! | 92 | 4 | `stats_packets` | `fe_stats.flow_packets` |
-//! | 96 | 2 | `stats_bytes_oflow` (bits 32..48 of bytes) | `fe_stats.flow_bytes_oflow` |
-//! | 98 | 1 | `stats_packets_oflow` (bits 32..40 of packets) | `fe_stats.flow_packets_oflow` |
-//! | 99 | 1 | `ecmp_nh_index` (i8, -1 none) | `fe_ecmp_nh_index` |
-//! | 100 | 1 | `drop_reason` (`VR_FLOW_DR_*`) | `fe_drop_reason` |
-//! | 101 | 1 | `fe_type` | `fe_type` |
-//! | 102 | 2 | `udp_src_port` | `fe_udp_src_port` |
-//! | 104 | 4 | `src_info` | `fe_src_info` |
-//! | 108 | 4 | `last_seen`: datapath seconds of the last packet (aging) | `fe_mme` |
-//! | 112 | 4 | `tcp_ack` | `fe_tcp_ack` |
-//! | 116 | 1 | `underlay_ecmp_index` (i8, -1 none) | `fe_underlay_ecmp_index` |
-//! | 117 | 1 | `bucket_lock` (unused: one writer) | `fe_bucket_lock` |
-//! | 118 | 2 | padding (zero) | `fe_pack` |
-//! | 120 | 4 | `seq`: write sequence, odd while the datapath rewrites the entry | `fe_pack` |
-//! | 124 | 4 | padding (zero) | `fe_pack` |
-//!
-//! [`FlowKey`] (44 bytes, upstream `struct vr_inet6_flow`; an IPv4 key uses
-//! the first 4 bytes of each address, the rest is zero — unlike upstream's
-//! 20-byte `vr_inet_flow`, so `key_len` is always 44), offsets within the key:
-//!
-//! | offset | size | field |
-//! |---:|---:|---|
-//! | 0 | 1 | `family` (2 `AF_INET`, 10 `AF_INET6`: Linux values, as upstream's agent expects) |
-//! | 1 | 1 | `proto` |
-//! | 2 | 2 | `unused` (zero) |
-//! | 4 | 2 | `sport`, network byte order |
-//! | 6 | 2 | `dport`, network byte order |
-//! | 8 | 4 | `nh_id`, host byte order |
-//! | 12 | 16 | `src` |
-//! | 28 | 16 | `dst` |
+//! The bucket hash lives in [`super::hash`]; the record layout, its
+//! constants and the cross-process read protocol in [`super::layout`]
+//! (re-exported here).
 //!
 //! # Performance
 //!
@@ -98,601 +30,16 @@
 //! `MADV_HUGEPAGE` where the kernel allows it for its mapping) saves the TLB
 //! misses too.
 //!
-//! # Concurrency contract (datapath writes, agent reads)
-//!
-//! * The datapath process is the **only writer** of every field. The agent
-//!   changes flows only through ksync `vr_flow_req` messages that the datapath
-//!   applies. Within the datapath the table is a plain `&mut` structure.
-//! * A reader in another process copies an entry with volatile reads
-//!   ([`snapshot`]) and accepts the copy only if `gen_id` and
-//!   `flags & VR_FLOW_FLAG_ACTIVE` read the same before and after the copy
-//!   (seqlock style), and — stronger, since an active entry can be changed in
-//!   place — `seq` was even and unchanged. [`read_stable`] does all of this.
-//! * The datapath brackets every rewrite of an entry's identity or decision
-//!   ([`FlowTable::insert`], [`FlowTable::remove`], a FLOW_SET) with
-//!   [`FlowEntry::write_begin`] / [`FlowEntry::write_end`], which bump `seq`
-//!   around release fences. Per-packet updates (statistics, TCP state,
-//!   `last_seen`) are not bracketed: a reader may see them torn, as upstream's
-//!   agent may.
-//! * A new entry is VALID with action HOLD and not ACTIVE (upstream marks it
-//!   ACTIVE at once; here ACTIVE means "decided by the agent"). It becomes ACTIVE
-//!   when the datapath applies the agent's FLOW_SET with a FORWARD, DROP or NAT
-//!   action: it writes the action and the other fields first, then
-//!   [`FlowEntry::set_active`] issues a release fence and sets the flag.
-//! * Removal clears ACTIVE and VALID; `gen_id` survives and is incremented by
-//!   the next [`FlowTable::insert`] into the same record, so an index held
-//!   across a delete is detected as stale.
-//! * Chain links (`next_index`) are written after the record they point to is
-//!   complete (release fence); a reader that walks chains must bound the walk
-//!   and re-check every key, since a record can be unlinked and reused under it.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
-use core::mem::{align_of, offset_of, size_of};
+use core::mem::size_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{fence, Ordering};
 
-// ---- upstream constants (include/vr_flow.h, dp-core/vr_htable.c) -------
-
-pub const VR_FLOW_ACTION_DROP: u16 = 0x0;
-pub const VR_FLOW_ACTION_HOLD: u16 = 0x1;
-pub const VR_FLOW_ACTION_FORWARD: u16 = 0x2;
-pub const VR_FLOW_ACTION_NAT: u16 = 0x3;
-
-pub const VR_FLOW_FLAG_ACTIVE: u16 = 0x0001;
-pub const VR_FLOW_FLAG_SNAT: u16 = 0x0002;
-pub const VR_FLOW_FLAG_SPAT: u16 = 0x0004;
-pub const VR_FLOW_FLAG_DNAT: u16 = 0x0008;
-pub const VR_FLOW_FLAG_DPAT: u16 = 0x0010;
-pub const VR_FLOW_FLAG_NAT_MASK: u16 =
-    VR_FLOW_FLAG_SNAT | VR_FLOW_FLAG_SPAT | VR_FLOW_FLAG_DNAT | VR_FLOW_FLAG_DPAT;
-pub const VR_FLOW_FLAG_TRAP_ECMP: u16 = 0x0020;
-pub const VR_FLOW_FLAG_DELETE_MARKED: u16 = 0x0040;
-pub const VR_FLOW_BGP_SERVICE: u16 = 0x0080;
-pub const VR_FLOW_FLAG_MODIFIED: u16 = 0x0100;
-pub const VR_FLOW_FLAG_NEW_FLOW: u16 = 0x0200;
-pub const VR_FLOW_FLAG_EVICT_CANDIDATE: u16 = 0x0400;
-pub const VR_FLOW_FLAG_EVICTED: u16 = 0x0800;
-/// Upstream `VR_RFLOW_VALID`.
-pub const VR_FLOW_FLAG_RFLOW_VALID: u16 = 0x1000;
-pub const VR_RFLOW_VALID: u16 = VR_FLOW_FLAG_RFLOW_VALID;
-pub const VR_FLOW_FLAG_MIRROR: u16 = 0x2000;
-pub const VR_FLOW_FLAG_VRFT: u16 = 0x4000;
-pub const VR_FLOW_FLAG_LINK_LOCAL: u16 = 0x8000;
-/// Flags owned by the datapath, which a FLOW_SET does not overwrite upstream.
-pub const VR_FLOW_FLAG_DP_FLAGS: u16 = VR_FLOW_FLAG_EVICT_CANDIDATE
-    | VR_FLOW_FLAG_EVICTED
-    | VR_FLOW_FLAG_NEW_FLOW
-    | VR_FLOW_FLAG_MODIFIED;
-
-pub const VR_FLOW_FLAG1_HBS_LEFT: u16 = 0x1000;
-pub const VR_FLOW_FLAG1_HBS_RIGHT: u16 = 0x2000;
-
-pub const VR_FLOW_TCP_FIN: u16 = 0x0001;
-pub const VR_FLOW_TCP_HALF_CLOSE: u16 = 0x0002;
-pub const VR_FLOW_TCP_FIN_R: u16 = 0x0004;
-pub const VR_FLOW_TCP_SYN: u16 = 0x0008;
-pub const VR_FLOW_TCP_SYN_R: u16 = 0x0010;
-pub const VR_FLOW_TCP_ESTABLISHED: u16 = 0x0020;
-pub const VR_FLOW_TCP_ESTABLISHED_R: u16 = 0x0040;
-pub const VR_FLOW_TCP_RST: u16 = 0x0080;
-pub const VR_FLOW_TCP_DEAD: u16 = 0x8000;
-
-pub const VR_FLOW_DR_UNKNOWN: u8 = 0x00;
-/// Upstream spells it `VR_FLOW_DR_UNAVIALABLE_INTF`.
-pub const VR_FLOW_DR_UNAVAILABLE_INTF: u8 = 0x01;
-pub const VR_FLOW_DR_IPV4_FWD_DIS: u8 = 0x02;
-pub const VR_FLOW_DR_UNAVAILABLE_VRF: u8 = 0x03;
-pub const VR_FLOW_DR_NO_SRC_ROUTE: u8 = 0x04;
-pub const VR_FLOW_DR_NO_DST_ROUTE: u8 = 0x05;
-pub const VR_FLOW_DR_AUDIT_ENTRY: u8 = 0x06;
-pub const VR_FLOW_DR_VRF_CHANGE: u8 = 0x07;
-pub const VR_FLOW_DR_NO_REVERSE_FLOW: u8 = 0x08;
-pub const VR_FLOW_DR_REVERSE_FLOW_CHANGE: u8 = 0x09;
-pub const VR_FLOW_DR_NAT_CHANGE: u8 = 0x0a;
-pub const VR_FLOW_DR_FLOW_LIMIT: u8 = 0x0b;
-pub const VR_FLOW_DR_LINKLOCAL_SRC_NAT: u8 = 0x0c;
-pub const VR_FLOW_DR_FAILED_VROUTER_INSTALL: u8 = 0x0d;
-pub const VR_FLOW_DR_INVALID_L2_FLOW: u8 = 0x0e;
-pub const VR_FLOW_DR_FLOW_ON_TSN: u8 = 0x0f;
-pub const VR_FLOW_DR_NO_MIRROR_ENTRY: u8 = 0x10;
-pub const VR_FLOW_DR_SAME_FLOW_RFLOW_KEY: u8 = 0x11;
-pub const VR_FLOW_DR_PORT_MAP_DROP: u8 = 0x12;
-pub const VR_FLOW_DR_NO_SRC_ROUTE_L2RPF: u8 = 0x13;
-pub const VR_FLOW_DR_FAT_FLOW_NAT_CONFLICT: u8 = 0x14;
-pub const VR_FLOW_DR_POLICY: u8 = 0x15;
-pub const VR_FLOW_DR_OUT_POLICY: u8 = 0x16;
-pub const VR_FLOW_DR_SG: u8 = 0x17;
-pub const VR_FLOW_DR_OUT_SG: u8 = 0x18;
-pub const VR_FLOW_DR_REVERSE_SG: u8 = 0x19;
-pub const VR_FLOW_DR_REVERSE_OUT_SG: u8 = 0x1a;
-pub const VR_FLOW_DR_FW_POLICY: u8 = 0x1b;
-pub const VR_FLOW_DR_OUT_FW_POLICY: u8 = 0x1c;
-pub const VR_FLOW_DR_REVERSE_FW_POLICY: u8 = 0x1d;
-pub const VR_FLOW_DR_REVERSE_OUT_FW_POLICY: u8 = 0x1e;
-pub const VR_FLOW_DR_FWAAS_POLICY: u8 = 0x1f;
-pub const VR_FLOW_DR_OUT_FWAAS_POLICY: u8 = 0x20;
-pub const VR_FLOW_DR_REVERSE_FWAAS_POLICY: u8 = 0x21;
-pub const VR_FLOW_DR_REVERSE_OUT_FWAAS_POLICY: u8 = 0x22;
-
-/// `hentry_flags` bit of an in-use record (upstream `VR_HENTRY_FLAG_VALID`).
-pub const VR_HENTRY_FLAG_VALID: u8 = 0x1;
-/// "No record" in `next_index` / `bucket_index` (upstream `VR_INVALID_HENTRY_INDEX`).
-pub const VR_INVALID_HENTRY_INDEX: u32 = u32::MAX;
-/// "No mirror" in `mirror_id` / `sec_mirror_id` (upstream `VR_MAX_MIRROR_INDICES`).
-pub const VR_MAX_MIRROR_INDICES: u8 = 255;
-/// Slots per hash bucket (upstream `VR_HENTRIES_PER_BUCKET`).
-pub const FLOW_BUCKET_SIZE: u32 = 4;
-
-/// Linux `AF_INET`, the key family of IPv4 flows.
-pub const AF_INET: u8 = 2;
-/// Linux `AF_INET6`, the key family of IPv6 flows.
-pub const AF_INET6: u8 = 10;
-
-// ---- key ---------------------------------------------------------------
-
-/// A flow key: 44 bytes, like upstream `struct vr_inet6_flow`. An IPv4 key
-/// uses the first 4 bytes of each address; the rest is zero.
-///
-/// `sport`/`dport` are stored in network byte order and `nh_id` in host
-/// order, as upstream does; use [`FlowKey::new`], [`FlowKey::sport`] and
-/// [`FlowKey::dport`] so callers never deal with it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
-    pub family: u8,
-    pub proto: u8,
-    pub unused: u16,
-    /// Network byte order.
-    pub sport: u16,
-    /// Network byte order.
-    pub dport: u16,
-    pub nh_id: u32,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-}
-
-const _: () = {
-    assert!(size_of::<FlowKey>() == 44);
-    assert!(offset_of!(FlowKey, family) == 0);
-    assert!(offset_of!(FlowKey, proto) == 1);
-    assert!(offset_of!(FlowKey, unused) == 2);
-    assert!(offset_of!(FlowKey, sport) == 4);
-    assert!(offset_of!(FlowKey, dport) == 6);
-    assert!(offset_of!(FlowKey, nh_id) == 8);
-    assert!(offset_of!(FlowKey, src) == 12);
-    assert!(offset_of!(FlowKey, dst) == 28);
-};
-
-impl FlowKey {
-    /// Size of the key in bytes (the `key_len` of a valid entry).
-    pub const LEN: u8 = 44;
-
-    /// A key from host-order ports; addresses are 16 bytes (IPv4 in the
-    /// first 4, rest zero).
-    #[inline]
-    pub const fn new(
-        family: u8,
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        nh_id: u32,
-        src: [u8; 16],
-        dst: [u8; 16],
-    ) -> Self {
-        Self {
-            family,
-            proto,
-            unused: 0,
-            sport: sport.to_be(),
-            dport: dport.to_be(),
-            nh_id,
-            src,
-            dst,
-        }
-    }
-
-    /// An IPv4 key.
-    #[inline]
-    pub const fn new_v4(
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        nh_id: u32,
-        src: [u8; 4],
-        dst: [u8; 4],
-    ) -> Self {
-        Self::new(AF_INET, proto, sport, dport, nh_id, widen(src), widen(dst))
-    }
-
-    /// An IPv6 key.
-    #[inline]
-    pub const fn new_v6(
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        nh_id: u32,
-        src: [u8; 16],
-        dst: [u8; 16],
-    ) -> Self {
-        Self::new(AF_INET6, proto, sport, dport, nh_id, src, dst)
-    }
-
-    /// Source port, host order.
-    #[inline]
-    pub const fn sport(&self) -> u16 {
-        u16::from_be(self.sport)
-    }
-
-    /// Destination port, host order.
-    #[inline]
-    pub const fn dport(&self) -> u16 {
-        u16::from_be(self.dport)
-    }
-
-    #[inline]
-    pub fn set_sport(&mut self, port: u16) {
-        self.sport = port.to_be();
-    }
-
-    #[inline]
-    pub fn set_dport(&mut self, port: u16) {
-        self.dport = port.to_be();
-    }
-
-    #[inline]
-    pub const fn nh_id(&self) -> u32 {
-        self.nh_id
-    }
-
-    #[inline]
-    pub const fn is_ipv4(&self) -> bool {
-        self.family == AF_INET
-    }
-
-    #[inline]
-    pub const fn is_ipv6(&self) -> bool {
-        self.family == AF_INET6
-    }
-
-    /// IPv4 source address (meaningful for `AF_INET` keys).
-    #[inline]
-    pub const fn src_v4(&self) -> [u8; 4] {
-        [self.src[0], self.src[1], self.src[2], self.src[3]]
-    }
-
-    /// IPv4 destination address (meaningful for `AF_INET` keys).
-    #[inline]
-    pub const fn dst_v4(&self) -> [u8; 4] {
-        [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
-    }
-
-    /// The key as six little-endian words: the bytes 0..8, `nh_id`, and the
-    /// two halves of each address. Compiles to plain loads; used by the hash
-    /// and by the branch-free comparison on the lookup path.
-    #[inline(always)]
-    fn words(&self) -> [u64; 6] {
-        let head = u64::from(self.family)
-            | (u64::from(self.proto) << 8)
-            | (u64::from(self.unused) << 16)
-            | (u64::from(u16::from_ne_bytes(self.sport.to_le_bytes())) << 32)
-            | (u64::from(u16::from_ne_bytes(self.dport.to_le_bytes())) << 48);
-        let src = u128::from_le_bytes(self.src);
-        let dst = u128::from_le_bytes(self.dst);
-        [
-            head,
-            u64::from(self.nh_id),
-            src as u64,
-            (src >> 64) as u64,
-            dst as u64,
-            (dst >> 64) as u64,
-        ]
-    }
-}
-
-const fn widen(a: [u8; 4]) -> [u8; 16] {
-    let mut w = [0u8; 16];
-    w[0] = a[0];
-    w[1] = a[1];
-    w[2] = a[2];
-    w[3] = a[3];
-    w
-}
-
-/// Branch-free key equality for the hot path.
-#[inline(always)]
-fn key_eq(a: &FlowKey, b: &FlowKey) -> bool {
-    let (x, y) = (a.words(), b.words());
-    ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]))
-        == 0
-}
-
-// ---- entry -------------------------------------------------------------
-
-/// One flow record: 128 bytes, upstream `struct vr_flow_entry`'s field order
-/// at natural alignment (see the module docs for the offsets).
-///
-/// Fields are public for the datapath and for dumps, but the hash-table
-/// fields (`next_index`, `bucket_index`, `hentry_flags`) and the `key` of a
-/// valid entry belong to [`FlowTable`]: changing them corrupts the table.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowEntry {
-    pub next_index: u32,
-    pub bucket_index: u32,
-    pub hentry_flags: u8,
-    pub ttl: u8,
-    pub qos_id: i16,
-    pub key: FlowKey,
-    pub key_len: u8,
-    pub gen_id: u8,
-    pub tcp_flags: u16,
-    pub hold_count: u32,
-    pub tcp_seq: u32,
-    pub rflow: i32,
-    pub flags: u16,
-    pub flags1: u16,
-    pub action: u16,
-    pub vrf: u16,
-    pub dvrf: u16,
-    pub mirror_id: u8,
-    pub sec_mirror_id: u8,
-    pub src_nh_index: u32,
-    pub stats_bytes: u32,
-    pub stats_packets: u32,
-    pub stats_bytes_oflow: u16,
-    pub stats_packets_oflow: u8,
-    pub ecmp_nh_index: i8,
-    pub drop_reason: u8,
-    pub fe_type: u8,
-    pub udp_src_port: u16,
-    pub src_info: u32,
-    pub last_seen: u32,
-    pub tcp_ack: u32,
-    pub underlay_ecmp_index: i8,
-    pub bucket_lock: u8,
-    pub pad0: [u8; 2],
-    pub seq: u32,
-    pub pad1: [u8; 4],
-}
-
-const _: () = {
-    assert!(size_of::<FlowEntry>() == 128);
-    assert!(align_of::<FlowEntry>() == 64);
-    assert!(offset_of!(FlowEntry, next_index) == 0);
-    assert!(offset_of!(FlowEntry, bucket_index) == 4);
-    assert!(offset_of!(FlowEntry, hentry_flags) == 8);
-    assert!(offset_of!(FlowEntry, ttl) == 9);
-    assert!(offset_of!(FlowEntry, qos_id) == 10);
-    assert!(offset_of!(FlowEntry, key) == 12);
-    assert!(offset_of!(FlowEntry, key_len) == 56);
-    assert!(offset_of!(FlowEntry, gen_id) == 57);
-    assert!(offset_of!(FlowEntry, tcp_flags) == 58);
-    assert!(offset_of!(FlowEntry, hold_count) == 60);
-    assert!(offset_of!(FlowEntry, tcp_seq) == 64);
-    assert!(offset_of!(FlowEntry, rflow) == 68);
-    assert!(offset_of!(FlowEntry, flags) == 72);
-    assert!(offset_of!(FlowEntry, flags1) == 74);
-    assert!(offset_of!(FlowEntry, action) == 76);
-    assert!(offset_of!(FlowEntry, vrf) == 78);
-    assert!(offset_of!(FlowEntry, dvrf) == 80);
-    assert!(offset_of!(FlowEntry, mirror_id) == 82);
-    assert!(offset_of!(FlowEntry, sec_mirror_id) == 83);
-    assert!(offset_of!(FlowEntry, src_nh_index) == 84);
-    assert!(offset_of!(FlowEntry, stats_bytes) == 88);
-    assert!(offset_of!(FlowEntry, stats_packets) == 92);
-    assert!(offset_of!(FlowEntry, stats_bytes_oflow) == 96);
-    assert!(offset_of!(FlowEntry, stats_packets_oflow) == 98);
-    assert!(offset_of!(FlowEntry, ecmp_nh_index) == 99);
-    assert!(offset_of!(FlowEntry, drop_reason) == 100);
-    assert!(offset_of!(FlowEntry, fe_type) == 101);
-    assert!(offset_of!(FlowEntry, udp_src_port) == 102);
-    assert!(offset_of!(FlowEntry, src_info) == 104);
-    assert!(offset_of!(FlowEntry, last_seen) == 108);
-    assert!(offset_of!(FlowEntry, tcp_ack) == 112);
-    assert!(offset_of!(FlowEntry, underlay_ecmp_index) == 116);
-    assert!(offset_of!(FlowEntry, bucket_lock) == 117);
-    assert!(offset_of!(FlowEntry, pad0) == 118);
-    assert!(offset_of!(FlowEntry, seq) == 120);
-    assert!(offset_of!(FlowEntry, pad1) == 124);
-};
-
-impl Default for FlowEntry {
-    fn default() -> Self {
-        Self::EMPTY
-    }
-}
-
-impl FlowEntry {
-    /// A free record: all zero except the "none" links and reverse flow.
-    pub const EMPTY: Self = Self {
-        next_index: VR_INVALID_HENTRY_INDEX,
-        bucket_index: VR_INVALID_HENTRY_INDEX,
-        hentry_flags: 0,
-        ttl: 0,
-        qos_id: 0,
-        key: FlowKey::new(0, 0, 0, 0, 0, [0; 16], [0; 16]),
-        key_len: 0,
-        gen_id: 0,
-        tcp_flags: 0,
-        hold_count: 0,
-        tcp_seq: 0,
-        rflow: -1,
-        flags: 0,
-        flags1: 0,
-        action: VR_FLOW_ACTION_DROP,
-        vrf: 0,
-        dvrf: 0,
-        mirror_id: 0,
-        sec_mirror_id: 0,
-        src_nh_index: 0,
-        stats_bytes: 0,
-        stats_packets: 0,
-        stats_bytes_oflow: 0,
-        stats_packets_oflow: 0,
-        ecmp_nh_index: 0,
-        drop_reason: 0,
-        fe_type: 0,
-        udp_src_port: 0,
-        src_info: 0,
-        last_seen: 0,
-        tcp_ack: 0,
-        underlay_ecmp_index: 0,
-        bucket_lock: 0,
-        pad0: [0; 2],
-        seq: 0,
-        pad1: [0; 4],
-    };
-
-    #[inline]
-    pub fn key(&self) -> &FlowKey {
-        &self.key
-    }
-
-    /// The record is in use (it holds a key and is reachable by lookup).
-    #[inline]
-    pub fn is_valid(&self) -> bool {
-        self.hentry_flags & VR_HENTRY_FLAG_VALID != 0
-    }
-
-    /// The agent has decided this flow (`VR_FLOW_FLAG_ACTIVE`).
-    #[inline]
-    pub fn is_active(&self) -> bool {
-        self.flags & VR_FLOW_FLAG_ACTIVE != 0
-    }
-
-    #[inline]
-    pub fn is_hold(&self) -> bool {
-        self.action == VR_FLOW_ACTION_HOLD
-    }
-
-    /// The reverse flow's index, if any.
-    #[inline]
-    pub fn rflow(&self) -> Option<u32> {
-        u32::try_from(self.rflow).ok()
-    }
-
-    /// Count one packet of `bytes`, carrying into the overflow fields like
-    /// upstream (`fe_stats.flow_*_oflow`).
-    #[inline]
-    pub fn add_stats(&mut self, bytes: u32) {
-        let (b, carry) = self.stats_bytes.overflowing_add(bytes);
-        self.stats_bytes = b;
-        if carry {
-            self.stats_bytes_oflow = self.stats_bytes_oflow.wrapping_add(1);
-        }
-        let (p, carry) = self.stats_packets.overflowing_add(1);
-        self.stats_packets = p;
-        if carry {
-            self.stats_packets_oflow = self.stats_packets_oflow.wrapping_add(1);
-        }
-    }
-
-    /// Packets seen (40 bits: 32 + 8 overflow).
-    #[inline]
-    pub fn packets(&self) -> u64 {
-        u64::from(self.stats_packets) | (u64::from(self.stats_packets_oflow) << 32)
-    }
-
-    /// Bytes seen (48 bits: 32 + 16 overflow).
-    #[inline]
-    pub fn bytes(&self) -> u64 {
-        u64::from(self.stats_bytes) | (u64::from(self.stats_bytes_oflow) << 32)
-    }
-
-    /// Upstream's `fresp_stats_oflow`: bytes overflow | packets overflow << 16.
-    #[inline]
-    pub fn stats_oflow(&self) -> u32 {
-        u32::from(self.stats_bytes_oflow) | (u32::from(self.stats_packets_oflow) << 16)
-    }
-
-    /// Start rewriting this entry: `seq` becomes odd, so readers in another
-    /// process discard copies taken meanwhile. Pair with [`Self::write_end`].
-    #[inline]
-    pub fn write_begin(&mut self) {
-        self.seq = self.seq.wrapping_add(1) | 1;
-        // The odd `seq` must be visible before any of the new field values.
-        fence(Ordering::Release);
-    }
-
-    /// Finish a rewrite started by [`Self::write_begin`]: `seq` becomes even.
-    #[inline]
-    pub fn write_end(&mut self) {
-        // Every new field value must be visible before the even `seq`.
-        fence(Ordering::Release);
-        self.seq = self.seq.wrapping_add(1) & !1;
-    }
-
-    /// Mark the flow decided: the caller has written the action and the
-    /// other fields; they become visible to readers before the flag does.
-    #[inline]
-    pub fn set_active(&mut self) {
-        fence(Ordering::Release);
-        self.flags |= VR_FLOW_FLAG_ACTIVE;
-    }
-}
-
-/// One copy of `*entry` by volatile reads: for a reader that maps the
-/// datapath's table memory. The copy may be torn; see [`read_stable`].
-///
-/// # Safety
-///
-/// `entry` must be valid for reads of a `FlowEntry` and aligned.
-#[inline]
-pub unsafe fn snapshot(entry: *const FlowEntry) -> FlowEntry {
-    // SAFETY: the caller guarantees `entry` is readable and aligned; every
-    // bit pattern is a valid `FlowEntry` (plain integers and arrays).
-    unsafe { core::ptr::read_volatile(entry) }
-}
-
-/// A consistent copy of `*entry` written concurrently by the datapath in
-/// another process (the module-level contract), or `None` after `tries`
-/// attempts that all overlapped a rewrite. Counters may still be torn.
-///
-/// # Safety
-///
-/// As [`snapshot`].
-pub unsafe fn read_stable(entry: *const FlowEntry, tries: u32) -> Option<FlowEntry> {
-    for _ in 0..tries {
-        // SAFETY: the caller guarantees `entry` is readable and aligned.
-        let (seq0, gen0, flags0) = unsafe { read_guard(entry) };
-        if seq0 & 1 != 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        fence(Ordering::Acquire);
-        // SAFETY: as above.
-        let copy = unsafe { snapshot(entry) };
-        fence(Ordering::Acquire);
-        // SAFETY: as above.
-        let (seq1, gen1, flags1) = unsafe { read_guard(entry) };
-        if seq0 == seq1
-            && gen0 == gen1
-            && (flags0 & VR_FLOW_FLAG_ACTIVE) == (flags1 & VR_FLOW_FLAG_ACTIVE)
-        {
-            return Some(copy);
-        }
-    }
-    None
-}
-
-/// `seq`, `gen_id` and `flags` of `*entry`, read volatile.
-///
-/// # Safety
-///
-/// As [`snapshot`].
-#[inline]
-unsafe fn read_guard(entry: *const FlowEntry) -> (u32, u8, u16) {
-    // SAFETY: field projections of a readable, aligned `FlowEntry`.
-    unsafe {
-        (
-            core::ptr::read_volatile(core::ptr::addr_of!((*entry).seq)),
-            core::ptr::read_volatile(core::ptr::addr_of!((*entry).gen_id)),
-            core::ptr::read_volatile(core::ptr::addr_of!((*entry).flags)),
-        )
-    }
-}
+use super::hash::{flow_hash, key_eq};
+pub use super::layout::*;
 
 // ---- table -------------------------------------------------------------
 
@@ -788,7 +135,7 @@ impl FlowTable {
         let mut v: Vec<FlowEntry> = Vec::new();
         v.try_reserve_exact(total)
             .map_err(|_| FlowTableError::NoMemory)?;
-        v.resize(total, FlowEntry::EMPTY);
+        v.extend((0..total).map(|i| FlowEntry::empty_at(i as u32)));
         let raw = Box::into_raw(v.into_boxed_slice()).cast::<FlowEntry>();
         let base = NonNull::new(raw).ok_or(FlowTableError::NoMemory)?;
         let mut t = Self::with_base(base, entries, oflow_entries)?;
@@ -819,7 +166,7 @@ impl FlowTable {
         for i in 0..total {
             // SAFETY: in bounds of the caller's region; the memory may hold
             // anything, so write without reading or dropping the old value.
-            unsafe { base.as_ptr().add(i).write(FlowEntry::EMPTY) };
+            unsafe { base.as_ptr().add(i).write(FlowEntry::empty_at(i as u32)) };
         }
         fence(Ordering::Release);
         Self::with_base(base, entries, oflow_entries)
@@ -879,24 +226,10 @@ impl FlowTable {
         (entries as usize + oflow_entries as usize).saturating_mul(size_of::<FlowEntry>())
     }
 
-    /// The flow hash: deterministic across processes and builds (two lanes
-    /// of multiply-xorshift over the key words, then a final avalanche).
+    /// The flow hash ([`super::hash::flow_hash`]).
     #[inline]
     pub fn hash(key: &FlowKey) -> u32 {
-        const M: u64 = 0x9e37_79b9_7f4a_7c15;
-        const M2: u64 = 0xd6e8_feb8_6659_fd93;
-        #[inline(always)]
-        fn mix(h: u64, w: u64) -> u64 {
-            let x = (h ^ w).wrapping_mul(M);
-            x ^ (x >> 32)
-        }
-        let w = key.words();
-        let a = mix(mix(mix(0x243f_6a88_85a3_08d3, w[0]), w[2]), w[3]);
-        let b = mix(mix(mix(0x1319_8a2e_0370_7344, w[1]), w[4]), w[5]);
-        let mut h = (a ^ b.rotate_left(29)).wrapping_mul(M2);
-        h ^= h >> 31;
-        h = h.wrapping_mul(M);
-        (h >> 32) as u32
+        flow_hash(key)
     }
 
     /// Index of the first slot of `key`'s bucket.
@@ -1022,12 +355,15 @@ impl FlowTable {
             } else {
                 VR_INVALID_HENTRY_INDEX
             },
+            index: idx,
             hentry_flags: VR_HENTRY_FLAG_VALID,
             key: *key,
-            key_len: FlowKey::LEN,
+            key_len: key.key_len(),
+            fe_type: key.vp_type(),
             gen_id: e.gen_id.wrapping_add(1),
             action: VR_FLOW_ACTION_HOLD,
-            flags: VR_FLOW_FLAG_NEW_FLOW,
+            // As upstream: in use at once, on hold until the agent decides.
+            flags: VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW,
             mirror_id: VR_MAX_MIRROR_INDICES,
             sec_mirror_id: VR_MAX_MIRROR_INDICES,
             ecmp_nh_index: -1,
@@ -1061,11 +397,18 @@ impl FlowTable {
         if !e.is_valid() {
             return false;
         }
+        // As upstream's `vr_flow_reset_entry`: flags, type and statistics
+        // go; the key stays (its length says it is void).
         e.write_begin();
         e.flags = 0;
         e.hentry_flags &= !VR_HENTRY_FLAG_VALID;
         e.hold_count = 0;
         e.key_len = 0;
+        e.fe_type = 0;
+        e.stats_bytes = 0;
+        e.stats_packets = 0;
+        e.stats_bytes_oflow = 0;
+        e.stats_packets_oflow = 0;
         e.write_end();
         if idx >= entries {
             let (head, next) = (e.bucket_index, e.next_index);
@@ -1226,99 +569,6 @@ mod tests {
     }
 
     #[test]
-    fn layout() {
-        assert_eq!(size_of::<FlowKey>(), 44);
-        assert_eq!(size_of::<FlowEntry>(), 128);
-        assert_eq!(align_of::<FlowEntry>(), 64);
-        let offsets = [
-            (offset_of!(FlowEntry, next_index), 0),
-            (offset_of!(FlowEntry, bucket_index), 4),
-            (offset_of!(FlowEntry, hentry_flags), 8),
-            (offset_of!(FlowEntry, ttl), 9),
-            (offset_of!(FlowEntry, qos_id), 10),
-            (offset_of!(FlowEntry, key), 12),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, sport), 16),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, nh_id), 20),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, src), 24),
-            (offset_of!(FlowEntry, key) + offset_of!(FlowKey, dst), 40),
-            (offset_of!(FlowEntry, key_len), 56),
-            (offset_of!(FlowEntry, gen_id), 57),
-            (offset_of!(FlowEntry, tcp_flags), 58),
-            (offset_of!(FlowEntry, hold_count), 60),
-            (offset_of!(FlowEntry, tcp_seq), 64),
-            (offset_of!(FlowEntry, rflow), 68),
-            (offset_of!(FlowEntry, flags), 72),
-            (offset_of!(FlowEntry, flags1), 74),
-            (offset_of!(FlowEntry, action), 76),
-            (offset_of!(FlowEntry, vrf), 78),
-            (offset_of!(FlowEntry, dvrf), 80),
-            (offset_of!(FlowEntry, mirror_id), 82),
-            (offset_of!(FlowEntry, sec_mirror_id), 83),
-            (offset_of!(FlowEntry, src_nh_index), 84),
-            (offset_of!(FlowEntry, stats_bytes), 88),
-            (offset_of!(FlowEntry, stats_packets), 92),
-            (offset_of!(FlowEntry, stats_bytes_oflow), 96),
-            (offset_of!(FlowEntry, stats_packets_oflow), 98),
-            (offset_of!(FlowEntry, ecmp_nh_index), 99),
-            (offset_of!(FlowEntry, drop_reason), 100),
-            (offset_of!(FlowEntry, fe_type), 101),
-            (offset_of!(FlowEntry, udp_src_port), 102),
-            (offset_of!(FlowEntry, src_info), 104),
-            (offset_of!(FlowEntry, last_seen), 108),
-            (offset_of!(FlowEntry, tcp_ack), 112),
-            (offset_of!(FlowEntry, underlay_ecmp_index), 116),
-            (offset_of!(FlowEntry, bucket_lock), 117),
-            (offset_of!(FlowEntry, seq), 120),
-        ];
-        for (i, (got, want)) in offsets.iter().enumerate() {
-            assert_eq!(got, want, "offset #{i}");
-        }
-    }
-
-    #[test]
-    fn key_byte_order() {
-        let k = FlowKey::new_v4(17, 0x1234, 53, 0x0102_0304, [1, 2, 3, 4], [5, 6, 7, 8]);
-        assert_eq!(k.sport.to_ne_bytes(), [0x12, 0x34]);
-        assert_eq!(k.dport.to_ne_bytes(), [0, 53]);
-        assert_eq!(k.nh_id.to_ne_bytes(), 0x0102_0304u32.to_ne_bytes());
-        assert_eq!((k.sport(), k.dport(), k.nh_id()), (0x1234, 53, 0x0102_0304));
-        assert_eq!(k.family, AF_INET);
-        assert!(k.is_ipv4() && !k.is_ipv6());
-        assert_eq!(k.src[..4], [1, 2, 3, 4]);
-        assert_eq!(k.src[4..], [0; 12]);
-        assert_eq!((k.src_v4(), k.dst_v4()), ([1, 2, 3, 4], [5, 6, 7, 8]));
-        let mut k2 = k;
-        k2.set_sport(1);
-        k2.set_dport(2);
-        assert_eq!((k2.sport(), k2.dport()), (1, 2));
-        assert_eq!(
-            FlowKey::new_v6(6, 1, 2, 3, [9; 16], [8; 16]).family,
-            AF_INET6
-        );
-    }
-
-    #[test]
-    fn constants_match_upstream() {
-        assert_eq!(
-            [
-                VR_FLOW_ACTION_DROP,
-                VR_FLOW_ACTION_HOLD,
-                VR_FLOW_ACTION_FORWARD,
-                VR_FLOW_ACTION_NAT
-            ],
-            [0, 1, 2, 3]
-        );
-        assert_eq!(VR_FLOW_FLAG_NAT_MASK, 0x1e);
-        assert_eq!(VR_FLOW_FLAG_DP_FLAGS, 0x0f00);
-        assert_eq!(VR_RFLOW_VALID, 0x1000);
-        assert_eq!(VR_FLOW_FLAG_LINK_LOCAL, 0x8000);
-        assert_eq!(VR_FLOW_TCP_RST, 0x80);
-        assert_eq!(VR_FLOW_TCP_DEAD, 0x8000);
-        assert_eq!(VR_FLOW_DR_SG, 0x17);
-        assert_eq!(VR_FLOW_DR_REVERSE_OUT_FWAAS_POLICY, 0x22);
-    }
-
-    #[test]
     fn bad_sizes() {
         assert_eq!(FlowTable::new(0, 8).unwrap_err(), FlowTableError::BadSize);
         assert_eq!(FlowTable::new(6, 8).unwrap_err(), FlowTableError::BadSize);
@@ -1331,7 +581,7 @@ mod tests {
             FlowTableError::BadSize
         );
         assert!(FlowTable::new(4, 0).is_ok());
-        assert_eq!(FlowTable::bytes_for(16, 8), 24 * 128);
+        assert_eq!(FlowTable::bytes_for(16, 8), 24 * 256);
         assert!(!FlowTableError::TableFull.to_string().is_empty());
     }
 
@@ -1349,13 +599,14 @@ mod tests {
         assert_eq!(t.len(), 1);
         let e = t.get_valid(i).unwrap();
         assert_eq!(*e.key(), k);
-        assert_eq!(e.key_len, 44);
+        assert_eq!((e.key_len, e.fe_type, e.index), (20, VP_TYPE_IP, i));
         assert_eq!(e.action, VR_FLOW_ACTION_HOLD);
         assert_eq!(e.rflow, -1);
         assert_eq!(e.rflow(), None);
         assert_eq!(e.gen_id, 1);
-        assert_eq!(e.flags, VR_FLOW_FLAG_NEW_FLOW);
-        assert!(e.is_valid() && !e.is_active() && e.is_hold());
+        // As upstream: ACTIVE and NEW_FLOW at once, on hold.
+        assert_eq!(e.flags, VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW);
+        assert!(e.is_valid() && e.is_active() && e.is_hold() && !e.is_decided());
         assert_eq!(e.seq % 2, 0);
 
         let fe = t.get_valid_mut(i).unwrap();
@@ -1364,8 +615,9 @@ mod tests {
         fe.rflow = 5;
         fe.set_active();
         fe.write_end();
-        assert!(t.get(i).unwrap().is_active());
+        assert!(t.get(i).unwrap().is_decided());
         assert_eq!(t.get(i).unwrap().rflow(), Some(5));
+        t.get_valid_mut(i).unwrap().add_stats(10);
 
         assert!(t.remove(i));
         assert!(!t.remove(i));
@@ -1374,6 +626,8 @@ mod tests {
         assert!(t.get_valid(i).is_none());
         let e = t.get(i).unwrap();
         assert!(!e.is_valid() && !e.is_active());
+        // As upstream's `vr_flow_reset_entry`: type, length, statistics go.
+        assert_eq!((e.key_len, e.fe_type, e.packets(), e.index), (0, 0, 0, i));
         assert_eq!(e.gen_id, 1);
         assert_eq!(t.len(), 0);
         assert!(t.get(t.capacity()).is_none());
@@ -1487,50 +741,30 @@ mod tests {
         }
         // The bytes are the records, laid out as documented.
         let rec = &buf[off..off + bytes];
+        for (i, r) in rec.chunks_exact(256).enumerate() {
+            assert_eq!(&r[8..12], &(i as u32).to_ne_bytes(), "hentry_index");
+        }
         let first = rec
-            .chunks_exact(128)
-            .position(|r| r[8] == VR_HENTRY_FLAG_VALID)
+            .chunks_exact(256)
+            .position(|r| r[20] == VR_HENTRY_FLAG_VALID)
             .unwrap();
-        let r = &rec[first * 128..][..128];
-        assert_eq!(r[12], AF_INET);
-        assert_eq!(r[13], 6);
-        assert_eq!(r[56], 44);
-        assert_eq!(&r[18..20], &443u16.to_be_bytes());
-        assert_eq!(&r[76..78], &VR_FLOW_ACTION_HOLD.to_ne_bytes());
-        assert_eq!(&r[68..72], &(-1i32).to_ne_bytes());
+        let r = &rec[first * 256..][..256];
+        assert_eq!(r[24], AF_INET);
+        assert_eq!(r[25], 6);
+        assert_eq!(r[68], 20);
+        assert_eq!(&r[30..32], &443u16.to_be_bytes());
+        assert_eq!(&r[92..94], &VR_FLOW_ACTION_HOLD.to_ne_bytes());
+        assert_eq!(&r[84..88], &(-1i32).to_ne_bytes());
+        assert_eq!(
+            &r[88..90],
+            &(VR_FLOW_FLAG_ACTIVE | VR_FLOW_FLAG_NEW_FLOW).to_ne_bytes()
+        );
         // SAFETY: misaligned pointer is rejected before any access.
         let e = unsafe { FlowTable::from_raw(base.cast::<u8>().add(4).cast(), 4, 0) };
         assert_eq!(e.unwrap_err(), FlowTableError::Misaligned);
         // SAFETY: null is rejected.
         let e = unsafe { FlowTable::from_raw(core::ptr::null_mut(), 4, 0) };
         assert_eq!(e.unwrap_err(), FlowTableError::Misaligned);
-    }
-
-    #[test]
-    fn stats_carry() {
-        let mut e = FlowEntry::EMPTY;
-        e.stats_bytes = u32::MAX - 10;
-        e.stats_packets = u32::MAX;
-        e.add_stats(20);
-        assert_eq!(e.stats_bytes, 9);
-        assert_eq!(e.stats_bytes_oflow, 1);
-        assert_eq!(e.stats_packets, 0);
-        assert_eq!(e.stats_packets_oflow, 1);
-        assert_eq!(e.bytes(), (1u64 << 32) + 9);
-        assert_eq!(e.packets(), 1u64 << 32);
-        assert_eq!(e.stats_oflow(), 0x0001_0001);
-    }
-
-    #[test]
-    fn read_stable_rejects_write_in_progress() {
-        let mut e = FlowEntry::EMPTY;
-        e.write_begin();
-        // SAFETY: `e` is a live local.
-        assert!(unsafe { read_stable(&e, 3) }.is_none());
-        e.write_end();
-        // SAFETY: as above.
-        assert_eq!(unsafe { read_stable(&e, 1) }, Some(e));
-        assert_eq!(e.seq, 2);
     }
 
     #[test]
@@ -1545,81 +779,6 @@ mod tests {
         let from: Vec<u32> = t.iter_valid_from(all[10]).map(|(i, _)| i).collect();
         assert_eq!(from, all[10..]);
         assert_eq!(t.iter_valid_from(t.capacity() + 5).count(), 0);
-    }
-
-    /// splitmix64: a deterministic test PRNG.
-    fn next(s: &mut u64) -> u64 {
-        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Chi-square of `n` hashes over 65536 bins, through `bin`.
-    fn chi2(keys: &[FlowKey], bin: impl Fn(u32) -> usize) -> f64 {
-        let mut counts = vec![0u32; 65536];
-        for k in keys {
-            counts[bin(FlowTable::hash(k))] += 1;
-        }
-        let exp = keys.len() as f64 / 65536.0;
-        counts
-            .iter()
-            .map(|&c| (f64::from(c) - exp).powi(2) / exp)
-            .sum()
-    }
-
-    fn assert_uniform(name: &str, keys: &[FlowKey]) {
-        // 65535 degrees of freedom: mean 65535, sd ~362. Allow 6 sd.
-        let bins: [(&str, &dyn Fn(u32) -> usize); 3] = [
-            ("low", &|h| (h & 0xffff) as usize),
-            ("high", &|h| (h >> 16) as usize),
-            ("range", &|h| ((u64::from(h) * 65536) >> 32) as usize),
-        ];
-        for (bname, f) in bins {
-            let c = chi2(keys, f);
-            assert!(
-                (c - 65535.0).abs() < 6.0 * 362.0,
-                "{name}/{bname}: chi2 {c}"
-            );
-        }
-    }
-
-    #[test]
-    fn hash_distribution() {
-        let mut s = 1u64;
-        let random: Vec<FlowKey> = (0..100_000)
-            .map(|_| {
-                let (a, b) = (next(&mut s), next(&mut s));
-                FlowKey::new_v4(
-                    (a & 0xff) as u8,
-                    (a >> 8) as u16,
-                    (a >> 24) as u16,
-                    (a >> 40) as u32,
-                    (b as u32).to_ne_bytes(),
-                    ((b >> 32) as u32).to_ne_bytes(),
-                )
-            })
-            .collect();
-        assert_uniform("random", &random);
-        // Structured traffic: one client, sequential source ports to a few servers.
-        let ports: Vec<FlowKey> = (0..100_000u32)
-            .map(|i| k4(i as u16, 80 + (i >> 16) as u16, 0x0a00_0001))
-            .collect();
-        assert_uniform("ports", &ports);
-        // Sequential IPv6 sources in one /64.
-        let v6: Vec<FlowKey> = (0..100_000u32)
-            .map(|i| {
-                let mut src = [0u8; 16];
-                src[0] = 0xfd;
-                src[12..].copy_from_slice(&i.to_be_bytes());
-                FlowKey::new_v6(17, 5000, 53, 3, src, [0xfd; 16])
-            })
-            .collect();
-        assert_uniform("v6", &v6);
-        // Deterministic: a fixed key always hashes the same (agent and
-        // datapath compute it independently).
-        assert_eq!(FlowTable::hash(&k4(1, 2, 3)), FlowTable::hash(&k4(1, 2, 3)));
     }
 
     #[derive(Clone, Debug)]

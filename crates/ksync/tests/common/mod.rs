@@ -5,7 +5,9 @@
 
 use dp_core::{Router, RouterConfig, VifConfig};
 use ksync::{Handled, Handler, HostInfo, HostOps, VR_MESSAGE_DUMP_INCOMPLETE};
-use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};
+use sandesh::frame::{
+    self, Frame, Framing, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST,
+};
 use sandesh::{Message, VrInterfaceReq, VrResponse};
 
 /// Records what the handler asked of the host.
@@ -74,59 +76,69 @@ pub fn request(objs: &[Message], seq: u32) -> Vec<u8> {
 }
 
 /// Splits `out` into the answers of each request (by seq order), checking
-/// upstream's framing: flags 0 for a lone answer; NLM_F_MULTI on every
-/// message and a closing NLMSG_DONE when there are several; `nla_len` =
-/// payload length; 4-byte padding.
-pub fn answers(out: &[u8]) -> Vec<(u32, Vec<Answer>)> {
+/// the framing of upstream's datapath of that kind byte for byte: type
+/// echoed, `pid` 0, `nla_len` = payload length; DPDK: no padding,
+/// `nlmsg_len` = 24 + payload, `NLM_F_MULTI` on all but the last, no
+/// `NLMSG_DONE`; Windows: 4-byte padding, `NLM_F_MULTI` on every message
+/// and a closing `NLMSG_DONE` when there are several. A lone answer has
+/// flags 0 in both.
+pub fn answers(out: &[u8], framing: Framing) -> Vec<(u32, Vec<Answer>)> {
     let frames: Vec<Frame<'_>> = frame::parse_all(out).collect::<Result<_, _>>().unwrap();
     let mut res: Vec<(u32, Vec<Answer>)> = Vec::new();
-    let mut i = 0;
     let mut at = 0usize;
+    let mut i = 0;
+    let mut group: Vec<Answer> = Vec::new();
+    let mut group_seq = None;
     while i < frames.len() {
-        let f = &frames[i];
-        let Frame::Sandesh {
-            header, payload, ..
-        } = f
-        else {
-            panic!("expected a sandesh answer, got {f:?}");
-        };
-        assert_eq!(header.len % 4, 0, "answers are padded to 4 bytes");
-        // nla_len counts the payload only (upstream answer convention).
-        let nla_len = u16::from_ne_bytes([out[at + 20], out[at + 21]]) as usize;
-        assert_eq!(nla_len, payload.len());
-        assert_eq!(header.msg_type, GENL_ID_VROUTER);
-        assert_eq!(header.pid, 4242);
-        let seq = header.seq;
-        let mut group = vec![Message::decode_all(payload).unwrap()];
-        at += header.len as usize;
-        i += 1;
-        if header.flags & NLM_F_MULTI != 0 {
-            loop {
-                match &frames[i] {
-                    Frame::Sandesh {
-                        header, payload, ..
-                    } => {
-                        assert_eq!(header.flags, NLM_F_MULTI);
-                        assert_eq!(header.seq, seq);
-                        group.push(Message::decode_all(payload).unwrap());
-                        at += header.len as usize;
+        match &frames[i] {
+            Frame::Sandesh {
+                header, payload, ..
+            } => {
+                let nla_len = u16::from_ne_bytes([out[at + 20], out[at + 21]]) as usize;
+                assert_eq!(nla_len, payload.len(), "nla_len is the payload length");
+                match framing {
+                    Framing::Dpdk => assert_eq!(header.len as usize, 24 + payload.len()),
+                    Framing::Windows => {
+                        assert_eq!(header.len % 4, 0, "padded to 4 bytes");
+                        assert!(header.len as usize - 24 - payload.len() < 4);
                     }
-                    Frame::Done(h) => {
-                        assert_eq!((h.seq, h.len, h.flags), (seq, 16, 0));
-                        at += 16;
-                        i += 1;
-                        break;
-                    }
-                    other => panic!("unexpected {other:?}"),
                 }
-                i += 1;
+                assert_eq!(header.msg_type, GENL_ID_VROUTER);
+                assert_eq!(header.pid, 0);
+                if let Some(s) = group_seq {
+                    assert_eq!(header.seq, s, "parts of one answer share the seq");
+                }
+                group_seq = Some(header.seq);
+                group.push(Message::decode_all(payload).unwrap());
+                at += header.len as usize;
+                let more = header.flags & NLM_F_MULTI != 0;
+                assert_eq!(header.flags & !NLM_F_MULTI, 0);
+                match framing {
+                    Framing::Dpdk if !more => {
+                        res.push((header.seq, std::mem::take(&mut group)));
+                        group_seq = None;
+                    }
+                    Framing::Windows if !more => {
+                        assert_eq!(group.len(), 1, "a lone answer has flags 0");
+                        res.push((header.seq, std::mem::take(&mut group)));
+                        group_seq = None;
+                    }
+                    _ => {}
+                }
             }
-            assert!(group.len() > 1, "NLM_F_MULTI on a lone answer");
-        } else {
-            assert_eq!(header.flags, 0);
+            Frame::Done(h) => {
+                assert_eq!(framing, Framing::Windows, "DPDK sends no NLMSG_DONE");
+                assert_eq!((Some(h.seq), h.len, h.flags, h.pid), (group_seq, 16, 0, 0));
+                assert!(group.len() > 1, "NLM_F_MULTI on a lone answer");
+                res.push((h.seq, std::mem::take(&mut group)));
+                group_seq = None;
+                at += 16;
+            }
+            other => panic!("unexpected {other:?}"),
         }
-        res.push((seq, group));
+        i += 1;
     }
+    assert!(group.is_empty(), "answer not terminated");
     assert_eq!(at, out.len());
     res
 }
@@ -163,11 +175,17 @@ impl Dp {
         out
     }
 
+    /// Feeds raw bytes; their answers, split and checked by [`answers`].
+    pub fn answers(&mut self, input: &[u8]) -> Vec<(u32, Vec<Answer>)> {
+        let out = self.raw(input);
+        answers(&out, self.handler.framing())
+    }
+
     /// One request message with `objs`; its answers.
     pub fn send(&mut self, objs: &[Message]) -> Vec<Answer> {
         self.seq += 1;
         let out = self.raw(&request(objs, self.seq));
-        let mut a = answers(&out);
+        let mut a = answers(&out, self.handler.framing());
         assert_eq!(a.len(), 1);
         let (seq, group) = a.pop().unwrap();
         assert_eq!(seq, self.seq);

@@ -1,4 +1,4 @@
-//! The flow table as a `mmap`ed file.
+//! The flow table (and its companion page) as `mmap`ed files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -72,7 +72,9 @@ impl Region {
         Ok(())
     }
 
-    pub(crate) fn open(name: &Path) -> Result<Self> {
+    /// Map the existing file `name`, which must hold at least `min_len`
+    /// bytes (an empty file cannot be mapped at all).
+    pub(crate) fn open(name: &Path, min_len: usize) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -90,12 +92,12 @@ impl Region {
             .metadata()
             .map_err(|e| Error::io("stat", name, e))?
             .len();
-        if len < crate::flow_shm::HEADER_SIZE as u64 {
-            // Also avoids mapping an empty file, which fails.
+        let need = min_len.max(1) as u64;
+        if len < need {
             return Err(Error::ShmTooSmall {
                 name: name.as_display(),
                 have: len,
-                need: crate::flow_shm::HEADER_SIZE as u64,
+                need,
             });
         }
         Ok(Self {

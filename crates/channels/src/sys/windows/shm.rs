@@ -67,7 +67,9 @@ impl Region {
         Ok(())
     }
 
-    pub(crate) fn open(name: &Path) -> Result<Self> {
+    /// Map the existing mapping `name`; the caller checks its size against
+    /// what it needs (a view is whole pages).
+    pub(crate) fn open(name: &Path, _min_len: usize) -> Result<Self> {
         let wname = wide(name.as_os_str());
         // SAFETY: `wname` is NUL-terminated and outlives the call.
         let handle = unsafe { OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, 0, wname.as_ptr()) };

@@ -1,0 +1,154 @@
+//! The flow hash: which bucket of [`super::table::FlowTable`] a key lives in.
+//!
+//! The bucket of a key is `((hash(key) as u64 * (entries / 4)) >> 32) * 4`
+//! with [`flow_hash`], a deterministic multiply-xorshift over the 44
+//! key bytes (upstream uses Jenkins' hash with seed 0; ours is faster and
+//! equally unkeyed, so like upstream it does not resist crafted collisions:
+//! the bounded buckets and overflow area limit the damage to `TableFull`).
+//! It is hand-written because it must be stable across processes and
+//! versions (the agent may compute it too), which general-purpose hashers do
+//! not promise.
+
+use super::layout::FlowKey;
+
+/// The key as six little-endian words: the bytes 0..8, `nh_id`, and the
+/// 32 address bytes. Compiles to plain loads; used by the hash
+/// and by the branch-free comparison on the lookup path.
+#[inline(always)]
+pub(crate) fn key_words(k: &FlowKey) -> [u64; 6] {
+    let head = u64::from(k.family)
+        | (u64::from(k.proto) << 8)
+        | (u64::from(k.unused) << 16)
+        | (u64::from(u16::from_ne_bytes(k.sport.to_le_bytes())) << 32)
+        | (u64::from(u16::from_ne_bytes(k.dport.to_le_bytes())) << 48);
+    let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15] =
+        k.addr;
+    let src = u128::from_le_bytes([
+        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
+    ]);
+    let dst = u128::from_le_bytes([
+        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+    ]);
+    [
+        head,
+        u64::from(k.nh_id),
+        src as u64,
+        (src >> 64) as u64,
+        dst as u64,
+        (dst >> 64) as u64,
+    ]
+}
+
+/// Branch-free key equality for the hot path.
+#[inline(always)]
+pub(crate) fn key_eq(a: &FlowKey, b: &FlowKey) -> bool {
+    let (x, y) = (key_words(a), key_words(b));
+    ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]))
+        == 0
+}
+
+/// The flow hash: deterministic across processes and builds (two lanes
+/// of multiply-xorshift over the key words, then a final avalanche).
+#[inline]
+pub fn flow_hash(key: &FlowKey) -> u32 {
+    const M: u64 = 0x9e37_79b9_7f4a_7c15;
+    const M2: u64 = 0xd6e8_feb8_6659_fd93;
+    #[inline(always)]
+    fn mix(h: u64, w: u64) -> u64 {
+        let x = (h ^ w).wrapping_mul(M);
+        x ^ (x >> 32)
+    }
+    let w = key_words(key);
+    let a = mix(mix(mix(0x243f_6a88_85a3_08d3, w[0]), w[2]), w[3]);
+    let b = mix(mix(mix(0x1319_8a2e_0370_7344, w[1]), w[4]), w[5]);
+    let mut h = (a ^ b.rotate_left(29)).wrapping_mul(M2);
+    h ^= h >> 31;
+    h = h.wrapping_mul(M);
+    (h >> 32) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn k4(sport: u16, dport: u16, src: u32) -> FlowKey {
+        FlowKey::new_v4(6, sport, dport, 7, src.to_be_bytes(), [10, 0, 0, 1])
+    }
+
+    /// splitmix64: a deterministic test PRNG.
+    fn next(s: &mut u64) -> u64 {
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Chi-square of `n` hashes over 65536 bins, through `bin`.
+    fn chi2(keys: &[FlowKey], bin: impl Fn(u32) -> usize) -> f64 {
+        let mut counts = vec![0u32; 65536];
+        for k in keys {
+            counts[bin(flow_hash(k))] += 1;
+        }
+        let exp = keys.len() as f64 / 65536.0;
+        counts
+            .iter()
+            .map(|&c| (f64::from(c) - exp).powi(2) / exp)
+            .sum()
+    }
+
+    fn assert_uniform(name: &str, keys: &[FlowKey]) {
+        // 65535 degrees of freedom: mean 65535, sd ~362. Allow 6 sd.
+        let bins: [(&str, &dyn Fn(u32) -> usize); 3] = [
+            ("low", &|h| (h & 0xffff) as usize),
+            ("high", &|h| (h >> 16) as usize),
+            ("range", &|h| ((u64::from(h) * 65536) >> 32) as usize),
+        ];
+        for (bname, f) in bins {
+            let c = chi2(keys, f);
+            assert!(
+                (c - 65535.0).abs() < 6.0 * 362.0,
+                "{name}/{bname}: chi2 {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn hash_distribution() {
+        let mut s = 1u64;
+        let random: Vec<FlowKey> = (0..100_000)
+            .map(|_| {
+                let (a, b) = (next(&mut s), next(&mut s));
+                FlowKey::new_v4(
+                    (a & 0xff) as u8,
+                    (a >> 8) as u16,
+                    (a >> 24) as u16,
+                    (a >> 40) as u32,
+                    (b as u32).to_ne_bytes(),
+                    ((b >> 32) as u32).to_ne_bytes(),
+                )
+            })
+            .collect();
+        assert_uniform("random", &random);
+        // Structured traffic: one client, sequential source ports to a few servers.
+        let ports: Vec<FlowKey> = (0..100_000u32)
+            .map(|i| k4(i as u16, 80 + (i >> 16) as u16, 0x0a00_0001))
+            .collect();
+        assert_uniform("ports", &ports);
+        // Sequential IPv6 sources in one /64.
+        let v6: Vec<FlowKey> = (0..100_000u32)
+            .map(|i| {
+                let mut src = [0u8; 16];
+                src[0] = 0xfd;
+                src[12..].copy_from_slice(&i.to_be_bytes());
+                FlowKey::new_v6(17, 5000, 53, 3, src, [0xfd; 16])
+            })
+            .collect();
+        assert_uniform("v6", &v6);
+        // Deterministic: a fixed key always hashes the same (agent and
+        // datapath compute it independently).
+        assert_eq!(flow_hash(&k4(1, 2, 3)), flow_hash(&k4(1, 2, 3)));
+    }
+}
