@@ -134,6 +134,28 @@ check_tables() {
     log "tables: $(find "$WORK/tables" -name "*.idt" | wc -l) dumped; files, components, services, service control, custom actions, sequence, properties, upgrade as expected"
 }
 
+# The forwarding extension's part of the .wxs (-D Extension=1) until
+# issue 10's vrouter.sys/.inf are in the build: compiled with placeholder
+# files and its rows checked; that package is never installed (Wine has no
+# NDIS nor netcfg.exe) nor shipped.
+extension_block() {
+    local stage="$WORK/stage-ext" out="$WORK/extension-check.msi" row
+    rm -rf "$stage"
+    cp -a "$STAGE" "$stage"
+    mkdir -p "$stage/extension"
+    printf 'placeholder\n' >"$stage/extension/vrouter.sys"
+    printf 'placeholder\n' >"$stage/extension/vrouter.inf"
+    wixl -a x64 -D "Version=$VERSION" -D Extension=1 -o "$out" "$stage/vrouter-rs.wxs"
+    msiinfo export "$out" File | grep -q $'\tvrouter.sys\t' || die "extension: no vrouter.sys row"
+    row=$(msiinfo export "$out" CustomAction | tr -d '\r' | grep '^ExtensionInstall')
+    [[ $row == *$'3122\tNETCFG_EXE\t-l "[ExtensionDirectory]vrouter.inf" -c s -i vRouter'* ]] ||
+        die "extension: install action is '$row'"
+    row=$(msiinfo export "$out" InstallExecuteSequence | tr -d '\r' | grep '^ExtensionInstall' | cut -f3)
+    ((row > 4000 && row < 5800)) || die "extension: bound at $row, not between InstallFiles and InstallServices"
+    rm -rf "$stage" "$out"
+    log "the extension block (-D Extension=1) compiles: files, netcfg install/uninstall actions in the script"
+}
+
 # ---------------------------------------------------------------- Wine
 
 # Runs inside the private network namespace (see the bottom).
@@ -399,6 +421,7 @@ done
 step "Windows release build (agent, driver, vrctl)" build_exes
 step "wixl: $(basename "$MSI") and $NEXT_VERSION for the upgrade test" build
 step "msidump/msiinfo: the tables" check_tables
+step "the extension block of the .wxs (placeholder files, not shipped)" extension_block
 step "probe.exe, stub DLL" helpers
 # env.sh pointed CARGO_TARGET_DIR at the Windows lane's dir: give the
 # re-entered script the base it started from.

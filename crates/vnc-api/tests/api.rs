@@ -1131,11 +1131,16 @@ async fn subscribe_announces_commits_only() {
 async fn virtual_router_and_global_vrouter_config() {
     let t = T::new();
     // Upstream's defaults exist from the start.
-    let gvcs = t.ok("GET", "/global-vrouter-configs?detail=true", None).await;
+    let gvcs = t
+        .ok("GET", "/global-vrouter-configs?detail=true", None)
+        .await;
     let gvc = &gvcs["global-vrouter-configs"][0]["global-vrouter-config"];
     assert_eq!(
         gvc["fq_name"],
-        json!(["default-global-system-config", "default-global-vrouter-config"])
+        json!([
+            "default-global-system-config",
+            "default-global-vrouter-config"
+        ])
     );
     assert_eq!(
         gvc["encapsulation_priorities"]["encapsulation"],
@@ -1187,7 +1192,11 @@ async fn virtual_router_and_global_vrouter_config() {
         json!({"name": "compute-2", "virtual_router_ip_address": "192.0.2.300"}),
     ] {
         let r = t
-            .call("POST", "/virtual-routers", Some(json!({ "virtual-router": body })))
+            .call(
+                "POST",
+                "/virtual-routers",
+                Some(json!({ "virtual-router": body })),
+            )
             .await;
         assert_eq!(r.status, 400, "{}", r.text);
     }
