@@ -49,13 +49,14 @@ phase_lint() {
     step "shellcheck" shellcheck -x .ci/run "${sh[@]}"
     step "cargo fmt --check" cargo fmt --all --check
     # Crates outside the workspace.
-    step "cargo fmt --check (fuzz, canary)" fmt_outside
+    step "cargo fmt --check (fuzz, canary, winext driver)" fmt_outside
     step "cargo clippy --workspace --all-targets" \
         cargo clippy --workspace --all-targets -- -D warnings
 }
 fmt_outside() {
     cargo fmt --check --manifest-path fuzz/Cargo.toml
     cargo fmt --check --manifest-path scripts/windows/canary/Cargo.toml
+    cargo fmt --check --manifest-path crates/winext/driver/Cargo.toml
 }
 
 phase_test() {

@@ -10,6 +10,10 @@
 #
 # Output: $CARGO_TARGET_DIR/packages/vrouter-rs-<version>-x64.msi. The
 # install test's prefix is removed on success and kept on failure.
+#
+# VROUTER_CAT=<signed vrouter.cat> (made on Windows, docs/windows.md) builds
+# the package that binds the forwarding extension with netcfg.exe; without
+# it the extension is installed as files only.
 set -euo pipefail
 
 SCRIPT_NAME=msi
@@ -30,6 +34,9 @@ BIN="$WIN_TARGET_DIR/$WIN_GNU/release"
 PROBE="$WIN_TARGET_DIR/stub/probe.exe"
 STUB_DLL="$WIN_TARGET_DIR/stub/bcryptprimitives.dll"
 EXES=(vrouter-agent contrail-docker-driver vrctl)
+# The forwarding extension as the Windows lane builds it (build-sys.sh).
+SYS_DIR="$WIN_TARGET_DIR/sys"
+VROUTER_CAT=${VROUTER_CAT:-}
 # Every property the .wxs takes from the command line, made secure below.
 SECURE_PROPS="WIX_DOWNGRADE_DETECTED;WIX_UPGRADE_DETECTED;CONTROLLER;AUTH_TOKEN;ADAPTER;CONTROL_NODES;PURGE"
 
@@ -40,25 +47,34 @@ build_exes() {
         -p vrouter-agent -p docker-driver -p vrctl
 }
 
+# The lane built and checked vrouter.sys already; this is a no-op rebuild
+# then (and builds it when the packages phase runs alone).
+build_sys() {
+    bash "$ROOT/scripts/windows/build-sys.sh"
+}
+
 # The payload next to a copy of the .wxs (wixl looks for files there).
 stage() {
     local e
     rm -rf "$STAGE"
-    mkdir -p "$STAGE/bin" "$STAGE/doc" "$STAGE/etc"
+    mkdir -p "$STAGE/bin" "$STAGE/doc" "$STAGE/etc" "$STAGE/extension"
     for e in "${EXES[@]}"; do
         x86_64-w64-mingw32-strip -o "$STAGE/bin/$e.exe" "$BIN/$e.exe"
     done
     cp "$ROOT/README.md" "$ROOT/docs/windows.md" "$ROOT/docs/agent.md" "$STAGE/doc/"
     cp "$ROOT/crates/docker-driver/README.md" "$STAGE/doc/docker-driver.md"
     cp "$ROOT/packaging/config/contrail-vrouter-agent.conf" "$STAGE/etc/"
+    cp "$SYS_DIR/vrouter.sys" "$SYS_DIR/vrouter.inf" "$STAGE/extension/"
+    if [[ -n $VROUTER_CAT ]]; then cp "$VROUTER_CAT" "$STAGE/extension/vrouter.cat"; fi
     cp "$ROOT/packaging/windows/vrouter-rs.wxs" "$STAGE/"
 }
 
 # wixl, then msibuild for what wixl 0.101 cannot say (the .wxs header).
 build_msi() {
-    local version=$1 out=$2
+    local version=$1 out=$2 defs=()
+    [[ -n $VROUTER_CAT ]] && defs+=(-D ExtensionCatalog=1)
     mkdir -p "$(dirname "$out")"
-    wixl -a x64 -D "Version=$version" -o "$out" "$STAGE/vrouter-rs.wxs"
+    wixl -a x64 -D "Version=$version" "${defs[@]}" -o "$out" "$STAGE/vrouter-rs.wxs"
     msibuild "$out" -q "UPDATE \`Property\` SET \`Value\` = '$SECURE_PROPS' WHERE \`Property\` = 'SecureCustomProperties'"
 }
 
@@ -86,14 +102,20 @@ expect_row() {
 }
 
 check_tables() {
-    local files
+    local files want
     rm -rf "$WORK/tables"
     mkdir -p "$WORK/tables"
     (cd "$WORK/tables" && msidump --tables "$MSI" >/dev/null)
-    # Files: the three exes, the docs, the config.
+    # Files: the three exes, the docs, the config, the extension.
     files=$(tr -d '\r' <"$WORK/tables/File.idt" | awk -F'\t' 'NR > 3 {print $3}' | sort | tr '\n' ' ')
-    [[ $files == "README.md agent.md contrail-docker-driver.exe contrail-vrouter-agent.conf docker-driver.md vrctl.exe vrouter-agent.exe windows.md " ]] ||
-        die "File table: $files"
+    want=$(printf '%s\n' README.md agent.md contrail-docker-driver.exe contrail-vrouter-agent.conf \
+        docker-driver.md vrctl.exe vrouter-agent.exe vrouter.inf vrouter.sys windows.md \
+        ${VROUTER_CAT:+vrouter.cat} | sort | tr '\n' ' ')
+    [[ $files == "$want" ]] || die "File table: $files (want $want)"
+    # Without a signed catalog the extension is files only: no netcfg.
+    if [[ -z $VROUTER_CAT ]] && grep -q NETCFG "$WORK/tables/CustomAction.idt"; then
+        die "netcfg actions in a package without a signed catalog"
+    fi
     # Components: the config's default under INSTALLDIR; its live copy is
     # the InstallConfig action's, so that edits are never replaced.
     expect_row Component ConfigDefault $'\tDefaultsDir\t'
@@ -104,8 +126,9 @@ check_tables() {
     expect_row ServiceInstall AgentService $'ContrailAgent\tContrail vRouter agent\t16\t2\t1'
     expect_row ServiceInstall AgentService 'run --config "[ConfigDir]contrail-vrouter-agent.conf" --log-dir "[LogDir]."'
     expect_row ServiceInstall DriverService $'ContrailDockerDriver\tContrail Docker network driver\t16\t2\t1\t\tContrailAgent[~][~]'
-    expect_row ServiceInstall DriverService '--vnc-url "[CONTROLLER]"'
-    expect_row ServiceInstall DriverService '--adapter "[ADAPTER]"[DRIVER_AUTH_ARGS]'
+    expect_row ServiceInstall DriverService 'run --log-dir "[LogDir]."[DRIVER_VNC_ARGS][DRIVER_ADAPTER_ARGS][DRIVER_AUTH_ARGS]'
+    expect_row CustomAction SetDriverController ' --vnc-url "[CONTROLLER]"'
+    expect_row InstallExecuteSequence SetDriverController $'\tCONTROLLER\t'
     # ServiceControl events: start on install (1), stop on both (2|32),
     # delete on uninstall (128) = 163; wait.
     expect_row ServiceControl AgentControl $'ContrailAgent\t163\t\t1\tAgent'
@@ -134,26 +157,27 @@ check_tables() {
     log "tables: $(find "$WORK/tables" -name "*.idt" | wc -l) dumped; files, components, services, service control, custom actions, sequence, properties, upgrade as expected"
 }
 
-# The forwarding extension's part of the .wxs (-D Extension=1) until
-# issue 10's vrouter.sys/.inf are in the build: compiled with placeholder
-# files and its rows checked; that package is never installed (Wine has no
-# NDIS nor netcfg.exe) nor shipped.
-extension_block() {
-    local stage="$WORK/stage-ext" out="$WORK/extension-check.msi" row
+# The package with a signed catalog (-D ExtensionCatalog=1) binds the
+# extension with netcfg.exe. Without a catalog made on Windows it is
+# compiled here with a placeholder vrouter.cat and its rows checked; that
+# package is never installed (Wine has neither NDIS nor netcfg.exe) nor
+# shipped.
+extension_binding() {
+    local stage="$WORK/stage-cat" out="$WORK/catalog-check.msi" row
     rm -rf "$stage"
     cp -a "$STAGE" "$stage"
-    mkdir -p "$stage/extension"
-    printf 'placeholder\n' >"$stage/extension/vrouter.sys"
-    printf 'placeholder\n' >"$stage/extension/vrouter.inf"
-    wixl -a x64 -D "Version=$VERSION" -D Extension=1 -o "$out" "$stage/vrouter-rs.wxs"
-    msiinfo export "$out" File | grep -q $'\tvrouter.sys\t' || die "extension: no vrouter.sys row"
+    [[ -f $stage/extension/vrouter.cat ]] || printf 'placeholder\n' >"$stage/extension/vrouter.cat"
+    wixl -a x64 -D "Version=$VERSION" -D ExtensionCatalog=1 -o "$out" "$stage/vrouter-rs.wxs"
+    msiinfo export "$out" File | grep -q $'\tvrouter.cat\t' || die "catalog build: no vrouter.cat row"
     row=$(msiinfo export "$out" CustomAction | tr -d '\r' | grep '^ExtensionInstall')
     [[ $row == *$'3122\tNETCFG_EXE\t-l "[ExtensionDirectory]vrouter.inf" -c s -i vRouter'* ]] ||
-        die "extension: install action is '$row'"
+        die "catalog build: install action is '$row'"
     row=$(msiinfo export "$out" InstallExecuteSequence | tr -d '\r' | grep '^ExtensionInstall' | cut -f3)
-    ((row > 4000 && row < 5800)) || die "extension: bound at $row, not between InstallFiles and InstallServices"
+    ((row > 4000 && row < 5800)) || die "catalog build: bound at $row, not between InstallFiles and InstallServices"
+    row=$(msiinfo export "$out" InstallExecuteSequence | tr -d '\r' | grep '^ExtensionUninstall' | cut -f3)
+    ((row > 1500 && row < 3500)) || die "catalog build: unbound at $row, not before RemoveFiles"
     rm -rf "$stage" "$out"
-    log "the extension block (-D Extension=1) compiles: files, netcfg install/uninstall actions in the script"
+    log "with a signed catalog (-D ExtensionCatalog=1) the package binds the extension: netcfg -l/-u actions in the script"
 }
 
 # ---------------------------------------------------------------- Wine
@@ -241,7 +265,8 @@ installed_and_running() {
     INSTALL_SECS=$(secs_since "$t0")
     # Files where the MSI says (and as many as its File table has).
     for f in bin/vrouter-agent.exe bin/contrail-docker-driver.exe bin/vrctl.exe \
-        doc/README.md doc/windows.md doc/agent.md doc/docker-driver.md etc/contrail-vrouter-agent.conf; do
+        doc/README.md doc/windows.md doc/agent.md doc/docker-driver.md etc/contrail-vrouter-agent.conf \
+        extension/vrouter.sys extension/vrouter.inf; do
         [[ -f $(C "Program Files/vrouter-rs/$f") ]] || die "missing C:\\Program Files\\vrouter-rs\\$f"
     done
     cmp -s "$(C ProgramData/Contrail/etc/contrail/contrail-vrouter-agent.conf)" \
@@ -259,7 +284,7 @@ installed_and_running() {
     wait_state ContrailAgent RUNNING
     out=$(qc ContrailDockerDriver)
     log "$out"
-    [[ $out == *'C:\Program Files\vrouter-rs\bin\contrail-docker-driver.exe'*' run --log-dir "C:\ProgramData\Contrail\var\log\contrail\." --vnc-url "http://localhost:8082" --agent-url http://127.0.0.1:9091 --adapter "Ethernet7"'* ]] ||
+    [[ $out == *'C:\Program Files\vrouter-rs\bin\contrail-docker-driver.exe'*' run --log-dir "C:\ProgramData\Contrail\var\log\contrail\." --vnc-url "http://localhost:8082" --adapter "Ethernet7"'* ]] ||
         die "ContrailDockerDriver: wrong binary path or properties"
     [[ $out == *'START_TYPE         : 2   AUTO_START'* ]] || die "ContrailDockerDriver: not auto start"
     wait_state ContrailDockerDriver RUNNING
@@ -419,9 +444,10 @@ for t in wixl msibuild msidump msiinfo "$WCARGO" "$WINE" x86_64-w64-mingw32-stri
     command -v "$t" >/dev/null || die "missing $t: run the deps phase (bash scripts/test-all.sh deps)"
 done
 step "Windows release build (agent, driver, vrctl)" build_exes
+step "vrouter.sys (the lane's build-sys.sh)" build_sys
 step "wixl: $(basename "$MSI") and $NEXT_VERSION for the upgrade test" build
 step "msidump/msiinfo: the tables" check_tables
-step "the extension block of the .wxs (placeholder files, not shipped)" extension_block
+step "the catalog build of the .wxs (placeholder vrouter.cat, not shipped)" extension_binding
 step "probe.exe, stub DLL" helpers
 # env.sh pointed CARGO_TARGET_DIR at the Windows lane's dir: give the
 # re-entered script the base it started from.

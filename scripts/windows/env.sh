@@ -21,7 +21,11 @@ WIN_MSVC=x86_64-pc-windows-msvc
 
 # Own target dir: rustup's cargo (Linux lane) and Debian's cargo must not
 # invalidate each other's fingerprints.
-WIN_TARGET_DIR="$TARGET_BASE/windows"
+# Exported and kept when already set, so that scripts run by the lane
+# (build-sys.sh, kernel-test.sh), which source this again with
+# CARGO_TARGET_DIR already pointing here, use the same directory.
+WIN_TARGET_DIR="${WIN_TARGET_DIR:-$TARGET_BASE/windows}"
+export WIN_TARGET_DIR
 export CARGO_TARGET_DIR="$WIN_TARGET_DIR"
 
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc

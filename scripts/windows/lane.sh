@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # The crates that run on Windows: tested under Wine, linted for gnu and msvc.
-WINDOWS_CRATES=${WINDOWS_CRATES:-"packet dp-core sandesh channels ksync vrctl policy vnc-api service-host vrouter-agent hcn vnc-client docker-driver"}
+WINDOWS_CRATES=${WINDOWS_CRATES:-"packet dp-core sandesh channels ksync vrctl policy vnc-api http-serve service-host vrouter-agent hcn vnc-client docker-driver winext"}
 
 # Bounds a hung Wine test (a stack overflow hangs under Wine 8, see
 # docs/windows.md); the whole test step takes about 1 minute.
@@ -135,4 +135,14 @@ step "canary: a crash under Wine must fail the run" canary
 step "build tests (windows-gnu): ${crates[*]}" build_tests
 step "test (windows-gnu, under Wine): ${crates[*]}" test_crates
 step "clippy (windows-gnu + windows-msvc): ${crates[*]}" clippy_crates
+# The forwarding extension's driver: built, linked and checked as a PE,
+# then run under Wine (device-only image against the agent's channel test;
+# the full image up to NDIS registration). Only when winext is in the list.
+if [[ " ${crates[*]} " == *" winext "* ]]; then
+    step "vrouter.sys: build, link, check the images" bash "$ROOT/scripts/windows/build-sys.sh"
+    step "vrouter.sys under Wine: devices, agent channels, NDIS registration" \
+        env WINDOWS_CRATES="$WINDOWS_CRATES" bash "$ROOT/scripts/windows/kernel-test.sh"
+else
+    skipped "vrouter.sys build and Wine test: winext is not in WINDOWS_CRATES"
+fi
 log "windows lane: OK"

@@ -2,7 +2,8 @@
 //!
 //! Sections and keys reuse upstream `contrail-vrouter-agent.conf` names
 //! where upstream has the setting (`[DEFAULT] log_level`,
-//! `http_server_port`, `flow_cache_timeout`); settings upstream does not
+//! `http_server_port`, `flow_cache_timeout`,
+//! `stale_interface_cleanup_timeout`); settings upstream does not
 //! have sit in `[AGENT]`. Command-line options override the file.
 //!
 //! ```toml
@@ -10,6 +11,7 @@
 //! log_level = "info"
 //! http_server_port = 8085      # introspect
 //! flow_cache_timeout = 180     # idle seconds before a flow is removed
+//! stale_interface_cleanup_timeout = 60   # after /syncports, unannounced ports go
 //!
 //! [AGENT]
 //! mode = "standalone"
@@ -40,6 +42,9 @@ pub struct DefaultSection {
     pub log_level: Option<String>,
     pub http_server_port: Option<u16>,
     pub flow_cache_timeout: Option<u64>,
+    /// Seconds after `/syncports` before ports not announced again are
+    /// deleted (upstream's key and default, 60).
+    pub stale_interface_cleanup_timeout: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

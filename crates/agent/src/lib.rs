@@ -5,8 +5,10 @@
 //!
 //! * an embedded config store ([`vnc_api`], redb) serves the VNC REST API
 //!   subset on 127.0.0.1:8082 (what the Docker driver speaks);
-//! * the port API ([`ports`], 127.0.0.1:9091, upstream's `port_ipc` body)
-//!   announces the host interfaces of VM/container ports, kept as files;
+//! * the port API ([`ports`], 127.0.0.1:9091, upstream's `port_ipc` calls
+//!   and bodies) announces the host interfaces of VM/container ports, kept
+//!   as files; [`port_config`] checks them against the config and reports
+//!   their live state;
 //! * [`model`] joins both into virtual networks (one VRF each) and ports;
 //!   [`program`] turns the model into datapath objects and converges the
 //!   datapath to them over ksync ([`ksync`]), on start, on every change
@@ -22,6 +24,7 @@ pub mod flows;
 pub mod introspect;
 pub mod ksync;
 pub mod model;
+pub mod port_config;
 pub mod ports;
 pub mod program;
 pub mod run;

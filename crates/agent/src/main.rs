@@ -28,7 +28,8 @@ struct Args {
     /// only mode so far, and the default).
     #[arg(long, default_value_t = true)]
     standalone: bool,
-    /// Where the datapath's channels are (its `--sock-dir`).
+    /// Where the datapath's channels are (its `--sock-dir`). Default: Linux
+    /// `/var/run/vrouter`; Windows the forwarding extension's devices.
     #[arg(long)]
     sock_dir: Option<PathBuf>,
     /// Config database and ports directory.
@@ -104,6 +105,11 @@ fn options(args: Args) -> anyhow::Result<(Options, String)> {
             ..FlowConfig::default()
         },
         max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(
+                file.default.stale_interface_cleanup_timeout.unwrap_or(60),
+            ),
+        },
     };
     Ok((opts, level))
 }

@@ -8,8 +8,8 @@
 //! vrouter-agent.exe uninstall                           stop and remove it
 //! ```
 //!
-//! Defaults differ from Linux: the datapath channels are the default pipe
-//! and mapping names (`\\.\pipe\vrouterKsync`, ...), state goes to
+//! Defaults differ from Linux: the datapath channels are the forwarding
+//! extension's devices (`channels::ChannelPaths::default`), state goes to
 //! `%ProgramData%\Contrail\var\lib\contrail`.
 
 use std::ffi::OsString;
@@ -103,7 +103,8 @@ fn prepare(args: WindowsArgs) -> anyhow::Result<agent::run::Options> {
     Ok(opts)
 }
 
-/// No directory: the default pipe and mapping names.
+/// No directory: the forwarding extension's devices and flow section
+/// (`channels::ChannelPaths::default`).
 pub fn default_sock_dir() -> Option<PathBuf> {
     None
 }

@@ -306,8 +306,16 @@ pub fn build(
             .into_iter()
             .map(|(_, fq)| fq)
             .collect();
-        let mut ip4 = rec.ip4();
-        let mut ip6 = rec.ip6();
+        if !rec.link_up() {
+            m.problems
+                .push(problem("link down (disabled through /disable-port)".into()));
+            continue;
+        }
+        // The config's instance-ips are the addresses (the config API is
+        // the one allocator); the port body's address only stands in
+        // while the config has none. A disagreement (refused at POST /port,
+        // possible after a config change) is reported.
+        let (mut ip4, mut ip6) = (None, None);
         for ip in iips.get(uuid).into_iter().flatten() {
             match ip {
                 IpAddr::V4(a) if ip4.is_none() => ip4 = Some(*a),
@@ -315,6 +323,18 @@ pub fn build(
                 _ => {}
             }
         }
+        for (body, cfg) in [
+            (rec.ip4().map(IpAddr::V4), ip4.map(IpAddr::V4)),
+            (rec.ip6().map(IpAddr::V6), ip6.map(IpAddr::V6)),
+        ] {
+            if let (Some(b), Some(c)) = (body, cfg) {
+                if b != c {
+                    tracing::warn!(port = %uuid, body = %b, config = %c, "port address differs from its instance-ip: using the instance-ip");
+                }
+            }
+        }
+        ip4 = ip4.or(rec.ip4());
+        ip6 = ip6.or(rec.ip6());
         let vif = match vifs.get(uuid) {
             Some(v) => *v,
             None => {

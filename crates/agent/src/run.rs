@@ -15,9 +15,9 @@
 use crate::flows::{Batch, FlowConfig, FlowEngine, FlowStats};
 use crate::ksync::{KsyncClient, KsyncError};
 use crate::model::{self, Model};
-use crate::ports::{PortCheck, PortRecord, PortStore};
+use crate::port_config::ConfigPorts;
+use crate::ports::PortStore;
 use crate::program::{self, Ids, State};
-use axum::http::StatusCode;
 use channels::{ChannelPaths, Pkt0Agent};
 use dp_core::agent::{cmd, AgentHdr};
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,9 +32,10 @@ use vnc_api::Store;
 /// Everything the agent needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Where the datapath's channels are (its `--sock-dir`); `None`: the
-    /// platform's default channels (`ChannelPaths::default()`: on Windows
-    /// the unsuffixed pipe and mapping names a service uses).
+    /// The datapath's channels under a directory (`--sock-dir`, the Linux
+    /// datapath's or a test's); `None`: the platform's default channels
+    /// (`ChannelPaths::default()`: on Windows the kernel extension's
+    /// devices and flow section).
     pub sock_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub vnc_listen: SocketAddr,
@@ -42,6 +43,8 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
+    pub port_api: crate::ports::PortApiOptions,
 }
 
 /// What the tasks report, for introspect and metrics.
@@ -72,35 +75,6 @@ pub fn shared() -> SharedRef {
     Arc::new(Mutex::new(Shared::default()))
 }
 
-/// Refuses ports the configuration cannot place.
-struct ConfigCheck {
-    store: Arc<Store>,
-}
-
-impl PortCheck for ConfigCheck {
-    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        let snap = self.store.snapshot().map_err(|e| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("config store: {e}"),
-            )
-        })?;
-        let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("vn-id: not a UUID: {:?}", rec.vn_id),
-            )
-        })?;
-        if snap.get("virtual-network", &vn).is_none() {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("vn-id: virtual-network {vn} does not exist"),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Run until `shutdown` resolves.
 pub async fn run(
     opts: Options,
@@ -114,10 +88,10 @@ pub async fn run(
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
-    let paths = opts
-        .sock_dir
-        .as_deref()
-        .map_or_else(ChannelPaths::default, ChannelPaths::new);
+    let paths = match &opts.sock_dir {
+        Some(d) => ChannelPaths::new(d),
+        None => ChannelPaths::default(),
+    };
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
@@ -135,15 +109,13 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // Header/idle and body timeouts on every API (a stalled client must
+    // not hold a connection for the life of the agent).
     let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
-        let r = axum::serve(l, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        http_serve::serve_tcp(l, app, http_serve::Timeouts::DEFAULT, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
     };
     tasks.spawn(serve(
         vnc,
@@ -152,11 +124,13 @@ pub async fn run(
     ));
     tasks.spawn(serve(
         port_api,
-        crate::ports::router(
+        crate::ports::router_with(
             Arc::clone(&ports),
-            Arc::new(ConfigCheck {
-                store: Arc::clone(&store),
-            }),
+            Arc::new(ConfigPorts::with_model(
+                Arc::clone(&store),
+                model_rx.clone(),
+            )),
+            opts.port_api,
         ),
         stop_rx.clone(),
     ));
@@ -242,7 +216,12 @@ fn rebuild(
     ids: &Ids,
 ) -> anyhow::Result<Model> {
     let snap = store.snapshot()?;
-    Ok(model::build(&snap, &ports.all(), vifs, ids.max_vifs))
+    Ok(model::build(
+        &snap,
+        &ports.effective(&snap),
+        vifs,
+        ids.max_vifs,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -402,16 +381,11 @@ async fn reconcile(
     let t0 = Instant::now();
     let cur = program::dump(k, known_vrfs).await?;
     // Keep the vif index of every port whose interface the datapath has.
-    let recs = ports.all();
-    for (u, r) in &recs {
+    for (u, name) in &ports.names() {
         if vifs.contains_key(u) {
             continue;
         }
-        if let Some((i, _)) = cur
-            .vifs
-            .iter()
-            .find(|(_, c)| c.name.as_str() == r.system_name)
-        {
+        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
             if !vifs.values().any(|v| v == i) {
                 vifs.insert(*u, *i);
             }

@@ -24,7 +24,7 @@ fn dhcp_address_then_ping_and_tcp_in_one_vn() {
     let fq = ["default-domain", "p1", "blue"];
     let c1 = attach(&mut node, "c1", "p1", &vn, &fq, &[]);
     let c2 = attach(&mut node, "c2", "p1", &vn, &fq, &[]);
-    static_ip(&c2, 24, "198.18.1.1");
+    static_ip(&c2, 24, "198.18.1.254");
 
     // c1 asks DHCP for its address.
     let dir = node.dir.path().to_owned();
@@ -74,10 +74,10 @@ fn dhcp_address_then_ping_and_tcp_in_one_vn() {
     let want_ip = c1.ip.unwrap().to_string();
     assert!(lease.contains(&format!("ip={want_ip} ")), "lease: {lease}");
     assert!(lease.contains("mask=24"), "lease: {lease}");
-    assert!(lease.contains("router=198.18.1.1"), "lease: {lease}");
-    assert!(lease.contains("dns=198.18.1.2"), "lease: {lease}");
+    assert!(lease.contains("router=198.18.1.254"), "lease: {lease}");
+    assert!(lease.contains("dns=198.18.1.253"), "lease: {lease}");
     assert!(lease.contains("mtu=1500"), "lease: {lease}");
-    assert!(lease.contains("serverid=198.18.1.1"), "lease: {lease}");
+    assert!(lease.contains("serverid=198.18.1.254"), "lease: {lease}");
 
     // Same-VN ping and TCP both ways.
     assert!(
@@ -139,16 +139,16 @@ fn networks_isolated_until_a_policy_allows_icmp_only() {
         &["default-domain", "p2", "green"],
         &[],
     );
-    static_ip(&a, 24, "198.18.2.1");
-    static_ip(&b, 24, "198.18.3.1");
+    static_ip(&a, 24, "198.18.2.254");
+    static_ip(&b, 24, "198.18.3.254");
     let bip = b.ip.unwrap().to_string();
     // Both containers are up (their gateways answer).
     assert!(
-        ping_until(&a.ns, "198.18.2.1", Duration::from_secs(5)),
+        ping_until(&a.ns, "198.18.2.254", Duration::from_secs(5)),
         "{}",
         node.log("agent")
     );
-    assert!(ping_until(&b.ns, "198.18.3.1", Duration::from_secs(5)));
+    assert!(ping_until(&b.ns, "198.18.3.254", Duration::from_secs(5)));
     assert_eq!(ping(&a.ns, &bip, 3, "0.2"), 0, "isolated without a policy");
     let _srv = tcp_server(&b.ns, 5002);
     assert!(!tcp_ok(&a.ns, &bip, 5002));
@@ -221,8 +221,8 @@ fn security_group_allows_one_tcp_port_and_blocks_another() {
     let sg = vec!["default-domain".to_string(), "p3".into(), "web-8080".into()];
     let srv = attach(&mut node, "s", "p3", &vn, &fq, &[sg]);
     let cli = attach(&mut node, "k", "p3", &vn, &fq, &[]);
-    static_ip(&srv, 24, "198.18.4.1");
-    static_ip(&cli, 24, "198.18.4.1");
+    static_ip(&srv, 24, "198.18.4.254");
+    static_ip(&cli, 24, "198.18.4.254");
     let sip = srv.ip.unwrap().to_string();
     let _s1 = tcp_server(&srv.ns, 8080);
     let _s2 = tcp_server(&srv.ns, 9090);
@@ -306,7 +306,7 @@ fn two_pinging(node: &mut Node, proj: &str, net: &str, third: u8) -> (Container,
     node.project(proj);
     let vn = node.vn(proj, net, &format!("198.18.{third}.0"), 24);
     let fq = ["default-domain", proj, net];
-    let gw = format!("198.18.{third}.1");
+    let gw = format!("198.18.{third}.254");
     let a = attach(node, "x", proj, &vn, &fq, &[default_sg(proj)]);
     let b = attach(node, "y", proj, &vn, &fq, &[default_sg(proj)]);
     static_ip(&a, 24, &gw);
@@ -615,4 +615,115 @@ fn a_flow_set_back_to_hold_is_trapped_and_decided_again() {
     assert!(node
         .metrics()
         .contains("vrouter_agent_flow_action_holds_total 1"));
+}
+
+/// Upstream's own port_ipc test ports (`shared/upstream-fixtures/port-ipc`,
+/// verbatim) against the running agent: accepted with `{}`, programmed into
+/// the datapath on their `tap…` interfaces, reported live by `GET /port`
+/// and `GET /vm`, removed by `DELETE`.
+#[test]
+fn upstream_port_fixtures_on_the_running_agent() {
+    require_rig!();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream-fixtures/port-ipc");
+    let dir = if dir.exists() {
+        dir
+    } else {
+        std::path::PathBuf::from("/work/shared/upstream-fixtures/port-ipc")
+    };
+    let mut bodies: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies.len(), 2);
+    let mut node = Node::start(&[]);
+    // The fixtures' VN, project and addresses (11.0.0.0/24: config only,
+    // nothing is sent to it).
+    let first: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let vn = first["vn-id"].as_str().unwrap();
+    node.create(
+        "project",
+        json!({"uuid": first["vm-project-id"], "fq_name": ["default-domain", "fixtures"]}),
+    );
+    node.create(
+        "virtual-network",
+        json!({"uuid": vn, "fq_name": ["default-domain", "fixtures", "vn1"], "parent_type": "project",
+               "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                   "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "11.0.0.0", "ip_prefix_len": 24}}]}}]}),
+    );
+    let mut taps = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        let v: Value = serde_json::from_str(b).unwrap();
+        let id = v["id"].as_str().unwrap();
+        // Their system-names are upstream's tap<11 uuid chars>.
+        let c = mk_container(
+            &mut node,
+            &format!("f{i}"),
+            id,
+            v["mac-address"].as_str().unwrap(),
+        );
+        assert_eq!(c.tap, v["system-name"].as_str().unwrap());
+        taps.push(c);
+        let (s, r) = node.port_api("POST", "/port", Some(b));
+        assert_eq!((s, r.as_str()), (200, "{}"), "{b}");
+    }
+    let t0 = Instant::now();
+    loop {
+        let st = node.datapath_state();
+        let names: Vec<&str> = st.vifs.values().map(|v| v.name.as_str()).collect();
+        if taps.iter().all(|c| names.contains(&c.tap.as_str())) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "vifs {names:?}; agent log: {}",
+            node.log("agent")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, live) = node.port_api(
+        "GET",
+        &format!("/port/{}", first["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s, 200, "{live}");
+    let live: Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["ip-address"], "11.0.0.3");
+    assert_eq!(live["plen"], 24);
+    assert_eq!(live["gateway"], "11.0.0.254");
+    assert_eq!(live["dns-server"], "11.0.0.253");
+    let (s, vm) = node.port_api(
+        "GET",
+        &format!("/vm/{}", first["instance-id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s, 200, "{vm}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&vm)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    for b in &bodies {
+        let v: Value = serde_json::from_str(b).unwrap();
+        let (s, r) = node.port_api(
+            "DELETE",
+            &format!("/port/{}", v["id"].as_str().unwrap()),
+            None,
+        );
+        assert_eq!((s, r.as_str()), (200, "{}"));
+    }
+    let t0 = Instant::now();
+    while node
+        .datapath_state()
+        .vifs
+        .values()
+        .any(|v| taps.iter().any(|c| c.tap == v.name.as_str()))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "vifs not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -6,9 +6,17 @@
 //!
 //! | channel | what | Linux | Windows |
 //! |---|---|---|---|
-//! | [`ksync`] | netlink-framed Sandesh requests and replies | unix stream socket `/var/run/vrouter/dpdk_netlink` | byte-mode named pipe `\\.\pipe\vrouterKsync` |
-//! | [`pkt0`] | trapped and injected frames | unix datagram sockets `dpdk_pkt0` / `agent_pkt0` | message-mode named pipe `\\.\pipe\vrouterPkt0` |
-//! | [`flow_shm`] | the flow table (upstream's 256-byte `vr_flow_entry` records from offset 0), written by the datapath, read by the agent | a file under `/dev/shm` (+ `.meta`), `mmap`ed | a named file mapping `Local\vrouterFlowTable` (+ `.meta`) |
+//! | [`ksync`] | netlink-framed Sandesh requests and replies | unix stream socket `/var/run/vrouter/dpdk_netlink` | the kernel extension's device `\\.\vrouterKsync`, or a byte-mode named pipe `\\.\pipe\vrouterKsync` |
+//! | [`pkt0`] | trapped and injected frames | unix datagram sockets `dpdk_pkt0` / `agent_pkt0` | the device `\\.\vrouterPkt0`, or a message-mode named pipe `\\.\pipe\vrouterPkt0` |
+//! | [`flow_shm`] | the flow table (upstream's 256-byte `vr_flow_entry` records from offset 0), written by the datapath, read by the agent | a file under `/dev/shm` (+ `.meta`), `mmap`ed | a named file mapping (+ `.meta`): the extension's sections `Global\vrouterFlowTable`, or `Local\vrouterFlowTable` |
+//!
+//! On Windows the datapath is the Hyper-V forwarding extension
+//! (`crates/winext`), a kernel driver; its ksync and pkt0 are device
+//! objects, and [`ChannelPaths::default`] names them. The named pipes are
+//! the same channels served by a user-space datapath ([`KsyncListener`],
+//! [`Pkt0Datapath`]; the tests and `ChannelPaths::new`). The client side
+//! picks the transport by name: `\\.\pipe\...` is a pipe, any other
+//! `\\.\...` a device, so one agent binary talks to either.
 //!
 //! The socket names are upstream's DPDK vRouter names, so upstream tools
 //! pointed at the same directory find them.
@@ -63,6 +71,10 @@ pub use error::{Error, Result};
 pub use flow_shm::{FlowShm, SharedFlowTable};
 pub use ksync::{KsyncConn, KsyncListener};
 pub use pkt0::{Pkt0Agent, Pkt0Datapath, Pkt0Sender};
+/// A handle on one of the kernel extension's devices (overlapped reads,
+/// writes and IOCTLs), for tools and tests.
+#[cfg(windows)]
+pub use sys::device::Device as WindowsDevice;
 /// The [`WINDOWS_SDDL`] security attributes, for other pipes of the node.
 #[cfg(windows)]
 pub use sys::security::SecurityAttributes as WindowsSecurity;
@@ -95,8 +107,8 @@ pub struct ChannelPaths {
 
 impl Default for ChannelPaths {
     /// Linux: `/var/run/vrouter/{dpdk_netlink,dpdk_pkt0,agent_pkt0}` and
-    /// `/dev/shm/vrouter-rs/flow`. Windows: `\\.\pipe\vrouterKsync`,
-    /// `\\.\pipe\vrouterPkt0` and `Local\vrouterFlowTable`.
+    /// `/dev/shm/vrouter-rs/flow`. Windows: the kernel extension's
+    /// `\\.\vrouterKsync`, `\\.\vrouterPkt0` and `Global\vrouterFlowTable`.
     fn default() -> Self {
         sys::default_paths()
     }

@@ -9,7 +9,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use channels::flow_shm::{meta_name, ENTRY_SIZE, LAYOUT_VERSION, META_SIZE};
+use channels::flow_shm::LAYOUT_VERSION;
+#[cfg(unix)]
+use channels::flow_shm::{meta_name, ENTRY_SIZE, META_SIZE};
 use channels::{Error, FlowShm};
 use common::paths;
 use dp_core::flow::table::{FlowEntry, FlowKey, VR_FLOW_ACTION_FORWARD};

@@ -79,14 +79,14 @@ async fn driver_run<B: ContainerNetworking>(
     call(
         &app,
         "NetworkDriver.CreateNetwork",
-        json!({"NetworkID": "n", "Options": {"com.docker.network.generic": {"tenant": "demo", "network": "blue"}}}),
+        json!({"NetworkID": common::id("n"), "Options": {"com.docker.network.generic": {"tenant": "demo", "network": "blue"}}}),
     )
     .await;
     let mut create_join = Vec::with_capacity(n);
     let mut delete = Vec::with_capacity(n);
     let mut kept = Vec::new();
     for i in 0..n {
-        let ep = json!({"NetworkID": "n", "EndpointID": format!("ep{i}")});
+        let ep = json!({"NetworkID": common::id("n"), "EndpointID": common::id(&format!("ep{i}"))});
         let t = Instant::now();
         call(&app, "NetworkDriver.CreateEndpoint", ep.clone()).await;
         call(&app, "NetworkDriver.Join", ep.clone()).await;
@@ -107,7 +107,7 @@ async fn driver_run<B: ContainerNetworking>(
     call(
         &app,
         "NetworkDriver.DeleteNetwork",
-        json!({"NetworkID": "n"}),
+        json!({"NetworkID": common::id("n")}),
     )
     .await;
     (create_join, delete)

@@ -19,6 +19,25 @@ pub const GATEWAY_KEY: &str = "com.docker.network.gateway";
 pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
 /// `EndpointOperInfo` key of the MAC address (what libnetwork's bridge uses).
 pub const MAC_KEY: &str = "com.docker.network.endpoint.macaddress";
+/// `--subnet 0.0.0.0/32`: upstream's Windows driver's way (with the
+/// `windows` IPAM) of saying "any subnet of the VN".
+pub const ANY_SUBNET: &str = "0.0.0.0/32";
+
+/// Docker's network and endpoint ids are 64 lower-case hex characters
+/// (`stringid.GenerateRandomID`); nothing else is one, and the driver names
+/// objects, files and interfaces after them.
+pub fn check_docker_id(id: &str, what: &str) -> Result<(), String> {
+    let ok = id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = id.chars().take(80).collect();
+        Err(format!(
+            "{what} must be docker's id (64 lower-case hex characters), got {} characters: {shown:?}",
+            id.chars().count()
+        ))
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -49,6 +68,12 @@ pub struct NetworkRequest {
     pub network_id: String,
 }
 
+impl NetworkRequest {
+    pub fn check(&self) -> Result<(), String> {
+        check_docker_id(&self.network_id, "NetworkID")
+    }
+}
+
 /// DeleteEndpoint, EndpointOperInfo, Join, Leave, Program/RevokeExternalConnectivity.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -58,6 +83,13 @@ pub struct EndpointRequest {
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
     pub sandbox_key: String,
+}
+
+impl EndpointRequest {
+    pub fn check(&self) -> Result<(), String> {
+        check_docker_id(&self.network_id, "NetworkID")?;
+        check_docker_id(&self.endpoint_id, "EndpointID")
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone, PartialEq)]
@@ -80,6 +112,13 @@ pub struct CreateEndpointRequest {
     pub endpoint_id: String,
     pub interface: Option<EndpointInterface>,
     pub options: Option<BTreeMap<String, Value>>,
+}
+
+impl CreateEndpointRequest {
+    pub fn check(&self) -> Result<(), String> {
+        check_docker_id(&self.network_id, "NetworkID")?;
+        check_docker_id(&self.endpoint_id, "EndpointID")
+    }
 }
 
 #[derive(Debug, Default, Serialize, PartialEq)]

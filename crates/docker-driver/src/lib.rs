@@ -22,4 +22,6 @@ pub mod vn;
 pub mod windows;
 
 pub use driver::{Config, Driver, DriverError};
+/// The connection limits of the plugin socket (re-exported for callers and tests).
+pub use http_serve;
 pub use server::{app, serve_connection, PLUGIN_NAME};

@@ -22,7 +22,7 @@ mod linux {
 
     use clap::Parser;
     use docker_driver::backend::linux::LinuxBackend;
-    use docker_driver::cli::DriverArgs;
+    use docker_driver::cli::{DriverArgs, Settings};
     use docker_driver::server::UnixSocket;
     use docker_driver::Driver;
     use tokio::signal::unix::{signal, SignalKind};
@@ -39,23 +39,24 @@ mod linux {
     }
 
     pub fn main() -> anyhow::Result<()> {
+        let cli = Cli::parse();
+        let settings = cli.args.settings()?;
         tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
+            .with_env_filter(tracing_subscriber::EnvFilter::try_new(
+                settings.log_filter(),
+            )?)
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
-        let cli = Cli::parse();
+        settings.log();
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?
-            .block_on(run(cli.args))
+            .block_on(run(settings))
     }
 
-    async fn run(args: DriverArgs) -> anyhow::Result<()> {
+    async fn run(args: Settings) -> anyhow::Result<()> {
         let (vnc, agent) = args.clients()?;
         let backend = LinuxBackend::new()?;
         // Interfaces that never reached a container: nobody will Join them.
@@ -63,7 +64,7 @@ mod linux {
         if !pruned.is_empty() {
             tracing::info!(count = pruned.len(), "removed unjoined veths");
         }
-        let driver = Arc::new(Driver::new(vnc, agent, backend, args.config()));
+        let driver = Arc::new(Driver::new(vnc, agent, backend, args.config.clone()));
         let sock = UnixSocket::bind(&args.plugin_dir)?;
         tracing::info!(socket = %sock.path().display(), "serving");
         let bg = Arc::clone(&driver);

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::api::CONTENT_TYPE;
+use crate::api::{EndpointRequest, NetworkRequest, CONTENT_TYPE};
 use crate::backend::ContainerNetworking;
 use crate::driver::{Driver, DriverError};
 
@@ -41,18 +41,37 @@ fn failure(ipam: bool, e: &DriverError) -> Response {
     }
 }
 
-fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, DriverError> {
-    // GetCapabilities & co. come with "null" or nothing.
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))?
-    };
-    if v.is_null() {
-        return Ok(T::default());
+/// The JSON object a call carries. Every call but the handshake ones
+/// (`Plugin.Activate`, `*.GetCapabilities`, `GetDefaultAddressSpaces`,
+/// whose bodies are ignored) needs one: an empty body, `null` or a
+/// non-object (`[]`) is refused rather than read as all defaults.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, DriverError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DriverError::Invalid(
+            "malformed request: empty body (this call needs its JSON request object)".into(),
+        ));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))?;
+    if !v.is_object() {
+        let kind = match v {
+            Value::Null => "null",
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Object(_) => "an object",
+        };
+        return Err(DriverError::Invalid(format!(
+            "malformed request: expected a JSON object, got {kind}"
+        )));
     }
     serde_json::from_value(v).map_err(|e| DriverError::Invalid(format!("malformed request: {e}")))
+}
+
+/// A call the driver has nothing to do for, once its request is valid.
+fn acknowledge(r: Result<(), String>, reply: Value) -> Result<Value, DriverError> {
+    r.map(|()| reply).map_err(DriverError::Invalid)
 }
 
 fn to_value<T: Serialize>(r: Result<T, DriverError>) -> Result<Value, DriverError> {
@@ -99,11 +118,21 @@ async fn dispatch<B: ContainerNetworking>(
         },
         "NetworkDriver.Leave"
         | "NetworkDriver.ProgramExternalConnectivity"
-        | "NetworkDriver.RevokeExternalConnectivity"
-        | "NetworkDriver.DiscoverNew"
-        | "NetworkDriver.DiscoverDelete"
-        | "NetworkDriver.FreeNetwork" => Ok(json!({})),
-        "NetworkDriver.AllocateNetwork" => Ok(json!({"Options": {}})),
+        | "NetworkDriver.RevokeExternalConnectivity" => match parse::<EndpointRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.FreeNetwork" => match parse::<NetworkRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.AllocateNetwork" => match parse::<NetworkRequest>(&body) {
+            Ok(r) => acknowledge(r.check(), json!({"Options": {}})),
+            Err(e) => Err(e),
+        },
+        "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => {
+            parse::<Value>(&body).map(|_| json!({}))
+        }
         "IpamDriver.GetCapabilities" => Ok(d.ipam_capabilities()),
         "IpamDriver.GetDefaultAddressSpaces" => Ok(d.ipam_address_spaces()),
         "IpamDriver.RequestPool" => match parse(&body) {
@@ -142,15 +171,18 @@ pub fn app<B: ContainerNetworking>(state: Arc<Driver<B>>) -> Router {
         .with_state(state)
 }
 
-/// Serves HTTP/1 on one connection (a unix socket, a named pipe, ...).
-pub async fn serve_connection<IO>(io: IO, app: Router) -> Result<(), hyper::Error>
+/// Serves HTTP/1 on one connection (a unix socket, a named pipe, ...) with
+/// the header/idle and body limits `t` ([`http_serve::Timeouts::DEFAULT`]
+/// in production): a client that connects and stalls is dropped.
+pub async fn serve_connection<IO>(
+    io: IO,
+    app: Router,
+    t: http_serve::Timeouts,
+) -> Result<(), hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper_util::service::TowerToHyperService::new(app);
-    hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
-        .await
+    http_serve::serve_connection(io, app, t).await
 }
 
 /// The listening unix socket; removes its file when dropped (and the
@@ -162,6 +194,8 @@ pub struct UnixSocket {
     path: PathBuf,
     /// Created by `bind`, innermost first.
     made_dirs: Vec<PathBuf>,
+    /// Limits of every connection (default [`http_serve::Timeouts::DEFAULT`]).
+    pub timeouts: http_serve::Timeouts,
 }
 
 #[cfg(unix)]
@@ -187,6 +221,7 @@ impl UnixSocket {
             listener,
             path,
             made_dirs,
+            timeouts: http_serve::Timeouts::DEFAULT,
         })
     }
 
@@ -203,8 +238,9 @@ impl UnixSocket {
                 c = self.listener.accept() => match c {
                     Ok((s, _)) => {
                         let app = app.clone();
+                        let t = self.timeouts;
                         tokio::spawn(async move {
-                            if let Err(e) = serve_connection(s, app).await {
+                            if let Err(e) = serve_connection(s, app, t).await {
                                 tracing::debug!("plugin connection: {e}");
                             }
                         });

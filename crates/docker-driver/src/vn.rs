@@ -1,7 +1,7 @@
 //! What the driver reads from a virtual-network: its subnets (upstream
-//! `network_ipam_refs[].attr.ipam_subnets[]`), and address allocation in them.
+//! `network_ipam_refs[].attr.ipam_subnets[]`). Addresses in them are the
+//! config API's to allocate (see `driver/address.rs`).
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -24,30 +24,6 @@ impl Subnet {
     pub fn gateway_cidr(&self) -> Option<String> {
         self.gateway
             .map(|g| format!("{g}/{}", self.net.prefix_len()))
-    }
-
-    /// Addresses never handed to a container.
-    fn reserved(&self, a: IpAddr) -> bool {
-        Some(a) == self.gateway
-            || Some(a) == self.dns
-            || a == self.net.network()
-            || (matches!(self.net, IpNet::V4(_)) && a == self.net.broadcast())
-    }
-
-    /// Whether `a` may be given to a container.
-    pub fn assignable(&self, a: IpAddr) -> bool {
-        self.net.contains(&a)
-            && !self.reserved(a)
-            && (self.pools.is_empty() || self.pools.iter().any(|(s, e)| *s <= a && a <= *e))
-    }
-
-    /// The first assignable address not in `used` (bounded scan).
-    pub fn pick(&self, used: &HashSet<IpAddr>) -> Option<IpAddr> {
-        const MAX_SCAN: usize = 1 << 20;
-        self.net
-            .hosts()
-            .take(MAX_SCAN)
-            .find(|a| self.assignable(*a) && !used.contains(a))
     }
 }
 
@@ -149,22 +125,13 @@ fn parse_subnet(s: &Value) -> Option<Subnet> {
     })
 }
 
-/// Whether an object's `<field>_refs` name `id`.
-pub fn refers_to(obj: &Value, field: &str, id: &Uuid) -> bool {
-    let id = id.to_string();
-    obj.get(field).and_then(Value::as_array).is_some_and(|a| {
-        a.iter()
-            .any(|r| r.get("uuid").and_then(Value::as_str) == Some(&id))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn parses_subnets_and_allocates() {
+    fn parses_subnets() {
         let v = json!({"uuid": "56297dc0-5553-4e6a-b87f-8423afc21e9d", "fq_name": ["d", "p", "vn"],
             "parent_uuid": "9970147c-33b1-4bf7-8944-8968e708d430",
             "network_ipam_refs": [{"to": ["d", "p", "ipam"], "attr": {"ipam_subnets": [
@@ -177,15 +144,14 @@ mod tests {
         assert_eq!(vn.subnets_str(), "10.1.0.0/24, 10.2.0.0/29, fd00::/64");
         let s = &vn.subnets[0];
         assert_eq!(s.gateway_cidr().as_deref(), Some("10.1.0.1/24"));
-        let mut used = HashSet::new();
-        assert_eq!(s.pick(&used), Some("10.1.0.3".parse().unwrap()));
-        used.insert("10.1.0.3".parse().unwrap());
-        assert_eq!(s.pick(&used), Some("10.1.0.4".parse().unwrap()));
-        assert!(!s.assignable("10.1.0.255".parse().unwrap()));
+        assert_eq!(s.dns, Some("10.1.0.2".parse().unwrap()));
+        assert_eq!(s.uuid.as_deref(), Some("s1"));
         let p = &vn.subnets[1];
         assert_eq!(p.gateway, None);
-        assert_eq!(p.pick(&HashSet::new()), Some("10.2.0.4".parse().unwrap()));
-        assert!(!p.assignable("10.2.0.6".parse().unwrap()));
+        assert_eq!(
+            p.pools,
+            vec![("10.2.0.4".parse().unwrap(), "10.2.0.5".parse().unwrap())]
+        );
         assert_eq!(vn.first(true).unwrap().net.to_string(), "fd00::/64");
         assert!(vn.subnet_eq(&"10.1.0.9/24".parse().unwrap()).is_some());
         assert!(vn.subnet_of("10.3.0.1".parse().unwrap()).is_none());

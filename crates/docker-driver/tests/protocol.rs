@@ -1,6 +1,6 @@
-//! Every plugin call in-process (axum oneshot) against a config API and a
-//! port API on loopback: exact JSON shapes, errors, rollback, restart,
-//! reconcile.
+//! Every plugin call in-process (axum oneshot) against the real config API
+//! and the real agent port API on loopback: exact JSON shapes, errors,
+//! rollback, restart, reconcile, bad input.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -107,10 +107,14 @@ fn net_opts(tenant: Option<&str>, network: Option<&str>) -> Value {
     json!({"com.docker.network.enable_ipv6": false, "com.docker.network.generic": g})
 }
 
-fn create_net(id: &str, tenant: Option<&str>, network: Option<&str>, pool: &str) -> Value {
-    json!({"NetworkID": id, "Options": net_opts(tenant, network),
+fn create_net(net: &str, tenant: Option<&str>, network: Option<&str>, pool: &str) -> Value {
+    json!({"NetworkID": id(net), "Options": net_opts(tenant, network),
            "IPv4Data": [{"AddressSpace": "ContrailLocal", "Pool": pool, "Gateway": "", "AuxAddresses": null}],
            "IPv6Data": []})
+}
+
+fn ep(net: &str, e: &str) -> Value {
+    json!({"NetworkID": id(net), "EndpointID": id(e)})
 }
 
 #[tokio::test]
@@ -133,19 +137,26 @@ async fn handshake_and_static_replies() {
         call(a, "IpamDriver.GetDefaultAddressSpaces", Value::Null).await,
         json!({"LocalDefaultAddressSpace": "ContrailLocal", "GlobalDefaultAddressSpace": "ContrailGlobal"})
     );
-    let ep = json!({"NetworkID": "n", "EndpointID": "e"});
     for c in [
         "Leave",
         "ProgramExternalConnectivity",
         "RevokeExternalConnectivity",
-        "FreeNetwork",
     ] {
         assert_eq!(
-            call(a, &format!("NetworkDriver.{c}"), ep.clone()).await,
+            call(a, &format!("NetworkDriver.{c}"), ep("n", "e")).await,
             json!({}),
             "{c}"
         );
     }
+    assert_eq!(
+        call(
+            a,
+            "NetworkDriver.FreeNetwork",
+            json!({"NetworkID": id("n")})
+        )
+        .await,
+        json!({})
+    );
     for c in ["DiscoverNew", "DiscoverDelete"] {
         let b = json!({"DiscoveryType": 1, "DiscoveryData": {"Address": "1.2.3.4"}});
         assert_eq!(call(a, &format!("NetworkDriver.{c}"), b).await, json!({}));
@@ -154,12 +165,12 @@ async fn handshake_and_static_replies() {
         call(
             a,
             "NetworkDriver.AllocateNetwork",
-            json!({"NetworkID": "n", "Options": {}})
+            json!({"NetworkID": id("n"), "Options": {}})
         )
         .await,
         json!({"Options": {}})
     );
-    // Empty body = Go's nil argument.
+    // Empty body = Go's nil argument, for the handshake calls.
     let (st, _, v) = call_raw(a, "Plugin.Activate", "").await;
     assert_eq!(
         (st, v["Implements"][1].as_str()),
@@ -179,16 +190,152 @@ async fn handshake_and_static_replies() {
     );
 }
 
+/// Issue 16: malformed but well-formed calls get an error and change
+/// nothing (config objects, agent ports, host interfaces, annotations).
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let r = rig().await;
+    let a = &r.app;
+    call(
+        a,
+        "NetworkDriver.CreateNetwork",
+        create_net("n1", Some("demo"), Some("blue"), "10.1.0.0/24"),
+    )
+    .await;
+    let state = |r: &Rig| {
+        (
+            [
+                "virtual-network",
+                "virtual-machine",
+                "virtual-machine-interface",
+                "instance-ip",
+            ]
+            .map(|t| r.vnc.all(t)),
+            r.ports.files(),
+            r.driver.backend().specs(),
+        )
+    };
+    let before = state(&r);
+    let long = "a".repeat(10_000);
+    let bad_ids = [
+        "../../x",
+        "abc",
+        "ép1",
+        "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
+        &long,
+        "",
+    ];
+    let mut cases: Vec<(String, String, &str)> = Vec::new();
+    for bad in bad_ids {
+        for call in [
+            "NetworkDriver.CreateEndpoint",
+            "NetworkDriver.DeleteEndpoint",
+            "NetworkDriver.Join",
+            "NetworkDriver.Leave",
+            "NetworkDriver.EndpointOperInfo",
+            "NetworkDriver.ProgramExternalConnectivity",
+        ] {
+            cases.push((
+                call.into(),
+                json!({"NetworkID": id("n1"), "EndpointID": bad}).to_string(),
+                "EndpointID",
+            ));
+        }
+        cases.push((
+            "NetworkDriver.CreateEndpoint".into(),
+            json!({"NetworkID": bad, "EndpointID": id("ep1")}).to_string(),
+            "NetworkID",
+        ));
+        cases.push((
+            "NetworkDriver.DeleteNetwork".into(),
+            json!({"NetworkID": bad}).to_string(),
+            "NetworkID",
+        ));
+        cases.push((
+            "NetworkDriver.CreateNetwork".into(),
+            create_net("x", Some("demo"), Some("blue"), "10.1.0.0/24")
+                .to_string()
+                .replace(&id("x"), bad),
+            "NetworkID",
+        ));
+    }
+    // An empty body, null, or an array where a request is required.
+    for c in [
+        "NetworkDriver.CreateNetwork",
+        "NetworkDriver.DeleteNetwork",
+        "NetworkDriver.CreateEndpoint",
+        "NetworkDriver.DeleteEndpoint",
+        "NetworkDriver.Join",
+        "NetworkDriver.Leave",
+        "IpamDriver.RequestPool",
+        "IpamDriver.ReleasePool",
+        "IpamDriver.RequestAddress",
+        "IpamDriver.ReleaseAddress",
+    ] {
+        for body in ["", " ", "null", "[]", "\"x\"", "7"] {
+            cases.push((c.into(), body.into(), "malformed request"));
+        }
+    }
+    // An invalid gateway, pool or auxiliary address.
+    let mut gw = create_net("n2", Some("demo"), Some("blue"), "10.1.0.0/24");
+    gw["IPv4Data"][0]["Gateway"] = json!("999.1.1.1/24");
+    cases.push((
+        "NetworkDriver.CreateNetwork".into(),
+        gw.to_string(),
+        "gateway",
+    ));
+    let mut gw = create_net("n2", Some("demo"), Some("blue"), "10.1.0.0/24");
+    gw["IPv4Data"][0]["Gateway"] = json!("10.7.0.1/24");
+    cases.push((
+        "NetworkDriver.CreateNetwork".into(),
+        gw.to_string(),
+        "not inside pool",
+    ));
+    let mut aux = create_net("n2", Some("demo"), Some("blue"), "10.1.0.0/24");
+    aux["IPv4Data"][0]["AuxAddresses"] = json!({"x": "10.1.0.500"});
+    cases.push((
+        "NetworkDriver.CreateNetwork".into(),
+        aux.to_string(),
+        "auxiliary",
+    ));
+    cases.push((
+        "NetworkDriver.CreateNetwork".into(),
+        create_net("n2", Some("demo"), Some("blue"), "10.1.0.0/33").to_string(),
+        "bad pool",
+    ));
+    cases.push((
+        "IpamDriver.ReleasePool".into(),
+        json!({"PoolID": "garbage"}).to_string(),
+        "unknown pool id",
+    ));
+    cases.push((
+        "IpamDriver.ReleaseAddress".into(),
+        json!({"PoolID": "garbage", "Address": "10.1.0.3"}).to_string(),
+        "unknown pool id",
+    ));
+    for (call, body, needle) in &cases {
+        let (st, _, v) = call_raw(a, call, body).await;
+        assert_eq!(st, StatusCode::OK, "{call} {body}");
+        let e = v["Err"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{call} {body}: accepted: {v}"));
+        assert!(
+            e.contains(needle),
+            "{call} {}: {e}",
+            body.chars().take(200).collect::<String>()
+        );
+        if call.starts_with("IpamDriver.") {
+            assert_eq!(v["Error"], v["Err"]);
+        }
+        assert!(state(&r) == before, "{call} {body} changed state");
+    }
+}
+
 #[tokio::test]
 async fn ipam_pools_and_addresses() {
     let r = rig().await;
     let a = &r.app;
-    let blue = r
-        .vnc
-        .all("virtual-network")
-        .into_iter()
-        .find(|v| v["fq_name"][2] == "blue")
-        .unwrap();
+    let blue = r.vnc.by_name("virtual-network", "blue").unwrap();
     let blue_id = blue["uuid"].as_str().unwrap().to_string();
     let opts = json!({"tenant": "demo", "network": "blue"});
 
@@ -219,6 +366,14 @@ async fn ipam_pools_and_addresses() {
             && m.contains("default-domain:other:red"),
         "{m}"
     );
+    // --subnet 0.0.0.0/32 (upstream's Windows habit): any subnet of the VN.
+    let any = call(
+        a,
+        "IpamDriver.RequestPool",
+        json!({"Pool": "0.0.0.0/32", "Options": opts}),
+    )
+    .await;
+    assert_eq!(any, p);
     // No --ipam-opt, no --subnet: an unbound pool (see unbound_pool_*);
     // for IPv6 the VN must be named.
     let u = call(a, "IpamDriver.RequestPool", json!({})).await;
@@ -226,6 +381,8 @@ async fn ipam_pools_and_addresses() {
         u["PoolID"].as_str().unwrap().starts_with("unbound/0."),
         "{u}"
     );
+    let u2 = call(a, "IpamDriver.RequestPool", json!({"Pool": "0.0.0.0/32"})).await;
+    assert!(u2["PoolID"].as_str().unwrap().starts_with("unbound/0."));
     let e = call(a, "IpamDriver.RequestPool", json!({"V6": true})).await;
     assert!(
         e["Error"].as_str().unwrap().contains("--ipam-opt tenant="),
@@ -287,15 +444,24 @@ async fn ipam_pools_and_addresses() {
     let e = call(a, "IpamDriver.RequestAddress",
         json!({"PoolID": pid, "Address": "10.1.0.9", "Options": {"RequestAddressType": "com.docker.network.gateway"}})).await;
     assert!(e["Error"].as_str().unwrap().contains("gateway"), "{e}");
+    // The config API allocates: .1 gateway, .2 DNS, then upwards (the VN
+    // has addr_from_start), and keeps each address as a reservation.
     let x = call(
         a,
         "IpamDriver.RequestAddress",
         json!({"PoolID": pid, "Address": ""}),
     )
     .await;
-    // .1 is the gateway, .2 the DNS server address the config API
-    // allocated for the subnet (upstream's service address): both reserved.
     assert_eq!(x, json!({"Address": "10.1.0.3/24"}));
+    let reservations = || {
+        r.vnc
+            .all("instance-ip")
+            .into_iter()
+            .filter(|i| i.to_string().contains("docker-reservation"))
+            .map(|i| i["instance_ip_address"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(reservations(), ["10.1.0.3"]);
     let e = call(
         a,
         "IpamDriver.RequestAddress",
@@ -303,7 +469,13 @@ async fn ipam_pools_and_addresses() {
     )
     .await;
     assert!(e["Error"].as_str().unwrap().contains("reserved"), "{e}");
-    // A reservation holds until released.
+    let e = call(
+        a,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.3"}),
+    )
+    .await;
+    assert!(e["Error"].as_str().unwrap().contains("already used"), "{e}");
     let y = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
     assert_eq!(y["Address"], "10.1.0.4/24");
     assert_eq!(
@@ -315,8 +487,18 @@ async fn ipam_pools_and_addresses() {
         .await,
         json!({})
     );
+    assert_eq!(reservations(), ["10.1.0.4"]);
+    // The allocator goes on after its last address (upstream's hint), and
+    // a released address is free again for whoever asks for it.
     let z = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
-    assert_eq!(z["Address"], "10.1.0.3/24");
+    assert_eq!(z["Address"], "10.1.0.5/24");
+    let back = call(
+        a,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.3"}),
+    )
+    .await;
+    assert_eq!(back["Address"], "10.1.0.3/24");
     let w = call(
         a,
         "IpamDriver.RequestAddress",
@@ -343,7 +525,7 @@ async fn ipam_pools_and_addresses() {
         json!({"PoolID": pid, "Address": "10.1.0.255"}),
     )
     .await;
-    assert!(e["Error"].as_str().unwrap().contains("reserved"), "{e}");
+    assert!(e["Error"].as_str().unwrap().contains("broadcast"), "{e}");
     let e = call(a, "IpamDriver.RequestAddress", json!({"PoolID": "garbage"})).await;
     assert!(
         e["Error"].as_str().unwrap().contains("unknown pool id"),
@@ -353,6 +535,78 @@ async fn ipam_pools_and_addresses() {
         call(a, "IpamDriver.ReleasePool", json!({"PoolID": pid})).await,
         json!({})
     );
+    // One source of addresses: the driver never listed the instance-ips to
+    // pick one itself (only filtered look-ups of one address).
+    let listed: Vec<String> = r
+        .vnc
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("GET /instance-ips") && !l.contains("filters="))
+        .cloned()
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+/// A VN with upstream's defaults (no addr_from_start): the gateway is the
+/// last usable address, containers are given addresses from the top down,
+/// and docker sees the VN's own gateway.
+#[tokio::test]
+async fn upstream_default_subnet_through_docker() {
+    let r = rig().await;
+    let a = &r.app;
+    let c = r.vnc.client();
+    let proj = c
+        .fqname_to_id("project", &["default-domain".into(), "demo".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    c.create(
+        "virtual-network",
+        json!({"fq_name": ["default-domain", "demo", "up"], "parent_type": "project",
+               "parent_uuid": proj.to_string(),
+               "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                   "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "10.5.0.0", "ip_prefix_len": 24}}]}}]}),
+    )
+    .await
+    .unwrap();
+    let p = call(
+        a,
+        "IpamDriver.RequestPool",
+        json!({"Options": {"tenant": "demo", "network": "up"}}),
+    )
+    .await;
+    assert_eq!(p["Data"]["com.docker.network.gateway"], "10.5.0.254/24");
+    let x = call(
+        a,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": p["PoolID"]}),
+    )
+    .await;
+    assert_eq!(x["Address"], "10.5.0.252/24");
+    call(
+        a,
+        "NetworkDriver.CreateNetwork",
+        create_net("u1", Some("demo"), Some("up"), "10.5.0.0/24"),
+    )
+    .await;
+    endpoint(a, "u1", "e1", "10.5.0.252/24").await;
+    let j = call(a, "NetworkDriver.Join", ep("u1", "e1")).await;
+    assert_eq!(j["Gateway"], "10.5.0.254");
+    // The reservation was claimed by the endpoint: one instance-ip.
+    let iips = r.vnc.all("instance-ip");
+    assert_eq!(iips.len(), 1);
+    assert!(!iips[0].to_string().contains("docker-reservation"));
+    assert!(iips[0]["virtual_machine_interface_refs"][0]["uuid"].is_string());
+    call(a, "NetworkDriver.DeleteEndpoint", ep("u1", "e1")).await;
+    call(
+        a,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": p["PoolID"], "Address": "10.5.0.252"}),
+    )
+    .await;
+    assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
 }
 
 #[tokio::test]
@@ -393,6 +647,37 @@ async fn network_options_and_errors() {
         e.contains("172.17.0.0/16 is not a subnet of virtual network default-domain:demo:blue"),
         "{e}"
     );
+    // --subnet 0.0.0.0/32 through another IPAM (upstream's `windows`):
+    // any subnet of the VN named by --opt; without --opt it names none.
+    let e = err(
+        a,
+        "NetworkDriver.CreateNetwork",
+        create_net("n3", None, None, "0.0.0.0/32"),
+    )
+    .await;
+    assert!(e.contains("option \"tenant\" is required"), "{e}");
+    assert_eq!(
+        call(
+            a,
+            "NetworkDriver.CreateNetwork",
+            create_net("n3", Some("demo"), Some("red"), "0.0.0.0/32")
+        )
+        .await,
+        json!({})
+    );
+    let red = r
+        .vnc
+        .all("virtual-network")
+        .into_iter()
+        .find(|v| v["fq_name"] == json!(["default-domain", "demo", "red"]))
+        .unwrap();
+    assert!(red
+        .to_string()
+        .contains(&format!("docker-network:{}", id("n3"))));
+    // The driver allocates in the VN (docker's windows IPAM gives none).
+    let c = endpoint(a, "n3", "e3", "").await;
+    assert_eq!(c["Interface"]["Address"], "10.2.0.3/24");
+    call(a, "NetworkDriver.DeleteEndpoint", ep("n3", "e3")).await;
     // With the Contrail IPAM the pool names the VN; a missing --opt is fine
     // then, a contradicting one is not.
     assert_eq!(
@@ -421,36 +706,30 @@ async fn network_options_and_errors() {
     )
     .await;
     assert!(e.contains("several"), "{e}");
+    let n2 = format!("docker-network:{}", id("n2"));
     assert!(r
         .vnc
         .all("virtual-network")
         .iter()
-        .all(|v| !v.to_string().contains("docker-network:n2")));
-    let blue = || {
-        r.vnc
-            .all("virtual-network")
-            .into_iter()
-            .find(|v| v["fq_name"][2] == "blue")
-            .unwrap()
-    };
-    assert!(blue().to_string().contains("docker-network:n1"));
+        .all(|v| !v.to_string().contains(&n2)));
+    let blue = || r.vnc.by_name("virtual-network", "blue").unwrap();
+    let n1 = format!("docker-network:{}", id("n1"));
+    assert!(blue().to_string().contains(&n1));
+    let del = json!({"NetworkID": id("n1")});
     assert_eq!(
-        call(a, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await,
+        call(a, "NetworkDriver.DeleteNetwork", del.clone()).await,
         json!({})
     );
-    assert!(!blue().to_string().contains("docker-network:n1"));
+    assert!(!blue().to_string().contains(&n1));
     // Idempotent.
-    assert_eq!(
-        call(a, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await,
-        json!({})
-    );
+    assert_eq!(call(a, "NetworkDriver.DeleteNetwork", del).await, json!({}));
 }
 
-async fn endpoint(a: &axum::Router, net: &str, ep: &str, addr: &str) -> Value {
+async fn endpoint(a: &axum::Router, net: &str, e: &str, addr: &str) -> Value {
     call(
         a,
         "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": net, "EndpointID": ep,
+        json!({"NetworkID": id(net), "EndpointID": id(e),
                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""}, "Options": {}}),
     )
     .await
@@ -480,7 +759,7 @@ async fn endpoint_lifecycle() {
     assert!(mac.starts_with("02:"));
     let vmi = r.vnc.all("virtual-machine-interface").pop().unwrap();
     let vmi_id = vmi["uuid"].as_str().unwrap().to_string();
-    assert_eq!(vmi["fq_name"], json!(["default-domain", "demo", "ep1"]));
+    assert_eq!(vmi["fq_name"], json!(["default-domain", "demo", id("ep1")]));
     assert_eq!(
         vmi["virtual_network_refs"][0]["to"],
         json!(["default-domain", "demo", "blue"])
@@ -495,12 +774,13 @@ async fn endpoint_lifecycle() {
     );
     let iip = r.vnc.all("instance-ip").pop().unwrap();
     assert_eq!(iip["instance_ip_address"], "10.1.0.5");
+    assert_eq!(iip["fq_name"], json!([iip["uuid"]]));
     assert_eq!(
         iip["virtual_machine_interface_refs"][0]["uuid"],
         json!(vmi_id)
     );
     let vm = r.vnc.all("virtual-machine").pop().unwrap();
-    assert_eq!(vm["fq_name"], json!(["ep1"]));
+    assert_eq!(vm["fq_name"], json!([id("ep1")]));
     let port = r.ports.files()[0].clone();
     let mut keys: Vec<&str> = port
         .as_object()
@@ -512,6 +792,7 @@ async fn endpoint_lifecycle() {
     assert_eq!(
         keys,
         [
+            "author",
             "display-name",
             "id",
             "instance-id",
@@ -523,6 +804,7 @@ async fn endpoint_lifecycle() {
             "time",
             "tx-vlan-id",
             "type",
+            "vhostuser-mode",
             "vm-project-id",
             "vn-id"
         ]
@@ -538,27 +820,23 @@ async fn endpoint_lifecycle() {
         (json!(0), json!(-1))
     );
 
-    let j = call(a, "NetworkDriver.Join", json!({"NetworkID": "n1", "EndpointID": "ep1", "SandboxKey": "/var/run/docker/netns/x", "Options": {}})).await;
+    let j = call(a, "NetworkDriver.Join", json!({"NetworkID": id("n1"), "EndpointID": id("ep1"), "SandboxKey": "/var/run/docker/netns/x", "Options": {}})).await;
     assert_eq!(
         j,
         json!({"InterfaceName": {"SrcName": format!("ctn{}", &vmi_id[..11]), "DstPrefix": "eth"},
                          "Gateway": "10.1.0.1"})
     );
-    let o = call(
-        a,
-        "NetworkDriver.EndpointOperInfo",
-        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
-    )
-    .await;
+    let o = call(a, "NetworkDriver.EndpointOperInfo", ep("n1", "ep1")).await;
     assert_eq!(
         o,
         json!({"Value": {"com.docker.network.endpoint.macaddress": mac}})
     );
 
-    // Null IPAM: the driver allocates and replies with the address; a second
-    // network of the same container works alongside; a given MAC is kept.
+    // Null IPAM: the config API allocates and the reply carries the
+    // address; a second network of the same container works alongside; a
+    // given MAC is kept.
     let c2 = call(a, "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "n2", "EndpointID": "ep2", "Interface": {"MacAddress": "02:00:00:00:00:99"}})).await;
+        json!({"NetworkID": id("n2"), "EndpointID": id("ep2"), "Interface": {"MacAddress": "02:00:00:00:00:99"}})).await;
     // (.2 is the subnet's DNS server address.)
     assert_eq!(c2, json!({"Interface": {"Address": "10.2.0.3/24"}}));
     let c3 = endpoint(a, "n2", "ep3", "").await;
@@ -567,7 +845,7 @@ async fn endpoint_lifecycle() {
     let e = err(
         a,
         "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "n2", "EndpointID": "ep4",
+        json!({"NetworkID": id("n2"), "EndpointID": id("ep4"),
         "Interface": {"Address": "10.1.0.9/24"}}),
     )
     .await;
@@ -578,22 +856,25 @@ async fn endpoint_lifecycle() {
     let e = err(
         a,
         "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "n2", "EndpointID": "ep4",
+        json!({"NetworkID": id("n2"), "EndpointID": id("ep4"),
         "Interface": {"Address": "10.2.0.3/24"}}),
     )
     .await;
-    assert!(e.contains("in use"), "{e}");
+    assert!(e.contains("already used"), "{e}");
     let e = err(
         a,
         "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "nx", "EndpointID": "ep4"}),
+        json!({"NetworkID": id("nx"), "EndpointID": id("ep4")}),
     )
     .await;
-    assert!(e.contains("network nx is not known"), "{e}");
+    assert!(
+        e.contains(&format!("network {} is not known", id("nx"))),
+        "{e}"
+    );
     assert_eq!(leftovers(&r.vnc).len(), 9);
 
     for (n, e) in [("n1", "ep1"), ("n2", "ep2"), ("n2", "ep3")] {
-        let b = json!({"NetworkID": n, "EndpointID": e});
+        let b = ep(n, e);
         assert_eq!(call(a, "NetworkDriver.Leave", b.clone()).await, json!({}));
         assert_eq!(
             call(a, "NetworkDriver.DeleteEndpoint", b.clone()).await,
@@ -619,12 +900,7 @@ async fn failures_roll_back() {
         .backend()
         .fail_create
         .store(true, Ordering::Relaxed);
-    let e = err(
-        &r.app,
-        "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
-    )
-    .await;
+    let e = err(&r.app, "NetworkDriver.CreateEndpoint", ep("n1", "ep1")).await;
     assert!(e.contains("injected failure"), "{e}");
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
     r.driver
@@ -638,12 +914,7 @@ async fn failures_roll_back() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let (d2, a2) = driver(&r.vnc_url, &dead, MemoryBackend::default());
-    let e = err(
-        &a2,
-        "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
-    )
-    .await;
+    let e = err(&a2, "NetworkDriver.CreateEndpoint", ep("n1", "ep1")).await;
     assert!(e.contains("vrouter agent port API"), "{e}");
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
     assert!(d2.backend().specs().is_empty());
@@ -671,45 +942,84 @@ async fn restart_and_reconcile() {
     let (d2, a2) = driver(&r.vnc_url, &r.port_url, b);
     // The network is found again through the VN's record of it.
     endpoint(&a2, "n1", "ep4", "").await;
-    call(
-        &a2,
-        "NetworkDriver.DeleteEndpoint",
-        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
-    )
-    .await;
+    call(&a2, "NetworkDriver.DeleteEndpoint", ep("n1", "ep1")).await;
     // ep2's container died while the driver was down: its interface is gone.
     let ep2_vmi = r
         .vnc
         .all("virtual-machine-interface")
         .into_iter()
-        .find(|v| v["fq_name"][2] == "ep2")
+        .find(|v| v["fq_name"][2] == json!(id("ep2")))
         .unwrap()["uuid"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
     d2.backend().endpoints.lock().unwrap().remove(&ep2_vmi);
-    // A veth without config (VMI deleted behind our back) and a stray VM.
+    // A veth without config (VMI deleted behind our back), a stray VM, a
+    // fresh address reservation (docker between RequestAddress and
+    // CreateEndpoint: kept) and a stale one (docker died there: removed).
     let stray = uuid::Uuid::new_v4();
     d2.backend()
         .endpoints
         .lock()
         .unwrap()
         .insert(stray, specs[0].clone());
-    Client::new(&r.vnc_url, None)
-        .unwrap()
-        .create(
-            "virtual-machine",
-            json!({"fq_name": ["ep9"],
+    let c = Client::new(&r.vnc_url, None).unwrap();
+    c.create(
+        "virtual-machine",
+        json!({"fq_name": [id("ep9")],
         "annotations": {"key_value_pair": [{"key": "owner", "value": "contrail-docker-driver"},
-            {"key": "host", "value": "h1"}, {"key": "docker-endpoint", "value": "ep9"}]}}),
-        )
-        .await
+            {"key": "host", "value": "h1"}, {"key": "docker-endpoint", "value": id("ep9")}]}}),
+    )
+    .await
+    .unwrap();
+    let pool = call(
+        &a2,
+        "IpamDriver.RequestPool",
+        json!({"Options": {"tenant": "demo", "network": "blue"}}),
+    )
+    .await;
+    let fresh = call(
+        &a2,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool["PoolID"]}),
+    )
+    .await;
+    let stale = call(
+        &a2,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": pool["PoolID"]}),
+    )
+    .await;
+    let stale_addr = stale["Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
         .unwrap();
+    let stale_iip = r
+        .vnc
+        .all("instance-ip")
+        .into_iter()
+        .find(|i| i["instance_ip_address"] == stale_addr)
+        .unwrap();
+    let mut kv = stale_iip["annotations"]["key_value_pair"].clone();
+    for x in kv.as_array_mut().unwrap() {
+        if x["key"] == "docker-reservation" {
+            x["value"] = json!("1000");
+        }
+    }
+    c.update(
+        "instance-ip",
+        &stale_iip["uuid"].as_str().unwrap().parse().unwrap(),
+        json!({"annotations": {"key_value_pair": kv}}),
+    )
+    .await
+    .unwrap();
     let rep = d2.reconcile().await.unwrap();
     assert_eq!(rep.endpoints, vec![ep2_vmi]);
     assert_eq!(rep.host_interfaces, vec![stray]);
-    assert_eq!(rep.objects, 2, "{rep:?}"); // ep2's VM and the stray VM
+    assert_eq!(rep.objects, 3, "{rep:?}"); // ep2's VM, the stray VM, the stale reservation
     let names: Vec<String> = r
         .vnc
         .all("virtual-machine")
@@ -717,21 +1027,36 @@ async fn restart_and_reconcile() {
         .map(|v| v["fq_name"][0].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names.len(), 2);
-    assert!(names.contains(&"ep3".to_string()) && names.contains(&"ep4".to_string()));
+    assert!(names.contains(&id("ep3")) && names.contains(&id("ep4")));
     assert_eq!(r.ports.files().len(), 2);
+    let addrs: Vec<Value> = r
+        .vnc
+        .all("instance-ip")
+        .iter()
+        .map(|i| i["instance_ip_address"].clone())
+        .collect();
+    let fresh_addr = fresh["Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(addrs.contains(&json!(fresh_addr)), "{addrs:?}");
+    assert!(!addrs.contains(&json!(stale_addr)), "{addrs:?}");
     assert_eq!(d2.reconcile().await.unwrap(), Default::default());
+    call(
+        &a2,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pool["PoolID"], "Address": fresh_addr}),
+    )
+    .await;
     for e in ["ep3", "ep4"] {
-        call(
-            &a2,
-            "NetworkDriver.DeleteEndpoint",
-            json!({"NetworkID": "n1", "EndpointID": e}),
-        )
-        .await;
+        call(&a2, "NetworkDriver.DeleteEndpoint", ep("n1", e)).await;
     }
     call(
         &a2,
         "NetworkDriver.DeleteNetwork",
-        json!({"NetworkID": "n1"}),
+        json!({"NetworkID": id("n1")}),
     )
     .await;
     assert_eq!(leftovers(&r.vnc), Vec::<Value>::new());
@@ -766,8 +1091,8 @@ async fn unbound_pool_bound_by_create_network() {
     let e = call(a, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
     assert!(e["Error"].as_str().unwrap().contains("not bound"), "{e}");
 
-    let create = |id: &str, t: Option<&str>, n: Option<&str>, tok: &str| {
-        json!({"NetworkID": id, "Options": net_opts(t, n),
+    let create = |net: &str, t: Option<&str>, n: Option<&str>, tok: &str| {
+        json!({"NetworkID": id(net), "Options": net_opts(t, n),
                "IPv4Data": [{"AddressSpace": "ContrailLocal", "Pool": "0.0.0.0/0",
                              "Gateway": format!("{tok}/0"), "AuxAddresses": null}]})
     };
@@ -808,14 +1133,28 @@ async fn unbound_pool_bound_by_create_network() {
     // A restarted driver finds the binding in the config API.
     let (_d2, a2) = driver(&r.vnc_url, &r.port_url, MemoryBackend::default());
     let z = call(&a2, "IpamDriver.RequestAddress", json!({"PoolID": pid})).await;
-    assert_eq!(z["Address"], "10.1.0.4/24");
+    assert_eq!(z["Address"], "10.1.0.5/24");
     call(
-        a,
-        "NetworkDriver.DeleteEndpoint",
-        json!({"NetworkID": "n1", "EndpointID": "ep1"}),
+        &a2,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.5"}),
     )
     .await;
-    call(a, "NetworkDriver.DeleteNetwork", json!({"NetworkID": "n1"})).await;
+    call(a, "NetworkDriver.DeleteEndpoint", ep("n1", "ep1")).await;
+    // Docker releases the endpoint's address after DeleteEndpoint: nothing
+    // is left to release, and that is fine.
+    call(
+        a,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": pid, "Address": "10.1.0.3"}),
+    )
+    .await;
+    call(
+        a,
+        "NetworkDriver.DeleteNetwork",
+        json!({"NetworkID": id("n1")}),
+    )
+    .await;
     let blue = r.vnc.by_name("virtual-network", "blue").unwrap();
     assert!(!blue.to_string().contains("docker-pool:"), "{blue}");
     assert!(!blue.to_string().contains("docker-network:"), "{blue}");

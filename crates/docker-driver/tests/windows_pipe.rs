@@ -74,11 +74,66 @@ async fn post(pipe: &str, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Short connection limits, so the stalled-client tests take a second.
+const LIMIT: Duration = Duration::from_millis(500);
+
 fn config(dir: &tempfile::TempDir) -> PluginConfig {
     PluginConfig {
         pipe_name: unique_pipe(),
         program_data: dir.path().to_owned(),
+        timeouts: docker_driver::http_serve::Timeouts::uniform(LIMIT),
     }
+}
+
+/// Reads until the driver closes the pipe; how long that took (None: not
+/// within `max`).
+async fn closed_within(
+    c: &mut tokio::net::windows::named_pipe::NamedPipeClient,
+    t0: std::time::Instant,
+    max: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = max.saturating_sub(t0.elapsed());
+        match tokio::time::timeout(left, c.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(t0.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A client that opens the pipe and sends nothing, or stops in the middle
+/// of a request head, is dropped after the limit; the pipe keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_pipe_clients_are_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let (stop, shutdown) = Shutdown::channel();
+    let server = {
+        let cfg = cfg.clone();
+        tokio::spawn(async move { run_plugin(app(), &cfg, shutdown.wait()).await })
+    };
+    wait_for_spec(&cfg).await;
+    let t0 = std::time::Instant::now();
+    let mut silent = open(&cfg.pipe_name).await;
+    let mut partial = open(&cfg.pipe_name).await;
+    partial
+        .write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\n")
+        .await
+        .unwrap();
+    for c in [&mut silent, &mut partial] {
+        let d = closed_within(c, t0, LIMIT * 10)
+            .await
+            .expect("the driver never closed a stalled pipe connection");
+        assert!(d >= LIMIT / 2, "closed after {d:?}, before the limit");
+    }
+    let (status, body) = post(&cfg.pipe_name, "/Plugin.Activate").await;
+    assert_eq!(status, 200, "{body}");
+    stop.send(true).unwrap();
+    server.await.unwrap().unwrap();
 }
 
 async fn wait_for_spec(cfg: &PluginConfig) -> String {

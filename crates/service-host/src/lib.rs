@@ -40,6 +40,9 @@ pub enum LogTarget<'a> {
     /// stderr: a console, or journald under systemd. Colours only on a
     /// terminal.
     Stderr,
+    /// One file, appended to (upstream's `LogPath`); its directory is
+    /// created.
+    File(&'a Path),
     /// Daily files `<dir>/<name>.YYYY-MM-DD.log`, the newest `keep` kept
     /// (older ones are deleted at rotation). The directory is created.
     Files {
@@ -59,6 +62,12 @@ pub enum LogError {
         dir: String,
         #[source]
         source: tracing_appender::rolling::InitError,
+    },
+    #[error("log file {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("a global tracing subscriber is already set")]
     AlreadySet,
@@ -82,6 +91,21 @@ pub fn file_writer(
         })
 }
 
+fn append(path: &Path) -> Result<std::fs::File, LogError> {
+    let err = |source| LogError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(err)
+}
+
 /// Installs the global `tracing` subscriber: `filter` (env-filter syntax,
 /// e.g. `info` or `agent=debug`) to `target`.
 pub fn init_logging(
@@ -93,6 +117,10 @@ pub fn init_logging(
         LogTarget::Stderr => builder
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogTarget::File(path) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(append(path)?))
             .try_init(),
         LogTarget::Files { dir, name, keep } => builder
             .with_ansi(false)
@@ -140,6 +168,23 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.join(name)).expect("read");
         assert!(text.contains("hello from the test"), "{text}");
+    }
+
+    #[test]
+    fn a_log_file_is_appended_to_in_a_created_dir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("log").join("driver.log");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, "earlier\n").expect("write");
+        let mut f = append(&path).expect("open");
+        std::io::Write::write_all(&mut f, b"later\n").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "earlier\nlater\n"
+        );
+        let fresh = tmp.path().join("new").join("x.log");
+        append(&fresh).expect("creates its directory");
+        assert!(fresh.exists());
     }
 
     #[test]

@@ -56,8 +56,9 @@ fn parse_addr(v: &Value, what: &str) -> Result<IpAddr, ApiError> {
 
 /// Validate and complete every `network_ipam_refs[].attr.ipam_subnets[]`
 /// of a VN, in place: the prefix must be a network address, gateway and DNS
-/// addresses default to the first and second host addresses (the last but
-/// one and two when `addr_from_start` is false, as upstream), `enable_dhcp`
+/// addresses default, as upstream, to the last usable address and the one
+/// before it (`.254`, `.253` in a /24), or to the first and second host
+/// addresses with `addr_from_start: true`; `enable_dhcp`
 /// to true, `subnet_uuid` is kept from `old` for an unchanged prefix or
 /// generated. Subnets of one VN may not overlap.
 pub(crate) fn complete_vn_subnets(
@@ -151,8 +152,10 @@ fn complete_subnet(
         )));
     }
     let v6 = net.addr().is_ipv6();
+    // Upstream's default: gateway and DNS at the top of the subnet,
+    // addresses handed out downwards.
     let from_start = match s.get("addr_from_start") {
-        None | Some(Value::Null) => true,
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad(format!("{at}: addr_from_start must be a boolean"))),
     };
@@ -279,7 +282,7 @@ pub(crate) fn vn_subnets(vn: &Value) -> Vec<Sub> {
                 from_start: s
                     .get("addr_from_start")
                     .and_then(Value::as_bool)
-                    .unwrap_or(true),
+                    .unwrap_or(false),
                 uuid: s
                     .get("subnet_uuid")
                     .and_then(Value::as_str)

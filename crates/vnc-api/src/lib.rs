@@ -22,8 +22,8 @@
 //!   upstream's JSON: `uuid`, `fq_name` (list), `name`, `parent_type`,
 //!   `parent_uuid`, `display_name`, `id_perms`, properties by their upstream
 //!   names, and `<type>_refs: [{"to": [fq...], "uuid", "attr"}]`.
-//! * `POST /<type>s` creates (fq_name, or `parent_type`/`parent_uuid` plus
-//!   `name`, or upstream's `default-<parent>`; uuid optional) and returns
+//! * `POST /<type>s` creates (`fq_name` required; `parent_type`,
+//!   `parent_uuid` and `name` must agree with it; uuid optional) and returns
 //!   the stored object with `href`, `parent_href` and allocated fields.
 //!   `GET /<type>/<uuid>` adds `href`s, `<type>_back_refs` and children
 //!   lists (`virtual_networks: [{"to","href","uuid"}]`); `?fields=a,b`,
@@ -37,7 +37,9 @@
 //!   `detail=true` gives envelopes; filters `parent_id`,
 //!   `parent_fq_name_str` (+`parent_type`), `back_ref_id`, `obj_uuids`
 //!   (comma lists), `filters=k==v`, `fields`, `count=true`.
-//! * `POST /fqname-to-id`, `/id-to-fqname`, `/ref-update` as upstream.
+//! * `POST /fqname-to-id`, `/id-to-fqname`, `/ref-update` as upstream
+//!   (`ref-update` also adds and removes references to types not stored
+//!   here, by `ref-uuid` or `ref-fq-name`).
 //! * Errors are plain text with upstream's status codes: 400 bad input,
 //!   404 unknown type / object / reference target, 409 conflicts.
 //!
@@ -48,17 +50,24 @@
 //! security group (ingress from itself, egress anywhere, IPv4 and IPv6)
 //! and every security group a `security_group_id` from 8000000; every VN a
 //! `virtual_network_network_id` (lowest free, from 1); IPAM subnets get
-//! `default_gateway` and `dns_server_address` (first and second host
-//! address; last but one and two with `addr_from_start: false`),
+//! `default_gateway` and `dns_server_address` at the subnet's last usable
+//! address and the one before (`.254`, `.253` of a /24), or at the first
+//! and second host addresses with `addr_from_start: true`,
 //! `enable_dhcp: true` and a `subnet_uuid`; a VMI gets
 //! `02:` + the first five bytes of its uuid as MAC when none is given; an
-//! instance-ip gets the next free address of its VN's subnet (honouring
+//! instance-ip gets the next free address of its VN's subnet (downwards
+//! from the top, or upwards with `addr_from_start`; honouring
 //! `subnet_uuid`, `instance_ip_family` and allocation pools), and a given
 //! address must lie in a subnet of the VN and be unused there.
 //!
-//! Deliberate difference: upstream's `addr_from_start` defaults to false
-//! (gateway `.254`); here an absent flag means true (gateway `.1`, the
-//! Docker convention), and the stored subnet says which was used.
+//! Input rules kept from upstream: `fq_name` is required on create and is
+//! a list (a `:`-joined string is refused); names may not hold characters
+//! XML cannot carry (NUL and other controls), nor `:` in the object's own
+//! name. Security-group and policy rule subnets must be valid prefixes
+//! (matching the rule's `ethertype`), and a security-group rule must have
+//! `local` on one side. References to types this server does not store
+//! (`routing_instance_refs`, `tag_refs`, `interface_route_table_refs` on a
+//! VMI, ...) and unknown properties are kept as given and read back.
 //!
 //! # Transactions
 //!

@@ -140,15 +140,4 @@ impl Ty {
     pub fn children_field(self) -> String {
         format!("{}s", self.field())
     }
-
-    /// Default parent fq_name when a POST names neither (upstream's
-    /// `default-<parent-type>`).
-    pub fn default_fq(self) -> Option<Vec<String>> {
-        match self {
-            Ty::Domain => Some(vec!["default-domain".into()]),
-            Ty::Project => Some(vec!["default-domain".into(), "default-project".into()]),
-            Ty::GlobalSystemConfig => Some(vec![DEFAULT_GSC.into()]),
-            _ => None,
-        }
-    }
 }

@@ -36,10 +36,12 @@ fn failed_operation_after_allocation_leaves_nothing() {
         let ip = ops::create(
             txn,
             Ty::InstanceIp,
-            json!({"virtual_network_refs": [{"uuid": vn_id}],
+            json!({"fq_name": ["i-v4"], "virtual_network_refs": [{"uuid": vn_id}],
                    "virtual_machine_interface_refs": [{"uuid": vmi["uuid"]}]}),
         )?;
-        assert_eq!(ip["instance_ip_address"], "10.0.0.3");
+        // Upstream's default: downwards from below the gateway (.254) and
+        // the DNS address (.253).
+        assert_eq!(ip["instance_ip_address"], "10.0.0.252");
         Err(ApiError::Conflict("injected".into()))
     });
     assert_eq!(r, Err(ApiError::Conflict("injected".into())));
@@ -49,10 +51,10 @@ fn failed_operation_after_allocation_leaves_nothing() {
     let ip = store
         .create(
             "instance-ip",
-            json!({"virtual_network_refs": [{"uuid": vn_id}]}),
+            json!({"fq_name": ["j-v4"], "virtual_network_refs": [{"uuid": vn_id}]}),
         )
         .unwrap();
-    assert_eq!(ip["instance_ip_address"], "10.0.0.3");
+    assert_eq!(ip["instance_ip_address"], "10.0.0.252");
     // Nothing of the failed operation reached the disk.
     let after = store.snapshot().unwrap();
     drop(store);

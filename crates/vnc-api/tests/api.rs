@@ -82,8 +82,11 @@ async fn upstream_tutorial_bodies_and_shapes() {
         json!(format!("http://10.84.14.2:8082/project/{admin}"))
     );
     let sub = &blue["network_ipam_refs"][0]["attr"]["ipam_subnets"][0];
-    assert_eq!(sub["default_gateway"], "10.1.1.1");
-    assert_eq!(sub["dns_server_address"], "10.1.1.2");
+    // Upstream's defaults (the tutorial's own reply shows .254): gateway at
+    // the last usable address, DNS at the one before.
+    assert_eq!(sub["default_gateway"], "10.1.1.254");
+    assert_eq!(sub["dns_server_address"], "10.1.1.253");
+    assert_eq!(sub["addr_from_start"], false);
     assert_eq!(sub["enable_dhcp"], true);
     assert!(uuid::Uuid::parse_str(sub["subnet_uuid"].as_str().unwrap()).is_ok());
     let r = t
@@ -230,7 +233,9 @@ async fn ports_flow_allocation_and_delete_rules() {
         json!(8_000_002),
         "after the default SGs of both projects"
     );
-    let vm = t.post("virtual-machine", json!({"name": "c1"})).await;
+    let vm = t
+        .post("virtual-machine", json!({"fq_name": ["c1"], "name": "c1"}))
+        .await;
     assert_eq!(vm["fq_name"], json!(["c1"]));
     let vmi = t
         .post(
@@ -261,19 +266,20 @@ async fn ports_flow_allocation_and_delete_rules() {
         )
     );
     assert_eq!(vmi["virtual_network_refs"][0]["uuid"], json!(vn_id));
-    // Addresses: .1 gateway, .2 DNS, then .3, .4; a given one; duplicates.
+    // Addresses: .254 gateway, .253 DNS, then .252, .251 downwards (upstream's
+    // default); a given one; duplicates.
     let a = t.iip(&vn_id, &vmi_id, None).await;
-    assert_eq!(a["instance_ip_address"], "10.1.1.3");
+    assert_eq!(a["instance_ip_address"], "10.1.1.252");
     assert_eq!(a["instance_ip_family"], "v4");
     let sub_uuid = vn["network_ipam_refs"][0]["attr"]["ipam_subnets"][0]["subnet_uuid"].clone();
     assert_eq!(a["subnet_uuid"], sub_uuid);
     assert_eq!(a["fq_name"], json!([uuid(&a)]));
     let b = t.iip(&vn_id, &vmi_id, None).await;
-    assert_eq!(b["instance_ip_address"], "10.1.1.4");
+    assert_eq!(b["instance_ip_address"], "10.1.1.251");
     let c = t.iip(&vn_id, &vmi_id, Some("10.1.1.100")).await;
     assert_eq!(c["instance_ip_address"], "10.1.1.100");
     let body = |addr: &str| {
-        json!({"instance-ip": {"virtual_network_refs": [{"uuid": vn_id}], "instance_ip_address": addr}})
+        json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn_id}], "instance_ip_address": addr}})
             .to_string()
     };
     let e = t
@@ -281,7 +287,7 @@ async fn ports_flow_allocation_and_delete_rules() {
         .await;
     assert!(e.contains("duplicate"), "{e}");
     let e = t
-        .fails(409, "POST", "/instance-ips", &body("10.1.1.1"))
+        .fails(409, "POST", "/instance-ips", &body("10.1.1.254"))
         .await;
     assert!(e.contains("reserved"), "{e}");
     let e = t
@@ -297,7 +303,8 @@ async fn ports_flow_allocation_and_delete_rules() {
             400,
             "POST",
             "/instance-ips",
-            &json!({"instance-ip": {"instance_ip_address": "10.1.1.9"}}).to_string(),
+            &json!({"instance-ip": {"fq_name": ["x"], "instance_ip_address": "10.1.1.9"}})
+                .to_string(),
         )
         .await;
     assert!(e.contains("virtual_network_refs"), "{e}");
@@ -525,15 +532,6 @@ async fn bad_requests_change_nothing() {
         )
         .await;
     assert!(e.contains("default-domain:nope"), "{e}");
-    t.fails(
-        400,
-        "POST",
-        "/virtual-networks",
-        &json!({"virtual-network": {"fq_name": ["default-domain", "p", "y"],
-        "security_group_refs": []}})
-        .to_string(),
-    )
-    .await;
     // Duplicates.
     let e = t
         .fails(
@@ -682,7 +680,7 @@ async fn bad_requests_change_nothing() {
         "POST",
         "/ref-update",
         &json!({"operation": "ADD", "type": "virtual-network", "uuid": vn_id,
-        "ref-type": "security-group", "ref-uuid": vn_id})
+        "ref-type": "Not A Type", "ref-uuid": vn_id})
         .to_string(),
     )
     .await;
@@ -723,7 +721,8 @@ async fn bad_requests_change_nothing() {
 async fn exhausted_subnet_pools_and_upstream_end_allocation() {
     let t = T::new();
     t.project("p").await;
-    // /29: .0 network, .1 gw, .2 dns, .3-.6 hosts, .7 broadcast.
+    // /29: .0 network, .7 broadcast, .6 gateway, .5 DNS (upstream's
+    // default), hosts .4 down to .1.
     let vn = t.vn("p", "small", "192.168.5.0", 29).await;
     let vn_id = uuid(&vn);
     let vmi = t.vmi("p", "i", &vn_id).await;
@@ -738,9 +737,11 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
     }
     assert_eq!(
         got,
-        ["192.168.5.3", "192.168.5.4", "192.168.5.5", "192.168.5.6"]
+        ["192.168.5.4", "192.168.5.3", "192.168.5.2", "192.168.5.1"]
     );
-    let body = json!({"instance-ip": {"virtual_network_refs": [{"uuid": vn_id}]}}).to_string();
+    let body =
+        json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn_id}]}})
+            .to_string();
     let e = t.fails(409, "POST", "/instance-ips", &body).await;
     assert!(e.contains("exhausted"), "{e}");
     // Freed addresses are found again.
@@ -757,8 +758,9 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
     let again = t.iip(&vn_id, &uuid(&vmi), None).await;
     assert_eq!(again["instance_ip_address"], first["instance_ip_address"]);
 
-    // Upstream's addr_from_start=false: gateway .254, DNS .253, first .252;
-    // allocation pools honoured; an IPv6 subnet alongside.
+    // addr_from_start=false given explicitly (as absent): gateway .254, DNS
+    // .253, first .252; allocation pools honoured, downwards; an IPv6 subnet
+    // alongside that asks for the start of the subnet.
     let vn2 = t
         .post(
             "virtual-network",
@@ -768,7 +770,7 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
                     {"subnet": {"ip_prefix": "10.47.0.0", "ip_prefix_len": 24}, "addr_from_start": false},
                     {"subnet": {"ip_prefix": "10.48.0.0", "ip_prefix_len": 24}, "subnet_uuid": "pool-sub",
                      "allocation_pools": [{"start": "10.48.0.100", "end": "10.48.0.101"}]},
-                    {"subnet": {"ip_prefix": "fd00:1::", "ip_prefix_len": 64}},
+                    {"subnet": {"ip_prefix": "fd00:1::", "ip_prefix_len": 64}, "addr_from_start": true},
                 ]}}]}),
         )
         .await;
@@ -782,15 +784,18 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
     assert_eq!(a["instance_ip_address"], "10.47.0.252");
     let b = t.iip(&vn2_id, &uuid(&vmi2), None).await;
     assert_eq!(b["instance_ip_address"], "10.47.0.251");
-    let pool =
-        |_: ()| json!({"virtual_network_refs": [{"uuid": vn2_id}], "subnet_uuid": "pool-sub"});
-    assert_eq!(
-        t.post("instance-ip", pool(())).await["instance_ip_address"],
-        "10.48.0.100"
-    );
+    assert_eq!(subs[1]["default_gateway"], "10.48.0.254");
+    let pool = |_: ()| {
+        json!({"fq_name": [uuid::Uuid::new_v4().to_string()],
+               "virtual_network_refs": [{"uuid": vn2_id}], "subnet_uuid": "pool-sub"})
+    };
     assert_eq!(
         t.post("instance-ip", pool(())).await["instance_ip_address"],
         "10.48.0.101"
+    );
+    assert_eq!(
+        t.post("instance-ip", pool(())).await["instance_ip_address"],
+        "10.48.0.100"
     );
     t.fails(
         409,
@@ -799,11 +804,11 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
         &json!({"instance-ip": pool(())}).to_string(),
     )
     .await;
-    t.fails(400, "POST", "/instance-ips", &json!({"instance-ip": {"virtual_network_refs": [{"uuid": vn2_id}], "subnet_uuid": "nope"}}).to_string()).await;
+    t.fails(400, "POST", "/instance-ips", &json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn2_id}], "subnet_uuid": "nope"}}).to_string()).await;
     let v6 = t
         .post(
             "instance-ip",
-            json!({"virtual_network_refs": [{"uuid": vn2_id}], "instance_ip_family": "v6"}),
+            json!({"fq_name": ["v6"], "virtual_network_refs": [{"uuid": vn2_id}], "instance_ip_family": "v6"}),
         )
         .await;
     assert_eq!(v6["instance_ip_address"], "fd00:1::3");
@@ -812,7 +817,7 @@ async fn exhausted_subnet_pools_and_upstream_end_allocation() {
         400,
         "POST",
         "/instance-ips",
-        &json!({"instance-ip": {"virtual_network_refs": [{"uuid": vn2_id}],
+        &json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": vn2_id}],
         "instance_ip_family": "v6", "instance_ip_address": "10.47.0.9"}})
         .to_string(),
     )
@@ -1173,13 +1178,16 @@ async fn virtual_router_and_global_vrouter_config() {
             .await;
         assert_eq!(r.status, 400, "{}", r.text);
     }
-    // A compute node's virtual-router: parent global-system-config by
-    // default, the tunnel address required.
+    // A compute node's virtual-router: parent global-system-config, the
+    // tunnel address required (the body upstream's provisioning sends).
     let vr = t
         .ok(
             "POST",
             "/virtual-routers",
-            Some(json!({"virtual-router": {"name": "compute-1", "virtual_router_ip_address": "192.0.2.1"}})),
+            Some(
+                json!({"virtual-router": {"fq_name": ["default-global-system-config", "compute-1"],
+                "parent_type": "global-system-config", "virtual_router_ip_address": "192.0.2.1"}}),
+            ),
         )
         .await;
     assert_eq!(
@@ -1188,8 +1196,10 @@ async fn virtual_router_and_global_vrouter_config() {
     );
     assert_eq!(vr["virtual-router"]["parent_type"], "global-system-config");
     for body in [
-        json!({"name": "compute-2"}),
-        json!({"name": "compute-2", "virtual_router_ip_address": "192.0.2.300"}),
+        json!({"fq_name": ["default-global-system-config", "compute-2"]}),
+        json!({"fq_name": ["default-global-system-config", "compute-2"], "virtual_router_ip_address": "192.0.2.300"}),
+        // Upstream requires the fq_name.
+        json!({"name": "compute-2", "virtual_router_ip_address": "192.0.2.2"}),
     ] {
         let r = t
             .call(

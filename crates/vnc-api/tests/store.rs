@@ -45,7 +45,7 @@ async fn nothing_lost_across_reopen() {
         .get("virtual-machine-interface", &uuid(&gone).parse().unwrap())
         .is_none());
     // Indices were rebuilt: uniqueness and allocation still hold.
-    let body = json!({"instance-ip": {"virtual_network_refs": [{"uuid": uuid(&vn)}],
+    let body = json!({"instance-ip": {"fq_name": ["x"], "virtual_network_refs": [{"uuid": uuid(&vn)}],
         "instance_ip_address": ip["instance_ip_address"]}});
     t.fails(409, "POST", "/instance-ips", &body.to_string())
         .await;
@@ -78,6 +78,7 @@ async fn store_api_for_the_agent() {
     assert_eq!(p["parent_type"], "domain");
     let vn = store
         .create("virtual-network", json!({"parent_uuid": p["uuid"], "name": "pods",
+            "fq_name": ["default-domain", "k8s", "pods"],
             "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
             "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "10.32.0.0", "ip_prefix_len": 12}}]}}]}))
         .unwrap();
@@ -172,7 +173,7 @@ async fn serves_over_tcp() {
         "POST",
         "/virtual-networks",
         &json!({"virtual-network": {"parent_type": "project",
-        "parent_uuid": pu, "name": "tcp-net"}})
+        "parent_uuid": pu, "fq_name": ["default-domain", "default-project", "tcp-net"]}})
         .to_string(),
     )
     .await;
@@ -237,12 +238,12 @@ async fn vnc_client_interop() {
     let ip = c
         .create(
             "instance-ip",
-            json!({"virtual_network_refs": [{"uuid": vn_id.to_string()}],
+            json!({"fq_name": ["ep1-v4"], "virtual_network_refs": [{"uuid": vn_id.to_string()}],
             "virtual_machine_interface_refs": [{"uuid": vmi_id.to_string()}]}),
         )
         .await
         .unwrap();
-    assert_eq!(ip["instance_ip_address"], "172.30.0.3");
+    assert_eq!(ip["instance_ip_address"], "172.30.0.252");
     let listed = c
         .list(
             "virtual-network",
@@ -267,7 +268,7 @@ async fn vnc_client_interop() {
         )
         .await
         .unwrap();
-    assert_eq!(ips[0]["instance_ip_address"], "172.30.0.3");
+    assert_eq!(ips[0]["instance_ip_address"], "172.30.0.252");
     let sg = c
         .fqname_to_id(
             "security-group",

@@ -3,9 +3,11 @@
 //! Objects travel as `serde_json::Value`s: the API is schema-driven and the
 //! callers (the Docker driver, tests) only touch a handful of fields, so typed
 //! structs per object type would add code without adding checks. The HTTP
-//! layer is hyper-util's pooled client; authentication is either none
-//! (`noauth`, the single-host node) or a Keystone token sent as
-//! `X-Auth-Token`.
+//! layer is hyper-util's pooled client; authentication ([`Auth`]) is none
+//! (`noauth`, the single-host node), a fixed token, or Keystone password
+//! authentication ([`keystone`]: token fetched, cached, fetched again on
+//! 401), the token sent as `X-Auth-Token`. Plain HTTP only (no TLS
+//! connector).
 //!
 //! URL conventions (upstream): `POST /<type>s` with `{"<type>": {...}}`,
 //! `GET|PUT|DELETE /<type>/<uuid>`, `GET /<type>s?detail=True&parent_id=..`,
@@ -20,6 +22,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+pub mod keystone;
+pub use keystone::{Keystone, KeystoneConfig};
 
 /// Errors of a VNC (or any JSON-over-HTTP) call.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,13 @@ pub enum Error {
     /// The server's 2xx body is not the JSON we expect.
     #[error("unexpected reply from {url}: {why}")]
     Decode { url: String, why: String },
+    /// Keystone refused (or could not be asked for) a token.
+    #[error("Keystone authentication at {url} failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Auth {
+        url: String,
+        status: Option<StatusCode>,
+        message: String,
+    },
 }
 
 impl Error {
@@ -96,13 +108,36 @@ pub struct ListQuery {
     pub back_ref: Option<Uuid>,
     /// Full objects (`detail=True`), else `{uuid, fq_name, href}` stubs.
     pub detail: bool,
+    /// Upstream's `filters=<field>==<json value>,...`: only objects whose
+    /// property equals the value (e.g. `instance_ip_address`).
+    pub filters: Vec<(String, Value)>,
 }
 
-/// A JSON-over-HTTP client for the VNC API (cheap to clone: the pool is shared).
+/// How the client authenticates to the config API.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    /// `noauth` (the single-host node's embedded config API).
+    #[default]
+    None,
+    /// A fixed token (upstream's `OS_TOKEN` / `--auth-token`).
+    Token(String),
+    /// Keystone password authentication.
+    Keystone(KeystoneConfig),
+}
+
+#[derive(Clone, Debug)]
+enum Session {
+    None,
+    Token(String),
+    Keystone(std::sync::Arc<Keystone>),
+}
+
+/// A JSON-over-HTTP client for the VNC API (cheap to clone: the pool and
+/// the Keystone token are shared).
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    token: Option<String>,
+    auth: Session,
     timeout: Duration,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
@@ -111,7 +146,14 @@ impl core::fmt::Debug for Client {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Client")
             .field("base", &self.base)
-            .field("auth", &self.token.is_some())
+            .field(
+                "auth",
+                &match &self.auth {
+                    Session::None => "none",
+                    Session::Token(_) => "token",
+                    Session::Keystone(_) => "keystone",
+                },
+            )
             .finish()
     }
 }
@@ -134,6 +176,11 @@ fn unwrap_envelope(ty: &str, v: Value) -> Value {
 impl Client {
     /// `base_url` like `http://127.0.0.1:8082`; `token` is sent as `X-Auth-Token`.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, Error> {
+        Self::with_auth(base_url, token.map_or(Auth::None, Auth::Token))
+    }
+
+    /// A client authenticating as `auth` says.
+    pub fn with_auth(base_url: &str, auth: Auth) -> Result<Self, Error> {
         let base = base_url.trim_end_matches('/').to_string();
         let uri: Uri = base.parse().map_err(|_| Error::BadUrl(base.clone()))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
@@ -143,12 +190,27 @@ impl Client {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http();
+        let auth = match auth {
+            Auth::None => Session::None,
+            Auth::Token(t) => Session::Token(t),
+            Auth::Keystone(k) => {
+                Session::Keystone(std::sync::Arc::new(Keystone::new(k, http.clone())?))
+            }
+        };
         Ok(Client {
             base,
-            token,
+            auth,
             timeout: Duration::from_secs(30),
             http,
         })
+    }
+
+    /// The Keystone session, when the client uses one.
+    pub fn keystone(&self) -> Option<&Keystone> {
+        match &self.auth {
+            Session::Keystone(k) => Some(k),
+            _ => None,
+        }
     }
 
     /// Per-request timeout (default 30 s).
@@ -161,17 +223,44 @@ impl Client {
         &self.base
     }
 
-    /// One request; returns status and body whatever the status.
+    /// One request; returns status and body whatever the status. With
+    /// Keystone, a 401 drops the token and the request is sent once more
+    /// with a new one.
     pub async fn raw(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), Error> {
+        let token = match &self.auth {
+            Session::None => None,
+            Session::Token(t) => Some(t.clone()),
+            Session::Keystone(k) => Some(k.token(self.timeout).await?),
+        };
+        let r = self
+            .send(method.clone(), path, body, token.as_deref())
+            .await?;
+        match (&self.auth, token) {
+            (Session::Keystone(k), Some(stale)) if r.0 == StatusCode::UNAUTHORIZED => {
+                k.invalidate(&stale).await;
+                let fresh = k.token(self.timeout).await?;
+                self.send(method, path, body, Some(&fresh)).await
+            }
+            _ => Ok(r),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), Error> {
         let url = format!("{}{}", self.base, path);
         let uri: Uri = url.parse().map_err(|_| Error::BadUrl(url.clone()))?;
         let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = &self.token {
+        if let Some(t) = token {
             req = req.header("X-Auth-Token", t);
         }
         let payload = match body {
@@ -293,6 +382,14 @@ impl Client {
         if let Some(b) = q.back_ref {
             params.push(format!("back_ref_id={b}"));
         }
+        if !q.filters.is_empty() {
+            let f: Vec<String> = q
+                .filters
+                .iter()
+                .map(|(k, v)| format!("{}=={}", query_escape(k), query_escape(&v.to_string())))
+                .collect();
+            params.push(format!("filters={}", f.join(",")));
+        }
         let coll = collection(ty);
         let mut path = format!("/{coll}");
         if !params.is_empty() {
@@ -354,6 +451,20 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+/// Percent-encodes what a query value may not carry as is (RFC 3986
+/// unreserved characters stay).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The uuid of a VNC object (inner JSON), if well-formed.

@@ -110,6 +110,7 @@ async fn crud_wire_format() {
         parent: Some(id),
         back_ref: None,
         detail: true,
+        filters: vec![("instance_ip_address".into(), json!("10.0.0.3"))],
     };
     let l = c.list("virtual-network", &q).await.unwrap();
     assert_eq!(l, vec![json!({"uuid": id.to_string()})]);
@@ -150,7 +151,9 @@ async fn crud_wire_format() {
     assert_eq!(seen[4].3, json!({"virtual-network": {"display_name": "x"}}));
     assert_eq!(
         seen[7].1,
-        format!("/virtual-networks?detail=True&parent_id={id}")
+        format!(
+            "/virtual-networks?detail=True&parent_id={id}&filters=instance_ip_address==%2210.0.0.3%22"
+        )
     );
     assert_eq!(
         seen[10].3,

@@ -18,7 +18,8 @@ use crate::parse;
 )]
 pub struct Cli {
     /// Directory of the vRouter's sockets; ksync is DIR/dpdk_netlink.
-    /// [default: /var/run/vrouter; on Windows the pipe \\.\pipe\vrouterKsync]
+    /// [default: /var/run/vrouter; on Windows the kernel extension's device
+    /// \\.\vrouterKsync, or with DIR the pipe \\.\pipe\vrouterKsync]
     #[arg(long, global = true, value_name = "DIR")]
     pub sock_dir: Option<PathBuf>,
 
@@ -339,11 +340,15 @@ pub struct DropstatsArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("op").required(true).args(["info"])))]
+#[command(group(ArgGroup::new("op").required(true).args(["info", "ext"])))]
 pub struct VrouterArgs {
     /// Build information and table sizes.
     #[arg(long)]
     pub info: bool,
+    /// The Hyper-V forwarding extension's own counters (Windows: lists,
+    /// copies by reason, holds, pkt0), read from its ksync device.
+    #[arg(long)]
+    pub ext: bool,
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub struct SocketTransport {
 }
 
 impl SocketTransport {
-    /// Connect to the ksync socket (Linux) or pipe (Windows) `addr`.
+    /// Connect to the ksync socket (Linux), pipe or device (Windows) `addr`.
     pub fn connect(addr: &Path) -> Result<Self, ClientError> {
         let shown = addr.display().to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -157,8 +157,9 @@ impl<H: HostOps> Transport for LocalTransport<'_, H> {
 }
 
 /// Where the ksync channel is: `<sock_dir>/dpdk_netlink` on Linux (the
-/// default dir is upstream's `/var/run/vrouter`), the pipe
-/// `\\.\pipe\vrouterKsync` on Windows (a `sock_dir` selects an instance
+/// default dir is upstream's `/var/run/vrouter`); on Windows the kernel
+/// extension's device `\\.\vrouterKsync` by default, the pipe
+/// `\\.\pipe\vrouterKsync` given a `sock_dir` (which selects an instance
 /// suffix, see `channels::ChannelPaths::new`).
 pub fn ksync_path(sock_dir: Option<&Path>) -> PathBuf {
     match sock_dir {

@@ -416,5 +416,21 @@ fn no_vrouter_running() {
     #[cfg(unix)]
     assert!(e.contains("/var/run/vrouter/dpdk_netlink"), "{e}");
     #[cfg(windows)]
-    assert!(e.contains(r"\\.\pipe\vrouterKsync"), "{e}");
+    assert!(e.contains(r"\\.\vrouterKsync"), "{e}");
+}
+
+#[test]
+fn ext_counters_are_the_windows_extensions() {
+    // winext::stats::IOCTL_VROUTER_EXT_STATS.
+    assert_eq!(vrctl::ext::IOCTL_VROUTER_EXT_STATS, 0x0012_2404);
+    #[cfg(unix)]
+    {
+        let o = Command::new(env!("CARGO_BIN_EXE_vrctl"))
+            .args(["vrouter", "--ext"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("only on Windows"), "{e}");
+    }
 }

@@ -7,13 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use service_host::LogTarget;
 
 use super::{run_plugin, service_install, service_run, service_uninstall, PluginConfig};
 use crate::backend::windows::{HcnBackend, HcnConfig};
-use crate::cli::DriverArgs;
+use crate::cli::{DriverArgs, Settings};
 use crate::Driver;
 
 #[derive(Parser)]
@@ -43,32 +42,60 @@ enum Cmd {
 struct WindowsArgs {
     #[command(flatten)]
     driver: DriverArgs,
-    /// The dataplane adapter our Transparent networks bind to.
-    #[arg(long, default_value = "Ethernet0")]
-    adapter: String,
+    /// The dataplane adapter our Transparent networks bind to [default: the
+    /// file's Adapter, else Ethernet0].
+    #[arg(long)]
+    adapter: Option<String>,
     /// `Id` of the switch extension to enable (the vRouter extension).
     #[arg(long, default_value = hcn::VROUTER_EXTENSION_ID)]
     extension_id: String,
+    /// Log to this file (appended) instead of stderr; a service has none
+    /// [default: the file's LogPath].
+    #[arg(long)]
+    log_file: Option<std::path::PathBuf>,
     /// Log to daily files `contrail-docker-driver.YYYY-MM-DD.log` in this
-    /// directory (the newest 14 kept) instead of stderr; a service has none.
+    /// directory, the newest 14 kept (what the MSI sets); wins over
+    /// `--log-file` and LogPath.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
-    /// Log filter (tracing env-filter syntax), e.g. `info` or
-    /// `docker_driver=debug`; `RUST_LOG` when not given.
-    #[arg(long)]
-    log_level: Option<String>,
+}
+
+/// What the service runs with: the flags over contrail-cnm-plugin.conf.
+struct Resolved {
+    settings: Settings,
+    adapter: String,
+    extension_id: String,
+    log_file: Option<std::path::PathBuf>,
+    log_dir: Option<std::path::PathBuf>,
+}
+
+fn resolve(args: &WindowsArgs) -> anyhow::Result<Resolved> {
+    let settings = args.driver.settings()?;
+    Ok(Resolved {
+        adapter: args
+            .adapter
+            .clone()
+            .or(settings.adapter.clone())
+            .unwrap_or_else(|| "Ethernet0".to_owned()),
+        extension_id: args.extension_id.clone(),
+        log_file: args.log_file.clone().or(settings.log_path.clone()),
+        log_dir: args.log_dir.clone(),
+        settings,
+    })
 }
 
 /// The Windows `main` (called by `src/main.rs`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run(args) => init_logging(&args).and_then(|()| {
-            service_run(move |shutdown| serve(args, shutdown.wait()).map_err(|e| format!("{e:#}")))
+        Cmd::Run(args) => resolve(&args).and_then(|r| {
+            init_logging(&r)?;
+            service_run(move |shutdown| serve(r, shutdown.wait()).map_err(|e| format!("{e:#}")))
                 .map_err(anyhow::Error::from)
         }),
-        Cmd::Console(args) => init_logging(&args).and_then(|()| {
-            serve(args, async {
+        Cmd::Console(args) => resolve(&args).and_then(|r| {
+            init_logging(&r)?;
+            serve(r, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
         }),
@@ -90,32 +117,33 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(args: &WindowsArgs) -> anyhow::Result<()> {
-    let filter = match &args.log_level {
-        Some(l) => tracing_subscriber::EnvFilter::try_new(l).context("--log-level")?,
-        None => {
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
-        }
-    };
-    let target = match &args.log_dir {
-        Some(dir) => LogTarget::Files {
+/// Errors here happen before the service connects to the service manager,
+/// which then reports that it did not start.
+fn init_logging(r: &Resolved) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(r.settings.log_filter())
+        .unwrap_or_else(|_| "info".into());
+    let target = match (&r.log_dir, &r.log_file) {
+        (Some(dir), _) => LogTarget::Files {
             dir,
             name: "contrail-docker-driver",
             keep: service_host::DEFAULT_KEEP,
         },
-        None => LogTarget::Stderr,
+        (None, Some(file)) => LogTarget::File(file),
+        (None, None) => LogTarget::Stderr,
     };
-    Ok(service_host::init_logging(filter, target)?)
+    service_host::init_logging(filter, target)?;
+    r.settings.log();
+    Ok(())
 }
 
 /// Builds the driver on HNS and serves it on the pipe until `shutdown`.
-fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+fn serve(args: Resolved, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(async move {
-            let (vnc, agent) = args.driver.clients()?;
+            let (vnc, agent) = args.settings.clients()?;
             // Opened on first use: the plugin API is served (and Docker
             // gets HNS's error) even where HNS cannot be loaded yet.
             let hcn = hcn::OnFirstUse::new(hcn::ComputeNetwork::new);
@@ -129,9 +157,14 @@ fn serve(args: WindowsArgs, shutdown: impl Future<Output = ()>) -> anyhow::Resul
                     extensions: vec![args.extension_id.clone()],
                 },
             );
-            let driver = Arc::new(Driver::new(vnc, agent, backend, args.driver.config()));
+            let driver = Arc::new(Driver::new(
+                vnc,
+                agent,
+                backend,
+                args.settings.config.clone(),
+            ));
             let bg = Arc::clone(&driver);
-            let interval = args.driver.reconcile_interval;
+            let interval = args.settings.reconcile_interval;
             let reconciler = tokio::spawn(async move {
                 loop {
                     match bg.reconcile().await {

@@ -32,6 +32,8 @@ pub struct PluginConfig {
     /// `%ProgramData%` (the spec file goes to `<this>\docker\plugins`);
     /// [`default_program_data`] in production, a temp dir in tests.
     pub program_data: PathBuf,
+    /// Header/idle and body limits of each pipe connection.
+    pub timeouts: http_serve::Timeouts,
 }
 
 impl Default for PluginConfig {
@@ -39,6 +41,7 @@ impl Default for PluginConfig {
         Self {
             pipe_name: PIPE_NAME.to_owned(),
             program_data: default_program_data(),
+            timeouts: http_serve::Timeouts::DEFAULT,
         }
     }
 }
@@ -78,7 +81,9 @@ pub async fn run_plugin(
             source,
         })?;
     tracing::info!(pipe = %cfg.pipe_name, spec = %spec.path().display(), "serving the plugin API");
-    let served = serve_pipe(listener, app, shutdown).await.map_err(pipe_err);
+    let served = serve_pipe(listener, app, cfg.timeouts, shutdown)
+        .await
+        .map_err(pipe_err);
     let removed = spec.remove().map_err(|source| PluginError::Spec {
         path: spec_path(&cfg.program_data),
         source,

@@ -71,12 +71,14 @@ impl PipeListener {
     }
 }
 
-/// Serves `app` on every connection of `listener` until `shutdown`.
+/// Serves `app` on every connection of `listener` until `shutdown`, each
+/// with the header/idle and body limits `timeouts`.
 /// Connections in flight when `shutdown` fires are dropped with the
 /// runtime; Docker retries plugin calls.
 pub async fn serve_pipe(
     mut listener: PipeListener,
     app: axum::Router,
+    timeouts: http_serve::Timeouts,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
@@ -87,7 +89,7 @@ pub async fn serve_pipe(
                 let Some(conn) = conn? else { continue };
                 let app = app.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = crate::serve_connection(conn, app).await {
+                    if let Err(e) = crate::serve_connection(conn, app, timeouts).await {
                         tracing::debug!(error = %e, "plugin pipe connection ended");
                     }
                 });

@@ -5,7 +5,8 @@
 //!   file, served on 127.0.0.1 (the agent serves the same router on :8082).
 //! * [`Ports`]: `agent::ports::router` over an `agent::ports::PortStore` in a
 //!   temporary ports directory (files `<dir>/<uuid>`, as the agent keeps
-//!   them), with the agent's check that the port's VN exists.
+//!   them), with the agent's own checks against the config
+//!   (`agent::port_config::ConfigPorts`).
 //!
 //! Both are in-process so that the protocol tests run without root; the
 //! Docker end-to-end test runs the real `vrouter-agent` process instead.
@@ -14,8 +15,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agent::ports::{PortCheck, PortRecord, PortStore};
-use axum::http::StatusCode;
+use agent::port_config::ConfigPorts;
+use agent::ports::{PortCheck, PortStore};
 use axum::Router;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -25,6 +26,8 @@ use vnc_client::Client;
 pub struct Vnc {
     pub store: Arc<vnc_api::Store>,
     pub url: String,
+    /// Every request the config API served: "METHOD /path?query".
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,10 +35,24 @@ impl Vnc {
     pub async fn start() -> Vnc {
         let dir = tempfile::tempdir().unwrap();
         let store = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
-        let url = serve(vnc_api::router(Arc::clone(&store))).await;
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&requests);
+        let app = vnc_api::router(Arc::clone(&store)).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let log = Arc::clone(&log);
+                async move {
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{} {}", req.method(), req.uri()));
+                    next.run(req).await
+                }
+            },
+        ));
+        let url = serve(app).await;
         Vnc {
             store,
             url,
+            requests,
             _dir: dir,
         }
     }
@@ -57,29 +74,6 @@ impl Vnc {
     }
 }
 
-/// The agent's check on `POST /port`: the port's VN must exist.
-struct VnExists(Arc<vnc_api::Store>);
-
-impl PortCheck for VnExists {
-    fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        let snap = self
-            .0
-            .snapshot()
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        let vn: Uuid = rec
-            .vn_id
-            .parse()
-            .map_err(|_| (StatusCode::BAD_REQUEST, format!("vn-id {:?}", rec.vn_id)))?;
-        match snap.get("virtual-network", &vn) {
-            Some(_) => Ok(()),
-            None => Err((
-                StatusCode::NOT_FOUND,
-                format!("vn-id: virtual-network {vn} does not exist"),
-            )),
-        }
-    }
-}
-
 /// The real agent port API (agent::ports) over a temporary ports directory.
 pub struct Ports {
     pub store: Arc<PortStore>,
@@ -93,7 +87,9 @@ impl Ports {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("ports");
         let store = PortStore::open(&dir).unwrap();
-        let check: Arc<dyn PortCheck> = Arc::new(VnExists(Arc::clone(&vnc.store)));
+        // The agent's own checks: the VN exists, the address is in its
+        // subnets and is the VMI's instance-ip.
+        let check: Arc<dyn PortCheck> = Arc::new(ConfigPorts::new(Arc::clone(&vnc.store)));
         let url = serve(agent::ports::router(Arc::clone(&store), check)).await;
         Ports {
             store,
@@ -199,8 +195,9 @@ pub async fn seed_vn(c: &Client, tenant: &str, name: &str, subnets: &[Sub<'_>]) 
     let subs: Vec<Value> = subnets
         .iter()
         .map(|(p, l, g)| {
+            // Docker-style: gateway .1, DNS .2, addresses upwards.
             json!({"subnet": {"ip_prefix": p, "ip_prefix_len": l}, "default_gateway": g,
-                   "subnet_uuid": Uuid::new_v4().to_string()})
+                   "addr_from_start": true, "subnet_uuid": Uuid::new_v4().to_string()})
         })
         .collect();
     let r = c
@@ -226,4 +223,10 @@ pub fn leftovers(v: &Vnc) -> Vec<Value> {
     .iter()
     .flat_map(|t| v.all(t))
     .collect()
+}
+
+/// A docker-style id (64 hex characters) standing for `name` in a test.
+pub fn id(name: &str) -> String {
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex:0>64}")
 }

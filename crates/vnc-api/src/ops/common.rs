@@ -68,21 +68,83 @@ pub(crate) fn now_iso() -> String {
     )
 }
 
+/// Characters upstream refuses in names: those XML cannot carry (NUL and
+/// the other C0/C1 controls but tab, newline and carriage return;
+/// non-characters), since every name travels to the agents in IF-MAP XML.
+pub(crate) fn illegal_xml_char(c: char) -> bool {
+    let n = u32::from(c);
+    matches!(n, 0x00..=0x08 | 0x0B..=0x0C | 0x0E..=0x1F | 0x7F..=0x84 | 0x86..=0x9F)
+        || (0xFDD0..=0xFDDF).contains(&n)
+        || (n & 0xFFFE) == 0xFFFE
+}
+
+/// One element of an fq_name (or a `name`): non-empty, XML-safe.
+pub(crate) fn check_name(s: &str, what: &str) -> Result<(), ApiError> {
+    if s.is_empty() {
+        return Err(bad(format!("{what}: names must not be empty")));
+    }
+    if let Some(c) = s.chars().find(|c| illegal_xml_char(*c)) {
+        return Err(bad(format!(
+            "{what}: name {s:?} has an illegal character (U+{:04X}): control and \
+             non-characters cannot travel in IF-MAP XML",
+            u32::from(c)
+        )));
+    }
+    Ok(())
+}
+
+/// The `fq_name` of a new object: upstream requires a list of strings
+/// (never a `:`-joined string, never absent), and refuses `:` in the last
+/// element (the object's own name).
+pub(crate) fn parse_fq_name(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let a =
+        match v {
+            None | Some(Value::Null) => return Err(bad("Bad Request, no fq_name in POST body")),
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            Some(Value::String(_)) => return Err(bad(
+                "fq_name must be a list of strings, e.g. [\"default-domain\", \"demo\", \"blue\"] \
+                 (a \":\"-joined string is refused, as upstream)",
+            )),
+            Some(_) => return Err(bad("fq_name must be a non-empty list of strings")),
+        };
+    let fq: Vec<String> = a
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .map(String::from)
+                .ok_or_else(|| bad("fq_name must be a list of strings"))
+        })
+        .collect::<Result<_, _>>()?;
+    for s in &fq {
+        check_name(s, "fq_name")?;
+    }
+    if let Some(last) = fq.last().filter(|n| n.contains(':')) {
+        return Err(bad(format!(
+            "fq_name: name {last:?} contains \":\" (the fq_name separator)"
+        )));
+    }
+    Ok(fq)
+}
+
+/// An fq_name naming an existing object (a reference's `to`, `ref-fq-name`):
+/// a list of names, or a `:`-joined string as some clients send.
 pub(crate) fn parse_fq(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
-    match v {
+    let fq: Vec<String> = match v {
         Value::Array(a) if !a.is_empty() => a
             .iter()
             .map(|s| {
                 s.as_str()
-                    .filter(|s| !s.is_empty())
                     .map(String::from)
                     .ok_or_else(|| bad(format!("{what} must be a list of non-empty strings")))
             })
-            .collect(),
-        // Some clients send `to` as a `:`-joined string.
-        Value::String(s) if !s.is_empty() => Ok(s.split(':').map(String::from).collect()),
-        _ => Err(bad(format!("{what} must be a list of non-empty strings"))),
+            .collect::<Result<_, _>>()?,
+        Value::String(s) if !s.is_empty() => s.split(':').map(String::from).collect(),
+        _ => return Err(bad(format!("{what} must be a list of non-empty strings"))),
+    };
+    for s in &fq {
+        check_name(s, what)?;
     }
+    Ok(fq)
 }
 
 pub(crate) fn parse_uuid(v: &Value, what: &str) -> Result<Uuid, ApiError> {
@@ -119,6 +181,10 @@ pub(crate) fn resolve_ref(
 
 /// Validate every `*_refs` field of the body and store it as
 /// `[{to, uuid, attr}]` (duplicates to one target collapse, last wins).
+/// References of the types this server stores are resolved and indexed;
+/// any other `<type>_refs` (upstream clients send `routing_instance_refs`,
+/// `tag_refs`, `interface_route_table_refs`, ...) is kept as given, after
+/// a shape check, so that a client reads back what it wrote.
 pub(crate) fn normalize_refs(
     st: &State,
     ty: Ty,
@@ -130,17 +196,7 @@ pub(crate) fn normalize_refs(
         .cloned()
         .collect();
     for key in keys {
-        let Some(target) = ty.refs().iter().copied().find(|t| Ty::ref_field(*t) == key) else {
-            return Err(bad(format!(
-                "{} has no reference field \"{key}\" (supported: {})",
-                ty.name(),
-                ty.refs()
-                    .iter()
-                    .map(|t| Ty::ref_field(*t))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
+        let target = ty.refs().iter().copied().find(|t| Ty::ref_field(*t) == key);
         let Some(val) = obj.remove(&key) else {
             continue;
         };
@@ -155,8 +211,12 @@ pub(crate) fn normalize_refs(
             if !item.is_object() {
                 return Err(bad(format!("{what} must be an object")));
             }
-            let (u, fq) = resolve_ref(st, target, item, &what)?;
             let attr = item.get("attr").cloned().unwrap_or(Value::Null);
+            let Some(target) = target else {
+                out.push(foreign_ref(item, attr, &what)?);
+                continue;
+            };
+            let (u, fq) = resolve_ref(st, target, item, &what)?;
             let us = u.to_string();
             out.retain(|r| r.get("uuid").and_then(Value::as_str) != Some(us.as_str()));
             out.push(json!({"to": fq, "uuid": us, "attr": attr}));
@@ -164,4 +224,29 @@ pub(crate) fn normalize_refs(
         obj.insert(key, Value::Array(out));
     }
     Ok(())
+}
+
+/// A reference to a type this server does not store: `to` (fq_name) and/or
+/// `uuid` as given, checked for shape only.
+fn foreign_ref(item: &Value, attr: Value, what: &str) -> Result<Value, ApiError> {
+    let to = match item.get("to").filter(|t| !t.is_null()) {
+        Some(t) => Some(parse_fq(t, &format!("{what}.to"))?),
+        None => None,
+    };
+    let uuid = match item.get("uuid").filter(|u| !u.is_null()) {
+        Some(u) => Some(parse_uuid(u, &format!("{what}.uuid"))?),
+        None => None,
+    };
+    if to.is_none() && uuid.is_none() {
+        return Err(bad(format!("{what} needs \"to\" (fq_name) or \"uuid\"")));
+    }
+    let mut m = Map::new();
+    if let Some(to) = to {
+        m.insert("to".into(), json!(to));
+    }
+    if let Some(u) = uuid {
+        m.insert("uuid".into(), json!(u.to_string()));
+    }
+    m.insert("attr".into(), attr);
+    Ok(Value::Object(m))
 }

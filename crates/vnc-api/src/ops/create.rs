@@ -32,7 +32,7 @@ pub(crate) fn create(txn: &mut Txn<'_>, ty: Ty, body: Value) -> Result<Value, Ap
             )
         )));
     }
-    let (fq, parent) = place(txn.st(), ty, uuid, &obj)?;
+    let (fq, parent) = place(txn.st(), ty, &obj)?;
     if let Some(other) = txn.st().by_fq(ty, &fq) {
         return Err(conflict(format!(
             "{} {} already exists with uuid: {other}",

@@ -1,29 +1,27 @@
 //! Where a new object goes: its fq_name and parent.
 
 use crate::error::{bad, not_found, ApiError};
-use crate::ops::common::{join, parse_fq, parse_uuid};
+use crate::ops::common::{check_name, join, parse_fq_name, parse_uuid};
 use crate::schema::Ty;
-use crate::store::{fq_of, State};
+use crate::store::State;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Where a new object goes: its fq_name and parent.
 type Placement = (Vec<String>, Option<(Ty, Uuid)>);
 
-pub(crate) fn place(
-    st: &State,
-    ty: Ty,
-    uuid: Uuid,
-    obj: &Map<String, Value>,
-) -> Result<Placement, ApiError> {
+/// The fq_name (required, as upstream: clients compute it from the parent
+/// and the name) and the parent it names. `parent_type`, `parent_uuid`
+/// and `name`, when given, must agree with it.
+pub(crate) fn place(st: &State, ty: Ty, obj: &Map<String, Value>) -> Result<Placement, ApiError> {
     let tn = ty.name();
-    let fq_given = match obj.get("fq_name") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(parse_fq(v, "fq_name")?),
-    };
+    let fq = parse_fq_name(obj.get("fq_name"))?;
     let name_given = match obj.get("name") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) => {
+            check_name(s, "name")?;
+            Some(s.clone())
+        }
         Some(_) => return Err(bad("name must be a non-empty string")),
     };
     let puuid = match obj.get("parent_uuid") {
@@ -39,20 +37,18 @@ pub(crate) fn place(
         },
         Some(_) => return Err(bad("parent_type must be a string")),
     };
-    let name = || name_given.clone().unwrap_or_else(|| uuid.to_string());
-    let (fq, parent) = if ty.parents().is_empty() {
+    let parent = if ty.parents().is_empty() {
         if puuid.is_some() {
             return Err(bad(format!("{tn} has no parent (parent_uuid given)")));
         }
-        let fq = fq_given.unwrap_or_else(|| vec![name()]);
         if fq.len() != 1 {
             return Err(bad(format!(
-                "{tn} fq_name must have exactly one element, got {}",
+                "Invalid fq-name of an object with no parent: {tn} fq_name must have exactly one element, got {}",
                 join(&fq)
             )));
         }
-        (fq, None)
-    } else if let Some(fq) = fq_given {
+        None
+    } else {
         let Some((_, pfq)) = fq.split_last().filter(|(_, p)| !p.is_empty()) else {
             return Err(bad(format!(
                 "{tn} fq_name {} has no parent part",
@@ -81,35 +77,7 @@ pub(crate) fn place(
                 join(&fq)
             )));
         }
-        (fq, Some((pt, pu)))
-    } else if let Some(pu) = puuid {
-        let pt = st
-            .kind
-            .get(&pu)
-            .copied()
-            .filter(|t| ty.parents().contains(t) && ptype.is_none_or(|p| p == *t))
-            .ok_or_else(|| not_found(format!("parent {pu} of new {tn} not found")))?;
-        let pfq = st.get(pt, &pu).map(|o| fq_of(o)).unwrap_or_default();
-        let mut fq = pfq;
-        fq.push(name());
-        (fq, Some((pt, pu)))
-    } else {
-        let pt = ptype
-            .or_else(|| ty.parents().first().copied())
-            .ok_or_else(|| bad(format!("{tn} needs fq_name or parent_uuid")))?;
-        let pfq = pt
-            .default_fq()
-            .ok_or_else(|| bad(format!("{tn} needs fq_name or parent_uuid")))?;
-        let pu = st.by_fq(pt, &pfq).ok_or_else(|| {
-            not_found(format!(
-                "default parent {} {} not found",
-                pt.name(),
-                join(&pfq)
-            ))
-        })?;
-        let mut fq = pfq;
-        fq.push(name());
-        (fq, Some((pt, pu)))
+        Some((pt, pu))
     };
     if let Some(n) = &name_given {
         if fq.last() != Some(n) {

@@ -1,7 +1,7 @@
 //! `PUT /<type>/<uuid>`: merge fields into an object.
 
 use crate::error::{bad, not_found, ApiError};
-use crate::ops::common::{normalize_refs, now_iso, parse_fq, strip_derived};
+use crate::ops::common::{normalize_refs, now_iso, parse_fq_name, strip_derived};
 use crate::ops::finish::finish;
 use crate::schema::Ty;
 use crate::store::{fq_of, uuid_at, Txn};
@@ -60,7 +60,7 @@ pub(crate) fn update(
     for key in ["uuid", "fq_name", "parent_type", "parent_uuid", "name"] {
         let Some(v) = patch.remove(key) else { continue };
         let same = match key {
-            "fq_name" => parse_fq(&v, "fq_name").ok() == Some(fq_of(&old)),
+            "fq_name" => parse_fq_name(Some(&v)).ok() == Some(fq_of(&old)),
             "uuid" | "parent_uuid" => {
                 v.is_null() && old.get(key).is_none()
                     || v.as_str().and_then(|s| Uuid::parse_str(s).ok()) == uuid_at(&old, key)

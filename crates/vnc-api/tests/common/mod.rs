@@ -153,7 +153,11 @@ impl T {
     }
 
     pub async fn iip(&self, vn: &str, vmi: &str, addr: Option<&str>) -> Value {
+        // Upstream clients name instance-ips by their uuid.
+        let id = Uuid::new_v4().to_string();
         let mut o = json!({
+            "uuid": id,
+            "fq_name": [id],
             "virtual_network_refs": [{"uuid": vn}],
             "virtual_machine_interface_refs": [{"uuid": vmi}],
         });

@@ -21,6 +21,8 @@ use crate::error::{AsDisplay, Error, Result};
 pub(crate) enum Stream {
     Server(NamedPipeServer),
     Client(NamedPipeClient),
+    /// The kernel extension's ksync device.
+    Device(super::device::DeviceStream),
 }
 
 impl AsyncRead for Stream {
@@ -32,6 +34,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Server(p) => Pin::new(p).poll_read(cx, buf),
             Self::Client(p) => Pin::new(p).poll_read(cx, buf),
+            Self::Device(d) => Pin::new(d).poll_read(cx, buf),
         }
     }
 }
@@ -45,6 +48,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Server(p) => Pin::new(p).poll_write(cx, buf),
             Self::Client(p) => Pin::new(p).poll_write(cx, buf),
+            Self::Device(d) => Pin::new(d).poll_write(cx, buf),
         }
     }
 
@@ -52,6 +56,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Server(p) => Pin::new(p).poll_flush(cx),
             Self::Client(p) => Pin::new(p).poll_flush(cx),
+            Self::Device(d) => Pin::new(d).poll_flush(cx),
         }
     }
 
@@ -59,6 +64,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Server(p) => Pin::new(p).poll_shutdown(cx),
             Self::Client(p) => Pin::new(p).poll_shutdown(cx),
+            Self::Device(d) => Pin::new(d).poll_shutdown(cx),
         }
     }
 }
@@ -131,6 +137,9 @@ impl Listener {
 const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn connect(name: &Path) -> Result<Stream> {
+    if super::device::is_device(name) {
+        return super::device::DeviceStream::open(name).map(Stream::Device);
+    }
     let start = Instant::now();
     loop {
         match ClientOptions::new().open(name) {

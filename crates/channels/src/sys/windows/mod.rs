@@ -1,5 +1,6 @@
 //! Windows back end: named pipes (through tokio) and a named file mapping.
 
+pub(crate) mod device;
 pub(crate) mod ksync;
 pub(crate) mod pkt0;
 pub(crate) mod security;
@@ -17,6 +18,11 @@ use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 use crate::ChannelPaths;
 
 const KSYNC_PIPE: &str = r"\\.\pipe\vrouterKsync";
+/// The kernel extension's devices and flow section (upstream's device
+/// names; `crates/winext`).
+const KSYNC_DEVICE: &str = r"\\.\vrouterKsync";
+const PKT0_DEVICE: &str = r"\\.\vrouterPkt0";
+const FLOW_SECTION: &str = r"Global\vrouterFlowTable";
 const PKT0_PIPE: &str = r"\\.\pipe\vrouterPkt0";
 const FLOW_MAPPING: &str = r"Local\vrouterFlowTable";
 
@@ -30,8 +36,18 @@ fn names(suffix: &str) -> ChannelPaths {
     }
 }
 
+/// The datapath on Windows is the Hyper-V forwarding extension.
 pub(crate) fn default_paths() -> ChannelPaths {
-    names("")
+    kernel_paths()
+}
+
+pub(crate) fn kernel_paths() -> ChannelPaths {
+    ChannelPaths {
+        ksync: PathBuf::from(KSYNC_DEVICE),
+        pkt0_datapath: PathBuf::from(PKT0_DEVICE),
+        pkt0_agent: PathBuf::from(PKT0_DEVICE),
+        flow_shm: PathBuf::from(FLOW_SECTION),
+    }
 }
 
 /// Pipe and mapping names cannot hold `\` after their prefix: the

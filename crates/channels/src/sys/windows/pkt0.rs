@@ -120,6 +120,8 @@ fn scratch() -> Mutex<Vec<u8>> {
 pub(crate) enum Endpoint {
     Datapath(Server),
     Agent(Client),
+    /// The agent's end on the kernel extension's pkt0 device.
+    Device(super::device::DevClient),
 }
 
 impl Endpoint {
@@ -129,6 +131,11 @@ impl Endpoint {
     }
 
     pub(crate) fn bind_agent(paths: &ChannelPaths) -> Result<Self> {
+        if super::device::is_device(&paths.pkt0_datapath) {
+            return Ok(Self::Device(super::device::DevClient::new(
+                &paths.pkt0_datapath,
+            )));
+        }
         Ok(Self::Agent(Client {
             name: paths.pkt0_datapath.clone(),
             conn: tokio::sync::Mutex::new(None),
@@ -140,6 +147,7 @@ impl Endpoint {
         match self {
             Self::Datapath(s) => s.recv(buf).await,
             Self::Agent(c) => c.recv(buf).await,
+            Self::Device(c) => c.recv(buf).await,
         }
     }
 
@@ -147,6 +155,7 @@ impl Endpoint {
         match self {
             Self::Datapath(s) => s.send(frame).await,
             Self::Agent(c) => c.send(frame).await,
+            Self::Device(c) => c.send(frame).await,
         }
     }
 }

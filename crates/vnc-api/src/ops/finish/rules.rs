@@ -1,7 +1,9 @@
 //! network-policy and security-group rule lists.
 
 use crate::error::{bad, ApiError};
+use ipnet::IpNet;
 use serde_json::{json, Map, Value};
+use std::net::IpAddr;
 use uuid::Uuid;
 
 pub(crate) fn rules(
@@ -106,17 +108,86 @@ pub(crate) fn rules(
                 }
             }
         }
+        let ethertype = r.get("ethertype").and_then(Value::as_str).map(String::from);
+        let mut local = false;
         for key in ["src_addresses", "dst_addresses"] {
             let Some(a) = r.get(key).filter(|p| !p.is_null()) else {
                 continue;
             };
-            if !a.as_array().is_some_and(|l| l.iter().all(Value::is_object)) {
-                return Err(bad(format!("{at}.{key} must be a list of objects")));
+            let list = a
+                .as_array()
+                .filter(|l| l.iter().all(Value::is_object))
+                .ok_or_else(|| bad(format!("{at}.{key} must be a list of objects")))?;
+            for (ai, addr) in list.iter().enumerate() {
+                let aat = format!("{at}.{key}[{ai}]");
+                let mut nets = Vec::new();
+                if let Some(sn) = addr.get("subnet").filter(|s| !s.is_null()) {
+                    nets.push(subnet(sn, &format!("{aat}.subnet"))?);
+                }
+                if let Some(l) = addr.get("subnet_list").filter(|s| !s.is_null()) {
+                    let l = l
+                        .as_array()
+                        .ok_or_else(|| bad(format!("{aat}.subnet_list must be a list")))?;
+                    for (si, sn) in l.iter().enumerate() {
+                        nets.push(subnet(sn, &format!("{aat}.subnet_list[{si}]"))?);
+                    }
+                }
+                for n in &nets {
+                    let v = if n.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+                    if !need_action && ethertype.as_deref().is_some_and(|e| e != v) {
+                        return Err(bad(format!(
+                            "{aat}: rule subnet {n} doesn't match ethertype {}",
+                            ethertype.as_deref().unwrap_or_default()
+                        )));
+                    }
+                }
+                match addr.get("security_group") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(g)) if need_action => {
+                        return Err(bad(format!(
+                            "{aat}: a network-policy rule cannot refer to security group {g:?}"
+                        )))
+                    }
+                    Some(Value::String(g)) => local |= g == "local",
+                    Some(g) => {
+                        return Err(bad(format!(
+                            "{aat}.security_group must be a string, got {g}"
+                        )))
+                    }
+                }
             }
+        }
+        if !need_action && !local {
+            return Err(bad(format!(
+                "{at}: at least one of source or destination addresses must be \"local\" \
+                 ({{\"security_group\": \"local\"}})"
+            )));
         }
         if !r.get("rule_uuid").is_some_and(Value::is_string) {
             r.insert("rule_uuid".into(), json!(Uuid::new_v4().to_string()));
         }
     }
     Ok(())
+}
+
+/// A rule's `{"ip_prefix", "ip_prefix_len"}`: an address and a length that
+/// fits its family. (A rule with a bad subnet used to be stored and then
+/// match nothing, silently denying what it was meant to allow.)
+fn subnet(v: &Value, at: &str) -> Result<IpNet, ApiError> {
+    let prefix = v.get("ip_prefix").and_then(Value::as_str).ok_or_else(|| {
+        bad(format!(
+            "{at}.ip_prefix must be a string with an IP address"
+        ))
+    })?;
+    let ip: IpAddr = prefix
+        .parse()
+        .map_err(|_| bad(format!("{at}.ip_prefix: {prefix:?} is not an IP address")))?;
+    let len = v
+        .get("ip_prefix_len")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad(format!("{at}.ip_prefix_len must be an integer")))?;
+    u8::try_from(len)
+        .ok()
+        .and_then(|l| IpNet::new(ip, l).ok())
+        .ok_or_else(|| bad(format!("{at}: invalid subnet {prefix}/{len}")))
 }

@@ -1,0 +1,340 @@
+//! From the fabric: overlay decapsulation (MPLSoGRE, MPLSoUDP, VXLAN)
+//! and delivery to local vifs.
+
+use super::*;
+
+impl Router {
+    // ---- from the fabric -------------------------------------------------------
+
+    pub(super) fn rx_fabric(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+    ) -> Action {
+        let Ok(info) = PacketInfo::parse(pkt.data()) else {
+            return self.pass_through(iv, pkt, cx);
+        };
+        if info.family != Family::Ipv4 || info.l4_offset == 0 {
+            return self.pass_through(iv, pkt, cx);
+        }
+        let dst4 = [info.dst[0], info.dst[1], info.dst[2], info.dst[3]];
+        let ours = self
+            .routes
+            .lookup4(iv.vrf, &dst4)
+            .and_then(|rt| self.nhs.get(rt.nh))
+            .is_some_and(|nh| matches!(nh.kind, NhKind::Receive));
+        if !ours {
+            return self.pass_through(iv, pkt, cx);
+        }
+        pkt.truncate(info.l3_offset as usize + info.l3_len as usize);
+        let l4 = info.l4_offset as usize;
+        let d = pkt.data();
+        match info.proto {
+            PROTO_GRE => {
+                let (Some(flags), Some(proto)) = (rd16(d, l4), rd16(d, l4 + 2)) else {
+                    return self.drop(cx, DropReason::InvalidPacket);
+                };
+                if proto != ETHERTYPE_MPLS || flags & 0x0007 != 0 {
+                    return self.pass_through(iv, pkt, cx);
+                }
+                // Optional checksum/key/sequence words (RFC 2784/2890).
+                let opt = 4
+                    * ((flags & 0x8000 != 0) as usize
+                        + (flags & 0x2000 != 0) as usize
+                        + (flags & 0x1000 != 0) as usize);
+                self.mpls_in(iv, pkt, cx, l4 + GRE_LEN + opt)
+            }
+            PROTO_UDP if info.dport == PORT_MPLS => self.mpls_in(iv, pkt, cx, l4 + UDP_LEN),
+            PROTO_UDP if info.dport == PORT_VXLAN => self.vxlan_in(iv, pkt, cx, l4 + UDP_LEN),
+            _ => self.pass_through(iv, pkt, cx),
+        }
+    }
+
+    pub(super) fn pass_through(&mut self, iv: &InVif, pkt: &Packet<'_>, cx: &mut Cx<'_>) -> Action {
+        match iv.cross_connect {
+            Some(x) => self.tx(cx, pkt, x),
+            None => Action::PassThrough { pkt: cx.i },
+        }
+    }
+
+    pub(super) fn mpls_in(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+        off: usize,
+    ) -> Action {
+        let Some(word) = rd32(pkt.data(), off) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        let label = word >> 12;
+        if word & 0x100 == 0 {
+            // Label stacks deeper than one are not used by the overlay.
+            return self.drop(cx, DropReason::InvalidLabel);
+        }
+        let Some(nh_id) = self.mpls.get(label) else {
+            return self.drop(cx, DropReason::InvalidLabel);
+        };
+        let Some(nh) = self.nhs.get(nh_id) else {
+            return self.drop(cx, DropReason::InvalidNh);
+        };
+        let inner = off + MPLS_LEN;
+        if nh.family == AF_BRIDGE {
+            self.decap_l2(iv, pkt, cx, inner, nh_id, nh.vrf)
+        } else {
+            self.decap_l3(iv, pkt, cx, inner, nh_id)
+        }
+    }
+
+    pub(super) fn vxlan_in(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+        off: usize,
+    ) -> Action {
+        let d = pkt.data();
+        let (Some(flags), Some(vni)) = (d.get(off).copied(), rd32(d, off + 4)) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        if flags & 0x08 == 0 {
+            return self.drop(cx, DropReason::InvalidVnid);
+        }
+        let vni = vni >> 8;
+        let Some(nh_id) = self.vxlan.get(vni) else {
+            return self.drop(cx, DropReason::InvalidVnid);
+        };
+        let vrf = match self.nhs.get(nh_id) {
+            Some(nh) => nh.vrf,
+            None => return self.drop(cx, DropReason::InvalidNh),
+        };
+        self.decap_l2(iv, pkt, cx, off + VXLAN_LEN, nh_id, vrf)
+    }
+
+    /// The inner packet of a tunnel is an Ethernet frame: bridge it in
+    /// `vrf` (through `nh` unless it is a VRF next hop, which means "look
+    /// the inner destination MAC up").
+    pub(super) fn decap_l2(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+        inner: usize,
+        nh_id: u32,
+        vrf: u16,
+    ) -> Action {
+        let Some(frame) = pkt.data().get(inner..) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        let Ok(info) = PacketInfo::parse(frame) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        let Some(nh) = self.nhs.get(nh_id) else {
+            return self.drop(cx, DropReason::InvalidNh);
+        };
+        let mut nh_id = nh_id;
+        if let NhKind::VrfTranslate { .. } = nh.kind {
+            let dst = if is_multicast(&info.dst_mac) {
+                BROADCAST
+            } else {
+                info.dst_mac
+            };
+            let Some(be) = self.routes.bridge_lookup(vrf, &dst) else {
+                return self.drop(cx, DropReason::L2NoRoute);
+            };
+            nh_id = be.nh;
+        }
+        let Some(nh) = self.nhs.get(nh_id) else {
+            return self.drop(cx, DropReason::InvalidNh);
+        };
+        let out = match &nh.kind {
+            NhKind::Encap { oif, .. } => Out::Bridged { oif: *oif },
+            NhKind::Composite { .. } => Out::Flood { nh: nh_id },
+            NhKind::L2Receive => {
+                // Routed across the overlay to our MAC: route the inner IP.
+                let Some(rt) = self.lookup_ip(vrf, info.family, &info.dst) else {
+                    return self.drop(cx, DropReason::NowhereToGo);
+                };
+                match self.nhs.get(rt.nh).map(|n| &n.kind) {
+                    Some(NhKind::Encap { oif, encap }) => Out::Routed {
+                        oif: *oif,
+                        encap: *encap,
+                    },
+                    _ => return self.drop(cx, DropReason::InvalidNh),
+                }
+            }
+            _ => return self.drop(cx, DropReason::InvalidNh),
+        };
+        let policy = nh.policy() || self.out_vif_policy(&out);
+        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
+            Ok(f) => f,
+            Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
+        };
+        if !pkt.pull(inner) {
+            return self.drop(cx, DropReason::Pull);
+        }
+        self.deliver_decapped(iv, vrf, pkt, &info, cx, out, flow)
+    }
+
+    /// The inner packet is IP (L3VPN label): deliver through an interface
+    /// next hop, or route in the next hop's VRF.
+    pub(super) fn decap_l3(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+        inner: usize,
+        nh_id: u32,
+    ) -> Action {
+        let Some(ip) = pkt.data().get(inner..) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        let ethertype = match ip.first().map(|b| b >> 4) {
+            Some(4) => ETHERTYPE_IPV4,
+            Some(6) => ETHERTYPE_IPV6,
+            _ => return self.drop(cx, DropReason::InvalidProtocol),
+        };
+        let Ok(info) = PacketInfo::parse_l3(ip, ethertype) else {
+            return self.drop(cx, DropReason::InvalidPacket);
+        };
+        let Some(nh) = self.nhs.get(nh_id) else {
+            return self.drop(cx, DropReason::InvalidNh);
+        };
+        let vrf = nh.vrf;
+        let mut policy = nh.policy();
+        let out = match &nh.kind {
+            NhKind::Encap { oif, encap } => Out::Routed {
+                oif: *oif,
+                encap: *encap,
+            },
+            NhKind::VrfTranslate { vrf: v } => {
+                let Some(rt) = self.lookup_ip(*v, info.family, &info.dst) else {
+                    return self.drop(cx, DropReason::NowhereToGo);
+                };
+                match self.nhs.get(rt.nh) {
+                    Some(n) => {
+                        policy |= n.policy();
+                        match n.kind {
+                            NhKind::Encap { oif, encap } => Out::Routed { oif, encap },
+                            _ => return self.drop(cx, DropReason::InvalidNh),
+                        }
+                    }
+                    None => return self.drop(cx, DropReason::InvalidNh),
+                }
+            }
+            _ => return self.drop(cx, DropReason::InvalidNh),
+        };
+        let policy = policy || self.out_vif_policy(&out);
+        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
+            Ok(f) => f,
+            Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
+        };
+        let Out::Routed { oif, encap } = out else {
+            return self.drop(cx, DropReason::InvalidNh);
+        };
+        // Replace everything up to the inner IP header by the next hop's
+        // Ethernet header: pull the outer headers, push 14 bytes.
+        if !pkt.pull(inner) {
+            return self.drop(cx, DropReason::Pull);
+        }
+        match pkt.push(ETH_LEN) {
+            Some(h) => {
+                // The next hop's MACs; the ethertype follows the inner IP
+                // version (an interface next hop serves IPv4 and IPv6).
+                let mut e = encap;
+                e[12..14].copy_from_slice(&ethertype.to_be_bytes());
+                h.copy_from_slice(&e);
+            }
+            None => return self.drop(cx, DropReason::Push),
+        }
+        let mut info = info;
+        info.l3_offset = ETH_LEN as u16;
+        if info.l4_offset != 0 {
+            info.l4_offset += ETH_LEN as u16;
+        }
+        self.finish_local(cx, pkt, &info, oif, flow, vrf, iv)
+    }
+
+    pub(super) fn out_vif_policy(&self, out: &Out) -> bool {
+        let oif = match out {
+            Out::Routed { oif, .. } | Out::Bridged { oif } => *oif,
+            _ => return false,
+        };
+        self.vifs
+            .get(oif)
+            .is_some_and(|v| v.cfg.flags.contains(VifFlags::POLICY_ENABLED))
+    }
+
+    /// Flow check for a decapsulated packet; the key's next hop is the
+    /// source's route next hop in the VRF, as upstream.
+    pub(super) fn fabric_flow(
+        &mut self,
+        policy: bool,
+        vrf: u16,
+        info: &PacketInfo,
+        frame: &[u8],
+    ) -> Result<u32, Verdict> {
+        if !policy || !matches!(info.family, Family::Ipv4 | Family::Ipv6) {
+            return Ok(u32::MAX);
+        }
+        let src_nh = self
+            .lookup_ip(vrf, info.family, &info.src)
+            .map_or(0, |r| r.nh);
+        let key = self
+            .flow_key(vrf, info, frame, src_nh)
+            .map_err(Verdict::Drop)?;
+        match self.flow_check(&key, info, frame.len(), vrf) {
+            Verdict::Forward {
+                nat: None, flow, ..
+            } => Ok(flow),
+            // NAT toward a VM from the fabric is done by the sending side.
+            Verdict::Forward { .. } => Err(Verdict::Drop(DropReason::FlowActionInvalid)),
+            v => Err(v),
+        }
+    }
+
+    pub(super) fn fabric_verdict(
+        &mut self,
+        iv: &InVif,
+        vrf: u16,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+        v: Verdict,
+    ) -> Action {
+        match v {
+            Verdict::Hold { flow, trap } => self.hold(iv, vrf, pkt, cx, flow, trap),
+            Verdict::Drop(r) => self.drop(cx, r),
+            Verdict::Forward { .. } => self.drop(cx, DropReason::FlowActionInvalid),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn deliver_decapped(
+        &mut self,
+        iv: &InVif,
+        vrf: u16,
+        pkt: &mut Packet<'_>,
+        info: &PacketInfo,
+        cx: &mut Cx<'_>,
+        out: Out,
+        flow: u32,
+    ) -> Action {
+        match out {
+            Out::Bridged { oif } => self.finish_local(cx, pkt, info, oif, flow, vrf, iv),
+            Out::Routed { oif, encap } => {
+                if let Some(h) = pkt.data_mut().get_mut(0..12) {
+                    h.copy_from_slice(&encap[0..12]);
+                }
+                self.finish_local(cx, pkt, info, oif, flow, vrf, iv)
+            }
+            Out::Flood { nh } => self.flood(iv, vrf, pkt, info, cx, nh, true),
+            Out::Tunnel { .. } => self.drop(cx, DropReason::InvalidNh),
+        }
+    }
+}
+
+/// The Ethernet frame starting at `inner` (for flow-key ICMP parsing).
+pub(super) fn frame_of<'p>(pkt: &'p Packet<'_>, inner: usize) -> &'p [u8] {
+    pkt.data().get(inner..).unwrap_or(&[])
+}

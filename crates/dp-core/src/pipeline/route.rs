@@ -1,0 +1,188 @@
+//! L3: route lookup and next-hop resolution.
+
+use super::*;
+
+impl Router {
+    // ---- L3 routing ------------------------------------------------------------
+
+    /// Route an IP packet (Ethernet-framed) received on a VM vif or injected
+    /// by the agent, in `vrf`.
+    pub(super) fn route(
+        &mut self,
+        iv: &InVif,
+        vrf: u16,
+        pkt: &mut Packet<'_>,
+        info: &PacketInfo,
+        cx: &mut Cx<'_>,
+        depth: usize,
+    ) -> Action {
+        let Some(rt) = self.lookup_ip(vrf, info.family, &info.dst) else {
+            return self.drop(cx, DropReason::NowhereToGo);
+        };
+        let out = match self.resolve_l3(iv, vrf, pkt, info, cx, rt, depth) {
+            Ok(o) => o,
+            Err(a) => return a,
+        };
+        if info.ttl <= 1 {
+            let mut h = Self::trap_hdr(iv, vrf, cmd::ZERO_TTL);
+            h.vrf = vrf;
+            return self.trap(cx, pkt, h);
+        }
+        // Upstream checks flows when either end asks for it: the incoming
+        // vif, or the destination's next hop (a policy-enabled VM behind a
+        // port that is not).
+        let policy = iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out);
+        let verdict = if policy {
+            match self.flow_key(vrf, info, pkt.data(), iv.nh_id) {
+                Ok(key) => self.flow_check(&key, info, pkt.len(), vrf),
+                Err(r) => Verdict::Drop(r),
+            }
+        } else {
+            Verdict::Forward {
+                nat: None,
+                dvrf: None,
+                flow: u32::MAX,
+            }
+        };
+        let (nat, flow) = match verdict {
+            Verdict::Forward {
+                nat,
+                dvrf: Some(dvrf),
+                ..
+            } if dvrf != vrf && depth == 0 => {
+                // VRF translation by flow: route again in the destination VRF.
+                let _ = nat;
+                return self.route_in(iv, dvrf, pkt, info, cx);
+            }
+            Verdict::Forward { nat, flow, .. } => (nat, flow),
+            Verdict::Hold { flow, trap } => return self.hold(iv, vrf, pkt, cx, flow, trap),
+            Verdict::Drop(r) => return self.drop(cx, r),
+        };
+        if let Some(rflow) = nat {
+            if let Err(r) = self.nat(pkt, info, flow, rflow) {
+                return self.drop(cx, r);
+            }
+        }
+        self.emit(iv, vrf, pkt, info, cx, out, flow)
+    }
+
+    /// Route without a flow check after a flow-directed VRF change.
+    pub(super) fn route_in(
+        &mut self,
+        iv: &InVif,
+        vrf: u16,
+        pkt: &mut Packet<'_>,
+        info: &PacketInfo,
+        cx: &mut Cx<'_>,
+    ) -> Action {
+        let Some(rt) = self.lookup_ip(vrf, info.family, &info.dst) else {
+            return self.drop(cx, DropReason::NowhereToGo);
+        };
+        match self.resolve_l3(iv, vrf, pkt, info, cx, rt, 1) {
+            Ok(out) => self.emit(iv, vrf, pkt, info, cx, out, u32::MAX),
+            Err(a) => a,
+        }
+    }
+
+    #[inline]
+    pub(super) fn lookup_ip(&self, vrf: u16, family: Family, addr: &[u8; 16]) -> Option<RouteData> {
+        match family {
+            Family::Ipv4 => {
+                let a: [u8; 4] = [addr[0], addr[1], addr[2], addr[3]];
+                self.routes.lookup4(vrf, &a)
+            }
+            Family::Ipv6 => self.routes.lookup6(vrf, addr),
+            _ => None,
+        }
+    }
+
+    /// Follow a route's next hop to an output decision.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    pub(super) fn resolve_l3(
+        &mut self,
+        iv: &InVif,
+        vrf: u16,
+        pkt: &mut Packet<'_>,
+        info: &PacketInfo,
+        cx: &mut Cx<'_>,
+        rt: RouteData,
+        depth: usize,
+    ) -> Result<Out, Action> {
+        let mut nh_id = rt.nh;
+        let mut label = rt.label();
+        for _ in 0..MAX_NH_CHAIN {
+            let Some(nh) = self.nhs.get(nh_id) else {
+                return Err(self.drop(cx, DropReason::InvalidNh));
+            };
+            match &nh.kind {
+                NhKind::Encap { oif, encap } => {
+                    return Ok(Out::Routed {
+                        oif: *oif,
+                        encap: *encap,
+                    })
+                }
+                NhKind::Tunnel {
+                    oif,
+                    kind,
+                    sip,
+                    dip,
+                    encap,
+                } => {
+                    if *kind == TunnelKind::Vxlan {
+                        // VXLAN carries Ethernet frames: routed traffic
+                        // over VXLAN needs an L2 rewrite upstream does with
+                        // a bridge lookup; not supported here.
+                        return Err(self.drop(cx, DropReason::InvalidNh));
+                    }
+                    let Some(label) = label else {
+                        return Err(self.drop(cx, DropReason::InvalidLabel));
+                    };
+                    return Ok(Out::Tunnel {
+                        oif: *oif,
+                        kind: *kind,
+                        sip: *sip,
+                        dip: *dip,
+                        encap: *encap,
+                        label,
+                        l2: false,
+                        ttl_dec: true,
+                    });
+                }
+                NhKind::Composite { components } => {
+                    if components.is_empty() {
+                        return Err(self.drop(cx, DropReason::InvalidNh));
+                    }
+                    let pick = ecmp_hash(info) as usize % components.len();
+                    let Some(c) = components.get(pick).copied() else {
+                        return Err(self.drop(cx, DropReason::InvalidNh));
+                    };
+                    nh_id = c.nh;
+                    label = Some(c.label);
+                }
+                NhKind::VrfTranslate { vrf: v } => {
+                    let v = *v;
+                    if depth > 0 || v == vrf {
+                        return Err(self.drop(cx, DropReason::PktLoop));
+                    }
+                    let Some(rt) = self.lookup_ip(v, info.family, &info.dst) else {
+                        return Err(self.drop(cx, DropReason::NowhereToGo));
+                    };
+                    nh_id = rt.nh;
+                    label = rt.label();
+                }
+                NhKind::Receive => {
+                    // Gateway, DNS and other vRouter addresses: the agent
+                    // answers (ICMP echo, DNS, ...).
+                    return Err(self.trap(cx, pkt, Self::trap_hdr(iv, vrf, cmd::L3_PROTOCOLS)));
+                }
+                NhKind::Resolve => {
+                    return Err(self.trap(cx, pkt, Self::trap_hdr(iv, vrf, cmd::RESOLVE)));
+                }
+                NhKind::Discard | NhKind::Dead | NhKind::L2Receive => {
+                    return Err(self.drop(cx, DropReason::Discard));
+                }
+            }
+        }
+        Err(self.drop(cx, DropReason::PktLoop))
+    }
+}
