@@ -6,7 +6,15 @@
 #
 # Knobs (docs/testing.md): SKIP_<PHASE>=1 skips a phase (SKIP_WINDOWS=1,
 # SKIP_FUZZ=1, SKIP_PACKAGES=1, ...), FUZZ_SECONDS=N fuzzes each target N seconds (default 15),
-# CARGO_TARGET_DIR moves every build (default: target/ in the repo).
+# CARGO_TARGET_DIR moves every build (default: target/ in the repo),
+# TEST_ALL_NON_ROOT=1 runs as another user (the end-to-end tests then skip;
+# never under CI).
+#
+# It runs as root: the end-to-end tests need network namespaces, dockerd and
+# raw sockets, and a test that cannot run prints a `SKIP:` line instead.
+# The test phase counts those lines and shows them in the summary; under
+# CI=true any skip fails the run (the tests themselves fail there too),
+# since this command installs everything they need.
 #
 # Adding a phase: write `phase_NAME() { ... }` and add `phase NAME "what"`
 # to the list at the bottom. Phases run in that order, fail fast, and get a
@@ -60,7 +68,19 @@ fmt_outside() {
 }
 
 phase_test() {
-    cargo test --workspace
+    local log="$TARGET_BASE/test-all-test.log" n
+    mkdir -p "$TARGET_BASE"
+    # Tests print skips straight to stderr (never captured): keep a copy.
+    cargo test --workspace 2>&1 | tee "$log"
+    n=$(grep -c '^SKIP: ' "$log" || true)
+    TEST_SKIPS=$n
+    if ((n > 0)); then
+        printf '%s%d test(s) skipped:%s\n' "$C_YEL" "$n" "$C_OFF"
+        grep '^SKIP: ' "$log" | sed 's/^/  /'
+        if [[ ${CI:-} == true ]]; then
+            die "CI=true: $n test(s) skipped; the test command installs every tool, so this is a broken step"
+        fi
+    fi
 }
 
 phase_windows() {
@@ -87,10 +107,23 @@ phase() {
     PHASE_DESCS+=("$2")
 }
 
-SUMMARY=() CURRENT_PHASE='' PHASE_START=0 RAN=0 SKIPS=0
+SUMMARY=() CURRENT_PHASE='' PHASE_START=0 RAN=0 SKIPS=0 TEST_SKIPS=''
 # A phase's scripts append result lines here (scripts/packages/common.sh
 # note_summary); they are shown under the phase's summary line.
 export TEST_ALL_NOTES="$TARGET_BASE/test-all-notes.txt"
+
+# Root, or an explicit opt-out (never in CI).
+require_root() {
+    ((EUID == 0)) && return 0
+    if [[ ${CI:-} == true ]]; then
+        die "must run as root (CI=true): the end-to-end tests need it"
+    fi
+    if [[ ${TEST_ALL_NON_ROOT:-0} == 1 ]]; then
+        warn "not root (TEST_ALL_NON_ROOT=1): the end-to-end tests will skip"
+        return 0
+    fi
+    die "must run as root (sudo bash scripts/test-all.sh); TEST_ALL_NON_ROOT=1 runs anyway, with the end-to-end tests skipped"
+}
 
 summary_line() { SUMMARY+=("$(printf '  %-10s %-8s %8s  %s' "$@")"); }
 summary_notes() {
@@ -131,6 +164,7 @@ run_phases() {
             die "unknown phase '$name' (phases: ${PHASE_NAMES[*]})"
     done
     log "test-all: phases ${PHASE_NAMES[*]}; CI=${CI:-}; target dir $TARGET_BASE; FUZZ_SECONDS=$FUZZ_SECONDS"
+    require_root
     for i in "${!PHASE_NAMES[@]}"; do
         name=${PHASE_NAMES[$i]}
         var=SKIP_${name^^}
@@ -155,14 +189,16 @@ run_phases() {
         rm -f "$TEST_ALL_NOTES"
         "phase_$name"
         log "phase $name: ok in $(fmt_secs $((SECONDS - PHASE_START)))"
-        summary_line "$name" ok "$(fmt_secs $((SECONDS - PHASE_START)))" ""
+        local note=''
+        if [[ $name == test ]]; then note="${TEST_SKIPS:-0} test(s) skipped"; fi
+        summary_line "$name" ok "$(fmt_secs $((SECONDS - PHASE_START)))" "$note"
         summary_notes
         RAN=$((RAN + 1))
         CURRENT_PHASE=''
     done
     print_summary
-    printf '%stest-all: PASSED in %s (%d phases ran, %d skipped)%s\n' "$C_GRN" \
-        "$(fmt_secs "$SECONDS")" "$RAN" "$SKIPS" "$C_OFF"
+    printf '%stest-all: PASSED in %s (%d phases ran, %d skipped; %s test(s) skipped)%s\n' "$C_GRN" \
+        "$(fmt_secs "$SECONDS")" "$RAN" "$SKIPS" "${TEST_SKIPS:-0}" "$C_OFF"
 }
 
 # ---------------------------------------------------------------- the list

@@ -10,8 +10,6 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use channels::flow_shm::LAYOUT_VERSION;
-#[cfg(unix)]
-use channels::flow_shm::{meta_name, ENTRY_SIZE, META_SIZE};
 use channels::{Error, FlowShm};
 use common::paths;
 use dp_core::flow::table::{FlowEntry, FlowKey, VR_FLOW_ACTION_FORWARD};
@@ -280,6 +278,7 @@ fn open_errors() {
 #[cfg(unix)]
 #[test]
 fn unix_flow_file() {
+    use channels::flow_shm::{meta_name, ENTRY_SIZE, META_SIZE};
     use std::os::unix::fs::PermissionsExt;
     let (d, _) = paths();
     let p = channels::ChannelPaths::new(d.path().join("shm/dir"));

@@ -151,7 +151,89 @@ struct Rig {
     agent: Option<Child>,
     driver: Option<Child>,
     docker_started: bool,
-    made_plugin_dir: bool,
+}
+
+/// This test thread's own view of [`PLUGIN_DIR`]: a private mount
+/// namespace (inherited by every process the thread starts: dockerd, the
+/// driver) in which an empty directory of the test is bind-mounted over
+/// `/run/docker/plugins`, where dockerd looks for remote plugins. Another
+/// Contrail driver serving the host's `Contrail.sock` (a running node, a
+/// parallel run) is then neither in the test's way nor touched by it, and
+/// nothing the test makes there reaches the host. Mount namespaces are per
+/// thread: `unshare(CLONE_NEWNS)` here does not move the rest of the test
+/// process.
+struct PrivatePluginDir {
+    /// Created on the host for the mount point (removed on drop).
+    made: Vec<PathBuf>,
+}
+
+impl PrivatePluginDir {
+    fn enter(backing: &Path) -> Result<PrivatePluginDir, String> {
+        fn cstr(p: &Path) -> std::ffi::CString {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+        }
+        // SAFETY: plain syscalls on this thread; the strings outlive them.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(format!(
+                    "unshare(CLONE_NEWNS): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // Our mounts must not propagate back to the host.
+            let root = cstr(Path::new("/"));
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(format!(
+                    "make / private: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        let made: Vec<PathBuf> = ["/run/docker", PLUGIN_DIR]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
+        std::fs::create_dir_all(PLUGIN_DIR).map_err(|e| format!("mkdir {PLUGIN_DIR}: {e}"))?;
+        std::fs::create_dir_all(backing)
+            .map_err(|e| format!("mkdir {}: {e}", backing.display()))?;
+        let (src, dst) = (cstr(backing), cstr(Path::new(PLUGIN_DIR)));
+        // SAFETY: as above.
+        if unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        } != 0
+        {
+            return Err(format!(
+                "bind {PLUGIN_DIR}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(PrivatePluginDir { made })
+    }
+}
+
+impl Drop for PrivatePluginDir {
+    fn drop(&mut self) {
+        let dst = std::ffi::CString::new(PLUGIN_DIR).unwrap();
+        // SAFETY: unmounts our bind mount in this thread's namespace.
+        unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
+        for d in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 impl Rig {
@@ -486,10 +568,6 @@ impl Drop for Rig {
             let _ = Command::new("ip").args(["link", "del", &v]).output();
         }
         let _ = std::fs::remove_file(Path::new(PLUGIN_DIR).join("Contrail.sock"));
-        if self.made_plugin_dir {
-            let _ = std::fs::remove_dir(PLUGIN_DIR);
-            let _ = std::fs::remove_dir("/run/docker");
-        }
         if std::env::var_os("KEEP_E2E").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -519,18 +597,13 @@ fn skip_reason() -> Option<String> {
     if !Path::new("/bin/busybox").exists() {
         return Some("needs busybox-static".into());
     }
-    if Path::new(PLUGIN_DIR).join("Contrail.sock").exists() {
-        return Some(format!(
-            "another Contrail plugin serves {PLUGIN_DIR}/Contrail.sock"
-        ));
-    }
     None
 }
 
 #[test]
 fn docker_end_to_end() {
     if let Some(r) = skip_reason() {
-        eprintln!("SKIP docker_e2e: {r}");
+        common::report_skip("docker_e2e", &r);
         return;
     }
     let t0 = Instant::now();
@@ -539,6 +612,9 @@ fn docker_end_to_end() {
         .tempdir_in("/tmp")
         .unwrap()
         .keep();
+    // Dropped after the rig (declared first): the plugin directory stays
+    // ours until dockerd and the driver are gone.
+    let _plugins = PrivatePluginDir::enter(&dir.join("plugins")).unwrap();
     let vnc_port = free_port();
     let mut rig = Rig {
         dir,
@@ -554,7 +630,6 @@ fn docker_end_to_end() {
         agent: None,
         driver: None,
         docker_started: false,
-        made_plugin_dir: !Path::new(PLUGIN_DIR).exists(),
     };
     let r = &mut rig;
 

@@ -718,7 +718,12 @@ fn shared_flow_table_reads_as_upstream_vr_flow_entry() {
         assert_eq!({ e.fe_rflow }, -1);
         assert_eq!((e.fe_mirror_id, e.fe_sec_mirror_id), (255, 255));
         assert_eq!((e.fe_ecmp_nh_index, e.fe_underlay_ecmp_index), (-1, -1));
-        assert_eq!(({ e.fe_hold_list }, { e.fe_mme }), (0, 0));
+        // `fe_mme` is zero; `fe_hold_list`'s 8 bytes carry our held-packet
+        // count (low half) and last-seen second (high half), which no
+        // upstream reader dereferences.
+        assert_eq!({ e.fe_mme }, 0);
+        let held = { e.fe_hold_list } as u32;
+        assert!((1..=3).contains(&held), "packets held: {held}");
         assert_eq!(
             ({ e.fe_tcp_seq }, { e.fe_tcp_ack }, { e.fe_flags1 }),
             (0, 0, 0)

@@ -2,49 +2,69 @@
 //!
 //! The bucket of a key is `((hash(key) as u64 * (entries / 4)) >> 32) * 4`
 //! with [`flow_hash`], a deterministic multiply-xorshift over the 44
-//! key bytes (upstream uses Jenkins' hash with seed 0; ours is faster and
-//! equally unkeyed, so like upstream it does not resist crafted collisions:
-//! the bounded buckets and overflow area limit the damage to `TableFull`).
-//! It is hand-written because it must be stable across processes and
-//! versions (the agent may compute it too), which general-purpose hashers do
-//! not promise.
+//! key bytes (unused bytes of an IPv4 key are zero).
+//!
+//! Upstream hashes with Jenkins' hash (`vr_hash`, seed 0) over `key_len`
+//! bytes and takes `hash % entries` rounded down to a bucket. We do not:
+//! nothing outside the datapath looks a flow up by key. Upstream's agent
+//! and `flow` tool read the shared table by index (from a trap, a FLOW_SET
+//! answer or a walk), and a flow is added by key only through ksync, which
+//! the datapath serves. Which bucket holds a key is therefore private to
+//! the datapath, and ours is faster. Like upstream's it is unkeyed, so it
+//! does not resist crafted collisions: the bounded buckets and overflow
+//! area limit the damage to `TableFull`. It is hand-written because it must
+//! be deterministic (no per-process seed; tests and tools compute it too),
+//! which general-purpose hashers do not promise.
 
 use super::layout::FlowKey;
 
-/// The key as six little-endian words: the bytes 0..8, `nh_id`, and the
-/// 32 address bytes. Compiles to plain loads; used by the hash
-/// and by the branch-free comparison on the lookup path.
+/// The first five of the key's six little-endian words: the bytes 0..8,
+/// `nh_id`, and address bytes 0..24. In a [`FlowEntry`](super::layout::FlowEntry)
+/// they lie in the record's first cache line; compiles to plain loads.
 #[inline(always)]
-pub(crate) fn key_words(k: &FlowKey) -> [u64; 6] {
+fn key_words5(k: &FlowKey) -> [u64; 5] {
     let head = u64::from(k.family)
         | (u64::from(k.proto) << 8)
         | (u64::from(k.unused) << 16)
         | (u64::from(u16::from_ne_bytes(k.sport.to_le_bytes())) << 32)
         | (u64::from(u16::from_ne_bytes(k.dport.to_le_bytes())) << 48);
-    let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15] =
+    let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, ..] =
         k.addr;
-    let src = u128::from_le_bytes([
-        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-    ]);
-    let dst = u128::from_le_bytes([
-        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
-    ]);
     [
         head,
         u64::from(k.nh_id),
-        src as u64,
-        (src >> 64) as u64,
-        dst as u64,
-        (dst >> 64) as u64,
+        u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_le_bytes([a8, a9, a10, a11, a12, a13, a14, a15]),
+        u64::from_le_bytes([a16, a17, a18, a19, a20, a21, a22, a23]),
     ]
 }
 
-/// Branch-free key equality for the hot path.
+/// The key's last word: address bytes 24..32, which in a record cross into
+/// its second cache line (upstream's key starts at byte 24).
+#[inline(always)]
+fn key_word_last(k: &FlowKey) -> u64 {
+    let [.., a24, a25, a26, a27, a28, a29, a30, a31] = k.addr;
+    u64::from_le_bytes([a24, a25, a26, a27, a28, a29, a30, a31])
+}
+
+/// The key as six little-endian words: the bytes 0..8, `nh_id`, and the
+/// 32 address bytes. Used by the hash.
+#[inline(always)]
+pub(crate) fn key_words(k: &FlowKey) -> [u64; 6] {
+    let [w0, w1, w2, w3, w4] = key_words5(k);
+    [w0, w1, w2, w3, w4, key_word_last(k)]
+}
+
+/// Key equality for the lookup path: the first five words branch-free, the
+/// last one only if they all match, so probing a slot that holds another
+/// key reads only the record's first cache line.
 #[inline(always)]
 pub(crate) fn key_eq(a: &FlowKey, b: &FlowKey) -> bool {
-    let (x, y) = (key_words(a), key_words(b));
-    ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]))
-        == 0
+    let (x, y) = (key_words5(a), key_words5(b));
+    if ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) != 0 {
+        return false;
+    }
+    key_word_last(a) == key_word_last(b)
 }
 
 /// The flow hash: deterministic across processes and builds (two lanes

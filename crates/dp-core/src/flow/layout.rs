@@ -17,9 +17,14 @@
 //! hash part first, overflow area after, as upstream's agent indexes it.
 //!
 //! Upstream's three pointers (`hentry_next`, `fe_hold_list`, `fe_mme`)
-//! are kernel addresses nobody outside the datapath follows; they are zero
-//! here. What we keep beside upstream's fields lives in `fe_pack`, which
-//! upstream leaves unused. All integers are in host byte order except the
+//! are kernel addresses nobody outside the datapath follows (upstream's
+//! agent and `flow` tool never read them). `hentry_next` and `fe_mme` are
+//! zero here; the 8 bytes of `fe_hold_list` hold the two fields of ours that
+//! every packet touches (the held-packet count and `last_seen`), so a
+//! forwarded packet touches the entry's first two cache lines only, as
+//! upstream's own fields do; in `fe_pack` they would cost a third line per
+//! packet (docs/performance.md). The rest of ours lives in `fe_pack`, which
+//! upstream leaves unused and which starts in the third line. All integers are in host byte order except the
 //! key's ports and addresses, which are in network order as upstream keeps
 //! them.
 //!
@@ -36,7 +41,8 @@
 //! | 68 | 1 | `key_len`: 20 (IPv4), 44 (IPv6), 0 when freed | `fe_key.flow_key_len` |
 //! | 69 | 1 | `gen_id` | `fe_gen_id` |
 //! | 70 | 2 | `tcp_flags` (`VR_FLOW_TCP_*`) | `fe_tcp_flags` |
-//! | 72 | 8 | `hold_list` (0) | `fe_hold_list` (pointer) |
+//! | 72 | 4 | `hold_count`: packets the host holds for this flow | `fe_hold_list` (pointer), low half |
+//! | 76 | 4 | `last_seen`: datapath seconds of the last packet (aging) | `fe_hold_list`, high half |
 //! | 80 | 4 | `tcp_seq` | `fe_tcp_seq` |
 //! | 84 | 4 | `rflow` (i32, -1 none) | `fe_rflow` |
 //! | 88 | 2 | `flags` (`VR_FLOW_FLAG_*`) | `fe_flags` |
@@ -61,10 +67,8 @@
 //! | 136 | 1 | `underlay_ecmp_index` (i8, -1 none) | `fe_underlay_ecmp_index` |
 //! | 137 | 1 | `bucket_lock` (unused: one writer) | `fe_bucket_lock` |
 //! | 138 | 2 | zero | `fe_pack` |
-//! | 140 | 4 | `hold_count`: packets the host holds for this flow | `fe_pack` |
-//! | 144 | 4 | `last_seen`: datapath seconds of the last packet (aging) | `fe_pack` |
-//! | 148 | 4 | `seq`: write sequence, odd while the datapath rewrites the entry | `fe_pack` |
-//! | 152 | 104 | zero | `fe_pack` |
+//! | 140 | 4 | `seq`: write sequence, odd while the datapath rewrites the entry | `fe_pack` |
+//! | 144 | 112 | zero | `fe_pack` |
 //!
 //! [`FlowKey`] is upstream's key union (44 bytes): `vr_inet_flow` for IPv4
 //! (`key_len` 20: source address at key+12, destination at key+16, the
@@ -269,7 +273,7 @@ impl FlowKey {
     /// A key from host-order ports and 16-byte addresses (an IPv4 address
     /// in the first 4 bytes, as [`FlowKey::src`] returns it).
     #[inline]
-    pub const fn new(
+    pub fn new(
         family: u8,
         proto: u8,
         sport: u16,
@@ -278,19 +282,17 @@ impl FlowKey {
         src: [u8; 16],
         dst: [u8; 16],
     ) -> Self {
-        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] = src;
-        let [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15] = dst;
-        let addr = if family == AF_INET6 {
-            [
-                s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, d0, d1, d2,
-                d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
-            ]
+        let mut addr = [0u8; 32];
+        let (s, d) = addr.split_at_mut(if family == AF_INET6 { 16 } else { 4 });
+        if family == AF_INET6 {
+            s.copy_from_slice(&src);
+            d.copy_from_slice(&dst);
         } else {
-            [
-                s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                0, 0, 0, 0, 0, 0, 0,
-            ]
-        };
+            s.copy_from_slice(src.first_chunk::<4>().unwrap_or(&[0; 4]));
+            d.get_mut(..4)
+                .unwrap_or_default()
+                .copy_from_slice(dst.first_chunk::<4>().unwrap_or(&[0; 4]));
+        }
         Self {
             family,
             proto,
@@ -304,7 +306,7 @@ impl FlowKey {
 
     /// An IPv4 key.
     #[inline]
-    pub const fn new_v4(
+    pub fn new_v4(
         proto: u8,
         sport: u16,
         dport: u16,
@@ -317,7 +319,7 @@ impl FlowKey {
 
     /// An IPv6 key.
     #[inline]
-    pub const fn new_v6(
+    pub fn new_v6(
         proto: u8,
         sport: u16,
         dport: u16,
@@ -330,7 +332,7 @@ impl FlowKey {
 
     /// The same flow seen from the other end: addresses and ports swapped.
     #[inline]
-    pub const fn reversed(&self) -> Self {
+    pub fn reversed(&self) -> Self {
         Self::new(
             self.family,
             self.proto,
@@ -473,8 +475,12 @@ pub struct FlowEntry {
     pub key_len: u8,
     pub gen_id: u8,
     pub tcp_flags: u16,
-    /// Upstream's `fe_hold_list` pointer: always 0 here ([`Self::hold_count`]).
-    pub hold_list: u64,
+    /// Packets the host holds for this flow (upstream's `fe_hold_list`
+    /// pointer, low half).
+    pub hold_count: u32,
+    /// Datapath seconds of the last packet, for aging (`fe_hold_list`, high
+    /// half).
+    pub last_seen: u32,
     pub tcp_seq: u32,
     pub rflow: i32,
     pub flags: u16,
@@ -501,13 +507,9 @@ pub struct FlowEntry {
     pub bucket_lock: u8,
     // ---- upstream's `fe_pack`, ours from here ----
     pub pad0: [u8; 2],
-    /// Packets the host holds for this flow.
-    pub hold_count: u32,
-    /// Datapath seconds of the last packet (aging).
-    pub last_seen: u32,
     /// Write sequence: odd while the datapath rewrites the entry.
     pub seq: u32,
-    pub pad1: [u8; 104],
+    pub pad1: [u8; 112],
 }
 
 const _: () = {
@@ -524,7 +526,8 @@ const _: () = {
     assert!(offset_of!(FlowEntry, key_len) == 68);
     assert!(offset_of!(FlowEntry, gen_id) == 69);
     assert!(offset_of!(FlowEntry, tcp_flags) == 70);
-    assert!(offset_of!(FlowEntry, hold_list) == 72);
+    assert!(offset_of!(FlowEntry, hold_count) == 72);
+    assert!(offset_of!(FlowEntry, last_seen) == 76);
     assert!(offset_of!(FlowEntry, tcp_seq) == 80);
     assert!(offset_of!(FlowEntry, rflow) == 84);
     assert!(offset_of!(FlowEntry, flags) == 88);
@@ -550,10 +553,8 @@ const _: () = {
     assert!(offset_of!(FlowEntry, bucket_lock) == 137);
     // `fe_pack`: upstream's first 138 bytes are the fields above.
     assert!(offset_of!(FlowEntry, pad0) == 138);
-    assert!(offset_of!(FlowEntry, hold_count) == 140);
-    assert!(offset_of!(FlowEntry, last_seen) == 144);
-    assert!(offset_of!(FlowEntry, seq) == 148);
-    assert!(offset_of!(FlowEntry, pad1) == 152);
+    assert!(offset_of!(FlowEntry, seq) == 140);
+    assert!(offset_of!(FlowEntry, pad1) == 144);
 };
 
 impl Default for FlowEntry {
@@ -584,7 +585,8 @@ impl FlowEntry {
         key_len: 0,
         gen_id: 0,
         tcp_flags: 0,
-        hold_list: 0,
+        hold_count: 0,
+        last_seen: 0,
         tcp_seq: 0,
         rflow: -1,
         flags: 0,
@@ -609,10 +611,8 @@ impl FlowEntry {
         underlay_ecmp_index: 0,
         bucket_lock: 0,
         pad0: [0; 2],
-        hold_count: 0,
-        last_seen: 0,
         seq: 0,
-        pad1: [0; 104],
+        pad1: [0; 112],
     };
 
     /// A free record at `index` (upstream initialises `hentry_index` of

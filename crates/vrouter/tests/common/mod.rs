@@ -51,17 +51,27 @@ pub fn have_tool(tool: &str) -> bool {
         .is_ok()
 }
 
-/// Return from the test with a visible `SKIP:` line when the environment
-/// lacks root, `ip`, or one of the listed tools.
+/// Report a test that cannot run here. The line goes straight to the
+/// process's stderr (libtest captures only the print macros, and hides
+/// what a passing test printed), so every skip is seen, and the test
+/// command counts the `SKIP:` lines. Under `CI=true` a skip is a failure:
+/// the test command installs every tool, so a skip there is a broken step.
+pub fn report_skip(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: would SKIP, which CI=true does not allow: {reason}");
+    }
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIP: {test}: {reason}\n"),
+    );
+}
+
+/// Return from the test with a visible `SKIP:` line ([`report_skip`]) when
+/// the environment lacks root, `ip`, or one of the listed tools.
 macro_rules! require_env {
     ($($tool:expr),* $(,)?) => {
         if let Some(r) = $crate::common::skip_reason(&[$($tool),*]) {
-            // Straight to the stderr handle: libtest's capture only sees
-            // the print macros, and a skip must be visible.
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("SKIP: {}:{}: {r}\n", module_path!(), line!()),
-            );
+            $crate::common::report_skip(&format!("{}:{}", module_path!(), line!()), &r);
             return;
         }
     };
