@@ -138,11 +138,17 @@ check_tables() {
     expect_row CustomAction DriverRecovery $'3122\tSC_EXE\tfailure ContrailDockerDriver reset= 86400'
     expect_row CustomAction PurgeData $'3122\tCMD_EXE\t/c if exist'
     # Deferred actions sit inside the script (InstallInitialize 1500 ..
-    # InstallFinalize 6600).
+    # InstallFinalize 6600); the immediate ones that set the properties
+    # they and the ServiceInstall arguments use run before it, after
+    # CostFinalize (1000) has resolved System64Folder.
     local a seq
     for a in RemoveStaleSpec PurgeData InstallConfig AgentRecovery DriverRecovery; do
         seq=$(idt_row InstallExecuteSequence "$a" | cut -f3)
         ((seq > 1500 && seq < 6600)) || die "$a is sequenced at $seq, outside the install script"
+    done
+    for a in SetScExe SetCmdExe SetDriverAuth SetDriverController SetDriverAdapter; do
+        seq=$(idt_row InstallExecuteSequence "$a" | cut -f3)
+        ((seq > 1000 && seq < 1500)) || die "$a is sequenced at $seq, not between CostFinalize and InstallInitialize"
     done
     # Properties: secure, remembered, refused.
     expect_row Property SecureCustomProperties "$SECURE_PROPS"
@@ -176,6 +182,8 @@ extension_binding() {
     ((row > 4000 && row < 5800)) || die "catalog build: bound at $row, not between InstallFiles and InstallServices"
     row=$(msiinfo export "$out" InstallExecuteSequence | tr -d '\r' | grep '^ExtensionUninstall' | cut -f3)
     ((row > 1500 && row < 3500)) || die "catalog build: unbound at $row, not before RemoveFiles"
+    row=$(msiinfo export "$out" InstallExecuteSequence | tr -d '\r' | grep '^SetNetcfgExe' | cut -f3)
+    ((row > 1000 && row < 1500)) || die "catalog build: NETCFG_EXE set at $row, not before the script"
     rm -rf "$stage" "$out"
     log "with a signed catalog (-D ExtensionCatalog=1) the package binds the extension: netcfg -l/-u actions in the script"
 }
@@ -269,6 +277,12 @@ installed_and_running() {
         extension/vrouter.sys extension/vrouter.inf; do
         [[ -f $(C "Program Files/vrouter-rs/$f") ]] || die "missing C:\\Program Files\\vrouter-rs\\$f"
     done
+    # The forwarding extension is build-sys.sh's vrouter.sys, never the
+    # device-only test image vrouter-devtest.sys.
+    cmp -s "$(C "Program Files/vrouter-rs/extension/vrouter.sys")" "$SYS_DIR/vrouter.sys" ||
+        die "the installed vrouter.sys is not build-sys.sh's"
+    cmp -s "$(C "Program Files/vrouter-rs/extension/vrouter.inf")" "$SYS_DIR/vrouter.inf" ||
+        die "the installed vrouter.inf is not build-sys.sh's"
     cmp -s "$(C ProgramData/Contrail/etc/contrail/contrail-vrouter-agent.conf)" \
         "$ROOT/packaging/config/contrail-vrouter-agent.conf" || die "the config is not the packaged one"
     f=$(find "$(C "Program Files/vrouter-rs")" -type f | wc -l)
