@@ -33,12 +33,20 @@ APT_PACKAGES=(
     docker.io
     # packages phase (docs/packaging.md): wixl builds the MSI, msitools
     # (msidump, msiinfo, msibuild) reads and patches it; lintian checks the
-    # .debs, help2man writes their man pages; curl drives the installed node.
+    # .debs, help2man writes their man pages; curl drives the installed node;
+    # systemd (not as PID 1) for systemd-analyze verify of the units, man-db
+    # for `man -w`, procps for pgrep (all three "important", not in minimal
+    # images).
     wixl
     msitools
     lintian
     help2man
     curl
+    systemd
+    man-db
+    procps
+    # msi.sh: `ip link set lo up` in its private network namespace
+    iproute2
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
