@@ -164,7 +164,8 @@ tcp() {
     awk '/receiver/ {printf "%.2f\n", $(NF-2) / 1000}' <<<"$out"
 }
 
-# udp_pps SENDERNS RECEIVERNS ADDR: 64-byte frames, prints received pps.
+# udp_pps SENDERNS RECEIVERNS ADDR: 64-byte frames, prints received pps;
+# the sender's own rate (what was offered) is left for sent_pps.
 udp_pps() {
     local out
     timeout $((SECS + 20)) ip netns exec "$(ns "$2")" "$PPS" recv --bind "$3:9000" \
@@ -175,19 +176,23 @@ udp_pps() {
     # Warm up neighbour resolution so the flood starts at once.
     timeout 10 ip netns exec "$(ns "$1")" "$PPS" send --dst "$3:9001" --secs 1 >/dev/null
     timeout $((SECS + 10)) ip netns exec "$(ns "$1")" "$PPS" send --dst "$3:9000" \
-        --secs $((SECS + 1)) >/dev/null
+        --secs $((SECS + 1)) >"$TMP/pps.sent" 2>&1 || true
     wait "$rpid" || true
     untrack "$rpid"
     out=$(cat "$TMP/pps.out")
     awk '/^received/ {print $(NF-1)}' <<<"$out"
 }
 
+# The rate the last udp_pps sender offered: a received rate equal to it is
+# the sender's ceiling, not the path's.
+sent_pps() { awk '/^sent/ {print $(NF-1)}' "$TMP/pps.sent"; }
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 
 # ---- (a) one host, TCP ------------------------------------------------------
 
-A_K=() A_V=() B_K=() B_V=() C_K=() C_V=()
+A_K=() A_V=() B_K=() B_V=() C_K=() C_V=() B_KS=() B_VS=()
 if [[ $ONLY == *[ab]* ]]; then
 mkns kc1
 mkns kr
@@ -231,8 +236,10 @@ ip -n "$(ns bh)" link set b2 master br0
 
 for i in $(seq "$REPEAT"); do
     B_K+=("$(udp_pps bc1 bc2 198.18.3.2)")
+    B_KS+=("$(sent_pps)")
     B_V+=("$(udp_pps c1 c2 198.18.0.2)")
-    log "  run $i: bridge ${B_K[-1]} pps, vRouter ${B_V[-1]} pps"
+    B_VS+=("$(sent_pps)")
+    log "  run $i: bridge ${B_K[-1]} pps (offered ${B_KS[-1]}), vRouter ${B_V[-1]} pps (offered ${B_VS[-1]})"
 done
 fi
 stop_nodes
@@ -287,12 +294,14 @@ fi
 
 ak=$(median "${A_K[@]:-0}") av=$(median "${A_V[@]:-0}")
 bk=$(median "${B_K[@]:-0}") bv=$(median "${B_V[@]:-0}")
+bks=$(median "${B_KS[@]:-0}") bvs=$(median "${B_VS[@]:-0}")
 ck=$(median "${C_K[@]:-0}") cv=$(median "${C_V[@]:-0}")
 cat <<EOF
 
 vrouter-rs performance harness: $(nproc) CPUs, $(uname -r), ${SECS}s x ${REPEAT} per path, medians
 (a) TCP 1 stream, one host:   vRouter $av Gbit/s   kernel routed veth $ak Gbit/s   ratio $(ratio "$av" "$ak")  (target >= 0.50)
 (b) UDP 64 B, one host:       vRouter $bv pps      Linux bridge $bk pps            ratio $(ratio "$bv" "$bk")  (target >= 1.00)
+    offered by the sender:    vRouter run $bvs pps   bridge run $bks pps   (received/offered: vRouter $(ratio "$bv" "$bvs"), bridge $(ratio "$bk" "$bks"); near 1.00 on both = the sender's ceiling)
 (c) TCP 1 stream, two hosts:  vRouter MPLSoUDP $cv Gbit/s   kernel VXLAN $ck Gbit/s   ratio $(ratio "$cv" "$ck")  (target >= 0.40)
-raw: a_vrouter=(${A_V[*]}) a_kernel=(${A_K[*]}) b_vrouter=(${B_V[*]}) b_bridge=(${B_K[*]}) c_vrouter=(${C_V[*]}) c_vxlan=(${C_K[*]})
+raw: a_vrouter=(${A_V[*]}) a_kernel=(${A_K[*]}) b_vrouter=(${B_V[*]}) b_bridge=(${B_K[*]}) b_offered_vrouter=(${B_VS[*]}) b_offered_bridge=(${B_KS[*]}) c_vrouter=(${C_V[*]}) c_vxlan=(${C_K[*]})
 EOF
