@@ -7,6 +7,7 @@
 use agent::config::File;
 use agent::flows::FlowConfig;
 use agent::run::Options;
+use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
