@@ -477,6 +477,9 @@ wine_test() {
     step "msiexec /x: removed, user data kept" removed_keeping_user_data
     step "reinstall, msiexec /x PURGE=1: nothing left" purged
     note_summary "MSI installed in ${INSTALL_SECS} (services started, pipe and spec checked), upgraded in ${UPGRADE_SECS}, removed in ${UNINSTALL_SECS}, purged in ${PURGE_SECS}: no leftovers"
+    # The snapshot's `reg query` started a wineserver again; it writes
+    # system.reg when it exits, which raced with rm ("Directory not empty").
+    stop_wine
     rm -rf "$WINEPREFIX"
 }
 
