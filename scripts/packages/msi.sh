@@ -124,11 +124,14 @@ check_tables() {
     # Services: own process (16), auto start (2), error normal (1); the
     # driver after the agent; the arguments carry the properties.
     expect_row ServiceInstall AgentService $'ContrailAgent\tContrail vRouter agent\t16\t2\t1'
-    expect_row ServiceInstall AgentService 'run --config "[ConfigDir]contrail-vrouter-agent.conf" --log-dir "[LogDir]."'
+    expect_row ServiceInstall AgentService 'run --config "[ConfigDir]contrail-vrouter-agent.conf" --log-dir "[LogDir]."[AGENT_CONTROL_ARGS]'
     expect_row ServiceInstall DriverService $'ContrailDockerDriver\tContrail Docker network driver\t16\t2\t1\t\tContrailAgent[~][~]'
     expect_row ServiceInstall DriverService 'run --log-dir "[LogDir]."[DRIVER_VNC_ARGS][DRIVER_ADAPTER_ARGS][DRIVER_AUTH_ARGS]'
     expect_row CustomAction SetDriverController ' --vnc-url "[CONTROLLER]"'
     expect_row InstallExecuteSequence SetDriverController $'\tCONTROLLER\t'
+    # Controller mode only when CONTROL_NODES is given.
+    expect_row CustomAction SetAgentControlNodes ' --config-source controller --CONTROL-NODE.servers "[CONTROL_NODES]"'
+    expect_row InstallExecuteSequence SetAgentControlNodes $'\tCONTROL_NODES\t'
     # ServiceControl events: start on install (1), stop on both (2|32),
     # delete on uninstall (128) = 163; wait.
     expect_row ServiceControl AgentControl $'ContrailAgent\t163\t\t1\tAgent'
@@ -146,15 +149,31 @@ check_tables() {
         seq=$(idt_row InstallExecuteSequence "$a" | cut -f3)
         ((seq > 1500 && seq < 6600)) || die "$a is sequenced at $seq, outside the install script"
     done
-    for a in SetScExe SetCmdExe SetDriverAuth SetDriverController SetDriverAdapter; do
+    for a in SetScExe SetCmdExe SetDriverAuth SetDriverController SetDriverAdapter SetAgentControlNodes; do
         seq=$(idt_row InstallExecuteSequence "$a" | cut -f3)
         ((seq > 1000 && seq < 1500)) || die "$a is sequenced at $seq, not between CostFinalize and InstallInitialize"
     done
-    # Properties: secure, remembered, refused.
+    # Properties: secure and remembered (saved before AppSearch 50, a
+    # command-line value restored after it), none refused.
     expect_row Property SecureCustomProperties "$SECURE_PROPS"
     expect_row Property ProductVersion "$VERSION"
-    expect_row AppSearch CONTROLLER FindController
-    expect_row LaunchCondition 'NOT CONTROL_NODES' 'CONTROL_NODES is not supported yet'
+    local p name row
+    for p in CONTROLLER:Controller ADAPTER:Adapter AUTH_TOKEN:AuthToken CONTROL_NODES:ControlNodes; do
+        name=${p#*:} p=${p%%:*}
+        expect_row AppSearch "$p" "Find$name"
+        row=$(tr -d '\r' <"$WORK/tables/Registry.idt" | awk -F'\t' -v n="$name" 'NR > 3 && $4 == n')
+        [[ $row == *$'\tSOFTWARE\\vrouter-rs\t'"$name"$'\t['"$p]"$'\tSettings'* ]] ||
+            die "Registry: $name is '$row', not [$p] in HKLM\\SOFTWARE\\vrouter-rs (component Settings)"
+        row=$(idt_row InstallExecuteSequence "SaveCmd$name")
+        [[ $(cut -f2 <<<"$row") == "$p" ]] || die "SaveCmd$name: '$row', not conditioned on $p"
+        seq=$(cut -f3 <<<"$row")
+        ((seq > 0 && seq < 50)) || die "SaveCmd$name is sequenced at $seq, not before AppSearch"
+        seq=$(idt_row InstallExecuteSequence "RestoreCmd$name" | cut -f3)
+        ((seq > 50 && seq < 1000)) || die "RestoreCmd$name is sequenced at $seq, not after AppSearch"
+    done
+    if grep -q CONTROL_NODES "$WORK/tables/LaunchCondition.idt"; then
+        die "a launch condition still refuses CONTROL_NODES"
+    fi
     # MajorUpgrade: earlier versions removed, later ones refused.
     grep -q $'\t'"$VERSION"$'\t\t\t2\t\tWIX_DOWNGRADE_DETECTED' "$WORK/tables/Upgrade.idt" ||
         die "Upgrade table: no downgrade row for $VERSION"
@@ -253,16 +272,50 @@ new_prefix() {
     W 'C:\probe.exe' hold 1800 &
 }
 
-refused_without_a_trace() {
-    local rc=0
-    msiexec /i 'C:\vrouter-rs.msi' /qn /l*v 'C:\install-refused.log' CONTROL_NODES=192.0.2.1 || rc=$?
-    ((rc != 0)) || die "msiexec accepted CONTROL_NODES"
-    # Wine's log does not quote the condition's message (Windows' does);
-    # the LaunchCondition row holds it (check_tables).
-    grep -aq 'LaunchConditions. Return value [02-9]' "$(C install-refused.log)" ||
-        die "not refused by the launch conditions (install-refused.log)"
-    [[ ! -e $(C "Program Files/vrouter-rs") ]] || die "a refused install left files"
-    log "CONTROL_NODES refused by a launch condition (msiexec exit $rc), nothing installed"
+# Unreachable in the test's namespace (only lo is up): the agent keeps
+# retrying them, as it would while a cluster's control nodes are down.
+CONTROL_NODES_TEST="192.0.2.1 192.0.2.2:5270"
+
+# Waits for the agent to log that it retries the control nodes.
+wait_agent_log() {
+    local i
+    for ((i = 0; i < 150; i++)); do
+        grep -qs "$1" "$(C ProgramData/Contrail/var/log/contrail)"/contrail-vrouter-agent.*.log && return 0
+        sleep 0.2
+    done
+    die "the agent did not log '$1' in 30 s"
+}
+
+# CONTROL_NODES puts the agent in controller mode; an upgrade without it
+# keeps it (HKLM\SOFTWARE\vrouter-rs); msiexec /x PURGE=1 leaves the
+# prefix as fresh for the standalone install below.
+controller_mode() {
+    local out
+    msiexec /i 'C:\vrouter-rs.msi' /qn /l*v 'C:\install-control-nodes.log' CONTROL_NODES="$CONTROL_NODES_TEST"
+    out=$(qc ContrailAgent)
+    log "$out"
+    [[ $out == *'vrouter-agent.exe'*' run --config "C:\ProgramData\Contrail\etc\contrail\contrail-vrouter-agent.conf" --log-dir "C:\ProgramData\Contrail\var\log\contrail\." --config-source controller --CONTROL-NODE.servers "'"$CONTROL_NODES_TEST"'"'* ]] ||
+        die "ContrailAgent: no controller-mode arguments"
+    wait_state ContrailAgent RUNNING
+    wait_agent_log 'control node not reachable; retrying'
+    # Still up after retrying for a while, with both control nodes.
+    sleep 5
+    qc ContrailAgent | grep -q 'STATE *: 4  RUNNING' || die "the agent exited while retrying the control nodes"
+    out=$(curl -fsS http://127.0.0.1:8085/controller) || die "agent introspect not serving"
+    [[ $out == *'"mode":"controller"'* && $out == *192.0.2.1:5269* && $out == *192.0.2.2:5270* ]] ||
+        die "/controller: $out"
+    log "/controller: $out"
+    W reg query 'HKLM\SOFTWARE\vrouter-rs' /v ControlNodes | tr -d '\r' |
+        grep -q "ControlNodes *REG_SZ *$CONTROL_NODES_TEST\$" || die "CONTROL_NODES not remembered"
+    msiexec /i 'C:\vrouter-rs-next.msi' /qn /l*v 'C:\install-upgrade-control-nodes.log'
+    wait_state ContrailAgent RUNNING
+    qc ContrailAgent | grep -qF -- '--config-source controller --CONTROL-NODE.servers "'"$CONTROL_NODES_TEST"'"' ||
+        die "the upgrade forgot CONTROL_NODES"
+    msiexec /x 'C:\vrouter-rs-next.msi' /qn /l*v 'C:\uninstall-control-nodes.log' PURGE=1
+    wait_gone ContrailAgent
+    wait_gone ContrailDockerDriver
+    [[ -z $(leftovers) ]] || die "left behind by msiexec /x PURGE=1: $(leftovers)"
+    log "CONTROL_NODES=\"$CONTROL_NODES_TEST\": agent in controller mode (command line, /controller), RUNNING while it retries them; kept by an upgrade; removed"
 }
 
 installed_and_running() {
@@ -294,6 +347,7 @@ installed_and_running() {
     log "$out"
     [[ $out == *'BINARY_PATH_NAME   : '*'C:\Program Files\vrouter-rs\bin\vrouter-agent.exe'*' run --config "C:\ProgramData\Contrail\etc\contrail\contrail-vrouter-agent.conf" --log-dir "C:\ProgramData\Contrail\var\log\contrail\."'* ]] ||
         die "ContrailAgent: wrong binary path"
+    [[ $out != *--config-source* ]] || die "ContrailAgent: controller mode without CONTROL_NODES"
     [[ $out == *'START_TYPE         : 2   AUTO_START'* ]] || die "ContrailAgent: not auto start"
     wait_state ContrailAgent RUNNING
     out=$(qc ContrailDockerDriver)
@@ -415,7 +469,7 @@ purged() {
 wine_test() {
     ip link set lo up
     step "fresh prefix" new_prefix
-    step "msiexec /i CONTROL_NODES=... is refused" refused_without_a_trace
+    step "msiexec /i /qn CONTROL_NODES=...: agent in controller mode" controller_mode
     step "msiexec /i /qn CONTROLLER=... ADAPTER=...: installed and running" installed_and_running
     step "sc stop / sc start the driver" stop_start_by_the_service_manager
     step "operator data" user_data
@@ -423,6 +477,9 @@ wine_test() {
     step "msiexec /x: removed, user data kept" removed_keeping_user_data
     step "reinstall, msiexec /x PURGE=1: nothing left" purged
     note_summary "MSI installed in ${INSTALL_SECS} (services started, pipe and spec checked), upgraded in ${UPGRADE_SECS}, removed in ${UNINSTALL_SECS}, purged in ${PURGE_SECS}: no leftovers"
+    # The snapshot's `reg query` started a wineserver again; it writes
+    # system.reg when it exits, which raced with rm ("Directory not empty").
+    stop_wine
     rm -rf "$WINEPREFIX"
 }
 
