@@ -48,7 +48,9 @@
 # this checkout) where to run cargo, CARGO_TARGET_DIR as usual,
 # PERF_BIN_DIR a directory with prebuilt vrouter, vrouter-agent, vrctl
 # and examples/pps (no build). PERF_PROFILE=DIR: record `perf stat` of the
-# datapath processes during each of our (c) runs into DIR.
+# node processes during each of our runs into DIR (PERF_PROFILE_MODE=record:
+# `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
+# counters and the agent's flow metrics after each of our runs.
 
 set -euo pipefail
 
@@ -482,7 +484,7 @@ measure() {
         OURS+=(${NODE_PIDS[$h]})
     done
     CUR_KEY=$key
-    if [[ -n $PROFILE && -n $hosts && $key == c_* ]]; then
+    if [[ -n $PROFILE && -n $hosts ]]; then
         res=$(with_profile "$@")
     else
         res=$("$@")
@@ -490,6 +492,13 @@ measure() {
     [[ -n $res ]] || die "$key: no result"
     RES[$key]+="$res;"
     log "  $key: $res"
+    if [[ -n ${PERF_DEBUG:-} ]]; then
+        for h in $hosts; do
+            log "  -- $h: dropstats, agent flow metrics"
+            vrctl "$h" dropstats 2>&1 | awk '$NF != 0' >&2 || true
+            api "$h" 8085 GET /metrics | grep -E '^vrouter_agent_(flow|pkt0)' >&2 || true
+        done
+    fi
 }
 
 PROFILE_N=0
@@ -499,9 +508,17 @@ with_profile() {
     PROFILE_N=$((PROFILE_N + 1))
     local pidlist ppid
     pidlist=$(IFS=,; echo "${OURS[*]}")
-    perf stat -e task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter \
-        --per-thread -p "$pidlist" -o "$PROFILE/stat-$CUR_KEY-$RANDOM.txt" -- sleep $((SECS + 1)) \
-        >/dev/null 2>&1 &
+    if [[ ${PERF_PROFILE_MODE:-stat} == record-all ]]; then
+        perf record -q -a -g -o "$PROFILE/record-all-$CUR_KEY-$RANDOM.data" -- \
+            sleep $((SECS + 1)) >/dev/null 2>&1 &
+    elif [[ ${PERF_PROFILE_MODE:-stat} == record ]]; then
+        perf record -q -g -p "$pidlist" -o "$PROFILE/record-$CUR_KEY-$RANDOM.data" -- \
+            sleep $((SECS + 1)) >/dev/null 2>&1 &
+    else
+        perf stat -e task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter \
+            --per-thread -p "$pidlist" -o "$PROFILE/stat-$CUR_KEY-$RANDOM.txt" -- \
+            sleep $((SECS + 1)) >/dev/null 2>&1 &
+    fi
     ppid=$!
     "$@"
     wait "$ppid" 2>/dev/null || true

@@ -179,7 +179,10 @@ mod pps {
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
         let t = t0.elapsed().as_secs_f64();
-        println!("sent {sent} packets in {t:.2} s: {:.0} pps", sent as f64 / t);
+        println!(
+            "sent {sent} packets in {t:.2} s: {:.0} pps",
+            sent as f64 / t
+        );
         Ok(())
     }
 
@@ -194,7 +197,10 @@ mod pps {
         // SAFETY: as above.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
         if fd < 0 {
-            return Err(format!("packet socket: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: sockaddr_ll is plain old data.
         let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -284,7 +290,9 @@ mod pps {
         }
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
-        let t = first.map(|f| f.elapsed().as_secs_f64().min(secs as f64)).unwrap_or(0.0);
+        let t = first
+            .map(|f| f.elapsed().as_secs_f64().min(secs as f64))
+            .unwrap_or(0.0);
         let rate = if t > 0.0 { got as f64 / t } else { 0.0 };
         println!("received {got} packets in {t:.2} s: {rate:.0} pps");
         Ok(())

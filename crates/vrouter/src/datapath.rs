@@ -584,15 +584,27 @@ impl Core {
 
     /// Flush every port sent to since the last flush (one `sendmmsg` each
     /// for batching ports); frames a port dropped count as tx errors.
+    /// A port left with a backlog (its receiver was not ready) stays on
+    /// the list, so the next flush (after the next batch, or within
+    /// [`BACKLOG_RETRY`] when idle) tries again.
     fn flush_ports(&mut self) {
-        for vif in self.dirty.drain(..) {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let vif = self.dirty[i];
+            let mut keep = false;
             if let Some(Some(pe)) = self.ports.get_mut(vif as usize) {
-                pe.dirty = false;
                 let dropped = pe.port.flush();
+                keep = pe.port.backlog() > 0;
+                pe.dirty = keep;
                 self.stats.tx_errors += dropped as u64;
                 for _ in 0..dropped {
                     self.router.vif_tx_error(vif);
                 }
+            }
+            if keep {
+                i += 1;
+            } else {
+                self.dirty.swap_remove(i);
             }
         }
     }
@@ -765,6 +777,12 @@ fn segment_and_run(
     actions: &mut Actions,
 ) {
     let stride = HEADROOM + g.hdr_len + g.mss;
+    // From the fabric, UDP super-packets are overlay datagrams to
+    // decapsulate: no outer checksum (see `Gso::write_segment_for_decap`).
+    let decap = ex
+        .router
+        .vif(vif)
+        .is_some_and(|v| v.cfg.vif_type == dp_core::VifType::Physical);
     let mut i = 0;
     while i < g.segs {
         let cnt = MAX_BATCH.min(g.segs - i);
@@ -773,10 +791,13 @@ fn segment_and_run(
         }
         let mut pkts: Vec<Packet<'_>> = Vec::with_capacity(cnt);
         for (j, chunk) in segs.chunks_mut(stride).take(cnt).enumerate() {
-            let len = match chunk
-                .get_mut(HEADROOM..)
-                .map(|out| g.write_segment(frame, i + j, false, out))
-            {
+            let len = match chunk.get_mut(HEADROOM..).map(|out| {
+                if decap {
+                    g.write_segment_for_decap(frame, i + j, out)
+                } else {
+                    g.write_segment(frame, i + j, false, out)
+                }
+            }) {
                 Some(Ok(len)) => len,
                 _ => {
                     ex.stats.offload_errors += 1;
@@ -964,6 +985,9 @@ impl Drop for Datapath {
     }
 }
 
+/// How soon a port with a backlog is flushed again when no traffic comes.
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+
 /// Commands run per wake-up before forwarding resumes.
 const CMDS_PER_TURN: usize = 64;
 
@@ -983,6 +1007,10 @@ fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) {
         ready.clear();
         let wait = if busy {
             Duration::ZERO
+        } else if !core.dirty.is_empty() {
+            // A port has a backlog: flush it again soon.
+            core.flush_ports();
+            BACKLOG_RETRY
         } else {
             core.cfg.idle_wait
         };
