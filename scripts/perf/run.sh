@@ -347,21 +347,26 @@ udp_pps() {
 # machine_ns/flow" (SYNs delivered to RECEIVERNS).
 SYN_SECS=${PERF_SYN_SECS:-2}
 syn_rate() {
-    local out rpid n cpu
+    local out rpid n cpu s0 s1
     inns "$1" ping -c 1 -W 1 "$3" >/dev/null 2>&1 || true
     ip netns exec "$(ns "$2")" timeout $((SYN_SECS + 20)) "$PPS" count-syn --iface eth0 --port 7000 \
         --secs "$SYN_SECS" >"$TMP/syn.out" 2>&1 &
     rpid=$!
     sleep 0.3
+    s0=$(setups "$4")
     meter_start
     inns "$1" timeout $((SYN_SECS + 10)) "$PPS" syn --dst "$3:7000" --secs "$SYN_SECS" \
-        --rate "${PERF_SYN_RATE:-100000}" >/dev/null
+        --rate "${PERF_SYN_RATE:-50000}" >/dev/null
     wait "$rpid" || true
+    s1=$(setups "$4")
     out=$(cat "$TMP/syn.out")
     n=$(awk '/^received/ {printf "%d", $(NF-1)}' <<<"$out")
     cpu=$(meter_stop "${n:-0}")
-    printf '%s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu"
+    # 4th field: flows the agent set up per second over the same window.
+    printf '%s %s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu" \
+        "$(awk -v a="$s0" -v b="$s1" -v t="$SYN_SECS" 'BEGIN {printf "%.0f", (b - a) / t}')"
 }
+setups() { api "$1" 8085 GET /metrics | awk '$1 == "vrouter_agent_flow_setups_total" {print $2}'; }
 
 # ---- topologies ---------------------------------------------------------------
 
@@ -545,7 +550,7 @@ for r in $(seq "$REPEAT"); do
         [[ $ONLY != *b* ]] || { measure b_ours n1 udp_pps c1 c2 198.18.1.2; measure b_kernel "" udp_pps bc1 bc2 198.18.3.2; }
         [[ $ONLY != *c* ]] || { round_c; measure c_kernel "" tcp xcb xca 198.18.4.2 1348; }
     fi
-    [[ $ONLY != *d* ]] || measure d_ours n2 syn_rate d1 d2 198.18.2.2
+    [[ $ONLY != *d* ]] || measure d_ours n2 syn_rate d1 d2 198.18.2.2 n2
 done
 
 # ---- report -----------------------------------------------------------------
@@ -600,6 +605,11 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
         done
     fi
     [[ $ONLY != *d* ]] || row "(d) new flows (SYN delivered), one host" "flows/s" d_ours "" "(in-process: flow_setup bench)" "≥ 50k/s"
+    if [[ $ONLY == *d* ]]; then
+        echo
+        echo "(d): offered ${PERF_SYN_RATE:-50000} SYNs/s for ${SYN_SECS}s; flows the agent set up per second" \
+            "in each run: $(tr ';' '\n' <<<"${RES[d_ours]}" | awk 'NF {printf "%s ", $4}')"
+    fi
     echo
     echo "CPU per packet: TCP packets are goodput / MSS; 'our CPU' is user+sys of vrouter + vrouter-agent"
     echo "of the hosts on the path; 'machine CPU' is every busy CPU tick (senders, receivers, softirq)."
