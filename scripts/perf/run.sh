@@ -75,7 +75,12 @@ die() {
 }
 
 cleanup() {
-    local pid ns
+    local pid ns f
+    if [[ -n ${PERF_DEBUG:-} ]]; then
+        for f in "$TMP"/*/vrouter.log "$TMP"/*/agent.log; do
+            [[ -f $f ]] && { log "-- $f"; tail -n 15 "$f" >&2; }
+        done
+    fi
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -378,17 +383,37 @@ if [[ $ONLY == *[ab]* ]]; then
     attach n1 c1 198.18.1.1 1500
     attach n1 c2 198.18.1.2 1500
 fi
-# (d) ours: one host n2 (containers d1 198.18.2.1, d2 .2) whose agent ages
-# idle flows after 2 s, so every round starts with an empty flow table.
+# (d) ours: one host n2 (containers d1 198.18.2.1, d2 .2), restarted
+# before each (d) run so that every run starts with an empty flow table.
 if [[ $ONLY == *d* ]]; then
     mkns n2
-    NODE_AGENT_ARGS=(--flow-timeout 2)
     node n2
-    NODE_AGENT_ARGS=()
     tenant n2 198.18.2.0
     attach n2 d1 198.18.2.1 1500
     attach n2 d2 198.18.2.2 1500
+    D_TAPS=$(vrctl n2 vif --list | grep -o 'tap[0-9a-f-]*' | sort -u | tr '\n' ' ')
 fi
+
+# restart_node H: stop H's agent and vrouter, start both again on the same
+# state (ports, config), wait until the ports are programmed again.
+restart_node() {
+    local h=$1 p keep=() t ok
+    # shellcheck disable=SC2086 # two pids
+    kill ${NODE_PIDS[$h]} 2>/dev/null || true
+    for p in ${NODE_PIDS[$h]}; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    done
+    for p in "${PIDS[@]}"; do [[ " ${NODE_PIDS[$h]} " == *" $p "* ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+    node "$h"
+    for _ in $(seq 150); do
+        ok=1
+        for t in $D_TAPS; do vrctl "$h" vif --list 2>/dev/null | grep -qw "$t" || ok=''; done
+        [[ -n $ok ]] && return 0
+        sleep 0.1
+    done
+    die "ports on $h not programmed again after the restart"
+}
 # (a) kernel: routed veth through kr.
 if [[ $ONLY == *a* ]]; then
     mkns kr
@@ -550,7 +575,10 @@ for r in $(seq "$REPEAT"); do
         [[ $ONLY != *b* ]] || { measure b_ours n1 udp_pps c1 c2 198.18.1.2; measure b_kernel "" udp_pps bc1 bc2 198.18.3.2; }
         [[ $ONLY != *c* ]] || { round_c; measure c_kernel "" tcp xcb xca 198.18.4.2 1348; }
     fi
-    [[ $ONLY != *d* ]] || measure d_ours n2 syn_rate d1 d2 198.18.2.2 n2
+    if [[ $ONLY == *d* ]]; then
+        restart_node n2
+        measure d_ours n2 syn_rate d1 d2 198.18.2.2 n2
+    fi
 done
 
 # ---- report -----------------------------------------------------------------

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! `syn` sends bare TCP SYNs from a raw socket, every one from a new
-//! (source port, destination port) pair, so every SYN is the first packet
+//! (source port, destination port) pair (from pair `--first` on), so every SYN is the first packet
 //! of a new flow: at most `R` per second, for `S` seconds. `count-syn` counts
 //! SYNs to destination ports `PORT..PORT+16` arriving on interface `IF`
 //! (AF_PACKET), from the first one for `S` seconds. Together: new flows per
@@ -77,6 +77,10 @@ mod pps {
             /// SYNs per second at most.
             #[arg(long, default_value_t = 100_000)]
             rate: u64,
+            /// Index of the first (source port, destination port) pair, so
+            /// that successive runs send new flows.
+            #[arg(long, default_value_t = 0)]
+            first: u32,
         },
         CountSyn {
             #[arg(long)]
@@ -92,7 +96,12 @@ mod pps {
         match Args::parse().cmd {
             Cmd::Send { dst, secs, payload } => send(dst, secs, payload.clamp(1, 1472)),
             Cmd::Recv { bind, secs } => recv(bind, secs),
-            Cmd::Syn { dst, secs, rate } => syn(dst, secs, rate.max(1)),
+            Cmd::Syn {
+                dst,
+                secs,
+                rate,
+                first,
+            } => syn(dst, secs, rate.max(1), first),
             Cmd::CountSyn { iface, port, secs } => count_syn(&iface, port, secs),
         }
     }
@@ -108,7 +117,7 @@ mod pps {
         !(s as u16)
     }
 
-    fn syn(dst: std::net::SocketAddrV4, secs: u64, rate: u64) -> Result<(), String> {
+    fn syn(dst: std::net::SocketAddrV4, secs: u64, rate: u64, first: u32) -> Result<(), String> {
         // The source address the kernel will use towards dst.
         let probe = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
         probe.connect(dst).map_err(|e| e.to_string())?;
@@ -135,7 +144,7 @@ mod pps {
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs(secs);
         let mut sent: u64 = 0;
-        let mut i: u32 = 0;
+        let mut i: u32 = first;
         let mut seg = [0u8; 20];
         while Instant::now() < end {
             // Pace in 1 ms slices.

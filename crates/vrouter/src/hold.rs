@@ -52,6 +52,11 @@ impl HoldStore {
         true
     }
 
+    /// Whether a frame of a new flow would be kept.
+    pub fn has_room(&self) -> bool {
+        self.total < self.max_total
+    }
+
     /// Everything held for `flow`, oldest first.
     pub fn take(&mut self, flow: u32) -> Vec<Held> {
         let q = self.map.remove(&flow).unwrap_or_default();

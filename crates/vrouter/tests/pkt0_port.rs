@@ -149,3 +149,51 @@ fn a_burst_of_traps_beyond_the_socket_queue_is_not_lost() {
         );
     }
 }
+
+/// With the hold store full, the first packet of a new flow is neither
+/// trapped nor held and its HOLD entry is removed (so the agent decides
+/// only flows whose packets wait, and a retransmission starts over).
+#[test]
+fn new_flows_beyond_the_hold_store_are_shed_not_trapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(tmp.path());
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], false);
+    let agent_cfg = t.router.vif(AGENT_VIF).unwrap().cfg.clone();
+    let dp = Datapath::start(
+        t.router,
+        Box::new(EpollPoller::new().unwrap()),
+        None,
+        DatapathConfig {
+            hold_max_total: 2,
+            ..DatapathConfig::default()
+        },
+    )
+    .unwrap();
+    dp.vif_add_port(agent_cfg, Box::new(Pkt0Port::bind(tmp.path()).unwrap()))
+        .unwrap();
+    let agent = Pkt0Agent::bind(&paths).unwrap();
+    dp.call(|c| {
+        for sport in 3000..3005u16 {
+            c.inject(3, &udp_frame(sport), VnetHdr::NONE);
+        }
+    })
+    .unwrap();
+    for sport in 3000..3002u16 {
+        let trap = recv(&agent);
+        assert_eq!(&trap[14 + AGENT_HDR_LEN..], &udp_frame(sport)[..]);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(
+        agent.try_recv(&mut buf).unwrap(),
+        None,
+        "shed flows not trapped"
+    );
+    let (held, shed, entries) = dp
+        .call(|c| (c.held(), c.stats().shed, c.router().flows().len()))
+        .unwrap();
+    assert_eq!((held, shed), (2, 3));
+    assert_eq!(entries, 2, "the shed flows' HOLD entries are removed");
+}

@@ -24,9 +24,12 @@ pub const AGENT_PKT0: &str = ChannelPaths::PKT0_AGENT_NAME;
 
 /// Frames shorter than an Ethernet header are not frames.
 const MIN_FRAME: usize = 14;
-/// Frames kept while the agent's socket queue is full, and their bytes.
-const BACKLOG_FRAMES: usize = 4096;
-const BACKLOG_BYTES: usize = 4 << 20;
+/// Frames kept while the agent's socket queue is full, and their bytes:
+/// as many as the datapath holds (`DatapathConfig::hold_max_total`), so
+/// a held frame's trap is not lost to a full queue (its flow would stay on
+/// HOLD, its frame held, until the hold timeout).
+const BACKLOG_FRAMES: usize = 16 * 1024;
+const BACKLOG_BYTES: usize = 16 << 20;
 
 /// A Unix datagram socket's receive queue holds `net.unix.max_dgram_qlen`
 /// datagrams (10 by default), so a burst of new flows (32 traps from one
