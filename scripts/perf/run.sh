@@ -339,12 +339,16 @@ udp_pps() {
     # Warm up neighbour resolution so the flood starts at once.
     inns "$1" timeout 10 "$PPS" send --dst "$3:9001" --secs 1 >/dev/null
     meter_start
-    inns "$1" timeout $((SECS + 10)) "$PPS" send --dst "$3:9000" --secs "$SECS" >/dev/null
+    inns "$1" timeout $((SECS + 10)) "$PPS" send --dst "$3:9000" --secs "$SECS" \
+        >"$TMP/pps.sent" 2>&1 || true
     wait "$rpid" || true
     out=$(cat "$TMP/pps.out")
     n=$(awk '/^received/ {printf "%d", $(NF-1)}' <<<"$out")
     cpu=$(meter_stop "${n:-0}")
-    printf '%s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu"
+    # 4th field: the rate the sender offered (received = offered means the
+    # sender's ceiling, not the path's, was measured).
+    printf '%s %s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu" \
+        "$(awk '/^sent/ {print $(NF-1)}' "$TMP/pps.sent")"
 }
 
 # syn_rate SENDERNS RECEIVERNS ADDR: SYNs from new source ports (offered
@@ -633,6 +637,11 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
         done
     fi
     [[ $ONLY != *d* ]] || row "(d) new flows (SYN delivered), one host" "flows/s" d_ours "" "(in-process: flow_setup bench)" "≥ 50k/s"
+    if [[ $ONLY == *b* ]]; then
+        echo
+        echo "(b): the sender offered, pps: bridge runs $(tr ';' '\n' <<<"${RES[b_kernel]:-}" |
+            awk 'NF {printf "%s ", $4}'); our runs $(tr ';' '\n' <<<"${RES[b_ours]:-}" | awk 'NF {printf "%s ", $4}')"
+    fi
     if [[ $ONLY == *d* ]]; then
         echo
         echo "(d): offered ${PERF_SYN_RATE:-50000} SYNs/s for ${SYN_SECS}s; flows the agent set up per second" \

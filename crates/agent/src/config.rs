@@ -21,6 +21,8 @@
 //! port_listen = "127.0.0.1:9091"
 //! tcp_close_timeout = 2
 //! max_vifs = 4096
+//! max_vrfs = 4096
+//! hold_audit_period = 4
 //! ```
 
 use serde::Deserialize;
@@ -58,6 +60,11 @@ pub struct AgentSection {
     pub introspect_listen: Option<SocketAddr>,
     pub tcp_close_timeout: Option<u64>,
     pub max_vifs: Option<u16>,
+    /// VRFs the agent may use: a virtual network whose network id is at
+    /// least this cannot be programmed (reported, never skipped silently).
+    pub max_vrfs: Option<u16>,
+    /// Seconds between two visits of the hold audit to a flow entry.
+    pub hold_audit_period: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

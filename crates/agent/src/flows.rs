@@ -52,6 +52,12 @@ pub struct FlowConfig {
     /// Most requests sent in one ksync write (misses are drained from
     /// pkt0 until this many are queued).
     pub max_batch: usize,
+    /// The hold audit's period: the whole shared table is read once per
+    /// period (a slice per call of [`FlowEngine::audit`], once a second),
+    /// and an entry found on HOLD, unchanged, by two visits in a row is
+    /// decided as if its trap had arrived (the trap was lost: pkt0 full, a
+    /// clone failure). Keep it below the datapath's `--hold-timeout`.
+    pub audit_period: Duration,
 }
 
 impl Default for FlowConfig {
@@ -60,6 +66,7 @@ impl Default for FlowConfig {
             idle_timeout: Duration::from_secs(180),
             tcp_close_timeout: Duration::from_secs(2),
             max_batch: 512,
+            audit_period: Duration::from_secs(4),
         }
     }
 }
@@ -87,11 +94,16 @@ pub struct FlowStats {
     pub setups: u64,
     pub allowed: u64,
     pub denied: u64,
+    /// Of `denied`: by a rule that applies a service chain (not supported:
+    /// such rules deny).
+    pub service_chain_denied: u64,
     pub stale: u64,
     pub aged: u64,
     pub closed: u64,
     pub reevaluated: u64,
     pub adopted: u64,
+    /// Entries on HOLD whose trap never came, decided by the audit.
+    pub audited: u64,
     pub errors: u64,
 }
 
@@ -133,6 +145,11 @@ pub struct FlowEngine {
     shm_path: std::path::PathBuf,
     shm: Option<FlowShm>,
     pub stats: FlowStats,
+    /// The audit: entries it found on HOLD (index -> generation and the
+    /// datapath's `last_seen`, which it sets when the entry goes on hold),
+    /// and where its next slice starts.
+    hold_seen: HashMap<u32, (u8, u32)>,
+    audit_cursor: u32,
 }
 
 fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
@@ -190,8 +207,14 @@ fn set_rflow_key(r: &mut VrFlowReq, key: &FlowKey) {
     r.fr_rflow_nh_id = tmp.fr_flow_nh_id;
 }
 
-/// The decision for a flow: action and a reason for introspect.
-pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String, Option<u16>) {
+/// The decision for a flow: action, a reason for introspect, the
+/// destination vif, and whether a service-chain rule denied it (counted).
+pub fn decide(
+    model: &Model,
+    vrf: u16,
+    in_vif: u16,
+    k: &FlowKey,
+) -> (u16, String, Option<u16>, bool) {
     let src_ip = addr(k.family, &k.src());
     let dst_ip = addr(k.family, &k.dst());
     let src_port: Option<&Port> = model.ports.get(&in_vif);
@@ -234,9 +257,15 @@ pub fn decide(model: &Model, vrf: u16, in_vif: u16, k: &FlowKey) -> (u16, String
             } else {
                 VR_FLOW_ACTION_DROP
             };
-            (action, v.to_string(), dst_vif)
+            let chain = matches!(v.why, policy::Why::ServiceChainRule { .. });
+            (action, v.to_string(), dst_vif, chain)
         }
-        None => (VR_FLOW_ACTION_DROP, "no policy loaded".into(), dst_vif),
+        None => (
+            VR_FLOW_ACTION_DROP,
+            "no policy loaded".into(),
+            dst_vif,
+            false,
+        ),
     }
 }
 
@@ -250,7 +279,73 @@ impl FlowEngine {
             shm_path,
             shm: None,
             stats: FlowStats::default(),
+            hold_seen: HashMap::new(),
+            audit_cursor: 0,
         }
+    }
+
+    /// The hold audit (upstream's agent audits its flow table the same
+    /// way): read the next slice of the shared table (`capacity / period`
+    /// records, the whole table per period at one call a second) and
+    /// decide every entry that was on HOLD, unchanged, at its previous
+    /// visit too: its FLOW_MISS never reached us. Returns how many.
+    pub fn audit(&mut self, model: &Model, batch: &mut Batch) -> u32 {
+        let secs = self.cfg.audit_period.as_secs().max(1);
+        if self.shm().is_none() {
+            return 0;
+        }
+        let FlowEngine {
+            shm: Some(shm),
+            hold_seen,
+            audit_cursor,
+            ..
+        } = self
+        else {
+            return 0;
+        };
+        let cap = shm.capacity();
+        if cap == 0 {
+            return 0;
+        }
+        let budget = u32::try_from(u64::from(cap).div_ceil(secs)).unwrap_or(cap);
+        let mut lost = Vec::new();
+        for _ in 0..budget.min(cap) {
+            let i = *audit_cursor % cap;
+            *audit_cursor = (i + 1) % cap;
+            let held = shm
+                .entry(i)
+                .filter(|e| e.is_valid() && e.is_hold())
+                .map(|e| (e, (e.gen_id, e.last_seen)));
+            match held {
+                Some((e, mark)) => {
+                    if hold_seen.insert(i, mark) == Some(mark) {
+                        hold_seen.remove(&i);
+                        lost.push((i, e));
+                    }
+                }
+                None => {
+                    hold_seen.remove(&i);
+                }
+            }
+        }
+        let n = lost.len() as u32;
+        for (i, e) in lost {
+            let hdr = AgentHdr {
+                param: i,
+                param_5: e.gen_id,
+                vrf: e.vrf,
+                ..AgentHdr::default()
+            };
+            self.miss_with_key(model, &hdr, e.key(), e.vrf, batch);
+        }
+        if n > 0 {
+            self.stats.audited += u64::from(n);
+            tracing::warn!(
+                entries = n,
+                "flow entries on hold without a trap (lost on pkt0?) decided by the audit"
+            );
+        }
+        n
     }
 
     /// The shared table, opened on first use. Whether it is still the
@@ -277,6 +372,7 @@ impl FlowEngine {
             self.shm = None;
             self.tracked.clear();
             self.by_rkey.clear();
+            self.hold_seen.clear();
         }
     }
 
@@ -291,6 +387,7 @@ impl FlowEngine {
         self.shm = None;
         self.tracked.clear();
         self.by_rkey.clear();
+        self.hold_seen.clear();
     }
 
     /// Adopt the active flow pairs already in the table (agent restart),
@@ -417,11 +514,14 @@ impl FlowEngine {
             batch.push(r, Note::Other);
             return;
         }
-        let (action, why, dst_vif) = decide(model, vrf, in_vif, key);
+        let (action, why, dst_vif, chain) = decide(model, vrf, in_vif, key);
         if action == VR_FLOW_ACTION_FORWARD {
             self.stats.allowed += 1;
         } else {
             self.stats.denied += 1;
+        }
+        if chain {
+            self.stats.service_chain_denied += 1;
         }
         let rkey = dst_vif.and_then(|v| reverse_key(key, self.ids.l3_nh(v)));
         let mut flags = VR_FLOW_FLAG_ACTIVE;
@@ -465,7 +565,13 @@ impl FlowEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        let replies = k.call(&batch.msgs).await?;
+        // One write per `max_batch` requests: a burst (the audit deciding
+        // thousands of lost traps, adoption after a restart) must not
+        // become one unbounded write.
+        let mut replies = Vec::with_capacity(batch.msgs.len());
+        for chunk in batch.msgs.chunks(self.cfg.max_batch.max(2)) {
+            replies.extend(k.call(chunk).await?);
+        }
         let mut follow = Batch::default();
         for ((note, reply), msg) in batch.notes.iter().zip(&replies).zip(&batch.msgs) {
             let resp = reply.objects.iter().find_map(|o| match o {
@@ -519,8 +625,8 @@ impl FlowEngine {
         }
         batch.msgs.clear();
         batch.notes.clear();
-        if !follow.is_empty() {
-            let replies = k.call(&follow.msgs).await?;
+        for chunk in follow.msgs.chunks(self.cfg.max_batch.max(2)) {
+            let replies = k.call(chunk).await?;
             for r in replies {
                 if r.code < 0 {
                     self.stats.errors += 1;
@@ -609,7 +715,7 @@ impl FlowEngine {
                 .and_then(|v| model.ports.get(&v))
                 .map(|p| (p.vif, p.vrf));
             let Some((vif, vrf)) = in_vif else { continue };
-            let (action, why, _) = decide(model, vrf, vif, &t.fkey);
+            let (action, why, _, _) = decide(model, vrf, vif, &t.fkey);
             if action == t.action || t.action == VR_FLOW_ACTION_HOLD {
                 continue;
             }

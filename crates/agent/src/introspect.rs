@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
-use sandesh::{Message, SandeshOp, VrDropStatsReq};
+use sandesh::{FlowOp, Message, SandeshOp, VrDropStatsReq, VrFlowTableData};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -159,7 +159,12 @@ async fn vns(State(s): State<AppState>) -> Json<Value> {
             json!({"uuid": v.uuid, "fq_name": v.fq_name, "vrf": v.vrf, "vni": v.vni, "subnets": subnets, "has_policy": v.has_policy})
         })
         .collect();
-    Json(json!({"virtual_networks": vns}))
+    let refused: Vec<Value> = m
+        .vn_problems
+        .iter()
+        .map(|p| json!({"uuid": p.uuid, "fq_name": p.fq_name, "reason": p.reason}))
+        .collect();
+    Json(json!({"virtual_networks": vns, "not_programmed": refused}))
 }
 
 async fn vrfs(State(s): State<AppState>) -> Json<Value> {
@@ -242,6 +247,10 @@ async fn ksync(State(s): State<AppState>) -> Json<Value> {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
+    let (vn_refused, ports_refused) = {
+        let m = s.i.model.borrow();
+        (m.vn_problems.len(), m.problems.len())
+    };
     let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
         let sh = lock(&s.i.shared);
         (
@@ -313,6 +322,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
         fs.denied as f64,
     );
     g(
+        "vrouter_agent_flows_denied_service_chain_total",
+        "Flows denied by a policy rule that applies a service chain (not supported: such rules deny).",
+        "counter",
+        fs.service_chain_denied as f64,
+    );
+    g(
         "vrouter_agent_flows_aged_total",
         "Flows removed after the idle timeout.",
         "counter",
@@ -323,6 +338,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "TCP flows removed after FIN/RST.",
         "counter",
         fs.closed as f64,
+    );
+    g(
+        "vrouter_agent_flows_audited_total",
+        "Flow entries found on hold with no trap received (lost), decided by the hold audit.",
+        "counter",
+        fs.audited as f64,
     );
     g(
         "vrouter_agent_pkt0_rx_total",
@@ -341,6 +362,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "Datapath programming errors.",
         "counter",
         errors as f64,
+    );
+
+    let _ = writeln!(
+        out,
+        "# HELP vrouter_agent_refused_objects Config objects the agent cannot program (see /vns and /ports: not_programmed).\n# TYPE vrouter_agent_refused_objects gauge\nvrouter_agent_refused_objects{{kind=\"virtual_network\"}} {vn_refused}\nvrouter_agent_refused_objects{{kind=\"port\"}} {ports_refused}"
     );
 
     // Datapath counters, read now.
@@ -364,6 +390,29 @@ async fn metrics(State(s): State<AppState>) -> Response {
                         let name = reason.field_name().trim_start_matches("vds_");
                         let _ = writeln!(out, "vrouter_drops_total{{reason=\"{name}\"}} {v}");
                     }
+                }
+            }
+            if let Ok(mut r) = k
+                .call(&[VrFlowTableData {
+                    ftable_op: FlowOp::FlowTableGet,
+                    ..Default::default()
+                }
+                .into()])
+                .await
+            {
+                if let Some(Message::FlowTableData(d)) =
+                    r.pop().and_then(|r| r.objects.into_iter().next())
+                {
+                    let _ = writeln!(
+                        out,
+                        "# HELP vrouter_flow_hold_entries Flow entries on hold (waiting for the agent) now.\n# TYPE vrouter_flow_hold_entries gauge\nvrouter_flow_hold_entries {}",
+                        d.ftable_hold_entries
+                    );
+                    let _ = writeln!(
+                        out,
+                        "# HELP vrouter_flow_holds_expired_total Flow entries the datapath removed after its hold timeout (trap lost or no agent).\n# TYPE vrouter_flow_holds_expired_total counter\nvrouter_flow_holds_expired_total {}",
+                        d.ftable_hold_expired
+                    );
                 }
             }
             let vifs = k.dump_vifs().await.unwrap_or_default();

@@ -40,9 +40,20 @@ struct Args {
     /// Idle seconds before a flow is removed.
     #[arg(long)]
     flow_timeout: Option<u64>,
-    /// Largest vif index + 1 the datapath accepts.
+    /// Largest vif index + 1 the agent uses (default 4096). The datapath's
+    /// tables must fit it (checked at connect): interfaces >= this, MPLS
+    /// labels >= 16 + 2 x this, next hops >= 16 + 2 x this + --max-vrfs.
     #[arg(long)]
     max_vifs: Option<u16>,
+    /// VRFs the agent uses (default 4096; the datapath's must be at least
+    /// this): a virtual network whose network id is not below it is
+    /// reported as not programmed.
+    #[arg(long)]
+    max_vrfs: Option<u16>,
+    /// Seconds between two visits of the hold audit to a flow entry: an
+    /// entry on hold at two visits in a row (its trap lost) is decided.
+    #[arg(long)]
+    hold_audit_period: Option<u64>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `agent=debug`.
     #[arg(long)]
     log_level: Option<String>,
@@ -105,9 +116,34 @@ fn main() -> anyhow::Result<()> {
                     .max(1),
             ),
             tcp_close_timeout: Duration::from_secs(a.tcp_close_timeout.unwrap_or(2)),
+            audit_period: Duration::from_secs(
+                args.hold_audit_period
+                    .or(a.hold_audit_period)
+                    .unwrap_or(4)
+                    .max(1),
+            ),
             ..FlowConfig::default()
         },
-        max_vifs: args.max_vifs.or(a.max_vifs).unwrap_or(4096),
+        max_vifs: args
+            .max_vifs
+            .or(a.max_vifs)
+            .unwrap_or(dp_core::sizing::DEFAULT_INTERFACES),
+        max_vrfs: args
+            .max_vrfs
+            .or(a.max_vrfs)
+            .unwrap_or(dp_core::sizing::DEFAULT_VRFS)
+            .max(1),
+        fault: match std::env::var("VROUTER_AGENT_FAULT_INJECT") {
+            Ok(v) => Some(
+                v.strip_prefix("panic:")
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from)
+                    .with_context(|| {
+                        format!("VROUTER_AGENT_FAULT_INJECT={v:?}: want panic:FILE")
+                    })?,
+            ),
+            Err(_) => None,
+        },
         port_api: agent::ports::PortApiOptions {
             stale_timeout: Duration::from_secs(
                 file.default.stale_interface_cleanup_timeout.unwrap_or(60),

@@ -101,6 +101,23 @@ pub struct PortProblem {
     pub reason: String,
 }
 
+/// Why a virtual network is not programmed (its ports are not either).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VnProblem {
+    pub uuid: Uuid,
+    pub fq_name: String,
+    pub reason: String,
+}
+
+/// The agent's id limits the model must fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest vif index + 1.
+    pub max_vifs: u16,
+    /// Largest VRF (the VN's network id) + 1.
+    pub max_vrfs: u16,
+}
+
 #[derive(Default)]
 pub struct Model {
     pub revision: u64,
@@ -112,6 +129,8 @@ pub struct Model {
     /// VRF -> the VNs whose ports are routed in it (its own first).
     pub vrf_members: BTreeMap<u16, Vec<Uuid>>,
     pub problems: Vec<PortProblem>,
+    /// Virtual networks that cannot be programmed, and why.
+    pub vn_problems: Vec<VnProblem>,
     pub policy: Option<policy::PolicySet>,
 }
 
@@ -228,18 +247,34 @@ pub fn build(
     snap: &Snapshot,
     ports: &BTreeMap<Uuid, PortRecord>,
     vifs: &mut BTreeMap<Uuid, u16>,
-    max_vifs: u16,
+    limits: Limits,
 ) -> Model {
+    let max_vifs = limits.max_vifs;
     let mut m = Model {
         revision: snap.revision,
         ..Model::default()
     };
     for (uuid, obj) in snap.iter("virtual-network") {
-        let Some(id) = obj
-            .get("virtual_network_network_id")
-            .and_then(Value::as_u64)
-            .and_then(|n| u16::try_from(n).ok())
-        else {
+        // The network id is the VN's VRF: one the datapath cannot hold is
+        // reported (introspect, metrics, its ports' answers), not skipped.
+        let raw = obj.get("virtual_network_network_id");
+        let id = match raw.and_then(Value::as_u64) {
+            Some(n) if n < u64::from(limits.max_vrfs) => u16::try_from(n).ok(),
+            _ => None,
+        };
+        let Some(id) = id else {
+            let reason = match raw.and_then(Value::as_u64) {
+                None => "it has no virtual_network_network_id".to_string(),
+                Some(n) => format!(
+                    "its network id {n} is not below the agent's VRF limit {} (--max-vrfs)",
+                    limits.max_vrfs
+                ),
+            };
+            m.vn_problems.push(VnProblem {
+                uuid: *uuid,
+                fq_name: fq_name(obj),
+                reason,
+            });
             continue;
         };
         let vni = obj
@@ -290,8 +325,14 @@ pub fn build(
             continue;
         };
         let Some(vn) = m.vns.get(&vn_uuid) else {
-            m.problems
-                .push(problem(format!("virtual-network {vn_uuid} not in config")));
+            let why = match m.vn_problems.iter().find(|p| p.uuid == vn_uuid) {
+                Some(p) => format!(
+                    "virtual-network {vn_uuid} ({}) cannot be programmed: {}",
+                    p.fq_name, p.reason
+                ),
+                None => format!("virtual-network {vn_uuid} not in config"),
+            };
+            m.problems.push(problem(why));
             continue;
         };
         let Some(mac) = parse_mac(&rec.mac_address) else {
@@ -411,4 +452,82 @@ pub fn build(
     }
     m.policy = Some(policy);
     m
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// A VN whose network id the datapath's VRF table cannot hold is
+    /// reported with its reason, and so is every port in it; before, the
+    /// VN was skipped silently and its ports said "not in config".
+    #[test]
+    fn vns_beyond_the_vrf_limit_are_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
+        let vn = |name: &str, id: u64| {
+            json!({"fq_name": ["default-domain", "default-project", name],
+                   "parent_type": "project", "virtual_network_network_id": id,
+                   "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                       "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.0.0", "ip_prefix_len": 24}}]}}]})
+        };
+        let small = cfg.create("virtual-network", vn("small", 5)).unwrap();
+        let big = cfg.create("virtual-network", vn("big", 70_000)).unwrap();
+        let uuid_of = |v: &Value| Uuid::parse_str(v["uuid"].as_str().unwrap()).unwrap();
+        let (small, big) = (uuid_of(&small), uuid_of(&big));
+        let port = |vn: Uuid, n: u8| {
+            let id = Uuid::from_u128(0x100 + u128::from(n));
+            let rec: PortRecord = serde_json::from_value(json!({
+                "id": id.to_string(), "instance-id": Uuid::from_u128(9).to_string(),
+                "vn-id": vn.to_string(), "vm-project-id": Uuid::from_u128(8).to_string(),
+                "mac-address": format!("02:00:00:00:00:{n:02x}"), "system-name": format!("tap{n}"),
+                "display-name": "", "ip-address": format!("198.18.0.{n}"), "ip6-address": "None",
+                "rx-vlan-id": -1, "tx-vlan-id": -1, "type": 0}))
+            .unwrap();
+            (id, rec)
+        };
+        let ports = BTreeMap::from([port(small, 3), port(big, 4)]);
+        let limits = Limits {
+            max_vifs: 64,
+            max_vrfs: 4096,
+        };
+        let m = build(
+            &cfg.snapshot().unwrap(),
+            &ports,
+            &mut BTreeMap::new(),
+            limits,
+        );
+        assert!(m.vns.contains_key(&small));
+        assert!(!m.vns.contains_key(&big));
+        assert_eq!(m.vn_problems.len(), 1);
+        let p = &m.vn_problems[0];
+        assert_eq!(p.uuid, big);
+        assert_eq!(p.fq_name, "default-domain:default-project:big");
+        assert!(
+            p.reason.contains("70000") && p.reason.contains("4096"),
+            "{}",
+            p.reason
+        );
+        assert_eq!(m.ports.len(), 1);
+        assert_eq!(m.problems.len(), 1);
+        assert!(
+            m.problems[0].reason.contains("cannot be programmed")
+                && m.problems[0].reason.contains("70000"),
+            "{}",
+            m.problems[0].reason
+        );
+        // A lower limit refuses the small one too.
+        let m = build(
+            &cfg.snapshot().unwrap(),
+            &ports,
+            &mut BTreeMap::new(),
+            Limits {
+                max_vrfs: 5,
+                ..limits
+            },
+        );
+        assert_eq!((m.vns.len(), m.vn_problems.len(), m.ports.len()), (0, 2, 0));
+    }
 }

@@ -215,7 +215,15 @@ impl PortCheck for ConfigPorts {
             None => {
                 let snap = self.snapshot().map_err(|(_, e)| e)?;
                 let one = BTreeMap::from([(id, rec.clone())]);
-                let m = model::build(&snap, &one, &mut BTreeMap::new(), u16::MAX);
+                let m = model::build(
+                    &snap,
+                    &one,
+                    &mut BTreeMap::new(),
+                    model::Limits {
+                        max_vifs: u16::MAX,
+                        max_vrfs: dp_core::sizing::DEFAULT_VRFS,
+                    },
+                );
                 live_in(&m, &id)
             }
         }

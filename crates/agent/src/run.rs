@@ -43,8 +43,15 @@ pub struct Options {
     pub introspect_listen: SocketAddr,
     pub flows: FlowConfig,
     pub max_vifs: u16,
+    /// VRFs the agent uses: VNs with a network id at or above it are
+    /// reported (introspect, metrics, the port API) and not programmed.
+    pub max_vrfs: u16,
     /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
     pub port_api: crate::ports::PortApiOptions,
+    /// Fault injection for tests of what supervises the agent
+    /// (`VROUTER_AGENT_FAULT_INJECT=panic:FILE`): once FILE exists, a task
+    /// of the agent's set panics, as any of its tasks might.
+    pub fault: Option<PathBuf>,
 }
 
 /// What the tasks report, for introspect and metrics.
@@ -63,6 +70,9 @@ pub struct Shared {
     pub pkt0_rx: u64,
     pub pkt0_tx: u64,
     pub services: BTreeMap<&'static str, u64>,
+    /// Why the agent cannot run against this datapath (its tables are too
+    /// small for the agent's limits): the agent stops and says so.
+    pub fatal: Option<String>,
 }
 
 pub type SharedRef = Arc<Mutex<Shared>>;
@@ -95,6 +105,7 @@ pub async fn run(
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
+    let max_vrfs = opts.max_vrfs;
 
     let vnc = tokio::net::TcpListener::bind(opts.vnc_listen)
         .await
@@ -148,6 +159,7 @@ pub async fn run(
         Arc::clone(&ports),
         paths.ksync.clone(),
         ids,
+        max_vrfs,
         model_tx,
         Arc::clone(&shared),
         stop_rx.clone(),
@@ -161,6 +173,15 @@ pub async fn run(
         Arc::clone(&shared),
         stop_rx.clone(),
     ));
+    if let Some(trigger) = opts.fault.clone() {
+        tracing::warn!(trigger = %trigger.display(), "fault injection armed (tests only)");
+        tasks.spawn(async move {
+            while !trigger.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("fault injected: an agent task panics");
+        });
+    }
     tracing::info!(
         vnc = %opts.vnc_listen,
         port_api = %opts.port_listen,
@@ -169,10 +190,22 @@ pub async fn run(
         state_dir = %opts.state_dir.display(),
         "agent running (standalone)"
     );
-    tokio::select! {
-        _ = shutdown => tracing::info!("stopping"),
-        Some(r) = tasks.join_next() => tracing::error!(result = ?r, "a task ended unexpectedly"),
-    }
+    // Every task runs for the life of the agent: one that ends (returned
+    // or panicked) leaves a part of the agent dead, so the agent stops and
+    // exits non-zero for its supervisor (systemd, the Windows service
+    // manager) to restart it, rather than look alive.
+    let died = tokio::select! {
+        _ = shutdown => { tracing::info!("stopping"); None }
+        Some(r) = tasks.join_next() => {
+            let why = match r {
+                Ok(()) => "a task returned".to_string(),
+                Err(e) if e.is_panic() => format!("a task panicked: {e}"),
+                Err(e) => format!("a task was cancelled: {e}"),
+            };
+            tracing::error!(reason = %why, "an agent task ended unexpectedly: stopping, exit status 1");
+            Some(why)
+        }
+    };
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(3), drain)
@@ -181,7 +214,12 @@ pub async fn run(
     {
         tracing::warn!("tasks did not stop in time");
     }
-    Ok(())
+    let fatal = lock(&shared).fatal.take();
+    match (died, fatal) {
+        (Some(_), Some(f)) => Err(anyhow::anyhow!("{f}")),
+        (Some(why), None) => Err(anyhow::anyhow!("the agent stopped because {why}")),
+        (None, _) => Ok(()),
+    }
 }
 
 /// Resolves once the stop flag is set (the guard is dropped inside, so
@@ -214,14 +252,92 @@ fn rebuild(
     ports: &PortStore,
     vifs: &mut BTreeMap<Uuid, u16>,
     ids: &Ids,
+    max_vrfs: u16,
 ) -> anyhow::Result<Model> {
     let snap = store.snapshot()?;
-    Ok(model::build(
+    let m = model::build(
         &snap,
         &ports.effective(&snap),
         vifs,
-        ids.max_vifs,
-    ))
+        model::Limits {
+            max_vifs: ids.max_vifs,
+            max_vrfs,
+        },
+    );
+    for p in &m.vn_problems {
+        tracing::warn!(vn = %p.uuid, name = %p.fq_name, reason = %p.reason, "virtual network not programmed");
+    }
+    Ok(m)
+}
+
+/// The datapath's table sizes (`vrouter_ops`) against what the agent's id
+/// layout needs for its limits: `Err` names every table that is too small
+/// and how to fix it.
+pub fn check_limits(ops: &sandesh::VrouterOps, ids: &Ids, max_vrfs: u16) -> Result<(), String> {
+    use dp_core::sizing;
+    let mut short = Vec::new();
+    let mut need = |what: &str, have: i32, want: u32, why: String| {
+        if i64::from(have) < i64::from(want) {
+            short.push(format!("{what} {have} < {want} ({why})"));
+        }
+    };
+    need(
+        "interfaces",
+        ops.vo_interfaces,
+        u32::from(ids.max_vifs),
+        format!("--max-vifs {}", ids.max_vifs),
+    );
+    need(
+        "MPLS labels",
+        ops.vo_mpls_labels,
+        sizing::labels(ids.max_vifs),
+        format!("16 + 2 x --max-vifs {}", ids.max_vifs),
+    );
+    need(
+        "next hops",
+        ops.vo_nexthops,
+        sizing::nexthops(ids.max_vifs, max_vrfs),
+        format!(
+            "16 + 2 x --max-vifs {} + --max-vrfs {max_vrfs}",
+            ids.max_vifs
+        ),
+    );
+    need(
+        "VRFs",
+        ops.vo_vrfs,
+        u32::from(max_vrfs),
+        format!("--max-vrfs {max_vrfs}"),
+    );
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the datapath's tables are too small for the agent's limits: {}; start the datapath with larger tables (vrouter --interfaces, --mpls-labels, --nexthops, --vrfs) or lower the agent's --max-vifs/--max-vrfs",
+            short.join(", ")
+        ))
+    }
+}
+
+/// Read `vrouter_ops` and check it; `Ok(Err(_))`: the datapath is too
+/// small (fatal), `Err(_)`: the channel failed (reconnect).
+async fn datapath_limits(
+    k: &mut KsyncClient,
+    ids: &Ids,
+    max_vrfs: u16,
+) -> Result<Result<(), String>, KsyncError> {
+    let mut r = k
+        .call(&[sandesh::VrouterOps {
+            h_op: sandesh::SandeshOp::Get,
+            ..Default::default()
+        }
+        .into()])
+        .await?;
+    match r.pop().and_then(|r| r.objects.into_iter().next()) {
+        Some(sandesh::Message::VrouterOps(ops)) => Ok(check_limits(&ops, ids, max_vrfs)),
+        _ => Err(KsyncError::Protocol(
+            "vrouter_ops: the datapath answered without its table sizes".into(),
+        )),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -230,6 +346,7 @@ async fn programming(
     ports: Arc<PortStore>,
     ksync_path: PathBuf,
     ids: Ids,
+    max_vrfs: u16,
     model_tx: watch::Sender<Arc<Model>>,
     shared: SharedRef,
     mut stop: watch::Receiver<bool>,
@@ -242,6 +359,23 @@ async fn programming(
         let Some(mut k) = connect(&ksync_path, &mut stop).await else {
             return;
         };
+        match datapath_limits(&mut k, &ids, max_vrfs).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                // Programming it would fail port by port (each refusal a
+                // re-dump): refuse once, clearly, and stop the agent.
+                tracing::error!(reason = %why, "datapath refused");
+                let mut s = lock(&shared);
+                s.last_error = Some(why.clone());
+                s.fatal = Some(why);
+                return;
+            }
+            Err(e) => {
+                note_error(&shared, &e.into());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'connection;
+            }
+        }
         lock(&shared).ksync_connected = true;
         tracing::info!(path = %ksync_path.display(), "ksync connected: reconciling");
         // Full reconcile from a dump.
@@ -251,6 +385,7 @@ async fn programming(
             &ports,
             &mut vifs,
             &ids,
+            max_vrfs,
             &known_vrfs,
             &model_tx,
             &shared,
@@ -283,7 +418,7 @@ async fn programming(
             cfg_rx.borrow_and_update();
             ports_rx.borrow_and_update();
             let t0 = Instant::now();
-            let m = match rebuild(&store, &ports, &mut vifs, &ids) {
+            let m = match rebuild(&store, &ports, &mut vifs, &ids, max_vrfs) {
                 Ok(m) => m,
                 Err(e) => {
                     note_error(&shared, &e);
@@ -374,6 +509,7 @@ async fn reconcile(
     ports: &PortStore,
     vifs: &mut BTreeMap<Uuid, u16>,
     ids: &Ids,
+    max_vrfs: u16,
     known_vrfs: &BTreeSet<u16>,
     model_tx: &watch::Sender<Arc<Model>>,
     shared: &SharedRef,
@@ -391,7 +527,7 @@ async fn reconcile(
             }
         }
     }
-    let m = rebuild(store, ports, vifs, ids)?;
+    let m = rebuild(store, ports, vifs, ids, max_vrfs)?;
     let want = program::desired(&m, ids);
     model_tx.send_replace(Arc::new(m));
     let res = apply(k, program::plan(&cur, &want)).await;
@@ -527,6 +663,7 @@ pub async fn pkt0_task(
                 _ = tick.tick() => {
                     engine.check_table();
                     engine.age(Instant::now(), &mut batch);
+                    engine.audit(&model_rx.borrow(), &mut batch);
                     // The introspect copy, once a second (it sorts every
                     // tracked flow: not for every batch).
                     let views = crate::introspect::flow_views(&engine);

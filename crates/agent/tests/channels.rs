@@ -268,3 +268,176 @@ async fn agent_programs_converges_and_sets_up_flows_over_the_channels() {
     server.abort();
     accept.abort();
 }
+
+/// Traps lost on their way (pkt0 full, a clone failure: here never read)
+/// leave entries on HOLD that no packet traps again. The agent's hold
+/// audit reads the shared table and decides every such entry at its
+/// second visit, one audit period later; an entry whose trap arrives in
+/// between is decided once, by the trap. Before, these flows stayed
+/// black-holed until the agent restarted.
+#[tokio::test]
+async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let mut router = Router::with_flow_table(cfg, table);
+    router
+        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
+        .unwrap();
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }));
+    let server = tokio::spawn(serve(
+        KsyncListener::bind(&paths.ksync).unwrap(),
+        Arc::clone(&dp),
+    ));
+    let ids = Ids { max_vifs: 64 };
+    let m = model();
+    let mut k = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    let cur = within(program::dump(&mut k, &BTreeSet::new()))
+        .await
+        .unwrap();
+    let plan: Vec<_> = program::plan(&cur, &program::desired(&m, &ids)).collect();
+    within(k.apply(&plan)).await.unwrap();
+
+    // 20 new flows: held, their traps dropped.
+    const LOST: u16 = 20;
+    for sport in 0..LOST {
+        let f = udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], 4000 + sport, 5001);
+        let (traps, held) = inject(&dp, 3, &f);
+        assert!(held && traps.len() == 1, "flow {sport} held and trapped");
+    }
+    // One more, whose trap does arrive (after the audit's first visit).
+    let (traps, _) = inject(
+        &dp,
+        3,
+        &udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], 9999, 5001),
+    );
+    let on_time = AgentHdr::parse(&traps[0][14..]).unwrap();
+    let shm = FlowShm::open(&paths.flow_shm).unwrap();
+    let holds = || shm.iter_valid().filter(|(_, e)| e.is_hold()).count();
+    assert_eq!(holds(), usize::from(LOST) + 1);
+
+    let fcfg = FlowConfig {
+        audit_period: Duration::from_secs(1),
+        ..FlowConfig::default()
+    };
+    let mut engine = FlowEngine::new(fcfg, ids, paths.flow_shm.clone());
+    let mut batch = Batch::default();
+    let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    // First visit (the whole table: a 1 s period): noted, not decided (a
+    // trap may still be on its way).
+    assert_eq!(engine.audit(&m, &mut batch), 0);
+    assert!(batch.is_empty());
+    engine.miss(&m, &on_time, &mut batch);
+    within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    assert_eq!(holds(), usize::from(LOST));
+    // Second visit: every entry still on hold is decided.
+    assert_eq!(engine.audit(&m, &mut batch), u32::from(LOST));
+    within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    assert_eq!(holds(), 0, "no entry left on hold");
+    assert_eq!(engine.stats.audited, u64::from(LOST));
+    assert_eq!(engine.stats.setups, u64::from(LOST) + 1);
+    assert_eq!(
+        dp.lock().unwrap().host.released.len(),
+        usize::from(LOST) + 1,
+        "every flow's held packet released"
+    );
+    // And they forward now: the next packet of each passes untrapped.
+    for sport in 0..LOST {
+        let f = udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], 4000 + sport, 5001);
+        let (traps, held) = inject(&dp, 3, &f);
+        assert!(!held && traps.is_empty(), "flow {sport} forwards");
+    }
+    assert_eq!(engine.audit(&m, &mut batch), 0, "nothing left to audit");
+    server.abort();
+}
+
+/// The agent reads the datapath's table sizes (`vrouter_ops`) when it
+/// connects: a datapath too small for the agent's limits (here labels for
+/// 64 vifs but an agent allowed 4096) is refused at once, naming each
+/// table, and `run` fails (the binary exits 1). Before, every port past
+/// the label table was refused one by one, each refusal a re-dump. A
+/// datapath sized from the same limits passes.
+#[tokio::test]
+async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let router = Router::with_flow_table(cfg.clone(), table);
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }));
+    let server = tokio::spawn(serve(
+        KsyncListener::bind(&paths.ksync).unwrap(),
+        Arc::clone(&dp),
+    ));
+
+    // What the datapath says fits what it was sized for.
+    let mut k = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    let r = within(
+        k.call(&[sandesh::VrouterOps {
+            h_op: sandesh::SandeshOp::Get,
+            ..Default::default()
+        }
+        .into()]),
+    )
+    .await
+    .unwrap();
+    let Some(sandesh::Message::VrouterOps(ops)) = r[0].objects.first().cloned() else {
+        panic!("no vrouter_ops answer");
+    };
+    // 64 vifs need 16 + 128 labels (1024 here) and 16 + 128 + 64 next hops.
+    assert_eq!(
+        agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64),
+        Ok(())
+    );
+    let e = agent::run::check_limits(&ops, &Ids { max_vifs: 4096 }, 4096).unwrap_err();
+    for what in [
+        "interfaces 64 < 4096",
+        "MPLS labels 1024 < 8208",
+        "next hops 1024 < 12304",
+        "VRFs 64 < 4096",
+    ] {
+        assert!(e.contains(what), "{what}: {e}");
+    }
+
+    // The whole agent against it, with its default limits: refused.
+    let opts = agent::run::Options {
+        sock_dir: Some(dir.path().to_path_buf()),
+        state_dir: dir.path().join("state"),
+        vnc_listen: "127.0.0.1:0".parse().unwrap(),
+        port_listen: "127.0.0.1:0".parse().unwrap(),
+        introspect_listen: "127.0.0.1:0".parse().unwrap(),
+        flows: FlowConfig::default(),
+        max_vifs: 4096,
+        max_vrfs: 4096,
+        port_api: agent::ports::PortApiOptions {
+            stale_timeout: Duration::from_secs(60),
+        },
+        fault: None,
+    };
+    let res = within(agent::run::run(opts, std::future::pending())).await;
+    let e = format!("{:#}", res.unwrap_err());
+    assert!(
+        e.contains("too small") && e.contains("MPLS labels 1024 < 8208"),
+        "{e}"
+    );
+    assert!(
+        dp.lock().unwrap().router.vifs().iter().count() == 0,
+        "nothing programmed"
+    );
+    server.abort();
+}

@@ -61,6 +61,33 @@ pub enum NewFlowPolicy {
     Drop,
 }
 
+/// Table sizes that fit the agent's id layout (`vrouter-agent`'s
+/// `program.rs`: vif `v` has the next hops and MPLS labels `16 + 2v` and
+/// `17 + 2v`; VRF `r` has the next hop `16 + 2·interfaces + r`). The
+/// `vrouter` host derives its default label and next-hop table sizes from
+/// its interface and VRF counts with these, and the agent checks a
+/// datapath's limits (`vrouter_ops`) against them when it connects, so the
+/// two never disagree silently.
+pub mod sizing {
+    /// The first id the agent gives to ports' next hops and labels (ids
+    /// below are the datapath's and the agent's fixed ones).
+    pub const FIRST_PORT_ID: u32 = 16;
+    /// Interfaces (and so vifs the agent may use) by default.
+    pub const DEFAULT_INTERFACES: u16 = 4096;
+    /// VRFs by default (upstream's `vr_vrfs`).
+    pub const DEFAULT_VRFS: u16 = 4096;
+
+    /// MPLS labels needed for `interfaces` vifs.
+    pub const fn labels(interfaces: u16) -> u32 {
+        FIRST_PORT_ID + 2 * interfaces as u32
+    }
+
+    /// Next hops needed for `interfaces` vifs and `vrfs` VRFs.
+    pub const fn nexthops(interfaces: u16, vrfs: u16) -> u32 {
+        FIRST_PORT_ID + 2 * interfaces as u32 + vrfs as u32
+    }
+}
+
 /// Table sizes and behaviour, fixed at creation like upstream's module
 /// parameters.
 #[derive(Clone, Debug)]
@@ -83,10 +110,11 @@ pub struct RouterConfig {
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
-            max_vifs: 4096,
+            max_vifs: sizing::DEFAULT_INTERFACES,
             max_nexthops: 65536,
-            max_labels: 5120,
-            max_vrfs: 4096,
+            // Two per vif from 16: every vif index can have its labels.
+            max_labels: sizing::labels(sizing::DEFAULT_INTERFACES),
+            max_vrfs: sizing::DEFAULT_VRFS,
             max_vxlans: 16384,
             bridge_entries: 262_144,
             flow_entries: 512 * 1024,
@@ -162,6 +190,10 @@ pub struct Router {
     ip_id: u16,
     /// Cached index of the agent vif (pkt0), kept in sync by vif_add/del.
     agent_vif: Option<u16>,
+    /// Where [`Router::expire_holds`] goes on scanning.
+    hold_cursor: u32,
+    /// Entries [`Router::expire_holds`] removed.
+    holds_expired: u64,
 }
 
 impl Router {
@@ -187,6 +219,8 @@ impl Router {
             now: 0,
             ip_id: 1,
             agent_vif: None,
+            hold_cursor: 0,
+            holds_expired: 0,
             cfg,
         }
     }
@@ -371,7 +405,54 @@ impl Router {
 
     /// Apply the agent's decision for a flow (`vr_flow_req` FLOW_SET).
     pub fn flow_set(&mut self, req: &FlowSet) -> Result<FlowSetOutcome, ConfigError> {
-        flow::apply_set(&mut self.flows, req)
+        let out = flow::apply_set(&mut self.flows, req)?;
+        if req.action == flow::VR_FLOW_ACTION_HOLD {
+            // Set (back) to hold now: the HOLD bound counts from here.
+            if let Some(fe) = self.flows.get_mut(out.index) {
+                fe.last_seen = self.now;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The datapath's bound on how long an entry may stay on HOLD: remove
+    /// entries held for `max_age` seconds or more (since they were created
+    /// or set back to hold), scanning at most `budget` records from where
+    /// the previous call stopped (a host calls it every second with a
+    /// budget that sweeps the table well within `max_age`). `expired` gets
+    /// each removed index: the host drops the packets it holds for it.
+    /// Returns how many entries went.
+    ///
+    /// A HOLD entry whose trap was lost (pkt0 full, agent gone) would
+    /// otherwise black-hole its 5-tuple for good; removed, the flow's next
+    /// packet makes a new entry and traps again. The agent's own audit
+    /// (which decides such entries) normally acts first.
+    pub fn expire_holds(&mut self, max_age: u32, budget: u32, mut expired: impl FnMut(u32)) -> u32 {
+        let cap = self.flows.capacity();
+        if cap == 0 {
+            return 0;
+        }
+        let now = self.now;
+        let mut n = 0;
+        for _ in 0..budget.min(cap) {
+            let i = self.hold_cursor % cap;
+            self.hold_cursor = (i + 1) % cap;
+            let old = self
+                .flows
+                .get_valid(i)
+                .is_some_and(|e| e.is_hold() && now.wrapping_sub(e.last_seen) >= max_age);
+            if old && self.flows.remove(i) {
+                n += 1;
+                expired(i);
+            }
+        }
+        self.holds_expired += u64::from(n);
+        n
+    }
+
+    /// Entries [`Router::expire_holds`] removed since the router started.
+    pub fn holds_expired(&self) -> u64 {
+        self.holds_expired
     }
 
     /// Delete a flow (`vr_flow_req` FLOW_SET with action DROP and the

@@ -201,6 +201,11 @@ fn oif(r: &VrNexthopReq) -> Result<u16, ConfigError> {
         .ok_or(ConfigError::Invalid("next hop outgoing interface"))
 }
 
+/// An IPv6 address field that holds an address (not empty, not all zero).
+fn has_v6(a: &[u8]) -> bool {
+    a.iter().any(|b| *b != 0)
+}
+
 /// `vr_nexthop_req` ADD -> next hop.
 pub fn nh_from_req(r: &VrNexthopReq) -> Result<Nexthop, ConfigError> {
     let id = u32::try_from(r.nhr_id).map_err(|_| ConfigError::OutOfRange("nexthop"))?;
@@ -212,6 +217,13 @@ pub fn nh_from_req(r: &VrNexthopReq) -> Result<Nexthop, ConfigError> {
             oif: oif(r)?,
             encap: encap14(&r.nhr_encap)?,
         },
+        // Tunnels are IPv4 only (the overlay headers, the fabric): an IPv6
+        // endpoint is refused, never read as 0.0.0.0.
+        nh_type::TUNNEL if r.nhr_family == AF_INET6 || has_v6(&r.nhr_tun_sip6) || has_v6(&r.nhr_tun_dip6) => {
+            return Err(ConfigError::Invalid(
+                "tunnel next hop: IPv6 tunnel endpoints are not supported (the fabric is IPv4 only)",
+            ))
+        }
         nh_type::TUNNEL => NhKind::Tunnel {
             oif: oif(r)?,
             kind: Nexthop::tunnel_kind_from_flags(flags)?,

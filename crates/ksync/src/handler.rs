@@ -976,6 +976,7 @@ impl Handler {
             // Upstream sends one counter per CPU (at most 64).
             ftable_hold_stat: vec![0; cpus.min(64) as usize],
             ftable_hold_entries: u32::try_from(hold).unwrap_or(u32::MAX),
+            ftable_hold_expired: router.holds_expired(),
             ..Default::default()
         };
         self.answers.object(&data);

@@ -1348,3 +1348,65 @@ fn any_family_id_is_served_and_echoed() {
         );
     }
 }
+
+#[test]
+fn ipv6_tunnel_endpoints_are_refused_not_read_as_zero() {
+    let mut dp = base();
+    let tunnel = |id: i32| {
+        let mut t = nh(id, nh_type::TUNNEL);
+        t.nhr_flags |= NhFlags::TUNNEL_UDP_MPLS.bits();
+        t.nhr_encap_oif_id = vec![0];
+        t.nhr_encap = encap([0x02, 0, 0, 0, 0, 0xfe], MAC1);
+        t
+    };
+    // Upstream's agent marks an IPv6 tunnel with the family and the
+    // 16-byte endpoints.
+    let mut v6 = tunnel(20);
+    v6.nhr_family = AF_INET6;
+    v6.nhr_tun_sip6 = [0x20, 0x01, 0x0d, 0xb8]
+        .iter()
+        .chain(&[0; 11])
+        .chain(&[1])
+        .copied()
+        .collect();
+    v6.nhr_tun_dip6 = [0x20, 0x01, 0x0d, 0xb8]
+        .iter()
+        .chain(&[0; 11])
+        .chain(&[2])
+        .copied()
+        .collect();
+    assert_eq!(dp.code(v6), -EINVAL);
+    assert!(dp.router.nh(20).is_none(), "no 0.0.0.0 tunnel left behind");
+    let mut v6 = tunnel(21);
+    v6.nhr_tun_dip6 = vec![0xfd; 16];
+    assert_eq!(dp.code(v6), -EINVAL);
+    assert!(dp.router.nh(21).is_none());
+    // IPv4 endpoints (and empty or zero IPv6 fields) are fine.
+    let mut v4 = tunnel(22);
+    v4.nhr_tun_sip = ipv4_to_wire([192, 0, 2, 1]);
+    v4.nhr_tun_dip = ipv4_to_wire([192, 0, 2, 3]);
+    v4.nhr_tun_dip6 = vec![0; 16];
+    assert_eq!(dp.code(v4), 0);
+}
+
+#[test]
+fn flow_table_data_counts_expired_hold_entries() {
+    let mut topo = Topo::new(RouterConfig::small());
+    let vm1 = topo.add_vm(3, 1, [2, 0x11, 0, 0, 0, 1], [198, 18, 1, 3], [0; 16], true);
+    let vm2 = topo.add_vm(4, 1, [2, 0x11, 0, 0, 0, 2], [198, 18, 1, 4], [0; 16], true);
+    topo.router.set_time(10);
+    let f = udp_frame(vm1.mac, dp_core::VROUTER_MAC, vm1.ip, vm2.ip, 1000);
+    topo.run(vm1.vif, &f);
+    topo.router.set_time(40);
+    let cap = topo.router.flows().capacity();
+    assert_eq!(topo.router.expire_holds(30, cap, |_| {}), 1);
+    let mut dp = Dp::new();
+    std::mem::swap(&mut dp.router, &mut topo.router);
+    let Ok(Message::FlowTableData(d)) = dp.get(VrFlowTableData {
+        ftable_op: FlowOp::FlowTableGet,
+        ..Default::default()
+    }) else {
+        panic!()
+    };
+    assert_eq!((d.ftable_hold_expired, d.ftable_hold_entries), (1, 0));
+}

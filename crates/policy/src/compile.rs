@@ -33,8 +33,10 @@ pub enum Problem {
     NoAction,
     /// `simple_action` is neither `"pass"` nor `"deny"`.
     BadAction(String),
-    /// A policy rule with a service chain: not supported, treated as pass.
-    ServiceChainAsPass,
+    /// A policy rule that applies a service chain (`apply_service`): not
+    /// supported, so the rule denies what it matches (never passes it
+    /// unserviced) and the flows it denies are counted.
+    ServiceChainDenied,
     /// A port range that is out of 0..=65535 or reversed.
     BadPorts(String),
     /// An address that cannot be used (shown as JSON).
@@ -62,9 +64,9 @@ impl fmt::Display for Problem {
             Problem::BadEthertype(e) => write!(f, "bad ethertype {e:?}"),
             Problem::NoAction => f.write_str("no action_list.simple_action"),
             Problem::BadAction(a) => write!(f, "bad simple_action {a:?}"),
-            Problem::ServiceChainAsPass => {
-                f.write_str("service chains are not supported, rule treated as pass")
-            }
+            Problem::ServiceChainDenied => f.write_str(
+                "service chains are not supported: the rule denies the traffic it matches",
+            ),
             Problem::BadPorts(p) => write!(f, "bad port range {p}"),
             Problem::BadAddress(a) => write!(f, "bad address {a}"),
             Problem::NoAddresses => f.write_str("no source or destination addresses"),
@@ -121,6 +123,8 @@ enum RawAddr {
 struct RawRule {
     index: u32,
     deny: bool,
+    /// It applies a service chain (and so denies, see `parse_rule`).
+    service_chain: bool,
     bidir: bool,
     proto: Option<u8>,
     family: Option<Family>,
@@ -134,6 +138,7 @@ impl RawRule {
     fn compile(&self, src: Addr, dst: Addr, owner: u32) -> Rule {
         Rule {
             deny: self.deny,
+            service_chain: self.service_chain,
             bidir: self.bidir,
             proto: self.proto,
             family: self.family,
@@ -310,32 +315,35 @@ fn parse_rule(
             .ok_or_else(|| Problem::BadProtocol(p.to_string()))?,
     };
     let mut note = None;
+    let mut service_chain = false;
     let deny = if sg_rule {
         false
     } else {
         let al = field(r, "action_list").ok_or(Problem::NoAction)?;
+        // A rule that applies services (with `simple_action` "pass" or
+        // none, as upstream writes them) would send the traffic through
+        // service instances we cannot steer to yet: deny it rather than
+        // let it through unserviced.
+        service_chain = field(al, "apply_service")
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty());
+        if service_chain {
+            note = Some(Problem::ServiceChainDenied);
+        }
         match field(al, "simple_action") {
             Some(a) => match a.as_str() {
-                Some("pass") => false,
+                Some("pass") => service_chain,
                 Some("deny") => true,
                 _ => return Err(Problem::BadAction(a.to_string())),
             },
-            None => {
-                // Upstream passes traffic of a rule that applies services.
-                let chained = field(al, "apply_service")
-                    .and_then(Value::as_array)
-                    .is_some_and(|l| !l.is_empty());
-                if !chained {
-                    return Err(Problem::NoAction);
-                }
-                note = Some(Problem::ServiceChainAsPass);
-                false
-            }
+            None if service_chain => true,
+            None => return Err(Problem::NoAction),
         }
     };
     let rule = RawRule {
         index: u32::try_from(index).unwrap_or(u32::MAX),
         deny,
+        service_chain,
         bidir,
         proto,
         family,

@@ -186,6 +186,9 @@ pub enum Why<'a> {
     },
     /// A deny rule matched first in `vn`'s policy list.
     DenyRule { vn: &'a str, rule: RuleRef<'a> },
+    /// A rule that applies a service chain matched first in `vn`'s policy
+    /// list: service chains are not supported, so it denies.
+    ServiceChainRule { vn: &'a str, rule: RuleRef<'a> },
     /// Different VNs and no rule of `vn`'s policy list matched.
     NoPolicyMatch { vn: &'a str },
     /// The source has SGs and none of their egress rules matched.
@@ -231,6 +234,10 @@ impl fmt::Display for Verdict<'_> {
                 opt(f, "ingress", ingress)
             }
             Why::DenyRule { vn, rule } => write!(f, "deny: {rule} in VN {vn}"),
+            Why::ServiceChainRule { vn, rule } => write!(
+                f,
+                "deny: {rule} in VN {vn} applies a service chain (not supported)"
+            ),
             Why::NoPolicyMatch { vn } => write!(f, "deny: no policy rule of VN {vn} matches"),
             Why::NoEgressRule => f.write_str("deny: no egress security group rule matches"),
             Why::NoIngressRule => f.write_str("deny: no ingress security group rule matches"),
@@ -280,6 +287,7 @@ impl Ports {
 #[derive(Clone, Debug, PartialEq)]
 struct Rule {
     deny: bool,
+    service_chain: bool,
     bidir: bool,
     proto: Option<u8>,
     family: Option<Family>,
@@ -431,11 +439,13 @@ impl PolicySet {
     }
 
     fn deny_rule<'a>(&'a self, vn: &'a str, r: &Rule) -> Verdict<'a> {
+        let rule = self.policy_ref(r);
         Verdict {
             allow: false,
-            why: Why::DenyRule {
-                vn,
-                rule: self.policy_ref(r),
+            why: if r.service_chain {
+                Why::ServiceChainRule { vn, rule }
+            } else {
+                Why::DenyRule { vn, rule }
             },
         }
     }

@@ -952,7 +952,7 @@ fn malformed_rules_are_reported_and_skipped() {
             {"protocol": 6, "src_addresses": vn_addr(RED), "dst_addresses": vn_addr(BLUE), "action_list": {"simple_action": "pass"}}, // 11
             {"protocol": "256", "src_addresses": vn_addr(RED), "dst_addresses": vn_addr(BLUE), "action_list": {"simple_action": "pass"}}, // 12
             {"protocol": "tcp", "src_addresses": [{"network_policy": "d:p:ghost"}], "dst_addresses": vn_addr(RED), "action_list": {"simple_action": "pass"}}, // 13 unknown policy address (kept, matches nothing)
-            {"protocol": "tcp", "src_addresses": vn_addr(RED), "dst_addresses": vn_addr(BLUE), "action_list": {"simple_action": null, "apply_service": ["d:p:si"]}}, // 14 service chain -> pass
+            {"protocol": "tcp", "src_addresses": vn_addr(RED), "dst_addresses": vn_addr(BLUE), "action_list": {"simple_action": null, "apply_service": ["d:p:si"]}}, // 14 service chain -> deny
             good,                                                     // 15
         ]),
     );
@@ -994,7 +994,7 @@ fn malformed_rules_are_reported_and_skipped() {
     ));
     assert!(w
         .iter()
-        .any(|x| x.problem == Problem::ServiceChainAsPass && x.rule == Some(14)));
+        .any(|x| x.problem == Problem::ServiceChainDenied && x.rule == Some(14)));
     assert!(w
         .iter()
         .any(|x| x.problem == Problem::UnknownPolicyAddress("d:p:ghost".into())));
@@ -1015,17 +1015,13 @@ fn malformed_rules_are_reported_and_skipped() {
     sg_rules.sort();
     assert_eq!(sg_rules, vec![Some(0), Some(1), Some(2)]);
     assert!(w.iter().all(|x| !x.to_string().is_empty()));
-    // The valid rules still work: 14 (service chain as pass, tcp) and 15.
+    // The valid rules still work: 14 (service chain: denies, tcp) and 15.
     let v = set.evaluate(&ep(RED), &ep(BLUE), &tcp(80));
     assert_eq!(
         v.why,
-        Why::Allowed {
-            policy: PolicyPass::InterVn {
-                src: Some(pref("d:p:bad", 14)),
-                dst: Some(pref("d:p:bad", 14))
-            },
-            egress: None,
-            ingress: None
+        Why::ServiceChainRule {
+            vn: RED,
+            rule: pref("d:p:bad", 14)
         }
     );
     assert!(allow(&set, RED, BLUE, &ping()));
@@ -1167,5 +1163,42 @@ mod props {
             let (set, _) = PolicySet::build(ids.iter().zip(&vns), ids[4..].iter().zip(&pols), ids[8..].iter().zip(&sgo));
             let _ = set.evaluate(&ep(RED), &ep(BLUE), &tcp(1));
         }
+    }
+}
+
+/// A rule that applies a service chain, as upstream writes them ("pass"
+/// plus `apply_service`, or `apply_service` alone): we cannot steer
+/// traffic through service instances, so the rule denies what it matches
+/// (and says why), and does not connect the VNs. Before, such traffic
+/// passed unserviced.
+#[test]
+fn service_chain_rules_deny() {
+    for action_list in [
+        json!({"simple_action": "pass", "apply_service": ["d:p:fw"]}),
+        json!({"apply_service": ["d:p:fw"]}),
+    ] {
+        let mut r = prule("<>", "any", RED, BLUE, None, "pass");
+        r["action_list"] = action_list;
+        let mut c = Cfg::default();
+        c.policy("d:p:chain", json!([r]));
+        c.vn(RED, &[("d:p:chain", 0, 0)])
+            .vn(BLUE, &[("d:p:chain", 0, 0)]);
+        let (set, w) = c.build();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].problem, Problem::ServiceChainDenied);
+        let t = flow(6, "10.1.0.3", "10.2.0.4", 1000, 80);
+        let v = set.evaluate(&ep(RED), &ep(BLUE), &t);
+        assert_eq!(
+            v,
+            Verdict {
+                allow: false,
+                why: Why::ServiceChainRule {
+                    vn: RED,
+                    rule: pref("d:p:chain", 0)
+                }
+            }
+        );
+        assert!(v.to_string().contains("applies a service chain"), "{v}");
+        assert!(set.connected_vns(RED).is_empty(), "no route leaking");
     }
 }

@@ -25,6 +25,9 @@
 //!   generator writes all non-optional fields in declaration order and
 //!   `vr.sandesh` has no optional ones). A list that is empty is written as
 //!   a header with count 0, exactly as upstream writes a NULL list.
+//!   Field ids from [`wire::EXTENSION_FIELD_ID`] (100) up are this
+//!   project's additions (e.g. `vr_flow_table_data.ftable_hold_expired`):
+//!   written only when non-default, skipped by upstream's readers.
 //! * Decoding skips unknown field ids, and known ids that carry another wire
 //!   type (or a list with another element type), like Thrift's generated
 //!   readers. Missing fields keep their default (zero / empty).

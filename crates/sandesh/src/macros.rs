@@ -100,12 +100,18 @@ macro_rules! sandesh {
         impl $crate::wire::Fields for $name {
             fn encode_fields(&self, out: &mut $crate::__private::Vec<u8>) {
                 $(
-                    $crate::wire::write_field_header(
-                        out,
-                        <$ty as $crate::wire::Value>::TTYPE,
-                        $id,
-                    );
-                    $crate::wire::Value::encode(&self.$field, out);
+                    // Our extension fields go on the wire only when set, so
+                    // an answer stays upstream's byte for byte without them.
+                    if $id < $crate::wire::EXTENSION_FIELD_ID
+                        || self.$field != <$ty as ::core::default::Default>::default()
+                    {
+                        $crate::wire::write_field_header(
+                            out,
+                            <$ty as $crate::wire::Value>::TTYPE,
+                            $id,
+                        );
+                        $crate::wire::Value::encode(&self.$field, out);
+                    }
                 )*
                 $crate::wire::write_stop(out);
             }

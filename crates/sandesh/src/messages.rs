@@ -647,6 +647,11 @@ vr_messages! {
     }
 
     /// `vr_flow_table_data`: Flow table geometry and counters (answer to `FLOW_TABLE_GET`).
+    ///
+    /// Field 101 is ours, not upstream's: `ftable_hold_expired`, the entries
+    /// the datapath removed because they stayed on HOLD too long (its bound
+    /// on lost flow traps). Decoders skip unknown ids, upstream's included,
+    /// and the id is far from upstream's numbering.
     FlowTableData => pub struct VrFlowTableData = "vr_flow_table_data" {
         1: flow_op ftable_op: FlowOp,
         2: u16 ftable_rid: u16,
@@ -665,6 +670,7 @@ vr_messages! {
         15: list<u32> ftable_hold_stat: Vec<u32>,
         16: u32 ftable_burst_free_tokens: u32,
         17: u32 ftable_hold_entries: u32,
+        101: u64 ftable_hold_expired: u64,
     }
 
     /// `vr_bridge_table_data`: Bridge table geometry (for mapping it).

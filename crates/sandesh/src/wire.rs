@@ -172,6 +172,12 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
     write_binary(out, s.as_bytes());
 }
 
+/// Field ids from here on are this project's extensions of upstream's
+/// messages: written only when they differ from their default (upstream's
+/// decoders skip unknown ids), so an answer without them is upstream's
+/// byte for byte.
+pub const EXTENSION_FIELD_ID: i16 = 100;
+
 /// Appends a field header: type byte, big-endian field id.
 #[inline]
 pub fn write_field_header(out: &mut Vec<u8>, ttype: TType, id: i16) {

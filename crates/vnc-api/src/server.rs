@@ -80,6 +80,37 @@ fn reply(r: Result<Value, ApiError>) -> Response {
     }
 }
 
+/// The answer to a create or update, with an HTTP `Warning` header when
+/// the stored object asks for something the node does not do: a network
+/// policy rule that applies a service chain (the agent denies what such
+/// a rule matches until service chaining exists).
+fn reply_stored(ty: Ty, r: Result<Value, ApiError>) -> Response {
+    let chained = ty == Ty::NetworkPolicy
+        && r.as_ref().is_ok_and(|v| {
+            v.get(ty.name())
+                .and_then(|o| o.get("network_policy_entries"))
+                .and_then(|e| e.get("policy_rule"))
+                .and_then(Value::as_array)
+                .is_some_and(|rules| {
+                    rules.iter().any(|r| {
+                        r.pointer("/action_list/apply_service")
+                            .and_then(Value::as_array)
+                            .is_some_and(|l| !l.is_empty())
+                    })
+                })
+        });
+    let mut resp = reply(r);
+    if chained {
+        resp.headers_mut().insert(
+            header::WARNING,
+            header::HeaderValue::from_static(
+                "299 - \"service chains are not supported: rules with apply_service deny the traffic they match\"",
+            ),
+        );
+    }
+    resp
+}
+
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k)
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
@@ -138,7 +169,10 @@ async fn create(
         })
         .await
     };
-    reply(r.await)
+    match coll_type(&coll) {
+        Ok(ty) => reply_stored(ty, r.await),
+        Err(_) => reply(r.await),
+    }
 }
 
 async fn read(
@@ -184,8 +218,12 @@ async fn update(
             })
         })
         .await
+        .map(|v| (t, v))
     };
-    reply(r.await)
+    match r.await {
+        Ok((t, v)) => reply_stored(t, Ok(v)),
+        Err(e) => reply(Err(e)),
+    }
 }
 
 async fn delete(State(s): State<Arc<Store>>, Path((ty, id)): Path<(String, String)>) -> Response {

@@ -1220,3 +1220,53 @@ async fn virtual_router_and_global_vrouter_config() {
         404
     );
 }
+
+/// A network policy whose rule applies a service chain is stored (as
+/// upstream's API does), and the answer says, in an HTTP `Warning`
+/// header, that such rules deny until service chaining exists; a policy
+/// without one gets no warning. Before, nothing said the rule would pass
+/// traffic unserviced.
+#[tokio::test]
+async fn service_chain_policies_are_answered_with_a_warning() {
+    let t = T::new();
+    let rule = |chain: bool| {
+        let mut al = json!({"simple_action": "pass"});
+        if chain {
+            al["apply_service"] = json!(["default-domain:p:fw"]);
+        }
+        json!({"direction": "<>", "protocol": "any",
+               "src_addresses": [{"virtual_network": "any"}],
+               "dst_addresses": [{"virtual_network": "any"}],
+               "action_list": al})
+    };
+    let body = |name: &str, chain: bool| {
+        json!({"network-policy": {"fq_name": ["default-domain", "default-project", name],
+               "parent_type": "project",
+               "network_policy_entries": {"policy_rule": [rule(chain)]}}})
+    };
+    let plain = t
+        .call("POST", "/network-policys", Some(body("plain", false)))
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    assert_eq!(plain.warning, None);
+    let chained = t
+        .call("POST", "/network-policys", Some(body("chained", true)))
+        .await;
+    assert_eq!(chained.status, 200, "{}", chained.text);
+    let w = chained.warning.expect("a Warning header");
+    assert!(
+        w.starts_with("299 ") && w.contains("service chains are not supported"),
+        "{w}"
+    );
+    // An update that adds a chain is warned about too.
+    let u = uuid(&plain.json()["network-policy"]);
+    let upd = t
+        .call(
+            "PUT",
+            &format!("/network-policy/{u}"),
+            Some(json!({"network-policy": {"network_policy_entries": {"policy_rule": [rule(true)]}}})),
+        )
+        .await;
+    assert_eq!(upd.status, 200, "{}", upd.text);
+    assert!(upd.warning.is_some(), "{}", upd.text);
+}

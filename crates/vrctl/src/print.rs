@@ -645,6 +645,15 @@ pub fn flow_header(d: &VrFlowTableData, entries: u32) -> String {
         per_cpu.join(" "),
         d.ftable_hold_oflows
     );
+    // Ours (field 101): entries the datapath removed after its hold
+    // timeout (their trap was lost, or no agent answered).
+    if d.ftable_hold_expired > 0 {
+        let _ = write!(
+            s,
+            "Hold entries {} (removed after the hold timeout: {})\n\n",
+            d.ftable_hold_entries, d.ftable_hold_expired
+        );
+    }
     s.push_str(
         "Action:F=Forward, D=Drop N=NAT(S=SNAT, D=DNAT, Ps=SPAT, Pd=DPAT, L=Link Local Port)\n \
          Other:K(nh)=Key_Nexthop, S(nh)=RPF_Nexthop\n \

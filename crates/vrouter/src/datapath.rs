@@ -66,13 +66,73 @@ pub struct DatapathConfig {
     /// Frames held per flow and in total (the core bounds per flow too).
     pub hold_per_flow: usize,
     pub hold_max_total: usize,
-    /// Held frames older than this are dropped (the agent never answered).
+    /// Bytes held in total (a GSO super-packet is held whole).
+    pub hold_max_bytes: usize,
+    /// Held frames older than this are dropped (the agent never answered),
+    /// and a flow entry on HOLD this long is removed (its trap was lost, or
+    /// the agent is gone): the flow's next packet traps again.
     pub hold_timeout: Duration,
     /// Longest wait when idle (timers: router clock, hold expiry).
     pub idle_wait: Duration,
     /// GSO super-packets with more segments are dropped (a tiny `gso_size`
     /// would make one frame cost thousands of core runs).
     pub max_segments: usize,
+    /// Fault injection for tests of what supervises the process.
+    pub fault: Option<Fault>,
+}
+
+/// A fault the loop injects into itself once its trigger file exists
+/// (`vrouter` reads it from `VROUTER_FAULT_INJECT=<fault>:<file>`; tests
+/// use it to show that a dead loop takes the process down).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub trigger: std::path::PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The loop thread panics.
+    Panic,
+    /// The poller's wait fails.
+    PollError,
+}
+
+impl Fault {
+    /// `panic:<file>` or `poll-error:<file>`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        let (kind, file) = s.split_once(':')?;
+        let kind = match kind {
+            "panic" => FaultKind::Panic,
+            "poll-error" => FaultKind::PollError,
+            _ => return None,
+        };
+        (!file.is_empty()).then(|| Fault {
+            kind,
+            trigger: file.into(),
+        })
+    }
+}
+
+/// Why the loop thread ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoopExit {
+    /// [`Datapath::stop`] (or the handle was dropped).
+    Stopped,
+    /// Waiting on the ports failed.
+    PollFailed(String),
+    /// The thread panicked.
+    Panicked,
+}
+
+impl std::fmt::Display for LoopExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoopExit::Stopped => f.write_str("stopped"),
+            LoopExit::PollFailed(e) => write!(f, "waiting on the ports failed: {e}"),
+            LoopExit::Panicked => f.write_str("the loop thread panicked"),
+        }
+    }
 }
 
 impl Default for DatapathConfig {
@@ -81,9 +141,11 @@ impl Default for DatapathConfig {
             batch: MAX_BATCH,
             hold_per_flow: 8,
             hold_max_total: 16 * 1024,
+            hold_max_bytes: 64 << 20,
             hold_timeout: Duration::from_secs(10),
             idle_wait: Duration::from_millis(100),
             max_segments: 256,
+            fault: None,
         }
     }
 }
@@ -109,11 +171,15 @@ pub struct DpStats {
     pub gso_segmented: u64,
     pub gso_segments: u64,
     pub held: u64,
+    /// GSO super-packets held whole (each one of its flow's held packets).
+    pub gso_held: u64,
     pub hold_overflow: u64,
     /// New flows neither trapped nor held because the hold store was
     /// full (their entries removed; counted in `hold_overflow` too).
     pub shed: u64,
     pub hold_expired: u64,
+    /// Flow entries removed after `hold_timeout` on HOLD.
+    pub hold_flows_expired: u64,
     pub hold_dropped: u64,
     pub reinjected: u64,
     /// Segments merged by software GRO, and the super-packets sent.
@@ -319,7 +385,10 @@ impl Exec<'_> {
             }
             Action::Hold { pkt, flow } => {
                 if let Some(p) = pkts.get(base + pkt as usize) {
-                    if self.holds.hold(flow, in_vif, p.data(), self.now) {
+                    if self
+                        .holds
+                        .hold(flow, in_vif, p.data(), VnetHdr::NONE, self.now)
+                    {
                         self.stats.held += 1;
                     } else {
                         self.stats.hold_overflow += 1;
@@ -404,7 +473,7 @@ impl Core {
             router,
             ports,
             poller,
-            holds: HoldStore::new(cfg.hold_per_flow, cfg.hold_max_total),
+            holds: HoldStore::new(cfg.hold_per_flow, cfg.hold_max_total, cfg.hold_max_bytes),
             stats: DpStats::default(),
             slots: (0..batch).map(|_| RxSlot::default()).collect(),
             probes: (0..batch).map(|_| Vec::new()).collect(),
@@ -568,7 +637,7 @@ impl Core {
                 let Some(slot) = self.slots.get_mut(n) else {
                     break;
                 };
-                if slot.fill(&h.frame, VnetHdr::NONE) {
+                if slot.fill(&h.frame, h.vnet) {
                     n += 1;
                     self.stats.reinjected += 1;
                 }
@@ -587,6 +656,35 @@ impl Core {
             if let Some(deadline) = now.checked_sub(self.cfg.hold_timeout) {
                 self.stats.hold_expired += self.holds.expire(deadline) as u64;
             }
+            self.expire_hold_entries();
+        }
+    }
+
+    /// Remove flow entries on HOLD for `hold_timeout` and what is held for
+    /// them: a sweep of part of the table per second, the whole table in
+    /// half the timeout.
+    fn expire_hold_entries(&mut self) {
+        let max_age = u32::try_from(self.cfg.hold_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let cap = u64::from(self.router.flows().capacity());
+        let budget = u32::try_from((cap * 2).div_ceil(u64::from(max_age))).unwrap_or(u32::MAX);
+        let Core {
+            router,
+            holds,
+            stats,
+            ..
+        } = self;
+        let n = router.expire_holds(max_age, budget, |flow| {
+            stats.hold_expired += holds.drop_flow(flow) as u64;
+        });
+        if n > 0 {
+            stats.hold_flows_expired += u64::from(n);
+            tracing::info!(
+                entries = n,
+                secs = max_age,
+                "flow entries on hold too long removed (trap lost or no agent): their next packet traps again"
+            );
         }
     }
 
@@ -693,10 +791,13 @@ impl Core {
                 let written = probe
                     .get_mut(HEADROOM..)
                     .and_then(|out| g.write_segment(slot.frame(), 0, true, out).ok());
-                let Some(p) = written.and_then(|_| Packet::new(probe, HEADROOM, plen)) else {
+                let Some(mut p) = written.and_then(|_| Packet::new(probe, HEADROOM, plen)) else {
                     ex.stats.offload_errors += 1;
                     continue;
                 };
+                // It stands for a GSO packet: a trap of it is cut as
+                // upstream cuts one.
+                p.set_gso(true);
                 kinds.push(Kind::Probe(g, supers.len()));
                 supers.push(slot);
                 pkts.push(p);
@@ -778,6 +879,28 @@ impl Core {
                             }
                             // The whole super-packet shares the verdict.
                             [Action::Drop { .. }] => {}
+                            // Its flow is on hold: the core counted one held
+                            // packet (and, for the first, trapped the probe
+                            // to the agent). Hold the super-packet whole, as
+                            // that one packet: re-run, offload header and
+                            // all, once the agent decides. Segmenting it
+                            // instead would run segment 0 through the core
+                            // a second time (the trap gone with the probe's
+                            // actions) and overflow the flow's hold queue.
+                            [copies @ .., Action::Hold { flow, .. }]
+                                if copies.iter().all(|c| matches!(c, Action::TxCopy { .. })) =>
+                            {
+                                for c in copies {
+                                    ex.plain(vif, &pkts, base, c, actions);
+                                }
+                                ex.flush();
+                                if ex.holds.hold(*flow, vif, sup.frame(), sup.vnet, ex.now) {
+                                    ex.stats.held += 1;
+                                    ex.stats.gso_held += 1;
+                                } else {
+                                    ex.stats.hold_overflow += 1;
+                                }
+                            }
                             _ => fallback.push(si),
                         }
                     }
@@ -860,6 +983,23 @@ pub struct Datapath {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     opener: Option<Arc<dyn PortOpener>>,
+    exit: tokio::sync::watch::Receiver<Option<LoopExit>>,
+}
+
+/// Reports why the loop thread ended, also when it unwinds from a panic.
+struct ExitGuard {
+    tx: tokio::sync::watch::Sender<Option<LoopExit>>,
+    why: Option<LoopExit>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let why = self.why.take().unwrap_or(LoopExit::Panicked);
+        if why != LoopExit::Stopped {
+            tracing::error!(reason = %why, "the datapath loop has ended: nothing is forwarded");
+        }
+        self.tx.send_replace(Some(why));
+    }
 }
 
 impl Datapath {
@@ -878,16 +1018,36 @@ impl Datapath {
         let (tx, rx) = mpsc::channel::<Cmd>();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let (exit_tx, exit) = tokio::sync::watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("vrouter-dp".into())
-            .spawn(move || run(&mut core, &rx, &stop2))?;
+            .spawn(move || {
+                let mut guard = ExitGuard {
+                    tx: exit_tx,
+                    why: None,
+                };
+                guard.why = Some(run(&mut core, &rx, &stop2));
+            })?;
         Ok(Datapath {
             tx,
             waker,
             stop,
             thread: Some(thread),
             opener,
+            exit,
         })
+    }
+
+    /// Resolves when the loop thread has ended, with why: a host process
+    /// must not outlive its loop (it would forward nothing while looking
+    /// alive to its supervisor).
+    pub async fn ended(&self) -> LoopExit {
+        let mut rx = self.exit.clone();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        why.unwrap_or(LoopExit::Panicked)
     }
 
     /// Run `f` on the loop thread between batches and return its result.
@@ -1025,10 +1185,25 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// Commands run per wake-up before forwarding resumes.
 const CMDS_PER_TURN: usize = 64;
 
-fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) {
+fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) -> LoopExit {
     let mut ready: Vec<u64> = Vec::new();
     let mut busy = false;
+    let mut why = LoopExit::Stopped;
+    let mut fault_check = Instant::now();
+    let mut fault_fired: Option<FaultKind> = None;
     while !stop.load(Ordering::Acquire) {
+        if let Some(f) = &core.cfg.fault {
+            if fault_fired.is_none() && fault_check.elapsed() >= Duration::from_millis(100) {
+                fault_check = Instant::now();
+                if f.trigger.exists() {
+                    tracing::warn!(fault = ?f.kind, "fault injected (VROUTER_FAULT_INJECT)");
+                    fault_fired = Some(f.kind);
+                }
+            }
+        }
+        if fault_fired == Some(FaultKind::Panic) {
+            panic!("fault injected: the datapath loop panics");
+        }
         for _ in 0..CMDS_PER_TURN {
             match rx.try_recv() {
                 Ok(cmd) => {
@@ -1048,9 +1223,15 @@ fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) {
         } else {
             core.cfg.idle_wait
         };
-        if let Err(e) = core.poller.wait(&mut ready, wait) {
+        let waited = if fault_fired == Some(FaultKind::PollError) {
+            Err(io::Error::other("fault injected"))
+        } else {
+            core.poller.wait(&mut ready, wait)
+        };
+        if let Err(e) = waited {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!(error = %e, "poll failed; datapath stops");
+                why = LoopExit::PollFailed(e.to_string());
                 break;
             }
         }
@@ -1064,4 +1245,5 @@ fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) {
     for i in 0..core.ports.len() {
         core.close_port(i as u16);
     }
+    why
 }

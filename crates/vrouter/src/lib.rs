@@ -111,7 +111,9 @@ pub mod mem;
 pub mod port;
 pub mod vnet;
 
-pub use datapath::{Core, Datapath, DatapathConfig, DpError, DpStats, VifInfo};
+pub use datapath::{
+    Core, Datapath, DatapathConfig, DpError, DpStats, Fault, FaultKind, LoopExit, VifInfo,
+};
 pub use ksync_server::{KsyncServer, ServerConfig};
 pub use port::{
     Offloads, Poller, Port, PortOpener, PortStats, RxSlot, Waker, MAX_BATCH, MAX_FRAME,

@@ -13,7 +13,18 @@
 //!
 //! The fabric interface, if given, is vif 0. SIGTERM or SIGINT stops the
 //! listener, the connections, the loop and every port, removes the socket
-//! files and the flow table file, and exits 0.
+//! files and the flow table file, and exits 0. If the forwarding loop ends
+//! by itself (its poll failed, it panicked) or the ksync server does, the
+//! process cleans up the same way and exits 1, so that a supervisor
+//! (systemd `Restart=on-failure`) restarts it rather than leave a process
+//! that forwards nothing. `VROUTER_FAULT_INJECT=panic:FILE` (or
+//! `poll-error:FILE`) makes the loop fail once FILE exists (tests).
+//!
+//! Table sizes follow upstream's parameters (`--interfaces`, `--vrfs`,
+//! `--nexthops`, `--mpls-labels`, `--bridge-entries`, `--flow-entries`);
+//! labels and next hops default to what the agent's id layout needs for
+//! the interface and VRF counts ([`dp_core::sizing`]), and the agent
+//! checks them when it connects.
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -31,15 +42,23 @@ struct Args {
     /// Flow table hash entries (a multiple of 4); overflow is 1/64 of it.
     #[arg(long, default_value_t = 512 * 1024)]
     flow_entries: u32,
-    /// Interface (vif) table size (upstream `vr_interfaces`).
-    #[arg(long, default_value_t = 4096)]
+    /// Interface (vif) table size (upstream `vr_interfaces`); the agent's
+    /// `--max-vifs` must not exceed it.
+    #[arg(long, default_value_t = dp_core::sizing::DEFAULT_INTERFACES)]
     interfaces: u16,
-    /// Next-hop table size (upstream `vr_nexthops`).
-    #[arg(long, default_value_t = 65536)]
-    nexthops: u32,
-    /// MPLS label table size (upstream `vr_mpls_labels`).
-    #[arg(long, default_value_t = 5120)]
-    mpls_labels: u32,
+    /// VRF table size (upstream `vr_vrfs`): virtual networks whose network
+    /// id is at least this cannot be programmed (the agent's
+    /// `--max-vrfs` must not exceed it).
+    #[arg(long, default_value_t = dp_core::sizing::DEFAULT_VRFS)]
+    vrfs: u16,
+    /// Next-hop table size (upstream `vr_nexthops`). Default: 65536, or
+    /// more if the agent's layout needs it (16 + 2 x interfaces + vrfs).
+    #[arg(long)]
+    nexthops: Option<u32>,
+    /// MPLS label table size (upstream `vr_mpls_labels`). Default: two per
+    /// interface from 16 (16 + 2 x interfaces), what the agent uses.
+    #[arg(long)]
+    mpls_labels: Option<u32>,
     /// Bridge table entries (upstream `vr_bridge_entries`).
     #[arg(long, default_value_t = 262_144)]
     bridge_entries: u32,
@@ -52,6 +71,11 @@ struct Args {
     /// (and trap them to pkt0, as when the agent is there) or drop them.
     #[arg(long, value_enum, default_value_t = NewFlows::Hold)]
     new_flows: NewFlows,
+    /// Seconds a flow may stay on hold (waiting for the agent) before the
+    /// datapath drops its held packets and removes the entry, so its next
+    /// packet traps again (a lost trap must not black-hole a flow).
+    #[arg(long, default_value_t = 10)]
+    hold_timeout: u64,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -69,6 +93,22 @@ enum NewFlows {
     Drop,
 }
 
+/// Table sizes: the given ones, else defaults derived from the interface
+/// and VRF counts the way the agent lays out its ids.
+fn sizes(args: &Args) -> (u16, u16, u32, u32) {
+    let interfaces = args.interfaces.max(8);
+    let vrfs = args.vrfs.max(1);
+    let labels = args
+        .mpls_labels
+        .unwrap_or_else(|| dp_core::sizing::labels(interfaces))
+        .max(16);
+    let nexthops = args
+        .nexthops
+        .unwrap_or_else(|| dp_core::sizing::nexthops(interfaces, vrfs).max(65536))
+        .max(16);
+    (interfaces, vrfs, labels, nexthops)
+}
+
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -84,7 +124,7 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod host {
-    use super::{Args, NewFlows, VmPorts};
+    use super::{sizes, Args, NewFlows, VmPorts};
     use channels::{ChannelPaths, FlowShm, KsyncListener};
     use dp_core::{NewFlowPolicy, Router, RouterConfig, VifConfig, VifType};
     use ksync::HostInfo;
@@ -155,12 +195,14 @@ mod host {
         let flows = FlowShm::create(&paths.flow_shm, entries, oflow)
             .and_then(FlowShm::into_flow_table)
             .map_err(|e| format!("flow table: {e}"))?;
+        let (interfaces, vrfs, labels, nexthops) = sizes(args);
         let cfg = RouterConfig {
             flow_entries: entries,
             oflow_entries: oflow,
-            max_vifs: args.interfaces.max(8),
-            max_nexthops: args.nexthops.max(16),
-            max_labels: args.mpls_labels.max(16),
+            max_vifs: interfaces,
+            max_vrfs: vrfs,
+            max_nexthops: nexthops,
+            max_labels: labels,
             bridge_entries: args.bridge_entries.max(16),
             ..RouterConfig::default()
         };
@@ -168,7 +210,23 @@ mod host {
 
         let guard = OverlayGuard::open();
         tracing::info!(udp = ?guard.udp_ports(), gre = guard.has_gre(), "overlay ports claimed");
-        let dp = linux::start(router, args.sock_dir.clone(), DatapathConfig::default())
+        let fault = std::env::var("VROUTER_FAULT_INJECT")
+            .ok()
+            .map(|v| {
+                vrouter::Fault::parse(&v).ok_or(format!(
+                    "VROUTER_FAULT_INJECT: {v:?}: want panic:FILE or poll-error:FILE"
+                ))
+            })
+            .transpose()?;
+        if let Some(f) = &fault {
+            tracing::warn!(fault = ?f, "fault injection armed (tests only)");
+        }
+        let dcfg = DatapathConfig {
+            hold_timeout: Duration::from_secs(args.hold_timeout.max(1)),
+            fault,
+            ..DatapathConfig::default()
+        };
+        let dp = linux::start(router, args.sock_dir.clone(), dcfg)
             .map_err(|e| format!("datapath: {e}"))?;
         let dp = Arc::new(dp);
         let mut agent = VifConfig::new(AGENT_VIF, VifType::Agent);
@@ -217,17 +275,29 @@ mod host {
             flow_table = %paths.flow_shm.display(),
             entries,
             oflow,
+            interfaces,
+            vrfs,
+            labels,
+            nexthops,
             new_flows = ?idle_policy,
             "vrouter running"
         );
 
+        let mut loop_end = None;
         let early_end = tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
             r = &mut serving => { tracing::error!(result = ?r, "ksync server ended"); true }
+            why = dp.ended() => {
+                tracing::error!(reason = %why, "the datapath loop ended: exiting so that a supervisor restarts the vrouter");
+                loop_end = Some(why);
+                true
+            }
         };
         let _ = stop.send(true);
-        if !early_end && tokio::time::timeout(DRAIN, &mut serving).await.is_err() {
+        // (The server's task is done already if it is what ended.)
+        let server_running = !early_end || loop_end.is_some();
+        if server_running && tokio::time::timeout(DRAIN, &mut serving).await.is_err() {
             tracing::warn!("ksync connections did not close in time");
             serving.abort();
         }
@@ -241,6 +311,9 @@ mod host {
         }
         drop(guard);
         tracing::info!(?stats, "stopped");
+        if let Some(why) = loop_end {
+            return Err(format!("the datapath loop ended: {why}"));
+        }
         if early_end {
             return Err("the ksync server ended unexpectedly".into());
         }

@@ -345,3 +345,162 @@ fn control_handle_dumps_and_deletes() {
     assert!(r.dp.vif_add(cfg).is_err());
     r.dp.stop();
 }
+
+/// A UDP GSO (USO) super-packet, as a veth hands over what a sender with
+/// `UDP_SEGMENT` wrote: `payload` bytes cut into `seg`-byte datagrams.
+fn udp_super(dst: [u8; 4], payload: usize, seg: u16) -> (Vec<u8>, VnetHdr) {
+    let mut f = eth(VROUTER_MAC, VM1_MAC, 0x0800);
+    ipv4(&mut f, 17, VM1_IP, dst, 8 + payload);
+    f.extend_from_slice(&[0x13, 0x88, 0x13, 0x89]);
+    f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    let ph = checksum::pseudo_header_v4(&VM1_IP, &dst, 17, (8 + payload) as u16);
+    f.extend_from_slice(&ph.to_be_bytes());
+    f.extend((0..payload).map(|i| (i % 241) as u8));
+    let h = VnetHdr {
+        flags: flags::NEEDS_CSUM,
+        gso_type: gso::UDP_L4,
+        hdr_len: 42,
+        gso_size: seg,
+        csum_start: 34,
+        csum_offset: 6,
+    };
+    (f, h)
+}
+
+/// The agent's answer to a trap: FORWARD for the flow it names.
+fn forward(r: &Rig, flow: u32) -> dp_core::FlowSetOutcome {
+    let key =
+        r.dp.call(move |c| *c.router().flows().get(flow).unwrap().key())
+            .unwrap();
+    r.dp.flow_set(FlowSet {
+        index: Some(flow),
+        gen_id: None,
+        key,
+        action: VR_FLOW_ACTION_FORWARD,
+        flags: 0,
+        rflow: None,
+        dvrf: None,
+        ecmp_nh_index: -1,
+        drop_reason: 0,
+        src_nh_index: 0,
+    })
+    .unwrap()
+}
+
+/// A flow whose first packet is a GSO super-packet, on a policy-enabled
+/// vif: the FLOW_MISS trap reaches the agent, the super-packet is held
+/// whole and, once the agent decides, delivered whole (a TSO/USO peer) or
+/// as every one of its segments. Before, the trap went with the probe's
+/// discarded actions and the segments overflowed the hold queue: the flow
+/// stayed on HOLD with nothing asking the agent.
+fn first_packet_super(f: Vec<u8>, h: VnetHdr, segs: usize, vm2: Offloads) {
+    let r = rig(true, vm2);
+    r.vm1.inject(h, &f);
+    let traps = wait_tx(&r.agent, 1);
+    assert_eq!(traps.len(), 1, "one FLOW_MISS trap for the super-packet");
+    let trap = &traps[0].1;
+    let hdr = AgentHdr::parse(&trap[14..]).unwrap();
+    assert_eq!(hdr.cmd, dp_core::agent::cmd::FLOW_MISS);
+    assert_eq!(hdr.ifindex, 3);
+    // Upstream cuts a trap of a GSO packet to 190 bytes.
+    assert_eq!(trap.len(), 14 + 30 + 190);
+    let flow = hdr.param;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while r.dp.call(|c| c.held()).unwrap() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let st = r.dp.stats().unwrap();
+    assert_eq!((st.held, st.gso_held, st.hold_overflow), (1, 1, 0));
+    assert_eq!(
+        r.dp.drop_stats().unwrap().total(),
+        0,
+        "no segment dropped (FlowQueueLimitExceeded before)"
+    );
+    assert!(
+        r.vm2.take_tx().is_empty(),
+        "nothing passes before the decision"
+    );
+
+    assert!(forward(&r, flow).release_held);
+    let out = wait_tx(&r.vm2, if vm2.tx_gso { 1 } else { segs });
+    let payload_in = f.len() - h.hdr_len as usize;
+    if vm2.tx_gso {
+        assert_eq!(out.len(), 1, "the super-packet leaves whole");
+        assert_eq!(out[0].0, h);
+        assert_eq!(out[0].1.len(), f.len());
+    } else {
+        assert_eq!(out.len(), segs, "every segment arrives");
+        let got: usize = out.iter().map(|(_, s)| s.len() - h.hdr_len as usize).sum();
+        assert_eq!(got, payload_in);
+        for (_, s) in &out {
+            assert!(l4_ok(&s[14..]));
+        }
+    }
+    assert!(r.agent.take_tx().is_empty(), "one trap only");
+}
+
+#[test]
+fn tcp_gso_first_packet_on_policy_vif_traps_and_is_held_whole() {
+    let (f, h) = tcp_super(VM2_IP, 10 * 1448, 1448);
+    first_packet_super(f.clone(), h, 10, VNET);
+    first_packet_super(f, h, 10, Offloads::default());
+}
+
+#[test]
+fn udp_gso_first_packet_on_policy_vif_traps_and_is_held_whole() {
+    let (f, h) = udp_super(VM2_IP, 8 * 1000, 1000);
+    let all = Offloads {
+        vnet_hdr: true,
+        tx_gso: true,
+    };
+    first_packet_super(f.clone(), h, 8, all);
+    first_packet_super(f, h, 8, Offloads::default());
+}
+
+/// A flow left on hold (its trap lost) is removed by the datapath after
+/// `hold_timeout`, with what it held; its next packet traps again.
+#[test]
+fn hold_entries_of_lost_traps_are_removed_after_the_timeout() {
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, VRF, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, VRF, VM2_MAC, VM2_IP, [0; 16], true);
+    let cfgs: Vec<_> = [AGENT_VIF, 3]
+        .iter()
+        .map(|i| t.router.vif(*i).unwrap().cfg.clone())
+        .collect();
+    let dp = Datapath::start(
+        t.router,
+        Box::new(MemPoller::new(Duration::from_millis(1))),
+        None,
+        DatapathConfig {
+            hold_timeout: Duration::from_secs(1),
+            ..DatapathConfig::default()
+        },
+    )
+    .unwrap();
+    let mut h = Vec::new();
+    for cfg in cfgs {
+        let (port, ph) = MemPort::new(&format!("mem{}", cfg.idx), Offloads::default());
+        dp.vif_add_port(cfg, Box::new(port)).unwrap();
+        h.push(ph);
+    }
+    let (agent, vm1) = (&h[0], &h[1]);
+    vm1.inject(VnetHdr::NONE, &udp_frame(VM2_IP, 32));
+    let first = wait_tx(agent, 1);
+    assert_eq!(first.len(), 1);
+    let flow = flow_of_trap(&first[0].1);
+    // The agent never answers (the trap was lost on its way).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dp.stats().unwrap().hold_flows_expired == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = dp.stats().unwrap();
+    assert_eq!(st.hold_flows_expired, 1);
+    assert_eq!(dp.call(|c| c.held()).unwrap(), 0);
+    assert!(dp
+        .call(move |c| c.router().flows().get_valid(flow).is_none())
+        .unwrap());
+    assert_eq!(dp.call(|c| c.router().holds_expired()).unwrap(), 1);
+    vm1.inject(VnetHdr::NONE, &udp_frame(VM2_IP, 32));
+    assert_eq!(wait_tx(agent, 1).len(), 1, "the next packet traps again");
+}

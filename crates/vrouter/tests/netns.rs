@@ -366,3 +366,63 @@ fn binary_starts_and_stops_cleanly() {
     );
     assert!(!dir.exists(), "socket directory removed");
 }
+
+/// The `vrouter` binary exits non-zero (and cleans up) when its forwarding
+/// loop ends by itself: a poll error or a panic, injected once the process
+/// runs. Before, the process stayed up forwarding nothing, and a
+/// supervisor restarting on failure never saw it.
+#[test]
+fn binary_exits_nonzero_when_its_loop_dies() {
+    require_env!();
+    for fault in ["panic", "poll-error"] {
+        let mut ns = Namespaces::new();
+        let host = ns.add("f");
+        let dir = std::env::temp_dir().join(format!("vrt-fault-{}-{}", std::process::id(), host));
+        let trigger =
+            std::env::temp_dir().join(format!("vrt-fault-{}-{fault}", std::process::id()));
+        let _ = std::fs::remove_file(&trigger);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &host, env!("CARGO_BIN_EXE_vrouter")])
+            .arg("--sock-dir")
+            .arg(&dir)
+            .args(["--flow-entries", "4096"])
+            .env(
+                "VROUTER_FAULT_INJECT",
+                format!("{fault}:{}", trigger.display()),
+            )
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let sock = dir.join("dpdk_netlink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(sock.exists(), "{fault}: vrouter started");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{fault}: runs until the fault"
+        );
+        std::fs::write(&trigger, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = std::fs::remove_file(&trigger);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "{fault}: the process exits 1 when its loop dies"
+        );
+        assert!(!dir.exists(), "{fault}: socket directory removed");
+    }
+}

@@ -62,10 +62,11 @@ impl ExtConfig {
     pub fn windows() -> Self {
         ExtConfig {
             router: RouterConfig {
-                max_vifs: 4096,
+                max_vifs: dp_core::sizing::DEFAULT_INTERFACES,
                 max_nexthops: 65536,
-                max_labels: 5120,
-                max_vrfs: 4096,
+                // Two labels per vif (the agent checks it at connect).
+                max_labels: dp_core::sizing::labels(dp_core::sizing::DEFAULT_INTERFACES),
+                max_vrfs: dp_core::sizing::DEFAULT_VRFS,
                 max_vxlans: 16384,
                 bridge_entries: 65536,
                 flow_entries: 128 * 1024,

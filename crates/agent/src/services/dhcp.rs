@@ -15,8 +15,8 @@
 //! | DECLINE, others | ignored |
 //!
 //! Options in OFFER/ACK: 53, 54 (server identifier = the gateway, else the
-//! DNS address), 51/58/59 (lease, T1 = 1/2, T2 = 7/8), 1, 3, 6, 26, 12,
-//! 255; NAK carries 53 and 54 only. Destination per RFC 2131 4.1: `giaddr`
+//! DNS address), 51/58/59 (lease, T1 = 1/2, T2 = 7/8), 1, 3, 26, 12,
+//! 255 (not 6: nothing serves DNS on the subnet's DNS address yet); NAK carries 53 and 54 only. Destination per RFC 2131 4.1: `giaddr`
 //! (port 67) if relayed, NAK broadcast, `ciaddr` unicast if set, broadcast
 //! if the client set the broadcast flag, else unicast to `yiaddr` and
 //! `chaddr`. The reply comes from [`VROUTER_MAC`] and the server id, UDP
@@ -243,9 +243,10 @@ fn message(
         if let Some(g) = port.gateway {
             w.routers(&[g.octets()]).ok()?;
         }
-        if let Some(d) = port.dns {
-            w.dns_servers(&[d.octets()]).ok()?;
-        }
+        // No option 6: the subnet's DNS address answers ARP and ping but no
+        // DNS server runs behind it yet, and advertising it would leave
+        // clients timing out on every lookup (they keep the resolvers
+        // their runtime gives them, e.g. Docker's).
         if port.mtu >= 68 {
             w.interface_mtu(port.mtu).ok()?;
         }

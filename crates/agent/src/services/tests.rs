@@ -417,7 +417,8 @@ fn discover_gets_offer() {
     assert_eq!(p.ciaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(p.yiaddr(), IP);
     assert_eq!(p.msg.len(), 300);
-    assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1, 3, 6, 26, 12]);
+    // No 6 (DNS servers): nothing answers DNS on the subnet's DNS address.
+    assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1, 3, 26, 12]);
     assert_eq!(p.opt(53), Some(&[mt::OFFER][..]));
     assert_eq!(p.opt(54), Some(&GW.octets()[..]));
     assert_eq!(p.opt(51), Some(&be32(86_400)[..]));
@@ -425,7 +426,7 @@ fn discover_gets_offer() {
     assert_eq!(p.opt(59), Some(&be32(75_600)[..]));
     assert_eq!(p.opt(1), Some(&[255, 255, 255, 0][..]));
     assert_eq!(p.opt(3), Some(&GW.octets()[..]));
-    assert_eq!(p.opt(6), Some(&DNS.octets()[..]));
+    assert_eq!(p.opt(6), None, "no DNS server advertised");
     assert_eq!(p.opt(26), Some(&1450u16.to_be_bytes()[..]));
     assert_eq!(p.opt(12), Some(&b"web-1"[..]));
 }
@@ -459,7 +460,7 @@ fn request_selecting_and_init_reboot_get_ack() {
         assert_eq!(p.yiaddr(), IP);
         assert_eq!(p.ciaddr(), Ipv4Addr::UNSPECIFIED);
         assert_eq!((p.eth_dst, p.ip_dst), (MAC, IP));
-        assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1, 3, 6, 26, 12]);
+        assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1, 3, 26, 12]);
     }
 }
 
@@ -524,7 +525,7 @@ fn inform_gets_ack_without_lease() {
     let (o, out) = dhcp(&ctx(), &r);
     assert_eq!(o, Outcome::Reply);
     let p = parse_reply(&out, &r, GW);
-    assert_eq!(p.kinds(), vec![53, 54, 1, 3, 6, 26, 12]);
+    assert_eq!(p.kinds(), vec![53, 54, 1, 3, 26, 12]);
     assert_eq!(p.opt(53), Some(&[mt::ACK][..]));
     assert_eq!((p.ciaddr(), p.yiaddr()), (IP, Ipv4Addr::UNSPECIFIED));
     assert_eq!((p.eth_dst, p.ip_dst), (MAC, IP));
@@ -572,7 +573,7 @@ fn minimal_port_options() {
     assert_eq!(o, Outcome::Reply);
     // Without a gateway the DNS address serves.
     let p = parse_reply(&out, &r, DNS);
-    assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1, 6]);
+    assert_eq!(p.kinds(), vec![53, 54, 51, 58, 59, 1]);
     assert_eq!(p.opt(54), Some(&DNS.octets()[..]));
     assert_eq!(p.opt(1), Some(&[255, 255, 0, 0][..]));
 

@@ -324,7 +324,17 @@ impl FlowTable {
     /// record's previous generation. It takes a free slot of the bucket, else
     /// an overflow record linked into the bucket's chain.
     pub fn insert(&mut self, key: &FlowKey) -> Result<(u32, bool), FlowTableError> {
-        let hash = Self::hash(key);
+        self.insert_hashed(key, Self::hash(key))
+    }
+
+    /// [`FlowTable::insert`] with the key's [`FlowTable::hash`] already
+    /// computed (the pipeline hashes each packet's key once, for the
+    /// prefetch, the lookup and the insertion).
+    pub fn insert_hashed(
+        &mut self,
+        key: &FlowKey,
+        hash: u32,
+    ) -> Result<(u32, bool), FlowTableError> {
         if let Some(i) = self.lookup_hashed(key, hash) {
             return Ok((i, false));
         }

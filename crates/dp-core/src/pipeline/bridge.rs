@@ -61,7 +61,7 @@ impl Router {
             && (iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out))
             && !matches!(out, Out::Flood { .. })
         {
-            let verdict = match self.flow_key(vrf, info, pkt.data(), iv.nh_id) {
+            let verdict = match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.pre.take()) {
                 Ok(key) => self.flow_check(&key, info, pkt.len(), vrf),
                 Err(r) => Verdict::Drop(r),
             };

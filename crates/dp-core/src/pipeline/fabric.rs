@@ -282,7 +282,7 @@ impl Router {
             .lookup_ip(vrf, info.family, &info.src)
             .map_or(0, |r| r.nh);
         let key = self
-            .flow_key(vrf, info, frame, src_nh)
+            .flow_key(vrf, info, frame, src_nh, None)
             .map_err(Verdict::Drop)?;
         match self.flow_check(&key, info, frame.len(), vrf) {
             Verdict::Forward {

@@ -5,14 +5,18 @@ use super::*;
 impl Router {
     // ---- flows ---------------------------------------------------------------------
 
-    /// The flow key of a frame, with fragment and ICMP-error handling.
+    /// The flow key of a frame and its hash, with fragment and ICMP-error
+    /// handling. `pre` is the key and hash the batch's prefetch computed
+    /// for the plain case (with the same `nh_id`), used instead of hashing
+    /// again.
     pub(super) fn flow_key(
         &mut self,
         vrf: u16,
         info: &PacketInfo,
         frame: &[u8],
         nh_id: u32,
-    ) -> Result<FlowKey, DropReason> {
+        pre: Option<Hashed>,
+    ) -> Result<Hashed, DropReason> {
         if info.frag.is_fragment {
             let fk = FragKey {
                 family: info.family as u8,
@@ -27,7 +31,7 @@ impl Router {
                 }
                 let key = make_key(info, nh_id, None);
                 self.frags.insert(&fk, key.sport(), key.dport(), self.now);
-                return Ok(key);
+                return Ok(Hashed::new(key));
             }
             let Some(ports) = self.frags.lookup(&fk, self.now) else {
                 return Err(DropReason::NoFragEntry);
@@ -35,7 +39,7 @@ impl Router {
             if !info.frag.more {
                 self.frags.remove(&fk);
             }
-            return Ok(make_key(info, nh_id, Some(ports)));
+            return Ok(Hashed::new(make_key(info, nh_id, Some(ports))));
         }
         if info.l4_offset == 0 {
             return Err(DropReason::InvalidPacket);
@@ -51,25 +55,26 @@ impl Router {
                 .get(inner_off..)
                 .and_then(|b| PacketInfo::parse_l3(b, et).ok())
                 .ok_or(DropReason::IcmpError)?;
-            return Ok(icmp_error_key(&inner, nh_id));
+            return Ok(Hashed::new(icmp_error_key(&inner, nh_id)));
         }
-        Ok(make_key(info, nh_id, None))
+        Ok(pre.unwrap_or_else(|| Hashed::new(make_key(info, nh_id, None))))
     }
 
     pub(super) fn flow_check(
         &mut self,
-        key: &FlowKey,
+        h: &Hashed,
         info: &PacketInfo,
         len: usize,
         vrf: u16,
     ) -> Verdict {
-        let idx = match self.flows.lookup(key) {
+        let key = &h.key;
+        let idx = match self.flows.lookup_hashed(key, h.hash) {
             Some(i) => i,
             None => {
                 if self.cfg.new_flow_policy == NewFlowPolicy::Drop {
                     return Verdict::Drop(DropReason::DropNewFlow);
                 }
-                let Ok((idx, _)) = self.flows.insert(key) else {
+                let Ok((idx, _)) = self.flows.insert_hashed(key, h.hash) else {
                     return Verdict::Drop(DropReason::FlowTableFull);
                 };
                 let Some(fe) = self.flows.get_mut(idx) else {

@@ -18,6 +18,8 @@ mod fabric;
 mod flow;
 mod output;
 mod route;
+#[cfg(test)]
+mod tests;
 mod tunnel;
 mod vm;
 
@@ -116,6 +118,27 @@ struct Cx<'o> {
     out: &'o mut Actions,
     /// Dispositions still owed to later packets of the batch.
     reserve: usize,
+    /// The packet's flow key and hash, computed for the bucket prefetch of
+    /// a VM port's batch; the flow check takes it instead of hashing again.
+    pre: Option<Hashed>,
+}
+
+/// A flow key with its bucket hash ([`FlowTable::hash`]), computed once
+/// per packet.
+#[derive(Clone, Copy)]
+struct Hashed {
+    key: FlowKey,
+    hash: u32,
+}
+
+impl Hashed {
+    #[inline]
+    fn new(key: FlowKey) -> Hashed {
+        Hashed {
+            hash: FlowTable::hash(&key),
+            key,
+        }
+    }
 }
 
 impl Cx<'_> {
@@ -185,25 +208,37 @@ impl Router {
             // Phase 1, VM ports: parse the batch and prefetch the flow
             // buckets, so the cache misses of the lookups overlap instead
             // of adding up (the flow table is far larger than the cache).
+            // The key and hash are kept for the flow check (the same key
+            // the check would build: not a fragment, not an ICMP error).
             let mut infos: [Option<PacketInfo>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
+            let mut pres: [Option<Hashed>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
             if iv.vif_type == VifType::Virtual {
                 let policy = iv.flags.contains(VifFlags::POLICY_ENABLED);
-                for (slot, pkt) in infos.iter_mut().zip(chunk.iter()) {
+                for ((slot, pre), pkt) in infos.iter_mut().zip(pres.iter_mut()).zip(chunk.iter()) {
                     let Ok(info) = PacketInfo::parse(pkt.data()) else {
                         continue;
                     };
                     if policy
                         && matches!(info.family, Family::Ipv4 | Family::Ipv6)
                         && !info.frag.is_fragment
+                        && info.l4_offset != 0
+                        && !(matches!(info.proto, 1 | PROTO_ICMPV6)
+                            && icmp_is_error(info.family, info.icmp_type))
                     {
-                        let key = make_key(&info, iv.nh_id, None);
-                        self.flows.prefetch(FlowTable::hash(&key));
+                        let h = Hashed::new(make_key(&info, iv.nh_id, None));
+                        self.flows.prefetch(h.hash);
+                        *pre = Some(h);
                     }
                     *slot = Some(info);
                 }
             }
             // Phase 2: the pipeline proper.
-            for (j, (pkt, info)) in chunk.iter_mut().zip(infos.iter()).enumerate() {
+            for (j, ((pkt, info), pre)) in chunk
+                .iter_mut()
+                .zip(infos.iter())
+                .zip(pres.iter())
+                .enumerate()
+            {
                 let i = base + j;
                 if let Some(v) = self.vifs.get_mut(in_vif) {
                     v.stats.ipackets += 1;
@@ -213,6 +248,7 @@ impl Router {
                     i: i as u16,
                     out,
                     reserve: n - i - 1,
+                    pre: *pre,
                 };
                 let disp = match iv.vif_type {
                     VifType::Virtual => self.rx_vm(&iv, pkt, &mut cx, *info),

@@ -33,7 +33,7 @@ impl Router {
         // port that is not).
         let policy = iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out);
         let verdict = if policy {
-            match self.flow_key(vrf, info, pkt.data(), iv.nh_id) {
+            match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.pre.take()) {
                 Ok(key) => self.flow_check(&key, info, pkt.len(), vrf),
                 Err(r) => Verdict::Drop(r),
             }

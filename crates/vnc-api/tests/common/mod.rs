@@ -22,6 +22,8 @@ pub struct T {
 pub struct Resp {
     pub status: StatusCode,
     pub text: String,
+    /// The HTTP `Warning` header, if any.
+    pub warning: Option<String>,
 }
 
 impl Resp {
@@ -61,10 +63,16 @@ impl T {
             .unwrap();
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let warning = resp
+            .headers()
+            .get("warning")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Resp {
             status,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+            warning,
         }
     }
 

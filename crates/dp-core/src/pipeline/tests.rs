@@ -1,0 +1,149 @@
+//! Pipeline properties that need the crate's internals: how many times a
+//! packet's flow key is hashed, and the HOLD bound.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::flow::hash::test_count::hashes;
+use crate::flow::table::{VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
+use crate::testkit::{Output, Topo};
+use crate::{RouterConfig, VROUTER_MAC};
+use alloc::vec::Vec;
+use packet::checksum;
+
+const VM1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 1];
+const VM2_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 2];
+const VM1_IP: [u8; 4] = [198, 18, 0, 1];
+const VM2_IP: [u8; 4] = [198, 18, 0, 2];
+
+/// A UDP/IPv4 frame from VM1 to VM2 (routed: to the vRouter MAC).
+fn udp(sport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&VROUTER_MAC);
+    f.extend_from_slice(&VM1_MAC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = alloc::vec![0x45, 0, 0, 20 + 8 + 4, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&VM1_IP);
+    ip.extend_from_slice(&VM2_IP);
+    let c = checksum::ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&53u16.to_be_bytes());
+    u.extend_from_slice(&12u16.to_be_bytes());
+    u.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
+    let c = checksum::l4_checksum_v4(&VM1_IP, &VM2_IP, 17, &u);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&u);
+    f
+}
+
+fn topo() -> Topo {
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], true);
+    t
+}
+
+#[test]
+fn flow_key_is_hashed_once_per_packet() {
+    let mut t = topo();
+    let frames: Vec<Vec<u8>> = (0..8).map(|i| udp(1000 + i)).collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+
+    // New flows: prefetch, lookup and insertion share one hash.
+    let before = hashes();
+    let outs = t.run_batch(3, &refs);
+    assert_eq!(hashes() - before, 8, "one hash per new-flow packet");
+    let flows: Vec<u32> = outs
+        .iter()
+        .map(|o| match o.last() {
+            Some(Output::Hold { flow }) => *flow,
+            o => panic!("not held: {o:?}"),
+        })
+        .collect();
+    for f in &flows {
+        t.decide_flow(*f, VR_FLOW_ACTION_FORWARD).unwrap();
+    }
+
+    // Decided flows: prefetch and lookup share one hash.
+    let before = hashes();
+    let outs = t.run_batch(3, &refs);
+    assert_eq!(hashes() - before, 8, "one hash per forwarded packet");
+    assert!(outs
+        .iter()
+        .all(|o| matches!(o.last(), Some(Output::Tx { vif: 4, .. }))));
+}
+
+#[test]
+fn hold_entries_expire_after_the_bound() {
+    let mut t = topo();
+    t.router.set_time(100);
+    let out = t.run(3, &udp(7));
+    let Some(Output::Hold { flow }) = out.last() else {
+        panic!("not held: {out:?}")
+    };
+    let flow = *flow;
+    // A decided flow is never expired, however old.
+    let out2 = t.run(3, &udp(8));
+    let Some(Output::Hold { flow: decided }) = out2.last() else {
+        panic!("not held: {out2:?}")
+    };
+    let decided = *decided;
+    t.decide_flow(decided, VR_FLOW_ACTION_FORWARD).unwrap();
+    let cap = t.router.flows().capacity();
+
+    let mut gone = Vec::new();
+    t.router.set_time(109);
+    assert_eq!(t.router.expire_holds(10, cap, |i| gone.push(i)), 0);
+    assert!(t.router.flows().get_valid(flow).is_some(), "young: kept");
+
+    t.router.set_time(110);
+    // A small budget scans part of the table per call and goes on from
+    // there: a whole sweep takes cap / budget calls.
+    let budget = cap / 4;
+    let mut n = 0;
+    for _ in 0..4 {
+        n += t.router.expire_holds(10, budget, |i| gone.push(i));
+    }
+    assert_eq!(n, 1);
+    assert_eq!(gone, [flow]);
+    assert!(t.router.flows().get_valid(flow).is_none(), "expired");
+    assert!(
+        t.router.flows().get_valid(decided).is_some(),
+        "decided: kept"
+    );
+    assert_eq!(t.router.holds_expired(), 1);
+
+    // The flow's next packet makes a new entry and traps again.
+    let out = t.run(3, &udp(7));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Tx { vif: 2, .. })),
+        "trapped again: {out:?}"
+    );
+
+    // An entry set back to hold counts from that moment.
+    t.router.set_time(500);
+    let fe = *t.router.flows().get_valid(decided).unwrap();
+    t.router
+        .flow_set(&crate::FlowSet {
+            index: Some(decided),
+            gen_id: Some(fe.gen_id),
+            key: *fe.key(),
+            action: VR_FLOW_ACTION_HOLD,
+            flags: 0,
+            rflow: None,
+            dvrf: None,
+            ecmp_nh_index: -1,
+            drop_reason: 0,
+            src_nh_index: 0,
+        })
+        .unwrap();
+    let mut gone = Vec::new();
+    assert_eq!(t.router.expire_holds(10, cap, |i| gone.push(i)), 1);
+    assert_ne!(gone, [decided], "only the entry held since 110 went");
+    t.router.set_time(510);
+    assert_eq!(t.router.expire_holds(10, cap, |i| gone.push(i)), 1);
+    assert_eq!(gone.last(), Some(&decided));
+    assert_eq!(t.router.holds_expired(), 3);
+}
