@@ -421,8 +421,9 @@ impl Exec<'_> {
                 }
                 let group = list.get(a..=e.min(list.len() - 1)).unwrap_or(&[]);
                 a = e + 1;
-                if let [_, .., Action::Hold { flow, .. }] = group {
-                    if !self.holds.has_room() {
+                if let [_, .., Action::Hold { pkt, flow }] = group {
+                    let len = pkts.get(base + *pkt as usize).map_or(0, |p| p.data().len());
+                    if !self.holds.has_room(len) {
                         self.shed(*flow);
                         continue;
                     }

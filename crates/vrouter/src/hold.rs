@@ -61,9 +61,9 @@ impl HoldStore {
         true
     }
 
-    /// Whether a frame of a new flow would be kept.
-    pub fn has_room(&self) -> bool {
-        self.total < self.max_total
+    /// Whether a frame of `len` bytes of a new flow would be kept.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.total < self.max_total && self.bytes + len <= self.max_bytes
     }
 
     /// Everything held for `flow`, oldest first.
