@@ -55,11 +55,19 @@ log "$(cargo "$toolchain" --version); $(cargo fuzz --version); targets: ${target
 cd "$ROOT"
 step "build fuzz targets" "${fuzz[@]}" build "${dirs[@]}"
 
+# Seed inputs (read only, beside the target's own corpus) for targets whose
+# inputs are too structured to be found from nothing in a short run.
+declare -A SEEDS=(
+    [xmpp_stream]="crates/xmpp/tests/upstream/xmpp/captured crates/xmpp/tests/upstream/xmpp/bgp-testdata-bad-items crates/xmpp/tests/upstream/xmpp/bgp-testdata-agent-to-cn crates/xmpp/tests/upstream/xmpp/schema-testdata crates/xmpp/tests/upstream/ifmap-agent-parser-testdata"
+)
+
 # libFuzzer prints a line per new coverage: keep it in a log, show the end.
 fuzz_one() {
-    local t=$1 out="$FUZZ_TARGET_DIR/fuzz-$1.log" rc=0
-    mkdir -p "$FUZZ_TARGET_DIR"
-    "${fuzz[@]}" run "${dirs[@]}" "$t" -- \
+    local t=$1 out="$FUZZ_TARGET_DIR/fuzz-$1.log" rc=0 d
+    local corpus=("$FUZZ_DIR/corpus/$t")
+    for d in ${SEEDS[$t]:-}; do corpus+=("$ROOT/$d"); done
+    mkdir -p "$FUZZ_TARGET_DIR" "${corpus[0]}"
+    "${fuzz[@]}" run "${dirs[@]}" "$t" "${corpus[@]}" -- \
         -max_total_time="$FUZZ_SECONDS" -timeout="$FUZZ_INPUT_TIMEOUT" \
         -print_final_stats=1 >"$out" 2>&1 || rc=$?
     if ((rc != 0)); then

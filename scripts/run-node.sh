@@ -2,6 +2,8 @@
 # Bring up the single-host compute node (README's first command).
 #
 #   sudo bash scripts/run-node.sh [--fabric IFACE] [--sock-dir DIR]
+#   sudo bash scripts/run-node.sh --fabric IFACE --control-nodes "IP[:PORT] IP[:PORT]" \
+#        --config-api http://CONFIG-NODE:8082 [--agent-name NAME] [--control-ip IP]
 #
 # The node is three processes, started in this order and stopped together:
 #   vrouter                 the datapath (ksync, pkt0, flow table in /dev/shm)
@@ -12,6 +14,9 @@
 # Without --fabric the node switches locally only and touches no existing
 # interface of the host. State (config database, ports) is kept in
 # --state-dir (default /var/lib/vrouter-rs).
+# With --control-nodes the node joins a Tungsten Fabric / OpenSDN cluster:
+# the agent takes config and routes from the control nodes over XMPP (no
+# embedded config API) and the driver uses the cluster's config API.
 set -euo pipefail
 
 SCRIPT_NAME=run-node
@@ -19,6 +24,7 @@ SCRIPT_NAME=run-node
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 FABRIC=''
+CONTROL_NODES='' CONFIG_API='' AGENT_NAME='' CONTROL_IP=''
 SOCK_DIR=/var/run/vrouter
 STATE_DIR=/var/lib/vrouter-rs
 while (($# > 0)); do
@@ -35,8 +41,24 @@ while (($# > 0)); do
             STATE_DIR=${2:?--state-dir needs a directory}
             shift 2
             ;;
+        --control-nodes)
+            CONTROL_NODES=${2:?--control-nodes needs "IP[:PORT] ..."}
+            shift 2
+            ;;
+        --config-api)
+            CONFIG_API=${2:?--config-api needs a URL}
+            shift 2
+            ;;
+        --agent-name)
+            AGENT_NAME=${2:?--agent-name needs a name}
+            shift 2
+            ;;
+        --control-ip)
+            CONTROL_IP=${2:?--control-ip needs an address}
+            shift 2
+            ;;
         -h | --help)
-            sed -n '2,16p' "$0"
+            sed -n '2,22p' "$0"
             exit 0
             ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -46,6 +68,9 @@ done
 ((EUID == 0)) || die "run as root: the datapath opens raw sockets on host interfaces"
 if [[ -n $FABRIC ]] && ! ip link show "$FABRIC" >/dev/null 2>&1; then
     die "no such interface: $FABRIC"
+fi
+if [[ -n $CONTROL_NODES && -z $CONFIG_API ]]; then
+    die "--control-nodes needs --config-api (the cluster's VNC API, for the Docker driver)"
 fi
 
 # A toolchain: rustup's cargo when present, else Debian's rustc-web (1.96).
@@ -58,6 +83,13 @@ if ! command -v cargo >/dev/null; then
             rustc-web cargo-web gcc libc6-dev
     fi
     CARGO=/usr/bin/cargo
+fi
+
+# The agent's XMPP TLS uses the system's OpenSSL.
+if ! pkg-config --exists openssl 2>/dev/null; then
+    note "installing OpenSSL headers and pkg-config (libssl-dev, pkg-config)"
+    env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
 fi
 
 cd "$ROOT"
@@ -85,16 +117,29 @@ pids+=($!)
 for _ in $(seq 100); do [[ -S $SOCK_DIR/dpdk_netlink ]] && break; sleep 0.1; done
 [[ -S $SOCK_DIR/dpdk_netlink ]] || { stop_all; die "vrouter did not start"; }
 
-"$BIN/vrouter-agent" --sock-dir "$SOCK_DIR" --state-dir "$STATE_DIR" &
+agent_args=(--sock-dir "$SOCK_DIR" --state-dir "$STATE_DIR")
+vnc_url=http://127.0.0.1:8082
+if [[ -n $CONTROL_NODES ]]; then
+    agent_args+=(--config-source controller --CONTROL-NODE.servers "$CONTROL_NODES")
+    [[ -n $AGENT_NAME ]] && agent_args+=(--DEFAULT.agent_name "$AGENT_NAME")
+    [[ -n $CONTROL_IP ]] && agent_args+=(--NETWORKS.control_network_ip "$CONTROL_IP")
+    vnc_url=$CONFIG_API
+fi
+"$BIN/vrouter-agent" "${agent_args[@]}" &
 pids+=($!)
-for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:8082/projects && break; sleep 0.1; done
+for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:8085/ksync && break; sleep 0.1; done
 
-"$BIN/contrail-docker-driver" --vnc-url http://127.0.0.1:8082 --agent-url http://127.0.0.1:9091 &
+"$BIN/contrail-docker-driver" --vnc-url "$vnc_url" --agent-url http://127.0.0.1:9091 &
 pids+=($!)
 
 banner "vrouter-rs node"
 log "datapath sockets: $SOCK_DIR   fabric: ${FABRIC:-none (local switching only)}   state: $STATE_DIR"
-log "VNC config API  http://127.0.0.1:8082   port API http://127.0.0.1:9091   introspect http://127.0.0.1:8085"
+if [[ -n $CONTROL_NODES ]]; then
+    log "control nodes   $CONTROL_NODES   config API (driver) $vnc_url   sessions: curl 127.0.0.1:8085/controller"
+    log "port API http://127.0.0.1:9091   introspect http://127.0.0.1:8085"
+else
+    log "VNC config API  http://127.0.0.1:8082   port API http://127.0.0.1:9091   introspect http://127.0.0.1:8085"
+fi
 log "Docker driver   Contrail (network and IPAM)   inspect: $BIN/vrctl --sock-dir $SOCK_DIR vif --list"
 log "stop with Ctrl-C (SIGINT) or SIGTERM; each process removes what it created"
 

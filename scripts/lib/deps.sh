@@ -26,11 +26,22 @@ APT_PACKAGES=(
     ethtool
     # scripts/perf/run.sh (not a test, but installed so it just runs)
     iperf3
-    # agent e2e tests: ping, and busybox's udhcpc and nc inside containers
+    # agent e2e tests: ping, and busybox's udhcpc and nc inside containers;
+    # dhclient -6 (DHCPv6) and rdisc6 (router solicitation) as the clients
+    # of the agent's DHCPv6 and neighbour discovery services
     iputils-ping
     busybox-static
+    isc-dhcp-client
+    ndisc6
+    # vrouter e2e tests: Open vSwitch in user space (datapath_type=netdev)
+    # as the MPLSoGRE / VXLAN peer that is not us; the tests run their own
+    # ovsdb-server and ovs-vswitchd
+    openvswitch-switch
     # Docker driver e2e tests: a real dockerd, busybox image by docker import
     docker.io
+    # The agent's XMPP TLS (native-tls) builds against the system's OpenSSL.
+    libssl-dev
+    pkg-config
 )
 
 # Prints the packages of "$@" that are not installed, one per line.

@@ -15,7 +15,7 @@
 #     the node vs a Linux bridge.
 # (c) TCP, one stream, two hosts (namespaces joined by a veth fabric), over
 #     each of MPLSoUDP, MPLSoGRE and VXLAN vs the kernel's VXLAN. The agent
-#     runs standalone (no control node on main yet): the harness programs
+#     runs standalone (embedded config, no control node): the harness programs
 #     each host's routes to the other host's container over ksync with
 #     `vrctl` (tunnel next hop, /32 with the remote MAC stitched, bridge
 #     entry with the remote label or VNI), what a control node's routes

@@ -77,8 +77,10 @@ fn model() -> Model {
                 gateway: None,
                 dns: None,
                 dhcp: false,
+                dhcp_mtu: None,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, last) in [(3u16, 3u8), (4, 4)] {

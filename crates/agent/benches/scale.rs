@@ -12,7 +12,8 @@
 //!   the agent converging as they arrive;
 //! * **restart**: the agent started on the stored config and ports against
 //!   a fresh datapath: start to converged (the target: ≤ 10 s), and the
-//!   agent's RSS after it (target ≤ 200 MB);
+//!   agent's RSS after it (target ≤ 200 MB); the datapath's state after it
+//!   must equal the state before, object for object;
 //! * baseline, same run: the same objects replayed straight over ksync
 //!   (no config, no model: the wire and datapath floor), as a ratio.
 //!
@@ -185,22 +186,24 @@ fn main() {
     let program = t0.elapsed();
     let rss = rss_mb(node.agent.pid());
     let after = node.datapath_state();
-    // A fresh datapath: vif indices may be handed out in another order,
-    // the objects are the same in number and kind.
-    assert_eq!(
-        (
-            before.vifs.len(),
-            before.nhs.len(),
-            before.routes.len(),
-            before.mpls.len()
-        ),
-        (
-            after.vifs.len(),
-            after.nhs.len(),
-            after.routes.len(),
-            after.mpls.len()
-        ),
-        "the restart programmed something else"
+    // A fresh datapath: the agent programs every port on the vif it had
+    // (agent::vif_map), so the state is the same object for object.
+    assert!(
+        agent::program::same(&before, &after),
+        "the restart programmed another state: {} vifs of {} moved, {} next hops, {} routes, {} labels differ",
+        before
+            .vifs
+            .iter()
+            .filter(|(i, v)| after.vifs.get(i).map(|a| &a.name) != Some(&v.name))
+            .count(),
+        before.vifs.len(),
+        before.nhs.iter().filter(|(i, n)| after.nhs.get(i) != Some(n)).count(),
+        before
+            .routes
+            .iter()
+            .filter(|(k, d)| after.routes.get(k) != Some(d))
+            .count(),
+        before.mpls.iter().filter(|(l, n)| after.mpls.get(l) != Some(n)).count(),
     );
 
     // ---- baseline: the same objects replayed straight over ksync ------------

@@ -3,8 +3,12 @@
 //! Sections and keys reuse upstream `contrail-vrouter-agent.conf` names
 //! where upstream has the setting (`[DEFAULT] log_level`,
 //! `http_server_port`, `flow_cache_timeout`,
-//! `stale_interface_cleanup_timeout`); settings upstream does not
-//! have sit in `[AGENT]`. Command-line options override the file.
+//! `stale_interface_cleanup_timeout`, `hostname`, `agent_name`,
+//! `xmpp_auth_enable`, `xmpp_server_cert`, `xmpp_server_key`,
+//! `xmpp_ca_cert`; `[CONTROL-NODE] servers`, `subcluster_name`;
+//! `[NETWORKS] control_network_ip`); settings upstream does not have sit
+//! in `[AGENT]` (and, for the controller, in `[CONTROL-NODE]` under names
+//! upstream does not use). Command-line options override the file.
 //!
 //! ```toml
 //! [DEFAULT]
@@ -12,8 +16,25 @@
 //! http_server_port = 8085      # introspect
 //! flow_cache_timeout = 180     # idle seconds before a flow is removed
 //! stale_interface_cleanup_timeout = 60   # after /syncports, unannounced ports go
+//! agent_name = "compute-1"     # default: hostname, then the host's name
+//! xmpp_auth_enable = false
+//! xmpp_server_cert = "/etc/contrail/ssl/certs/server.pem"
+//! xmpp_server_key = "/etc/contrail/ssl/private/server-privkey.pem"
+//! xmpp_ca_cert = "/etc/contrail/ssl/certs/ca-cert.pem"
+//!
+//! [CONTROL-NODE]
+//! servers = "10.0.0.11:5269 10.0.0.12:5269"
+//! subcluster_name = ""
+//! hold_time = 90               # ours: XMPP hold time, seconds
+//! stale_route_timeout = 300    # ours: routes of a lost control node
+//! end_of_rib_timeout = 60      # ours: sweep without an end-of-RIB
+//! reconnect_max = 30           # ours: reconnect backoff cap, seconds
+//!
+//! [NETWORKS]
+//! control_network_ip = "10.0.0.21"   # tunnel source
 //!
 //! [AGENT]
+//! config_source = "embedded"   # or "controller"
 //! mode = "standalone"
 //! sock_dir = "/var/run/vrouter"
 //! state_dir = "/var/lib/vrouter-rs"
@@ -36,6 +57,27 @@ pub struct File {
     pub default: DefaultSection,
     #[serde(rename = "AGENT", default)]
     pub agent: AgentSection,
+    #[serde(rename = "CONTROL-NODE", default)]
+    pub control_node: ControlNodeSection,
+    #[serde(rename = "NETWORKS", default)]
+    pub networks: NetworksSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlNodeSection {
+    pub servers: Option<String>,
+    pub subcluster_name: Option<String>,
+    pub hold_time: Option<u64>,
+    pub stale_route_timeout: Option<u64>,
+    pub end_of_rib_timeout: Option<u64>,
+    pub reconnect_max: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksSection {
+    pub control_network_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -44,6 +86,12 @@ pub struct DefaultSection {
     pub log_level: Option<String>,
     pub http_server_port: Option<u16>,
     pub flow_cache_timeout: Option<u64>,
+    pub hostname: Option<String>,
+    pub agent_name: Option<String>,
+    pub xmpp_auth_enable: Option<bool>,
+    pub xmpp_server_cert: Option<PathBuf>,
+    pub xmpp_server_key: Option<PathBuf>,
+    pub xmpp_ca_cert: Option<PathBuf>,
     /// Seconds after `/syncports` before ports not announced again are
     /// deleted (upstream's key and default, 60).
     pub stale_interface_cleanup_timeout: Option<u64>,
@@ -53,6 +101,7 @@ pub struct DefaultSection {
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
     pub mode: Option<String>,
+    pub config_source: Option<crate::source::Kind>,
     pub sock_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub vnc_listen: Option<SocketAddr>,
@@ -120,6 +169,22 @@ mod tests {
         assert_eq!(f.default.http_server_port, Some(18085));
         assert_eq!(f.default.flow_cache_timeout, Some(30));
         assert_eq!(f.agent.max_vifs, Some(1024));
+    }
+
+    #[test]
+    fn upstream_controller_keys() {
+        let f: File = toml::from_str(
+            "[DEFAULT]\nagent_name = \"c1\"\nxmpp_auth_enable = true\nxmpp_ca_cert = \"/ca.pem\"\n[CONTROL-NODE]\nservers = \"10.0.0.1:5269 10.0.0.2:5269\"\nsubcluster_name = \"east\"\n[NETWORKS]\ncontrol_network_ip = \"192.0.2.1\"\n[AGENT]\nconfig_source = \"controller\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.default.agent_name.as_deref(), Some("c1"));
+        assert_eq!(f.default.xmpp_auth_enable, Some(true));
+        assert_eq!(
+            f.control_node.servers.as_deref(),
+            Some("10.0.0.1:5269 10.0.0.2:5269")
+        );
+        assert_eq!(f.networks.control_network_ip, Some([192, 0, 2, 1].into()));
+        assert_eq!(f.agent.config_source, Some(crate::source::Kind::Controller));
     }
 
     #[test]

@@ -220,26 +220,36 @@ pub fn decide(
     let src_port: Option<&Port> = model.ports.get(&in_vif);
     let dst_port: Option<&Port> = model.port_by_addr(vrf, dst_ip);
     let vrf_vn = model.vn_by_vrf(vrf);
+    // Addresses behind other compute nodes: what their routes say.
+    let src_remote = src_port
+        .is_none()
+        .then(|| model.endpoint(vrf, src_ip))
+        .flatten();
+    let dst_remote = dst_port
+        .is_none()
+        .then(|| model.endpoint(vrf, dst_ip))
+        .flatten();
     let src_vn = src_port
         .and_then(|p| model.vns.get(&p.vn))
-        .or(vrf_vn)
-        .map(|v| v.fq_name.as_str());
+        .map(|v| v.fq_name.as_str())
+        .or(src_remote.map(|(vn, _)| vn))
+        .or(vrf_vn.map(|v| v.fq_name.as_str()));
     // A destination that is no port but lies in the VRF's own subnets
     // (gateway, DNS) belongs to that VN.
     let dst_vn = match dst_port {
         Some(p) => model.vns.get(&p.vn).map(|v| v.fq_name.as_str()),
-        None => vrf_vn
+        None => dst_remote.map(|(vn, _)| vn).or(vrf_vn
             .filter(|v| v.subnets.iter().any(|s| s.contains(dst_ip)))
-            .map(|v| v.fq_name.as_str()),
+            .map(|v| v.fq_name.as_str())),
     };
     let no_sgs: Vec<String> = Vec::new();
     let src = policy::Endpoint {
         vn: src_vn,
-        sgs: src_port.map_or(&no_sgs, |p| &p.sgs),
+        sgs: src_port.map_or(src_remote.map_or(&no_sgs[..], |(_, s)| s), |p| &p.sgs),
     };
     let dst = policy::Endpoint {
         vn: dst_vn,
-        sgs: dst_port.map_or(&no_sgs, |p| &p.sgs),
+        sgs: dst_port.map_or(dst_remote.map_or(&no_sgs[..], |(_, s)| s), |p| &p.sgs),
     };
     let t = policy::FlowTuple {
         proto: k.proto,

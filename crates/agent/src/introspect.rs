@@ -6,7 +6,7 @@
 use crate::flows::FlowEngine;
 use crate::ksync::KsyncClient;
 use crate::model::Model;
-use crate::run::{lock, SharedRef};
+use crate::status::{lock, FlowView, SharedRef};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use dp_core::flow::table::{VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD};
 use sandesh::{FlowOp, Message, SandeshOp, VrDropStatsReq, VrFlowTableData};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -29,6 +28,8 @@ pub struct Introspect {
     pub model: watch::Receiver<Arc<Model>>,
     pub shared: SharedRef,
     pub ksync_path: PathBuf,
+    /// The controller's status, with `--config-source controller`.
+    pub controller: Option<crate::controller::StatusRef>,
 }
 
 #[derive(Clone)]
@@ -36,21 +37,6 @@ struct AppState {
     i: Introspect,
     /// (when, flow setups) at the previous scrape, for the rate.
     last: Arc<Mutex<Option<(Instant, u64)>>>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct FlowView {
-    pub index: u32,
-    pub gen: u8,
-    pub reverse: Option<u32>,
-    pub proto: u8,
-    pub src: String,
-    pub dst: String,
-    pub sport: u16,
-    pub dport: u16,
-    pub nh: u32,
-    pub action: &'static str,
-    pub why: String,
 }
 
 fn action_name(a: u16) -> &'static str {
@@ -103,6 +89,8 @@ pub fn router(i: Introspect) -> Router {
         .route("/routes", get(routes))
         .route("/flows", get(flows))
         .route("/ksync", get(ksync))
+        .route("/controller", get(controller))
+        .route("/remote-routes", get(remote_routes))
         .route("/metrics", get(metrics))
         .with_state(AppState {
             i,
@@ -112,8 +100,46 @@ pub fn router(i: Introspect) -> Router {
 
 async fn index() -> Json<Value> {
     Json(
-        json!({"views": ["/ports", "/vns", "/vrfs", "/routes?vrf=N", "/flows", "/ksync", "/metrics"]}),
+        json!({"views": ["/ports", "/vns", "/vrfs", "/routes?vrf=N", "/flows", "/ksync", "/controller", "/remote-routes", "/metrics"]}),
     )
+}
+
+/// The XMPP sessions to the control nodes and the config learned.
+async fn controller(State(s): State<AppState>) -> Json<Value> {
+    match &s.i.controller {
+        Some(c) => {
+            let st = c.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            Json(json!({"mode": "controller", "status": st}))
+        }
+        None => Json(json!({"mode": "embedded"})),
+    }
+}
+
+/// The routes learned from the control nodes, per routing instance.
+async fn remote_routes(State(s): State<AppState>) -> Json<Value> {
+    let m = Arc::clone(&s.i.model.borrow());
+    let mut out = serde_json::Map::new();
+    for (ri, routes) in &m.rib.ris {
+        let list: Vec<Value> = routes
+            .iter()
+            .map(|(id, r)| {
+                let key = match id {
+                    crate::rib::RouteId::Inet(ip, l) => json!({"prefix": format!("{ip}/{l}")}),
+                    crate::rib::RouteId::Evpn(m, ip) => json!({"mac": mac(m), "ip": ip}),
+                };
+                json!({
+                    "route": key, "vn": r.vn, "stale": r.stale, "security_groups": r.sgs,
+                    "next_hops": r.nhs.iter().map(|n| json!({
+                        "address": n.addr, "label": n.label, "vni": n.vni,
+                        "encap": n.encaps.iter().map(|e| e.name()).collect::<Vec<_>>(),
+                        "vn": n.vn,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out.insert(ri.clone(), Value::Array(list));
+    }
+    Json(Value::Object(out))
 }
 
 fn mac(m: &[u8; 6]) -> String {
@@ -156,7 +182,7 @@ async fn vns(State(s): State<AppState>) -> Json<Value> {
                 .iter()
                 .map(|sn| json!({"prefix": format!("{}/{}", sn.prefix, sn.plen), "gateway": sn.gateway, "dns": sn.dns, "dhcp": sn.dhcp}))
                 .collect();
-            json!({"uuid": v.uuid, "fq_name": v.fq_name, "vrf": v.vrf, "vni": v.vni, "subnets": subnets, "has_policy": v.has_policy})
+            json!({"uuid": v.uuid, "fq_name": v.fq_name, "vrf": v.vrf, "vni": v.vni, "subnets": subnets, "has_policy": v.has_policy, "routing_instance": v.ri})
         })
         .collect();
     let refused: Vec<Value> = m
@@ -251,7 +277,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         let m = s.i.model.borrow();
         (m.vn_problems.len(), m.problems.len())
     };
-    let (fs, nflows, pkt0_rx, pkt0_tx, errors) = {
+    let (fs, nflows, pkt0_rx, pkt0_tx, errors, services) = {
         let sh = lock(&s.i.shared);
         (
             sh.flow_stats,
@@ -259,6 +285,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
             sh.pkt0_rx,
             sh.pkt0_tx,
             sh.program_errors,
+            sh.services.clone(),
         )
     };
     let rate = {
@@ -363,6 +390,19 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "counter",
         errors as f64,
     );
+    // What became of the service traps (ARP, DHCP, ICMP errors, NDP...):
+    // answers sent, and every trap not answered with its reason.
+    let _ = writeln!(
+        out,
+        "# HELP vrouter_agent_pkt0_outcomes_total Service traps by outcome.\n# TYPE vrouter_agent_pkt0_outcomes_total counter"
+    );
+    for (outcome, n) in &services {
+        let label = outcome.replace(['\\', '"'], "'");
+        let _ = writeln!(
+            out,
+            "vrouter_agent_pkt0_outcomes_total{{outcome=\"{label}\"}} {n}"
+        );
+    }
 
     let _ = writeln!(
         out,

@@ -20,6 +20,8 @@
 //! [`run::run`] wires it together; `vrouter-agent` is the binary.
 
 pub mod config;
+pub mod controller;
+pub mod fabric;
 pub mod flows;
 pub mod introspect;
 pub mod ksync;
@@ -27,5 +29,10 @@ pub mod model;
 pub mod port_config;
 pub mod ports;
 pub mod program;
+pub mod programming;
+pub mod rib;
 pub mod run;
 pub mod services;
+pub mod source;
+pub mod status;
+pub mod vif_map;

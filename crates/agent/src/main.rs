@@ -1,4 +1,5 @@
-//! `vrouter-agent`: the vRouter agent in standalone mode.
+//! `vrouter-agent`: the vRouter agent, standalone (embedded config) or in
+//! a Tungsten Fabric / OpenSDN cluster (config and routes over XMPP).
 
 use agent::config::File;
 use agent::flows::FlowConfig;
@@ -9,18 +10,64 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The vRouter agent: embedded VNC config store, port API, datapath
-/// programming over ksync, pkt0 services and flows.
+/// The vRouter agent: port API, datapath programming over ksync, pkt0
+/// services and flows; config from the embedded VNC store or from the
+/// cluster's control nodes over XMPP.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     /// Configuration file (TOML, upstream key names; see the docs).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Standalone mode: the embedded config store, no controller (the
-    /// only mode so far, and the default).
-    #[arg(long, default_value_t = true)]
+    /// Kept for compatibility (standalone is `--config-source embedded`).
+    #[arg(long, default_value_t = true, hide = true)]
     standalone: bool,
+    /// Where the configuration comes from: the embedded store (one host,
+    /// the default) or the cluster's control nodes.
+    #[arg(long, value_enum)]
+    config_source: Option<agent::source::Kind>,
+    /// Control nodes, `ip[:port] ip[:port]` (at most two; port 5269).
+    #[arg(long = "CONTROL-NODE.servers", alias = "control-nodes")]
+    control_node_servers: Option<String>,
+    /// The stream's xmlns (upstream's subcluster name).
+    #[arg(long = "CONTROL-NODE.subcluster_name")]
+    subcluster_name: Option<String>,
+    /// This host's name (the agent name when none is given).
+    #[arg(long = "DEFAULT.hostname")]
+    hostname: Option<String>,
+    /// The name this node has in the cluster: its virtual-router is
+    /// `default-global-system-config:<name>`.
+    #[arg(long = "DEFAULT.agent_name", alias = "agent-name")]
+    agent_name: Option<String>,
+    /// Tunnel source address (default: the local address of the XMPP
+    /// connection).
+    #[arg(long = "NETWORKS.control_network_ip", alias = "control-network-ip")]
+    control_network_ip: Option<std::net::Ipv4Addr>,
+    /// XMPP over TLS (STARTTLS) with the certificate files below.
+    #[arg(long = "DEFAULT.xmpp_auth_enable")]
+    xmpp_auth_enable: bool,
+    /// Our certificate (PEM).
+    #[arg(long = "DEFAULT.xmpp_server_cert")]
+    xmpp_server_cert: Option<PathBuf>,
+    /// Our private key (PKCS#8 PEM).
+    #[arg(long = "DEFAULT.xmpp_server_key")]
+    xmpp_server_key: Option<PathBuf>,
+    /// The CA that signed the control nodes' certificates (PEM).
+    #[arg(long = "DEFAULT.xmpp_ca_cert")]
+    xmpp_ca_cert: Option<PathBuf>,
+    /// XMPP hold time, seconds (keepalives every third).
+    #[arg(long)]
+    xmpp_hold_time: Option<u64>,
+    /// Seconds a lost control node's routes are kept.
+    #[arg(long)]
+    stale_route_timeout: Option<u64>,
+    /// Seconds after a session comes up before routes it did not re-send
+    /// are swept when no end-of-RIB marker came.
+    #[arg(long)]
+    end_of_rib_timeout: Option<u64>,
+    /// Reconnect backoff cap, seconds.
+    #[arg(long)]
+    xmpp_reconnect_max: Option<u64>,
     /// Where the datapath's channels are (its `--sock-dir`). Default: Linux
     /// `/var/run/vrouter`; Windows the forwarding extension's devices.
     #[arg(long)]
@@ -85,6 +132,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let controller = controller_options(&args, &file)?;
     let a = &file.agent;
     let intro_port = file.default.http_server_port.unwrap_or(8085);
     let opts = Options {
@@ -133,6 +181,8 @@ fn main() -> anyhow::Result<()> {
             .or(a.max_vrfs)
             .unwrap_or(dp_core::sizing::DEFAULT_VRFS)
             .max(1),
+        config_source: args.config_source.or(a.config_source).unwrap_or_default(),
+        controller,
         fault: match std::env::var("VROUTER_AGENT_FAULT_INJECT") {
             Ok(v) => Some(
                 v.strip_prefix("panic:")
@@ -150,11 +200,91 @@ fn main() -> anyhow::Result<()> {
             ),
         },
     };
+    if opts.config_source == agent::source::Kind::Controller && opts.controller.is_none() {
+        anyhow::bail!("--config-source controller needs the control nodes (--CONTROL-NODE.servers or [CONTROL-NODE] servers)");
+    }
+    if opts.config_source == agent::source::Kind::Embedded && opts.controller.is_some() {
+        anyhow::bail!("control nodes are configured but the config source is embedded: add --config-source controller (or [AGENT] config_source = \"controller\")");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(agent::run::run(opts, shutdown()))
+}
+
+/// The host's name (Linux: the kernel's; Windows: COMPUTERNAME).
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+}
+
+fn controller_options(
+    args: &Args,
+    file: &File,
+) -> anyhow::Result<Option<agent::controller::Options>> {
+    let d = &file.default;
+    let cn = &file.control_node;
+    let Some(servers) = args
+        .control_node_servers
+        .clone()
+        .or(cn.servers.clone())
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let servers = agent::controller::parse_servers(&servers)?;
+    let agent_name = args
+        .agent_name
+        .clone()
+        .or(d.agent_name.clone())
+        .or(args.hostname.clone())
+        .or(d.hostname.clone())
+        .or_else(host_name)
+        .context("no agent name: give --DEFAULT.agent_name (or hostname)")?;
+    let mut o = agent::controller::Options::new(servers, agent_name);
+    o.control_network_ip = args.control_network_ip.or(file.networks.control_network_ip);
+    o.subcluster_name = args
+        .subcluster_name
+        .clone()
+        .or(cn.subcluster_name.clone())
+        .unwrap_or_default();
+    if args.xmpp_auth_enable || d.xmpp_auth_enable.unwrap_or(false) {
+        let need = |a: &Option<PathBuf>, b: &Option<PathBuf>, what: &str| {
+            a.clone()
+                .or(b.clone())
+                .with_context(|| format!("xmpp_auth_enable needs {what}"))
+        };
+        o.tls = Some(agent::controller::TlsFiles {
+            cert: need(
+                &args.xmpp_server_cert,
+                &d.xmpp_server_cert,
+                "xmpp_server_cert",
+            )?,
+            key: need(&args.xmpp_server_key, &d.xmpp_server_key, "xmpp_server_key")?,
+            ca: need(&args.xmpp_ca_cert, &d.xmpp_ca_cert, "xmpp_ca_cert")?,
+        });
+    }
+    let secs =
+        |a: Option<u64>, b: Option<u64>, def: Duration| a.or(b).map_or(def, Duration::from_secs);
+    o.hold_time = secs(args.xmpp_hold_time, cn.hold_time, o.hold_time).max(Duration::from_secs(1));
+    o.stale_timeout = secs(
+        args.stale_route_timeout,
+        cn.stale_route_timeout,
+        o.stale_timeout,
+    );
+    o.eor_timeout = secs(
+        args.end_of_rib_timeout,
+        cn.end_of_rib_timeout,
+        o.eor_timeout,
+    );
+    o.reconnect_max = secs(args.xmpp_reconnect_max, cn.reconnect_max, o.reconnect_max)
+        .max(Duration::from_secs(1));
+    Ok(Some(o))
 }
 
 #[cfg(unix)]

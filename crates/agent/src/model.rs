@@ -8,17 +8,21 @@
 //! consistent view.
 
 use crate::ports::PortRecord;
+use crate::rib::{Encap, Rib, RouteId, DEFAULT_PRIORITY};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use uuid::Uuid;
 use vnc_api::Snapshot;
 
 /// First vif index the agent gives to ports: 0 is the fabric, 1 vhost0,
 /// 2 pkt0 (upstream's layout; the datapath creates 0 and 2 itself).
 pub const FIRST_PORT_VIF: u16 = 3;
-/// Default MTU of container ports.
-pub const DEFAULT_MTU: u16 = 1500;
+/// MTU the agent gives a container port's vif: 0, "the interface's own",
+/// which the datapath reads when it opens the interface (upstream's agent
+/// reads it from the OS; here the datapath is the one that opens it).
+pub const IFACE_MTU: u16 = 0;
 
 /// One IPAM subnet of a virtual network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub struct Subnet {
     pub gateway: Option<IpAddr>,
     pub dns: Option<IpAddr>,
     pub dhcp: bool,
+    /// An interface MTU configured among the subnet's DHCP options
+    /// (`dhcp_option_list`: `interface-mtu` or `26`, as upstream names it).
+    pub dhcp_mtu: Option<u16>,
 }
 
 impl Subnet {
@@ -72,6 +79,10 @@ pub struct Vn {
     pub vni: u32,
     pub subnets: Vec<Subnet>,
     pub has_policy: bool,
+    /// Its routing instance (upstream's VRF name): the VN's child
+    /// routing-instance when config names one, else upstream's default
+    /// `<vn fq name>:<vn name>`.
+    pub ri: String,
 }
 
 /// A port the agent programs: a port API record whose VN exists.
@@ -99,6 +110,16 @@ pub struct Port {
 pub struct PortProblem {
     pub uuid: Uuid,
     pub reason: String,
+}
+
+/// An address behind another compute node, as routes describe it (for
+/// the flows' policy view).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEndpoint {
+    /// Its virtual network (fq name).
+    pub vn: String,
+    /// Its security groups (fq names, from the route's ids).
+    pub sgs: Vec<String>,
 }
 
 /// Why a virtual network is not programmed (its ports are not either).
@@ -132,6 +153,15 @@ pub struct Model {
     /// Virtual networks that cannot be programmed, and why.
     pub vn_problems: Vec<VnProblem>,
     pub policy: Option<policy::PolicySet>,
+    /// global-vrouter-config's encapsulation priorities (upstream's
+    /// default without one).
+    pub encap_priority: Vec<Encap>,
+    /// Security group fq name <-> `security_group_id`.
+    pub sg_ids: HashMap<String, i64>,
+    /// Routes learned from the control nodes (empty without one).
+    pub rib: Arc<Rib>,
+    /// `(vrf, address)` -> remote endpoint, from the host routes of `rib`.
+    pub remote: HashMap<(u16, IpAddr), RemoteEndpoint>,
 }
 
 impl Model {
@@ -143,9 +173,31 @@ impl Model {
         self.by_addr.get(&(vrf, ip)).and_then(|v| self.ports.get(v))
     }
 
+    pub fn vn_by_ri(&self, ri: &str) -> Option<&Vn> {
+        self.vns.values().find(|v| v.ri == ri)
+    }
+
+    /// The VN and security groups of `ip` seen from `vrf`: a local port,
+    /// or an address the control node routes to another compute node.
+    pub fn endpoint(&self, vrf: u16, ip: IpAddr) -> Option<(&str, &[String])> {
+        if let Some(p) = self.port_by_addr(vrf, ip) {
+            return Some((self.vns.get(&p.vn)?.fq_name.as_str(), &p.sgs));
+        }
+        self.remote
+            .get(&(vrf, ip))
+            .map(|r| (r.vn.as_str(), r.sgs.as_slice()))
+    }
+
     pub fn subnet_of(&self, port: &Port) -> Option<&Subnet> {
         let vn = self.vns.get(&port.vn)?;
         let ip = port.ip4.map(IpAddr::V4)?;
+        vn.subnets.iter().find(|s| s.contains(ip))
+    }
+
+    /// The IPv6 subnet of the port's IPv6 address.
+    pub fn subnet6_of(&self, port: &Port) -> Option<&Subnet> {
+        let vn = self.vns.get(&port.vn)?;
+        let ip = port.ip6.map(IpAddr::V6)?;
         vn.subnets.iter().find(|s| s.contains(ip))
     }
 }
@@ -232,10 +284,30 @@ pub fn vn_subnets(obj: &Value) -> Vec<Subnet> {
                     .get("enable_dhcp")
                     .and_then(Value::as_bool)
                     .unwrap_or(true),
+                dhcp_mtu: dhcp_option(s, &["interface-mtu", "26"])
+                    .and_then(|v| v.trim().parse::<u16>().ok())
+                    .filter(|m| *m >= 68),
             });
         }
     }
     out
+}
+
+/// The value of a DHCP option of an IPAM subnet (`dhcp_option_list`,
+/// upstream's `DhcpOptionsListType`) by any of its names.
+fn dhcp_option<'a>(subnet: &'a Value, names: &[&str]) -> Option<&'a str> {
+    subnet
+        .get("dhcp_option_list")?
+        .get("dhcp_option")?
+        .as_array()?
+        .iter()
+        .find(|o| {
+            o.get("dhcp_option_name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.iter().any(|w| n.eq_ignore_ascii_case(w)))
+        })?
+        .get("dhcp_option_value")?
+        .as_str()
 }
 
 pub use crate::ports::parse_mac;
@@ -249,11 +321,29 @@ pub fn build(
     vifs: &mut BTreeMap<Uuid, u16>,
     limits: Limits,
 ) -> Model {
+    build_with_rib(snap, ports, vifs, limits, Arc::default())
+}
+
+/// [`build`], with the routes learned from the control nodes.
+pub fn build_with_rib(
+    snap: &Snapshot,
+    ports: &BTreeMap<Uuid, PortRecord>,
+    vifs: &mut BTreeMap<Uuid, u16>,
+    limits: Limits,
+    rib: Arc<Rib>,
+) -> Model {
     let max_vifs = limits.max_vifs;
     let mut m = Model {
         revision: snap.revision,
+        encap_priority: encap_priority(snap),
+        rib,
         ..Model::default()
     };
+    for (_, sg) in snap.iter("security-group") {
+        if let Some(id) = sg.get("security_group_id").and_then(Value::as_i64) {
+            m.sg_ids.insert(fq_name(sg), id);
+        }
+    }
     for (uuid, obj) in snap.iter("virtual-network") {
         // The network id is the VN's VRF: one the datapath cannot hold is
         // reported (introspect, metrics, its ports' answers), not skipped.
@@ -284,15 +374,27 @@ pub fn build(
             .and_then(|v| u32::try_from(v).ok())
             .filter(|v| *v > 0)
             .unwrap_or(u32::from(id));
+        let fq = fq_name(obj);
+        let ri = obj
+            .get("routing_instances")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .map(|r| fq_name_of(r.get("to")))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| {
+                let last = fq.rsplit(':').next().unwrap_or_default().to_string();
+                format!("{fq}:{last}")
+            });
         m.vns.insert(
             *uuid,
             Vn {
                 uuid: *uuid,
-                fq_name: fq_name(obj),
+                fq_name: fq,
                 vrf: id,
                 vni,
                 subnets: vn_subnets(obj),
                 has_policy: !refs(obj, "network_policy_refs").is_empty(),
+                ri,
             },
         );
     }
@@ -412,7 +514,7 @@ pub fn build(
             policy: vn.has_policy || !sgs.is_empty(),
             sgs,
             dhcp,
-            mtu: DEFAULT_MTU,
+            mtu: IFACE_MTU,
             display_name: rec.display_name.clone(),
         };
         m.ports.insert(vif, port);
@@ -451,7 +553,64 @@ pub fn build(
         }
     }
     m.policy = Some(policy);
+    remote_endpoints(&mut m);
     m
+}
+
+/// global-vrouter-config's `encapsulation_priorities`.
+pub fn encap_priority(snap: &Snapshot) -> Vec<Encap> {
+    let list: Vec<Encap> = snap
+        .iter("global-vrouter-config")
+        .next()
+        .and_then(|(_, g)| g.get("encapsulation_priorities"))
+        .and_then(|p| p.get("encapsulation"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter_map(Encap::from_priority)
+                .collect()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        DEFAULT_PRIORITY.to_vec()
+    } else {
+        list
+    }
+}
+
+fn remote_endpoints(m: &mut Model) {
+    let names: HashMap<i64, &str> = m.sg_ids.iter().map(|(n, i)| (*i, n.as_str())).collect();
+    let mut out = HashMap::new();
+    for vn in m.vns.values() {
+        let Some(routes) = m.rib.get(&vn.ri) else {
+            continue;
+        };
+        for (id, r) in routes {
+            let RouteId::Inet(ip, plen) = *id else {
+                continue;
+            };
+            let host = match ip {
+                IpAddr::V4(_) => plen == 32,
+                IpAddr::V6(_) => plen == 128,
+            };
+            if !host || m.by_addr.contains_key(&(vn.vrf, ip)) {
+                continue;
+            }
+            out.insert(
+                (vn.vrf, ip),
+                RemoteEndpoint {
+                    vn: r.vn.clone(),
+                    sgs: r
+                        .sgs
+                        .iter()
+                        .filter_map(|i| names.get(i).map(|s| s.to_string()))
+                        .collect(),
+                },
+            );
+        }
+    }
+    m.remote = out;
 }
 
 #[cfg(test)]

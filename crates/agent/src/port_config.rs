@@ -7,9 +7,17 @@
 //! its VMI's instance-ips when the config has them: the config API's
 //! allocator is the one source of addresses, so a driver that disagrees
 //! with it is told so, with both addresses, instead of the agent choosing.
+//!
+//! With control nodes (`--config-source controller`) a port whose virtual
+//! network the agent has not seen yet is accepted and kept, as upstream's
+//! agent does: the config arrives after the port (the agent asks for the
+//! VM's config once it knows the port). It is programmed when the network
+//! arrives; until then `GET /port` says why it is not live. The embedded
+//! store is local and complete, so there such a port is refused (404).
 
 use crate::model::{self, Model};
 use crate::ports::{LiveAddr, LivePort, PortCheck, PortRecord, TYPE_REMOTE};
+use crate::source::ConfigView;
 use axum::http::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -17,23 +25,27 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
-use vnc_api::{Snapshot, Store};
+use vnc_api::Snapshot;
 
-/// [`PortCheck`] over the config store and, when the agent runs, its model.
+/// [`PortCheck`] over the config (the embedded store or the controller's
+/// view) and, when the agent runs, its model.
 pub struct ConfigPorts {
-    store: Arc<Store>,
+    store: Arc<dyn ConfigView>,
     model: Option<watch::Receiver<Arc<Model>>>,
 }
 
 impl ConfigPorts {
     /// Without a running agent (in-process tests of the API): the live
     /// state is derived from the config the same way the agent derives it.
-    pub fn new(store: Arc<Store>) -> ConfigPorts {
+    pub fn new<C: ConfigView>(store: Arc<C>) -> ConfigPorts {
         ConfigPorts { store, model: None }
     }
 
     /// The running agent: the live state is the model it programs.
-    pub fn with_model(store: Arc<Store>, model: watch::Receiver<Arc<Model>>) -> ConfigPorts {
+    pub fn with_model(
+        store: Arc<dyn ConfigView>,
+        model: watch::Receiver<Arc<Model>>,
+    ) -> ConfigPorts {
         ConfigPorts {
             store,
             model: Some(model),
@@ -44,7 +56,7 @@ impl ConfigPorts {
         self.store.snapshot().map_err(|e| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("config store: {e}"),
+                format!("config store: {e:#}"),
             )
         })
     }
@@ -76,9 +88,14 @@ fn instance_ips(snap: &Snapshot, vmi: &str) -> Vec<(IpAddr, Uuid)> {
     out
 }
 
-/// What `rec` must agree with in `snap`: its VN exists, its addresses are
-/// in the VN's subnets and are its VMI's instance-ips.
-pub fn check_against(snap: &Snapshot, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
+/// What `rec` must agree with in `snap`: its VN exists (unless
+/// `vn_may_follow`: the config comes after the port, see the module doc),
+/// its addresses are in the VN's subnets and are its VMI's instance-ips.
+pub fn check_against(
+    snap: &Snapshot,
+    rec: &PortRecord,
+    vn_may_follow: bool,
+) -> Result<(), (StatusCode, String)> {
     let vn = Uuid::parse_str(&rec.vn_id).map_err(|_| {
         (
             StatusCode::BAD_REQUEST,
@@ -89,10 +106,14 @@ pub fn check_against(snap: &Snapshot, rec: &PortRecord) -> Result<(), (StatusCod
         return Ok(());
     }
     let Some(vn_obj) = snap.get("virtual-network", &vn) else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("vn-id: virtual-network {vn} does not exist"),
-        ));
+        if !vn_may_follow {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("vn-id: virtual-network {vn} does not exist"),
+            ));
+        }
+        tracing::info!(port = %rec.id, vn = %vn, "port for a virtual network not in the config yet: kept, programmed when the network arrives");
+        return Ok(());
     };
     let subnets = model::vn_subnets(vn_obj);
     let given: Vec<IpAddr> = rec
@@ -202,7 +223,7 @@ pub fn live_in(m: &Model, id: &Uuid) -> Result<LivePort, String> {
 
 impl PortCheck for ConfigPorts {
     fn check(&self, rec: &PortRecord) -> Result<(), (StatusCode, String)> {
-        check_against(&self.snapshot()?, rec)
+        check_against(&self.snapshot()?, rec, self.store.arrives_after_ports())
     }
 
     fn live(&self, rec: &PortRecord) -> Result<LivePort, String> {
@@ -230,6 +251,6 @@ impl PortCheck for ConfigPorts {
     }
 
     fn config(&self) -> Option<Snapshot> {
-        self.store.snapshot().ok()
+        ConfigView::snapshot(&*self.store).ok()
     }
 }

@@ -1,32 +1,35 @@
-//! The running agent: servers, the programming task and the pkt0/flow
-//! task, and how they share the model.
+//! The running agent: servers, the programming task, the pkt0/flow task
+//! and (with `--config-source controller`) the controller, and how they
+//! share the model.
 //!
-//! * **programming** owns one ksync connection. On every (re)connection it
-//!   dumps the datapath, keeps the vif index of every port whose interface
-//!   it finds there, builds the model and converges the datapath to it.
-//!   Then it waits for a config or port change (and rebuilds, converging
-//!   from what it last applied) or for the connection to close (the
-//!   datapath restarted: connect again and converge from a fresh dump).
+//! * **programming** ([`crate::programming`]) owns one ksync connection
+//!   and converges the datapath to the model.
 //! * **pkt0** owns the pkt0 endpoint and a second ksync connection for
 //!   flows: traps are answered (ARP, DHCP) or decided (flow misses, in
 //!   batches), flows are aged every second and decided again when the
 //!   model changes.
+//! * **controller** ([`crate::controller`]) talks XMPP to the control
+//!   nodes: config in (IF-MAP), routes both ways.
+//!
+//! The configuration comes from the embedded store (which then serves
+//! the VNC API) or from the control nodes; the model is the same.
 
-use crate::flows::{Batch, FlowConfig, FlowEngine, FlowStats};
+use crate::flows::{Batch, FlowConfig, FlowEngine};
 use crate::ksync::{KsyncClient, KsyncError};
-use crate::model::{self, Model};
+use crate::model::Model;
 use crate::port_config::ConfigPorts;
 use crate::ports::PortStore;
-use crate::program::{self, Ids, State};
+use crate::program::Ids;
+use crate::source::{ConfigView, Kind};
+use crate::status::{lock, SharedRef};
+pub use crate::status::{shared, Shared};
 use channels::{ChannelPaths, Pkt0Agent};
 use dp_core::agent::{cmd, AgentHdr};
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use uuid::Uuid;
 use vnc_api::Store;
 
 /// Everything the agent needs to start.
@@ -48,41 +51,13 @@ pub struct Options {
     pub max_vrfs: u16,
     /// Port API settings (upstream's `stale_interface_cleanup_timeout`).
     pub port_api: crate::ports::PortApiOptions,
+    pub config_source: Kind,
+    /// With [`Kind::Controller`]: the cluster.
+    pub controller: Option<crate::controller::Options>,
     /// Fault injection for tests of what supervises the agent
     /// (`VROUTER_AGENT_FAULT_INJECT=panic:FILE`): once FILE exists, a task
     /// of the agent's set panics, as any of its tasks might.
     pub fault: Option<PathBuf>,
-}
-
-/// What the tasks report, for introspect and metrics.
-#[derive(Default)]
-pub struct Shared {
-    pub ksync_connected: bool,
-    pub reconciles: u64,
-    pub last_reconcile_changes: usize,
-    pub last_reconcile_ms: u64,
-    pub requests_applied: u64,
-    pub program_errors: u64,
-    pub last_error: Option<String>,
-    pub applied: Arc<State>,
-    pub flow_stats: FlowStats,
-    pub flows: Vec<crate::introspect::FlowView>,
-    pub pkt0_rx: u64,
-    pub pkt0_tx: u64,
-    pub services: BTreeMap<&'static str, u64>,
-    /// Why the agent cannot run against this datapath (its tables are too
-    /// small for the agent's limits): the agent stops and says so.
-    pub fatal: Option<String>,
-}
-
-pub type SharedRef = Arc<Mutex<Shared>>;
-
-pub fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn shared() -> SharedRef {
-    Arc::new(Mutex::new(Shared::default()))
 }
 
 /// Run until `shutdown` resolves.
@@ -93,8 +68,6 @@ pub async fn run(
     use anyhow::Context;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating state dir {}", opts.state_dir.display()))?;
-    let db = opts.state_dir.join("config.redb");
-    let store = Store::open(&db).with_context(|| format!("config store {}", db.display()))?;
     let ports = PortStore::open(&opts.state_dir.join("ports"))?;
     let shared: SharedRef = Arc::new(Mutex::new(Shared::default()));
     let (model_tx, model_rx) = watch::channel(Arc::new(Model::default()));
@@ -105,11 +78,55 @@ pub async fn run(
     let ids = Ids {
         max_vifs: opts.max_vifs,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
     let max_vrfs = opts.max_vrfs;
 
-    let vnc = tokio::net::TcpListener::bind(opts.vnc_listen)
-        .await
-        .with_context(|| format!("VNC API listen {}", opts.vnc_listen))?;
+    // Where the configuration comes from.
+    let (config, store, remote, controller): (Arc<dyn ConfigView>, _, _, _) =
+        match opts.config_source {
+            Kind::Embedded => {
+                let db = opts.state_dir.join("config.redb");
+                let store =
+                    Store::open(&db).with_context(|| format!("config store {}", db.display()))?;
+                (store.clone(), Some(store), None, None)
+            }
+            Kind::Controller => {
+                let copts = opts
+                    .controller
+                    .clone()
+                    .context("--config-source controller needs CONTROL-NODE.servers")?;
+                let c = crate::controller::spawn(
+                    copts,
+                    ids,
+                    &opts.state_dir,
+                    Arc::clone(&ports),
+                    model_rx.clone(),
+                    stop_rx.clone(),
+                    &mut tasks,
+                )?;
+                let remote = crate::programming::Remote {
+                    rib: c.rib.clone(),
+                    sip: c.sip.clone(),
+                    os: crate::fabric::os(),
+                };
+                (
+                    c.config.clone() as Arc<dyn ConfigView>,
+                    None,
+                    Some(remote),
+                    Some(Arc::clone(&c.status)),
+                )
+            }
+        };
+
+    let vnc = match &store {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(opts.vnc_listen)
+                .await
+                .with_context(|| format!("VNC API listen {}", opts.vnc_listen))?,
+        ),
+        None => None,
+    };
     let port_api = tokio::net::TcpListener::bind(opts.port_listen)
         .await
         .with_context(|| format!("port API listen {}", opts.port_listen))?;
@@ -118,8 +135,6 @@ pub async fn run(
         .with_context(|| format!("introspect listen {}", opts.introspect_listen))?;
     let pkt0 = Pkt0Agent::bind(&paths).context("pkt0")?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     // Header/idle and body timeouts on every API (a stalled client must
     // not hold a connection for the life of the agent).
     let serve = |l: tokio::net::TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>| async move {
@@ -128,17 +143,19 @@ pub async fn run(
         })
         .await;
     };
-    tasks.spawn(serve(
-        vnc,
-        vnc_api::router(Arc::clone(&store)),
-        stop_rx.clone(),
-    ));
+    if let (Some(l), Some(store)) = (vnc, &store) {
+        tasks.spawn(serve(
+            l,
+            vnc_api::router(Arc::clone(store)),
+            stop_rx.clone(),
+        ));
+    }
     tasks.spawn(serve(
         port_api,
         crate::ports::router_with(
             Arc::clone(&ports),
             Arc::new(ConfigPorts::with_model(
-                Arc::clone(&store),
+                Arc::clone(&config),
                 model_rx.clone(),
             )),
             opts.port_api,
@@ -151,18 +168,21 @@ pub async fn run(
             model: model_rx.clone(),
             shared: Arc::clone(&shared),
             ksync_path: paths.ksync.clone(),
+            controller,
         }),
         stop_rx.clone(),
     ));
-    tasks.spawn(programming(
-        Arc::clone(&store),
+    tasks.spawn(crate::programming::programming(
+        config,
         Arc::clone(&ports),
         paths.ksync.clone(),
+        opts.state_dir.join("vifs.json"),
         ids,
         max_vrfs,
         model_tx,
         Arc::clone(&shared),
         stop_rx.clone(),
+        remote,
     ));
     tasks.spawn(pkt0_task(
         pkt0,
@@ -182,14 +202,25 @@ pub async fn run(
             panic!("fault injected: an agent task panics");
         });
     }
-    tracing::info!(
-        vnc = %opts.vnc_listen,
-        port_api = %opts.port_listen,
-        introspect = %opts.introspect_listen,
-        ksync = %paths.ksync.display(),
-        state_dir = %opts.state_dir.display(),
-        "agent running (standalone)"
-    );
+    match &opts.controller {
+        Some(c) if opts.config_source == Kind::Controller => tracing::info!(
+            servers = ?c.servers,
+            agent_name = %c.agent_name,
+            port_api = %opts.port_listen,
+            introspect = %opts.introspect_listen,
+            ksync = %paths.ksync.display(),
+            state_dir = %opts.state_dir.display(),
+            "agent running (config and routes from the control nodes)"
+        ),
+        _ => tracing::info!(
+            vnc = %opts.vnc_listen,
+            port_api = %opts.port_listen,
+            introspect = %opts.introspect_listen,
+            ksync = %paths.ksync.display(),
+            state_dir = %opts.state_dir.display(),
+            "agent running (standalone)"
+        ),
+    }
     // Every task runs for the life of the agent: one that ends (returned
     // or panicked) leaves a part of the agent dead, so the agent stops and
     // exits non-zero for its supervisor (systemd, the Windows service
@@ -220,54 +251,6 @@ pub async fn run(
         (Some(why), None) => Err(anyhow::anyhow!("the agent stopped because {why}")),
         (None, _) => Ok(()),
     }
-}
-
-/// Resolves once the stop flag is set (the guard is dropped inside, so
-/// the caller's future stays `Send`).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-async fn connect(path: &std::path::Path, stop: &mut watch::Receiver<bool>) -> Option<KsyncClient> {
-    let mut logged = false;
-    loop {
-        match KsyncClient::connect(path).await {
-            Ok(k) => return Some(k),
-            Err(e) => {
-                if !logged {
-                    tracing::warn!(error = %e, "datapath not reachable; retrying");
-                    logged = true;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stopped(stop) => return None,
-        }
-    }
-}
-
-fn rebuild(
-    store: &Store,
-    ports: &PortStore,
-    vifs: &mut BTreeMap<Uuid, u16>,
-    ids: &Ids,
-    max_vrfs: u16,
-) -> anyhow::Result<Model> {
-    let snap = store.snapshot()?;
-    let m = model::build(
-        &snap,
-        &ports.effective(&snap),
-        vifs,
-        model::Limits {
-            max_vifs: ids.max_vifs,
-            max_vrfs,
-        },
-    );
-    for p in &m.vn_problems {
-        tracing::warn!(vn = %p.uuid, name = %p.fq_name, reason = %p.reason, "virtual network not programmed");
-    }
-    Ok(m)
 }
 
 /// The datapath's table sizes (`vrouter_ops`) against what the agent's id
@@ -320,7 +303,7 @@ pub fn check_limits(ops: &sandesh::VrouterOps, ids: &Ids, max_vrfs: u16) -> Resu
 
 /// Read `vrouter_ops` and check it; `Ok(Err(_))`: the datapath is too
 /// small (fatal), `Err(_)`: the channel failed (reconnect).
-async fn datapath_limits(
+pub(crate) async fn datapath_limits(
     k: &mut KsyncClient,
     ids: &Ids,
     max_vrfs: u16,
@@ -340,221 +323,32 @@ async fn datapath_limits(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn programming(
-    store: Arc<Store>,
-    ports: Arc<PortStore>,
-    ksync_path: PathBuf,
-    ids: Ids,
-    max_vrfs: u16,
-    model_tx: watch::Sender<Arc<Model>>,
-    shared: SharedRef,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut cfg_rx = store.subscribe();
-    let mut ports_rx = ports.subscribe();
-    let mut vifs: BTreeMap<Uuid, u16> = BTreeMap::new();
-    let mut known_vrfs: BTreeSet<u16> = BTreeSet::new();
-    'connection: loop {
-        let Some(mut k) = connect(&ksync_path, &mut stop).await else {
-            return;
-        };
-        match datapath_limits(&mut k, &ids, max_vrfs).await {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => {
-                // Programming it would fail port by port (each refusal a
-                // re-dump): refuse once, clearly, and stop the agent.
-                tracing::error!(reason = %why, "datapath refused");
-                let mut s = lock(&shared);
-                s.last_error = Some(why.clone());
-                s.fatal = Some(why);
-                return;
-            }
+/// Resolves once the stop flag is set (the guard is dropped inside, so
+/// the caller's future stays `Send`).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+pub(crate) async fn connect(
+    path: &std::path::Path,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<KsyncClient> {
+    let mut logged = false;
+    loop {
+        match KsyncClient::connect(path).await {
+            Ok(k) => return Some(k),
             Err(e) => {
-                note_error(&shared, &e.into());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue 'connection;
-            }
-        }
-        lock(&shared).ksync_connected = true;
-        tracing::info!(path = %ksync_path.display(), "ksync connected: reconciling");
-        // Full reconcile from a dump.
-        let mut applied = match reconcile(
-            &mut k,
-            &store,
-            &ports,
-            &mut vifs,
-            &ids,
-            max_vrfs,
-            &known_vrfs,
-            &model_tx,
-            &shared,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                note_error(&shared, &e);
-                lock(&shared).ksync_connected = false;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue 'connection;
-            }
-        };
-        known_vrfs.extend(applied.vrfs());
-        loop {
-            tokio::select! {
-                _ = stopped(&mut stop) => return,
-                r = cfg_rx.changed() => if r.is_err() { return },
-                r = ports_rx.changed() => if r.is_err() { return },
-                _ = k.closed() => {
-                    tracing::warn!("ksync closed by the datapath (restart?): reconnecting");
-                    lock(&shared).ksync_connected = false;
-                    continue 'connection;
-                }
-            }
-            // Coalesce bursts (a driver creating an endpoint writes
-            // several objects in a row).
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            cfg_rx.borrow_and_update();
-            ports_rx.borrow_and_update();
-            let t0 = Instant::now();
-            let m = match rebuild(&store, &ports, &mut vifs, &ids, max_vrfs) {
-                Ok(m) => m,
-                Err(e) => {
-                    note_error(&shared, &e);
-                    continue;
-                }
-            };
-            let want = Arc::new(program::desired(&m, &ids));
-            model_tx.send_replace(Arc::new(m));
-            let res = apply(&mut k, program::plan(&applied, &want)).await;
-            match res {
-                Ok(n) => {
-                    known_vrfs.extend(want.vrfs());
-                    applied = want;
-                    let mut s = lock(&shared);
-                    s.requests_applied += n as u64;
-                    s.applied = Arc::clone(&applied);
-                    tracing::debug!(
-                        changes = n,
-                        ms = t0.elapsed().as_millis() as u64,
-                        "converged"
-                    );
-                }
-                Err(e) => {
-                    note_error(&shared, &e);
-                    if e.downcast_ref::<KsyncError>()
-                        .is_some_and(KsyncError::is_fatal)
-                    {
-                        lock(&shared).ksync_connected = false;
-                        continue 'connection;
-                    }
-                    // A refused request (an interface that is not there
-                    // yet): converge from a fresh dump next time.
-                    match program::dump(&mut k, &known_vrfs).await {
-                        Ok(cur) => applied = Arc::new(cur),
-                        Err(_) => continue 'connection,
-                    }
+                if !logged {
+                    tracing::warn!(error = %e, "datapath not reachable; retrying");
+                    logged = true;
                 }
             }
         }
-    }
-}
-
-fn note_error(shared: &SharedRef, e: &anyhow::Error) {
-    tracing::warn!(error = %format!("{e:#}"), "programming the datapath");
-    let mut s = lock(shared);
-    s.program_errors += 1;
-    s.last_error = Some(format!("{e:#}"));
-}
-
-/// Apply in chunks (one write each), continuing past refused requests so
-/// one bad port does not block the others; the number of requests sent, or
-/// the first refusal.
-async fn apply(
-    k: &mut KsyncClient,
-    msgs: impl Iterator<Item = sandesh::Message>,
-) -> anyhow::Result<usize> {
-    let mut first: Option<anyhow::Error> = None;
-    let mut n = 0;
-    let mut msgs = msgs.peekable();
-    let mut chunk = Vec::with_capacity(256);
-    while msgs.peek().is_some() {
-        chunk.clear();
-        chunk.extend(msgs.by_ref().take(256));
-        n += chunk.len();
-        let replies = k.call(&chunk).await?;
-        for (m, r) in chunk.iter().zip(replies) {
-            if r.code < 0 && first.is_none() {
-                first = Some(
-                    KsyncError::Refused {
-                        what: crate::ksync::describe(m),
-                        code: r.code,
-                    }
-                    .into(),
-                );
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stopped(stop) => return None,
         }
     }
-    match first {
-        Some(e) => Err(e),
-        None => Ok(n),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn reconcile(
-    k: &mut KsyncClient,
-    store: &Store,
-    ports: &PortStore,
-    vifs: &mut BTreeMap<Uuid, u16>,
-    ids: &Ids,
-    max_vrfs: u16,
-    known_vrfs: &BTreeSet<u16>,
-    model_tx: &watch::Sender<Arc<Model>>,
-    shared: &SharedRef,
-) -> anyhow::Result<Arc<State>> {
-    let t0 = Instant::now();
-    let cur = program::dump(k, known_vrfs).await?;
-    // Keep the vif index of every port whose interface the datapath has.
-    for (u, name) in &ports.names() {
-        if vifs.contains_key(u) {
-            continue;
-        }
-        if let Some((i, _)) = cur.vifs.iter().find(|(_, c)| c.name.as_str() == name) {
-            if !vifs.values().any(|v| v == i) {
-                vifs.insert(*u, *i);
-            }
-        }
-    }
-    let m = rebuild(store, ports, vifs, ids, max_vrfs)?;
-    let want = program::desired(&m, ids);
-    model_tx.send_replace(Arc::new(m));
-    let res = apply(k, program::plan(&cur, &want)).await;
-    drop(cur);
-    let (n, after) = match res {
-        Ok(n) => (n, Arc::new(want)),
-        Err(_) => (0, Arc::new(program::dump(k, known_vrfs).await?)),
-    };
-    let ms = t0.elapsed().as_millis() as u64;
-    {
-        let mut s = lock(shared);
-        s.reconciles += 1;
-        s.last_reconcile_changes = n;
-        s.last_reconcile_ms = ms;
-        s.requests_applied += n as u64;
-        s.applied = Arc::clone(&after);
-    }
-    tracing::info!(
-        changes = n,
-        objects = after.object_count(),
-        ms,
-        "reconciled with the datapath"
-    );
-    if let Err(e) = res {
-        note_error(shared, &e);
-    }
-    Ok(after)
 }
 
 // ---- pkt0 -------------------------------------------------------------------
@@ -562,6 +356,9 @@ async fn reconcile(
 struct Ctx<'a> {
     model: &'a Model,
     lease_secs: u32,
+    /// The MTU of the port's interface, as the datapath read it (for DHCP
+    /// option 26), when known.
+    iface_mtu: Option<u16>,
 }
 
 impl crate::services::ServiceContext for Ctx<'_> {
@@ -572,6 +369,11 @@ impl crate::services::ServiceContext for Ctx<'_> {
             Some(std::net::IpAddr::V4(v)) => Some(v),
             _ => None,
         };
+        let v6 = |a: Option<std::net::IpAddr>| match a {
+            Some(std::net::IpAddr::V6(v)) => Some(v),
+            _ => None,
+        };
+        let sn6 = self.model.subnet6_of(p);
         Some(crate::services::PortInfo {
             vif,
             vrf: p.vrf,
@@ -580,10 +382,29 @@ impl crate::services::ServiceContext for Ctx<'_> {
             plen: sn.map_or(32, |s| s.plen),
             gateway: sn.and_then(|s| v4(s.gateway)),
             dns: sn.and_then(|s| v4(s.dns)),
-            mtu: p.mtu,
+            // Configured among the subnet's DHCP options, else the
+            // interface's.
+            mtu: sn
+                .and_then(|s| s.dhcp_mtu)
+                .or(self.iface_mtu)
+                .unwrap_or(p.mtu),
             dhcp_enabled: p.dhcp,
             hostname: (!p.display_name.is_empty()).then(|| p.display_name.clone()),
+            ip6: p.ip6,
+            prefix6: sn6.and_then(|s| match s.prefix {
+                std::net::IpAddr::V6(a) => Some((a, s.plen)),
+                _ => None,
+            }),
+            gateway6: sn6.and_then(|s| v6(s.gateway)),
+            dns6: sn6.and_then(|s| v6(s.dns)),
+            dhcp6_enabled: sn6.is_some_and(|s| s.dhcp),
         })
+    }
+
+    fn mac_of6(&self, vrf: u16, ip: std::net::Ipv6Addr) -> Option<[u8; 6]> {
+        self.model
+            .port_by_addr(vrf, std::net::IpAddr::V6(ip))
+            .map(|p| p.mac)
     }
 
     fn mac_of(&self, vrf: u16, ip: std::net::Ipv4Addr) -> Option<[u8; 6]> {
@@ -627,10 +448,12 @@ pub async fn pkt0_task(
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut batch = Batch::default();
+    let mut mtus: std::collections::HashMap<u16, u16> = std::collections::HashMap::new();
     'connection: loop {
         let Some(mut k) = connect(&paths.ksync, &mut stop).await else {
             return;
         };
+        mtus.clear();
         // Wait for the first model from the programming task.
         while model_rx.borrow().revision == 0 && model_rx.borrow().ports.is_empty() {
             tokio::select! {
@@ -675,6 +498,7 @@ pub async fn pkt0_task(
                     if r.is_err() { return }
                     let m = Arc::clone(&model_rx.borrow_and_update());
                     engine.reevaluate(&m, &mut batch);
+                    mtus.clear();
                 }
                 _ = k.closed() => {
                     tracing::warn!("flow ksync closed: reconnecting");
@@ -695,6 +519,8 @@ pub async fn pkt0_task(
                         &mut out,
                         &pkt0,
                         &shared,
+                        &mut k,
+                        &mut mtus,
                     )
                     .await;
                     if batch.len() >= fcfg.max_batch.max(1) {
@@ -721,6 +547,7 @@ pub async fn pkt0_task(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_frame(
     frame: &[u8],
     model: &Model,
@@ -729,6 +556,8 @@ async fn handle_frame(
     out: &mut Vec<u8>,
     pkt0: &Pkt0Agent,
     shared: &SharedRef,
+    k: &mut KsyncClient,
+    mtus: &mut std::collections::HashMap<u16, u16>,
 ) {
     let Some(hdr) = frame.get(14..).and_then(AgentHdr::parse) else {
         return;
@@ -739,13 +568,27 @@ async fn handle_frame(
         // datapath reuses) that a packet hit: decide it again, as for a miss.
         cmd::FLOW_ACTION_HOLD => engine.action_hold(model, &hdr, batch),
         _ => {
+            // DHCP answers announce the interface's MTU: ask the datapath
+            // once per port (and again after the model changed).
+            let dhcp4 = matches!(hdr.cmd, cmd::L2_PROTOCOLS | cmd::L3_PROTOCOLS)
+                && frame.get(14 + 30 + 12..14 + 30 + 14) == Some(&[0x08, 0x00]);
+            if dhcp4 && !mtus.contains_key(&hdr.ifindex) {
+                if let Some(m) = vif_mtu(k, hdr.ifindex).await {
+                    mtus.insert(hdr.ifindex, m);
+                }
+            }
             let ctx = Ctx {
                 model,
                 lease_secs: 86400,
+                iface_mtu: mtus.get(&hdr.ifindex).copied(),
             };
             out.clear();
             let outcome = crate::services::handle(frame, &ctx, out);
-            let name = outcome_name(&outcome);
+            let name = match (&outcome, hdr.cmd) {
+                (crate::services::Outcome::Reply, cmd::HANDLE_DF) => "icmp_too_big_sent",
+                (crate::services::Outcome::Reply, cmd::ZERO_TTL) => "icmp_time_exceeded_sent",
+                (o, _) => outcome_name(o),
+            };
             if matches!(outcome, crate::services::Outcome::Reply) {
                 match pkt0.send(out).await {
                     Ok(()) => lock(shared).pkt0_tx += 1,
@@ -754,6 +597,21 @@ async fn handle_frame(
             }
             *lock(shared).services.entry(name).or_default() += 1;
         }
+    }
+}
+
+/// The MTU the datapath has for vif `idx` (the interface's).
+async fn vif_mtu(k: &mut KsyncClient, idx: u16) -> Option<u16> {
+    let req = sandesh::VrInterfaceReq {
+        h_op: sandesh::SandeshOp::Get,
+        vifr_idx: i32::from(idx),
+        vifr_os_idx: -1,
+        ..Default::default()
+    };
+    let replies = k.call(&[req.into()]).await.ok()?;
+    match replies.first()?.objects.first()? {
+        sandesh::Message::Interface(v) => u16::try_from(v.vifr_mtu).ok().filter(|m| *m >= 68),
+        _ => None,
     }
 }
 

@@ -427,6 +427,8 @@ async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
         port_api: agent::ports::PortApiOptions {
             stale_timeout: Duration::from_secs(60),
         },
+        config_source: Default::default(),
+        controller: None,
         fault: None,
     };
     let res = within(agent::run::run(opts, std::future::pending())).await;

@@ -497,19 +497,83 @@ fn bad_api_input_is_refused_and_changes_nothing() {
     assert_eq!(s, 400, "{b}");
     let (s, b) = node.port_api("POST", "/port", Some("{\"id\": "));
     assert_eq!(s, 400, "{b}");
-    // A port for an unknown VN.
-    let body = json!({"id": "0f9c3f8e-1111-4222-8333-944455556666", "instance-id": "0f9c3f8e-1111-4222-8333-944455556667",
-        "vn-id": "0f9c3f8e-1111-4222-8333-944455556668", "vm-project-id": "", "mac-address": "02:11:22:33:44:55",
-        "ip-address": "198.18.8.50", "ip6-address": "", "system-name": "tap0f9c3f8e-11", "display-name": "x",
-        "type": 0, "rx-vlan-id": -1, "tx-vlan-id": -1});
-    let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
-    assert_eq!(s, 404, "{b}");
-    assert!(b.contains("0f9c3f8e-1111-4222-8333-944455556668"), "{b}");
-
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(snapshot(&node), cfg0);
     assert_eq!(node.port_api("GET", "/ports", None), ports0);
     assert!(agent::program::same(&dp0, &node.datapath_state()));
+}
+
+/// The embedded store is complete: a port whose VN it does not have is
+/// refused (404 naming the VN) and leaves nothing behind; once the VN is
+/// created the same port is accepted and programmed. (With control nodes
+/// such a port is kept until the config arrives: the cluster tests' every
+/// attach depends on that.)
+#[test]
+fn port_for_a_vn_not_configured_is_refused_until_it_exists() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p9");
+    let vn = "0f9c3f8e-1111-4222-8333-944455556668";
+    let c = mk_container(
+        &mut node,
+        "w",
+        "0f9c3f8e-1111-4222-8333-944455556666",
+        "02:11:22:33:44:55",
+    );
+    let body = json!({"id": "0f9c3f8e-1111-4222-8333-944455556666", "instance-id": "0f9c3f8e-1111-4222-8333-944455556667",
+        "vn-id": vn, "vm-project-id": "", "mac-address": "02:11:22:33:44:55",
+        "ip-address": "198.18.9.50", "ip6-address": "", "system-name": c.tap, "display-name": "w",
+        "type": 0, "rx-vlan-id": -1, "tx-vlan-id": -1});
+    let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
+    assert_eq!(s, 404, "{b}");
+    assert!(b.contains(vn), "{b}");
+    let (s, b) = node.port_api("GET", "/port/0f9c3f8e-1111-4222-8333-944455556666", None);
+    assert_eq!(s, 404, "{b}");
+    std::thread::sleep(Duration::from_millis(300));
+    let ports = node.intro_get("/ports").unwrap();
+    assert!(!ports.to_string().contains(vn), "{ports}");
+    assert!(node
+        .datapath_state()
+        .vifs
+        .values()
+        .all(|v| v.name.as_str() != c.tap));
+    // The VN arrives (with the uuid the port named): the port is programmed.
+    let (s, b) = node.vnc(
+        "POST",
+        "/virtual-networks",
+        Some(&json!({"virtual-network": {"uuid": vn, "fq_name": ["default-domain", "p9", "late"], "parent_type": "project",
+            "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+              "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.9.0", "ip_prefix_len": 24}}]}}]}})),
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.port_api("POST", "/port", Some(&body.to_string()));
+    assert_eq!(s, 200, "{b}");
+    let t0 = Instant::now();
+    while !node
+        .datapath_state()
+        .vifs
+        .values()
+        .any(|v| v.name.as_str() == c.tap)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "not programmed: {}",
+            node.log("agent")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (s, b) = node.port_api("DELETE", "/port/0f9c3f8e-1111-4222-8333-944455556666", None);
+    assert_eq!(s, 200, "{b}");
+    let t0 = Instant::now();
+    while node
+        .datapath_state()
+        .vifs
+        .values()
+        .any(|v| v.name.as_str() == c.tap)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not removed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Upstream's datapath traps FLOW_ACTION_HOLD (not FLOW_MISS) for the

@@ -13,7 +13,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dp_core::flow::table::VR_FLOW_ACTION_FORWARD;
 use dp_core::flow::{make_key, FLOW_AF_INET};
-use dp_core::route::mtrie::Mtrie4;
+use dp_core::route::mtrie::{Mtrie4, Mtrie6};
 use dp_core::testkit::*;
 use dp_core::*;
 use packet::parse::PacketInfo;
@@ -313,6 +313,57 @@ fn lpm(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) & 4095;
             black_box(t.lookup(black_box(&addrs[i])))
+        })
+    });
+
+    // Memory of 100k host routes: IPv4 /32s (the baseline), random IPv6
+    // /128s of 2001:db8::/32, and consecutive /128s of one /64.
+    const HOSTS: u32 = 100_000;
+    let mut v4: Mtrie4<u32> = Mtrie4::new();
+    for i in 0..HOSTS {
+        v4.insert((next() as u32).to_be_bytes(), 32, i).unwrap();
+    }
+    let mut random6: Mtrie6<u32> = Mtrie6::new();
+    let mut random_addrs = Vec::new();
+    for i in 0..HOSTS {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[4..12].copy_from_slice(&next().to_be_bytes());
+        a[12..].copy_from_slice(&(next() as u32).to_be_bytes());
+        random6.insert(a, 128, i).unwrap();
+        random_addrs.push(a);
+    }
+    let mut seq6: Mtrie6<u32> = Mtrie6::new();
+    for i in 0..HOSTS {
+        let mut a = [0u8; 16];
+        a[..8].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1]);
+        a[12..].copy_from_slice(&(i + 1).to_be_bytes());
+        seq6.insert(a, 128, i).unwrap();
+    }
+    for (name, bytes, levels) in [
+        ("100k random /32", v4.memory_bytes(), v4.level_count()),
+        (
+            "100k random /128 of a /32",
+            random6.memory_bytes(),
+            random6.level_count(),
+        ),
+        (
+            "100k consecutive /128 of a /64",
+            seq6.memory_bytes(),
+            seq6.level_count(),
+        ),
+    ] {
+        println!(
+            "lpm memory: {name}: {:.1} MiB ({} B per route, {levels} levels)",
+            bytes as f64 / (1 << 20) as f64,
+            bytes / HOSTS as usize
+        );
+    }
+    c.bench_function("lpm_v6_lookup_100k_host_routes", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % random_addrs.len();
+            black_box(random6.lookup(black_box(&random_addrs[i])))
         })
     });
 }

@@ -15,6 +15,7 @@ pub struct Packet<'a> {
     head: usize,
     len: usize,
     gso: bool,
+    csum_partial: bool,
 }
 
 impl<'a> Packet<'a> {
@@ -28,7 +29,25 @@ impl<'a> Packet<'a> {
             head,
             len,
             gso: false,
+            csum_partial: false,
         })
+    }
+
+    /// Mark the frame's checksums as not computed yet (a sender that
+    /// offloads them, upstream's `VP_FLAG_CSUM_PARTIAL`): the core then
+    /// does not check them. The Linux host finishes partial checksums
+    /// before the core sees a frame and never sets this; a host that hands
+    /// frames over as the sender left them (a Hyper-V switch extension with
+    /// checksum offload) must.
+    #[inline]
+    pub fn set_csum_partial(&mut self, partial: bool) {
+        self.csum_partial = partial;
+    }
+
+    /// See [`Packet::set_csum_partial`].
+    #[inline]
+    pub fn is_csum_partial(&self) -> bool {
+        self.csum_partial
     }
 
     /// Mark the frame as (a segment of) a GSO/LSO super-packet: upstream

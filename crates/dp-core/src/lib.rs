@@ -105,6 +105,12 @@ pub struct RouterConfig {
     /// Packets held per flow while the agent decides (upstream: 3).
     pub max_held_per_flow: u32,
     pub new_flow_policy: NewFlowPolicy,
+    /// Lower the MSS of TCP SYNs from containers to what fits the fabric
+    /// after the overlay (upstream `vr_from_vm_mss_adj`, default on).
+    pub from_vm_mss_adj: bool,
+    /// The same for SYNs delivered to containers out of a tunnel
+    /// (upstream `vr_to_vm_mss_adj`, default on).
+    pub to_vm_mss_adj: bool,
 }
 
 impl Default for RouterConfig {
@@ -122,6 +128,8 @@ impl Default for RouterConfig {
             frag_entries: 1024,
             max_held_per_flow: 3,
             new_flow_policy: NewFlowPolicy::Hold,
+            from_vm_mss_adj: true,
+            to_vm_mss_adj: true,
         }
     }
 }
@@ -190,6 +198,9 @@ pub struct Router {
     ip_id: u16,
     /// Cached index of the agent vif (pkt0), kept in sync by vif_add/del.
     agent_vif: Option<u16>,
+    /// Cached index of the fabric vif (the lowest physical one), for the
+    /// TCP MSS adjustment.
+    fabric_vif: Option<u16>,
     /// Where [`Router::expire_holds`] goes on scanning.
     hold_cursor: u32,
     /// Entries [`Router::expire_holds`] removed.
@@ -219,6 +230,7 @@ impl Router {
             now: 0,
             ip_id: 1,
             agent_vif: None,
+            fabric_vif: None,
             hold_cursor: 0,
             holds_expired: 0,
             cfg,
@@ -244,6 +256,13 @@ impl Router {
         self.cfg.new_flow_policy = policy;
     }
 
+    /// Turn the TCP MSS adjustment of SYNs from and to containers on or off
+    /// (upstream `vrouter_ops` `vo_from_vm_mss_adj` / `vo_to_vm_mss_adj`).
+    pub fn set_mss_adjust(&mut self, from_vm: bool, to_vm: bool) {
+        self.cfg.from_vm_mss_adj = from_vm;
+        self.cfg.to_vm_mss_adj = to_vm;
+    }
+
     // ---- interfaces --------------------------------------------------
 
     /// Add or change a vif (`vr_interface_req` ADD).
@@ -262,6 +281,7 @@ impl Router {
         } else if self.agent_vif == Some(idx) {
             self.agent_vif = None;
         }
+        self.fabric_vif = self.vifs.find_type(VifType::Physical).map(|v| v.cfg.idx);
         Ok(())
     }
 
@@ -271,6 +291,7 @@ impl Router {
         if self.agent_vif == Some(idx) {
             self.agent_vif = None;
         }
+        self.fabric_vif = self.vifs.find_type(VifType::Physical).map(|v| v.cfg.idx);
         Ok(v)
     }
 
@@ -304,12 +325,15 @@ impl Router {
         }
     }
 
-    /// The host reports that a transmit the core asked for failed.
+    /// The host reports that a transmit the core asked for failed: an
+    /// output error of the vif and a drop (upstream counts a failed
+    /// `vif_tx` as `vds_interface_tx_discard`).
     pub fn vif_tx_error(&mut self, idx: u16) {
         if let Some(v) = self.vifs.get_mut(idx) {
             v.stats.oerrors += 1;
             v.stats.opackets = v.stats.opackets.saturating_sub(1);
         }
+        self.drops.count(DropReason::InterfaceTxDiscard);
     }
 
     // ---- next hops ---------------------------------------------------
@@ -321,6 +345,21 @@ impl Router {
 
     pub fn nh_del(&mut self, id: u32) -> Result<Nexthop, ConfigError> {
         self.nhs.remove(id)
+    }
+
+    /// The router MAC behind a VXLAN tunnel next hop for routed traffic
+    /// (upstream `NH_FLAG_L3_VXLAN` with `nhr_rw_dst_mac`): routed packets
+    /// leave with that destination MAC and the fabric vif's MAC as source
+    /// in their inner Ethernet header. Set after [`Router::nh_add`] (which
+    /// forgets it); the next hop must be a VXLAN tunnel and the MAC not
+    /// zero, as upstream requires.
+    pub fn nh_set_l3_vxlan_mac(&mut self, id: u32, mac: [u8; 6]) -> Result<(), ConfigError> {
+        self.nhs.set_l3_mac(id, mac)
+    }
+
+    /// See [`Router::nh_set_l3_vxlan_mac`].
+    pub fn nh_l3_vxlan_mac(&self, id: u32) -> Option<[u8; 6]> {
+        self.nhs.l3_mac(id)
     }
 
     pub fn nh(&self, id: u32) -> Option<&Nexthop> {

@@ -2,6 +2,7 @@
 //! label or VNI has been looked up.
 
 use crate::error::ConfigError;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// Upstream address families as used in `nhr_family` / `rtr_family`.
@@ -44,6 +45,18 @@ bitflags::bitflags! {
         const UNKNOWN_UC_FLOOD = 0x10000;
         const TUNNEL_SIP_COPY = 0x20000;
         const FLOW_LOOKUP = 0x40000;
+        const TUNNEL_PBB = 0x80000;
+        const MAC_LEARN = 0x100000;
+        const ETREE_ROOT = 0x200000;
+        const INDIRECT = 0x400000;
+        const L2_CONTROL_DATA = 0x800000;
+        const CRYPT_TRAFFIC = 0x0100_0000;
+        /// Routed traffic into a VXLAN tunnel: the inner Ethernet header
+        /// goes to the remote router's MAC (`nhr_rw_dst_mac`).
+        const L3_VXLAN = 0x0200_0000;
+        const TUNNEL_MPLS_O_MPLS = 0x0400_0000;
+        const VALIDATE_MCAST_SRC = 0x0800_0000;
+        const TUNNEL_UNDERLAY_ECMP = 0x1000_0000;
         const _ = !0;
     }
 }
@@ -166,13 +179,49 @@ impl Nexthop {
 /// The next-hop table, sized at creation.
 pub struct NhTable {
     slots: Vec<Option<Nexthop>>,
+    /// Router MACs of L3 VXLAN next hops (few; kept apart so a next hop
+    /// stays small).
+    l3_macs: BTreeMap<u32, [u8; 6]>,
 }
 
 impl NhTable {
     pub(crate) fn new(max: u32) -> Self {
         let mut slots = Vec::with_capacity(max as usize);
         slots.resize_with(max as usize, || None);
-        NhTable { slots }
+        NhTable {
+            slots,
+            l3_macs: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn set_l3_mac(&mut self, id: u32, mac: [u8; 6]) -> Result<(), ConfigError> {
+        let nh = self.get(id).ok_or(ConfigError::NotFound("nexthop"))?;
+        if !matches!(
+            nh.kind,
+            NhKind::Tunnel {
+                kind: TunnelKind::Vxlan,
+                ..
+            }
+        ) {
+            return Err(ConfigError::Invalid(
+                "L3 VXLAN MAC on a next hop that is not VXLAN",
+            ));
+        }
+        if mac == [0; 6] {
+            return Err(ConfigError::Invalid(
+                "L3 VXLAN next hop without a router MAC",
+            ));
+        }
+        self.l3_macs.insert(id, mac);
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn l3_mac(&self, id: u32) -> Option<[u8; 6]> {
+        if self.l3_macs.is_empty() {
+            return None;
+        }
+        self.l3_macs.get(&id).copied()
     }
 
     pub fn capacity(&self) -> u32 {
@@ -186,15 +235,18 @@ impl NhTable {
 
     pub(crate) fn set(&mut self, nh: Nexthop) -> Result<(), ConfigError> {
         nh.validate(self.capacity())?;
+        let id = nh.id;
         let slot = self
             .slots
-            .get_mut(nh.id as usize)
+            .get_mut(id as usize)
             .ok_or(ConfigError::OutOfRange("nexthop"))?;
         *slot = Some(nh);
+        self.l3_macs.remove(&id);
         Ok(())
     }
 
     pub(crate) fn remove(&mut self, id: u32) -> Result<Nexthop, ConfigError> {
+        self.l3_macs.remove(&id);
         self.slots
             .get_mut(id as usize)
             .ok_or(ConfigError::OutOfRange("nexthop"))?

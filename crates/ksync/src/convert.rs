@@ -128,9 +128,9 @@ pub fn vif_from_req(r: &VrInterfaceReq) -> Result<(VifConfig, VifExtra), ConfigE
     cfg.ip = ipv4_from_wire(r.vifr_ip);
     cfg.ip6 = ipv6_from_wire(r.vifr_ip6_u, r.vifr_ip6_l);
     cfg.vrf = vrf_or_none(r.vifr_vrf);
-    if r.vifr_mtu > 0 {
-        cfg.mtu = u16::try_from(r.vifr_mtu).unwrap_or(u16::MAX);
-    }
+    // 0 (or less) leaves the MTU to the host, which reads the interface's
+    // when it opens the port; until it does, the core checks no MTU.
+    cfg.mtu = u16::try_from(r.vifr_mtu.max(0)).unwrap_or(u16::MAX);
     cfg.flags = VifFlags::from_bits_retain(r.vifr_flags as u32);
     cfg.nh_id = u32::try_from(r.vifr_nh_id).unwrap_or(0);
     cfg.cross_connect = r

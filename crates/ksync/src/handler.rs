@@ -7,7 +7,9 @@ use core::ops::Range;
 
 use dp_core::flow::table::{FlowTable, VR_FLOW_ACTION_HOLD, VR_FLOW_FLAG_ACTIVE};
 use dp_core::route::rt_flags;
-use dp_core::{ConfigError, FlowSet, NhKind, Prefix, Router, VifType};
+use dp_core::{
+    ConfigError, FlowSet, Nexthop, NhFlags, NhKind, Prefix, Router, TunnelKind, VifType,
+};
 use sandesh::frame::{
     self, FrameError, Framing, Meta, NlMsgHdr, GENL_HDRLEN, NLMSG_HDRLEN, NLM_F_MULTI,
     SANDESH_REQUEST,
@@ -546,7 +548,23 @@ impl Handler {
                         }
                         _ => {}
                     }
-                    router.nh_add(nh).map_err(nh_errno)
+                    // Upstream: an L3 VXLAN next hop needs its router MAC.
+                    let l3_mac = if nh.flags.contains(NhFlags::L3_VXLAN)
+                        && convert::tunnel_kind(&nh) == Some(TunnelKind::Vxlan)
+                    {
+                        match <[u8; 6]>::try_from(r.nhr_rw_dst_mac.as_slice()) {
+                            Ok(m) if m != [0; 6] => Some(m),
+                            _ => return Err(-EINVAL),
+                        }
+                    } else {
+                        None
+                    };
+                    let id = nh.id;
+                    router.nh_add(nh).map_err(nh_errno)?;
+                    match l3_mac {
+                        Some(m) => router.nh_set_l3_vxlan_mac(id, m).map_err(nh_errno),
+                        None => Ok(()),
+                    }
                 });
                 self.answers.result(res);
             }
@@ -564,7 +582,7 @@ impl Handler {
                 let ans = match u32::try_from(r.nhr_id) {
                     Ok(id) if id < router.config().max_nexthops => router
                         .nh(id)
-                        .map(|nh| convert::nh_to_req(nh, SandeshOp::Get))
+                        .map(|nh| nh_answer(router, nh, SandeshOp::Get))
                         .ok_or(-ENOENT),
                     _ => Err(-ENODEV),
                 };
@@ -575,7 +593,7 @@ impl Handler {
                 let items = router
                     .nexthops()
                     .filter(move |nh| i64::from(nh.id) > marker)
-                    .map(|nh| convert::nh_to_req(nh, SandeshOp::Dump));
+                    .map(|nh| nh_answer(router, nh, SandeshOp::Dump));
                 self.answers.dump(self.page_size, items);
             }
             _ => self.answers.code(-EOPNOTSUPP),
@@ -1061,6 +1079,8 @@ impl Handler {
                     vo_flow_used_oentries: t.oflow_used(),
                     vo_bridge_used_entries: u32::try_from(router.routes().bridge_len())
                         .unwrap_or(u32::MAX),
+                    vo_from_vm_mss_adj: i32::from(cfg.from_vm_mss_adj),
+                    vo_to_vm_mss_adj: i32::from(cfg.to_vm_mss_adj),
                     ..Default::default()
                 };
                 self.answers.object(&ops);
@@ -1069,7 +1089,16 @@ impl Handler {
                 self.soft_reset(router, host);
                 self.answers.code(0);
             }
-            SandeshOp::Add => self.answers.code(0),
+            SandeshOp::Add => {
+                // Upstream's runtime parameters: -1 leaves one as it is.
+                // (0 turns an adjustment off, as upstream reads it.)
+                let cfg = router.config();
+                let set = |v: i32, cur: bool| if v == -1 { cur } else { v != 0 };
+                let from = set(r.vo_from_vm_mss_adj, cfg.from_vm_mss_adj);
+                let to = set(r.vo_to_vm_mss_adj, cfg.to_vm_mss_adj);
+                router.set_mss_adjust(from, to);
+                self.answers.code(0)
+            }
             _ => self.answers.code(-EOPNOTSUPP),
         }
     }
@@ -1253,6 +1282,16 @@ fn vrf_req(v: u16, op: SandeshOp) -> VrVrfReq {
         vrf_hbfr_vif_idx: -1,
         ..Default::default()
     }
+}
+
+/// A next hop as `vr_nexthop_req`, with what the router keeps beside it
+/// (the router MAC of an L3 VXLAN next hop).
+fn nh_answer(router: &Router, nh: &Nexthop, op: SandeshOp) -> VrNexthopReq {
+    let mut r = convert::nh_to_req(nh, op);
+    if let Some(m) = router.nh_l3_vxlan_mac(nh.id) {
+        r.nhr_rw_dst_mac = m.to_vec();
+    }
+    r
 }
 
 #[cfg(test)]

@@ -230,6 +230,63 @@ fn vif_host_failure_leaves_no_vif() {
 // ---- next hops --------------------------------------------------------------
 
 #[test]
+fn l3_vxlan_next_hop_carries_its_router_mac() {
+    let mut dp = base();
+    let mut t = nh(9, nh_type::TUNNEL);
+    t.nhr_flags |= (NhFlags::TUNNEL_VXLAN | NhFlags::L3_VXLAN).bits();
+    t.nhr_encap_oif_id = vec![0];
+    t.nhr_encap = encap([0x02, 0, 0, 0, 0, 0xfe], MAC1);
+    t.nhr_tun_sip = ipv4_to_wire([192, 0, 2, 1]);
+    t.nhr_tun_dip = ipv4_to_wire([192, 0, 2, 2]);
+    // Upstream `nh_tunnel_add`: no (or a zero) router MAC is -EINVAL.
+    assert_eq!(dp.code(t.clone()), -EINVAL);
+    t.nhr_rw_dst_mac = vec![0; 6];
+    assert_eq!(dp.code(t.clone()), -EINVAL);
+    assert!(dp.router.nh(9).is_none());
+    t.nhr_rw_dst_mac = vec![0x02, 0x33, 0, 0, 0, 9];
+    assert_eq!(dp.code(t.clone()), 0);
+    assert_eq!(dp.router.nh_l3_vxlan_mac(9), Some([0x02, 0x33, 0, 0, 0, 9]));
+    let Ok(Message::Nexthop(got)) = dp.get(nh_op(9, SandeshOp::Get)) else {
+        panic!()
+    };
+    assert_eq!(got.nhr_rw_dst_mac, t.nhr_rw_dst_mac);
+    assert_ne!(got.nhr_flags & NhFlags::L3_VXLAN.bits(), 0);
+    // Re-added without the flag, the MAC goes.
+    t.nhr_flags &= !NhFlags::L3_VXLAN.bits();
+    assert_eq!(dp.code(t), 0);
+    assert_eq!(dp.router.nh_l3_vxlan_mac(9), None);
+}
+
+#[test]
+fn vrouter_ops_sets_the_mss_adjustment_as_upstream() {
+    let mut dp = base();
+    let get = |dp: &mut Dp| {
+        let Ok(Message::VrouterOps(o)) = dp.get(VrouterOps {
+            h_op: SandeshOp::Get,
+            ..Default::default()
+        }) else {
+            panic!()
+        };
+        (o.vo_from_vm_mss_adj, o.vo_to_vm_mss_adj)
+    };
+    assert_eq!(get(&mut dp), (1, 1));
+    let set = |dp: &mut Dp, from: i32, to: i32| {
+        dp.code(VrouterOps {
+            h_op: SandeshOp::Add,
+            vo_from_vm_mss_adj: from,
+            vo_to_vm_mss_adj: to,
+            ..Default::default()
+        })
+    };
+    assert_eq!(set(&mut dp, 0, -1), 0);
+    assert_eq!(get(&mut dp), (0, 1));
+    assert_eq!(set(&mut dp, -1, 0), 0);
+    assert_eq!(get(&mut dp), (0, 0));
+    assert_eq!(set(&mut dp, 1, 1), 0);
+    assert_eq!(get(&mut dp), (1, 1));
+}
+
+#[test]
 fn nexthop_types_round_trip() {
     let mut dp = base();
     let mut comp = nh(4, nh_type::COMPOSITE);
@@ -1202,6 +1259,8 @@ fn vrouter_ops_mem_stats_and_soft_reset() {
     assert_eq!(
         dp.code(VrouterOps {
             h_op: SandeshOp::Add,
+            vo_from_vm_mss_adj: -1,
+            vo_to_vm_mss_adj: -1,
             ..Default::default()
         }),
         0

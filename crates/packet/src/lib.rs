@@ -18,6 +18,8 @@
 //! * [`icmp`] builds ICMP errors that quote the original datagram byte for
 //!   byte (smoltcp's `Icmpv4Repr` re-emits the quoted header from a `Repr`,
 //!   which drops IP options and cannot carry the next-hop MTU of RFC 1191).
+//! * [`dhcpv6`] is a DHCPv6 message view, options iterator and writer
+//!   (smoltcp has no DHCPv6).
 //! * [`dhcp`] iterates and writes DHCPv4 options on top of smoltcp's
 //!   `DhcpPacket` (smoltcp's `DhcpRepr` only knows the options its client uses
 //!   and its option writer cannot report how much it wrote).
@@ -30,6 +32,7 @@
 
 pub mod checksum;
 pub mod dhcp;
+pub mod dhcpv6;
 mod error;
 pub mod gre;
 pub mod icmp;

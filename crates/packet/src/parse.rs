@@ -49,7 +49,9 @@ pub enum Family {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FragInfo {
     /// More-fragments set or a non-zero offset. (An IPv6 "atomic fragment",
-    /// offset 0 without M, is not a fragment.)
+    /// offset 0 without M, is not a fragment.) For IPv6 the other fields are
+    /// the first Fragment header's; a later one that fragments (a nested
+    /// fragment) also sets this.
     pub is_fragment: bool,
     /// More-fragments flag.
     pub more: bool,
@@ -305,6 +307,7 @@ fn parse_ipv6(info: &mut PacketInfo, l3: &[u8], l3_off: usize) -> Result<(), Par
     let mut nh = h[6];
     let mut off = 40usize;
     let mut walked = 0;
+    let mut seen_frag = false;
     while matches!(
         nh,
         EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS | EXT_AH | EXT_FRAGMENT
@@ -324,13 +327,22 @@ fn parse_ipv6(info: &mut PacketInfo, l3: &[u8], l3_off: usize) -> Result<(), Par
             let fo = be16(&[f[2], f[3]]);
             let offset = fo & 0xfff8;
             let more = fo & 1 != 0;
-            info.frag = FragInfo {
-                is_fragment: more || offset != 0,
-                more,
-                offset,
-                id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
-                df: false,
-            };
+            if seen_frag {
+                // A further Fragment header (a fragmented packet inside an
+                // atomic fragment, or a mangled chain): the first one is
+                // this packet's, as upstream reads only the first; this one
+                // still makes the packet a piece of something.
+                info.frag.is_fragment |= more || offset != 0;
+            } else {
+                seen_frag = true;
+                info.frag = FragInfo {
+                    is_fragment: more || offset != 0,
+                    more,
+                    offset,
+                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
+                    df: false,
+                };
+            }
             if offset != 0 {
                 // The rest of the chain is not in this fragment.
                 info.proto = next;

@@ -158,6 +158,68 @@ fn ipv6_non_first_fragment() {
     );
 }
 
+/// Ethernet + IPv6 whose chain is the given Fragment headers (offset
+/// field, id) and then UDP 1000 -> 2000 with 4 bytes of payload.
+fn v6_frags(frags: &[(u16, u32)]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x86, 0xdd]);
+    let plen = 8 * frags.len() + 12;
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(plen as u16).to_be_bytes());
+    f.extend_from_slice(&[if frags.is_empty() { 17 } else { 44 }, 64]);
+    f.extend_from_slice(&v6("2001:db8::1"));
+    f.extend_from_slice(&v6("2001:db8::2"));
+    for (k, (fo, id)) in frags.iter().enumerate() {
+        let next = if k + 1 == frags.len() { 17 } else { 44 };
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&fo.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4]);
+    f
+}
+
+#[test]
+fn ipv6_second_fragment_header() {
+    // Found by the etherparse cross-check with random seeds: an atomic
+    // fragment (id 7) carrying another Fragment header (id 9). The first
+    // header is this packet's (upstream reads only the first): its id, not
+    // the last one's.
+    let i = PacketInfo::parse(&v6_frags(&[(0, 7), (0, 9)])).unwrap();
+    assert_eq!(
+        i.frag,
+        FragInfo {
+            id: 7,
+            ..FragInfo::default()
+        }
+    );
+    assert_eq!((i.proto, i.sport, i.dport), (17, 1000, 2000));
+    assert_eq!(i.l4_offset, 14 + 40 + 16);
+    // A first fragment carrying a nested first fragment: the outer fields.
+    let i = PacketInfo::parse(&v6_frags(&[(1, 7), (1, 9)])).unwrap();
+    let first = FragInfo {
+        is_fragment: true,
+        more: true,
+        offset: 0,
+        id: 7,
+        df: false,
+    };
+    assert_eq!(i.frag, first);
+    assert_eq!((i.sport, i.dport), (1000, 2000));
+    // An atomic fragment carrying a later fragment: a fragment, offset and
+    // id of the first header, no L4 header (it is not in this piece).
+    let i = PacketInfo::parse(&v6_frags(&[(0, 7), (24, 9)])).unwrap();
+    assert_eq!(
+        i.frag,
+        FragInfo {
+            is_fragment: true,
+            id: 7,
+            ..FragInfo::default()
+        }
+    );
+    assert_eq!((i.proto, i.l4_offset, i.sport), (17, 0, 0));
+}
+
 #[test]
 fn ipv4_non_first_fragment() {
     let i = PacketInfo::parse(&V4_FRAG_LATER).unwrap();

@@ -288,14 +288,14 @@ proptest! {
 }
 
 proptest! {
-    // A fixed seed for the mutated frames: random runs still find rare
-    // disagreements with etherparse on mangled IPv6 extension chains (see
-    // the session note), which must not make CI flaky. Change the seed here
-    // to explore.
+    // Random seeds: the one rare disagreement with etherparse (a mangled
+    // IPv6 chain with two Fragment headers, where we took the last one's
+    // fields and etherparse the first's) is decided in the parser (the
+    // first is the packet's, as upstream; `frames.rs`
+    // ipv6_second_fragment_header); 5 million random cases agreed after.
     #![proptest_config(ProptestConfig {
         cases: 4000,
         failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7672_6f75_7465_7273),
         ..ProptestConfig::default()
     })]
 

@@ -124,7 +124,7 @@ pub struct VifArgs {
     /// IPv6 address of the port's container or VM.
     #[arg(long, value_name = "ADDR", requires = "add")]
     pub ip6: Option<Ipv6Addr>,
-    /// MTU [default: 1500].
+    /// MTU [default: the interface's].
     #[arg(long, value_name = "BYTES", requires = "add")]
     pub mtu: Option<u16>,
     /// The interface's own next hop (flow key next hop).

@@ -104,7 +104,8 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
             vifr_ip6_u: ip6_u,
             vifr_ip6_l: ip6_l,
             vifr_vrf: i32::from(a.vrf.unwrap_or(0)),
-            vifr_mtu: i32::from(a.mtu.unwrap_or(1500)),
+            // 0: the interface's own MTU, which the datapath reads.
+            vifr_mtu: i32::from(a.mtu.unwrap_or(0)),
             vifr_flags: flags.bits() as i32,
             vifr_nh_id: a.nh.unwrap_or(0) as i32,
             vifr_cross_connect_idx: a.xconnect.map(i32::from).into_iter().collect(),

@@ -224,9 +224,13 @@ impl DpError {
 
 struct PortEntry {
     port: Box<dyn Port>,
+    /// What the device takes, as the port last said (read again after
+    /// every flush: a port that fell back to plain segments says so).
     offloads: Offloads,
     /// Frames may be queued in the port: flush after the batch.
     dirty: bool,
+    /// Transmits that failed, for rate-limited warnings.
+    tx_failures: u64,
 }
 
 /// How a frame of a batch entered the core.
@@ -254,6 +258,8 @@ pub struct Core {
     dirty: Vec<u16>,
     epoch: Instant,
     last_expiry: Instant,
+    /// Next port whose offloads [`Core::tick`] reads again.
+    refresh_cursor: usize,
 }
 
 /// The parts of [`Core`] that executing actions touches.
@@ -292,8 +298,17 @@ fn raw_send(cx: TxCtx<'_>, vif: u16, vnet: &VnetHdr, head: &[u8], body: &[u8]) {
                 }
             }
             Err(e) => {
-                tracing::trace!(vif, error = %e, "tx failed");
+                pe.tx_failures += 1;
+                if pe.tx_failures.is_power_of_two() {
+                    tracing::warn!(vif, port = pe.port.name(), error = %e, failures = pe.tx_failures, "transmit failed");
+                }
                 stats.tx_errors += 1;
+                // Sent to the port as is: a port that refuses it may have
+                // lost offloads; it reads them again before the next one.
+                if !pe.dirty {
+                    pe.dirty = true;
+                    dirty.push(vif);
+                }
                 router.vif_tx_error(vif);
             }
         },
@@ -343,7 +358,8 @@ impl Exec<'_> {
 
     /// Send a complete, plain frame: through GRO when the port takes GSO.
     fn send_frame(&mut self, vif: u16, frame: &[u8]) {
-        let gso_port = matches!(self.ports.get(vif as usize), Some(Some(pe)) if pe.offloads.tx_gso);
+        // Merged segments leave as one TCPv4 super-packet.
+        let gso_port = matches!(self.ports.get(vif as usize), Some(Some(pe)) if pe.offloads.tso4);
         if !gso_port {
             return self.send(vif, &VnetHdr::NONE, &[], frame);
         }
@@ -486,6 +502,7 @@ impl Core {
             cfg: DatapathConfig { batch, ..cfg },
             epoch: now,
             last_expiry: now,
+            refresh_cursor: 0,
         }
     }
 
@@ -536,15 +553,65 @@ impl Core {
             self.close_port(idx);
             self.poller.add(port.as_ref(), idx as u64)?;
             let offloads = port.offloads();
-            tracing::info!(vif = idx, port = port.name(), ?offloads, "port attached");
+            tracing::info!(vif = idx, port = port.name(), ?offloads, mtu = ?port.mtu(), os_index = ?port.os_index(), "port attached");
             if let Some(slot) = self.ports.get_mut(idx as usize) {
                 *slot = Some(PortEntry {
                     port,
                     offloads,
                     dirty: false,
+                    tx_failures: 0,
                 });
             }
         }
+        self.settle_vif(idx);
+        Ok(())
+    }
+
+    /// Fill what the request left to the device: an MTU of 0 becomes the
+    /// port's MTU (1500 without a port), an OS index of 0 the port's
+    /// interface index (`vrctl vif --add` and our agent leave both to the
+    /// datapath, which opens the interface).
+    pub fn settle_vif(&mut self, idx: u16) {
+        let Some(v) = self.router.vif(idx) else {
+            return;
+        };
+        if v.cfg.mtu != 0 && v.cfg.os_idx != 0 {
+            return;
+        }
+        let mut cfg = v.cfg.clone();
+        let port = match self.ports.get(idx as usize) {
+            Some(Some(pe)) => Some(&pe.port),
+            _ => None,
+        };
+        if cfg.mtu == 0 {
+            cfg.mtu = port.and_then(|p| p.mtu()).unwrap_or(1500);
+        }
+        if cfg.os_idx == 0 {
+            cfg.os_idx = port.and_then(|p| p.os_index()).unwrap_or(0);
+        }
+        if cfg != v.cfg {
+            // An update of an existing vif: counters stay.
+            let _ = self.router.vif_add(cfg);
+        }
+    }
+
+    /// Hand the port of vif `from` (deleted) to vif `to` (added with the
+    /// same interface in the same request buffer).
+    pub fn port_move(&mut self, from: u16, to: u16) -> Result<(), DpError> {
+        if from == to {
+            return Ok(());
+        }
+        let Some(Some(pe)) = self.ports.get_mut(from as usize).map(Option::take) else {
+            return Ok(());
+        };
+        self.poller.remove(pe.port.as_ref())?;
+        self.close_port(to);
+        self.poller.add(pe.port.as_ref(), to as u64)?;
+        tracing::info!(from, to, port = pe.port.name(), "port moved");
+        if let Some(slot) = self.ports.get_mut(to as usize) {
+            *slot = Some(pe);
+        }
+        self.settle_vif(to);
         Ok(())
     }
 
@@ -657,6 +724,7 @@ impl Core {
             if let Some(deadline) = now.checked_sub(self.cfg.hold_timeout) {
                 self.stats.hold_expired += self.holds.expire(deadline) as u64;
             }
+            self.refresh_some_offloads();
             self.expire_hold_entries();
         }
     }
@@ -686,6 +754,29 @@ impl Core {
                 secs = max_age,
                 "flow entries on hold too long removed (trap lost or no agent): their next packet traps again"
             );
+        }
+    }
+
+    /// Read the offloads of a few ports again (a device's offloads can be
+    /// turned on or off at any time): `OFFLOAD_REFRESH` ports a second, in
+    /// turn, so a host with thousands of ports pays a few ioctls a second.
+    fn refresh_some_offloads(&mut self) {
+        const OFFLOAD_REFRESH: usize = 32;
+        let n = self.ports.len();
+        let mut done = 0;
+        for _ in 0..n {
+            if done == OFFLOAD_REFRESH {
+                break;
+            }
+            self.refresh_cursor = (self.refresh_cursor + 1) % n.max(1);
+            if let Some(Some(pe)) = self.ports.get_mut(self.refresh_cursor) {
+                let o = pe.port.refresh_offloads();
+                if o != pe.offloads {
+                    tracing::info!(vif = self.refresh_cursor, port = pe.port.name(), offloads = ?o, "port offloads changed");
+                    pe.offloads = o;
+                }
+                done += 1;
+            }
         }
     }
 
@@ -727,6 +818,8 @@ impl Core {
             let mut keep = false;
             if let Some(Some(pe)) = self.ports.get_mut(vif as usize) {
                 let dropped = pe.port.flush();
+                // A refusal may have changed what the device takes.
+                pe.offloads = pe.port.offloads();
                 keep = pe.port.backlog() > 0;
                 pe.dirty = keep;
                 self.stats.tx_errors += dropped as u64;
@@ -865,7 +958,7 @@ impl Core {
                             [Action::Tx { vif: out, .. }] => {
                                 let gso_ok = matches!(
                                     ex.ports.get(*out as usize),
-                                    Some(Some(pe)) if pe.offloads.tx_gso
+                                    Some(Some(pe)) if pe.offloads.accepts(&sup.vnet)
                                 );
                                 let len = sup.len;
                                 let frame = sup.frame_area().get_mut(..len).unwrap_or(&mut []);

@@ -24,7 +24,12 @@
 //!   (the agent re-sends its vifs after a restart). The opened port is
 //!   attached once the router has the vif.
 //! * `vif_del` closes the port (unless the same request buffer re-added
-//!   the vif).
+//!   the vif). A vif deleted and added again with the same interface in
+//!   one buffer keeps (or, under another index, takes over) the open port
+//!   instead of opening the interface a second time while the first is
+//!   still open (which a TAP device refuses with `EBUSY`).
+//! * After an add, an MTU or OS index of 0 is filled from the opened
+//!   interface ([`Core::settle_vif`]).
 //! * `flow_released` / `flow_deleted` run [`Core::release_held`] /
 //!   [`Core::drop_held`]: the same code the datapath's own
 //!   [`Core::flow_set`]/[`Core::flow_del`] use.
@@ -368,6 +373,7 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
         opener: opener.as_ref(),
         info,
         ports,
+        closing: BTreeMap::new(),
         events: Vec::new(),
         agent_vif: false,
     };
@@ -404,6 +410,13 @@ enum Event {
     },
     /// Vif `idx` was deleted.
     Close(u16),
+    /// The port of deleted vif `from` goes to vif `to`.
+    Move {
+        from: u16,
+        to: u16,
+    },
+    /// Vif `idx` was added: fill what its request left to the device.
+    Settle(u16),
     Released(u32),
     Deleted(u32),
 }
@@ -430,6 +443,12 @@ fn apply(core: &mut Core, events: Vec<Event>) {
                     core.port_close(idx);
                 }
             }
+            Event::Move { from, to } => {
+                if let Err(e) = core.port_move(from, to) {
+                    tracing::error!(from, to, error = %e, "cannot move the port");
+                }
+            }
+            Event::Settle(idx) => core.settle_vif(idx),
             Event::Released(flow) => core.release_held(flow),
             Event::Deleted(flow) => {
                 core.drop_held(flow);
@@ -444,6 +463,8 @@ struct LoopHost<'a> {
     info: &'a HostInfo,
     /// Vifs with a port, as the requests handled so far leave them.
     ports: BTreeMap<u16, (Name, VifType)>,
+    /// Ports of vifs deleted by this buffer, not closed yet.
+    closing: BTreeMap<u16, (Name, VifType)>,
     events: Vec<Event>,
     /// The agent vif was added.
     agent_vif: bool,
@@ -455,7 +476,23 @@ impl HostOps for LoopHost<'_> {
             .ports
             .get(&cfg.idx)
             .is_some_and(|(name, t)| *name == cfg.name && *t == cfg.vif_type);
-        if !keep {
+        // The same interface deleted earlier in this buffer: its port is
+        // still open; take it over rather than open the interface again.
+        let reuse = (!keep)
+            .then(|| {
+                self.closing
+                    .iter()
+                    .find(|(_, (name, t))| *name == cfg.name && *t == cfg.vif_type)
+                    .map(|(i, _)| *i)
+            })
+            .flatten();
+        if let Some(from) = reuse {
+            self.closing.remove(&from);
+            self.events
+                .retain(|e| !matches!(e, Event::Close(i) if *i == from));
+            self.ports.insert(cfg.idx, (cfg.name.clone(), cfg.vif_type));
+            self.events.push(Event::Move { from, to: cfg.idx });
+        } else if !keep {
             if cfg.name.as_str().is_empty() {
                 tracing::warn!(vif = cfg.idx, "vif add without an interface name");
                 return Err(-EINVAL);
@@ -474,11 +511,14 @@ impl HostOps for LoopHost<'_> {
         if cfg.vif_type == VifType::Agent {
             self.agent_vif = true;
         }
+        self.events.push(Event::Settle(cfg.idx));
         Ok(())
     }
 
     fn vif_del(&mut self, idx: u16) {
-        self.ports.remove(&idx);
+        if let Some(p) = self.ports.remove(&idx) {
+            self.closing.insert(idx, p);
+        }
         self.events.push(Event::Close(idx));
     }
 

@@ -239,6 +239,8 @@ mod host {
                 .ok_or_else(|| format!("fabric name too long: {fabric}"))?;
             f.mac = linux::mac_of(fabric).map_err(|e| format!("{fabric}: {e}"))?;
             f.os_idx = linux::sys::ifindex(fabric).map_err(|e| format!("{fabric}: {e}"))?;
+            // The tunnel MTU checks and the TCP MSS adjustment work from it.
+            f.mtu = linux::sys::mtu_of(fabric).map_err(|e| format!("{fabric}: {e}"))?;
             dp.vif_add(f).map_err(|e| format!("fabric {fabric}: {e}"))?;
         }
 

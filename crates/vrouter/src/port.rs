@@ -70,9 +70,39 @@ impl RxSlot {
 pub struct Offloads {
     /// Frames carry a [`VnetHdr`] (received ones may be partial/GSO).
     pub vnet_hdr: bool,
-    /// The port accepts GSO super-packets and partial checksums on send
-    /// (the receiving kernel segments/finishes them).
+    /// The port accepts GSO super-packets (of the kinds below) and partial
+    /// checksums on send (the receiving kernel segments/finishes them).
     pub tx_gso: bool,
+    /// GSO kinds it takes: TCP over IPv4, TCP over IPv6, UDP (L4).
+    pub tso4: bool,
+    pub tso6: bool,
+    pub uso: bool,
+}
+
+impl Offloads {
+    /// Everything (TAP devices, test ports).
+    pub const ALL: Offloads = Offloads {
+        vnet_hdr: true,
+        tx_gso: true,
+        tso4: true,
+        tso6: true,
+        uso: true,
+    };
+
+    /// Whether a frame with this virtio header may be sent as it is.
+    pub fn accepts(&self, vh: &VnetHdr) -> bool {
+        use crate::vnet::gso;
+        if !vh.is_gso() {
+            return true;
+        }
+        self.tx_gso
+            && match vh.gso_type & !gso::ECN {
+                gso::TCPV4 => self.tso4,
+                gso::TCPV6 => self.tso6,
+                gso::UDP_L4 => self.uso,
+                _ => false,
+            }
+    }
 }
 
 /// Counters a port keeps itself (the core counts per vif).
@@ -85,6 +115,10 @@ pub struct PortStats {
     /// Frames the kernel dropped before we read them (AF_PACKET
     /// `PACKET_STATISTICS`), when known.
     pub kernel_drops: u64,
+    /// GSO super-packets the device would not take (its offloads are off),
+    /// sent as plain segments instead, and those segments.
+    pub gso_fallback: u64,
+    pub gso_fallback_segments: u64,
 }
 
 /// One interface the datapath reads and writes frames on.
@@ -122,6 +156,23 @@ pub trait Port: Send {
     fn poll_fd(&self) -> Option<i32>;
 
     fn offloads(&self) -> Offloads;
+
+    /// Read again what the device accepts (offloads change at run time,
+    /// e.g. `ethtool -K`); the datapath calls it now and then and after a
+    /// port fell back to plain segments.
+    fn refresh_offloads(&mut self) -> Offloads {
+        self.offloads()
+    }
+
+    /// The device's OS interface index, if it has one.
+    fn os_index(&self) -> Option<u32> {
+        None
+    }
+
+    /// The device's MTU, if it has one.
+    fn mtu(&self) -> Option<u16> {
+        None
+    }
 
     fn stats(&self) -> PortStats;
 }

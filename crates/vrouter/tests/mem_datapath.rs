@@ -21,10 +21,7 @@ const VM1_IP: [u8; 4] = [198, 18, 0, 1];
 const VM2_IP: [u8; 4] = [198, 18, 0, 2];
 const REMOTE_MAC: [u8; 6] = [0x02, 0x22, 0, 0, 0, 9];
 const REMOTE_IP: [u8; 4] = [198, 18, 0, 9];
-const VNET: Offloads = Offloads {
-    vnet_hdr: true,
-    tx_gso: true,
-};
+const VNET: Offloads = Offloads::ALL;
 
 struct Rig {
     dp: Datapath,
@@ -449,11 +446,7 @@ fn tcp_gso_first_packet_on_policy_vif_traps_and_is_held_whole() {
 #[test]
 fn udp_gso_first_packet_on_policy_vif_traps_and_is_held_whole() {
     let (f, h) = udp_super(VM2_IP, 8 * 1000, 1000);
-    let all = Offloads {
-        vnet_hdr: true,
-        tx_gso: true,
-    };
-    first_packet_super(f.clone(), h, 8, all);
+    first_packet_super(f.clone(), h, 8, Offloads::ALL);
     first_packet_super(f, h, 8, Offloads::default());
 }
 

@@ -835,3 +835,132 @@ fn shared_flow_table_reads_as_upstream_vr_flow_entry() {
     assert!(status.success(), "exit status {status:?}:\n{}", vr.log());
     assert_cleaned(&sock);
 }
+
+/// One netlink request carrying `objs`, as upstream's utilities frame it.
+fn nl_request(seq: u32, objs: &[sandesh::Message]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for m in objs {
+        m.encode(&mut payload);
+    }
+    let total = 16 + 4 + 4 + payload.len();
+    let mut b = Vec::with_capacity(total);
+    b.extend_from_slice(&(total as u32).to_ne_bytes());
+    b.extend_from_slice(&0x20u16.to_ne_bytes());
+    b.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[1, 0, 0, 0]);
+    b.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    b.extend_from_slice(&1u16.to_ne_bytes());
+    b.extend_from_slice(&payload);
+    b
+}
+
+/// `vrctl vif --add` without `--id` or `--mtu`: the vif gets the
+/// interface's OS index and MTU. A TAP vif deleted and added again in one
+/// request buffer (as an agent converging writes it) keeps working instead
+/// of failing with EBUSY (the TAP device was still open when the second
+/// add tried to open it).
+#[test]
+fn vif_takes_os_index_and_mtu_and_a_tap_readds_in_one_buffer() {
+    require_env!();
+    use sandesh::{Message, SandeshOp, VrInterfaceReq};
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("run");
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c = ns.add("c");
+    container(&host, "vh9", &c, C1_MAC, C1_IP, 1400);
+    ip(&["-n", &host, "link", "set", "vh9", "mtu", "1400"]);
+    let mut vr = Vrouter::start(&host, &sock, &tmp.path().join("vrouter.log"), &[]);
+    ctl(
+        &sock,
+        &["vif", "--add", "vh9", "--type", "virtual", "--vif", "6"],
+    );
+    let out = Command::new("ip")
+        .args(["-n", &host, "-o", "link", "show", "vh9"])
+        .output()
+        .unwrap();
+    let ifindex: i32 = String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut client = vrctl::Client::connect(&sock.join("dpdk_netlink")).unwrap();
+    let get = |client: &mut vrctl::Client<vrctl::client::SocketTransport>,
+               idx: i32|
+     -> Option<VrInterfaceReq> {
+        match client.get(VrInterfaceReq {
+            h_op: SandeshOp::Get,
+            vifr_idx: idx,
+            vifr_os_idx: -1,
+            ..Default::default()
+        }) {
+            Ok(Message::Interface(v)) => Some(v),
+            _ => None,
+        }
+    };
+    let v = get(&mut client, 6).unwrap();
+    assert_eq!((v.vifr_os_idx, v.vifr_mtu), (ifindex, 1400), "{v:?}");
+    let listed = ctl(&sock, &["vif", "--get", "6"]);
+    assert!(listed.contains("MTU:1400"), "{listed}");
+    // An explicit MTU is kept.
+    ctl(
+        &sock,
+        &[
+            "vif", "--add", "vh9", "--type", "virtual", "--vif", "6", "--mtu", "1300",
+        ],
+    );
+    assert_eq!(get(&mut client, 6).unwrap().vifr_mtu, 1300);
+
+    // A TAP vif (the datapath creates the device), then delete + add of
+    // it in one write.
+    ctl(
+        &sock,
+        &["vif", "--add", "vtap9", "--type", "host", "--vif", "7"],
+    );
+    let tap = get(&mut client, 7).unwrap();
+    assert!(tap.vifr_os_idx > 0, "{tap:?}");
+    let del = VrInterfaceReq {
+        h_op: SandeshOp::Del,
+        vifr_idx: 7,
+        ..Default::default()
+    };
+    let add = VrInterfaceReq {
+        h_op: SandeshOp::Add,
+        ..tap.clone()
+    };
+    let mut raw = std::os::unix::net::UnixStream::connect(sock.join("dpdk_netlink")).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = nl_request(100, &[del.into()]);
+    buf.extend_from_slice(&nl_request(101, &[add.into()]));
+    raw.write_all(&buf).unwrap();
+    // Two answers, each a vr_response with its code.
+    let mut codes = Vec::new();
+    while codes.len() < 2 {
+        let mut h = [0u8; 16];
+        raw.read_exact(&mut h).unwrap();
+        let len = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; len - 16];
+        raw.read_exact(&mut rest).unwrap();
+        let msgs = sandesh::Message::decode_all(&rest[8..]).unwrap();
+        for m in msgs {
+            if let Message::Response(r) = m {
+                codes.push(r.resp_code);
+            }
+        }
+    }
+    assert_eq!(codes, [0, 0], "delete + add in one buffer:\n{}", vr.log());
+    let again = get(&mut client, 7).unwrap();
+    assert_eq!(again.vifr_name, "vtap9");
+    let link = Command::new("ip")
+        .args(["-n", &host, "link", "show", "vtap9"])
+        .output()
+        .unwrap();
+    assert!(link.status.success(), "the TAP device is gone");
+    let status = vr.terminate().expect("vrouter did not exit on SIGTERM");
+    assert!(status.success(), "{}", vr.log());
+}

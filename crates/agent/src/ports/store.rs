@@ -165,6 +165,19 @@ impl PortStore {
             .collect()
     }
 
+    /// The VMs of every port and VM subscription (what a controller is
+    /// asked for: upstream's agent subscribes `virtual-machine:<uuid>`).
+    pub fn vm_uuids(&self) -> std::collections::BTreeSet<Uuid> {
+        let g = self.lock();
+        g.ports
+            .values()
+            .map(|r| r.instance_id.as_str())
+            .chain(g.vm_ports.values().map(|s| s.vm_uuid.as_str()))
+            .filter_map(|s| Uuid::parse_str(s).ok())
+            .filter(|u| !u.is_nil())
+            .collect()
+    }
+
     pub fn get(&self, id: &Uuid) -> Option<PortRecord> {
         self.lock().ports.get(id).cloned()
     }

@@ -29,6 +29,12 @@ struct Rig {
 impl Rig {
     /// The fixtures' VN (11.0.0.0/24, upstream's default gateway/DNS).
     fn new(stale: Duration) -> Rig {
+        Rig::over(stale, false)
+    }
+
+    /// `late_config`: the store seen as a control node's config, which
+    /// arrives after the ports (controller mode).
+    fn over(stale: Duration, late_config: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let cfg = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
         cfg.create(
@@ -43,7 +49,11 @@ impl Rig {
         let ports = PortStore::open(&dir.path().join("ports")).unwrap();
         let app = router_with(
             Arc::clone(&ports),
-            Arc::new(ConfigPorts::new(Arc::clone(&cfg))),
+            if late_config {
+                Arc::new(ConfigPorts::new(Arc::new(LateConfig(Arc::clone(&cfg)))))
+            } else {
+                Arc::new(ConfigPorts::new(Arc::clone(&cfg)))
+            },
             PortApiOptions {
                 stale_timeout: stale,
             },
@@ -318,7 +328,7 @@ async fn bad_ports_are_refused_and_change_nothing() {
             400,
             "not inside any subnet",
         ),
-        // The VN does not exist.
+        // The VN does not exist (the embedded store is complete).
         (
             with(f(), "vn-id", json!("0f9c3f8e-1111-4222-8333-944455556668")),
             404,
@@ -393,6 +403,51 @@ async fn bad_ports_are_refused_and_change_nothing() {
     r.refused(400, "DELETE", "/port/not-a-uuid", "").await;
     r.refused(404, "GET", "/nothing-here", "").await;
     r.refused(405, "PATCH", "/port", "{}").await;
+}
+
+/// The embedded store's objects as a control node would send them: the
+/// same snapshots, but config may come after the ports.
+struct LateConfig(Arc<vnc_api::Store>);
+
+impl crate::source::ConfigView for LateConfig {
+    fn snapshot(&self) -> anyhow::Result<vnc_api::Snapshot> {
+        Ok(self.0.snapshot()?)
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+    fn arrives_after_ports(&self) -> bool {
+        true
+    }
+}
+
+/// As upstream with control nodes: a port whose VN the config does not
+/// have (yet) is kept, not refused (the config comes after the port); it
+/// is live once the VN is there.
+#[tokio::test]
+async fn controller_mode_keeps_a_port_for_an_unknown_vn_until_the_vn_arrives() {
+    let r = Rig::over(Duration::from_secs(60), true);
+    let vn2 = "0f9c3f8e-1111-4222-8333-944455556668";
+    let body = with(fixture(0), "vn-id", json!(vn2));
+    assert_eq!(
+        r.call("POST", "/port", &body).await,
+        (StatusCode::OK, json!({}))
+    );
+    assert!(r._dir.path().join("ports").join(VMI1).exists());
+    let (st, v) = r.call("GET", &format!("/port/{VMI1}"), "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(vn2), "{v}");
+    r.cfg
+        .create(
+            "virtual-network",
+            json!({"uuid": vn2, "fq_name": ["default-domain", "default-project", "late"],
+                   "parent_type": "project",
+                   "network_ipam_refs": [{"to": ["default-domain", "default-project", "default-network-ipam"],
+                       "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "11.0.0.0", "ip_prefix_len": 24}}]}}]}),
+        )
+        .unwrap();
+    let (st, v) = r.call("GET", &format!("/port/{VMI1}"), "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }
 
 #[tokio::test]

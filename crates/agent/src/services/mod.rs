@@ -27,18 +27,29 @@
 //!   instance-ip.
 //! * [`icmp`] (`cmd::L3_PROTOCOLS` carrying an ICMP echo request): the
 //!   gateway and DNS addresses answer ping, as upstream's agent does.
+//! * [`icmp_error`] (`cmd::HANDLE_DF`, `cmd::ZERO_TTL`): ICMP
+//!   fragmentation needed / ICMPv6 packet too big with the path MTU, and
+//!   time exceeded, to the sender.
+//! * [`ndp`] (`cmd::L3_PROTOCOLS` carrying ICMPv6): router advertisements,
+//!   neighbour advertisements for the gateway and known addresses, echo
+//!   replies for the gateway.
+//! * [`dhcp6`] (`cmd::L3_PROTOCOLS` carrying UDP to port 547): a DHCPv6
+//!   server handing out the port's IPv6 instance-ip.
 //!
 //! Untagged frames only: a VLAN-tagged question is ignored (not ARP / not
-//! IPv4). Anything truncated or malformed is [`Outcome::Ignored`] with a
+//! IP). Anything truncated or malformed is [`Outcome::Ignored`] with a
 //! reason, never a panic.
 
 pub mod arp;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod icmp;
+pub mod icmp_error;
+pub mod ndp;
 #[cfg(test)]
 mod tests;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dp_core::agent::{cmd, AgentHdr, AGENT_HDR_LEN, TRAP_HEADROOM};
 use packet::ETHERNET_HEADER_LEN;
@@ -69,6 +80,15 @@ pub struct PortInfo {
     pub dhcp_enabled: bool,
     /// Host name to announce (option 12).
     pub hostname: Option<String>,
+    /// Its IPv6 instance-ip, if any.
+    pub ip6: Option<Ipv6Addr>,
+    /// Its IPv6 subnet (prefix, length).
+    pub prefix6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 subnet's gateway and DNS addresses.
+    pub gateway6: Option<Ipv6Addr>,
+    pub dns6: Option<Ipv6Addr>,
+    /// Whether the IPv6 subnet has DHCP enabled.
+    pub dhcp6_enabled: bool,
 }
 
 /// The agent state the services read.
@@ -78,6 +98,10 @@ pub trait ServiceContext {
     /// The MAC of a known address (VM, container, service address) in a
     /// VRF, for proxy ARP.
     fn mac_of(&self, vrf: u16, ip: Ipv4Addr) -> Option<[u8; 6]>;
+    /// The same for an IPv6 address (neighbour advertisements).
+    fn mac_of6(&self, _vrf: u16, _ip: Ipv6Addr) -> Option<[u8; 6]> {
+        None
+    }
     /// DHCP lease time in seconds (0 means [`DEFAULT_LEASE_SECS`]).
     fn lease_secs(&self) -> u32 {
         DEFAULT_LEASE_SECS
@@ -145,6 +169,13 @@ pub fn handle(trap: &[u8], ctx: &impl ServiceContext, out: &mut Vec<u8>) -> Outc
     };
     let res = match hdr.cmd {
         cmd::ARP => arp::answer(&t, ctx, out),
+        cmd::HANDLE_DF | cmd::ZERO_TTL => icmp_error::answer(&t, ctx, out),
+        cmd::L2_PROTOCOLS | cmd::L3_PROTOCOLS if ndp::is_icmpv6(t.frame) => {
+            ndp::answer(&t, ctx, out)
+        }
+        cmd::L2_PROTOCOLS | cmd::L3_PROTOCOLS if dhcp6::is_dhcp6(t.frame) => {
+            dhcp6::answer(&t, ctx, out)
+        }
         cmd::L2_PROTOCOLS => dhcp::answer(&t, ctx, out),
         cmd::L3_PROTOCOLS => match dhcp::answer(&t, ctx, out) {
             Outcome::Ignored(_) if is_icmp(t.frame) => icmp::answer(&t, ctx, out),

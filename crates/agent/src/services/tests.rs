@@ -1,13 +1,13 @@
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dp_core::agent::{cmd, AgentHdr, AGENT_HDR_LEN, TRAP_HEADROOM};
 use dp_core::VROUTER_MAC;
 use packet::dhcp::{message_type as mt, DhcpOptions, OptionsWriter};
 use packet::wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumCapabilities, EthernetAddress, EthernetFrame,
-    EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
-    UdpRepr,
+    EthernetProtocol, EthernetRepr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, UdpPacket, UdpRepr,
 };
 
 use super::*;
@@ -21,6 +21,12 @@ const GW: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 1);
 const DNS: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 2);
 const VIF: u16 = 3;
 const VRF: u16 = 1;
+const NET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+const IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+const VM_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 4);
+const GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfe);
+const DNS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfd);
+const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x42, 0xacff, 0xfe11, 3);
 
 struct Ctx {
     ports: HashMap<u16, PortInfo>,
@@ -34,6 +40,9 @@ impl ServiceContext for Ctx {
     }
     fn mac_of(&self, vrf: u16, ip: Ipv4Addr) -> Option<[u8; 6]> {
         self.macs.get(&(vrf, ip)).copied()
+    }
+    fn mac_of6(&self, vrf: u16, ip: Ipv6Addr) -> Option<[u8; 6]> {
+        (vrf == VRF && ip == VM_IP6).then_some(VM_MAC)
     }
     fn lease_secs(&self) -> u32 {
         self.lease
@@ -52,6 +61,11 @@ fn port() -> PortInfo {
         mtu: 1450,
         dhcp_enabled: true,
         hostname: Some("web-1".into()),
+        ip6: Some(IP6),
+        prefix6: Some((NET6, 64)),
+        gateway6: Some(GW6),
+        dns6: Some(DNS6),
+        dhcp6_enabled: true,
     }
 }
 
@@ -869,4 +883,428 @@ fn echo_to_other_addresses_or_bad_checksum_is_ignored() {
         let _ = handle(&wrap(cmd::L3_PROTOCOLS, VIF, f), &c, &mut out);
     }
     assert!(out.is_empty());
+}
+
+// ---- ICMP errors (HANDLE_DF, ZERO_TTL) -------------------------------------------
+
+/// A UDP datagram from the port's container, `total` bytes of IP packet,
+/// DF set.
+fn big_v4(total: usize) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + total];
+    f[0..6].copy_from_slice(&VROUTER_MAC);
+    f[6..12].copy_from_slice(&MAC);
+    f[12..14].copy_from_slice(&[8, 0]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+    f[20] = 0x40;
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&IP.octets());
+    f[30..34].copy_from_slice(&[198, 18, 9, 9]);
+    let c = packet::checksum::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn trap_with_param(c: u16, frame: &[u8], param: u32) -> Vec<u8> {
+    let mut t = wrap(c, VIF, frame);
+    t[14 + 6..14 + 10].copy_from_slice(&param.to_be_bytes());
+    t
+}
+
+#[test]
+fn handle_df_gets_fragmentation_needed_with_the_path_mtu() {
+    let c = ctx();
+    // The datapath cuts HANDLE_DF traps to 190 bytes.
+    let frame = big_v4(1500);
+    let trap = trap_with_param(cmd::HANDLE_DF, &frame[..190], 1450);
+    let mut out = Vec::new();
+    assert_eq!(handle(&trap, &c, &mut out), Outcome::Reply);
+    let f = unwrap_reply(&out);
+    assert_eq!(&f[0..6], &MAC);
+    assert_eq!(&f[6..12], &VROUTER_MAC);
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.src_addr(), GW);
+    assert_eq!(ip.dst_addr(), IP);
+    assert_eq!(ip.next_header(), IpProtocol::Icmp);
+    let icmp = ip.payload();
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (3, 4),
+        "destination unreachable, frag needed"
+    );
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1450);
+    assert!(packet::checksum::verify(icmp));
+    // The first 128 bytes of the offending packet.
+    assert_eq!(&icmp[8..], &frame[14..14 + 128]);
+    // Time exceeded for ZERO_TTL.
+    let trap = trap_with_param(cmd::ZERO_TTL, &frame[..190], 0);
+    assert_eq!(handle(&trap, &c, &mut out), Outcome::Reply);
+    let f = unwrap_reply(&out);
+    assert_eq!((f[34], f[35]), (11, 0));
+}
+
+#[test]
+fn handle_df_for_ipv6_gets_packet_too_big() {
+    let c = ctx();
+    let mut f = vec![0u8; 14 + 40 + 8 + 200];
+    f[0..6].copy_from_slice(&VROUTER_MAC);
+    f[6..12].copy_from_slice(&MAC);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&208u16.to_be_bytes());
+    f[20] = 17;
+    f[21] = 64;
+    f[22..38].copy_from_slice(&IP6.octets());
+    f[38..54].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 9).octets());
+    let trap = trap_with_param(cmd::HANDLE_DF, &f[..190], 1430);
+    let mut out = Vec::new();
+    assert_eq!(handle(&trap, &c, &mut out), Outcome::Reply);
+    let r = unwrap_reply(&out);
+    assert_eq!(&r[12..14], &[0x86, 0xdd]);
+    let ip = Ipv6Packet::new_checked(&r[14..]).unwrap();
+    assert_eq!(ip.src_addr(), GW6);
+    assert_eq!(ip.dst_addr(), IP6);
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    let repr = Icmpv6Repr::parse(
+        &ip.src_addr(),
+        &ip.dst_addr(),
+        &icmp,
+        &ChecksumCapabilities::default(),
+    )
+    .unwrap();
+    match repr {
+        Icmpv6Repr::PktTooBig { mtu, data, .. } => {
+            assert_eq!(mtu, 1430);
+            assert_eq!(data.len(), 128 - 40);
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn icmp_errors_are_not_sent_about_icmp_errors_or_for_unknown_ports() {
+    let c = ctx();
+    let mut f = big_v4(200);
+    f[23] = 1;
+    f[34] = 3;
+    let c2 = packet::checksum::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c2.to_be_bytes());
+    let mut out = Vec::new();
+    let trap = trap_with_param(cmd::HANDLE_DF, &f, 1400);
+    assert!(matches!(handle(&trap, &c, &mut out), Outcome::Ignored(_)));
+    assert!(out.is_empty());
+    let trap = wrap(cmd::HANDLE_DF, 9, &big_v4(200));
+    assert!(matches!(handle(&trap, &c, &mut out), Outcome::Ignored(_)));
+    let trap = wrap(cmd::HANDLE_DF, VIF, &big_v4(200)[..20]);
+    assert!(matches!(handle(&trap, &c, &mut out), Outcome::Ignored(_)));
+}
+
+#[test]
+fn dhcp_announces_the_interface_mtu() {
+    // The agent fills PortInfo::mtu with the interface's MTU (or the
+    // subnet's DHCP option); option 26 carries it.
+    let mut p = port();
+    p.mtu = 1400;
+    let c = ctx_with(p);
+    let r = req(mt::DISCOVER);
+    let (o, out) = dhcp(&c, &r);
+    assert_eq!(o, Outcome::Reply);
+    let rep = parse_reply(&out, &r, GW);
+    assert_eq!(rep.opt(26), Some(&1400u16.to_be_bytes()[..]));
+}
+
+// ---- ICMPv6: neighbour discovery, echo ------------------------------------------
+
+fn icmp6_frame(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    dmac: [u8; 6],
+    hlim: u8,
+    repr: &Icmpv6Repr,
+) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40 + repr.buffer_len()];
+    f[0..6].copy_from_slice(&dmac);
+    f[6..12].copy_from_slice(&MAC);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&(repr.buffer_len() as u16).to_be_bytes());
+    f[20] = 58;
+    f[21] = hlim;
+    f[22..38].copy_from_slice(&src.octets());
+    f[38..54].copy_from_slice(&dst.octets());
+    let mut p = Icmpv6Packet::new_unchecked(&mut f[54..]);
+    repr.emit(&src, &dst, &mut p, &ChecksumCapabilities::default());
+    f
+}
+
+/// The reply's (IPv6 source, destination, destination MAC, ICMPv6 repr
+/// bytes re-parsed).
+fn icmp6_reply(out: &[u8]) -> (Ipv6Addr, Ipv6Addr, [u8; 6], Vec<u8>) {
+    let r = unwrap_reply(out);
+    let ip = Ipv6Packet::new_checked(&r[14..]).unwrap();
+    assert_eq!(ip.next_header(), IpProtocol::Icmpv6);
+    (
+        ip.src_addr(),
+        ip.dst_addr(),
+        r[0..6].try_into().unwrap(),
+        ip.payload().to_vec(),
+    )
+}
+
+#[test]
+fn router_solicitation_gets_an_advertisement_of_the_subnet() {
+    use packet::wire::{NdiscRepr, NdiscRouterFlags, RawHardwareAddress};
+    let c = ctx();
+    let rs = Icmpv6Repr::Ndisc(NdiscRepr::RouterSolicit {
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(MAC))),
+    });
+    let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+    let f = icmp6_frame(LL, all_routers, [0x33, 0x33, 0, 0, 0, 2], 255, &rs);
+    let mut out = Vec::new();
+    assert_eq!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Reply
+    );
+    let (src, dst, dmac, icmp) = icmp6_reply(&out);
+    assert_eq!((src, dst, dmac), (ndp::ROUTER_LINK_LOCAL, LL, MAC));
+    let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+    let repr = Icmpv6Repr::parse(&src, &dst, &p, &ChecksumCapabilities::default()).unwrap();
+    let Icmpv6Repr::Ndisc(NdiscRepr::RouterAdvert {
+        hop_limit,
+        flags,
+        router_lifetime,
+        lladdr,
+        prefix_info: Some(pi),
+        ..
+    }) = repr
+    else {
+        panic!("{repr:?}")
+    };
+    assert_eq!(hop_limit, 64);
+    assert_eq!(flags, NdiscRouterFlags::MANAGED | NdiscRouterFlags::OTHER);
+    assert_eq!(router_lifetime.secs(), 9000);
+    assert_eq!(lladdr.unwrap().as_bytes(), &VROUTER_MAC);
+    assert_eq!((pi.prefix, pi.prefix_len), (NET6, 64));
+    // Not from a link-local hop limit below 255.
+    let f = icmp6_frame(LL, all_routers, [0x33, 0x33, 0, 0, 0, 2], 64, &rs);
+    assert!(matches!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Ignored(_)
+    ));
+}
+
+#[test]
+fn neighbour_solicitations_for_gateway_and_known_vms_are_answered() {
+    use packet::wire::{NdiscNeighborFlags, NdiscRepr, RawHardwareAddress};
+    let c = ctx();
+    for (target, mac, router) in [(GW6, VROUTER_MAC, true), (VM_IP6, VM_MAC, false)] {
+        let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+            target_addr: target,
+            lladdr: Some(RawHardwareAddress::from(EthernetAddress(MAC))),
+        });
+        let f = icmp6_frame(IP6, target, VROUTER_MAC, 255, &ns);
+        let mut out = Vec::new();
+        assert_eq!(
+            handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+            Outcome::Reply
+        );
+        let (src, dst, dmac, icmp) = icmp6_reply(&out);
+        assert_eq!((src, dst, dmac), (target, IP6, MAC));
+        let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+        let repr = Icmpv6Repr::parse(&src, &dst, &p, &ChecksumCapabilities::default()).unwrap();
+        let Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+            flags,
+            target_addr,
+            lladdr,
+        }) = repr
+        else {
+            panic!("{repr:?}")
+        };
+        assert_eq!(target_addr, target);
+        assert_eq!(lladdr.unwrap().as_bytes(), &mac);
+        assert!(flags.contains(NdiscNeighborFlags::SOLICITED));
+        assert_eq!(flags.contains(NdiscNeighborFlags::ROUTER), router);
+    }
+    // Unknown target, and duplicate address detection (unspecified source).
+    let mut out = Vec::new();
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x77),
+        lladdr: None,
+    });
+    let f = icmp6_frame(IP6, GW6, VROUTER_MAC, 255, &ns);
+    assert!(matches!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Ignored(_)
+    ));
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: GW6,
+        lladdr: None,
+    });
+    let f = icmp6_frame(Ipv6Addr::UNSPECIFIED, GW6, VROUTER_MAC, 255, &ns);
+    assert!(matches!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Ignored(_)
+    ));
+}
+
+#[test]
+fn echo6_to_the_gateway_is_answered() {
+    let c = ctx();
+    let req = Icmpv6Repr::EchoRequest {
+        ident: 7,
+        seq_no: 3,
+        data: b"hello",
+    };
+    let f = icmp6_frame(IP6, GW6, VROUTER_MAC, 64, &req);
+    let mut out = Vec::new();
+    assert_eq!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Reply
+    );
+    let (src, dst, _, icmp) = icmp6_reply(&out);
+    assert_eq!((src, dst), (GW6, IP6));
+    let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+    assert_eq!(
+        Icmpv6Repr::parse(&src, &dst, &p, &ChecksumCapabilities::default()).unwrap(),
+        Icmpv6Repr::EchoReply {
+            ident: 7,
+            seq_no: 3,
+            data: b"hello"
+        }
+    );
+    let f = icmp6_frame(IP6, VM_IP6, VROUTER_MAC, 64, &req);
+    assert!(matches!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Ignored(_)
+    ));
+}
+
+// ---- DHCPv6 --------------------------------------------------------------------
+
+fn dhcp6_frame(msg: &[u8]) -> Vec<u8> {
+    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+    let ulen = 8 + msg.len();
+    let mut f = vec![0u8; 14 + 40 + ulen];
+    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 1, 0, 2]);
+    f[6..12].copy_from_slice(&MAC);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&(ulen as u16).to_be_bytes());
+    f[20] = 17;
+    f[21] = 1;
+    f[22..38].copy_from_slice(&LL.octets());
+    f[38..54].copy_from_slice(&dst.octets());
+    f[54..56].copy_from_slice(&546u16.to_be_bytes());
+    f[56..58].copy_from_slice(&547u16.to_be_bytes());
+    f[58..60].copy_from_slice(&(ulen as u16).to_be_bytes());
+    f[62..].copy_from_slice(msg);
+    let c = packet::checksum::l4_checksum_v6(&LL.octets(), &dst.octets(), 17, &f[54..]);
+    f[60..62].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn dhcp6_msg(ty: u8, server_id: Option<&[u8]>, ia: bool) -> Vec<u8> {
+    use packet::dhcpv6::{option, OptionsWriter};
+    let mut b = vec![0u8; 200];
+    b[0] = ty;
+    b[1..4].copy_from_slice(&[9, 8, 7]);
+    let mut w = OptionsWriter::new(&mut b[4..]);
+    w.option(option::CLIENTID, &[0, 3, 0, 1, 2, 0x42, 0xac, 0x11, 0, 3])
+        .unwrap();
+    if let Some(s) = server_id {
+        w.option(option::SERVERID, s).unwrap();
+    }
+    if ia {
+        w.option(option::IA_NA, &[0xa, 0xb, 0xc, 0xd, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+    }
+    let n = 4 + w.len();
+    b.truncate(n);
+    b
+}
+
+fn dhcp6_answer(c: &Ctx, msg: &[u8]) -> (Outcome, Vec<u8>) {
+    let mut out = Vec::new();
+    let o = handle(
+        &wrap(cmd::L3_PROTOCOLS, VIF, &dhcp6_frame(msg)),
+        c,
+        &mut out,
+    );
+    (o, out)
+}
+
+#[test]
+fn dhcpv6_solicit_request_and_information_request() {
+    use packet::dhcpv6::{message_type as m6, option, Ia, Packet};
+    let c = ctx();
+    let (o, out) = dhcp6_answer(&c, &dhcp6_msg(m6::SOLICIT, None, true));
+    assert_eq!(o, Outcome::Reply);
+    let r = unwrap_reply(&out);
+    assert_eq!(&r[0..6], &MAC);
+    let ip = Ipv6Packet::new_checked(&r[14..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (DNS6, LL));
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((udp.src_port(), udp.dst_port()), (547, 546));
+    assert_eq!(
+        packet::checksum::l4_checksum_v6(&DNS6.octets(), &LL.octets(), 17, ip.payload()),
+        0,
+        "UDP checksum"
+    );
+    let msg = Packet::new_checked(udp.payload()).unwrap();
+    assert_eq!(msg.msg_type(), m6::ADVERTISE);
+    assert_eq!(msg.transaction_id(), [9, 8, 7]);
+    let opts = msg.options();
+    assert_eq!(opts.get(option::SERVERID).unwrap(), &dhcp6::SERVER_DUID);
+    assert_eq!(
+        opts.get(option::CLIENTID).unwrap(),
+        &[0, 3, 0, 1, 2, 0x42, 0xac, 0x11, 0, 3]
+    );
+    let ia = Ia::parse(opts.get(option::IA_NA).unwrap(), false).unwrap();
+    assert_eq!(ia.iaid, [0xa, 0xb, 0xc, 0xd]);
+    assert_eq!(ia.addresses().collect::<Vec<_>>(), [IP6.octets()]);
+    assert_eq!(opts.get(option::DNS_SERVERS).unwrap(), &DNS6.octets());
+
+    // REQUEST to us: REPLY; to another server: ignored.
+    let (o, out) = dhcp6_answer(&c, &dhcp6_msg(m6::REQUEST, Some(&dhcp6::SERVER_DUID), true));
+    assert_eq!(o, Outcome::Reply);
+    let r = unwrap_reply(&out);
+    let ip = Ipv6Packet::new_checked(&r[14..]).unwrap();
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(
+        Packet::new_checked(udp.payload()).unwrap().msg_type(),
+        m6::REPLY
+    );
+    let (o, _) = dhcp6_answer(
+        &c,
+        &dhcp6_msg(m6::REQUEST, Some(&[0, 3, 0, 1, 9, 9, 9, 9, 9, 9]), true),
+    );
+    assert!(matches!(o, Outcome::Ignored(_)));
+    // INFORMATION-REQUEST: REPLY without an address.
+    let (o, out) = dhcp6_answer(&c, &dhcp6_msg(m6::INFORMATION_REQUEST, None, false));
+    assert_eq!(o, Outcome::Reply);
+    let r = unwrap_reply(&out);
+    let ip = Ipv6Packet::new_checked(&r[14..]).unwrap();
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    let msg = Packet::new_checked(udp.payload()).unwrap();
+    assert_eq!(msg.msg_type(), m6::REPLY);
+    assert!(msg.options().get(option::IA_NA).is_none());
+    // No IPv6 DHCP on the subnet, or no address: ignored.
+    let mut p = port();
+    p.dhcp6_enabled = false;
+    let (o, _) = dhcp6_answer(&ctx_with(p), &dhcp6_msg(m6::SOLICIT, None, true));
+    assert!(matches!(o, Outcome::Ignored(_)));
+    let mut p = port();
+    p.ip6 = None;
+    let (o, _) = dhcp6_answer(&ctx_with(p), &dhcp6_msg(m6::SOLICIT, None, true));
+    assert!(matches!(o, Outcome::Ignored(_)));
+    // A broken UDP checksum is not answered.
+    let mut f = dhcp6_frame(&dhcp6_msg(m6::SOLICIT, None, true));
+    f[61] ^= 1;
+    let mut out = Vec::new();
+    assert!(matches!(
+        handle(&wrap(cmd::L3_PROTOCOLS, VIF, &f), &c, &mut out),
+        Outcome::Ignored(_)
+    ));
 }

@@ -4,6 +4,8 @@
 //! driven through the VNC API and the port API, as the Docker driver does.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use serde_json::{json, Value};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -29,8 +29,10 @@ pub fn model() -> Model {
                 gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
                 dns: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))),
                 dhcp: true,
+                dhcp_mtu: None,
             }],
             has_policy: false,
+            ri: String::new(),
         },
     );
     for (vif, mac, last) in [(3u16, MAC_A, 3u8), (4, MAC_B, 4)] {

@@ -35,6 +35,8 @@ impl Router {
                         dip,
                         encap,
                         label,
+                        l2,
+                        inner_macs,
                         ..
                     }) => {
                         let out = Out::Tunnel {
@@ -44,8 +46,9 @@ impl Router {
                             dip,
                             encap,
                             label,
-                            l2: false,
+                            l2,
                             ttl_dec: false,
+                            inner_macs,
                         };
                         self.emit(&agent, hdr.vrf, pkt, &info, cx, out, u32::MAX)
                     }

@@ -46,6 +46,7 @@ impl Router {
                     label,
                     l2: true,
                     ttl_dec: false,
+                    inner_macs: None,
                 }
             }
             NhKind::Composite { .. } => Out::Flood { nh: be.nh },

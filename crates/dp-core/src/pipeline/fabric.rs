@@ -12,28 +12,42 @@ impl Router {
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
     ) -> Action {
-        let Ok(info) = PacketInfo::parse(pkt.data()) else {
-            return self.pass_through(iv, pkt, cx);
+        let info = match PacketInfo::parse(pkt.data()) {
+            Ok(i) => i,
+            // Upstream `vr_fabric_input`: `vr_pkt_type() < 0` drops.
+            Err(packet::ParseError::TruncatedL2) => {
+                return self.drop_input(cx, iv.idx, DropReason::InterfaceDrop)
+            }
+            Err(e) => {
+                // A broken IPv4 header addressed to us is our drop to count;
+                // anything else is the host's business.
+                return match self.broken_ipv4_for_us(iv, pkt.data()) {
+                    true => self.drop(cx, check::parse_drop(e)),
+                    false => self.pass_through(iv, pkt, cx),
+                };
+            }
         };
-        if info.family != Family::Ipv4 || info.l4_offset == 0 {
+        if info.family != Family::Ipv4 || !self.is_ours(iv, &info.dst_v4()) {
             return self.pass_through(iv, pkt, cx);
         }
-        let dst4 = [info.dst[0], info.dst[1], info.dst[2], info.dst[3]];
-        let ours = self
-            .routes
-            .lookup4(iv.vrf, &dst4)
-            .and_then(|rt| self.nhs.get(rt.nh))
-            .is_some_and(|nh| matches!(nh.kind, NhKind::Receive));
-        if !ours {
+        let tunnel_proto = matches!(info.proto, PROTO_GRE | PROTO_UDP);
+        if !tunnel_proto || info.frag.is_fragment {
             return self.pass_through(iv, pkt, cx);
+        }
+        if !check::ipv4_header_ok(pkt.data(), &info) {
+            return self.drop(cx, DropReason::CksumErr);
+        }
+        if info.l4_offset == 0 {
+            // The GRE or UDP header is cut short.
+            return self.drop(cx, DropReason::Pull);
         }
         pkt.truncate(info.l3_offset as usize + info.l3_len as usize);
         let l4 = info.l4_offset as usize;
-        let d = pkt.data();
         match info.proto {
             PROTO_GRE => {
+                let d = pkt.data();
                 let (Some(flags), Some(proto)) = (rd16(d, l4), rd16(d, l4 + 2)) else {
-                    return self.drop(cx, DropReason::InvalidPacket);
+                    return self.drop(cx, DropReason::Pull);
                 };
                 if proto != ETHERTYPE_MPLS || flags & 0x0007 != 0 {
                     return self.pass_through(iv, pkt, cx);
@@ -45,10 +59,43 @@ impl Router {
                         + (flags & 0x1000 != 0) as usize);
                 self.mpls_in(iv, pkt, cx, l4 + GRE_LEN + opt)
             }
-            PROTO_UDP if info.dport == PORT_MPLS => self.mpls_in(iv, pkt, cx, l4 + UDP_LEN),
-            PROTO_UDP if info.dport == PORT_VXLAN => self.vxlan_in(iv, pkt, cx, l4 + UDP_LEN),
+            PROTO_UDP if matches!(info.dport, PORT_MPLS | PORT_VXLAN) => {
+                if let Err(r) = check::check_outer_udp(pkt, &info) {
+                    return self.drop(cx, r);
+                }
+                if info.dport == PORT_MPLS {
+                    self.mpls_in(iv, pkt, cx, l4 + UDP_LEN)
+                } else {
+                    self.vxlan_in(iv, pkt, cx, l4 + UDP_LEN)
+                }
+            }
             _ => self.pass_through(iv, pkt, cx),
         }
+    }
+
+    /// `dst` is one of this host's fabric addresses (a receive route).
+    fn is_ours(&self, iv: &InVif, dst: &[u8; 4]) -> bool {
+        self.routes
+            .lookup4(iv.vrf, dst)
+            .and_then(|rt| self.nhs.get(rt.nh))
+            .is_some_and(|nh| matches!(nh.kind, NhKind::Receive))
+    }
+
+    /// A frame the parser refused is an IPv4 packet (of some tunnel
+    /// protocol) addressed to us: enough of its header is there to tell.
+    fn broken_ipv4_for_us(&self, iv: &InVif, frame: &[u8]) -> bool {
+        let Some((ETHERTYPE_IPV4, l3)) = check::l3_start(frame) else {
+            return false;
+        };
+        let (Some(proto), Some(dst)) = (
+            frame.get(l3 + 9).copied(),
+            frame
+                .get(l3 + 16..l3 + 20)
+                .and_then(|d| <[u8; 4]>::try_from(d).ok()),
+        ) else {
+            return false;
+        };
+        matches!(proto, PROTO_GRE | PROTO_UDP) && self.is_ours(iv, &dst)
     }
 
     pub(super) fn pass_through(&mut self, iv: &InVif, pkt: &Packet<'_>, cx: &mut Cx<'_>) -> Action {
@@ -65,13 +112,26 @@ impl Router {
         cx: &mut Cx<'_>,
         off: usize,
     ) -> Action {
-        let Some(word) = rd32(pkt.data(), off) else {
-            return self.drop(cx, DropReason::InvalidPacket);
+        let mut off = off;
+        let Some(mut word) = rd32(pkt.data(), off) else {
+            return self.drop(cx, DropReason::Pull);
         };
+        // Upstream `vr_mpls_input`: an outer label 0xFFFFF that is not the
+        // bottom of the stack means "no label"; the one under it counts.
+        if word & MPLS_BOS == 0 && word >> 12 == MPLS_NO_LABEL {
+            off += MPLS_LEN;
+            let Some(w) = rd32(pkt.data(), off) else {
+                return self.drop(cx, DropReason::Pull);
+            };
+            word = w;
+        }
         let label = word >> 12;
-        if word & 0x100 == 0 {
-            // Label stacks deeper than one are not used by the overlay.
+        if label >= self.mpls.capacity() {
             return self.drop(cx, DropReason::InvalidLabel);
+        }
+        // The label's TTL goes down by one here, and must stay above 0.
+        if word & 0xff <= 1 {
+            return self.drop(cx, DropReason::TtlExceeded);
         }
         let Some(nh_id) = self.mpls.get(label) else {
             return self.drop(cx, DropReason::InvalidLabel);
@@ -80,6 +140,19 @@ impl Router {
             return self.drop(cx, DropReason::InvalidNh);
         };
         let inner = off + MPLS_LEN;
+        if word & MPLS_BOS == 0 {
+            // Another label follows, where upstream expects the packet:
+            // not IP for an L3 label, not a frame worth forwarding for L2
+            // (upstream would bridge the label bytes as Ethernet).
+            return self.drop(
+                cx,
+                if nh.family == AF_BRIDGE {
+                    DropReason::InvalidPacket
+                } else {
+                    DropReason::InvalidProtocol
+                },
+            );
+        }
         if nh.family == AF_BRIDGE {
             self.decap_l2(iv, pkt, cx, inner, nh_id, nh.vrf)
         } else {
@@ -125,8 +198,9 @@ impl Router {
         vrf: u16,
     ) -> Action {
         let Some(frame) = pkt.data().get(inner..) else {
-            return self.drop(cx, DropReason::InvalidPacket);
+            return self.drop(cx, DropReason::Pull);
         };
+        // Upstream `vr_pkt_type() < 0` after decapsulation.
         let Ok(info) = PacketInfo::parse(frame) else {
             return self.drop(cx, DropReason::InvalidPacket);
         };
@@ -152,7 +226,11 @@ impl Router {
             NhKind::Encap { oif, .. } => Out::Bridged { oif: *oif },
             NhKind::Composite { .. } => Out::Flood { nh: nh_id },
             NhKind::L2Receive => {
-                // Routed across the overlay to our MAC: route the inner IP.
+                // Routed across the overlay to our MAC: route the inner IP
+                // (upstream `vr_forward`, which drops a dead TTL).
+                if info.ttl == 0 && matches!(info.family, Family::Ipv4 | Family::Ipv6) {
+                    return self.drop(cx, DropReason::TtlExceeded);
+                }
                 let Some(rt) = self.lookup_ip(vrf, info.family, &info.dst) else {
                     return self.drop(cx, DropReason::NowhereToGo);
                 };
@@ -253,7 +331,16 @@ impl Router {
         if info.l4_offset != 0 {
             info.l4_offset += ETH_LEN as u16;
         }
+        self.to_vm_mss(pkt, &info, mss::OVERLAY_LEN);
         self.finish_local(cx, pkt, &info, oif, flow, vrf, iv)
+    }
+
+    /// Upstream `vr_to_vm_mss_adj`: a SYN out of a tunnel gets the MSS that
+    /// fits the overlay on its way back.
+    fn to_vm_mss(&self, pkt: &mut Packet<'_>, info: &PacketInfo, overlay: usize) {
+        if self.cfg.to_vm_mss_adj && info.proto == PROTO_TCP && info.tcp_flags & mss::TCP_SYN != 0 {
+            self.adjust_mss(pkt, info, overlay);
+        }
     }
 
     pub(super) fn out_vif_policy(&self, out: &Out) -> bool {
@@ -320,11 +407,15 @@ impl Router {
         out: Out,
         flow: u32,
     ) -> Action {
+        self.to_vm_mss(pkt, info, mss::L2_OVERLAY_LEN);
         match out {
             Out::Bridged { oif } => self.finish_local(cx, pkt, info, oif, flow, vrf, iv),
             Out::Routed { oif, encap } => {
                 if let Some(h) = pkt.data_mut().get_mut(0..12) {
                     h.copy_from_slice(&encap[0..12]);
+                }
+                if decrement_ttl(pkt.data_mut(), info).is_none() {
+                    return self.drop(cx, DropReason::InvalidPacket);
                 }
                 self.finish_local(cx, pkt, info, oif, flow, vrf, iv)
             }

@@ -14,8 +14,10 @@
 
 mod agent_rx;
 mod bridge;
+mod check;
 mod fabric;
 mod flow;
+mod mss;
 mod output;
 mod route;
 #[cfg(test)]
@@ -34,24 +36,29 @@ use crate::flow::table::{
 };
 use crate::flow::{icmp_error_key, icmp_is_error, make_key};
 use crate::frag::FragKey;
-use crate::nexthop::{NhKind, TunnelKind, AF_BRIDGE};
+use crate::nexthop::{NhFlags, NhKind, TunnelKind, AF_BRIDGE};
 use crate::route::{rt_flags, RouteData};
 use crate::vif::{VifFlags, VifType};
 use crate::{NewFlowPolicy, Router};
 use packet::checksum;
 use packet::parse::{Family, PacketInfo};
-use tunnel::{decrement_ttl, ecmp_hash, tunnel_ip_overhead, write_tunnel};
+use tunnel::{decrement_ttl, ecmp_hash, set_macs, tunnel_ip_overhead, write_tunnel};
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 const UDP_LEN: usize = 8;
 const MPLS_LEN: usize = 4;
+/// Bottom-of-stack bit of an MPLS label stack entry.
+const MPLS_BOS: u32 = 0x100;
+/// Upstream's "no label" label value (`VR_MPLS_LABEL_MASK`).
+const MPLS_NO_LABEL: u32 = 0xfffff;
 const GRE_LEN: usize = 4;
 const VXLAN_LEN: usize = 8;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_MPLS: u16 = 0x8847;
+const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 const PROTO_GRE: u8 = 47;
@@ -107,6 +114,9 @@ enum Out {
         label: u32,
         l2: bool,
         ttl_dec: bool,
+        /// Routed into VXLAN: the inner Ethernet header's new destination
+        /// and source MACs (upstream `NH_FLAG_L3_VXLAN`).
+        inner_macs: Option<([u8; 6], [u8; 6])>,
     },
     /// Multi-destination next hop: copies to each component.
     Flood { nh: u32 },
@@ -210,12 +220,15 @@ impl Router {
             // of adding up (the flow table is far larger than the cache).
             // The key and hash are kept for the flow check (the same key
             // the check would build: not a fragment, not an ICMP error).
-            let mut infos: [Option<PacketInfo>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
+            let mut infos: [Result<PacketInfo, packet::ParseError>; PREFETCH_BATCH] =
+                [Err(packet::ParseError::TruncatedL2); PREFETCH_BATCH];
             let mut pres: [Option<Hashed>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
             if iv.vif_type == VifType::Virtual {
                 let policy = iv.flags.contains(VifFlags::POLICY_ENABLED);
                 for ((slot, pre), pkt) in infos.iter_mut().zip(pres.iter_mut()).zip(chunk.iter()) {
-                    let Ok(info) = PacketInfo::parse(pkt.data()) else {
+                    let parsed = PacketInfo::parse(pkt.data());
+                    *slot = parsed;
+                    let Ok(info) = parsed else {
                         continue;
                     };
                     if policy
@@ -229,7 +242,6 @@ impl Router {
                         self.flows.prefetch(h.hash);
                         *pre = Some(h);
                     }
-                    *slot = Some(info);
                 }
             }
             // Phase 2: the pipeline proper.
@@ -277,6 +289,15 @@ impl Router {
     fn drop(&mut self, cx: &mut Cx<'_>, reason: DropReason) -> Action {
         self.drops.count(reason);
         Action::Drop { pkt: cx.i, reason }
+    }
+
+    /// Drop a frame the input vif could not parse at L2 (upstream
+    /// `vif_drop_pkt`: counted as an input error of the vif too).
+    fn drop_input(&mut self, cx: &mut Cx<'_>, vif: u16, reason: DropReason) -> Action {
+        if let Some(v) = self.vifs.get_mut(vif) {
+            v.stats.ierrors += 1;
+        }
+        self.drop(cx, reason)
     }
 
     #[inline]

@@ -56,7 +56,8 @@ impl Router {
             return self.drop(cx, DropReason::InvalidIf);
         };
         let ip_len = pkt.len().saturating_sub(info.l3_offset as usize);
-        if matches!(info.family, Family::Ipv4 | Family::Ipv6) && ip_len > mtu {
+        // MTU 0: not known yet (the host fills it from the interface).
+        if matches!(info.family, Family::Ipv4 | Family::Ipv6) && ip_len > mtu && mtu != 0 {
             return self.too_big(iv, vrf, pkt, info, cx, mtu, flow, Out::Bridged { oif });
         }
         self.tx(cx, pkt, oif)
@@ -83,6 +84,7 @@ impl Router {
             label,
             l2,
             ttl_dec,
+            inner_macs,
         } = out
         else {
             return self.drop(cx, DropReason::InvalidNh);
@@ -96,12 +98,20 @@ impl Router {
             pkt.len().saturating_sub(info.l3_offset as usize)
         };
         let overhead = tunnel_ip_overhead(kind);
-        if inner_len + overhead > mtu && matches!(info.family, Family::Ipv4 | Family::Ipv6) {
+        if inner_len + overhead > mtu
+            && mtu != 0
+            && matches!(info.family, Family::Ipv4 | Family::Ipv6)
+        {
             let room = mtu.saturating_sub(overhead + if l2 { info.l3_offset as usize } else { 0 });
             return self.too_big(iv, vrf, pkt, info, cx, room, flow, out);
         }
         if ttl_dec && decrement_ttl(pkt.data_mut(), info).is_none() {
             return self.drop(cx, DropReason::InvalidPacket);
+        }
+        if let Some((dmac, smac)) = inner_macs {
+            if set_macs(pkt.data_mut(), &dmac, &smac).is_none() {
+                return self.drop(cx, DropReason::RewriteFail);
+            }
         }
         if !l2 && !pkt.pull(info.l3_offset as usize) {
             return self.drop(cx, DropReason::Pull);
@@ -246,9 +256,19 @@ impl Router {
             return self.drop(cx, DropReason::FragErr);
         };
         hdr.copy_from_slice(eth_ip);
-        if let Out::Tunnel { ttl_dec: true, .. } = target {
-            if decrement_ttl(hdr, info).is_none() {
+        if let Out::Tunnel {
+            ttl_dec,
+            inner_macs,
+            ..
+        } = target
+        {
+            if ttl_dec && decrement_ttl(hdr, info).is_none() {
                 return self.drop(cx, DropReason::FragErr);
+            }
+            if let Some((dmac, smac)) = inner_macs {
+                if set_macs(hdr, &dmac, &smac).is_none() {
+                    return self.drop(cx, DropReason::FragErr);
+                }
             }
         }
         let base_off = (orig_frag & 0x1fff) as usize * 8;

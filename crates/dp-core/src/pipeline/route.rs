@@ -16,6 +16,11 @@ impl Router {
         cx: &mut Cx<'_>,
         depth: usize,
     ) -> Action {
+        // Upstream `vr_forward`: an IPv4 packet that arrives with TTL 0 was
+        // already dead (TTL 1 is the agent's, for an ICMP time exceeded).
+        if info.ttl == 0 {
+            return self.drop(cx, DropReason::TtlExceeded);
+        }
         let Some(rt) = self.lookup_ip(vrf, info.family, &info.dst) else {
             return self.drop(cx, DropReason::NowhereToGo);
         };
@@ -128,15 +133,26 @@ impl Router {
                     dip,
                     encap,
                 } => {
-                    if *kind == TunnelKind::Vxlan {
-                        // VXLAN carries Ethernet frames: routed traffic
-                        // over VXLAN needs an L2 rewrite upstream does with
-                        // a bridge lookup; not supported here.
-                        return Err(self.drop(cx, DropReason::InvalidNh));
-                    }
                     let Some(label) = label else {
                         return Err(self.drop(cx, DropReason::InvalidLabel));
                     };
+                    // VXLAN carries Ethernet frames. Routed into it, the
+                    // frame keeps its Ethernet header (upstream
+                    // `nh_vxlan_tunnel` after `vr_preset`), rewritten to
+                    // the remote router's MAC from our fabric MAC when the
+                    // next hop says so (NH_FLAG_L3_VXLAN, EVPN type 5).
+                    let vxlan = *kind == TunnelKind::Vxlan;
+                    let mut inner_macs = None;
+                    if vxlan && nh.flags.contains(NhFlags::L3_VXLAN) {
+                        let Some(dmac) = self.nhs.l3_mac(nh_id) else {
+                            return Err(self.drop(cx, DropReason::InvalidNh));
+                        };
+                        let smac = self.vifs.get(*oif).map_or([0; 6], |v| v.cfg.mac);
+                        if smac == [0; 6] {
+                            return Err(self.drop(cx, DropReason::InterfaceDrop));
+                        }
+                        inner_macs = Some((dmac, smac));
+                    }
                     return Ok(Out::Tunnel {
                         oif: *oif,
                         kind: *kind,
@@ -144,8 +160,9 @@ impl Router {
                         dip: *dip,
                         encap: *encap,
                         label,
-                        l2: false,
+                        l2: vxlan,
                         ttl_dec: true,
+                        inner_macs,
                     });
                 }
                 NhKind::Composite { components } => {

@@ -116,3 +116,12 @@ pub(super) fn ecmp_hash(info: &PacketInfo) -> u32 {
     }
     (h ^ (h >> 32)) as u32
 }
+
+/// Write the destination and source MACs of the Ethernet header at the
+/// start of `d`.
+#[inline]
+pub(super) fn set_macs(d: &mut [u8], dmac: &[u8; 6], smac: &[u8; 6]) -> Option<()> {
+    d.get_mut(0..6)?.copy_from_slice(dmac);
+    d.get_mut(6..12)?.copy_from_slice(smac);
+    Some(())
+}

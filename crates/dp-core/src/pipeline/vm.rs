@@ -11,16 +11,27 @@ impl Router {
         iv: &InVif,
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
-        info: Option<PacketInfo>,
+        info: Result<PacketInfo, packet::ParseError>,
     ) -> Action {
-        let Some(info) = info else {
-            return self.drop(cx, DropReason::InvalidPacket);
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => {
+                let r = check::parse_drop(e);
+                return if r == DropReason::InterfaceDrop {
+                    self.drop_input(cx, iv.idx, r)
+                } else {
+                    self.drop(cx, r)
+                };
+            }
         };
         match info.family {
             Family::Arp => self.vm_arp(iv, pkt, &info, cx),
             Family::Ipv4 | Family::Ipv6 => {
                 // Drop Ethernet padding so lengths below are the IP lengths.
                 pkt.truncate(info.l3_offset as usize + info.l3_len as usize);
+                if let Err(r) = check::check_ip(pkt.data(), &info, pkt.is_csum_partial()) {
+                    return self.drop(cx, r);
+                }
                 self.vm_ip(iv, pkt, &info, cx)
             }
             Family::None => self.bridge(iv, iv.vrf, pkt, &info, cx, 0),
@@ -105,7 +116,19 @@ impl Router {
                 _ => {}
             }
         }
-        if info.dst_mac == iv.mac && iv.flags.contains(VifFlags::L3_ENABLED) {
+        let routed = info.dst_mac == iv.mac && iv.flags.contains(VifFlags::L3_ENABLED);
+        if info.proto == PROTO_TCP && info.tcp_flags & mss::TCP_SYN != 0 && self.cfg.from_vm_mss_adj
+        {
+            // Upstream `vr_pkt_from_vm_tcp_mss_adj`: room for the overlay
+            // whatever the destination turns out to be.
+            let overlay = if routed {
+                mss::OVERLAY_LEN
+            } else {
+                mss::L2_OVERLAY_LEN
+            };
+            self.adjust_mss(pkt, info, overlay);
+        }
+        if routed {
             self.route(iv, iv.vrf, pkt, info, cx, 0)
         } else {
             self.bridge(iv, iv.vrf, pkt, info, cx, 0)

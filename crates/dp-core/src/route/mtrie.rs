@@ -5,12 +5,13 @@
 //! is found by following at most one entry per level. The first level takes
 //! 16 bits (65536 entries), every further level 8 bits (256 entries), so an
 //! IPv4 lookup reads at most 3 trie entries plus the route slot, IPv6 at
-//! most 15 plus the slot.
+//! most 15 plus the slot (and a tail record when the walk ends on one).
 //!
 //! Layout, chosen so the hot levels stay in cache:
 //! - a trie entry is one `u32`: `0` = no route, `CHILD | id` = child level
-//!   `id`, anything else = route slot `n - 1` (a *leaf*). The first level is
-//!   256 KiB and a child level 1 KiB.
+//!   `id`, `TAIL | id` = a lone route below (see below), anything else =
+//!   route slot `n - 1` (a *leaf*). The first level is 256 KiB and a child
+//!   level 1 KiB.
 //! - child levels live densely in an arena of 64-level (64 KiB) chunks;
 //!   freeing a level moves the last one into its place (each level keeps a
 //!   back-pointer to the entry that references it), so the arena has no
@@ -18,7 +19,7 @@
 //!   huge contiguous allocation or copy when a table of 100k+ routes grows
 //!   (kernel pools fragment) and levels never move on growth, at the price
 //!   of one extra, normally cache-resident, pointer load per level.
-//! - routes live in a slot vector (`plen` + value) that leaves point at, so
+//! - routes live in a slot vector (prefix, `plen`, value) that leaves point at, so
 //!   replacing a route's value does not touch the trie at all.
 //! - a `BTreeMap` keyed by `(addr, plen)` is the authoritative record: exact
 //!   get/remove, ordered dumps, and the covering route on removal.
@@ -28,6 +29,20 @@
 //! unless the entry already holds a longer prefix. Removing a prefix hands
 //! its entries to the longest installed prefix covering it. A child level
 //! whose entries all became the same leaf is folded back into its parent.
+//!
+//! **Path compression of lone routes.** A prefix that would be the only
+//! one below an entry does not get the chain of levels down to its last
+//! bit: the entry becomes a *tail* (`TAIL | id`) naming the route and the
+//! entry's previous leaf (the fallback). A lookup that reaches a tail
+//! compares the address with the route's prefix: the route on a match, the
+//! fallback otherwise. Only when a second prefix arrives below that entry
+//! is the tail pushed down one level (and again, while the two share the
+//! next byte). Removal folds a level back into a tail when one route is
+//! left below it. So an isolated /128 costs a route slot and a tail, not
+//! 14 levels of 1 KiB: every level splits at least two routes, and a table
+//! of R prefixes needs at most R - 1 levels below the first (measured in
+//! `benches/forwarding.rs`: 100 000 random /128s, and 100 000 /128s of
+//! one /64, next to 100 000 /32s).
 //!
 //! Hand-written: the project needs a `no_std` + `alloc` table with a fixed
 //! number of memory accesses per lookup and no dependencies; the general
@@ -49,6 +64,8 @@ const LEVEL_LEN: usize = 1 << LEVEL_BITS;
 
 /// Entry tag: the low 31 bits are a child level id.
 const CHILD: u32 = 1 << 31;
+/// Entry tag: the low 30 bits are a tail id (a lone route below).
+const TAIL: u32 = 1 << 30;
 /// Entry with no route.
 const EMPTY: u32 = 0;
 /// Parent reference meaning "the first level".
@@ -113,9 +130,27 @@ impl core::error::Error for MtrieError {}
 
 /// A route as leaves see it.
 #[derive(Clone, Copy)]
-struct Slot<V> {
+struct Slot<V, const N: usize> {
     plen: u8,
     value: V,
+    /// The (masked) prefix, for tails to compare addresses with.
+    addr: [u8; N],
+}
+
+/// What [`Mtrie::fold`] found a level to hold besides its fallback.
+enum Lone {
+    /// A tail (the entry value) that moves up as is.
+    Tail(u32),
+    /// A route painted in the level: becomes a new tail.
+    Route { route: u32, fallback: u32 },
+}
+
+/// A lone route below an entry: `route` (a slot id) where the address
+/// matches its prefix, `fallback` (a leaf or EMPTY) where it does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tail {
+    route: u32,
+    fallback: u32,
 }
 
 /// Where a child level hangs: entry `index` of level `level` (or [`ROOT`]).
@@ -156,9 +191,12 @@ pub struct Mtrie<V: Copy, const N: usize> {
     /// Levels in use (ids `0..nlevels`).
     nlevels: usize,
     /// Route slots; leaf `n` is `routes[n - 1]`.
-    routes: Vec<Slot<V>>,
+    routes: Vec<Slot<V, N>>,
     /// Unused route slots.
     free: Vec<u32>,
+    /// Tails (see the module docs) and the unused ones.
+    tails: Vec<Tail>,
+    free_tails: Vec<u32>,
     /// Levels folded during the current removal, freed at its end (freeing
     /// renumbers a level, which must not happen mid-walk).
     dead: Vec<u32>,
@@ -235,6 +273,8 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             nlevels: 0,
             routes: Vec::new(),
             free: Vec::new(),
+            tails: Vec::new(),
+            free_tails: Vec::new(),
             dead: Vec::new(),
             map: BTreeMap::new(),
         }
@@ -253,16 +293,11 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             }
         }
         // Allocate up front so a failed allocation leaves the routes as
-        // they were.
+        // they were: at most one new level per depth walked (tails pushed
+        // down), one tail, one slot.
         let depth = target_depth(plen);
         self.reserve(depth)?;
-        let mut level = ROOT;
-        for d in 0..depth {
-            level = self
-                .descend_or_split(level, index(&addr, d))
-                .ok_or(MtrieError::OutOfMemory)?;
-        }
-        let slot = Slot { plen, value };
+        let slot = Slot { plen, value, addr };
         let id = match self.free.pop() {
             Some(id) => {
                 if let Some(s) = self.routes.get_mut(id as usize) {
@@ -277,6 +312,29 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         };
         self.map.insert((addr, plen), id);
 
+        let mut level = ROOT;
+        let mut d = 0;
+        while d < depth {
+            let i = index(&addr, d);
+            let e = self.entry(level, i);
+            if e & CHILD != 0 {
+                level = e & !CHILD;
+            } else if e & TAIL != 0 {
+                // A lone route lives below: push it down one level.
+                level = self
+                    .push_down(level, i, e & !TAIL, d + 1)
+                    .ok_or(MtrieError::OutOfMemory)?;
+            } else {
+                // Nothing else below this entry: the new route is a tail.
+                let t = self.new_tail(Tail {
+                    route: id,
+                    fallback: e,
+                });
+                self.set_entry(level, i, TAIL | t);
+                return Ok(None);
+            }
+            d += 1;
+        }
         let (start, count) = span(&addr, plen, depth);
         self.paint(level, start, count, Op::Cover { leaf: id + 1, plen });
         Ok(None)
@@ -295,9 +353,37 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             .rev()
             .find_map(|l| self.map.get(&(mask(addr, l), l)))
             .map_or(EMPTY, |&c| c + 1);
+        // Folding a level into a tail needs a tail record: have room for
+        // one (without it, levels just stay).
+        if self.free_tails.is_empty() {
+            let _ = self.tails.try_reserve(1);
+        }
 
         let depth = target_depth(plen);
-        if let Some(level) = self.find_level(&addr, depth) {
+        let mut level = ROOT;
+        let mut d = 0;
+        let mut found = false;
+        while d < depth {
+            let i = index(&addr, d);
+            let e = self.entry(level, i);
+            if e & CHILD != 0 {
+                level = e & !CHILD;
+                d += 1;
+                continue;
+            }
+            if e & TAIL != 0 {
+                let t = e & !TAIL;
+                if let Some(tail) = self.tails.get(t as usize).copied() {
+                    if tail.route == id {
+                        self.set_entry(level, i, tail.fallback);
+                        self.free_tails.push(t);
+                        found = true;
+                    }
+                }
+            }
+            break;
+        }
+        if d == depth {
             let (start, count) = span(&addr, plen, depth);
             self.paint(
                 level,
@@ -308,12 +394,14 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
                     new: cover,
                 },
             );
+            found = true;
+        }
+        debug_assert!(found, "installed prefix without trie path");
+        if found {
             if level != ROOT {
                 self.collapse_up(level);
             }
             self.reclaim();
-        } else {
-            debug_assert!(false, "installed prefix without trie path");
         }
 
         if self.map.is_empty() {
@@ -352,6 +440,14 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
                 .levels
                 .get(id & (CHUNK - 1))?
                 .get(usize::from(b))?;
+        }
+        if e & TAIL != 0 {
+            let t = self.tails.get((e & !TAIL) as usize)?;
+            let slot = self.routes.get(t.route as usize)?;
+            if mask(*addr, slot.plen) == slot.addr {
+                return Some((slot.plen, slot.value));
+            }
+            e = t.fallback;
         }
         // EMPTY wraps to usize::MAX and misses, as does a (corrupt) child.
         let slot = self.routes.get((e as usize).wrapping_sub(1))?;
@@ -408,15 +504,22 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             .map_or(0, |_| size_of::<[u32; ROOT_LEN]>())
             + self.chunks.len() * (size_of::<[Level; CHUNK]>() + size_of::<[ParentRef; CHUNK]>())
             + self.chunks.capacity() * size_of::<Chunk>()
-            + self.routes.capacity() * size_of::<Slot<V>>()
-            + (self.free.capacity() + self.dead.capacity()) * size_of::<u32>()
+            + self.routes.capacity() * size_of::<Slot<V, N>>()
+            + self.tails.capacity() * size_of::<Tail>()
+            + (self.free.capacity() + self.free_tails.capacity() + self.dead.capacity())
+                * size_of::<u32>()
             + self.map.len() * btree_entry
+    }
+
+    /// Tails in use (lone routes compressed below an entry).
+    pub fn tail_count(&self) -> usize {
+        self.tails.len() - self.free_tails.len()
     }
 
     // ---- internals ----
 
     /// Allocate what one insert may need: the first level, `depth` new
-    /// levels and a route slot.
+    /// levels, a tail and a route slot.
     fn reserve(&mut self, depth: usize) -> Result<(), MtrieError> {
         const OOM: MtrieError = MtrieError::OutOfMemory;
         if self.root.is_none() {
@@ -425,8 +528,11 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             v.resize(ROOT_LEN, EMPTY);
             self.root = Some(v.into_boxed_slice().try_into().map_err(|_| OOM)?);
         }
-        // Ids must stay clear of the CHILD tag.
-        if self.nlevels + depth >= CHILD as usize || self.routes.len() + 1 >= CHILD as usize {
+        // Ids must stay clear of the CHILD and TAIL tags.
+        if self.nlevels + depth >= TAIL as usize
+            || self.routes.len() + 1 >= TAIL as usize
+            || self.tails.len() + 1 >= TAIL as usize
+        {
             return Err(OOM);
         }
         while self.chunks.len() * CHUNK < self.nlevels + depth {
@@ -435,6 +541,9 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         }
         if self.free.is_empty() {
             self.routes.try_reserve(1).map_err(|_| OOM)?;
+        }
+        if self.free_tails.is_empty() {
+            self.tails.try_reserve(1).map_err(|_| OOM)?;
         }
         Ok(())
     }
@@ -446,7 +555,56 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         self.nlevels = 0;
         self.routes = Vec::new();
         self.free = Vec::new();
+        self.tails = Vec::new();
+        self.free_tails = Vec::new();
         self.dead = Vec::new();
+    }
+
+    /// A tail record (reusing a free one).
+    fn new_tail(&mut self, t: Tail) -> u32 {
+        match self.free_tails.pop() {
+            Some(id) => {
+                if let Some(slot) = self.tails.get_mut(id as usize) {
+                    *slot = t;
+                }
+                id
+            }
+            None => {
+                self.tails.push(t);
+                (self.tails.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Entry `idx` of `level` holds tail `t`: give it a child level (at
+    /// depth `depth`) filled with the tail's fallback, and put the tail's
+    /// route there: painted if its last bit is in that level, else as the
+    /// tail one level down. Returns the new level.
+    fn push_down(&mut self, level: u32, idx: usize, t: u32, depth: usize) -> Option<u32> {
+        let tail = self.tails.get(t as usize).copied()?;
+        let (addr, plen) = {
+            let r = self.routes.get(tail.route as usize)?;
+            (r.addr, r.plen)
+        };
+        // The entry is not a child: this makes a level holding `fallback`.
+        self.set_entry(level, idx, tail.fallback);
+        let child = self.descend_or_split(level, idx)?;
+        if target_depth(plen) == depth {
+            let (start, count) = span(&addr, plen, depth);
+            self.paint(
+                child,
+                start,
+                count,
+                Op::Cover {
+                    leaf: tail.route + 1,
+                    plen,
+                },
+            );
+            self.free_tails.push(t);
+        } else {
+            self.set_entry(child, index(&addr, depth), TAIL | t);
+        }
+        Some(child)
     }
 
     #[inline]
@@ -542,19 +700,6 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         Some(id)
     }
 
-    /// The existing level at `depth` on the path of `addr`.
-    fn find_level(&self, addr: &[u8; N], depth: usize) -> Option<u32> {
-        let mut level = ROOT;
-        for d in 0..depth {
-            let e = self.entry(level, index(addr, d));
-            if e & CHILD == 0 {
-                return None;
-            }
-            level = e & !CHILD;
-        }
-        Some(level)
-    }
-
     #[inline]
     fn applies(&self, op: Op, e: u32) -> bool {
         match op {
@@ -576,8 +721,22 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             let e = self.entry(level, idx);
             if e & CHILD != 0 {
                 self.paint_all(e & !CHILD, op);
+            } else if e & TAIL != 0 {
+                self.paint_tail(e & !TAIL, op);
             } else if self.applies(op, e) {
                 self.set_entry(level, idx, op.value());
+            }
+        }
+    }
+
+    /// A tail's fallback is the leaf its entry would hold: paint it.
+    fn paint_tail(&mut self, t: u32, op: Op) {
+        let Some(f) = self.tails.get(t as usize).map(|t| t.fallback) else {
+            return;
+        };
+        if self.applies(op, f) {
+            if let Some(tail) = self.tails.get_mut(t as usize) {
+                tail.fallback = op.value();
             }
         }
     }
@@ -590,6 +749,8 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
             let e = self.entry(id, idx);
             if e & CHILD != 0 {
                 self.paint_all(e & !CHILD, op);
+            } else if e & TAIL != 0 {
+                self.paint_tail(e & !TAIL, op);
             } else if self.applies(op, e) {
                 self.set_entry(id, idx, op.value());
             }
@@ -599,16 +760,58 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
         }
     }
 
-    /// If every entry of level `id` is the same leaf, put that leaf in the
-    /// parent entry and queue the level for freeing.
+    /// If level `id` holds one value everywhere (a leaf), or one lone route
+    /// on top of one leaf (a tail, or a route whose last bit is in this
+    /// level), put that leaf or a tail for that route in the parent entry
+    /// and queue the level for freeing.
     fn fold(&mut self, id: u32) -> bool {
         let Some(level) = self.level(id) else {
             return false;
         };
-        let first = level.first().copied().unwrap_or(EMPTY);
-        if first & CHILD != 0 || level.iter().any(|&e| e != first) {
-            return false;
+        // At most two distinct values, no child.
+        let a = level.first().copied().unwrap_or(EMPTY);
+        let mut b = None;
+        let mut count_b = 0usize;
+        for &e in level.iter() {
+            if e & CHILD != 0 {
+                return false;
+            }
+            if e == a {
+                continue;
+            }
+            match b {
+                None => {
+                    b = Some(e);
+                    count_b = 1;
+                }
+                Some(x) if x == e => count_b += 1,
+                Some(_) => return false,
+            }
         }
+        let folded = match b {
+            None if a & TAIL == 0 => a,
+            None => return false,
+            Some(bv) => {
+                let count_a = LEVEL_LEN - count_b;
+                let Some(depth) = self.level_depth(id) else {
+                    return false;
+                };
+                // One of the two is the lone route, the other its fallback.
+                match self
+                    .lone(bv, count_b, a, depth)
+                    .or_else(|| self.lone(a, count_a, bv, depth))
+                {
+                    Some(Lone::Tail(x)) => x,
+                    Some(Lone::Route { route, fallback }) => {
+                        if self.free_tails.is_empty() && self.tails.len() == self.tails.capacity() {
+                            return false;
+                        }
+                        TAIL | self.new_tail(Tail { route, fallback })
+                    }
+                    None => return false,
+                }
+            }
+        };
         let Some(p) = self.parent_mut(id) else {
             return false;
         };
@@ -622,9 +825,51 @@ impl<V: Copy + PartialEq, const N: usize> Mtrie<V, N> {
                 index: 0,
             },
         );
-        self.set_entry(parent.level, usize::from(parent.index), first);
+        self.set_entry(parent.level, usize::from(parent.index), folded);
         self.dead.push(id);
         true
+    }
+
+    /// Whether `x` (found `count` times in a level at `depth`) is the one
+    /// lone route of that level over `fallback` (everywhere else): a tail
+    /// whose fallback that is, or the leaf of a route whose last bit is in
+    /// this level, painted over exactly its span.
+    fn lone(&self, x: u32, count: usize, fallback: u32, depth: usize) -> Option<Lone> {
+        if fallback & (TAIL | CHILD) != 0 {
+            return None;
+        }
+        // The fallback must be a leaf painted from above (or none): a route
+        // ending in this level (two /17s halving it) would, as a tail's
+        // fallback, have no trie path of its own and could not be removed.
+        if let Some(f) = fallback.checked_sub(1) {
+            if target_depth(self.routes.get(f as usize)?.plen) >= depth {
+                return None;
+            }
+        }
+        if x & TAIL != 0 {
+            let t = self.tails.get((x & !TAIL) as usize)?;
+            return (count == 1 && t.fallback == fallback).then_some(Lone::Tail(x));
+        }
+        let route = x.checked_sub(1)?;
+        let r = self.routes.get(route as usize)?;
+        (target_depth(r.plen) == depth && span(&r.addr, r.plen, depth).1 == count)
+            .then_some(Lone::Route { route, fallback })
+    }
+
+    /// Depth of level `id` (the first level is 0).
+    fn level_depth(&self, mut id: u32) -> Option<usize> {
+        let mut d = 1;
+        loop {
+            let p = self.parent(id)?;
+            if p.level == ROOT {
+                return Some(d);
+            }
+            if p.level == DEAD {
+                return None;
+            }
+            id = p.level;
+            d += 1;
+        }
     }
 
     /// Fold `id` and then its ancestors while they become uniform.
@@ -771,6 +1016,25 @@ mod tests {
         // (level id, depth, path prefix)
         let mut stack: Vec<(u32, usize, [u8; N])> = Vec::new();
         let leaf_ok = |e: u32| e == EMPTY || live.contains(&(e - 1));
+        // A tail at an entry of depth `depth` whose path is `path`: its
+        // route is live, below the entry and on its path; its fallback is a
+        // leaf from this depth or above; each tail is used once.
+        let mut tails_seen = vec![false; t.tails.len()];
+        let mut check_tail = |id: u32, depth: usize, path: [u8; N]| {
+            assert!(!t.free_tails.contains(&id), "tail {id} is free");
+            assert!(!tails_seen[id as usize], "tail {id} reachable twice");
+            tails_seen[id as usize] = true;
+            let tail = t.tails[id as usize];
+            assert!(live.contains(&tail.route), "tail {id} route dangles");
+            let r = &t.routes[tail.route as usize];
+            assert!(target_depth(r.plen) > depth, "tail {id} not below");
+            let bits = (ROOT_BITS + LEVEL_BITS * depth) as u8;
+            assert_eq!(mask(r.addr, bits), path, "tail {id} off its path");
+            assert!(leaf_ok(tail.fallback), "tail {id} fallback dangles");
+            if let Some(f) = tail.fallback.checked_sub(1) {
+                assert!(target_depth(t.routes[f as usize].plen) <= depth);
+            }
+        };
         for (i, &e) in root.iter().enumerate() {
             if e & CHILD != 0 {
                 let id = e & !CHILD;
@@ -785,6 +1049,11 @@ mod tests {
                 p[0] = (i >> 8) as u8;
                 p[1] = i as u8;
                 stack.push((id, 1, p));
+            } else if e & TAIL != 0 {
+                let mut p = [0u8; N];
+                p[0] = (i >> 8) as u8;
+                p[1] = i as u8;
+                check_tail(e & !TAIL, 0, p);
             } else {
                 assert!(leaf_ok(e), "root leaf {e} dangles");
             }
@@ -799,10 +1068,13 @@ mod tests {
                 "uniform level {id}"
             );
             let start = (ROOT_BITS + LEVEL_BITS * (depth - 1)) as u8;
+            // Path compression: a level exists only to split two routes.
             assert!(
                 t.map
                     .keys()
-                    .any(|(a, l)| *l > start && mask(*a, start) == path),
+                    .filter(|(a, l)| *l > start && mask(*a, start) == path)
+                    .nth(1)
+                    .is_some(),
                 "level {id} not needed"
             );
             for (i, &e) in level.iter().enumerate() {
@@ -818,12 +1090,19 @@ mod tests {
                     let mut p = path;
                     p[depth + 1] = i as u8;
                     stack.push((c, depth + 1, p));
+                } else if e & TAIL != 0 {
+                    let mut p = path;
+                    p[depth + 1] = i as u8;
+                    check_tail(e & !TAIL, depth, p);
                 } else {
                     assert!(leaf_ok(e), "leaf {e} dangles");
                 }
             }
         }
         assert!(seen.iter().all(|s| *s), "unreachable level");
+        let used = tails_seen.iter().filter(|s| **s).count();
+        assert_eq!(used + t.free_tails.len(), t.tails.len(), "tail leaked");
+        assert_eq!(used, t.tail_count());
     }
 
     /// Compare `lookup` with the naive scan at the edges of every prefix.
@@ -876,7 +1155,20 @@ mod tests {
         assert_eq!(t.lookup(&v4(10, 1, 2, 3)), Some((32, 7)));
         assert_eq!(t.lookup(&v4(10, 1, 2, 4)), None);
         assert_eq!(t.lookup(&v4(10, 1, 2, 2)), None);
+        // A lone route is a tail on the first level, not a chain of levels.
+        assert_eq!(t.level_count(), 0);
+        assert_eq!(t.tail_count(), 1);
+        check(&t);
+        // A second one below the same /24 splits down to it; removing it
+        // folds back.
+        t.insert(v4(10, 1, 2, 200), 32, 8u32).unwrap();
         assert_eq!(t.level_count(), 2);
+        assert_eq!(t.lookup(&v4(10, 1, 2, 200)), Some((32, 8)));
+        assert_eq!(t.lookup(&v4(10, 1, 2, 3)), Some((32, 7)));
+        check(&t);
+        assert_eq!(t.remove(v4(10, 1, 2, 3), 32), Some(7));
+        assert_eq!(t.level_count(), 0);
+        assert_eq!(t.lookup(&v4(10, 1, 2, 3)), None);
         check(&t);
 
         let mut t6 = Mtrie6::new();
@@ -888,15 +1180,83 @@ mod tests {
         let mut b = a;
         b[15] = 0x43;
         assert_eq!(t6.lookup(&b), None);
-        assert_eq!(t6.level_count(), 14);
+        // Without path compression a lone /128 took 14 levels (14 KiB).
+        assert_eq!(t6.level_count(), 0);
         t6.insert(a, 64, 1).unwrap();
         assert_eq!(t6.lookup(&b), Some((64, 1)));
         assert_eq!(t6.lookup(&a), Some((128, 9)));
+        // The /64 ends in the level at depth 6: the /128 is a tail there.
+        assert_eq!(t6.level_count(), 6);
         check(&t6);
         assert_eq!(t6.remove(a, 128), Some(9));
         assert_eq!(t6.lookup(&a), Some((64, 1)));
-        assert_eq!(t6.level_count(), 6);
+        assert_eq!(t6.level_count(), 0);
+        assert_eq!(t6.tail_count(), 1);
         check(&t6);
+    }
+
+    /// 100 000 IPv6 host routes in a bounded amount of memory: at most one
+    /// 1 KiB level per route beyond the first (every level splits two
+    /// routes), never the 14 levels per lone /128 of an uncompressed trie
+    /// (about 1.4 GB here).
+    #[test]
+    fn host_routes_v6_memory_bounded() {
+        const R: usize = 100_000;
+        let per_route_bound = |t: &Mtrie6<u32>| {
+            // First level, then a level, a slot, a tail and a map entry
+            // per route, plus the arena's one spare chunk.
+            ROOT_LEN * 4 + R * (1024 + 24 + 8 + 64) + 2 * CHUNK * (1024 + 8) >= t.memory_bytes()
+        };
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Random hosts of 2001:db8::/32: isolated below the first bytes.
+        let mut t = Mtrie6::new();
+        let mut keys = Vec::new();
+        for i in 0..R as u32 {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            a[4..12].copy_from_slice(&next().to_be_bytes());
+            a[12..].copy_from_slice(&(next() as u32).to_be_bytes());
+            t.insert(a, 128, i).unwrap();
+            keys.push(a);
+        }
+        assert!(t.level_count() < R, "{} levels", t.level_count());
+        assert!(per_route_bound(&t), "{} bytes", t.memory_bytes());
+        assert!(t.memory_bytes() < 48 << 20, "{} bytes", t.memory_bytes());
+        for (i, a) in keys.iter().enumerate().step_by(97) {
+            assert_eq!(t.lookup(a), Some((128, i as u32)));
+        }
+        // Consecutive hosts of one /64 (as an IPAM hands them out).
+        let mut t = Mtrie6::new();
+        for i in 0..R as u32 {
+            let mut a = [0u8; 16];
+            a[..8].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1]);
+            a[12..].copy_from_slice(&(i + 1).to_be_bytes());
+            t.insert(a, 128, i).unwrap();
+        }
+        assert!(t.memory_bytes() < 12 << 20, "{} bytes", t.memory_bytes());
+        check(&t);
+    }
+
+    #[test]
+    fn two_halves_stay_a_level() {
+        // Two /17s fill the level below 10.0/16: neither is the other's
+        // fallback, or removing that one would find no trie path.
+        let mut t = Mtrie4::new();
+        t.insert(v4(10, 0, 0, 0), 17, 1u32).unwrap();
+        t.insert(v4(10, 0, 128, 0), 17, 2).unwrap();
+        t.insert(v4(10, 0, 1, 1), 32, 3).unwrap();
+        assert_eq!(t.remove(v4(10, 0, 1, 1), 32), Some(3));
+        check(&t);
+        assert_eq!(t.remove(v4(10, 0, 0, 0), 17), Some(1));
+        assert_eq!(t.lookup(&v4(10, 0, 1, 1)), None);
+        assert_eq!(t.lookup(&v4(10, 0, 200, 1)), Some((17, 2)));
+        check(&t);
     }
 
     #[test]
@@ -1021,8 +1381,9 @@ mod tests {
     fn frees_all_levels() {
         let mut t = Mtrie4::new();
         let vec_bytes = |t: &Mtrie4<u32>| {
-            t.routes.capacity() * core::mem::size_of::<Slot<u32>>()
-                + (t.free.capacity() + t.dead.capacity()) * 4
+            t.routes.capacity() * core::mem::size_of::<Slot<u32, 4>>()
+                + t.tails.capacity() * core::mem::size_of::<Tail>()
+                + (t.free.capacity() + t.free_tails.capacity() + t.dead.capacity()) * 4
         };
         t.insert(v4(0, 0, 0, 0), 0, 0u32).unwrap();
         let baseline = t.memory_bytes();
@@ -1035,10 +1396,13 @@ mod tests {
             x ^= x >> 17;
             x ^= x << 5;
             let plen = 17 + (x % 16) as u8;
-            t.insert(x.to_be_bytes(), plen, i).unwrap();
-            added.push((x.to_be_bytes(), plen));
+            // Within a /12, so routes share levels (lone ones are tails).
+            let a = (0x0a00_0000 | (x & 0x000f_ffff)).to_be_bytes();
+            t.insert(a, plen, i).unwrap();
+            added.push((a, plen));
         }
-        assert!(t.level_count() > 1000);
+        // Many chunks of levels, and tails.
+        assert!(t.level_count() > 8 * CHUNK && t.tail_count() > 1000);
         check(&t);
         for (i, (a, l)) in added.into_iter().enumerate() {
             t.remove(a, l);
@@ -1049,6 +1413,7 @@ mod tests {
         }
         assert_eq!(t.len(), 1);
         assert_eq!(t.level_count(), 0);
+        assert_eq!(t.tail_count(), 0);
         check(&t);
         // Only the slot and scratch vectors keep their high-water mark.
         assert_eq!(t.chunks.capacity(), 0);

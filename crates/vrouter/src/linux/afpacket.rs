@@ -32,9 +32,21 @@
 //! only where it must; over veth it stays one skb up to the receiver, whose
 //! GRO-aware UDP socket or vRouter datapath segments it. If the kernel
 //! refuses USO (`EINVAL`), the port falls back to plain frames for good.
-use super::sys::{self, PacketMreq, TpacketStats};
+//!
+//! # What the device takes
+//!
+//! A packet socket that bypasses the qdisc layer drops (`ENOBUFS`) a GSO
+//! skb the device cannot transmit as it is, instead of segmenting it: a
+//! veth with `tx off` (no checksum offload, hence no TSO) refuses every
+//! TCP super-packet. So the port reads the device's active offloads
+//! (`sys::tx_features`) when it opens and on [`Port::refresh_offloads`],
+//! reports only what the device takes ([`Port::offloads`]; the datapath
+//! then merges and grafts only those kinds), and a super-packet the device
+//! does not take after all (offloads turned off meanwhile) is cut into
+//! plain segments here and sent, counted in `PortStats::gso_fallback`.
+use super::sys::{self, PacketMreq, TpacketStats, TxFeatures};
 use crate::port::{Offloads, Port, PortStats, RxSlot, MAX_BATCH};
-use crate::vnet::{flags, gso, VnetHdr, VNET_HDR_LEN};
+use crate::vnet::{flags, gso, Gso, VnetHdr, VNET_HDR_LEN};
 use packet::be::{put_u16 as wr16, u16_at as rd16};
 use packet::checksum;
 use std::cell::Cell;
@@ -100,6 +112,12 @@ pub struct AfPacketPort {
     tx_dropped: usize,
     uso_sent: u64,
     uso_frames: u64,
+    /// The device's transmit offloads, as last read.
+    feat: TxFeatures,
+    /// The device's MTU when the port opened.
+    mtu: Option<u16>,
+    /// Scratch for segments of a super-packet the device refused.
+    seg_buf: Vec<u8>,
 }
 
 /// One queued frame: `arena[off..off + len]`.
@@ -308,6 +326,14 @@ impl AfPacketPort {
             };
             sys::setsockopt(&fd, libc::SOL_PACKET, sys::PACKET_ADD_MEMBERSHIP, &mr)?;
         }
+        let feat = if opts.vnet_hdr {
+            sys::tx_features(name).unwrap_or_else(|e| {
+                tracing::warn!(port = name, error = %e, "cannot read the device's offloads; sending plain frames");
+                TxFeatures::default()
+            })
+        } else {
+            TxFeatures::default()
+        };
         Ok(AfPacketPort {
             fd,
             name: name.to_string(),
@@ -317,11 +343,71 @@ impl AfPacketPort {
             kernel_drops: Cell::new(0),
             tx: TxQueue::new(),
             tx_batch: opts.tx_batch,
-            uso: opts.tunnel_uso && opts.vnet_hdr && opts.tx_batch,
+            uso: opts.tunnel_uso && opts.vnet_hdr && opts.tx_batch && feat.csum && feat.uso,
             tx_dropped: 0,
             uso_sent: 0,
             uso_frames: 0,
+            feat,
+            mtu: sys::mtu_of(name).ok(),
+            seg_buf: Vec::new(),
         })
+    }
+
+    /// What the device takes now (see the module docs).
+    fn current_offloads(&self) -> Offloads {
+        let f = &self.feat;
+        let csum = self.vnet && f.csum;
+        let o = Offloads {
+            vnet_hdr: self.vnet,
+            tx_gso: false,
+            tso4: csum && f.tso4,
+            tso6: csum && f.tso6,
+            uso: csum && f.uso,
+        };
+        Offloads {
+            tx_gso: o.tso4 || o.tso6 || o.uso,
+            ..o
+        }
+    }
+
+    /// Send a super-packet the device does not take as plain segments
+    /// (queued like any frame), and count it.
+    fn send_segmented(&mut self, vnet: &VnetHdr, head: &[u8], body: &[u8]) -> io::Result<()> {
+        let mut frame = std::mem::take(&mut self.seg_buf);
+        frame.clear();
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(body);
+        let g = match Gso::new(&frame, vnet) {
+            Ok(g) => g,
+            Err(e) => {
+                self.seg_buf = frame;
+                self.stats.tx_errors += 1;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        };
+        let mut out = vec![0u8; g.hdr_len + g.mss];
+        let mut sent = 0u64;
+        let mut result = Ok(());
+        for i in 0..g.segs {
+            match g.write_segment(&frame, i, false, &mut out) {
+                Ok(n) => {
+                    let seg = out.get(..n).unwrap_or(&[]);
+                    if let Err(e) = self.send(&VnetHdr::NONE, &[], seg) {
+                        result = Err(e);
+                    } else {
+                        sent += 1;
+                    }
+                }
+                Err(e) => {
+                    self.stats.tx_errors += 1;
+                    result = Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+        self.seg_buf = frame;
+        self.stats.gso_fallback += 1;
+        self.stats.gso_fallback_segments += sent;
+        result
     }
 
     /// One `sendmsg` of `head` + `body`, now.
@@ -628,7 +714,30 @@ impl Port for AfPacketPort {
 
     fn send(&mut self, vnet: &VnetHdr, head: &[u8], body: &[u8]) -> io::Result<()> {
         let len = head.len() + body.len();
-        if !self.tx_batch || vnet.is_gso() || len > TX_COPY_MAX {
+        if vnet.is_gso() {
+            if !self.current_offloads().accepts(vnet) {
+                return self.send_segmented(vnet, head, body);
+            }
+            self.flush_queue();
+            return match self.send_now(vnet, head, body) {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOBUFS | libc::EINVAL | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    // The device's offloads changed under us: read them
+                    // again, and send this one as plain segments.
+                    self.stats.tx_errors = self.stats.tx_errors.saturating_sub(1);
+                    self.refresh_offloads();
+                    tracing::info!(port = %self.name, error = %e, offloads = ?self.current_offloads(),
+                        "GSO frame refused by the device; sending plain segments");
+                    self.send_segmented(vnet, head, body)
+                }
+                r => r,
+            };
+        }
+        if !self.tx_batch || len > TX_COPY_MAX {
             self.flush_queue();
             return self.send_now(vnet, head, body);
         }
@@ -654,10 +763,27 @@ impl Port for AfPacketPort {
     }
 
     fn offloads(&self) -> Offloads {
-        Offloads {
-            vnet_hdr: self.vnet,
-            tx_gso: self.vnet,
+        self.current_offloads()
+    }
+
+    fn refresh_offloads(&mut self) -> Offloads {
+        if self.vnet {
+            if let Ok(f) = sys::tx_features(&self.name) {
+                if f != self.feat {
+                    tracing::info!(port = %self.name, before = ?self.feat, now = ?f, "device offloads changed");
+                }
+                self.feat = f;
+            }
         }
+        self.current_offloads()
+    }
+
+    fn os_index(&self) -> Option<u32> {
+        Some(self.ifindex)
+    }
+
+    fn mtu(&self) -> Option<u16> {
+        self.mtu
     }
 
     fn stats(&self) -> PortStats {

@@ -200,3 +200,101 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     // SAFETY: setns on a namespace file descriptor we own.
     cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
 }
+
+/// The MTU of `name` (SIOCGIFMTU, in the caller's network namespace).
+pub fn mtu_of(name: &str) -> io::Result<u16> {
+    // SAFETY: plain socket(2).
+    let s =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut ifr = ifreq(name)?;
+    // SAFETY: SIOCGIFMTU writes the MTU into `ifr`, which is valid; the
+    // union member read is the one the kernel filled.
+    let mtu = unsafe {
+        cvt(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr))?;
+        ifr.ifr_ifru.ifru_mtu
+    };
+    Ok(u16::try_from(mtu.max(0)).unwrap_or(u16::MAX))
+}
+
+/// What a device accepts on transmit, from its active features: partial
+/// checksums, and TCP (v4, v6) and UDP segmentation offload. A GSO frame of
+/// a kind the device lacks is dropped (`ENOBUFS`) by a packet socket that
+/// bypasses the qdisc layer, instead of being segmented by the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxFeatures {
+    pub csum: bool,
+    pub tso4: bool,
+    pub tso6: bool,
+    pub uso: bool,
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// One `SIOCETHTOOL` call with `buf` as the command structure.
+fn ethtool(name: &str, buf: &mut [u8]) -> io::Result<()> {
+    // SAFETY: plain socket(2).
+    let s =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut ifr = ifreq(name)?;
+    ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
+    // SAFETY: the command structure is `buf`, live and sized for what the
+    // command writes (the caller sized it from the counts the kernel gave).
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), SIOCETHTOOL, &mut ifr) }).map(|_| ())
+}
+
+fn ne32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// The transmit offloads `name` has on now (ethtool's feature strings and
+/// active bits: `tx-checksum-*`, `tx-tcp-segmentation`,
+/// `tx-tcp6-segmentation`, `tx-udp-segmentation`).
+pub fn tx_features(name: &str) -> io::Result<TxFeatures> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short ethtool answer");
+    // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[1]; }
+    let mut info = [0u8; 4 + 4 + 8 + 4];
+    info[0..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
+    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
+    ethtool(name, &mut info)?;
+    let count = ne32(&info, 16).ok_or_else(bad)? as usize;
+    if count == 0 || count > 4096 {
+        return Err(bad());
+    }
+    // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
+    let mut strings = vec![0u8; 12 + count * ETH_GSTRING_LEN];
+    strings[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
+    strings[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
+    strings[8..12].copy_from_slice(&(count as u32).to_ne_bytes());
+    ethtool(name, &mut strings)?;
+    // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
+    // requested, active, never_changed; } features[]; }
+    let blocks = count.div_ceil(32);
+    let mut feats = vec![0u8; 8 + blocks * 16];
+    feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
+    feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
+    ethtool(name, &mut feats)?;
+    let active = |bit: usize| -> bool {
+        ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
+    };
+    let mut f = TxFeatures::default();
+    for bit in 0..count {
+        let s = strings
+            .get(12 + bit * ETH_GSTRING_LEN..12 + (bit + 1) * ETH_GSTRING_LEN)
+            .unwrap_or(&[]);
+        let end = s.iter().position(|c| *c == 0).unwrap_or(s.len());
+        let on = active(bit);
+        match s.get(..end).unwrap_or(&[]) {
+            b"tx-checksum-ipv4" | b"tx-checksum-ip-generic" | b"tx-checksum-ipv6" => f.csum |= on,
+            b"tx-tcp-segmentation" => f.tso4 = on,
+            b"tx-tcp6-segmentation" => f.tso6 = on,
+            b"tx-udp-segmentation" => f.uso = on,
+            _ => {}
+        }
+    }
+    Ok(f)
+}

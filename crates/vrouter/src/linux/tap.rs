@@ -135,10 +135,17 @@ impl Port for TapPort {
     }
 
     fn offloads(&self) -> Offloads {
-        Offloads {
-            vnet_hdr: true,
-            tx_gso: true,
-        }
+        // The kernel builds (and, if it must, segments) what is written
+        // to a TAP device itself.
+        Offloads::ALL
+    }
+
+    fn os_index(&self) -> Option<u32> {
+        sys::ifindex(&self.name).ok()
+    }
+
+    fn mtu(&self) -> Option<u16> {
+        sys::mtu_of(&self.name).ok()
     }
 
     fn stats(&self) -> PortStats {

@@ -7,6 +7,8 @@
 //! a port on vif `v` has its L3 next hop `16 + 2v`, L2 next hop `17 + 2v`
 //! and the same numbers as MPLS labels; a virtual network's VRF is its
 //! `virtual_network_network_id`, its VXLAN next hop `16 + 2·max_vifs + vrf`.
+//! Next hops towards other compute nodes ([`remote`]) are allocated in two
+//! ranges after those and re-learned from the datapath after a restart.
 
 use crate::ksync::{KsyncClient, KsyncError};
 use crate::model::{Model, Port};
@@ -19,8 +21,16 @@ use sandesh::{Message, SandeshOp, VrMplsReq, VrVxlanReq};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+pub mod remote;
+
 pub const DISCARD_NH: u32 = 0;
 pub const RECEIVE_NH: u32 = 1;
+/// VRFs the datapath has (upstream's default `vr_vrfs`).
+pub const MAX_VRFS: u32 = 4096;
+/// Tunnel next hops (one per remote compute node and encapsulation).
+pub const TUNNEL_NHS: u32 = 4096;
+/// ECMP composite next hops (one per distinct set of next hops).
+pub const COMPOSITE_NHS: u32 = 8192;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Ids {
@@ -47,6 +57,14 @@ impl Ids {
     pub fn vrf_nh(&self, vrf: u16) -> u32 {
         16 + 2 * u32::from(self.max_vifs) + u32::from(vrf)
     }
+    /// First tunnel next hop id (after the VRF next hops).
+    pub fn tunnel_base(&self) -> u32 {
+        16 + 2 * u32::from(self.max_vifs) + MAX_VRFS
+    }
+    /// First ECMP composite next hop id (after the tunnels).
+    pub fn composite_base(&self) -> u32 {
+        self.tunnel_base() + TUNNEL_NHS
+    }
 }
 
 /// A route's identity: VRF, family, address (IPv4 in the first 4 bytes,
@@ -67,7 +85,7 @@ fn widen<const N: usize>(a: [u8; N]) -> [u8; 16] {
 }
 
 impl RouteKey {
-    fn of(vrf: u16, p: Prefix) -> Self {
+    pub fn of(vrf: u16, p: Prefix) -> Self {
         match p {
             Prefix::V4(a, l) => RouteKey {
                 vrf,
@@ -133,7 +151,7 @@ impl State {
     }
 }
 
-fn route(vrf: u16, p: Prefix, d: RouteData, out: &mut BTreeMap<RouteKey, RouteData>) {
+pub(crate) fn route(vrf: u16, p: Prefix, d: RouteData, out: &mut BTreeMap<RouteKey, RouteData>) {
     out.insert(RouteKey::of(vrf, p), d);
 }
 
@@ -273,6 +291,19 @@ pub fn desired(model: &Model, ids: &Ids) -> State {
                 }
             }
         }
+        // IPv6: the link-local address router advertisements come from
+        // (upstream's PKT0_LINKLOCAL_ADDRESS route in every VRF), so the
+        // datapath answers neighbour solicitations for the default router.
+        if vn.subnets.iter().any(|s| s.prefix.is_ipv6()) {
+            let recv = RouteData {
+                nh: RECEIVE_NH,
+                label: 0,
+                flags: rt_flags::ARP_PROXY,
+                mac: [0; 6],
+            };
+            let ll = crate::services::ndp::ROUTER_LINK_LOCAL.octets();
+            route(vn.vrf, Prefix::V6(ll, 128), recv, &mut s.routes);
+        }
         let members = model.vrf_members.get(&vn.vrf).cloned().unwrap_or_default();
         for p in model.ports.values() {
             if members.contains(&p.vn) {
@@ -291,6 +322,19 @@ pub fn desired(model: &Model, ids: &Ids) -> State {
         }
     }
     s
+}
+
+/// [`desired`] plus what lives on other compute nodes (controller mode);
+/// also the compute nodes whose fabric MAC is still unknown.
+pub fn desired_with_remote(
+    model: &Model,
+    ids: &Ids,
+    fabric: &remote::Fabric,
+    tids: &mut remote::TunnelIds,
+) -> (State, BTreeSet<std::net::Ipv4Addr>) {
+    let mut s = desired(model, ids);
+    let unresolved = remote::add_remote(&mut s, model, ids, fabric, tids);
+    (s, unresolved)
 }
 
 // ---- reading the datapath ---------------------------------------------------
@@ -450,7 +494,8 @@ pub fn plan<'a>(cur: &'a State, want: &'a State) -> impl Iterator<Item = Message
         .chain(vif_del)
 }
 
-/// The fields the agent sets; the datapath fills others (OS index).
+/// The fields the agent sets; the datapath fills others (OS index, and
+/// the MTU when `b` leaves it to the interface).
 fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
     a.vif_type == b.vif_type
         && a.name == b.name
@@ -458,7 +503,7 @@ fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
         && a.ip == b.ip
         && a.ip6 == b.ip6
         && a.vrf == b.vrf
-        && a.mtu == b.mtu
+        && (a.mtu == b.mtu || b.mtu == 0)
         && a.flags == b.flags
         && a.nh_id == b.nh_id
 }

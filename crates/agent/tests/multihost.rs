@@ -1,0 +1,431 @@
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)]
+//! Multi-host, end to end with real packets: three compute hosts (real
+//! `vrouter` + real `vrouter-agent --config-source controller` in their
+//! own namespaces, on a bridged fabric) and two control-node peers.
+//! Containers have 1500-byte interfaces on the 1500-byte fabric, as Docker
+//! gives them. What crosses the fabric is checked with tshark.
+
+mod common;
+
+use common::cluster::*;
+use common::*;
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+macro_rules! require_cluster {
+    () => {
+        if let Some(r) = cluster_skip() {
+            eprintln!("SKIP: {r}");
+            return;
+        }
+    };
+}
+
+/// `ping -i interval -c count` in the background; (sent, received) when
+/// it ends.
+struct BgPing(Option<Child>);
+
+impl BgPing {
+    fn start(ns: &str, dst: &str, interval: &str, count: u32) -> BgPing {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ping",
+                "-n",
+                "-q",
+                "-i",
+                interval,
+                "-c",
+                &count.to_string(),
+                "-W",
+                "1",
+                dst,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        BgPing(Some(child))
+    }
+
+    fn finish(mut self) -> (u32, u32) {
+        let out = self.0.take().unwrap().wait_with_output().unwrap();
+        let s = String::from_utf8_lossy(&out.stdout);
+        let line = s
+            .lines()
+            .find(|l| l.contains("received"))
+            .unwrap_or("")
+            .to_string();
+        let num = |i: usize| {
+            line.split(", ")
+                .nth(i)
+                .and_then(|x| x.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (num(0), num(1))
+    }
+}
+
+impl Drop for BgPing {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn set_priorities(c: &Cluster, list: &[&str]) {
+    let snap = c.store.snapshot().unwrap();
+    let (u, _) = snap.iter("global-vrouter-config").next().unwrap();
+    c.store
+        .update(
+            "global-vrouter-config",
+            u,
+            json!({"encapsulation_priorities": {"encapsulation": list}}),
+        )
+        .unwrap();
+}
+
+/// Wait until host `h` has a route for `ip` (any VRF) whose next hop is a
+/// tunnel of `kind` (or, with `None`, has no route for it at all).
+fn wait_route(
+    c: &Cluster,
+    h: usize,
+    ip: std::net::Ipv4Addr,
+    kind: Option<dp_core::TunnelKind>,
+    limit: Duration,
+) -> Duration {
+    let t0 = Instant::now();
+    c.wait_for(&format!("host {h}: route to {ip} via {kind:?}"), limit, || {
+        let s = c.hosts[h].datapath_state();
+        let r = s.routes.iter().find(|(k, _)| k.family == 2 && k.plen == 32 && k.addr[..4] == ip.octets());
+        match (r, kind) {
+            (None, None) => true,
+            (Some((_, d)), Some(want)) => {
+                matches!(s.nhs.get(&d.nh).map(|n| &n.kind), Some(dp_core::NhKind::Tunnel { kind, .. }) if *kind == want)
+            }
+            _ => false,
+        }
+    });
+    t0.elapsed()
+}
+
+/// Ping and a TCP exchange from `from` to `to` (server on port 7000).
+fn reachable(from: &ClusterContainer, to: &ClusterContainer) -> bool {
+    if !ping_until(&from.ns, &to.ip.to_string(), Duration::from_secs(5)) {
+        return false;
+    }
+    let _srv = tcp_server(&to.ns, 7000);
+    tcp_ok(&from.ns, &to.ip.to_string(), 7000)
+}
+
+fn flush_arp(c: &ClusterContainer) {
+    ip(&["-n", &c.ns, "neigh", "flush", "all"]);
+}
+
+#[test]
+fn encapsulations_isolation_and_withdrawal() {
+    require_cluster!();
+    let mut c = Cluster::new(3, 2, &[]);
+    let t0 = Instant::now();
+    set_priorities(&c, &["MPLSoUDP", "MPLSoGRE", "VXLAN"]);
+    c.project("mh");
+    let (blue, bgw) = c.vn("mh", "blue", "198.18.10.0", 24);
+    let (red, rgw) = c.vn("mh", "red", "198.18.11.0", 24);
+    let a = c.attach(0, "a", "mh", &blue, &bgw, 24);
+    let b = c.attach(1, "b", "mh", &blue, &bgw, 24);
+    let r = c.attach(2, "r", "mh", &red, &rgw, 24);
+    let (ha, hb) = (c.hosts[0].ip, c.hosts[1].ip);
+
+    // ---- MPLSoUDP -----------------------------------------------------
+    wait_route(
+        &c,
+        0,
+        b.ip,
+        Some(dp_core::TunnelKind::MplsOverUdp),
+        Duration::from_secs(15),
+    );
+    wait_route(
+        &c,
+        1,
+        a.ip,
+        Some(dp_core::TunnelKind::MplsOverUdp),
+        Duration::from_secs(15),
+    );
+    let mut cap = Capture::start(
+        &c.bridge,
+        "h0",
+        "udp port 6635 or ip proto 47 or udp port 4789",
+        c.dir.path(),
+    );
+    assert!(
+        reachable(&a, &b),
+        "blue a -> b over MPLSoUDP:\n{}",
+        c.hosts[0].log("agent")
+    );
+    let pk = cap.stop_and_read(
+        "mpls",
+        &["ip.src", "ip.dst", "udp.dstport", "mpls.label", "ip.proto"],
+    );
+    let udp = pk.iter().filter(|p| p[2] == "6635").count();
+    assert!(udp >= 4, "MPLSoUDP frames on the fabric: {pk:?}");
+    assert!(pk.iter().all(|p| p[2] == "6635"), "only MPLSoUDP: {pk:?}");
+    assert!(
+        pk.iter()
+            .any(|p| p[0] == ha.to_string() && p[1] == hb.to_string()),
+        "{pk:?}"
+    );
+    assert!(pk
+        .iter()
+        .any(|p| p[0] == hb.to_string() && p[1] == ha.to_string()));
+
+    // ---- MPLSoGRE, by changing the priorities in the config ---------------
+    set_priorities(&c, &["MPLSoGRE", "MPLSoUDP", "VXLAN"]);
+    wait_route(
+        &c,
+        0,
+        b.ip,
+        Some(dp_core::TunnelKind::MplsOverGre),
+        Duration::from_secs(10),
+    );
+    wait_route(
+        &c,
+        1,
+        a.ip,
+        Some(dp_core::TunnelKind::MplsOverGre),
+        Duration::from_secs(10),
+    );
+    let mut cap = Capture::start(
+        &c.bridge,
+        "h0",
+        "udp port 6635 or ip proto 47 or udp port 4789",
+        c.dir.path(),
+    );
+    assert!(reachable(&a, &b), "blue a -> b over MPLSoGRE");
+    let pk = cap.stop_and_read("mpls", &["ip.src", "ip.dst", "gre.proto", "mpls.label"]);
+    assert!(
+        pk.len() >= 4 && pk.iter().all(|p| p[2] == "0x8847"),
+        "MPLSoGRE frames: {pk:?}"
+    );
+
+    // ---- VXLAN: bridged with the VNI; containers re-resolve --------------
+    set_priorities(&c, &["VXLAN", "MPLSoUDP", "MPLSoGRE"]);
+    let vni = c.hosts[0].intro_get("/vns").unwrap()["virtual_networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["fq_name"] == json!("default-domain:mh:blue"))
+        .unwrap()["vni"]
+        .as_u64()
+        .unwrap();
+    c.wait_for("EVPN over VXLAN on both", Duration::from_secs(10), || {
+        [(0, &b), (1, &a)].iter().all(|(h, other)| {
+            let s = c.hosts[*h].datapath_state();
+            let mac = agent::ports::parse_mac(&other.mac).unwrap();
+            s.routes.iter().any(|(k, d)| {
+                k.family == dp_core::nexthop::AF_BRIDGE
+                    && k.addr[..6] == mac
+                    && d.label == vni as u32
+                    && matches!(
+                        s.nhs.get(&d.nh).map(|n| &n.kind),
+                        Some(dp_core::NhKind::Tunnel {
+                            kind: dp_core::TunnelKind::Vxlan,
+                            ..
+                        })
+                    )
+            })
+        })
+    });
+    flush_arp(&a);
+    flush_arp(&b);
+    let mut cap = Capture::start(
+        &c.bridge,
+        "h0",
+        "udp port 6635 or ip proto 47 or udp port 4789",
+        c.dir.path(),
+    );
+    assert!(
+        reachable(&a, &b),
+        "blue a -> b over VXLAN:\n{}",
+        c.hosts[0].log("agent")
+    );
+    let pk = cap.stop_and_read("vxlan", &["ip.src", "ip.dst", "vxlan.vni"]);
+    assert!(pk.len() >= 4, "VXLAN frames: {pk:?}");
+    assert!(
+        pk.iter().all(|p| p[2] == vni.to_string()),
+        "VNI {vni}: {pk:?}"
+    );
+    set_priorities(&c, &["MPLSoUDP", "MPLSoGRE", "VXLAN"]);
+    flush_arp(&a);
+    flush_arp(&b);
+
+    // ---- a second VN: isolated across hosts until a policy connects them --
+    wait_route(
+        &c,
+        0,
+        b.ip,
+        Some(dp_core::TunnelKind::MplsOverUdp),
+        Duration::from_secs(10),
+    );
+    assert!(
+        !ping_until(&a.ns, &r.ip.to_string(), Duration::from_secs(2)),
+        "blue reached red without a policy"
+    );
+    assert!(
+        !ping_until(&r.ns, &a.ip.to_string(), Duration::from_secs(1)),
+        "red reached blue without a policy"
+    );
+    let pol = c
+        .store
+        .create(
+            "network-policy",
+            json!({"fq_name": ["default-domain", "mh", "blue-red"], "parent_type": "project",
+                "network_policy_entries": {"policy_rule": [{
+                    "direction": "<>", "protocol": "any",
+                    "src_addresses": [{"virtual_network": "default-domain:mh:blue"}],
+                    "dst_addresses": [{"virtual_network": "default-domain:mh:red"}],
+                    "src_ports": [{"start_port": -1, "end_port": -1}],
+                    "dst_ports": [{"start_port": -1, "end_port": -1}],
+                    "action_list": {"simple_action": "pass"}}]}}),
+        )
+        .unwrap();
+    for vn in [&blue, &red] {
+        c.store
+            .ref_update(&json!({"type": "virtual-network", "uuid": vn, "ref-type": "network-policy",
+                "ref-uuid": pol["uuid"], "operation": "ADD", "attr": {"sequence": {"major": 0, "minor": 0}}}))
+            .unwrap();
+    }
+    wait_route(
+        &c,
+        0,
+        r.ip,
+        Some(dp_core::TunnelKind::MplsOverUdp),
+        Duration::from_secs(10),
+    );
+    if !reachable(&a, &r) {
+        for h in [0, 2] {
+            eprintln!("HOST {h} flows {}", c.hosts[h].intro_get("/flows").unwrap());
+            eprintln!(
+                "HOST {h} remote {}",
+                c.hosts[h].intro_get("/remote-routes").unwrap()
+            );
+        }
+        panic!("blue -> red with the policy");
+    }
+    assert!(reachable(&r, &a), "red -> blue with the policy");
+
+    // ---- a port removed on B is withdrawn on A within 1 s ----------------
+    let t_del = Instant::now();
+    c.detach(&b);
+    let took = wait_route(&c, 0, b.ip, None, Duration::from_secs(5));
+    let took = took.max(t_del.elapsed().min(took));
+    assert!(took < Duration::from_secs(1), "withdrawal took {took:?}");
+    eprintln!(
+        "withdrawal seen on A after {took:?}; test took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn control_node_failures() {
+    require_cluster!();
+    // Routes of a lost control node stay 120 s; a returning one is
+    // authoritative at its end-of-RIB (500 ms after its subscriptions).
+    let mut c = Cluster::new(3, 2, &["--stale-route-timeout", "120"]);
+    let t0 = Instant::now();
+    c.project("ha");
+    let (blue, gw) = c.vn("ha", "blue", "198.18.20.0", 24);
+    let a = c.attach(0, "a", "ha", &blue, &gw, 24);
+    let b = c.attach(1, "b", "ha", &blue, &gw, 24);
+    let gone = c.attach(1, "g", "ha", &blue, &gw, 24);
+    for h in &c.hosts {
+        h.wait_ready(2);
+    }
+    wait_route(
+        &c,
+        0,
+        b.ip,
+        Some(dp_core::TunnelKind::MplsOverGre),
+        Duration::from_secs(15),
+    );
+    wait_route(
+        &c,
+        0,
+        gone.ip,
+        Some(dp_core::TunnelKind::MplsOverGre),
+        Duration::from_secs(15),
+    );
+    assert!(ping_until(&a.ns, &b.ip.to_string(), Duration::from_secs(5)));
+    let before = c.hosts[0].datapath_state();
+
+    // ---- control node 1 dies during a 5 ms ping: nothing is lost --------
+    let ping = BgPing::start(&a.ns, &b.ip.to_string(), "0.005", 800);
+    std::thread::sleep(Duration::from_secs(1));
+    c.stop_peer(0);
+    let (sent, got) = ping.finish();
+    assert_eq!(
+        (sent, got),
+        (800, 800),
+        "lost pings when control node 1 died"
+    );
+    // The agents are on control node 2, config peer included.
+    c.wait_for(
+        "config from control node 2",
+        Duration::from_secs(10),
+        || {
+            c.hosts.iter().all(|h| {
+                let v = h.intro_get("/controller").unwrap();
+                v["status"]["peers"][1]["config_peer"] == json!(true)
+                    && v["status"]["config_pending"] == json!(false)
+            })
+        },
+    );
+    assert!(
+        agent::program::same(&before, &c.hosts[0].datapath_state()),
+        "the datapath changed on failover"
+    );
+
+    // ---- both gone for 30 s: forwarding goes on from stale routes -------
+    let ping = BgPing::start(&a.ns, &b.ip.to_string(), "0.1", 330);
+    c.stop_peer(1);
+    std::thread::sleep(Duration::from_secs(2));
+    let st = c.hosts[0].intro_get("/remote-routes").unwrap();
+    assert!(st.to_string().contains("\"stale\":true"), "{st}");
+    // Meanwhile a port goes on B (no control node hears it).
+    c.detach(&gone);
+    std::thread::sleep(Duration::from_secs(28));
+    // One comes back.
+    c.start_peer(0);
+    let (sent, got) = ping.finish();
+    assert!(
+        sent >= 330 && got >= sent - 3,
+        "established traffic stopped: {got}/{sent}"
+    );
+    // Re-converged: sessions up, nothing stale, the gone port's route swept.
+    c.wait_for("re-converged", Duration::from_secs(15), || {
+        c.hosts.iter().all(|h| h.sessions() == 1)
+            && !c.hosts[0]
+                .intro_get("/remote-routes")
+                .unwrap()
+                .to_string()
+                .contains("\"stale\":true")
+    });
+    wait_route(&c, 0, gone.ip, None, Duration::from_secs(5));
+    wait_route(
+        &c,
+        0,
+        b.ip,
+        Some(dp_core::TunnelKind::MplsOverGre),
+        Duration::from_secs(5),
+    );
+    assert!(ping_until(&a.ns, &b.ip.to_string(), Duration::from_secs(5)));
+    let (s, g) = BgPing::start(&b.ns, &a.ip.to_string(), "0.01", 200).finish();
+    assert_eq!((s, g), (200, 200));
+    eprintln!("test took {:?}", t0.elapsed());
+}
