@@ -5,7 +5,7 @@
 #   bash scripts/test-all.sh lint test     # only the phases named
 #
 # Knobs (docs/testing.md): SKIP_<PHASE>=1 skips a phase (SKIP_WINDOWS=1,
-# SKIP_FUZZ=1, ...), FUZZ_SECONDS=N fuzzes each target N seconds (default 15),
+# SKIP_FUZZ=1, SKIP_PACKAGES=1, ...), FUZZ_SECONDS=N fuzzes each target N seconds (default 15),
 # CARGO_TARGET_DIR moves every build (default: target/ in the repo),
 # TEST_ALL_NON_ROOT=1 runs as another user (the end-to-end tests then skip;
 # never under CI).
@@ -39,6 +39,11 @@ cd "$ROOT"
 phase_deps() {
     apt_ensure "${APT_PACKAGES[@]}"
     rust_ensure
+    if [[ ${SKIP_PACKAGES:-0} == 1 ]]; then
+        log "cargo-deb: not checked (SKIP_PACKAGES=1)"
+    else
+        cargo_deb_ensure
+    fi
     if [[ ${SKIP_FUZZ:-0} == 1 ]]; then
         log "cargo-fuzz: not checked (SKIP_FUZZ=1)"
     else
@@ -86,6 +91,14 @@ phase_fuzz() {
     bash "$ROOT/scripts/fuzz.sh"
 }
 
+# Uses dockerd, /run/docker/plugins and 127.0.0.1:8082/8085/9091 (deb) and
+# installs into this machine: on a shared machine, under the e2e lock.
+phase_packages() {
+    step "Debian packages (cargo-deb, lintian, dpkg, units, quick start)" \
+        bash "$ROOT/scripts/packages/deb.sh"
+    step "Windows MSI (wixl, msidump, under Wine)" bash "$ROOT/scripts/packages/msi.sh"
+}
+
 # ---------------------------------------------------------------- runner
 
 PHASE_NAMES=() PHASE_DESCS=()
@@ -95,6 +108,9 @@ phase() {
 }
 
 SUMMARY=() CURRENT_PHASE='' PHASE_START=0 RAN=0 SKIPS=0 TEST_SKIPS=''
+# A phase's scripts append result lines here (scripts/packages/common.sh
+# note_summary); they are shown under the phase's summary line.
+export TEST_ALL_NOTES="$TARGET_BASE/test-all-notes.txt"
 
 # Root, or an explicit opt-out (never in CI).
 require_root() {
@@ -110,6 +126,12 @@ require_root() {
 }
 
 summary_line() { SUMMARY+=("$(printf '  %-10s %-8s %8s  %s' "$@")"); }
+summary_notes() {
+    local l
+    [[ -s $TEST_ALL_NOTES ]] || return 0
+    while IFS= read -r l; do SUMMARY+=("$(printf '  %-10s %-8s %8s    %s' '' '' '' "$l")"); done <"$TEST_ALL_NOTES"
+    rm -f "$TEST_ALL_NOTES"
+}
 
 print_summary() {
     ((${#SUMMARY[@]} > 0)) || return 0
@@ -123,6 +145,7 @@ on_exit() {
     if ((rc != 0)); then
         if [[ -n $CURRENT_PHASE ]]; then
             summary_line "$CURRENT_PHASE" FAILED "$(fmt_secs $((SECONDS - PHASE_START)))" "exit $rc"
+            summary_notes
         fi
         print_summary
         printf '%stest-all: FAILED in phase %s%s (exit %d) after %s%s\n' "$C_RED" \
@@ -162,11 +185,14 @@ run_phases() {
         fi
         banner "phase $name: ${PHASE_DESCS[$i]}"
         CURRENT_PHASE=$name PHASE_START=$SECONDS
+        mkdir -p "$TARGET_BASE"
+        rm -f "$TEST_ALL_NOTES"
         "phase_$name"
         log "phase $name: ok in $(fmt_secs $((SECONDS - PHASE_START)))"
         local note=''
         if [[ $name == test ]]; then note="${TEST_SKIPS:-0} test(s) skipped"; fi
         summary_line "$name" ok "$(fmt_secs $((SECONDS - PHASE_START)))" "$note"
+        summary_notes
         RAN=$((RAN + 1))
         CURRENT_PHASE=''
     done
@@ -182,5 +208,6 @@ phase lint "shellcheck, rustfmt, clippy -D warnings (Linux)"
 phase test "cargo test --workspace (Linux, rustup stable)"
 phase windows "Windows lane: windows-gnu tests under Wine, clippy gnu+msvc"
 phase fuzz "cargo-fuzz, ${FUZZ_SECONDS}s per target"
+phase packages "installers: .deb (cargo-deb) and MSI (wixl) built, installed, started, removed"
 
 run_phases "$@"

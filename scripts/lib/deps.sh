@@ -42,6 +42,22 @@ APT_PACKAGES=(
     # The agent's XMPP TLS (native-tls) builds against the system's OpenSSL.
     libssl-dev
     pkg-config
+    # packages phase (docs/packaging.md): wixl builds the MSI, msitools
+    # (msidump, msiinfo, msibuild) reads and patches it; lintian checks the
+    # .debs, help2man writes their man pages; curl drives the installed node;
+    # systemd (not as PID 1) for systemd-analyze verify of the units, man-db
+    # for `man -w`, procps for pgrep (all three "important", not in minimal
+    # images).
+    wixl
+    msitools
+    lintian
+    help2man
+    curl
+    systemd
+    man-db
+    procps
+    # msi.sh: `ip link set lo up` in its private network namespace
+    iproute2
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
@@ -84,6 +100,16 @@ rust_ensure() {
         rustup component add rustfmt clippy
     fi
     log "rust: $(cargo --version), $(/usr/bin/cargo --version 2>/dev/null || echo 'no /usr/bin/cargo')"
+}
+
+# cargo-deb (builds the .debs from Cargo.toml metadata; not in Debian 12).
+cargo_deb_ensure() {
+    if command -v cargo-deb >/dev/null; then
+        log "cargo-deb: $(cargo-deb --version)"
+        return 0
+    fi
+    log "cargo-deb: installing from crates.io"
+    cargo install cargo-deb --version 3.8.0 --locked
 }
 
 # cargo-fuzz (a cargo subcommand, any toolchain can run it).

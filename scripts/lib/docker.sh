@@ -83,14 +83,15 @@ docker_stop() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     # Mounts dockerd and its containerd made under DIR (netns files, shm).
-    grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r m; do
+    # Safe under `set -euo pipefail` (no mount found, a dir not empty).
+    { grep -o " $dir/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
-    [[ -e "$dir/created-key-json" ]] && rm -f /etc/docker/key.json
-    [[ -e "$dir/created-etc-docker" ]] && rmdir /etc/docker 2>/dev/null
-    [[ -e "$dir/created-plugins-dir" ]] && rmdir /run/docker/plugins /run/docker 2>/dev/null
+    if [[ -e "$dir/created-key-json" ]]; then rm -f /etc/docker/key.json; fi
+    if [[ -e "$dir/created-etc-docker" ]]; then rmdir /etc/docker 2>/dev/null || true; fi
+    if [[ -e "$dir/created-plugins-dir" ]]; then rmdir /run/docker/plugins /run/docker 2>/dev/null || true; fi
     # dockerd's containerd keeps its shim sockets in /run/containerd/s.
-    [[ -e "$dir/created-run-containerd" ]] && rmdir /run/containerd/s /run/containerd 2>/dev/null
+    if [[ -e "$dir/created-run-containerd" ]]; then rmdir /run/containerd/s /run/containerd 2>/dev/null || true; fi
     rm -rf "$dir"
     return 0
 }

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # The crates that run on Windows: tested under Wine, linted for gnu and msvc.
-WINDOWS_CRATES=${WINDOWS_CRATES:-"packet dp-core sandesh channels ksync vrctl policy vnc-api http-serve xmpp vrouter-agent hcn vnc-client docker-driver winext"}
+WINDOWS_CRATES=${WINDOWS_CRATES:-"packet dp-core sandesh channels ksync vrctl policy vnc-api http-serve service-host xmpp vrouter-agent hcn vnc-client docker-driver winext"}
 
 # Bounds a hung Wine test (a stack overflow hangs under Wine 8, see
 # docs/windows.md); the whole test step takes about 1 minute.

@@ -171,6 +171,20 @@ mod tests {
         assert_eq!(f.agent.max_vifs, Some(1024));
     }
 
+    /// The file the Debian package and the MSI install
+    /// (`packaging/config/`): every key must be one the agent knows.
+    #[test]
+    fn the_packaged_default_config_parses() {
+        let f: File = toml::from_str(include_str!(
+            "../../../packaging/config/contrail-vrouter-agent.conf"
+        ))
+        .expect("packaging/config/contrail-vrouter-agent.conf");
+        assert_eq!(f.agent.mode.as_deref(), Some("standalone"));
+        assert_eq!(f.default.http_server_port, Some(8085));
+        // Paths differ per platform: left to the agent's defaults.
+        assert!(f.agent.sock_dir.is_none() && f.agent.state_dir.is_none());
+    }
+
     #[test]
     fn upstream_controller_keys() {
         let f: File = toml::from_str(

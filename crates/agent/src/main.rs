@@ -1,5 +1,9 @@
 //! `vrouter-agent`: the vRouter agent, standalone (embedded config) or in
 //! a Tungsten Fabric / OpenSDN cluster (config and routes over XMPP).
+//!
+//! The options and how they combine with the config file are here, for
+//! both platforms; `main_unix.rs` runs the agent in the foreground (systemd
+//! or a shell), `main_windows.rs` adds the Windows service around it.
 
 use agent::config::File;
 use agent::flows::FlowConfig;
@@ -10,10 +14,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg_attr(windows, path = "main_windows.rs")]
+#[cfg_attr(not(windows), path = "main_unix.rs")]
+mod platform;
+
 /// The vRouter agent: port API, datapath programming over ksync, pkt0
 /// services and flows; config from the embedded VNC store or from the
 /// cluster's control nodes over XMPP.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version)]
 struct Args {
     /// Configuration file (TOML, upstream key names; see the docs).
@@ -106,18 +114,13 @@ struct Args {
     log_level: Option<String>,
 }
 
-/// Linux: the user-space datapath's socket directory. Windows: none, the
-/// kernel extension's devices (`channels::ChannelPaths::default`).
-fn default_sock_dir() -> Option<PathBuf> {
-    if cfg!(windows) {
-        None
-    } else {
-        Some(PathBuf::from("/var/run/vrouter"))
-    }
+fn main() -> std::process::ExitCode {
+    platform::main()
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// The agent's options from the command line over the config file over
+/// the platform's defaults, and the log filter.
+fn options(args: Args) -> anyhow::Result<(Options, String)> {
     let file = match &args.config {
         Some(p) => File::load(p)?,
         None => File::default(),
@@ -127,11 +130,6 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or(file.default.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&level).context("--log-level")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let controller = controller_options(&args, &file)?;
     let a = &file.agent;
     let intro_port = file.default.http_server_port.unwrap_or(8085);
@@ -139,11 +137,11 @@ fn main() -> anyhow::Result<()> {
         sock_dir: args
             .sock_dir
             .or(a.sock_dir.clone())
-            .or_else(default_sock_dir),
+            .or_else(platform::default_sock_dir),
         state_dir: args
             .state_dir
             .or(a.state_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("/var/lib/vrouter-rs")),
+            .unwrap_or_else(platform::default_state_dir),
         vnc_listen: args
             .vnc_listen
             .or(a.vnc_listen)
@@ -206,11 +204,16 @@ fn main() -> anyhow::Result<()> {
     if opts.config_source == agent::source::Kind::Embedded && opts.controller.is_some() {
         anyhow::bail!("control nodes are configured but the config source is embedded: add --config-source controller (or [AGENT] config_source = \"controller\")");
     }
+    Ok((opts, level))
+}
+
+/// Runs the agent until `shutdown` resolves.
+fn serve(opts: Options, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(agent::run::run(opts, shutdown()))
+    rt.block_on(agent::run::run(opts, shutdown))
 }
 
 /// The host's name (Linux: the kernel's; Windows: COMPUTERNAME).
@@ -285,24 +288,4 @@ fn controller_options(
     o.reconnect_max = secs(args.xmpp_reconnect_max, cn.reconnect_max, o.reconnect_max)
         .max(Duration::from_secs(1));
     Ok(Some(o))
-}
-
-#[cfg(unix)]
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-}
-
-#[cfg(windows)]
-async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -186,12 +186,14 @@ where
 }
 
 /// The listening unix socket; removes its file when dropped (and the
-/// plugin directory, if this socket created it and it is empty).
+/// directories this socket created, `/run/docker/plugins` and `/run/docker`
+/// on a host where the driver starts before Docker, if empty by then).
 #[cfg(unix)]
 pub struct UnixSocket {
     pub listener: tokio::net::UnixListener,
     path: PathBuf,
-    made_dir: Option<PathBuf>,
+    /// Created by `bind`, innermost first.
+    made_dirs: Vec<PathBuf>,
     /// Limits of every connection (default [`http_serve::Timeouts::DEFAULT`]).
     pub timeouts: http_serve::Timeouts,
 }
@@ -202,7 +204,11 @@ impl UnixSocket {
     /// killed predecessor.
     pub fn bind(dir: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
-        let made_dir = (!dir.exists()).then(|| dir.to_owned());
+        let made_dirs: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_owned)
+            .collect();
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{PLUGIN_NAME}.sock"));
         match std::fs::remove_file(&path) {
@@ -214,7 +220,7 @@ impl UnixSocket {
         Ok(UnixSocket {
             listener,
             path,
-            made_dir,
+            made_dirs,
             timeouts: http_serve::Timeouts::DEFAULT,
         })
     }
@@ -253,9 +259,34 @@ impl UnixSocket {
 impl Drop for UnixSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-        if let Some(d) = &self.made_dir {
-            // Fails (and keeps it) if anything else lives there.
-            let _ = std::fs::remove_dir(d);
+        for d in &self.made_dirs {
+            // Fails (and keeps it and its parents) if anything else lives
+            // there.
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod socket_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn removes_the_socket_and_the_dirs_it_created_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("docker").join("plugins");
+        let sock = UnixSocket::bind(&dir).expect("bind");
+        assert!(sock.path().exists());
+        drop(sock);
+        assert!(!tmp.path().join("docker").exists(), "made dirs left behind");
+
+        // Docker's directory with another plugin in it stays.
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("other.sock"), b"").expect("write");
+        drop(UnixSocket::bind(&dir).expect("bind"));
+        assert!(dir.join("other.sock").exists());
+        assert!(!dir.join("Contrail.sock").exists());
     }
 }

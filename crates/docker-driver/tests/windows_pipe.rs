@@ -185,6 +185,8 @@ async fn activate_over_pipe_and_spec_lifecycle() {
         .unwrap()
         .unwrap();
     assert!(!spec_path(&cfg.program_data).exists());
+    // The driver made docker\plugins (no Docker here): gone with the file.
+    assert!(!cfg.program_data.join("docker").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,8 @@
 //!   returns once HNS has done the work: no waiting or polling, unlike
 //!   upstream's v1 driver, which slept 5 s between retries).
 //! * `ComputeNetwork` (Windows only): [`Hcn`] on `computenetwork.dll`.
+//! * [`OnFirstUse`]: opens the real one on first use, so a service can start
+//!   where HNS cannot be loaded yet.
 //! * [`fake::FakeHcn`]: an in-memory [`Hcn`] for tests, since neither Linux
 //!   nor Wine has HNS.
 //! * Builders: [`transparent_network`] and [`endpoint`].
@@ -18,6 +20,7 @@
 pub mod build;
 pub mod error;
 pub mod fake;
+pub mod lazy;
 pub mod schema;
 #[cfg(windows)]
 mod windows;
@@ -27,6 +30,7 @@ pub use build::{
     VROUTER_EXTENSION_ID, VROUTER_EXTENSION_NAME,
 };
 pub use error::HcnError;
+pub use lazy::OnFirstUse;
 pub use schema::{
     Dns, EndpointPolicy, ErrorRecord, HostComputeEndpoint, HostComputeNetwork, HostComputeQuery,
     IpConfig, Ipam, MacPool, MacRange, NetworkPolicy, NetworkType, Route, SchemaVersion, Subnet,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use service_host::LogTarget;
 
 use super::{run_plugin, service_install, service_run, service_uninstall, PluginConfig};
 use crate::backend::windows::{HcnBackend, HcnConfig};
@@ -52,6 +53,11 @@ struct WindowsArgs {
     /// [default: the file's LogPath].
     #[arg(long)]
     log_file: Option<std::path::PathBuf>,
+    /// Log to daily files `contrail-docker-driver.YYYY-MM-DD.log` in this
+    /// directory, the newest 14 kept (what the MSI sets); wins over
+    /// `--log-file` and LogPath.
+    #[arg(long)]
+    log_dir: Option<std::path::PathBuf>,
 }
 
 /// What the service runs with: the flags over contrail-cnm-plugin.conf.
@@ -60,6 +66,7 @@ struct Resolved {
     adapter: String,
     extension_id: String,
     log_file: Option<std::path::PathBuf>,
+    log_dir: Option<std::path::PathBuf>,
 }
 
 fn resolve(args: &WindowsArgs) -> anyhow::Result<Resolved> {
@@ -72,6 +79,7 @@ fn resolve(args: &WindowsArgs) -> anyhow::Result<Resolved> {
             .unwrap_or_else(|| "Ethernet0".to_owned()),
         extension_id: args.extension_id.clone(),
         log_file: args.log_file.clone().or(settings.log_path.clone()),
+        log_dir: args.log_dir.clone(),
         settings,
     })
 }
@@ -81,12 +89,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Run(args) => resolve(&args).and_then(|r| {
-            init_logging(&r);
+            init_logging(&r)?;
             service_run(move |shutdown| serve(r, shutdown.wait()).map_err(|e| format!("{e:#}")))
                 .map_err(anyhow::Error::from)
         }),
         Cmd::Console(args) => resolve(&args).and_then(|r| {
-            init_logging(&r);
+            init_logging(&r)?;
             serve(r, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -109,25 +117,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(r: &Resolved) {
+/// Errors here happen before the service connects to the service manager,
+/// which then reports that it did not start.
+fn init_logging(r: &Resolved) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(r.settings.log_filter())
         .unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = r.log_file.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    match file {
-        Some(f) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
-        None => builder.with_writer(std::io::stderr).init(),
-    }
+    let target = match (&r.log_dir, &r.log_file) {
+        (Some(dir), _) => LogTarget::Files {
+            dir,
+            name: "contrail-docker-driver",
+            keep: service_host::DEFAULT_KEEP,
+        },
+        (None, Some(file)) => LogTarget::File(file),
+        (None, None) => LogTarget::Stderr,
+    };
+    service_host::init_logging(filter, target)?;
     r.settings.log();
+    Ok(())
 }
 
 /// Builds the driver on HNS and serves it on the pipe until `shutdown`.
@@ -138,7 +144,12 @@ fn serve(args: Resolved, shutdown: impl Future<Output = ()>) -> anyhow::Result<(
         .build()?
         .block_on(async move {
             let (vnc, agent) = args.settings.clients()?;
-            let hcn = hcn::ComputeNetwork::new()?;
+            // Opened on first use: the plugin API is served (and Docker
+            // gets HNS's error) even where HNS cannot be loaded yet.
+            let hcn = hcn::OnFirstUse::new(hcn::ComputeNetwork::new);
+            if let Err(e) = hcn.get() {
+                tracing::warn!(error = %e, "HNS not available yet; network calls will fail until it is");
+            }
             let backend = HcnBackend::new(
                 hcn,
                 HcnConfig {
