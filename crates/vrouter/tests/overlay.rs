@@ -834,8 +834,10 @@ fn two_hosts_tcp_to_a_container_without_offloads() {
     eprintln!("A->B {ab:.3} Gbit/s, B->A {ba:.3} Gbit/s; B {sb:?}; B's vm port {pst:?}");
     assert_eq!(pst.tx_errors, 0, "nothing refused towards the container");
     assert_eq!(sb.tx_errors, 0);
-    // 0.3 Mbit/s before; a busy 2-core machine still does > 100 Mbit/s.
-    assert!(ab > 0.1 && ba > 0.1, "A->B {ab} B->A {ba} Gbit/s");
+    // 0.3 Mbit/s before. Not a speed check: the floor only tells "moves
+    // data" from "collapsed to retransmissions" (a debug build on a loaded
+    // 2-core machine gave 0.09 Gbit/s; the OVS tests use the same floor).
+    assert!(ab > 0.02 && ba > 0.02, "A->B {ab} B->A {ba} Gbit/s");
     dpa.stop();
     dpb.stop();
 }
