@@ -61,6 +61,11 @@ impl HoldStore {
         true
     }
 
+    /// Whether a frame of `len` bytes of a new flow would be kept.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.total < self.max_total && self.bytes + len <= self.max_bytes
+    }
+
     /// Everything held for `flow`, oldest first.
     pub fn take(&mut self, flow: u32) -> Vec<Held> {
         let q = self.map.remove(&flow).unwrap_or_default();

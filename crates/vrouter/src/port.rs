@@ -144,6 +144,13 @@ pub trait Port: Send {
         0
     }
 
+    /// Frames still queued after [`Port::flush`] because the receiver was
+    /// not ready (pkt0 when the agent's socket queue is full): the datapath
+    /// flushes the port again soon, without waiting for traffic.
+    fn backlog(&self) -> usize {
+        0
+    }
+
     /// A file descriptor that polls readable when frames are pending, if
     /// the port has one.
     fn poll_fd(&self) -> Option<i32>;

@@ -244,11 +244,35 @@ impl Gso {
         keep_flags: bool,
         out: &mut [u8],
     ) -> Result<usize, OffloadError> {
-        self.write(frame, i, keep_flags, out)
+        self.write(frame, i, keep_flags, true, out)
             .ok_or(OffloadError::NoRoom)
     }
 
-    fn write(&self, frame: &[u8], i: usize, keep_flags: bool, out: &mut [u8]) -> Option<usize> {
+    /// As [`Gso::write_segment`], but an IPv4 UDP segment gets checksum 0
+    /// ("none", RFC 768) instead of a computed one: for overlay datagrams
+    /// the datapath decapsulates at once (their outer header is dropped,
+    /// the core does not check segments the host cut), the checksum pass
+    /// over every payload byte would be wasted. TCP and IPv6 segments are
+    /// checksummed as by `write_segment`.
+    pub fn write_segment_for_decap(
+        &self,
+        frame: &[u8],
+        i: usize,
+        out: &mut [u8],
+    ) -> Result<usize, OffloadError> {
+        let csum = self.v6 || !matches!(self.kind, GsoKind::Udp);
+        self.write(frame, i, false, csum, out)
+            .ok_or(OffloadError::NoRoom)
+    }
+
+    fn write(
+        &self,
+        frame: &[u8],
+        i: usize,
+        keep_flags: bool,
+        l4_csum: bool,
+        out: &mut [u8],
+    ) -> Option<usize> {
         let (l3, l4, hl) = (self.l3, self.l4, self.hdr_len);
         let poff = hl.checked_add(i.checked_mul(self.mss)?)?;
         if i >= self.segs || poff > self.end {
@@ -292,6 +316,9 @@ impl Gso {
             }
         };
         wr16(out, csum_at, 0)?;
+        if !l4_csum {
+            return Some(len);
+        }
         let c = if self.v6 {
             let src: [u8; 16] = out.get(l3 + 8..l3 + 24)?.try_into().ok()?;
             let dst: [u8; 16] = out.get(l3 + 24..l3 + 40)?.try_into().ok()?;

@@ -106,3 +106,94 @@ fn traps_reach_the_agent_and_its_frames_are_forwarded() {
     dp.stop();
     assert!(!paths.pkt0_datapath.exists());
 }
+
+/// A burst of new flows larger than the agent socket's queue
+/// (`net.unix.max_dgram_qlen`, 10 by default): every trap reaches the
+/// agent, in order, once it reads. Before the port kept a backlog, all but
+/// the first 10 were lost and their flows stayed on HOLD.
+#[test]
+fn a_burst_of_traps_beyond_the_socket_queue_is_not_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(tmp.path());
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], false);
+    let agent_cfg = t.router.vif(AGENT_VIF).unwrap().cfg.clone();
+    let dp = Datapath::start(
+        t.router,
+        Box::new(EpollPoller::new().unwrap()),
+        None,
+        DatapathConfig::default(),
+    )
+    .unwrap();
+    let port = Pkt0Port::bind(tmp.path()).unwrap();
+    dp.vif_add_port(agent_cfg, Box::new(port)).unwrap();
+    let agent = Pkt0Agent::bind(&paths).unwrap();
+
+    // 64 new flows while the agent does not read.
+    dp.call(|c| {
+        for sport in 2000..2064u16 {
+            c.inject(3, &udp_frame(sport), VnetHdr::NONE);
+        }
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for sport in 2000..2064u16 {
+        let trap = recv(&agent);
+        let hdr = AgentHdr::parse(&trap[14..]).unwrap();
+        assert_eq!(hdr.cmd, cmd::FLOW_MISS);
+        assert_eq!(
+            &trap[14 + AGENT_HDR_LEN..],
+            &udp_frame(sport)[..],
+            "trap of {sport}"
+        );
+    }
+}
+
+/// With the hold store full, the first packet of a new flow is neither
+/// trapped nor held and its HOLD entry is removed (so the agent decides
+/// only flows whose packets wait, and a retransmission starts over).
+#[test]
+fn new_flows_beyond_the_hold_store_are_shed_not_trapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(tmp.path());
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], false);
+    let agent_cfg = t.router.vif(AGENT_VIF).unwrap().cfg.clone();
+    let dp = Datapath::start(
+        t.router,
+        Box::new(EpollPoller::new().unwrap()),
+        None,
+        DatapathConfig {
+            hold_max_total: 2,
+            ..DatapathConfig::default()
+        },
+    )
+    .unwrap();
+    dp.vif_add_port(agent_cfg, Box::new(Pkt0Port::bind(tmp.path()).unwrap()))
+        .unwrap();
+    let agent = Pkt0Agent::bind(&paths).unwrap();
+    dp.call(|c| {
+        for sport in 3000..3005u16 {
+            c.inject(3, &udp_frame(sport), VnetHdr::NONE);
+        }
+    })
+    .unwrap();
+    for sport in 3000..3002u16 {
+        let trap = recv(&agent);
+        assert_eq!(&trap[14 + AGENT_HDR_LEN..], &udp_frame(sport)[..]);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(
+        agent.try_recv(&mut buf).unwrap(),
+        None,
+        "shed flows not trapped"
+    );
+    let (held, shed, entries) = dp
+        .call(|c| (c.held(), c.stats().shed, c.router().flows().len()))
+        .unwrap();
+    assert_eq!((held, shed), (2, 3));
+    assert_eq!(entries, 2, "the shed flows' HOLD entries are removed");
+}
