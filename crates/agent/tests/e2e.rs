@@ -866,13 +866,18 @@ fn metric(page: &str, name: &str) -> Option<f64> {
 /// answered and the hold audit (period 1 s) decides the rest: every flow
 /// recovers and every held datagram is delivered within a few audit
 /// periods. The datapath's own bound (--hold-timeout) is set far away
-/// so that only the audit can recover them. Before, those flows stayed on
+/// so that only the audit can recover them, and pkt0 keeps no backlog
+/// (--pkt0-backlog 0) so that a full queue loses traps as upstream's does
+/// (with the default backlog the traps wait and none is lost). Before, those flows stayed on
 /// hold until the agent restarted.
 #[test]
 fn flows_whose_traps_were_lost_recover_by_the_hold_audit() {
     require_rig!();
     const FLOWS: usize = 1500;
-    let mut node = Node::start_with(&["--hold-timeout", "300"], &["--hold-audit-period", "1"]);
+    let mut node = Node::start_with(
+        &["--hold-timeout", "300", "--pkt0-backlog", "0"],
+        &["--hold-audit-period", "1"],
+    );
     let (a, b) = two_pinging(&mut node, "p10", "audit", 10);
     let bip = b.ip.unwrap().to_string();
     // The agent answers ARP: pin b's address in a while it is stopped.

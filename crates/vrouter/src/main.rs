@@ -76,6 +76,11 @@ struct Args {
     /// packet traps again (a lost trap must not black-hole a flow).
     #[arg(long, default_value_t = 10)]
     hold_timeout: u64,
+    /// Traps pkt0 keeps, in order, while the agent's socket queue is full
+    /// (0: a trap the queue refuses is lost at once, as upstream loses it;
+    /// the agent's hold audit then finds its flow).
+    #[arg(long, default_value_t = vrouter::linux::pkt0_backlog_default())]
+    pkt0_backlog: usize,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -226,8 +231,15 @@ mod host {
             fault,
             ..DatapathConfig::default()
         };
-        let dp = linux::start(router, args.sock_dir.clone(), dcfg)
-            .map_err(|e| format!("datapath: {e}"))?;
+        let dp = linux::start_with(
+            router,
+            LinuxPorts {
+                sock_dir: args.sock_dir.clone(),
+                pkt0_backlog: args.pkt0_backlog,
+            },
+            dcfg,
+        )
+        .map_err(|e| format!("datapath: {e}"))?;
         let dp = Arc::new(dp);
         let mut agent = VifConfig::new(AGENT_VIF, VifType::Agent);
         agent.mac = AGENT_MAC;
@@ -258,9 +270,11 @@ mod host {
             match args.vm_ports {
                 VmPorts::Interface => Arc::new(LinuxPorts {
                     sock_dir: args.sock_dir.clone(),
+                    pkt0_backlog: args.pkt0_backlog,
                 }) as Arc<dyn vrouter::port::PortOpener>,
                 VmPorts::Memory => Arc::new(MemoryVmPorts(LinuxPorts {
                     sock_dir: args.sock_dir.clone(),
+                    pkt0_backlog: args.pkt0_backlog,
                 })),
             },
             ServerConfig {

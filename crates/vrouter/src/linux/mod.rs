@@ -27,15 +27,24 @@ use std::sync::Arc;
 /// creates, every other vif an AF_PACKET socket on the existing interface
 /// of that name (VM ports promiscuous, the fabric not). VM interfaces get
 /// [`sys::isolate_host_stack`].
+/// The default of `vrouter --pkt0-backlog`.
+pub const fn pkt0_backlog_default() -> usize {
+    pkt0::BACKLOG_FRAMES
+}
+
 pub struct LinuxPorts {
     pub sock_dir: PathBuf,
+    /// Refused traps pkt0 keeps for the agent ([`Pkt0Port::with_backlog`]).
+    pub pkt0_backlog: usize,
 }
 
 impl PortOpener for LinuxPorts {
     fn open(&self, cfg: &VifConfig) -> io::Result<Box<dyn Port>> {
         let name = cfg.name.as_str();
         Ok(match cfg.vif_type {
-            VifType::Agent => Box::new(Pkt0Port::bind(&self.sock_dir)?),
+            VifType::Agent => {
+                Box::new(Pkt0Port::bind(&self.sock_dir)?.with_backlog(self.pkt0_backlog))
+            }
             VifType::Host => Box::new(TapPort::create(name)?),
             VifType::Virtual => {
                 let port = AfPacketPort::open(name, AfPacketOptions::default())?;
@@ -55,13 +64,24 @@ impl PortOpener for LinuxPorts {
     }
 }
 
-/// Start a datapath on epoll with [`LinuxPorts`].
+/// Start a datapath on epoll with [`LinuxPorts`] (default pkt0 backlog).
 pub fn start(router: Router, sock_dir: PathBuf, cfg: DatapathConfig) -> Result<Datapath, DpError> {
-    let poller = EpollPoller::new()?;
-    Datapath::start(
+    start_with(
         router,
-        Box::new(poller),
-        Some(Arc::new(LinuxPorts { sock_dir })),
+        LinuxPorts {
+            sock_dir,
+            pkt0_backlog: pkt0::BACKLOG_FRAMES,
+        },
         cfg,
     )
+}
+
+/// Start a datapath on epoll with `ports`.
+pub fn start_with(
+    router: Router,
+    ports: LinuxPorts,
+    cfg: DatapathConfig,
+) -> Result<Datapath, DpError> {
+    let poller = EpollPoller::new()?;
+    Datapath::start(router, Box::new(poller), Some(Arc::new(ports)), cfg)
 }

@@ -28,7 +28,7 @@ const MIN_FRAME: usize = 14;
 /// as many as the datapath holds (`DatapathConfig::hold_max_total`), so
 /// a held frame's trap is not lost to a full queue (its flow would stay on
 /// HOLD, its frame held, until the hold timeout).
-const BACKLOG_FRAMES: usize = 16 * 1024;
+pub const BACKLOG_FRAMES: usize = 16 * 1024;
 const BACKLOG_BYTES: usize = 16 << 20;
 
 /// A Unix datagram socket's receive queue holds `net.unix.max_dgram_qlen`
@@ -45,6 +45,8 @@ pub struct Pkt0Port {
     scratch: Vec<u8>,
     backlog: VecDeque<Vec<u8>>,
     backlog_bytes: usize,
+    /// At most this many frames wait in the backlog (`vrouter --pkt0-backlog`).
+    backlog_max: usize,
     /// Backlogged frames dropped since the last flush.
     dropped: usize,
     stats: PortStats,
@@ -65,9 +67,17 @@ impl Pkt0Port {
             scratch: Vec::new(),
             backlog: VecDeque::new(),
             backlog_bytes: 0,
+            backlog_max: BACKLOG_FRAMES,
             dropped: 0,
             stats: PortStats::default(),
         })
+    }
+
+    /// Keep at most `frames` refused traps (0: a refused trap is lost at
+    /// once, as upstream loses it).
+    pub fn with_backlog(mut self, frames: usize) -> Pkt0Port {
+        self.backlog_max = frames;
+        self
     }
 
     /// Send backlogged frames until the socket refuses again.
@@ -132,7 +142,7 @@ impl Port for Pkt0Port {
     fn send(&mut self, _vnet: &VnetHdr, head: &[u8], body: &[u8]) -> io::Result<()> {
         let len = head.len() + body.len();
         let keep =
-            |p: &Self| p.backlog.len() < BACKLOG_FRAMES && p.backlog_bytes + len <= BACKLOG_BYTES;
+            |p: &Self| p.backlog.len() < p.backlog_max && p.backlog_bytes + len <= BACKLOG_BYTES;
         if !self.backlog.is_empty() {
             // Behind the backlog, in order.
             if !keep(self) {
