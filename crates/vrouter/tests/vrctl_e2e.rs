@@ -43,8 +43,11 @@ fn vrctl_bin() -> PathBuf {
     let vrouter = Path::new(env!("CARGO_BIN_EXE_vrouter"));
     let dir = vrouter.parent().unwrap();
     let bin = dir.join(format!("vrctl{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        // target/<profile>/vrouter: build vrctl into the same directory.
+    // target/<profile>/vrouter: build vrctl into the same directory, once
+    // per run and even when one is there (a stale vrctl from an older
+    // build sent the MTU this test expects the datapath to fill in).
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let profile = match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => "dev",
             Some(p) => p,
@@ -63,7 +66,7 @@ fn vrctl_bin() -> PathBuf {
             ])
             .env("CARGO_TARGET_DIR", target)
             .status();
-    }
+    });
     assert!(
         bin.exists(),
         "the vrctl binary is not at {} and `cargo build -p vrctl` did not put it there: \
