@@ -15,9 +15,10 @@
 //!    key; the datapath then releases the held packets.
 //!
 //! Many misses are batched into one write. Aging reads each tracked
-//! entry's packet counter from the shared table: idle for the configured
-//! timeout, or closed by TCP FIN/RST for the short close timeout, and both
-//! entries are deleted (FLOW_SET without ACTIVE). On a policy or security
+//! entry's packet counter from the shared table, a slice of the tracked
+//! flows per tick (all of them once per [`FlowEngine::age_sweep`]): idle
+//! for the configured timeout, or closed by TCP FIN/RST for the short
+//! close timeout, and both entries are deleted (FLOW_SET without ACTIVE). On a policy or security
 //! group change every tracked flow is decided again and changed in place.
 //! A restarted agent adopts the active flows it finds in the table.
 
@@ -33,7 +34,7 @@ use dp_core::flow::table::{
 };
 use ksync::convert;
 use sandesh::{FlowOp, Message, VrFlowReq};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -139,7 +140,9 @@ impl Batch {
 pub struct FlowEngine {
     cfg: FlowConfig,
     ids: Ids,
-    pub tracked: HashMap<u32, Tracked>,
+    /// By forward index: ordered, so that aging walks it a slice at a time
+    /// from a cursor and introspect lists the lowest indices unsorted.
+    pub tracked: BTreeMap<u32, Tracked>,
     /// Reverse key -> forward index (answers that raced the setup).
     by_rkey: HashMap<FlowKey, u32>,
     shm_path: std::path::PathBuf,
@@ -150,6 +153,10 @@ pub struct FlowEngine {
     /// and where its next slice starts.
     hold_seen: HashMap<u32, (u8, u32)>,
     audit_cursor: u32,
+    /// The forward index aging visits next, and how many flows it visits
+    /// per call in the current sweep.
+    age_cursor: u32,
+    age_slice: usize,
 }
 
 fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
@@ -279,18 +286,66 @@ pub fn decide(
     }
 }
 
+/// Age one tracked flow: refresh its packet count and close state from
+/// the shared table, and say whether it goes (`Some((fwd, delete))`:
+/// `delete` false when the datapath's entry is gone or reused already).
+fn age_one(
+    shm: &FlowShm,
+    cfg: &FlowConfig,
+    stats: &mut FlowStats,
+    now: Instant,
+    t: &mut Tracked,
+) -> Option<(u32, bool)> {
+    let e = shm.entry(t.fwd)?;
+    if !e.is_valid() || e.gen_id != t.fgen {
+        return Some((t.fwd, false));
+    }
+    let re = t
+        .rev
+        .and_then(|(r, g)| shm.entry(r).filter(|e| e.is_valid() && e.gen_id == g));
+    let packets = e.packets() + re.map_or(0, |r| r.packets());
+    let tcp = e.tcp_flags | re.map_or(0, |r| r.tcp_flags);
+    let closed = t.fkey.proto == IPPROTO_TCP
+        && (tcp & VR_FLOW_TCP_RST != 0
+            || (tcp & VR_FLOW_TCP_FIN != 0 && tcp & VR_FLOW_TCP_FIN_R != 0)
+            || (e.tcp_flags & VR_FLOW_TCP_FIN != 0
+                && re.is_some_and(|r| r.tcp_flags & VR_FLOW_TCP_FIN != 0)));
+    if packets != t.packets {
+        t.packets = packets;
+        t.last_change = now;
+    }
+    if closed && t.closing_since.is_none() {
+        t.closing_since = Some(now);
+    }
+    let idle = now.duration_since(t.last_change) >= cfg.idle_timeout;
+    let close = t
+        .closing_since
+        .is_some_and(|c| now.duration_since(c) >= cfg.tcp_close_timeout);
+    if !(idle || close) {
+        return None;
+    }
+    if close && !idle {
+        stats.closed += 1;
+    } else {
+        stats.aged += 1;
+    }
+    Some((t.fwd, true))
+}
+
 impl FlowEngine {
     pub fn new(cfg: FlowConfig, ids: Ids, shm_path: std::path::PathBuf) -> Self {
         FlowEngine {
             cfg,
             ids,
-            tracked: HashMap::new(),
+            tracked: BTreeMap::new(),
             by_rkey: HashMap::new(),
             shm_path,
             shm: None,
             stats: FlowStats::default(),
             hold_seen: HashMap::new(),
             audit_cursor: 0,
+            age_cursor: 0,
+            age_slice: 0,
         }
     }
 
@@ -322,8 +377,12 @@ impl FlowEngine {
         for _ in 0..budget.min(cap) {
             let i = *audit_cursor % cap;
             *audit_cursor = (i + 1) % cap;
+            // Most of the table is free: one cache line tells, not the
+            // entry's four and a checked copy.
             let held = shm
-                .entry(i)
+                .is_valid_hint(i)
+                .then(|| shm.entry(i))
+                .flatten()
                 .filter(|e| e.is_valid() && e.is_hold())
                 .map(|e| (e, (e.gen_id, e.last_seen)));
             match held {
@@ -334,7 +393,9 @@ impl FlowEngine {
                     }
                 }
                 None => {
-                    hold_seen.remove(&i);
+                    if !hold_seen.is_empty() {
+                        hold_seen.remove(&i);
+                    }
                 }
             }
         }
@@ -646,56 +707,71 @@ impl FlowEngine {
         Ok(())
     }
 
-    /// Queue deletions of idle and closed flows.
-    pub fn age(&mut self, now: Instant, batch: &mut Batch) {
+    /// How long one aging sweep of every tracked flow takes: short enough
+    /// that a closed TCP flow goes within about twice the close timeout and
+    /// an idle one within the idle timeout plus a sweep.
+    pub fn age_sweep(&self) -> Duration {
+        self.cfg
+            .idle_timeout
+            .min(self.cfg.tcp_close_timeout)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10))
+    }
+
+    /// Queue deletions of idle and closed flows, visiting the next slice of
+    /// the tracked flows: called every `tick`, it walks all of them once
+    /// per [`Self::age_sweep`]. A whole-table pass every tick cost the flow
+    /// task a quarter of its time under a flood of new flows (two checked
+    /// copies of 256-byte entries per tracked flow, growing with the flows,
+    /// not with the work).
+    pub fn age(&mut self, now: Instant, tick: Duration, batch: &mut Batch) {
         if self.shm().is_none() {
             return;
         }
-        let Some(shm) = self.shm.as_ref() else { return };
+        let n = self.tracked.len();
+        if n == 0 {
+            return;
+        }
+        let sweep = self.age_sweep().as_nanos().max(1);
+        let budget = (n as u128 * tick.as_nanos()).div_ceil(sweep);
+        let want = usize::try_from(budget).unwrap_or(n).clamp(1, n);
+        // Never less than the slice this sweep began with: flows removed on
+        // the way must not stretch the sweep.
+        let budget = want.max(self.age_slice).min(n);
+        let FlowEngine {
+            shm: Some(shm),
+            tracked,
+            stats,
+            cfg,
+            age_cursor,
+            age_slice,
+            ..
+        } = self
+        else {
+            return;
+        };
         let mut gone = Vec::new();
-        let mut updates = Vec::new();
-        for t in self.tracked.values() {
-            let Some(e) = shm.entry(t.fwd) else { continue };
-            if !e.is_valid() || e.gen_id != t.fgen {
-                gone.push((t.fwd, false));
-                continue;
+        let mut visit = |t: &mut Tracked| {
+            if let Some(g) = age_one(shm, cfg, stats, now, t) {
+                gone.push(g);
             }
-            let re = t
-                .rev
-                .and_then(|(r, g)| shm.entry(r).filter(|e| e.is_valid() && e.gen_id == g));
-            let packets = e.packets() + re.map_or(0, |r| r.packets());
-            let tcp = e.tcp_flags | re.map_or(0, |r| r.tcp_flags);
-            let closed = t.fkey.proto == IPPROTO_TCP
-                && (tcp & VR_FLOW_TCP_RST != 0
-                    || (tcp & VR_FLOW_TCP_FIN != 0 && tcp & VR_FLOW_TCP_FIN_R != 0)
-                    || (e.tcp_flags & VR_FLOW_TCP_FIN != 0
-                        && re.is_some_and(|r| r.tcp_flags & VR_FLOW_TCP_FIN != 0)));
-            updates.push((t.fwd, packets, closed));
+            t.fwd
+        };
+        let cursor = *age_cursor;
+        let mut last = None;
+        let mut seen = 0;
+        for (_, t) in tracked.range_mut(cursor..).take(budget) {
+            last = Some(visit(t));
+            seen += 1;
         }
-        for (fwd, packets, closed) in updates {
-            let Some(t) = self.tracked.get_mut(&fwd) else {
-                continue;
-            };
-            if packets != t.packets {
-                t.packets = packets;
-                t.last_change = now;
-            }
-            if closed && t.closing_since.is_none() {
-                t.closing_since = Some(now);
-            }
-            let idle = now.duration_since(t.last_change) >= self.cfg.idle_timeout;
-            let close = t
-                .closing_since
-                .is_some_and(|c| now.duration_since(c) >= self.cfg.tcp_close_timeout);
-            if idle || close {
-                gone.push((fwd, true));
-                if close && !idle {
-                    self.stats.closed += 1;
-                } else {
-                    self.stats.aged += 1;
-                }
+        *age_slice = budget;
+        if seen < budget {
+            // Wrapped: a new sweep, on from the lowest index.
+            *age_slice = want;
+            for (_, t) in tracked.range_mut(..cursor).take(budget - seen) {
+                last = Some(visit(t));
             }
         }
+        *age_cursor = last.map_or(0, |l| l.wrapping_add(1));
         for (fwd, delete) in gone {
             let Some(t) = self.tracked.remove(&fwd) else {
                 continue;

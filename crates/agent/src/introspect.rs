@@ -58,9 +58,9 @@ fn ip_of(family: u8, a: &[u8; 16]) -> String {
 
 /// The tracked flows, for `/flows` (at most 10 000, lowest index first).
 pub fn flow_views(e: &FlowEngine) -> Vec<FlowView> {
-    let mut v: Vec<FlowView> = e
-        .tracked
+    e.tracked
         .values()
+        .take(10_000)
         .map(|t| FlowView {
             index: t.fwd,
             gen: t.fgen,
@@ -74,10 +74,7 @@ pub fn flow_views(e: &FlowEngine) -> Vec<FlowView> {
             action: action_name(t.action),
             why: t.why.clone(),
         })
-        .collect();
-    v.sort_by_key(|f| f.index);
-    v.truncate(10_000);
-    v
+        .collect()
 }
 
 pub fn router(i: Introspect) -> Router {
@@ -247,9 +244,31 @@ async fn routes(State(s): State<AppState>, Query(q): Query<RouteQuery>) -> Json<
     Json(json!({"routes": v}))
 }
 
-async fn flows(State(s): State<AppState>) -> Json<Value> {
-    let sh = lock(&s.i.shared);
-    Json(json!({"stats": sh.flow_stats, "flows": sh.flows}))
+/// Asked from the flow task, which answers between two batches.
+async fn flows(State(s): State<AppState>) -> Response {
+    let query = lock(&s.i.shared).flow_query.clone();
+    let Some(query) = query else {
+        let stats = lock(&s.i.shared).flow_stats;
+        return Json(json!({"stats": stats, "flows": []})).into_response();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let wait = std::time::Duration::from_secs(5);
+    let views = match tokio::time::timeout(wait, query.send(tx)).await {
+        Ok(Ok(())) => tokio::time::timeout(wait, rx)
+            .await
+            .ok()
+            .and_then(|r| r.ok()),
+        _ => None,
+    };
+    let stats = lock(&s.i.shared).flow_stats;
+    match views {
+        Some(flows) => Json(json!({"stats": stats, "flows": flows})).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the flow task did not answer within 5 s", "stats": stats})),
+        )
+            .into_response(),
+    }
 }
 
 async fn ksync(State(s): State<AppState>) -> Json<Value> {
@@ -281,7 +300,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         let sh = lock(&s.i.shared);
         (
             sh.flow_stats,
-            sh.flows.len(),
+            sh.tracked_flows,
             sh.pkt0_rx,
             sh.pkt0_tx,
             sh.program_errors,

@@ -424,6 +424,10 @@ impl crate::services::ServiceContext for Ctx<'_> {
     }
 }
 
+/// How often aging visits its next slice of the tracked flows.
+const AGE_TICK: Duration = Duration::from_millis(250);
+const TICKS_PER_SECOND: u32 = 4;
+
 /// One pkt0 frame, without waiting: `None` when none is queued.
 async fn try_recv(p: &mut Pkt0Agent, buf: &mut [u8]) -> Option<channels::Result<usize>> {
     tokio::select! {
@@ -445,6 +449,8 @@ pub async fn pkt0_task(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut engine = FlowEngine::new(fcfg, ids, paths.flow_shm.clone());
+    let (query_tx, mut queries) = tokio::sync::mpsc::channel(16);
+    lock(&shared).flow_query = Some(query_tx);
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut batch = Batch::default();
@@ -471,7 +477,11 @@ pub async fn pkt0_task(
             continue 'connection;
         }
         tracing::info!(adopted = engine.stats.adopted, "flow engine ready");
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Aging walks a slice of the flows every tick (all of them once
+        // per sweep); the audit and the stats go once a second.
+        let mut tick = tokio::time::interval(AGE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
         loop {
             let mut first: Option<usize> = None;
             tokio::select! {
@@ -484,15 +494,21 @@ pub async fn pkt0_task(
                     }
                 },
                 _ = tick.tick() => {
-                    engine.check_table();
-                    engine.age(Instant::now(), &mut batch);
-                    engine.audit(&model_rx.borrow(), &mut batch);
-                    // The introspect copy, once a second (it sorts every
-                    // tracked flow: not for every batch).
-                    let views = crate::introspect::flow_views(&engine);
+                    ticks = ticks.wrapping_add(1);
+                    let second = ticks % TICKS_PER_SECOND == 0;
+                    if second {
+                        engine.check_table();
+                    }
+                    engine.age(Instant::now(), AGE_TICK, &mut batch);
+                    if second {
+                        engine.audit(&model_rx.borrow(), &mut batch);
+                    }
                     let mut s = lock(&shared);
                     s.flow_stats = engine.stats;
-                    s.flows = views;
+                    s.tracked_flows = engine.tracked.len();
+                }
+                Some(reply) = queries.recv() => {
+                    let _ = reply.send(crate::introspect::flow_views(&engine));
                 }
                 r = model_rx.changed() => {
                     if r.is_err() { return }

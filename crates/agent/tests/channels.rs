@@ -359,6 +359,86 @@ async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
     server.abort();
 }
 
+/// Aging visits a slice of the tracked flows per tick, every flow once
+/// per sweep (before: every flow, both entries, every second, which cost
+/// the flow task a quarter of its time under a flood of new flows). Idle
+/// flows still go, and their deletions reach the datapath.
+#[tokio::test]
+async fn aging_walks_a_slice_per_tick_and_ages_every_idle_flow_in_two_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let mut router = Router::with_flow_table(cfg, table);
+    router
+        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
+        .unwrap();
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }));
+    let server = tokio::spawn(serve(
+        KsyncListener::bind(&paths.ksync).unwrap(),
+        Arc::clone(&dp),
+    ));
+    let ids = Ids { max_vifs: 64 };
+    let m = model();
+    let mut k = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    let cur = within(program::dump(&mut k, &BTreeSet::new()))
+        .await
+        .unwrap();
+    let plan: Vec<_> = program::plan(&cur, &program::desired(&m, &ids)).collect();
+    within(k.apply(&plan)).await.unwrap();
+
+    let fcfg = FlowConfig {
+        idle_timeout: Duration::from_secs(1),
+        tcp_close_timeout: Duration::from_secs(1),
+        ..FlowConfig::default()
+    };
+    let mut engine = FlowEngine::new(fcfg, ids, paths.flow_shm.clone());
+    assert_eq!(engine.age_sweep(), Duration::from_secs(1));
+    let mut batch = Batch::default();
+    let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    const FLOWS: u16 = 20;
+    for sport in 0..FLOWS {
+        let f = udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], 4000 + sport, 5001);
+        let (traps, held) = inject(&dp, 3, &f);
+        assert!(held && traps.len() == 1, "flow {sport} trapped");
+        let hdr = AgentHdr::parse(&traps[0][14..]).unwrap();
+        engine.miss(&m, &hdr, &mut batch);
+    }
+    within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    assert_eq!(engine.stats.setups, u64::from(FLOWS));
+    let shm = FlowShm::open(&paths.flow_shm).unwrap();
+    let active = || shm.iter_valid().filter(|(_, e)| e.is_active()).count();
+    assert_eq!(active(), 2 * usize::from(FLOWS));
+
+    // A 250 ms tick against a 1 s sweep: 5 of the 20 flows per call.
+    let tick = Duration::from_millis(250);
+    let t = std::time::Instant::now() + Duration::from_secs(10);
+    engine.age(t, tick, &mut batch);
+    let first = engine.stats.aged;
+    assert!(first <= 5, "one call visits one slice, aged {first}");
+    for _ in 1..4 {
+        engine.age(t, tick, &mut batch);
+    }
+    // Two sweeps later every flow was seen idle for longer than 1 s.
+    let later = t + Duration::from_secs(10);
+    for _ in 0..4 {
+        engine.age(later, tick, &mut batch);
+    }
+    assert_eq!(engine.stats.aged, u64::from(FLOWS), "every idle flow aged");
+    assert!(engine.tracked.is_empty());
+    assert_eq!(batch.len(), 2 * usize::from(FLOWS), "both entries deleted");
+    within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    assert_eq!(active(), 0, "the datapath's entries are gone");
+    server.abort();
+}
+
 /// The agent reads the datapath's table sizes (`vrouter_ops`) when it
 /// connects: a datapath too small for the agent's limits (here labels for
 /// 64 vifs but an agent allowed 4096) is refused at once, naming each

@@ -451,6 +451,23 @@ impl FlowShm {
         unsafe { read_stable(self.as_mut_ptr().add(idx as usize), READ_TRIES) }
     }
 
+    /// Whether record `idx` looked in use, from its `hentry_flags` alone
+    /// (one cache line, no checked copy): a hint for scans of the whole
+    /// table, which confirm an entry they keep with [`Self::entry`].
+    pub fn is_valid_hint(&self, idx: u32) -> bool {
+        if idx >= self.capacity() {
+            return false;
+        }
+        // SAFETY: as in `entry`; a field projection of an in-range record,
+        // read volatile (the datapath writes it concurrently).
+        let flags = unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!(
+                (*self.as_mut_ptr().add(idx as usize)).hentry_flags
+            ))
+        };
+        flags & dp_core::flow::table::VR_HENTRY_FLAG_VALID != 0
+    }
+
     /// Consistent copies of the valid records, in index order.
     pub fn iter_valid(&self) -> impl Iterator<Item = (u32, FlowEntry)> + '_ {
         (0..self.capacity())
