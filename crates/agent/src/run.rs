@@ -495,7 +495,7 @@ pub async fn pkt0_task(
                 },
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    let second = ticks % TICKS_PER_SECOND == 0;
+                    let second = ticks.is_multiple_of(TICKS_PER_SECOND);
                     if second {
                         engine.check_table();
                     }

@@ -20,7 +20,7 @@ pub struct Shared {
     pub last_error: Option<String>,
     pub applied: Arc<State>,
     pub flow_stats: FlowStats,
-    /// Flow pairs the agent tracks (refreshed once a second).
+    /// Flow pairs the agent tracks (refreshed every aging tick, 250 ms).
     pub tracked_flows: usize,
     /// Asks the flow task for its flows: the `/flows` view is built on
     /// request, not kept up to date (formatting every tracked flow once a

@@ -423,7 +423,7 @@ fn idle_flow_ages_out() {
     require_rig!();
     let mut node = Node::start(&["--flow-timeout", "2"]);
     let _containers = two_pinging(&mut node, "p6", "aging", 7);
-    // The introspect copy of the flows is refreshed once a second.
+    // /flows is built by the flow task on request.
     let t0 = Instant::now();
     loop {
         let f = node.intro_get("/flows").unwrap();
