@@ -476,12 +476,14 @@ pub async fn pkt0_task(
 ) {
     let mut engine = FlowEngine::new(fcfg, ids, paths.flow_shm.clone());
     let (query_tx, mut queries) = tokio::sync::mpsc::channel(16);
-    lock(&shared).flow_query = Some(query_tx);
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut batch = Batch::default();
     let mut mtus: std::collections::HashMap<u16, u16> = std::collections::HashMap::new();
     'connection: loop {
+        // Until the flows are adopted again there are none to show: `/flows`
+        // answers at once with an empty list instead of waiting for us.
+        lock(&shared).flow_query = None;
         let Some(mut k) = connect(&paths.ksync, &mut stop).await else {
             return;
         };
@@ -503,6 +505,7 @@ pub async fn pkt0_task(
             continue 'connection;
         }
         tracing::info!(adopted = engine.stats.adopted, "flow engine ready");
+        lock(&shared).flow_query = Some(query_tx.clone());
         // Aging walks a slice of the flows every tick (all of them once
         // per sweep); the audit and the stats go once a second.
         let mut tick = tokio::time::interval(AGE_TICK);
