@@ -53,6 +53,12 @@ impl PortOpener for LinuxPorts {
                 }
                 Box::new(port)
             }
+            VifType::VirtualVlan => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a VLAN sub-interface has no port of its own",
+                ))
+            }
             VifType::Physical => Box::new(AfPacketPort::open(
                 name,
                 AfPacketOptions {
