@@ -232,6 +232,13 @@ impl VifTable {
         }
     }
 
+    /// What [`crate::Router::vif_add`] would refuse of a sub-interface,
+    /// checked without changing anything (a host opens ports only for
+    /// requests the core will take).
+    pub fn check_sub_interface(&self, cfg: &VifConfig) -> Result<(), ConfigError> {
+        self.check_sub(cfg).map(|_| ())
+    }
+
     /// Forget the demultiplexer entry of vif `idx`, if it has one.
     fn unlink_sub(&mut self, idx: u16) {
         if let Some(s) = self.get(idx).and_then(|v| v.cfg.sub) {
