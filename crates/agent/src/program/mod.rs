@@ -353,7 +353,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
     let mut s = State::default();
     for r in k.dump_vifs().await? {
         if let Ok((cfg, _)) = convert::vif_from_req(&r) {
-            if cfg.vif_type == VifType::Virtual {
+            if matches!(cfg.vif_type, VifType::Virtual | VifType::VirtualVlan) {
                 s.vifs.insert(cfg.idx, cfg);
             }
         }
