@@ -124,11 +124,10 @@ impl Router {
         let info = PacketInfo::parse(pkt.data());
         let disp = self.rx_vm(&iv, pkt, cx, info);
         match disp {
-            // A held frame is re-injected on the parent as received.
+            // A held frame is re-injected on the parent as received. (The
+            // tag's four bytes were just pulled: pushing them back fits.)
             Action::Hold { .. } => {
-                if push_tag(pkt, vlan).is_none() {
-                    return disp;
-                }
+                let _ = push_tag(pkt, vlan);
             }
             Action::Drop { .. } => {
                 if let Some(v) = self.vifs.get_mut(iv.idx) {
