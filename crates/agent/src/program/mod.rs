@@ -562,3 +562,64 @@ fn vxlan_msg(vni: u32, nh: u32, op: SandeshOp) -> Message {
     }
     .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vif(idx: u16, sub: Option<(u16, u16)>) -> VifConfig {
+        let mut c = VifConfig::new(
+            idx,
+            if sub.is_some() {
+                VifType::VirtualVlan
+            } else {
+                VifType::Virtual
+            },
+        );
+        c.name = dp_core::vif::heapless_name::Name::new(&format!("tap{idx}")).unwrap();
+        c.sub = sub.map(|(parent, vlan)| dp_core::SubIf {
+            parent,
+            vlan,
+            ovlan: vlan,
+        });
+        c
+    }
+
+    fn vif_ops(cur: &State, want: &State) -> Vec<(SandeshOp, i32)> {
+        plan(cur, want)
+            .filter_map(|m| match m {
+                Message::Interface(r) => Some((r.h_op, r.vifr_idx)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The datapath refuses a sub-interface without its parent, and a
+    /// VLAN another sub-interface still holds: parents are added first,
+    /// sub-interfaces that go are deleted first.
+    #[test]
+    fn parents_before_sub_interfaces() {
+        let mut want = State::default();
+        // The sub-interface has the lower index.
+        want.vifs.insert(3, vif(3, Some((7, 100))));
+        want.vifs.insert(7, vif(7, None));
+        assert_eq!(
+            vif_ops(&State::default(), &want),
+            [(SandeshOp::Add, 7), (SandeshOp::Add, 3)]
+        );
+        // VLAN 100 moves from vif 3 to vif 5; the parent goes away later.
+        let cur = want.clone();
+        let mut want2 = State::default();
+        want2.vifs.insert(7, vif(7, None));
+        want2.vifs.insert(5, vif(5, Some((7, 100))));
+        assert_eq!(
+            vif_ops(&cur, &want2),
+            [(SandeshOp::Del, 3), (SandeshOp::Add, 5)]
+        );
+        // Everything goes: sub-interfaces first, then the parent.
+        assert_eq!(
+            vif_ops(&want2, &State::default()),
+            [(SandeshOp::Del, 5), (SandeshOp::Del, 7)]
+        );
+    }
+}
