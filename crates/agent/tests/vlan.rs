@@ -409,6 +409,21 @@ fn vlan_sub_interface_of_a_container_port_in_its_own_network() {
     // end do not see.
     let mut on_a = Capture::start(&a.ns, "eth0", "icmp or vlan", node.dir.path());
     let mut on_b = Capture::start(&b.ns, "eth0", "icmp or vlan", node.dir.path());
+    // The agent answers DHCP on the sub-interface with its own address.
+    let dhcp = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a.ns, "busybox", "udhcpc", "-i", "eth0.100",
+        ])
+        .args(["-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true"])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&dhcp.stderr).to_string() + &String::from_utf8_lossy(&dhcp.stdout);
+    assert!(
+        dhcp.status.success() && said.contains(&format!("lease of {sub_ip} obtained")),
+        "udhcpc on eth0.100: {said}\n{}",
+        node.log("agent")
+    );
     // Ping both ways between a's sub-interface and b (same network).
     assert!(
         ping_until(&a.ns, &bip, Duration::from_secs(10)),
