@@ -99,9 +99,10 @@ impl Router {
             .and_then(|s| self.vifs.get(s))
         else {
             // No sub-interface for this VLAN: counted on the parent, which
-            // received it. (Upstream hands it to the parent's VRF with the
-            // tag kept, where the VM ports' L2 paths refuse tagged frames;
-            // we drop it at once as addressed to a missing interface.)
+            // received it. (Upstream hands it on in the parent's VRF marked
+            // with its VLAN, where ARP and routing skip tagged frames and
+            // only bridging may carry it; we drop it, counted as addressed
+            // to a missing interface.)
             if let Some(v) = self.vifs.get_mut(parent) {
                 v.stats.ipackets += 1;
                 v.stats.ibytes += pkt.len() as u64;
