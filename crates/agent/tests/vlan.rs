@@ -498,6 +498,50 @@ fn vlan_sub_interface_of_a_container_port_in_its_own_network() {
         "unknown VLAN drops: {before} -> {after}"
     );
 
+    // Deleting the parent port: its vif goes, and the sub-interface's with
+    // it (not programmed without its parent, reported); the sub-interface
+    // port stays stored and comes back with the parent.
+    let (_, all) = node.port_api("GET", "/ports", None);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let parent_rec = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == a.vmi)
+        .unwrap()
+        .clone();
+    let (s, r) = node.port_api("DELETE", &format!("/port/{}", a.vmi), None);
+    assert_eq!(s, 200, "{r}");
+    let vlan_vifs = |node: &Node| {
+        node.datapath_state()
+            .vifs
+            .values()
+            .filter(|v| v.vif_type == dp_core::VifType::VirtualVlan || v.name.as_str() == a.tap)
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while vlan_vifs(&node) > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "parent or sub-interface vif left behind"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, r) = node.port_api("GET", &format!("/port/{sub}"), None);
+    assert_eq!(
+        s, 404,
+        "a sub-interface without its parent is not programmed: {r}"
+    );
+    let (s, r) = node.port_api("POST", "/port", Some(&parent_rec.to_string()));
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        ping_until(&a.ns, &bip, Duration::from_secs(10)),
+        "a.100 -> b once the parent is back; {}",
+        node.log("agent")
+    );
+    let (s, r) = node.port_api("GET", &format!("/port/{sub}"), None);
+    assert_eq!(s, 200, "{r}");
+
     // Deleting the sub-interface port removes its vif, and again is fine;
     // a's untagged port keeps working.
     for _ in 0..2 {
