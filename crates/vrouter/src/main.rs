@@ -267,6 +267,24 @@ mod host {
             }
         }
         let dp = Arc::new(dp);
+        if args.fast_path == FastPathMode::Tc {
+            // What the kernel forwarded, for operators and scripts/perf.
+            let dp = dp.clone();
+            tokio::spawn(async move {
+                let mut last = None;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let st = match dp.offload_stats() {
+                        Ok(Some(st)) => st,
+                        _ => break,
+                    };
+                    if last != Some(st) {
+                        tracing::info!(?st, "fast path");
+                        last = Some(st);
+                    }
+                }
+            });
+        }
         let mut agent = VifConfig::new(AGENT_VIF, VifType::Agent);
         agent.mac = AGENT_MAC;
         agent.name = dp_core::vif::heapless_name::Name::new("pkt0").unwrap_or_default();
