@@ -27,6 +27,12 @@ pub struct OffloadHint {
     /// The flow entry's key (IPv4 TCP or UDP; ports in host order through
     /// [`FlowKey::sport`]/[`FlowKey::dport`]).
     pub key: FlowKey,
+    /// The frame's destination + source MACs as received: the decision
+    /// holds only for frames with this Ethernet header.
+    pub in_macs: [u8; 12],
+    /// The output vif's MTU (0: unknown): larger packets take the core's
+    /// path (ICMP too big, fragmentation).
+    pub mtu: u16,
     /// Routed: the new destination + source MACs, and TTL decremented.
     /// Bridged: `None`, the frame leaves unchanged.
     pub macs: Option<[u8; 12]>,
@@ -58,6 +64,8 @@ impl OffloadHints {
                     nh_id: 0,
                     addr: [0; 32],
                 },
+                in_macs: [0; 12],
+                mtu: 0,
                 macs: None,
             }; OFFLOAD_HINTS_MAX],
         }
@@ -103,12 +111,17 @@ impl Router {
         let Some(fe) = self.flows.get_valid(flow) else {
             return;
         };
+        let mut in_macs = [0u8; 12];
+        in_macs[..6].copy_from_slice(&info.dst_mac);
+        in_macs[6..].copy_from_slice(&info.src_mac);
         let h = OffloadHint {
             flow,
             gen: fe.gen_id,
             in_vif,
             out_vif,
             key: *fe.key(),
+            in_macs,
+            mtu: self.vifs.get(out_vif).map_or(0, |v| v.cfg.mtu),
             macs,
         };
         if self.offload_still_valid(&h) {

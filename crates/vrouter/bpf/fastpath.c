@@ -39,9 +39,11 @@ struct fp_value {
 	__u32 oif;       // ifindex to redirect to (egress)
 	__u32 flow;      // the core's flow index (for the fold)
 	__u8 macs[12];   // new destination + source MAC
+	__u8 in_macs[12]; // the frame's MACs the decision was made for
+	__u16 mtu;       // output MTU (0: none); larger goes to user space
 	__u8 rewrite;    // 1: write macs and decrement TTL (routed)
 	__u8 gen;        // the flow entry's generation when installed
-	__u8 pad[2];
+	__u8 pad[4];
 	__u64 packets;
 	__u64 bytes;
 };
@@ -88,7 +90,25 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
 	__builtin_memcpy(&k.sport, &h[34], 2);
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
-	return bpf_map_lookup_elem(&FP_FLOWS, &k);
+	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
+	if (!v)
+		return 0;
+	// Same Ethernet header as the frame the core decided on.
+	__u32 fa[3], va[3];
+	__builtin_memcpy(fa, h, 12);
+	__builtin_memcpy(va, v->in_macs, 12);
+	if (fa[0] != va[0] || fa[1] != va[1] || fa[2] != va[2])
+		return 0;
+	// The core's MTU check: a frame (or a super-packet's segments) larger
+	// than the output MTU gets ICMP too-big or fragmentation there.
+	if (v->mtu) {
+		__u32 gso = skb->gso_size;
+		__u32 l4 = proto == 6 ? (h[ETH_HLEN + 20 + 12] >> 4) * 4 : 8;
+		__u32 ip_len = gso ? gso + 20 + l4 : skb->len - ETH_HLEN;
+		if (ip_len > v->mtu)
+			return 0;
+	}
+	return v;
 }
 
 SEC("classifier")

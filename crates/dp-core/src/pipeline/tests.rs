@@ -171,6 +171,12 @@ fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
     let macs = h.macs.expect("routed: MAC rewrite");
     assert_eq!(&macs[0..6], &VM2_MAC);
     assert_eq!(&macs[6..12], &VROUTER_MAC);
+    assert_eq!(
+        &h.in_macs[0..6],
+        &VROUTER_MAC,
+        "offloaded only for this header"
+    );
+    assert_eq!(&h.in_macs[6..12], &VM1_MAC);
 
     // Folding adds to the flow entry and keeps it alive.
     let before = t.router.flows().get(flow).unwrap().packets();

@@ -49,16 +49,18 @@ pub struct FpValue {
     pub oif: u32,
     pub flow: u32,
     pub macs: [u8; 12],
+    pub in_macs: [u8; 12],
+    pub mtu: u16,
     pub rewrite: u8,
     pub gen: u8,
-    pub pad: [u8; 2],
+    pub pad: [u8; 4],
     pub packets: u64,
     pub bytes: u64,
 }
 
 const _: () = {
     assert!(size_of::<FpKey>() == 20);
-    assert!(size_of::<FpValue>() == 40);
+    assert!(size_of::<FpValue>() == 56);
 };
 
 // SAFETY: plain old data, no padding the kernel could leave uninitialised
@@ -189,6 +191,8 @@ impl FastPath for TcFastPath {
             oif: out_os,
             flow: h.flow,
             macs: h.macs.unwrap_or([0; 12]),
+            in_macs: h.in_macs,
+            mtu: h.mtu,
             rewrite: u8::from(h.macs.is_some()),
             gen: h.gen,
             ..FpValue::default()
