@@ -14,14 +14,14 @@
 # (b) UDP 64-byte frames (18-byte payload), datagrams/s received: through
 #     the node vs a Linux bridge.
 # (c) TCP, one stream, two hosts (namespaces joined by a veth fabric), over
-#     each of MPLSoUDP, MPLSoGRE and VXLAN vs the kernel's VXLAN. The agent
-#     runs standalone (embedded config, no control node): the harness programs
-#     each host's routes to the other host's container over ksync with
-#     `vrctl` (tunnel next hop, /32 with the remote MAC stitched, bridge
-#     entry with the remote label or VNI), what a control node's routes
-#     make the agent program. Without a control node the remote port's
-#     security groups are unknown, so the harness's group admits
-#     198.18.0.0/15.
+#     each of MPLSoUDP, MPLSoGRE and VXLAN vs the kernel's VXLAN. A cluster:
+#     both agents run `--config-source controller` against a control node
+#     (`control-node-peer`, the test control node: IF-MAP config from its
+#     VNC API, routes reflected between the agents over XMPP); the harness
+#     creates the config through that VNC API, each port through its host's
+#     port API, and picks the encapsulation as an operator does
+#     (global-vrouter-config's encapsulation priorities), then waits until
+#     both datapaths carry the peer's route over that tunnel kind.
 # (d) New flows per second through the one-host node: TCP SYNs from a
 #     container, each from a new source port (a new flow the agent must
 #     decide), counted when delivered to the other container. No kernel
@@ -46,7 +46,7 @@
 # (default 5) rounds, PERF_ONLY (default abcd) which paths, PERF_ENCAPS
 # (default "udp gre vxlan") the encapsulations of (c), PERF_SRC (default:
 # this checkout) where to run cargo, CARGO_TARGET_DIR as usual,
-# PERF_BIN_DIR a directory with prebuilt vrouter, vrouter-agent, vrctl
+# PERF_BIN_DIR a directory with prebuilt vrouter, vrouter-agent, vrctl, control-node-peer
 # and examples/pps (no build). PERF_PROFILE=DIR: record `perf stat` of the
 # node processes during each of our runs into DIR (PERF_PROFILE_MODE=record:
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
@@ -70,6 +70,8 @@ TMP=$(mktemp -d /dev/shm/vrtperf.XXXXXX)
 PIDS=()
 declare -A NODE_PIDS=()
 NODE_AGENT_ARGS=()
+# Per host: more agent arguments (cluster mode), and where its config API is.
+declare -A NODE_EXTRA=() VNC_AT=()
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -116,13 +118,14 @@ done
 if [[ -n "${PERF_BIN_DIR:-}" ]]; then
     BIN=$PERF_BIN_DIR
 else
-    log "building release binaries (vrouter, vrouter-agent, vrctl, example pps) in $SRC"
-    (cd "$SRC" && cargo build --quiet --release -p vrouter -p vrouter-agent -p vrctl --bins \
-        --example pps)
+    log "building release binaries (vrouter, vrouter-agent, vrctl, control-node-peer, example pps) in $SRC"
+    (cd "$SRC" && cargo build --quiet --release -p vrouter -p vrouter-agent -p vrctl \
+        -p control-node-peer --bins --example pps)
     BIN=${CARGO_TARGET_DIR:-$SRC/target}/release
 fi
 PPS=$BIN/examples/pps
 for b in vrouter vrouter-agent vrctl; do [[ -x $BIN/$b ]] || die "missing $BIN/$b"; done
+[[ $ONLY != *c* || -x $BIN/control-node-peer ]] || die "missing $BIN/control-node-peer"
 [[ -x $PPS ]] || die "missing $PPS"
 
 # ---- topology helpers -------------------------------------------------------
@@ -183,14 +186,22 @@ node() {
     NODE_PIDS[$h]="$!"
     for _ in $(seq 100); do [[ -S $d/sock/dpdk_netlink ]] && break; sleep 0.1; done
     [[ -S $d/sock/dpdk_netlink ]] || { cat "$d/vrouter.log" >&2; die "vrouter in $h did not start"; }
+    # shellcheck disable=SC2206 # the extra arguments have no spaces
+    local extra=(${NODE_EXTRA[$h]:-})
     ip netns exec "$(ns "$h")" "$BIN/vrouter-agent" --sock-dir "$d/sock" --state-dir "$d/state" \
-        --log-level warn "${NODE_AGENT_ARGS[@]}" >/dev/null 2>"$d/agent.log" &
+        --log-level warn "${NODE_AGENT_ARGS[@]}" "${extra[@]}" >/dev/null 2>"$d/agent.log" &
     PIDS+=($!)
     NODE_PIDS[$h]+=" $!"
     for _ in $(seq 150); do
         if inns "$h" curl -fsS http://127.0.0.1:8085/ksync 2>/dev/null |
             jq -e '.connected == true and .reconciles > 0' >/dev/null 2>&1; then
-            return 0
+            # In a cluster, also the XMPP session with the control node.
+            [[ ${#extra[@]} == 0 ]] && return 0
+            if inns "$h" curl -fsS http://127.0.0.1:8085/controller 2>/dev/null |
+                jq -e '[.status.peers[] | select(.state == "established")] | length > 0' \
+                    >/dev/null 2>&1; then
+                return 0
+            fi
         fi
         sleep 0.1
     done
@@ -212,7 +223,11 @@ api() {
     inns "$h" curl "${a[@]}" "http://127.0.0.1:$port$path" ||
         die "$m $path on $h failed: $body"
 }
-vnc() { api "$1" 8082 "${@:2}"; }
+# vnc H ...: H's config API: its agent's own (8082), or the cluster's.
+vnc() {
+    local at=${VNC_AT[$1]:-$1 8082}
+    api "${at% *}" "${at#* }" "${@:2}"
+}
 create() { # H TYPE JSON -> uuid
     vnc "$1" POST "/${2}s" "$(jq -nc --arg t "$2" --argjson o "$3" '{($t): $o}')" |
         jq -r --arg t "$2" '.[$t].uuid'
@@ -240,8 +255,7 @@ tenant() {
 
 # attach H TAG ADDR MTU: what the Docker driver does for one endpoint (VM,
 # VMI, instance IP, the veth, the port API call); the container is
-# namespace TAG with eth0. Sets PORT_VIF and PORT_VRF.
-PORT_VIF='' PORT_VRF='' PORT_MAC=''
+# namespace TAG with eth0.
 attach() {
     local h=$1 t=$2 addr=$3 mtu=$4 vm vmi mac tap
     vm=$(create "$h" virtual-machine "$(jq -nc --arg n "vm-$t" '{fq_name:[$n]}')")
@@ -272,9 +286,6 @@ attach() {
         sleep 0.1
     done
     [[ -n $p ]] || die "port $t on $h not programmed: $(api "$h" 8085 GET /ports) $(vrctl "$h" vif --list 2>&1)"
-    PORT_VIF=$(jq -r .vif <<<"$p")
-    PORT_VRF=$(jq -r .vrf <<<"$p")
-    PORT_MAC=$mac
 }
 
 # ---- measurement helpers ----------------------------------------------------
@@ -446,25 +457,6 @@ if [[ $ONLY == *b* ]]; then
 fi
 # (c) kernel: VXLAN between xa and xb, a container behind each, MTU 1400.
 # (c) ours: nodes ha and hb over fabric `fab`, containers ca .5.1, cb .5.2.
-declare -A REMOTE=()
-program_remote() { # H PEERH ENCAP: H's route to PEERH's container
-    local h=$1 p=$2 e=$3 lip pip pmac flag label
-    lip=192.0.2.1 pip=192.0.2.2 pmac=02:00:00:00:00:02
-    [[ $h == hb ]] && lip=192.0.2.2 pip=192.0.2.1 pmac=02:00:00:00:00:01
-    read -r vrf _ _ <<<"${REMOTE[$h]}"
-    read -r _ pvif pmacc paddr pvni <<<"${REMOTE[$p]}"
-    case $e in
-        udp) flag=(--udp) label=$((17 + 2 * pvif)) ;;
-        gre) flag=() label=$((17 + 2 * pvif)) ;;
-        vxlan) flag=(--vxlan) label=$pvni ;;
-    esac
-    vrctl "$h" nh --create 60000 --type tunnel --oif 0 --dmac "$pmac" --sip "$lip" --dip "$pip" \
-        "${flag[@]}" --vrf 0 >/dev/null
-    vrctl "$h" rt --create --vrf "$vrf" --prefix "$paddr/32" --nh 60000 --label "$label" \
-        --mac "$pmacc" --proxy >/dev/null
-    vrctl "$h" rt --create --family bridge --vrf "$vrf" --mac "$pmacc" --nh 60000 \
-        --label "$label" >/dev/null
-}
 if [[ $ONLY == *c* ]]; then
     mkns xa
     mkns xb
@@ -489,23 +481,74 @@ if [[ $ONLY == *c* ]]; then
     mkns ha
     mkns hb
     fabric ha hb
+    # The control node runs in ha's namespace on its fabric address (hb
+    # reaches it over the fabric, as compute nodes reach theirs); its VNC
+    # API is the cluster's config API.
+    ip netns exec "$(ns ha)" "$BIN/control-node-peer" --listen 192.0.2.1:5269 \
+        --state-dir "$TMP/cn" --vnc-listen 127.0.0.1:18082 --eor-delay-ms 200 \
+        >/dev/null 2>"$TMP/control-node.log" &
+    PIDS+=($!)
+    VNC_AT[ha]="ha 18082" VNC_AT[hb]="ha 18082"
+    for _ in $(seq 100); do inns ha curl -fsS http://127.0.0.1:18082/ >/dev/null 2>&1 && break; sleep 0.1; done
     for h in ha hb; do
-        node "$h" fab
-        tenant "$h" 198.18.5.0
-    done
-    attach ha ca 198.18.5.1 1400
-    REMOTE[ha]="$PORT_VRF $PORT_VIF $PORT_MAC 198.18.5.1"
-    attach hb cb 198.18.5.2 1400
-    REMOTE[hb]="$PORT_VRF $PORT_VIF $PORT_MAC 198.18.5.2"
-    for h in ha hb; do
-        vni=$(api "$h" 8085 GET /vns | jq -r '.virtual_networks[0].vni')
-        REMOTE[$h]+=" $vni"
         lip=192.0.2.1
         [[ $h == hb ]] && lip=192.0.2.2
-        # The host's fabric address is the datapath's own (decapsulate).
-        vrctl "$h" rt --create --vrf 0 --prefix "$lip/32" --nh 1 >/dev/null
+        # The virtual-router object an operator creates for each node.
+        create ha virtual-router "$(jq -nc --arg n "compute-$h" --arg a "$lip" \
+            '{fq_name:["default-global-system-config",$n], parent_type:"global-system-config",
+              virtual_router_ip_address:$a}')" >/dev/null
+        NODE_EXTRA[$h]="--config-source controller --CONTROL-NODE.servers 192.0.2.1:5269
+            --DEFAULT.agent_name compute-$h --NETWORKS.control_network_ip $lip"
+        node "$h" fab
     done
+    tenant ha 198.18.5.0
+    VN[hb]=${VN[ha]}
+    attach ha ca 198.18.5.1 1400
+    attach hb cb 198.18.5.2 1400
 fi
+
+# tunnel_kind H NH: udp, gre or vxlan for a tunnel next hop in H's datapath.
+tunnel_kind() {
+    { vrctl "$1" nh --get "$2" 2>/dev/null || true; } | awk '
+        /Type:Tunnel/ {t = 1}
+        /Flags:.*Vxlan/ {k = "vxlan"}
+        /Flags:.*MPLSoUDP/ {k = "udp"}
+        /Flags:.*MPLSoGRE/ {k = "gre"}
+        END {if (t && k != "") print k}'
+}
+
+# set_encap ENCAP: the cluster's encapsulation priorities with ENCAP first;
+# waits until each host's bridge route to the other's container (what the
+# container's frames to the peer's MAC, learnt by ARP, follow) is a tunnel
+# of that kind in its datapath. (Upstream keeps the IPv4 route on MPLS when
+# VXLAN comes first; the bridge route moves.)
+set_encap() {
+    local first gvc h want ok nh kinds
+    case $1 in
+        udp) first=MPLSoUDP want=udp ;;
+        gre) first=MPLSoGRE want=gre ;;
+        vxlan) first=VXLAN want=vxlan ;;
+    esac
+    gvc=$(vnc ha GET /global-vrouter-configs | jq -r '."global-vrouter-configs"[0].uuid')
+    vnc ha PUT "/global-vrouter-config/$gvc" "$(jq -nc --arg f "$first" \
+        '{"global-vrouter-config": {encapsulation_priorities: {encapsulation:
+          ([$f] + (["MPLSoUDP","MPLSoGRE","VXLAN"] - [$f]))}}}')" >/dev/null
+    for _ in $(seq 200); do
+        ok=1
+        for h in ha hb; do
+            kinds=''
+            for nh in $(api "$h" 8085 GET /routes | jq -r '.routes[] | select(.family == 7) | .nh'); do
+                kinds+="$(tunnel_kind "$h" "$nh") "
+            done
+            # One remote MAC: exactly one tunnel route, of the wanted kind.
+            [[ $(xargs <<<"$kinds") == "$want" ]] || ok=''
+        done
+        [[ -n $ok ]] && return 0
+        sleep 0.1
+    done
+    die "the routes between ha and hb did not move to $first: $(api ha 8085 GET /routes)"
+}
+
 
 # ---- the rounds ---------------------------------------------------------------
 
@@ -566,8 +609,7 @@ with_profile() {
 round_c() {
     local e
     for e in $ENCAPS; do
-        program_remote ha hb "$e"
-        program_remote hb ha "$e"
+        set_encap "$e"
         measure "c_$e" "ha hb" tcp cb ca 198.18.5.2 1348
     done
 }

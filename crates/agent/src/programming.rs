@@ -193,7 +193,7 @@ pub(crate) async fn programming(
         let Some(mut k) = connect(&ksync_path, &mut stop).await else {
             return;
         };
-        match datapath_limits(&mut k, &cx.ids, cx.max_vrfs).await {
+        match datapath_limits(&mut k, &cx.ids, cx.max_vrfs, cx.remote.is_some()).await {
             Ok(Ok(())) => {}
             Ok(Err(why)) => {
                 // Programming it would fail port by port (each refusal a

@@ -255,8 +255,16 @@ pub async fn run(
 
 /// The datapath's table sizes (`vrouter_ops`) against what the agent's id
 /// layout needs for its limits: `Err` names every table that is too small
-/// and how to fix it.
-pub fn check_limits(ops: &sandesh::VrouterOps, ids: &Ids, max_vrfs: u16) -> Result<(), String> {
+/// and how to fix it. With `remote_routes` (a control node's routes) the
+/// next hops must also hold the tunnel and ECMP composite ranges placed
+/// after the VRFs' (`Ids::tunnel_base`, `Ids::composite_base`): a datapath
+/// sized for local ports only would refuse remote routes one by one.
+pub fn check_limits(
+    ops: &sandesh::VrouterOps,
+    ids: &Ids,
+    max_vrfs: u16,
+    remote_routes: bool,
+) -> Result<(), String> {
     use dp_core::sizing;
     let mut short = Vec::new();
     let mut need = |what: &str, have: i32, want: u32, why: String| {
@@ -276,15 +284,30 @@ pub fn check_limits(ops: &sandesh::VrouterOps, ids: &Ids, max_vrfs: u16) -> Resu
         sizing::labels(ids.max_vifs),
         format!("16 + 2 x --max-vifs {}", ids.max_vifs),
     );
-    need(
-        "next hops",
-        ops.vo_nexthops,
-        sizing::nexthops(ids.max_vifs, max_vrfs),
-        format!(
-            "16 + 2 x --max-vifs {} + --max-vrfs {max_vrfs}",
-            ids.max_vifs
-        ),
-    );
+    if remote_routes {
+        need(
+            "next hops",
+            ops.vo_nexthops,
+            sizing::nexthops_with_remote(ids.max_vifs),
+            format!(
+                "16 + 2 x --max-vifs {} + {} VRF, {} tunnel and {} ECMP next hops with a control node",
+                ids.max_vifs,
+                crate::program::MAX_VRFS,
+                crate::program::TUNNEL_NHS,
+                crate::program::COMPOSITE_NHS
+            ),
+        );
+    } else {
+        need(
+            "next hops",
+            ops.vo_nexthops,
+            sizing::nexthops(ids.max_vifs, max_vrfs),
+            format!(
+                "16 + 2 x --max-vifs {} + --max-vrfs {max_vrfs}",
+                ids.max_vifs
+            ),
+        );
+    }
     need(
         "VRFs",
         ops.vo_vrfs,
@@ -307,6 +330,7 @@ pub(crate) async fn datapath_limits(
     k: &mut KsyncClient,
     ids: &Ids,
     max_vrfs: u16,
+    remote_routes: bool,
 ) -> Result<Result<(), String>, KsyncError> {
     let mut r = k
         .call(&[sandesh::VrouterOps {
@@ -316,7 +340,9 @@ pub(crate) async fn datapath_limits(
         .into()])
         .await?;
     match r.pop().and_then(|r| r.objects.into_iter().next()) {
-        Some(sandesh::Message::VrouterOps(ops)) => Ok(check_limits(&ops, ids, max_vrfs)),
+        Some(sandesh::Message::VrouterOps(ops)) => {
+            Ok(check_limits(&ops, ids, max_vrfs, remote_routes))
+        }
         _ => Err(KsyncError::Protocol(
             "vrouter_ops: the datapath answered without its table sizes".into(),
         )),

@@ -401,10 +401,15 @@ async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
     };
     // 64 vifs need 16 + 128 labels (1024 here) and 16 + 128 + 64 next hops.
     assert_eq!(
-        agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64),
+        agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64, false),
         Ok(())
     );
-    let e = agent::run::check_limits(&ops, &Ids { max_vifs: 4096 }, 4096).unwrap_err();
+    // With a control node the tunnel and ECMP ranges come on top:
+    // 16 + 128 + 4096 + 4096 + 8192 next hops.
+    let e = agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64, true).unwrap_err();
+    assert!(e.contains("next hops 1024 < 16528"), "{e}");
+    assert!(!e.contains("interfaces 64 <") && !e.contains("VRFs 64 <"), "{e}");
+    let e = agent::run::check_limits(&ops, &Ids { max_vifs: 4096 }, 4096, false).unwrap_err();
     for what in [
         "interfaces 64 < 4096",
         "MPLS labels 1024 < 8208",

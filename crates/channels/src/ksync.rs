@@ -336,6 +336,11 @@ impl KsyncReader {
     pub async fn recv(&mut self) -> Result<Option<Bytes>> {
         self.framer.next(&mut self.half, &self.addr).await
     }
+
+    /// As [`KsyncConn::recv_buffered`].
+    pub fn recv_buffered(&mut self) -> Option<Bytes> {
+        self.framer.buffered()
+    }
 }
 
 /// Send half of a [`KsyncConn`].

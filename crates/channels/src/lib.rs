@@ -69,7 +69,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Error, Result};
 pub use flow_shm::{FlowShm, SharedFlowTable};
-pub use ksync::{KsyncConn, KsyncListener};
+pub use ksync::{KsyncConn, KsyncListener, KsyncReader, KsyncWriter};
 pub use pkt0::{Pkt0Agent, Pkt0Datapath, Pkt0Sender};
 /// A handle on one of the kernel extension's devices (overlapped reads,
 /// writes and IOCTLs), for tools and tests.

@@ -88,6 +88,20 @@ pub mod sizing {
     pub const fn nexthops(interfaces: u16, vrfs: u16) -> u32 {
         FIRST_PORT_ID + 2 * interfaces as u32 + vrfs as u32
     }
+
+    /// VRF next hops the agent reserves before its tunnel range, whatever
+    /// its VRF limit (upstream's default `vr_vrfs`).
+    pub const VRF_NEXTHOPS: u32 = 4096;
+    /// Tunnel next hops (one per remote compute node and encapsulation).
+    pub const TUNNEL_NEXTHOPS: u32 = 4096;
+    /// ECMP composite next hops (one per distinct set of next hops).
+    pub const COMPOSITE_NEXTHOPS: u32 = 8192;
+
+    /// Next hops needed for `interfaces` vifs when a control node's routes
+    /// add tunnel and ECMP composite next hops after the VRFs'.
+    pub const fn nexthops_with_remote(interfaces: u16) -> u32 {
+        FIRST_PORT_ID + 2 * interfaces as u32 + VRF_NEXTHOPS + TUNNEL_NEXTHOPS + COMPOSITE_NEXTHOPS
+    }
 }
 
 /// Table sizes and behaviour, fixed at creation like upstream's module

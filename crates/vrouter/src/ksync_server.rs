@@ -56,7 +56,7 @@
 use crate::datapath::{Core, Datapath, DpError};
 use crate::port::{Port, PortOpener};
 use bytes::Bytes;
-use channels::{KsyncConn, KsyncListener};
+use channels::{KsyncConn, KsyncListener, KsyncWriter};
 use dp_core::vif::heapless_name::Name;
 use dp_core::{NewFlowPolicy, VifConfig, VifType};
 use ksync::errno::{EBUSY, EEXIST, EINVAL, ENODEV, EPERM};
@@ -67,11 +67,16 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Most request bytes handed to the loop thread at once.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Answers of one connection queued for a client that is not reading them,
+/// at most; past it the session stops reading requests until the client
+/// catches up, as a socket buffer would, so a client that never reads
+/// costs bounded memory.
+const MAX_PENDING_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// `EIO`, for open failures without a better code.
 const EIO: i32 = 5;
@@ -262,13 +267,21 @@ impl KsyncServer {
     /// `shutdown`.
     async fn session(
         self: Arc<Self>,
-        mut conn: KsyncConn,
+        conn: KsyncConn,
         mut shutdown: watch::Receiver<bool>,
         id: u64,
     ) {
         self.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = id, "ksync connection opened");
         let mut session = Session::default();
+        // Answers leave from their own task: a client may write many
+        // requests before it reads an answer (the agent pipelines), and a
+        // session blocked on its answer write while the client is blocked
+        // on its request write would wait for ever.
+        let (mut conn, writer) = conn.into_split();
+        let budget = Arc::new(Semaphore::new(MAX_PENDING_ANSWER_BYTES));
+        let (answers, queued) = mpsc::unbounded_channel();
+        let mut writer = tokio::spawn(write_answers(writer, queued, Arc::clone(&budget), id));
         loop {
             let msg = tokio::select! {
                 () = stopped(&mut shutdown) => break,
@@ -322,8 +335,12 @@ impl KsyncServer {
                 }
             };
             if !reply.out.is_empty() {
-                if let Err(e) = conn.send(&reply.out).await {
-                    tracing::debug!(conn = id, error = %e, "ksync answer not sent");
+                // Closed when the writer gave up: the client is gone.
+                let want = reply.out.len().min(MAX_PENDING_ANSWER_BYTES) as u32;
+                let Ok(permit) = Arc::clone(&budget).acquire_many_owned(want).await else {
+                    break;
+                };
+                if answers.send((reply.out, permit)).is_err() {
                     break;
                 }
             }
@@ -333,6 +350,14 @@ impl KsyncServer {
             }
         }
         drop(conn);
+        // Let queued answers (a malformed request's error among them)
+        // reach a client that reads them; a shutdown does not wait for one
+        // that does not.
+        drop(answers);
+        tokio::select! {
+            _ = &mut writer => {}
+            () = stopped(&mut shutdown) => writer.abort(),
+        }
         if session.agent {
             let server = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || server.end(session)).await {
@@ -344,6 +369,25 @@ impl KsyncServer {
         self.sessions.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conn = id, agent = session.agent, "ksync connection closed");
     }
+}
+
+/// Write one connection's answers in order until the session drops its
+/// sender or the client stops taking them; then close `budget`, which
+/// ends the session's reading too.
+async fn write_answers(
+    mut writer: KsyncWriter,
+    mut queued: mpsc::UnboundedReceiver<(Vec<u8>, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+    id: u64,
+) {
+    while let Some((out, permit)) = queued.recv().await {
+        if let Err(e) = writer.send(&out).await {
+            tracing::debug!(conn = id, error = %e, "ksync answer not sent");
+            break;
+        }
+        drop(permit);
+    }
+    budget.close();
 }
 
 /// Resolves once `rx` says stop (or its sender is gone).

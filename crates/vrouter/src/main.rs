@@ -52,7 +52,9 @@ struct Args {
     #[arg(long, default_value_t = dp_core::sizing::DEFAULT_VRFS)]
     vrfs: u16,
     /// Next-hop table size (upstream `vr_nexthops`). Default: 65536, or
-    /// more if the agent's layout needs it (16 + 2 x interfaces + vrfs).
+    /// more if the agent's layout needs it (16 + 2 x interfaces + vrfs,
+    /// and with a control node 16 + 2 x interfaces + 4096 VRF, 4096 tunnel
+    /// and 8192 ECMP next hops).
     #[arg(long)]
     nexthops: Option<u32>,
     /// MPLS label table size (upstream `vr_mpls_labels`). Default: two per
@@ -122,7 +124,11 @@ fn sizes(args: &Args) -> (u16, u16, u32, u32) {
         .max(16);
     let nexthops = args
         .nexthops
-        .unwrap_or_else(|| dp_core::sizing::nexthops(interfaces, vrfs).max(65536))
+        .unwrap_or_else(|| {
+            dp_core::sizing::nexthops(interfaces, vrfs)
+                .max(dp_core::sizing::nexthops_with_remote(interfaces))
+                .max(65536)
+        })
         .max(16);
     (interfaces, vrfs, labels, nexthops)
 }

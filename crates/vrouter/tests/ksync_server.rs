@@ -460,3 +460,66 @@ fn agent_presence_sets_the_new_flow_policy_and_held_frames_follow_flow_sets() {
     drop(op);
     rig.shutdown();
 }
+
+/// A client that writes a long run of requests before reading any answer
+/// (a pipelining agent, or `vrctl` fed a script) must get every answer:
+/// the server keeps reading while its answers wait for the client to read.
+/// Before answers were written from their own task, the server blocked on
+/// its answer write once the socket buffers filled, stopped reading, and
+/// both sides waited for ever.
+#[test]
+fn a_client_that_writes_before_reading_gets_every_answer() {
+    const N: usize = 20_000;
+    let rig = rig(NewFlowPolicy::Hold);
+    let mut req = Vec::new();
+    for seq in 0..N {
+        sandesh::frame::write_sandesh(
+            &mut req,
+            &sandesh::frame::Meta {
+                family: sandesh::frame::GENL_ID_VROUTER,
+                flags: sandesh::frame::NLM_F_REQUEST,
+                seq: seq as u32,
+                pid: 1,
+                version: 0,
+            },
+            sandesh::frame::Style::Request,
+            |o| {
+                Message::FlowTableData(VrFlowTableData {
+                    ftable_op: FlowOp::FlowTableGet,
+                    ..Default::default()
+                })
+                .encode(o)
+            },
+        )
+        .unwrap();
+    }
+    let answered = rig.rt.block_on(async {
+        let conn = KsyncConn::connect(&rig.sock).await.unwrap();
+        let (mut rx, mut tx) = conn.into_split();
+        // Every request is written before a single answer is read.
+        let written = tokio::time::timeout(Duration::from_secs(20), tx.send(&req)).await;
+        assert!(
+            matches!(written, Ok(Ok(()))),
+            "the server stopped reading: {} bytes of requests not taken ({written:?})",
+            req.len()
+        );
+        let mut seqs = Vec::with_capacity(N);
+        while seqs.len() < N {
+            let m = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("answers keep coming")
+                .unwrap()
+                .expect("connection open");
+            for f in sandesh::frame::parse_all(&m) {
+                seqs.push(f.unwrap().header().seq);
+            }
+        }
+        seqs
+    });
+    assert_eq!(answered.len(), N);
+    assert!(
+        answered.iter().enumerate().all(|(i, s)| *s == i as u32),
+        "answers in request order"
+    );
+    rig.shutdown();
+}

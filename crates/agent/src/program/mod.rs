@@ -25,12 +25,12 @@ pub mod remote;
 
 pub const DISCARD_NH: u32 = 0;
 pub const RECEIVE_NH: u32 = 1;
-/// VRFs the datapath has (upstream's default `vr_vrfs`).
-pub const MAX_VRFS: u32 = 4096;
+/// VRF next hops reserved before the tunnels (upstream's default `vr_vrfs`).
+pub const MAX_VRFS: u32 = dp_core::sizing::VRF_NEXTHOPS;
 /// Tunnel next hops (one per remote compute node and encapsulation).
-pub const TUNNEL_NHS: u32 = 4096;
+pub const TUNNEL_NHS: u32 = dp_core::sizing::TUNNEL_NEXTHOPS;
 /// ECMP composite next hops (one per distinct set of next hops).
-pub const COMPOSITE_NHS: u32 = 8192;
+pub const COMPOSITE_NHS: u32 = dp_core::sizing::COMPOSITE_NEXTHOPS;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Ids {
