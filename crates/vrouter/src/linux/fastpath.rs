@@ -157,11 +157,10 @@ impl FastPath for TcFastPath {
         let id = sf
             .attach(sock)
             .map_err(|e| bpf_err("attaching fp_sock", e))?;
-        // The filter lives as long as the socket: never detach it by
-        // number later (the number may belong to another socket by then).
-        if let Ok(link) = sf.take_link(id) {
-            std::mem::forget(link);
-        }
+        // The filter lives as long as the socket: taken out of the
+        // program's links, it is never detached by number later (the
+        // number may belong to another socket by then).
+        let _ = sf.take_link(id);
         if let Some(old) = self.links.remove(&os) {
             let _ = self.tc()?.detach(old);
         }

@@ -1,0 +1,129 @@
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)]
+//! The real `vrouter --fast-path tc` programmed by the real agent: two
+//! containers in one VN, a steady UDP stream between them. The kernel
+//! forwards it (the vrouter's offload counters rise), the agent keeps the
+//! active flow although its timeout is 3 s (the datapath folds the
+//! kernel's counters into the shared flow table), and ages it once idle.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn udp_flows(node: &Node, dport: u16) -> usize {
+    let f = node.intro_get("/flows").unwrap();
+    f["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["proto"] == 17 && x["dport"] == dport)
+        .count()
+}
+
+/// The largest `packets: N` the vrouter logged for its fast path.
+fn offloaded_packets(node: &Node) -> u64 {
+    node.log("vrouter")
+        .lines()
+        .filter(|l| l.contains("fast path"))
+        .filter_map(|l| {
+            let i = l.find(" packets: ")?;
+            l[i + 10..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn offloaded_flow_is_counted_kept_while_active_and_aged_when_idle() {
+    require_rig!();
+    let mut node = Node::start_with(&["--fast-path", "tc"], &["--flow-timeout", "3"]);
+    if node.log("vrouter").contains("cannot be loaded") {
+        report_skip(
+            "agent fastpath",
+            "the BPF fast path cannot be loaded here (see the vrouter log)",
+        );
+        return;
+    }
+    node.project("pf");
+    let vn = node.vn("pf", "fast", "198.18.9.0", 24);
+    let fq = ["default-domain", "pf", "fast"];
+    let sg = vec!["default-domain".into(), "pf".into(), "default".into()];
+    let a = attach(&mut node, "a", "pf", &vn, &fq, std::slice::from_ref(&sg));
+    let b = attach(&mut node, "b", "pf", &vn, &fq, &[sg]);
+    static_ip(&a, 24, "198.18.9.254");
+    static_ip(&b, 24, "198.18.9.254");
+    let bip = b.ip.unwrap().to_string();
+    assert!(
+        ping_until(&a.ns, &bip, Duration::from_secs(5)),
+        "{}",
+        node.log("agent")
+    );
+    // TCP works with the fast path on.
+    let _srv = tcp_server(&b.ns, 5001);
+    assert!(tcp_ok(&a.ns, &bip, 5001));
+
+    // A steady UDP stream (one datagram every 5 ms for 14 s).
+    let out = node.dir.path().join("udp.out");
+    let mut rx = Command::new("ip")
+        .args([
+            "netns", "exec", &b.ns, "busybox", "nc", "-u", "-l", "-p", "9000",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut tx = Command::new("ip")
+        .args(["netns", "exec", &a.ns, "sh", "-c"])
+        .arg(format!(
+            "i=0; while [ $i -lt 2800 ]; do echo x; i=$((i+1)); busybox usleep 5000; done | busybox nc -u -p 40000 {bip} 9000"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Three flow timeouts and more: the flow is there all along.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(12) {
+        std::thread::sleep(Duration::from_millis(1000));
+        if t0.elapsed() > Duration::from_secs(2) {
+            assert!(
+                udp_flows(&node, 9000) >= 1,
+                "an active offloaded flow was aged at {:?}: {}",
+                t0.elapsed(),
+                node.intro_get("/flows").unwrap()
+            );
+        }
+    }
+    // The vrouter logs its offload counters every 10 s when they change.
+    let t0 = Instant::now();
+    while offloaded_packets(&node) < 500 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(12),
+            "the kernel fast path forwarded too little: {}",
+            node.log("vrouter")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = tx.wait();
+    let _ = rx.kill();
+    let _ = rx.wait();
+    let got = std::fs::read(&out).unwrap().len();
+    assert!(got >= 2 * 2500, "datagrams delivered: {} of 2800", got / 2);
+
+    // Idle now: aged within the timeout plus the agent's scan.
+    let t0 = Instant::now();
+    while udp_flows(&node, 9000) > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "idle flow not aged: {}",
+            node.intro_get("/flows").unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
