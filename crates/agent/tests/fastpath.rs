@@ -10,6 +10,7 @@
 mod common;
 
 use common::*;
+use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,26 @@ fn offloaded_flow_is_counted_kept_while_active_and_aged_when_idle() {
     node.project("pf");
     let vn = node.vn("pf", "fast", "198.18.9.0", 24);
     let fq = ["default-domain", "pf", "fast"];
-    let sg = vec!["default-domain".into(), "pf".into(), "default".into()];
+    // Our own security group: allow everything, later nothing.
+    let any = |src: Value, dst: Value| {
+        json!({"direction": ">", "protocol": "any", "ethertype": "IPv4",
+               "src_addresses": [src], "dst_addresses": [dst],
+               "src_ports": [{"start_port": 0, "end_port": 65535}],
+               "dst_ports": [{"start_port": 0, "end_port": 65535}]})
+    };
+    let local = json!({"security_group": "local"});
+    let all = json!({"subnet": {"ip_prefix": "0.0.0.0", "ip_prefix_len": 0}});
+    let sg_uuid = node.create(
+        "security-group",
+        json!({
+            "fq_name": ["default-domain", "pf", "open"],
+            "parent_type": "project",
+            "security_group_entries": {"policy_rule": [
+                any(local.clone(), all.clone()), any(all, local)
+            ]}
+        }),
+    );
+    let sg = vec!["default-domain".into(), "pf".into(), "open".into()];
     let a = attach(&mut node, "a", "pf", &vn, &fq, std::slice::from_ref(&sg));
     let b = attach(&mut node, "b", "pf", &vn, &fq, &[sg]);
     static_ip(&a, 24, "198.18.9.254");
@@ -134,4 +154,56 @@ fn offloaded_flow_is_counted_kept_while_active_and_aged_when_idle() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    // The security group now denies everything: a running, offloaded
+    // stream stops within a bounded time (the agent re-decides the flow,
+    // the FLOW_SET removes the kernel's entries).
+    let out2 = node.dir.path().join("udp2.out");
+    let mut rx = Command::new("ip")
+        .args(["netns", "exec", &b.ns, "python3", "-c"])
+        .arg(format!(
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{bip}', 9000))\ns.settimeout(3)\nn = 0\nlast = 0.0\ntry:\n    while True:\n        s.recv(2048); n += 1; last = time.time()\nexcept OSError:\n    pass\nopen('{}', 'w').write('%d %f' % (n, last))\n",
+            out2.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut tx = Command::new("ip")
+        .args(["netns", "exec", &a.ns, "python3", "-c"])
+        .arg(format!(
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('', 40000))\nfor i in range(1600):\n    s.sendto(b'x' * 64, ('{bip}', 9000)); time.sleep(0.005)\n"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (st, body) = node.vnc(
+        "PUT",
+        &format!("/security-group/{sg_uuid}"),
+        Some(&json!({"security-group": {"security_group_entries": {"policy_rule": []}}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let changed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let _ = tx.wait();
+    let _ = rx.wait();
+    let r = std::fs::read_to_string(&out2).unwrap_or_default();
+    let mut it = r.split_whitespace();
+    let n: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let last: f64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    eprintln!(
+        "deny: {n} datagrams, the last {:.3} s after the change",
+        last - changed
+    );
+    assert!(n >= 300, "the stream ran before the change: {n}");
+    assert!(
+        last - changed < 2.0,
+        "traffic went on {:.3} s after the security group denied it (sender ran ~5 s more)",
+        last - changed
+    );
 }
