@@ -1,7 +1,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 //! The real `vrouter --fast-path tc` programmed by the real agent: two
-//! containers in one VN, a steady UDP stream between them (python3 in the
+//! containers in one VN; TCP (its FIN reaches the agent); a steady UDP
+//! stream between them (python3 in the
 //! namespaces: busybox's nc has no UDP). The kernel
 //! forwards it (the vrouter's offload counters rise), the agent keeps the
 //! active flow although its timeout is 3 s (the datapath folds the
@@ -88,6 +89,20 @@ fn offloaded_flow_is_counted_kept_while_active_and_aged_when_idle() {
     // TCP works with the fast path on.
     let _srv = tcp_server(&b.ns, 5001);
     assert!(tcp_ok(&a.ns, &bip, 5001));
+    // Its FIN/RST reached the core with the fast path on: the agent saw
+    // the connection close (well before any timeout).
+    let t0 = Instant::now();
+    loop {
+        let f = node.intro_get("/flows").unwrap();
+        if f["stats"]["closed"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "closed TCP flow not seen: {f}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A steady UDP stream (one datagram every 5 ms for 14 s).
     let out = node.dir.path().join("udp.out");
