@@ -98,6 +98,7 @@ fn model() -> Model {
             dhcp: false,
             mtu: 1500,
             display_name: String::new(),
+            sub: None,
         };
         m.by_addr.insert((1, IpAddr::V4(p.ip4.unwrap())), vif);
         m.ports.insert(vif, p);

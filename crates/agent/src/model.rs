@@ -103,6 +103,8 @@ pub struct Port {
     pub dhcp: bool,
     pub mtu: u16,
     pub display_name: String,
+    /// A VLAN sub-interface port: its parent's vif and tags.
+    pub sub: Option<dp_core::SubIf>,
 }
 
 /// Why a port record is not programmed.
@@ -417,7 +419,12 @@ pub fn build_with_rib(
     let mut used: std::collections::BTreeSet<u16> = vifs.values().copied().collect();
     let mut next_free = FIRST_PORT_VIF;
 
-    for (uuid, rec) in ports {
+    // Untagged ports first: a VLAN sub-interface port needs its parent's
+    // vif (the untagged port of the same interface).
+    let mut ordered: Vec<(&Uuid, &PortRecord)> = ports.iter().collect();
+    ordered.sort_by_key(|(_, r)| r.is_sub_interface());
+    let mut parents: HashMap<&str, u16> = HashMap::new();
+    for (uuid, rec) in ordered {
         let problem = |reason: String| PortProblem {
             uuid: *uuid,
             reason,
@@ -494,6 +501,23 @@ pub fn build_with_rib(
                 v
             }
         };
+        let sub = if rec.is_sub_interface() {
+            let Some(parent) = parents.get(rec.system_name.as_str()) else {
+                m.problems.push(problem(format!(
+                    "VLAN {} sub-interface of {}: its parent port (untagged, same system-name) is not programmed",
+                    rec.rx_vlan_id, rec.system_name
+                )));
+                vifs.remove(uuid);
+                continue;
+            };
+            Some(dp_core::SubIf {
+                parent: *parent,
+                vlan: rec.rx_vlan_id as u16,
+                ovlan: rec.tx_vlan_id as u16,
+            })
+        } else {
+            None
+        };
         let dhcp = ip4
             .and_then(|a| {
                 vn.subnets
@@ -505,7 +529,7 @@ pub fn build_with_rib(
         let port = Port {
             uuid: *uuid,
             vif,
-            name: rec.system_name.clone(),
+            name: rec.vif_name(),
             mac,
             ip4,
             ip6,
@@ -516,7 +540,11 @@ pub fn build_with_rib(
             dhcp,
             mtu: IFACE_MTU,
             display_name: rec.display_name.clone(),
+            sub,
         };
+        if sub.is_none() {
+            parents.insert(rec.system_name.as_str(), vif);
+        }
         m.ports.insert(vif, port);
     }
 

@@ -408,7 +408,10 @@ async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
     // 16 + 128 + 4096 + 4096 + 8192 next hops.
     let e = agent::run::check_limits(&ops, &Ids { max_vifs: 64 }, 64, true).unwrap_err();
     assert!(e.contains("next hops 1024 < 16528"), "{e}");
-    assert!(!e.contains("interfaces 64 <") && !e.contains("VRFs 64 <"), "{e}");
+    assert!(
+        !e.contains("interfaces 64 <") && !e.contains("VRFs 64 <"),
+        "{e}"
+    );
     let e = agent::run::check_limits(&ops, &Ids { max_vifs: 4096 }, 4096, false).unwrap_err();
     for what in [
         "interfaces 64 < 4096",

@@ -16,6 +16,8 @@ pub enum ConfigError {
     NoSpace(&'static str),
     /// The request names a stale object (generation mismatch).
     Stale(&'static str),
+    /// The object is already taken (a VLAN already used on a parent).
+    Exists(&'static str),
 }
 
 impl ConfigError {
@@ -27,6 +29,7 @@ impl ConfigError {
             ConfigError::Invalid(_) => -22,    // EINVAL
             ConfigError::NoSpace(_) => -28,    // ENOSPC
             ConfigError::Stale(_) => -116,     // ESTALE
+            ConfigError::Exists(_) => -17,     // EEXIST
         }
     }
 }
@@ -39,6 +42,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Invalid(what) => write!(f, "invalid {what}"),
             ConfigError::NoSpace(what) => write!(f, "{what}: table full"),
             ConfigError::Stale(what) => write!(f, "{what}: stale generation"),
+            ConfigError::Exists(what) => write!(f, "{what}: already in use"),
         }
     }
 }

@@ -41,7 +41,7 @@ pub use flow::table::{FlowEntry, FlowKey, FlowTable};
 pub use nexthop::{Component, Nexthop, NhFlags, NhKind, TunnelKind};
 pub use offload::{OffloadHint, OFFLOAD_HINTS_MAX};
 pub use route::{BridgeEntry, Prefix, RouteData};
-pub use vif::{Vif, VifConfig, VifFlags, VifStats, VifType};
+pub use vif::{SubIf, Vif, VifConfig, VifFlags, VifStats, VifType};
 
 use frag::FragTable;
 use nexthop::NhTable;

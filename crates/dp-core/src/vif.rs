@@ -1,7 +1,11 @@
 //! Interfaces (upstream `vr_interface`): the ports of the vRouter.
 
 use crate::error::ConfigError;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+
+/// VLAN ids a sub-interface may carry: upstream refuses `>= VLAN_ID_MAX`.
+pub const VLAN_ID_MAX: u16 = 4096;
 
 /// Interface type, upstream `VIF_TYPE_*` numbering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +19,11 @@ pub enum VifType {
     Physical = 2,
     /// A container or VM port.
     Virtual = 3,
+    /// A VLAN sub-interface of a container/VM port (upstream
+    /// `VIF_TYPE_VIRTUAL_VLAN`): no port of its own; it receives the
+    /// frames its parent receives with its VLAN tag, and transmits through
+    /// the parent.
+    VirtualVlan = 7,
 }
 
 impl TryFrom<u16> for VifType {
@@ -25,6 +34,7 @@ impl TryFrom<u16> for VifType {
             1 => VifType::Agent,
             2 => VifType::Physical,
             3 => VifType::Virtual,
+            7 => VifType::VirtualVlan,
             _ => return Err(ConfigError::Invalid("vif type")),
         })
     }
@@ -84,6 +94,20 @@ pub struct VifConfig {
     pub nh_id: u32,
     /// Host <-> physical cross-connect for pass-through traffic.
     pub cross_connect: Option<u16>,
+    /// A [`VifType::VirtualVlan`] sub-interface: its parent and tags.
+    pub sub: Option<SubIf>,
+}
+
+/// What makes a vif a VLAN sub-interface (`vifr_parent_vif_idx`,
+/// `vifr_vlan_id`, `vifr_ovlan_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubIf {
+    /// The vif whose frames tagged `vlan` are this vif's.
+    pub parent: u16,
+    /// The VLAN id of frames received from the parent.
+    pub vlan: u16,
+    /// The tag pushed on frames sent out (0: none, as upstream).
+    pub ovlan: u16,
 }
 
 impl VifConfig {
@@ -102,6 +126,7 @@ impl VifConfig {
             flags: VifFlags::L3_ENABLED | VifFlags::L2_ENABLED,
             nh_id: 0,
             cross_connect: None,
+            sub: None,
         }
     }
 }
@@ -128,13 +153,99 @@ pub struct Vif {
 /// The interface table, sized at creation like upstream's `vr_interfaces`.
 pub struct VifTable {
     slots: Vec<Option<Vif>>,
+    /// (parent, VLAN id) -> sub-interface: the receive demultiplexer
+    /// (upstream's `vif_sub_interfaces`). Changed only by configuration,
+    /// so the per-packet lookup allocates nothing. A parent's entries go
+    /// with the parent: its sub-interfaces stay configured but detached,
+    /// as upstream's keep a reference to a deleted parent.
+    subs: BTreeMap<(u16, u16), u16>,
 }
 
 impl VifTable {
     pub(crate) fn new(max: u16) -> Self {
         let mut slots = Vec::with_capacity(max as usize);
         slots.resize_with(max as usize, || None);
-        VifTable { slots }
+        VifTable {
+            slots,
+            subs: BTreeMap::new(),
+        }
+    }
+
+    /// The sub-interface of `parent` for VLAN `vlan`, if any.
+    #[inline]
+    pub fn sub_interface(&self, parent: u16, vlan: u16) -> Option<u16> {
+        if self.subs.is_empty() {
+            return None;
+        }
+        self.subs.get(&(parent, vlan)).copied()
+    }
+
+    /// Whether `parent` has any sub-interface (then tagged frames it
+    /// receives are demultiplexed).
+    pub fn has_sub_interfaces(&self, parent: u16) -> bool {
+        self.subs
+            .range((parent, 0)..=(parent, u16::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// The port a frame sent out of `idx` leaves through and the tag it
+    /// gets: `Some((idx, None))` for a vif with a port, `Some((parent,
+    /// Some(tag)))` for an attached sub-interface (tag 0: none), `None`
+    /// for a sub-interface whose parent is gone.
+    #[inline]
+    pub fn tx_port(&self, idx: u16) -> Option<(u16, Option<u16>)> {
+        let v = self.get(idx)?;
+        match v.cfg.sub {
+            None => Some((idx, None)),
+            Some(s) => (self.sub_interface(s.parent, s.vlan) == Some(idx))
+                .then_some((s.parent, Some(s.ovlan))),
+        }
+    }
+
+    /// Upstream `vlan_drv_add`'s checks: the parent exists and can carry
+    /// sub-interfaces, the ids are below 4096, the VLAN is free.
+    fn check_sub(&self, cfg: &VifConfig) -> Result<Option<SubIf>, ConfigError> {
+        if cfg.vif_type != VifType::VirtualVlan {
+            return Ok(None);
+        }
+        let s = cfg
+            .sub
+            .ok_or(ConfigError::Invalid("sub-interface without a parent"))?;
+        if s.vlan >= VLAN_ID_MAX || s.ovlan >= VLAN_ID_MAX {
+            return Err(ConfigError::Invalid("VLAN id (must be below 4096)"));
+        }
+        if s.parent == cfg.idx {
+            return Err(ConfigError::Invalid("sub-interface parent (itself)"));
+        }
+        let p = self
+            .get(s.parent)
+            .ok_or(ConfigError::Invalid("sub-interface parent (no such vif)"))?;
+        if p.cfg.vif_type != VifType::Virtual {
+            return Err(ConfigError::Invalid(
+                "sub-interface parent (must be a virtual vif)",
+            ));
+        }
+        match self.subs.get(&(s.parent, s.vlan)) {
+            Some(other) if *other != cfg.idx => Err(ConfigError::Exists("VLAN on this parent")),
+            _ => Ok(Some(s)),
+        }
+    }
+
+    /// What [`crate::Router::vif_add`] would refuse of a sub-interface,
+    /// checked without changing anything (a host opens ports only for
+    /// requests the core will take).
+    pub fn check_sub_interface(&self, cfg: &VifConfig) -> Result<(), ConfigError> {
+        self.check_sub(cfg).map(|_| ())
+    }
+
+    /// Forget the demultiplexer entry of vif `idx`, if it has one.
+    fn unlink_sub(&mut self, idx: u16) {
+        if let Some(s) = self.get(idx).and_then(|v| v.cfg.sub) {
+            if self.subs.get(&(s.parent, s.vlan)) == Some(&idx) {
+                self.subs.remove(&(s.parent, s.vlan));
+            }
+        }
     }
 
     /// Table size.
@@ -154,7 +265,25 @@ impl VifTable {
 
     /// Add or change (upstream semantics: an add of an existing index updates
     /// it and keeps its counters).
-    pub(crate) fn set(&mut self, cfg: VifConfig) -> Result<(), ConfigError> {
+    pub(crate) fn set(&mut self, mut cfg: VifConfig) -> Result<(), ConfigError> {
+        if cfg.idx as usize >= self.slots.len() {
+            return Err(ConfigError::OutOfRange("vif"));
+        }
+        let sub = self.check_sub(&cfg)?;
+        if cfg.vif_type != VifType::VirtualVlan {
+            cfg.sub = None;
+        }
+        if self
+            .get(cfg.idx)
+            .is_some_and(|v| v.cfg.vif_type != cfg.vif_type)
+        {
+            // A vif re-added as another type loses what the old type had.
+            self.drop_children(cfg.idx);
+        }
+        self.unlink_sub(cfg.idx);
+        if let Some(s) = sub {
+            self.subs.insert((s.parent, s.vlan), cfg.idx);
+        }
         let slot = self
             .slots
             .get_mut(cfg.idx as usize)
@@ -172,11 +301,25 @@ impl VifTable {
     }
 
     pub(crate) fn remove(&mut self, idx: u16) -> Result<Vif, ConfigError> {
+        if self.get(idx).is_some() {
+            self.unlink_sub(idx);
+            self.drop_children(idx);
+        }
         self.slots
             .get_mut(idx as usize)
             .ok_or(ConfigError::OutOfRange("vif"))?
             .take()
             .ok_or(ConfigError::NotFound("vif"))
+    }
+
+    /// Detach the sub-interfaces of `parent` (they stay configured).
+    fn drop_children(&mut self, parent: u16) {
+        self.subs.retain(|(p, _), _| *p != parent);
+    }
+
+    /// Sub-interfaces in the demultiplexer (for leak checks).
+    pub fn sub_interface_count(&self) -> usize {
+        self.subs.len()
     }
 
     /// Configured vifs in index order.

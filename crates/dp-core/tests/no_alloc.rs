@@ -118,22 +118,82 @@ fn forwarding_does_not_allocate_in_steady_state() {
             )
         })
         .collect();
-    for f in local.iter().chain(&remote) {
+    // A VLAN 100 sub-interface of vm1: tagged frames in, tag pushed out.
+    const SUB_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 0x64];
+    const SUB_IP: [u8; 4] = [198, 18, 1, 100];
+    let sub = t.add_vm(5, 1, SUB_MAC, SUB_IP, [0; 16], true);
+    let mut c = t.router.vif(sub.vif).unwrap().cfg.clone();
+    c.vif_type = VifType::VirtualVlan;
+    c.sub = Some(SubIf {
+        parent: vm1.vif,
+        vlan: 100,
+        ovlan: 100,
+    });
+    t.router.vif_add(c).unwrap();
+    let tagged: Vec<Vec<u8>> = (0..32)
+        .map(|i| {
+            let f = eth(
+                VROUTER_MAC,
+                SUB_MAC,
+                0x0800,
+                &ipv4(
+                    SUB_IP,
+                    VM2_IP,
+                    17,
+                    64,
+                    1,
+                    0,
+                    &udp4(SUB_IP, VM2_IP, 4000 + i, 7, &[0; 18]),
+                ),
+            );
+            let mut v = f[..12].to_vec();
+            v.extend_from_slice(&[0x81, 0x00, 0x00, 100]);
+            v.extend_from_slice(&f[12..]);
+            v
+        })
+        .collect();
+    let to_sub: Vec<Vec<u8>> = (0..32)
+        .map(|i| {
+            eth(
+                VROUTER_MAC,
+                VM2_MAC,
+                0x0800,
+                &ipv4(
+                    VM2_IP,
+                    SUB_IP,
+                    17,
+                    64,
+                    1,
+                    0,
+                    &udp4(VM2_IP, SUB_IP, 5000 + i, 7, &[0; 18]),
+                ),
+            )
+        })
+        .collect();
+    for f in local.iter().chain(&remote).chain(&tagged) {
         establish(&mut t, vm1.vif, f);
+    }
+    for f in &to_sub {
+        establish(&mut t, vm2.vif, f);
     }
     for f in &decap {
         establish(&mut t, FABRIC_VIF, f);
     }
-    let _ = vm2;
     // Host-side buffers and the action list, allocated once.
     let mut bufs: Vec<Vec<u8>> = (0..32).map(|_| vec![0u8; 2048]).collect();
     let mut actions = Actions::with_capacity(128);
-    let mut per_path = [0usize; 3];
+    let mut per_path = [0usize; 5];
     MEASURED.with(|m| m.set(true));
     for round in 0..100 {
-        for (p, (vif, frames)) in [(vm1.vif, &local), (vm1.vif, &remote), (FABRIC_VIF, &decap)]
-            .into_iter()
-            .enumerate()
+        for (p, (vif, frames)) in [
+            (vm1.vif, &local),
+            (vm1.vif, &remote),
+            (FABRIC_VIF, &decap),
+            (vm1.vif, &tagged),
+            (vm2.vif, &to_sub),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let before = ALLOCS.load(Ordering::Relaxed);
             let mut it = bufs.iter_mut().zip(frames.iter());
@@ -161,7 +221,7 @@ fn forwarding_does_not_allocate_in_steady_state() {
     }
     assert_eq!(
         per_path,
-        [0, 0, 0],
-        "allocations on the local, encap and decap paths"
+        [0, 0, 0, 0, 0],
+        "allocations on the local, encap, decap, VLAN receive and VLAN transmit paths"
     );
 }

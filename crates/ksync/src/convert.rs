@@ -30,7 +30,7 @@ use dp_core::route::{be_flags, rt_flags};
 use dp_core::vif::heapless_name::Name;
 use dp_core::{
     BridgeEntry, Component, ConfigError, DropStats, Nexthop, NhFlags, NhKind, Prefix, RouteData,
-    TunnelKind, Vif, VifConfig, VifFlags, VifType,
+    SubIf, TunnelKind, Vif, VifConfig, VifFlags, VifType,
 };
 use sandesh::{SandeshOp, VrDropStatsReq, VrFlowReq, VrInterfaceReq, VrNexthopReq, VrRouteReq};
 
@@ -137,6 +137,16 @@ pub fn vif_from_req(r: &VrInterfaceReq) -> Result<(VifConfig, VifExtra), ConfigE
         .vifr_cross_connect_idx
         .first()
         .and_then(|x| u16::try_from(*x).ok());
+    if vif_type == VifType::VirtualVlan {
+        // Upstream `vlan_drv_add` reads the ids as unsigned 16-bit and
+        // refuses parents beyond the table: -EINVAL either way.
+        cfg.sub = Some(SubIf {
+            parent: u16::try_from(r.vifr_parent_vif_idx)
+                .map_err(|_| ConfigError::Invalid("sub-interface parent"))?,
+            vlan: r.vifr_vlan_id as u16,
+            ovlan: r.vifr_ovlan_id as u16,
+        });
+    }
     let extra = VifExtra {
         if_guid: r.vifr_if_guid.clone(),
         transport: r.vifr_transport,
@@ -172,7 +182,9 @@ pub fn vif_to_req(v: &Vif, extra: Option<&VifExtra>, op: SandeshOp) -> VrInterfa
         vifr_ip6_l: ip6_l,
         vifr_speed: -1,
         vifr_duplex: -1,
-        vifr_parent_vif_idx: -1,
+        vifr_parent_vif_idx: c.sub.map_or(-1, |s| i32::from(s.parent)),
+        vifr_vlan_id: c.sub.map_or(0, |s| s.vlan as i16),
+        vifr_ovlan_id: c.sub.map_or(0, |s| s.ovlan as i16),
         vifr_nh_id: c.nh_id as i32,
         vifr_cross_connect_idx: c.cross_connect.map(i32::from).into_iter().collect(),
         vifr_transport: extra.map_or(0, |e| e.transport),

@@ -477,6 +477,9 @@ impl Handler {
         {
             return Err(errno(ConfigError::Invalid("a second agent vif")));
         }
+        // Upstream `vlan_drv_add`: no parent, or a VLAN taken, refuses the
+        // sub-interface before anything changes.
+        router.vifs().check_sub_interface(&cfg).map_err(errno)?;
         let existed = router.vif(cfg.idx).is_some();
         host.vif_add(&cfg, r).map_err(|e| {
             if e > 0 {

@@ -227,6 +227,58 @@ fn vif_host_failure_leaves_no_vif() {
     assert!(dp.router.vif(3).is_none());
 }
 
+#[test]
+fn vlan_sub_interface_add_get_dump_delete() {
+    let mut dp = Dp::new();
+    let sub = |idx: i32, parent: i32, vlan: i16| {
+        let mut r = vif(idx, VifType::VirtualVlan, &format!("tap1.{vlan}"));
+        r.vifr_parent_vif_idx = parent;
+        r.vifr_vlan_id = vlan;
+        r.vifr_ovlan_id = vlan;
+        r.vifr_vrf = 5;
+        r
+    };
+    // Upstream `vlan_drv_add`: no parent is -EINVAL, and nothing changes.
+    assert_eq!(dp.code(sub(2, 1, 100)), -EINVAL);
+    assert!(dp.router.vif(2).is_none());
+    assert!(dp.host.added.is_empty(), "the host never saw it");
+    assert_eq!(dp.code(vif(1, VifType::Virtual, "tap1")), 0);
+    // VLAN ids are unsigned 16-bit below 4096: -1 and 4096 are -EINVAL.
+    assert_eq!(dp.code(sub(2, 1, -1)), -EINVAL);
+    assert_eq!(dp.code(sub(2, 1, 4096)), -EINVAL);
+    assert_eq!(dp.code(sub(2, 1, 100)), 0);
+    // A second sub-interface on the same VLAN: -EEXIST.
+    assert_eq!(dp.code(sub(3, 1, 100)), -EEXIST);
+    assert!(dp.router.vif(3).is_none());
+    assert_eq!(dp.code(sub(3, 1, 200)), 0);
+    let Ok(Message::Interface(got)) = dp.get(vif_op(2, SandeshOp::Get)) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            got.vifr_type,
+            got.vifr_parent_vif_idx,
+            got.vifr_vlan_id,
+            got.vifr_ovlan_id,
+            got.vifr_vrf
+        ),
+        (7, 1, 100, 100, 5)
+    );
+    // An ordinary vif answers no parent.
+    let Ok(Message::Interface(got)) = dp.get(vif_op(1, SandeshOp::Get)) else {
+        panic!()
+    };
+    assert_eq!(got.vifr_parent_vif_idx, -1);
+    // Deleting the parent succeeds and detaches both (upstream keeps them
+    // until their own delete); then each delete, and again: -ENODEV.
+    assert_eq!(dp.code(vif_op(1, SandeshOp::Del)), 0);
+    assert_eq!(dp.router.vifs().sub_interface_count(), 0);
+    assert_eq!(dp.code(vif_op(2, SandeshOp::Del)), 0);
+    assert_eq!(dp.code(vif_op(3, SandeshOp::Del)), 0);
+    assert_eq!(dp.code(vif_op(3, SandeshOp::Del)), -ENODEV);
+    assert_eq!(dp.router.vifs().iter().count(), 0);
+}
+
 // ---- next hops --------------------------------------------------------------
 
 #[test]

@@ -86,6 +86,9 @@ pub enum VifKind {
     /// The host's own stack (vhost0).
     #[value(alias = "vhost")]
     Host,
+    /// A VLAN sub-interface of a virtual vif (`--parent`, `--vlan`).
+    #[value(name = "virtual-vlan", alias = "vlan")]
+    VirtualVlan,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +148,15 @@ pub struct VifArgs {
     /// Windows NIC GUID of the port.
     #[arg(long, value_name = "GUID", value_parser = parse::guid, requires = "add")]
     pub guid: Option<[u8; 16]>,
+    /// The parent vif of a `--type virtual-vlan` sub-interface.
+    #[arg(long, value_name = "VIF", requires = "vlan")]
+    pub parent: Option<u16>,
+    /// VLAN id of the frames the sub-interface receives (vifr_vlan_id).
+    #[arg(long, value_name = "ID", requires = "parent", value_parser = clap::value_parser!(u16).range(0..4096))]
+    pub vlan: Option<u16>,
+    /// VLAN id it tags its frames with (vifr_ovlan_id) [default: --vlan].
+    #[arg(long, value_name = "ID", requires = "vlan", value_parser = clap::value_parser!(u16).range(0..4096))]
+    pub ovlan: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

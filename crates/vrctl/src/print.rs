@@ -139,6 +139,9 @@ pub fn vif(r: &VrInterfaceReq) -> String {
         mac(&r.vifr_mac),
         ip4(r.vifr_ip)
     );
+    if r.vifr_type == 7 {
+        let _ = writeln!(s, "{HEAD}Vlan(o/i): {}/{}", r.vifr_ovlan_id, r.vifr_vlan_id);
+    }
     if r.vifr_ip6_u != 0 || r.vifr_ip6_l != 0 {
         let a = Ipv6Addr::from(ipv6_from_wire(r.vifr_ip6_u, r.vifr_ip6_l));
         let _ = writeln!(s, "{HEAD}IP6addr:{a}");

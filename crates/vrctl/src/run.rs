@@ -73,6 +73,9 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
         write!(out, "{}{}", print::vif_header(), print::vif(&v))?;
     } else if let Some(name) = &a.add {
         let kind = a.kind.ok_or_else(|| anyhow!("vif --add needs --type"))?;
+        if (kind == VifKind::VirtualVlan) != a.parent.is_some() {
+            bail!("--parent and --vlan go with --type virtual-vlan, and it needs them");
+        }
         let idx = match a.idx {
             Some(i) => i,
             None => {
@@ -96,7 +99,11 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
                 VifKind::Agent => 1,
                 VifKind::Physical => 2,
                 VifKind::Virtual => 3,
+                VifKind::VirtualVlan => 7,
             },
+            vifr_parent_vif_idx: a.parent.map_or(-1, i32::from),
+            vifr_vlan_id: a.vlan.map_or(-1, |v| v as i16),
+            vifr_ovlan_id: a.ovlan.or(a.vlan).map_or(-1, |v| v as i16),
             vifr_name: name.clone(),
             vifr_os_idx: a.os_idx.unwrap_or(0) as i32,
             vifr_mac: a.mac.unwrap_or(VROUTER_MAC).to_vec(),

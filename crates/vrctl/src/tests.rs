@@ -257,3 +257,43 @@ fn client_error_texts() {
     );
     assert_eq!(ClientError::Vrouter(-95).errno(), Some(-95));
 }
+
+#[test]
+fn vlan_sub_interface_add_list_and_errors() {
+    let mut dp = Dp::new();
+    // The parent must exist (upstream: -EINVAL).
+    let e = dp
+        .run("vif --add tap1.100 --type virtual-vlan --vif 4 --parent 3 --vlan 100")
+        .unwrap_err();
+    assert!(e.contains("Invalid argument"), "{e}");
+    dp.ok("vif --add tap1 --type virtual --vif 3 --vrf 1");
+    dp.ok("vif --add tap1.100 --type virtual-vlan --vif 4 --parent 3 --vlan 100 --vrf 2");
+    dp.ok("vif --add tap1.200 --type vlan --vif 5 --parent 3 --vlan 200 --ovlan 201");
+    let sub = dp.router.vif(4).unwrap().cfg.sub.unwrap();
+    assert_eq!((sub.parent, sub.vlan, sub.ovlan), (3, 100, 100));
+    assert_eq!(dp.router.vif(5).unwrap().cfg.sub.unwrap().ovlan, 201);
+    // One sub-interface per VLAN of a parent (upstream: -EEXIST).
+    let e = dp
+        .run("vif --add tap1.x --type virtual-vlan --vif 6 --parent 3 --vlan 100")
+        .unwrap_err();
+    assert!(e.contains("File exists"), "{e}");
+    // Out of range, or a VLAN without its parent: refused by the CLI.
+    assert!(dp
+        .run("vif --add t --type virtual-vlan --parent 3 --vlan 4096")
+        .is_err());
+    assert!(dp.run("vif --add t --type virtual-vlan --vlan 7").is_err());
+    assert!(dp.run("vif --add t --type virtual-vlan").is_err());
+    assert!(dp
+        .run("vif --add t --type virtual --parent 3 --vlan 7")
+        .is_err());
+    let list = dp.ok("vif --list");
+    for want in [
+        "vif0/4      OS: tap1.100 Parent:vif0/3\n            Type:Virtual(Vlan) ",
+        "            Vlan(o/i): 201/200\n",
+    ] {
+        assert!(list.contains(want), "missing {want:?} in\n{list}");
+    }
+    dp.ok("vif --delete 4");
+    dp.ok("vif --delete 5");
+    assert!(dp.run("vif --delete 5").is_err());
+}

@@ -327,7 +327,7 @@ fn every_command_fails_clearly() {
         "{e}"
     );
     assert!(
-        e.contains("[possible values: virtual, physical, agent, host]"),
+        e.contains("[possible values: virtual, physical, agent, host, virtual-vlan]"),
         "{e}"
     );
     let e = srv.fails("vif --add tap1 --type virtual --mac 02:00:zz:00:00:01");

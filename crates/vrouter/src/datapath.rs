@@ -625,6 +625,16 @@ impl Core {
         let Some(v) = self.router.vif(idx) else {
             return;
         };
+        if v.cfg.vif_type == dp_core::VifType::VirtualVlan
+            && matches!(self.ports.get(idx as usize), Some(Some(_)))
+        {
+            // A port vif re-added as a VLAN sub-interface: it sends
+            // through its parent now; its old port closes.
+            self.close_port(idx);
+        }
+        let Some(v) = self.router.vif(idx) else {
+            return;
+        };
         if v.cfg.mtu != 0 && v.cfg.os_idx != 0 {
             return;
         }
@@ -1243,7 +1253,10 @@ impl Datapath {
             return Err(DpError::NoName(idx));
         }
         let current = self.call(move |c| c.port_name(idx))?;
-        let port = if current.as_deref() == Some(name.as_str()) {
+        // A VLAN sub-interface has no port of its own.
+        let port = if current.as_deref() == Some(name.as_str())
+            || cfg.vif_type == dp_core::VifType::VirtualVlan
+        {
             None
         } else {
             let opener = self.opener.as_ref().ok_or(DpError::NoOpener)?;

@@ -536,6 +536,10 @@ impl HostOps for LoopHost<'_> {
                 .retain(|e| !matches!(e, Event::Close(i) if *i == from));
             self.ports.insert(cfg.idx, (cfg.name.clone(), cfg.vif_type));
             self.events.push(Event::Move { from, to: cfg.idx });
+        } else if cfg.vif_type == VifType::VirtualVlan {
+            // A sub-interface has no port: it sends through its parent's
+            // (a port the index had closes when the vif settles).
+            self.ports.remove(&cfg.idx);
         } else if !keep {
             if cfg.name.as_str().is_empty() {
                 tracing::warn!(vif = cfg.idx, "vif add without an interface name");

@@ -468,7 +468,8 @@ impl Ports {
                 .map(|(id, _)| *id)
         };
         match w.vif_type {
-            VifType::Agent => None,
+            // A VLAN sub-interface sends through its parent's NIC.
+            VifType::Agent | VifType::VirtualVlan => None,
             VifType::Physical => {
                 by(&|n| n.info.kind == NicKind::External && n.info.id.nic == DEFAULT_NIC_INDEX)
             }

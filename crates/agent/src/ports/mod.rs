@@ -220,9 +220,20 @@ async fn add_port(State(api): State<Api>, body: axum::body::Bytes) -> Response {
     };
     let _w = api.writing.lock().await;
     let existing = api.store.all();
-    let mut names: std::collections::HashMap<&str, Uuid> = existing
+    // One port per interface and VLAN (-1: the untagged port, which is
+    // the parent of the interface's VLAN sub-interface ports).
+    let mut names: std::collections::HashMap<(&str, i64), Uuid> = existing
         .iter()
-        .map(|(u, r)| (r.system_name.as_str(), *u))
+        .filter(|(u, _)| !batch.iter().any(|(b, _)| b == *u))
+        .map(|(u, r)| ((r.system_name.as_str(), r.rx_vlan_id), *u))
+        .collect();
+    let parents: std::collections::HashSet<&str> = existing
+        .iter()
+        .filter(|(u, _)| !batch.iter().any(|(b, _)| b == *u))
+        .map(|(_, r)| r)
+        .chain(batch.iter().map(|(_, r)| r))
+        .filter(|r| !r.is_sub_interface() && r.port_type != TYPE_REMOTE)
+        .map(|r| r.system_name.as_str())
         .collect();
     let mut ids = std::collections::HashSet::new();
     let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
@@ -236,15 +247,32 @@ async fn add_port(State(api): State<Api>, body: axum::body::Bytes) -> Response {
         if let Err((s, m)) = api.check.check(rec) {
             return err(s, m);
         }
-        // Another port with the same interface would fight over it.
-        match names.insert(rec.system_name.as_str(), *id) {
+        if rec.is_sub_interface() && !parents.contains(rec.system_name.as_str()) {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "rx-vlan-id: a VLAN sub-interface port needs its parent, the untagged port of \
+                     system-name {}: there is none (add it first)",
+                    rec.system_name
+                ),
+            );
+        }
+        // Another port with the same interface (and VLAN) would fight over it.
+        match names.insert((rec.system_name.as_str(), rec.rx_vlan_id), *id) {
             Some(other) if other != *id => {
                 return err(
                     StatusCode::CONFLICT,
-                    format!(
-                        "system-name {} is already used by port {other}",
-                        rec.system_name
-                    ),
+                    if rec.is_sub_interface() {
+                        format!(
+                            "rx-vlan-id: VLAN {} of system-name {} is already port {other}",
+                            rec.rx_vlan_id, rec.system_name
+                        )
+                    } else {
+                        format!(
+                            "system-name {} is already used by port {other}",
+                            rec.system_name
+                        )
+                    },
                 )
             }
             _ => {}

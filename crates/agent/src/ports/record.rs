@@ -104,6 +104,24 @@ impl PortRecord {
             .map_or(self.port_type != TYPE_REMOTE, |s| s != 0)
     }
 
+    /// A VLAN sub-interface port: the frames tagged `rx-vlan-id` on the
+    /// interface of the untagged port with the same `system-name` (its
+    /// parent), sent back tagged `tx-vlan-id` (upstream's VMI with a
+    /// parent: `vifr_vlan_id`, `vifr_ovlan_id`).
+    pub fn is_sub_interface(&self) -> bool {
+        self.rx_vlan_id != -1
+    }
+
+    /// The name of the port's vif: the interface's, with `.<VLAN>` for a
+    /// sub-interface (which has no interface of its own).
+    pub fn vif_name(&self) -> String {
+        if self.is_sub_interface() {
+            format!("{}.{}", self.system_name, self.rx_vlan_id)
+        } else {
+            self.system_name.clone()
+        }
+    }
+
     /// Checks what upstream's port_ipc checks, and what it should: every
     /// error names the field. (Upstream's own checks are fewer: it takes a
     /// VLAN id of 99999999999 or a type of 99 as they come.)
@@ -177,19 +195,22 @@ impl PortRecord {
             (self.rx_vlan_id, "rx-vlan-id"),
             (self.tx_vlan_id, "tx-vlan-id"),
         ] {
-            if v != -1 && !(0..=4094).contains(&v) {
+            if v != -1 && !(1..=4094).contains(&v) {
                 return Err(format!(
-                    "{what}: must be -1 (untagged) or a VLAN id 0-4094, got {v}"
+                    "{what}: must be -1 (untagged) or a VLAN id 1-4094, got {v}"
                 ));
             }
         }
-        if self.rx_vlan_id != -1 || self.tx_vlan_id != -1 {
-            // Accepting it would program an untagged port the client
-            // believes tagged.
+        if (self.rx_vlan_id == -1) != (self.tx_vlan_id == -1) {
+            // Upstream would program a sub-interface with VLAN 65535 one
+            // way, which its datapath refuses (-EINVAL).
             return Err(format!(
-                "rx-vlan-id/tx-vlan-id: VLAN sub-interfaces ({}/{}) are not supported by this agent; use -1",
+                "rx-vlan-id/tx-vlan-id: a VLAN sub-interface needs both (got {}/{}); -1/-1 is an untagged port",
                 self.rx_vlan_id, self.tx_vlan_id
             ));
+        }
+        if self.is_sub_interface() && self.port_type == TYPE_REMOTE {
+            return Err("rx-vlan-id: a remote port (type 2) has no interface to tag on".into());
         }
         if !(0..=2).contains(&self.vhostuser_mode) {
             return Err(format!(

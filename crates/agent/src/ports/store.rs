@@ -160,7 +160,7 @@ impl PortStore {
         let g = self.lock();
         g.ports
             .iter()
-            .map(|(u, r)| (*u, r.system_name.clone()))
+            .map(|(u, r)| (*u, r.vif_name()))
             .chain(g.vm_ports.iter().map(|(u, s)| (*u, s.host_ifname.clone())))
             .collect()
     }

@@ -272,7 +272,28 @@ async fn bad_ports_are_refused_and_change_nothing() {
             400,
             "tx-vlan-id",
         ),
-        (with(f(), "tx-vlan-id", json!(100)), 400, "not supported"),
+        // One way only: a sub-interface needs both ids.
+        (with(f(), "tx-vlan-id", json!(100)), 400, "needs both"),
+        (with(f(), "rx-vlan-id", json!(100)), 400, "needs both"),
+        // VLAN 0 (priority tags) and 4095 are not sub-interface ids.
+        (
+            with(
+                serde_json::from_str(&with(f(), "rx-vlan-id", json!(0))).unwrap(),
+                "tx-vlan-id",
+                json!(0),
+            ),
+            400,
+            "1-4094",
+        ),
+        (
+            with(
+                serde_json::from_str(&with(f(), "rx-vlan-id", json!(4095))).unwrap(),
+                "tx-vlan-id",
+                json!(4095),
+            ),
+            400,
+            "1-4094",
+        ),
         (with(f(), "rx-vlan-id", json!("5")), 400, "bad port body"),
         (with(f(), "type", json!(99)), 400, "type"),
         (with(f(), "type", json!(-1)), 400, "type"),
@@ -673,4 +694,66 @@ async fn vm_subscriptions_and_vm_cfg() {
     );
     let again = PortStore::open(&r._dir.path().join("ports")).unwrap();
     assert_eq!(again.vm_ports().len(), 1);
+}
+
+/// A VLAN sub-interface port (upstream's `rx-vlan-id`/`tx-vlan-id`): the
+/// untagged port of its `system-name` is its parent.
+#[tokio::test]
+async fn vlan_sub_interface_ports() {
+    let r = Rig::new(Duration::from_secs(60));
+    const SUB: &str = "0b6e3c1e-5d8f-4a8e-9c1b-7d1e6f0a0a64";
+    let sub = |id: &str, vlan: i64| {
+        let mut v: Value = fixture(1);
+        v["id"] = json!(id);
+        v["system-name"] = json!("tap93c2c386-6e");
+        v["mac-address"] = json!("02:00:00:00:01:64");
+        v["ip-address"] = json!("11.0.0.100");
+        v["rx-vlan-id"] = json!(vlan);
+        v["tx-vlan-id"] = json!(vlan);
+        v.to_string()
+    };
+    // No parent yet: 404, nothing stored.
+    let (st, v) = r.call("POST", "/port", &sub(SUB, 100)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("parent"), "{v}");
+    assert!(r.ports.all().is_empty());
+    // Parent and sub-interface in one array: accepted.
+    let both = format!("[{}, {}]", fixture(0), sub(SUB, 100));
+    let (st, v) = r.call("POST", "/port", &both).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(r.ports.all().len(), 2);
+    // Re-announced unchanged: fine. A second port on VLAN 100: 409.
+    assert_eq!(
+        r.call("POST", "/port", &sub(SUB, 100)).await.0,
+        StatusCode::OK
+    );
+    let other = "0b6e3c1e-5d8f-4a8e-9c1b-7d1e6f0a0a65";
+    let (st, v) = r.call("POST", "/port", &sub(other, 100)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("VLAN 100"), "{v}");
+    // Another VLAN of the same parent is another port.
+    assert_eq!(
+        r.call("POST", "/port", &sub(other, 200)).await.0,
+        StatusCode::OK
+    );
+    // The untagged interface is still taken by the parent.
+    let mut v2: Value = fixture(1);
+    v2["system-name"] = json!("tap93c2c386-6e");
+    assert_eq!(
+        r.call("POST", "/port", &v2.to_string()).await.0,
+        StatusCode::CONFLICT
+    );
+    // The port file keeps the ids as posted.
+    let stored = r.ports.all();
+    let s = stored.get(&Uuid::parse_str(SUB).unwrap()).unwrap();
+    assert_eq!((s.rx_vlan_id, s.tx_vlan_id), (100, 100));
+    assert_eq!(s.vif_name(), "tap93c2c386-6e.100");
+    // Deletes are idempotent, the parent's included.
+    for id in [SUB, SUB, VMI1, other, VMI1] {
+        assert_eq!(
+            r.call("DELETE", &format!("/port/{id}"), "").await.0,
+            StatusCode::OK
+        );
+    }
+    assert!(r.ports.all().is_empty());
 }

@@ -156,7 +156,15 @@ pub(crate) fn route(vrf: u16, p: Prefix, d: RouteData, out: &mut BTreeMap<RouteK
 }
 
 fn port_objects(ids: &Ids, p: &Port, out: &mut State) {
-    let mut cfg = VifConfig::new(p.vif, VifType::Virtual);
+    let mut cfg = VifConfig::new(
+        p.vif,
+        if p.sub.is_some() {
+            VifType::VirtualVlan
+        } else {
+            VifType::Virtual
+        },
+    );
+    cfg.sub = p.sub;
     cfg.name = dp_core::vif::heapless_name::Name::new(&p.name).unwrap_or_default();
     cfg.mac = VROUTER_MAC;
     cfg.ip = p.ip4.map_or([0; 4], |a| a.octets());
@@ -345,7 +353,7 @@ pub async fn dump(k: &mut KsyncClient, extra_vrfs: &BTreeSet<u16>) -> Result<Sta
     let mut s = State::default();
     for r in k.dump_vifs().await? {
         if let Ok((cfg, _)) = convert::vif_from_req(&r) {
-            if cfg.vif_type == VifType::Virtual {
+            if matches!(cfg.vif_type, VifType::Virtual | VifType::VirtualVlan) {
                 s.vifs.insert(cfg.idx, cfg);
             }
         }
@@ -432,10 +440,21 @@ fn route_msg(k: &RouteKey, d: &RouteData, op: SandeshOp) -> Option<Message> {
 /// then deletions in the reverse order. Lazy: converging 100 000 routes
 /// never holds 100 000 requests.
 pub fn plan<'a>(cur: &'a State, want: &'a State) -> impl Iterator<Item = Message> + 'a {
+    // Parents before their VLAN sub-interfaces (the datapath refuses a
+    // sub-interface without its parent); sub-interfaces that go, first
+    // (their VLAN may be another's now).
+    let changed = |(i, v): &(&u16, &VifConfig)| cur.vifs.get(i).is_none_or(|c| !same_vif(c, v));
+    let is_sub = |v: &VifConfig| v.vif_type == VifType::VirtualVlan;
+    let sub_del = cur
+        .vifs
+        .iter()
+        .filter(move |(i, v)| is_sub(v) && want.vifs.get(i).is_none_or(|w| !same_vif(v, w)))
+        .map(|(_, v)| vif_msg(v, SandeshOp::Del));
     let vif_add = want
         .vifs
         .iter()
-        .filter(|(i, v)| cur.vifs.get(i).is_none_or(|c| !same_vif(c, v)))
+        .filter(move |e| !is_sub(e.1) && changed(e))
+        .chain(want.vifs.iter().filter(move |e| is_sub(e.1) && changed(e)))
         .map(|(_, v)| vif_msg(v, SandeshOp::Add));
     let nh_add = want
         .nhs
@@ -480,9 +499,10 @@ pub fn plan<'a>(cur: &'a State, want: &'a State) -> impl Iterator<Item = Message
     let vif_del = cur
         .vifs
         .iter()
-        .filter(|(i, _)| !want.vifs.contains_key(i))
+        .filter(move |(i, v)| !is_sub(v) && !want.vifs.contains_key(i))
         .map(|(_, v)| vif_msg(v, SandeshOp::Del));
-    vif_add
+    sub_del
+        .chain(vif_add)
         .chain(nh_add)
         .chain(mpls_add)
         .chain(vx_add)
@@ -506,6 +526,7 @@ fn same_vif(a: &VifConfig, b: &VifConfig) -> bool {
         && (a.mtu == b.mtu || b.mtu == 0)
         && a.flags == b.flags
         && a.nh_id == b.nh_id
+        && a.sub == b.sub
 }
 
 /// `cur` and `want` hold the same objects (what a restart must preserve).
@@ -540,4 +561,65 @@ fn vxlan_msg(vni: u32, nh: u32, op: SandeshOp) -> Message {
         ..Default::default()
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vif(idx: u16, sub: Option<(u16, u16)>) -> VifConfig {
+        let mut c = VifConfig::new(
+            idx,
+            if sub.is_some() {
+                VifType::VirtualVlan
+            } else {
+                VifType::Virtual
+            },
+        );
+        c.name = dp_core::vif::heapless_name::Name::new(&format!("tap{idx}")).unwrap();
+        c.sub = sub.map(|(parent, vlan)| dp_core::SubIf {
+            parent,
+            vlan,
+            ovlan: vlan,
+        });
+        c
+    }
+
+    fn vif_ops(cur: &State, want: &State) -> Vec<(SandeshOp, i32)> {
+        plan(cur, want)
+            .filter_map(|m| match m {
+                Message::Interface(r) => Some((r.h_op, r.vifr_idx)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The datapath refuses a sub-interface without its parent, and a
+    /// VLAN another sub-interface still holds: parents are added first,
+    /// sub-interfaces that go are deleted first.
+    #[test]
+    fn parents_before_sub_interfaces() {
+        let mut want = State::default();
+        // The sub-interface has the lower index.
+        want.vifs.insert(3, vif(3, Some((7, 100))));
+        want.vifs.insert(7, vif(7, None));
+        assert_eq!(
+            vif_ops(&State::default(), &want),
+            [(SandeshOp::Add, 7), (SandeshOp::Add, 3)]
+        );
+        // VLAN 100 moves from vif 3 to vif 5; the parent goes away later.
+        let cur = want.clone();
+        let mut want2 = State::default();
+        want2.vifs.insert(7, vif(7, None));
+        want2.vifs.insert(5, vif(5, Some((7, 100))));
+        assert_eq!(
+            vif_ops(&cur, &want2),
+            [(SandeshOp::Del, 3), (SandeshOp::Add, 5)]
+        );
+        // Everything goes: sub-interfaces first, then the parent.
+        assert_eq!(
+            vif_ops(&want2, &State::default()),
+            [(SandeshOp::Del, 5), (SandeshOp::Del, 7)]
+        );
+    }
 }

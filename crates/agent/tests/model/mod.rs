@@ -50,6 +50,7 @@ pub fn model() -> Model {
             dhcp: true,
             mtu: 1500,
             display_name: String::new(),
+            sub: None,
         };
         m.by_addr.insert((5, IpAddr::V4(p.ip4.unwrap())), p.vif);
         m.ports.insert(vif, p);

@@ -98,7 +98,12 @@ impl Router {
         matches!(proto, PROTO_GRE | PROTO_UDP) && self.is_ours(iv, &dst)
     }
 
-    pub(super) fn pass_through(&mut self, iv: &InVif, pkt: &Packet<'_>, cx: &mut Cx<'_>) -> Action {
+    pub(super) fn pass_through(
+        &mut self,
+        iv: &InVif,
+        pkt: &mut Packet<'_>,
+        cx: &mut Cx<'_>,
+    ) -> Action {
         match iv.cross_connect {
             Some(x) => self.tx(cx, pkt, x),
             None => Action::PassThrough { pkt: cx.i },

@@ -23,6 +23,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 mod tunnel;
+mod vlan;
 mod vm;
 
 use crate::agent::{cmd, AgentHdr, AGENT_HDR_LEN, TRAP_HEADROOM};
@@ -94,6 +95,20 @@ struct InVif {
     flags: VifFlags,
     nh_id: u32,
     cross_connect: Option<u16>,
+}
+
+impl InVif {
+    fn of(v: &crate::vif::Vif) -> InVif {
+        InVif {
+            idx: v.cfg.idx,
+            vif_type: v.cfg.vif_type,
+            mac: v.cfg.mac,
+            vrf: v.cfg.vrf,
+            flags: v.cfg.flags,
+            nh_id: v.cfg.nh_id,
+            cross_connect: v.cfg.cross_connect,
+        }
+    }
 }
 
 /// Where a decided packet goes.
@@ -203,15 +218,9 @@ impl Router {
             }
             return n;
         };
-        let iv = InVif {
-            idx: v.cfg.idx,
-            vif_type: v.cfg.vif_type,
-            mac: v.cfg.mac,
-            vrf: v.cfg.vrf,
-            flags: v.cfg.flags,
-            nh_id: v.cfg.nh_id,
-            cross_connect: v.cfg.cross_connect,
-        };
+        let iv = InVif::of(v);
+        // Tagged frames of a parent with sub-interfaces are theirs.
+        let demux = iv.vif_type == VifType::Virtual && self.vifs.has_sub_interfaces(in_vif);
         let mut base = 0;
         let pkts = pkts.get_mut(..n).unwrap_or_default();
         for chunk in pkts.chunks_mut(PREFETCH_BATCH) {
@@ -252,18 +261,25 @@ impl Router {
                 .enumerate()
             {
                 let i = base + j;
-                if let Some(v) = self.vifs.get_mut(in_vif) {
-                    v.stats.ipackets += 1;
-                    v.stats.ibytes += pkt.len() as u64;
-                }
                 let mut cx = Cx {
                     i: i as u16,
                     out,
                     reserve: n - i - 1,
                     pre: *pre,
                 };
+                if demux {
+                    if let Some(vlan) = vlan::outer_vlan(pkt.data()) {
+                        let disp = self.rx_tagged(in_vif, vlan, pkt, &mut cx);
+                        out.push(disp);
+                        continue;
+                    }
+                }
+                if let Some(v) = self.vifs.get_mut(in_vif) {
+                    v.stats.ipackets += 1;
+                    v.stats.ibytes += pkt.len() as u64;
+                }
                 let disp = match iv.vif_type {
-                    VifType::Virtual => self.rx_vm(&iv, pkt, &mut cx, *info),
+                    VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, *info),
                     VifType::Physical => self.rx_fabric(&iv, pkt, &mut cx),
                     VifType::Agent => self.rx_agent(&iv, pkt, &mut cx),
                     VifType::Host => match iv.cross_connect {
@@ -300,16 +316,45 @@ impl Router {
         self.drop(cx, reason)
     }
 
+    /// Send the packet out of `vif`; out of a VLAN sub-interface, that is
+    /// its parent's port with the sub-interface's tag pushed (upstream
+    /// `vlan_tx`), counted on the sub-interface only.
     #[inline]
-    fn tx(&mut self, cx: &mut Cx<'_>, pkt: &Packet<'_>, vif: u16) -> Action {
+    fn tx(&mut self, cx: &mut Cx<'_>, pkt: &mut Packet<'_>, vif: u16) -> Action {
+        let port = match self.vifs.tx_port(vif) {
+            Some((port, tag)) => {
+                if let Some(t) = tag.filter(|t| *t != 0) {
+                    if vlan::push_tag(pkt, t).is_none() {
+                        return self.tx_fail(cx, vif, DropReason::Push);
+                    }
+                }
+                port
+            }
+            None if self.vifs.get(vif).is_some() => {
+                // A sub-interface whose parent is gone: upstream's parent
+                // is left with a discarding transmit.
+                return self.tx_fail(cx, vif, DropReason::InterfaceTxDiscard);
+            }
+            None => return self.drop(cx, DropReason::InvalidIf),
+        };
         match self.vifs.get_mut(vif) {
             Some(v) => {
                 v.stats.opackets += 1;
                 v.stats.obytes += pkt.len() as u64;
-                Action::Tx { pkt: cx.i, vif }
+                Action::Tx {
+                    pkt: cx.i,
+                    vif: port,
+                }
             }
             None => self.drop(cx, DropReason::InvalidIf),
         }
+    }
+
+    fn tx_fail(&mut self, cx: &mut Cx<'_>, vif: u16, reason: DropReason) -> Action {
+        if let Some(v) = self.vifs.get_mut(vif) {
+            v.stats.oerrors += 1;
+        }
+        self.drop(cx, reason)
     }
 
     fn count_tx(&mut self, vif: u16, len: usize) -> bool {

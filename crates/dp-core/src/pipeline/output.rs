@@ -35,7 +35,7 @@ impl Router {
                 a
             }
             Out::Bridged { oif } => {
-                if oif == iv.idx && iv.vif_type == VifType::Virtual {
+                if oif == iv.idx && matches!(iv.vif_type, VifType::Virtual | VifType::VirtualVlan) {
                     // Never hairpin a bridged frame back to its sender.
                     return self.drop(cx, DropReason::InvalidSource);
                 }
@@ -197,7 +197,7 @@ impl Router {
                 }
                 _ => continue,
             };
-            if cx.copy(vif, &prepend, 0, len as u16) {
+            if vlan::copy_out(&self.vifs, cx, pkt.data(), vif, &prepend, 0, len as u16) {
                 sent += 1;
                 if let Some(v) = self.vifs.get_mut(vif) {
                     v.stats.opackets += 1;
@@ -336,7 +336,15 @@ impl Router {
             let Some(vif) = ok else {
                 return self.drop(cx, DropReason::FragErr);
             };
-            if !cx.copy(vif, &p, off as u16, (off + chunk) as u16) {
+            if !vlan::copy_out(
+                &self.vifs,
+                cx,
+                pkt.data(),
+                vif,
+                &p,
+                off as u16,
+                (off + chunk) as u16,
+            ) {
                 return self.drop(cx, DropReason::FragmentQueueFail);
             }
             self.count_tx(vif, p.as_slice().len() + chunk);

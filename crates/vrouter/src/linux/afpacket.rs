@@ -83,6 +83,11 @@ pub struct AfPacketOptions {
     /// Merge runs of overlay UDP frames into UDP GSO super-packets (needs
     /// `vnet_hdr` and `tx_batch`).
     pub tunnel_uso: bool,
+    /// Put 802.1Q tags the kernel took out of the data (VLAN offload, as
+    /// veth does for a VLAN device on its peer) back in the frame, from
+    /// `PACKET_AUXDATA`: the datapath demultiplexes VLAN sub-interfaces
+    /// on them. Without it a tagged frame arrives untagged.
+    pub vlan_tags: bool,
 }
 
 impl Default for AfPacketOptions {
@@ -94,6 +99,7 @@ impl Default for AfPacketOptions {
             sndbuf: 4 << 20,
             tx_batch: true,
             tunnel_uso: true,
+            vlan_tags: false,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct AfPacketPort {
     name: String,
     ifindex: u32,
     vnet: bool,
+    /// `PACKET_AUXDATA` is on: offloaded VLAN tags go back in the frame.
+    vlan_tags: bool,
     stats: PortStats,
     kernel_drops: Cell<u64>,
     tx: TxQueue,
@@ -290,6 +298,9 @@ impl AfPacketPort {
         if opts.vnet_hdr {
             sys::setsockopt(&fd, libc::SOL_PACKET, sys::PACKET_VNET_HDR, &one)?;
         }
+        if opts.vlan_tags {
+            sys::setsockopt(&fd, libc::SOL_PACKET, sys::PACKET_AUXDATA, &one)?;
+        }
         // Our own transmissions (and the host stack's) are not input.
         sys::setsockopt(&fd, libc::SOL_PACKET, sys::PACKET_IGNORE_OUTGOING, &one)?;
         // Skip the qdisc layer on send (veth has none; NICs: like DPDK).
@@ -339,6 +350,7 @@ impl AfPacketPort {
             name: name.to_string(),
             ifindex,
             vnet: opts.vnet_hdr,
+            vlan_tags: opts.vlan_tags,
             stats: PortStats::default(),
             kernel_drops: Cell::new(0),
             tx: TxQueue::new(),
@@ -645,6 +657,57 @@ impl Drop for AfPacketPort {
     }
 }
 
+/// The VLAN tag (TPID, TCI) the kernel took out of a received frame, from
+/// its `PACKET_AUXDATA` control message.
+fn offloaded_vlan(h: &libc::msghdr) -> Option<(u16, u16)> {
+    if h.msg_control.is_null() {
+        return None;
+    }
+    // SAFETY: `h` is a msghdr the kernel filled by recvmmsg, its control
+    // buffer live and `msg_controllen` bytes long; the CMSG macros stay
+    // inside it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == sys::PACKET_AUXDATA {
+                let a: libc::tpacket_auxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if a.tp_status & sys::TP_STATUS_VLAN_VALID == 0 {
+                    return None;
+                }
+                let tpid = if a.tp_status & sys::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    a.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                return Some((tpid, a.tp_vlan_tci));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// Put a tag back after the MACs of the frame in `slot` (the offload
+/// offsets of the frame move with it). False if it does not fit.
+fn reinsert_tag(slot: &mut RxSlot, tpid: u16, tci: u16) -> bool {
+    let len = slot.len;
+    let area = slot.frame_area();
+    if len < 12 || len + 4 > area.len() {
+        return false;
+    }
+    area.copy_within(12..len, 16);
+    area[12..14].copy_from_slice(&tpid.to_be_bytes());
+    area[14..16].copy_from_slice(&tci.to_be_bytes());
+    slot.len = len + 4;
+    if slot.vnet.needs_csum() {
+        slot.vnet.csum_start = slot.vnet.csum_start.saturating_add(4);
+    }
+    if slot.vnet.is_gso() {
+        slot.vnet.hdr_len = slot.vnet.hdr_len.saturating_add(4);
+    }
+    true
+}
+
 impl Port for AfPacketPort {
     fn name(&self) -> &str {
         &self.name
@@ -657,12 +720,19 @@ impl Port for AfPacketPort {
         // SAFETY: iovec and mmsghdr are plain old data; zero is valid.
         let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-        for ((slot, (h, io)), m) in slots
+        // Room for one `tpacket_auxdata` control message per frame.
+        let mut ctl = [[0u64; 8]; MAX_BATCH];
+        for (((slot, (h, io)), m), c) in slots
             .iter_mut()
             .zip(vh.iter_mut().zip(iov.iter_mut()))
             .zip(msgs.iter_mut())
+            .zip(ctl.iter_mut())
             .take(n)
         {
+            if self.vlan_tags {
+                m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
+            }
             let area = slot.frame_area();
             io[0] = libc::iovec {
                 iov_base: h.as_mut_ptr().cast(),
@@ -708,6 +778,14 @@ impl Port for AfPacketPort {
             } else {
                 VnetHdr::NONE
             };
+            if self.vlan_tags {
+                if let Some((tpid, tci)) = offloaded_vlan(&m.msg_hdr) {
+                    if !reinsert_tag(slot, tpid, tci) {
+                        slot.len = 0;
+                        self.stats.rx_truncated += 1;
+                    }
+                }
+            }
         }
         Ok(got)
     }

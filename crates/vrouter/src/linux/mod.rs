@@ -49,11 +49,25 @@ impl PortOpener for LinuxPorts {
             }
             VifType::Host => Box::new(TapPort::create(name)?),
             VifType::Virtual => {
-                let port = AfPacketPort::open(name, AfPacketOptions::default())?;
+                let port = AfPacketPort::open(
+                    name,
+                    AfPacketOptions {
+                        // Containers' VLAN sub-interfaces: veth hands
+                        // their tags over out of band.
+                        vlan_tags: true,
+                        ..AfPacketOptions::default()
+                    },
+                )?;
                 if let Err(e) = sys::isolate_host_stack(name) {
                     tracing::warn!(port = name, error = %e, "cannot keep the host stack off");
                 }
                 Box::new(port)
+            }
+            VifType::VirtualVlan => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a VLAN sub-interface has no port of its own",
+                ))
             }
             VifType::Physical => Box::new(AfPacketPort::open(
                 name,

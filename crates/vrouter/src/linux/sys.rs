@@ -9,6 +9,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 pub const PACKET_MR_PROMISC: libc::c_ushort = 1;
 pub const PACKET_STATISTICS: libc::c_int = 6;
+pub const PACKET_AUXDATA: libc::c_int = 8;
+/// `tpacket_auxdata.tp_status` bits: the frame had a VLAN tag the device
+/// (or veth's offload) took out of the data, and its TPID.
+pub const TP_STATUS_VLAN_VALID: u32 = 0x10;
+pub const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
 pub const PACKET_VNET_HDR: libc::c_int = 15;
 pub const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
