@@ -26,6 +26,10 @@ APT_PACKAGES=(
     ethtool
     # scripts/perf/run.sh (not a test, but installed so it just runs)
     iperf3
+    # vrouter --fast-path tc: build.rs compiles crates/vrouter/bpf/fastpath.c
+    # (clang -target bpf, libbpf's bpf_helpers.h); tests/fastpath.rs
+    clang
+    libbpf-dev
     # agent e2e tests: ping, and busybox's udhcpc and nc inside containers;
     # dhclient -6 (DHCPv6) and rdisc6 (router solicitation) as the clients
     # of the agent's DHCPv6 and neighbour discovery services

@@ -51,6 +51,8 @@
 # node processes during each of our runs into DIR (PERF_PROFILE_MODE=record:
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
+# PERF_FAST_PATH=tc: run our vrouter with `--fast-path tc` (the kernel BPF
+# fast path for decided same-host flows; default off).
 
 set -euo pipefail
 
@@ -59,6 +61,7 @@ REPEAT=${PERF_REPEAT:-5}
 ONLY=${PERF_ONLY:-abcd}
 ENCAPS=${PERF_ENCAPS:-udp gre vxlan}
 PROFILE=${PERF_PROFILE:-}
+FAST_PATH=${PERF_FAST_PATH:-off}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SRC=${PERF_SRC:-$ROOT}
 P="vrtperf$$"
@@ -104,6 +107,7 @@ done
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 && "$SECS" -le 60 ]] || die "PERF_SECS: 1..60"
 [[ "$REPEAT" =~ ^[0-9]+$ && "$REPEAT" -ge 1 && "$REPEAT" -le 20 ]] || die "PERF_REPEAT: 1..20"
 [[ "$ONLY" =~ ^[abcd]+$ ]] || die "PERF_ONLY: a subset of abcd"
+[[ "$FAST_PATH" =~ ^(off|tc)$ ]] || die "PERF_FAST_PATH: off or tc"
 for e in $ENCAPS; do
     [[ $e == udp || $e == gre || $e == vxlan ]] || die "PERF_ENCAPS: udp, gre, vxlan"
 done
@@ -174,6 +178,7 @@ node() {
     mkdir -p "$d"
     args=(--sock-dir "$d/sock")
     [[ -n $fab ]] && args+=(--fabric "$fab")
+    args+=(--fast-path "$FAST_PATH")
     # `ip netns exec` execs the program: $! is the vrouter's pid (a shell
     # function in the background would put a subshell in between).
     ip netns exec "$(ns "$h")" "$BIN/vrouter" "${args[@]}" >/dev/null 2>"$d/vrouter.log" &

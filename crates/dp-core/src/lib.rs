@@ -27,6 +27,7 @@ mod error;
 pub mod flow;
 pub mod frag;
 pub mod nexthop;
+pub mod offload;
 mod pipeline;
 pub mod route;
 #[cfg(any(test, feature = "testkit"))]
@@ -38,6 +39,7 @@ pub use drop::{DropReason, DropStats};
 pub use error::ConfigError;
 pub use flow::table::{FlowEntry, FlowKey, FlowTable};
 pub use nexthop::{Component, Nexthop, NhFlags, NhKind, TunnelKind};
+pub use offload::{OffloadHint, OFFLOAD_HINTS_MAX};
 pub use route::{BridgeEntry, Prefix, RouteData};
 pub use vif::{SubIf, Vif, VifConfig, VifFlags, VifStats, VifType};
 
@@ -219,6 +221,8 @@ pub struct Router {
     hold_cursor: u32,
     /// Entries [`Router::expire_holds`] removed.
     holds_expired: u64,
+    /// Flows a host fast path may offload ([`offload`]).
+    hints: offload::OffloadHints,
 }
 
 impl Router {
@@ -247,6 +251,7 @@ impl Router {
             fabric_vif: None,
             hold_cursor: 0,
             holds_expired: 0,
+            hints: offload::OffloadHints::new(),
             cfg,
         }
     }

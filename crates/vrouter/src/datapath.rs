@@ -45,11 +45,12 @@
 
 use crate::gro::{Gro, Offer};
 use crate::hold::HoldStore;
+use crate::offload::{FastPath, OffloadStats, Offloader};
 use crate::port::{Offloads, Poller, Port, PortOpener, PortStats, RxSlot, Waker, MAX_BATCH};
 use crate::vnet::{self, Gso, VnetHdr};
 use dp_core::{
     Action, Actions, ConfigError, DropStats, FlowSet, FlowSetOutcome, Nexthop, Packet, Prefix,
-    RouteData, Router, Vif, VifConfig, HEADROOM,
+    RouteData, Router, Vif, VifConfig, VifType, HEADROOM,
 };
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -260,6 +261,10 @@ pub struct Core {
     last_expiry: Instant,
     /// Next port whose offloads [`Core::tick`] reads again.
     refresh_cursor: usize,
+    /// The kernel fast path, if on ([`Core::enable_fast_path`]).
+    offload: Option<Offloader>,
+    /// The running command only reads: offloaded flows stay.
+    read_only_cmd: bool,
 }
 
 /// The parts of [`Core`] that executing actions touches.
@@ -503,6 +508,50 @@ impl Core {
             epoch: now,
             last_expiry: now,
             refresh_cursor: 0,
+            offload: None,
+            read_only_cmd: false,
+        }
+    }
+
+    /// Turn the kernel fast path on: the VM ports open now and later get
+    /// it, and the core reports offloadable flows from now on.
+    pub fn enable_fast_path(&mut self, fp: Box<dyn FastPath>) {
+        let mut off = Offloader::new(fp);
+        for (i, slot) in self.ports.iter().enumerate() {
+            if let Some(pe) = slot {
+                if self.router.vif(i as u16).map(|v| v.cfg.vif_type) == Some(VifType::Virtual) {
+                    off.port_opened(i as u16, pe.port.as_ref());
+                }
+            }
+        }
+        self.router.set_offload_hints(true);
+        self.offload = Some(off);
+    }
+
+    /// The running command only reads: it leaves offloaded flows in place
+    /// (every other command removes them).
+    pub fn mark_read_only(&mut self) {
+        self.read_only_cmd = true;
+    }
+
+    /// The fast path's counters (`None`: off).
+    pub fn offload_stats(&self) -> Option<OffloadStats> {
+        self.offload.as_ref().map(Offloader::stats)
+    }
+
+    /// Configuration may have changed: no offloaded flow may outlive the
+    /// decision it copied (their counters are folded first).
+    fn offload_flush(&mut self) {
+        if let Some(off) = &mut self.offload {
+            off.flush(&mut self.router);
+        }
+    }
+
+    /// Fold the fast path's counters into the flow table now (the loop
+    /// does it once a second).
+    pub fn offload_fold(&mut self) {
+        if let Some(off) = &mut self.offload {
+            off.fold(&mut self.router);
         }
     }
 
@@ -562,6 +611,7 @@ impl Core {
                     tx_failures: 0,
                 });
             }
+            self.offload_port_opened(idx);
         }
         self.settle_vif(idx);
         Ok(())
@@ -618,14 +668,33 @@ impl Core {
         self.close_port(to);
         self.poller.add(pe.port.as_ref(), to as u64)?;
         tracing::info!(from, to, port = pe.port.name(), "port moved");
+        if let Some(off) = &mut self.offload {
+            off.port_closing(&mut self.router, from);
+        }
         if let Some(slot) = self.ports.get_mut(to as usize) {
             *slot = Some(pe);
         }
+        self.offload_port_opened(to);
         self.settle_vif(to);
         Ok(())
     }
 
+    fn offload_port_opened(&mut self, idx: u16) {
+        let Some(off) = &mut self.offload else {
+            return;
+        };
+        if self.router.vif(idx).map(|v| v.cfg.vif_type) != Some(VifType::Virtual) {
+            return;
+        }
+        if let Some(Some(pe)) = self.ports.get(idx as usize) {
+            off.port_opened(idx, pe.port.as_ref());
+        }
+    }
+
     fn close_port(&mut self, idx: u16) {
+        if let Some(off) = &mut self.offload {
+            off.port_closing(&mut self.router, idx);
+        }
         if let Some(slot) = self.ports.get_mut(idx as usize) {
             if let Some(old) = slot.take() {
                 if let Err(e) = self.poller.remove(old.port.as_ref()) {
@@ -736,6 +805,7 @@ impl Core {
             }
             self.refresh_some_offloads();
             self.expire_hold_entries();
+            self.offload_fold();
         }
     }
 
@@ -814,6 +884,9 @@ impl Core {
     fn process_slots(&mut self, vif: u16, n: usize) {
         self.process_batch(vif, n);
         self.flush_ports();
+        if let Some(off) = &mut self.offload {
+            off.take_hints(&mut self.router);
+        }
     }
 
     /// Flush every port sent to since the last flush (one `sendmmsg` each
@@ -1249,19 +1322,45 @@ impl Datapath {
     }
 
     pub fn vifs(&self) -> Result<Vec<VifInfo>, DpError> {
-        self.call(|c| c.vifs())
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.vifs()
+        })
     }
 
     pub fn nexthops(&self) -> Result<Vec<Nexthop>, DpError> {
-        self.call(|c| c.router.nexthops().cloned().collect())
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.router.nexthops().cloned().collect()
+        })
     }
 
     pub fn drop_stats(&self) -> Result<DropStats, DpError> {
-        self.call(|c| c.router.drop_stats().clone())
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.router.drop_stats().clone()
+        })
+    }
+
+    /// Turn the kernel fast path on ([`Core::enable_fast_path`]).
+    pub fn enable_fast_path(&self, fp: Box<dyn FastPath>) -> Result<(), DpError> {
+        self.call(move |c| c.enable_fast_path(fp))
+    }
+
+    /// The fast path's counters, after folding them into the flow table.
+    pub fn offload_stats(&self) -> Result<Option<OffloadStats>, DpError> {
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.offload_fold();
+            c.offload_stats()
+        })
     }
 
     pub fn stats(&self) -> Result<DpStats, DpError> {
-        self.call(|c| c.stats())
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.stats()
+        })
     }
 
     /// Stop the loop and close every port.
@@ -1316,6 +1415,10 @@ fn run(core: &mut Core, rx: &mpsc::Receiver<Cmd>, stop: &AtomicBool) -> LoopExit
                 Ok(cmd) => {
                     core.stats.commands += 1;
                     cmd(core);
+                    // Any command may change what an offloaded flow copied.
+                    if !std::mem::take(&mut core.read_only_cmd) {
+                        core.offload_flush();
+                    }
                 }
                 Err(_) => break,
             }

@@ -108,6 +108,7 @@ pub mod ksync_server;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod mem;
+pub mod offload;
 pub mod port;
 pub mod vnet;
 

@@ -83,6 +83,13 @@ struct Args {
     /// the agent's hold audit then finds its flow).
     #[arg(long, default_value_t = vrouter::linux::pkt0_backlog_default())]
     pkt0_backlog: usize,
+    /// Kernel fast path for flows the core has decided: `off`, or `tc`
+    /// (Linux: TC BPF on VM ports redirects established same-host IPv4
+    /// TCP/UDP flows port to port; everything else takes the user-space
+    /// path). If it cannot be loaded the datapath says why and runs
+    /// without it.
+    #[arg(long, value_enum, default_value_t = FastPathMode::Off)]
+    fast_path: FastPathMode,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -92,6 +99,12 @@ struct Args {
 enum VmPorts {
     Interface,
     Memory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FastPathMode {
+    Off,
+    Tc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -135,7 +148,7 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod host {
-    use super::{sizes, Args, NewFlows, VmPorts};
+    use super::{sizes, Args, FastPathMode, NewFlows, VmPorts};
     use channels::{ChannelPaths, FlowShm, KsyncListener};
     use dp_core::{NewFlowPolicy, Router, RouterConfig, VifConfig, VifType};
     use ksync::HostInfo;
@@ -246,7 +259,38 @@ mod host {
             dcfg,
         )
         .map_err(|e| format!("datapath: {e}"))?;
+        if args.fast_path == FastPathMode::Tc {
+            match linux::TcFastPath::load() {
+                Ok(fp) => {
+                    dp.enable_fast_path(Box::new(fp))
+                        .map_err(|e| format!("fast path: {e}"))?;
+                    tracing::info!("fast path tc on: decided same-host IPv4 TCP/UDP flows are forwarded in the kernel");
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "--fast-path tc: the BPF fast path cannot be loaded (needs root or CAP_BPF + CAP_NET_ADMIN and a kernel with TC BPF); every frame takes the user-space path"
+                ),
+            }
+        }
         let dp = Arc::new(dp);
+        if args.fast_path == FastPathMode::Tc {
+            // What the kernel forwarded, for operators and scripts/perf.
+            let dp = dp.clone();
+            tokio::spawn(async move {
+                let mut last = None;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let st = match dp.offload_stats() {
+                        Ok(Some(st)) => st,
+                        _ => break,
+                    };
+                    if last != Some(st) {
+                        tracing::info!(?st, "fast path");
+                        last = Some(st);
+                    }
+                }
+            });
+        }
         let mut agent = VifConfig::new(AGENT_VIF, VifType::Agent);
         agent.mac = AGENT_MAC;
         agent.name = dp_core::vif::heapless_name::Name::new("pkt0").unwrap_or_default();

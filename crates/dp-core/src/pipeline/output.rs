@@ -26,14 +26,24 @@ impl Router {
                 if decrement_ttl(d, info).is_none() {
                     return self.drop(cx, DropReason::InvalidPacket);
                 }
-                self.finish_local(cx, pkt, info, oif, flow, vrf, iv)
+                let a = self.finish_local(cx, pkt, info, oif, flow, vrf, iv);
+                if self.hints.enabled && flow != u32::MAX && matches!(a, Action::Tx { .. }) {
+                    let mut macs = [0u8; 12];
+                    macs.copy_from_slice(&encap[0..12]);
+                    self.note_offload(info, iv.idx, oif, flow, Some(macs));
+                }
+                a
             }
             Out::Bridged { oif } => {
                 if oif == iv.idx && matches!(iv.vif_type, VifType::Virtual | VifType::VirtualVlan) {
                     // Never hairpin a bridged frame back to its sender.
                     return self.drop(cx, DropReason::InvalidSource);
                 }
-                self.finish_local(cx, pkt, info, oif, flow, vrf, iv)
+                let a = self.finish_local(cx, pkt, info, oif, flow, vrf, iv);
+                if self.hints.enabled && flow != u32::MAX && matches!(a, Action::Tx { .. }) {
+                    self.note_offload(info, iv.idx, oif, flow, None);
+                }
+                a
             }
             Out::Tunnel { .. } => self.encap(iv, vrf, pkt, info, cx, out, flow),
             Out::Flood { nh } => self.flood(iv, vrf, pkt, info, cx, nh, false),

@@ -147,3 +147,55 @@ fn hold_entries_expire_after_the_bound() {
     assert_eq!(gone.last(), Some(&decided));
     assert_eq!(t.router.holds_expired(), 3);
 }
+
+#[test]
+fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
+    use crate::flow::table::VR_FLOW_ACTION_DROP;
+    let mut t = topo();
+    t.router.set_offload_hints(true);
+    let f = udp(2000);
+    let flow = match t.run(3, &f).last() {
+        Some(Output::Hold { flow }) => *flow,
+        o => panic!("not held: {o:?}"),
+    };
+    let mut hints = Vec::new();
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty(), "a held flow is not offloadable");
+
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    t.run(3, &f);
+    t.router.take_offload_hints(|h| hints.push(*h));
+    let h = *hints.last().expect("a forwarded flow is reported");
+    assert_eq!((h.flow, h.in_vif, h.out_vif), (flow, 3, 4));
+    assert_eq!(h.key.sport(), 2000);
+    let macs = h.macs.expect("routed: MAC rewrite");
+    assert_eq!(&macs[0..6], &VM2_MAC);
+    assert_eq!(&macs[6..12], &VROUTER_MAC);
+    assert_eq!(
+        &h.in_macs[0..6],
+        &VROUTER_MAC,
+        "offloaded only for this header"
+    );
+    assert_eq!(&h.in_macs[6..12], &VM1_MAC);
+
+    // Folding adds to the flow entry and keeps it alive.
+    let before = t.router.flows().get(flow).unwrap().packets();
+    assert!(t.router.fold_offloaded(&h, 10, 1000));
+    assert_eq!(t.router.flows().get(flow).unwrap().packets(), before + 10);
+
+    // A policy change: the hint no longer holds, nothing is counted.
+    t.decide_flow(flow, VR_FLOW_ACTION_DROP).unwrap();
+    assert!(!t.router.offload_still_valid(&h));
+    assert!(!t.router.fold_offloaded(&h, 5, 500));
+    hints.clear();
+    t.run(3, &f);
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty(), "a dropped flow is not offloadable");
+
+    // Off: nothing recorded.
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    t.router.set_offload_hints(false);
+    t.run(3, &f);
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty());
+}

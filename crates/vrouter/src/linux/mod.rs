@@ -3,6 +3,7 @@
 
 mod afpacket;
 mod epoll;
+mod fastpath;
 mod guard;
 mod pkt0;
 pub mod sys;
@@ -10,6 +11,7 @@ mod tap;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort};
 pub use epoll::EpollPoller;
+pub use fastpath::{FpKey, FpValue, TcFastPath};
 pub use guard::{OverlayGuard, OVERLAY_UDP_PORTS};
 pub use pkt0::{Pkt0Port, AGENT_PKT0, DATAPATH_PKT0};
 pub use sys::{enter_netns, mac_of};

@@ -220,12 +220,17 @@ pub fn vif_cfg(idx: u16, t: VifType, name: &str) -> VifConfig {
 /// Program a local VM: vif, interface next hops, label, /32 route whose
 /// proxy-ARP answer is the vRouter MAC (so traffic is routed, L3).
 pub fn add_vm(dp: &Datapath, vm: &Vm) {
+    add_vm_with(dp, vm, VifFlags::empty());
+}
+
+/// [`add_vm`] with `extra` vif flags (e.g. policy: flows for everything).
+pub fn add_vm_with(dp: &Datapath, vm: &Vm, extra: VifFlags) {
     let mut c = vif_cfg(vm.vif, VifType::Virtual, vm.name);
     c.mac = VROUTER_MAC;
     c.ip = vm.ip;
     c.vrf = vm.vrf;
     c.nh_id = vm_nh(vm.vif);
-    c.flags = VifFlags::L3_ENABLED | VifFlags::L2_ENABLED;
+    c.flags = VifFlags::L3_ENABLED | VifFlags::L2_ENABLED | extra;
     dp.vif_add(c).unwrap();
     let mut encap = [0u8; 14];
     encap[0..6].copy_from_slice(&vm.mac);

@@ -1,0 +1,193 @@
+//! Offload hints: flows the core just forwarded with an action a host's
+//! in-kernel fast path can reproduce exactly (Linux `vrouter --fast-path
+//! tc`). The core only reports them; the host decides what to install,
+//! keeps it in step with configuration and folds the fast path's counters
+//! back into the flow entries ([`Router::fold_offloaded`]).
+//!
+//! A hint is recorded only for: an IPv4 TCP or UDP packet without IP
+//! options that is not a fragment, from a virtual vif to another local
+//! virtual vif, through a flow entry whose action is plain FORWARD (no
+//! NAT, no VRF translation), routed (MAC rewrite + TTL decrement) or
+//! bridged (unchanged), that passed the MTU check.
+
+use crate::flow::table::{FlowKey, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_VRFT};
+use crate::Router;
+
+/// Bound on hints kept between two [`Router::take_offload_hints`] calls;
+/// more are dropped (the flow's next packet reports it again).
+pub const OFFLOAD_HINTS_MAX: usize = 256;
+
+/// One flow a host may offload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OffloadHint {
+    pub flow: u32,
+    pub gen: u8,
+    pub in_vif: u16,
+    pub out_vif: u16,
+    /// The flow entry's key (IPv4 TCP or UDP; ports in host order through
+    /// [`FlowKey::sport`]/[`FlowKey::dport`]).
+    pub key: FlowKey,
+    /// The frame's destination + source MACs as received: the decision
+    /// holds only for frames with this Ethernet header.
+    pub in_macs: [u8; 12],
+    /// The output vif's MTU (0: unknown): larger packets take the core's
+    /// path (ICMP too big, fragmentation).
+    pub mtu: u16,
+    /// Routed: the new destination + source MACs, and TTL decremented.
+    /// Bridged: `None`, the frame leaves unchanged.
+    pub macs: Option<[u8; 12]>,
+}
+
+/// A fixed ring of hints (no allocation per packet).
+pub(crate) struct OffloadHints {
+    pub(crate) enabled: bool,
+    len: usize,
+    buf: [OffloadHint; OFFLOAD_HINTS_MAX],
+}
+
+impl OffloadHints {
+    pub(crate) const fn new() -> Self {
+        OffloadHints {
+            enabled: false,
+            len: 0,
+            buf: [OffloadHint {
+                flow: 0,
+                gen: 0,
+                in_vif: 0,
+                out_vif: 0,
+                key: FlowKey {
+                    family: 0,
+                    proto: 0,
+                    unused: 0,
+                    sport: 0,
+                    dport: 0,
+                    nh_id: 0,
+                    addr: [0; 32],
+                },
+                in_macs: [0; 12],
+                mtu: 0,
+                macs: None,
+            }; OFFLOAD_HINTS_MAX],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, h: OffloadHint) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = h;
+            self.len += 1;
+        }
+    }
+}
+
+impl Router {
+    /// Note flow `flow` as offloadable if the packet and the flow qualify
+    /// (see the module docs); called after the core decided to transmit.
+    pub(crate) fn note_offload(
+        &mut self,
+        info: &packet::parse::PacketInfo,
+        in_vif: u16,
+        out_vif: u16,
+        flow: u32,
+        macs: Option<[u8; 12]>,
+    ) {
+        use packet::parse::Family;
+        if info.family != Family::Ipv4
+            || !matches!(info.proto, 6 | 17)
+            || info.frag.is_fragment
+            || info.l3_offset != 14
+            || info.l4_offset != 34
+        {
+            return;
+        }
+        let virt = |r: &Router, v: u16| {
+            r.vifs
+                .get(v)
+                .is_some_and(|v| v.cfg.vif_type == crate::VifType::Virtual)
+        };
+        if in_vif == out_vif || !virt(self, in_vif) || !virt(self, out_vif) {
+            return;
+        }
+        let Some(fe) = self.flows.get_valid(flow) else {
+            return;
+        };
+        let mut in_macs = [0u8; 12];
+        in_macs[..6].copy_from_slice(&info.dst_mac);
+        in_macs[6..].copy_from_slice(&info.src_mac);
+        let h = OffloadHint {
+            flow,
+            gen: fe.gen_id,
+            in_vif,
+            out_vif,
+            key: *fe.key(),
+            in_macs,
+            mtu: self.vifs.get(out_vif).map_or(0, |v| v.cfg.mtu),
+            macs,
+        };
+        if self.offload_still_valid(&h) {
+            self.hints.push(h);
+        }
+    }
+
+    /// Record [`OffloadHint`]s from now on (off by default: the cost is a
+    /// few compares per forwarded packet).
+    pub fn set_offload_hints(&mut self, on: bool) {
+        self.hints.enabled = on;
+        self.hints.len = 0;
+    }
+
+    /// Hand the hints recorded since the last call to `f`, oldest first.
+    pub fn take_offload_hints(&mut self, mut f: impl FnMut(&OffloadHint)) {
+        let n = self.hints.len;
+        self.hints.len = 0;
+        for h in self.hints.buf.iter().take(n) {
+            f(h);
+        }
+    }
+
+    /// Whether flow `flow` still has the key, generation and plain
+    /// FORWARD action of `h`, i.e. an offloaded copy of it is still exact.
+    pub fn offload_still_valid(&self, h: &OffloadHint) -> bool {
+        let Some(fe) = self.flows.get_valid(h.flow) else {
+            return false;
+        };
+        fe.is_decided()
+            && fe.gen_id == h.gen
+            && fe.action == VR_FLOW_ACTION_FORWARD
+            && fe.flags & VR_FLOW_FLAG_VRFT == 0
+            && *fe.key() == h.key
+    }
+
+    /// Add what the fast path forwarded for the flow of `h` to its entry
+    /// (the agent ages flows by these counters) and to the vifs' counters.
+    /// False, and nothing counted, if the offload is no longer exact.
+    pub fn fold_offloaded(&mut self, h: &OffloadHint, packets: u64, bytes: u64) -> bool {
+        if !self.offload_still_valid(h) {
+            return false;
+        }
+        if packets == 0 {
+            return true;
+        }
+        let now = self.now;
+        if let Some(fe) = self.flows.get_valid_mut(h.flow) {
+            fe.write_begin();
+            let (p0, b0) = (fe.packets(), fe.bytes());
+            let (p, b) = (p0.wrapping_add(packets), b0.wrapping_add(bytes));
+            fe.stats_packets = p as u32;
+            fe.stats_packets_oflow = (p >> 32) as u8;
+            fe.stats_bytes = b as u32;
+            fe.stats_bytes_oflow = (b >> 32) as u16;
+            fe.last_seen = now;
+            fe.write_end();
+        }
+        if let Some(v) = self.vifs.get_mut(h.in_vif) {
+            v.stats.ipackets += packets;
+            v.stats.ibytes += bytes;
+        }
+        if let Some(v) = self.vifs.get_mut(h.out_vif) {
+            v.stats.opackets += packets;
+            v.stats.obytes += bytes;
+        }
+        true
+    }
+}

@@ -1,0 +1,212 @@
+//! `vrouter --fast-path tc`: the in-kernel fast path for flows the core has
+//! decided, the Linux analogue of upstream's kernel module forwarding
+//! established flows without a trip through user space.
+//!
+//! The BPF programs are in `crates/vrouter/bpf/fastpath.c`: a TC ingress
+//! classifier on each VM port's host-side veth that redirects an installed
+//! flow straight to the peer port (rewriting MACs and TTL as the core
+//! does), and a socket filter on the port's AF_PACKET socket that keeps the
+//! same frames from reaching user space too (packet taps run before TC
+//! ingress). [`crate::offload::Offloader`] decides what is installed.
+//!
+//! Why C and not Rust: a Rust BPF object needs `bpf-linker`, which must be
+//! built against the LLVM of rustc (22 here) and Debian 12 ships LLVM 14;
+//! Debian's clang-14 compiles the C program at build time (`build.rs`) and
+//! aya, a pure-Rust loader, loads it. Without clang the build still works
+//! and `--fast-path tc` reports that the object is missing.
+
+use crate::offload::FastPath;
+use crate::port::Port;
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
+use aya::programs::{SchedClassifier, SocketFilter};
+use aya::Ebpf;
+use dp_core::OffloadHint;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
+
+/// `struct fp_key` of fastpath.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpKey {
+    pub ifindex: u32,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    /// Network byte order.
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct fp_value` of fastpath.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpValue {
+    pub oif: u32,
+    pub flow: u32,
+    pub macs: [u8; 12],
+    pub in_macs: [u8; 12],
+    pub mtu: u16,
+    pub rewrite: u8,
+    pub gen: u8,
+    pub pad: [u8; 4],
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+const _: () = {
+    assert!(size_of::<FpKey>() == 20);
+    assert!(size_of::<FpValue>() == 56);
+};
+
+// SAFETY: plain old data, no padding the kernel could leave uninitialised
+// (explicit pad fields), valid for any bit pattern.
+unsafe impl aya::Pod for FpKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FpValue {}
+
+impl FpKey {
+    pub fn of(in_os: u32, h: &OffloadHint) -> FpKey {
+        let src = h.key.src();
+        let dst = h.key.dst();
+        FpKey {
+            ifindex: in_os,
+            saddr: [src[0], src[1], src[2], src[3]],
+            daddr: [dst[0], dst[1], dst[2], dst[3]],
+            sport: h.key.sport().to_be_bytes(),
+            dport: h.key.dport().to_be_bytes(),
+            proto: h.key.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// The TC + socket-filter fast path.
+pub struct TcFastPath {
+    bpf: Ebpf,
+    flows: BpfHashMap<MapData, FpKey, FpValue>,
+    links: HashMap<u32, SchedClassifierLinkId>,
+}
+
+fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+impl TcFastPath {
+    /// Load the programs and create the flow map. Fails without CAP_BPF /
+    /// CAP_NET_ADMIN, on kernels without TC BPF, or when the build had no
+    /// clang.
+    pub fn load() -> io::Result<TcFastPath> {
+        if OBJECT.is_empty() {
+            return Err(io::Error::other(
+                "this vrouter was built without the BPF object (clang was missing at build time; apt-get install clang libbpf-dev and rebuild)",
+            ));
+        }
+        let mut bpf = Ebpf::load(OBJECT).map_err(|e| bpf_err("loading the BPF object", e))?;
+        let map = bpf
+            .take_map("FP_FLOWS")
+            .ok_or_else(|| io::Error::other("the BPF object has no FP_FLOWS map"))?;
+        let flows = BpfHashMap::try_from(map).map_err(|e| bpf_err("FP_FLOWS", e))?;
+        let tc: &mut SchedClassifier = bpf
+            .program_mut("fp_tc")
+            .ok_or_else(|| io::Error::other("no fp_tc program"))?
+            .try_into()
+            .map_err(|e| bpf_err("fp_tc", e))?;
+        tc.load().map_err(|e| bpf_err("loading fp_tc", e))?;
+        let sf: &mut SocketFilter = bpf
+            .program_mut("fp_sock")
+            .ok_or_else(|| io::Error::other("no fp_sock program"))?
+            .try_into()
+            .map_err(|e| bpf_err("fp_sock", e))?;
+        sf.load().map_err(|e| bpf_err("loading fp_sock", e))?;
+        Ok(TcFastPath {
+            bpf,
+            flows,
+            links: HashMap::new(),
+        })
+    }
+
+    fn tc(&mut self) -> io::Result<&mut SchedClassifier> {
+        self.bpf
+            .program_mut("fp_tc")
+            .ok_or_else(|| io::Error::other("no fp_tc program"))?
+            .try_into()
+            .map_err(|e| bpf_err("fp_tc", e))
+    }
+}
+
+impl FastPath for TcFastPath {
+    fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
+        let (Some(os), Some(fd)) = (port.os_index(), port.poll_fd()) else {
+            return Err(io::Error::other("the port has no interface or socket"));
+        };
+        // The filter first: from then on frames the classifier redirects
+        // never reach the socket as well.
+        let sf: &mut SocketFilter = self
+            .bpf
+            .program_mut("fp_sock")
+            .ok_or_else(|| io::Error::other("no fp_sock program"))?
+            .try_into()
+            .map_err(|e| bpf_err("fp_sock", e))?;
+        // SAFETY: the port owns `fd` and outlives this call.
+        let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+        let id = sf
+            .attach(sock)
+            .map_err(|e| bpf_err("attaching fp_sock", e))?;
+        // The filter lives as long as the socket: taken out of the
+        // program's links, it is never detached by number later (the
+        // number may belong to another socket by then).
+        let _ = sf.take_link(id);
+        if let Some(old) = self.links.remove(&os) {
+            let _ = self.tc()?.detach(old);
+        }
+        let name = port.name().to_string();
+        // Needed before kernel 6.6 (netlink attach); harmless after.
+        let _ = aya::programs::tc::qdisc_add_clsact(&name);
+        let id = self
+            .tc()?
+            .attach(&name, TcAttachType::Ingress)
+            .map_err(|e| bpf_err("attaching fp_tc", e))?;
+        self.links.insert(os, id);
+        Ok(())
+    }
+
+    fn detach(&mut self, os_index: u32) {
+        if let Some(id) = self.links.remove(&os_index) {
+            if let Ok(tc) = self.tc() {
+                if let Err(e) = tc.detach(id) {
+                    tracing::debug!(os_index, error = %e, "fp_tc detach (interface gone?)");
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
+        let v = FpValue {
+            oif: out_os,
+            flow: h.flow,
+            macs: h.macs.unwrap_or([0; 12]),
+            in_macs: h.in_macs,
+            mtu: h.mtu,
+            rewrite: u8::from(h.macs.is_some()),
+            gen: h.gen,
+            ..FpValue::default()
+        };
+        self.flows
+            .insert(FpKey::of(in_os, h), v, 0)
+            .map_err(|e| bpf_err("FP_FLOWS insert", e))
+    }
+
+    fn remove(&mut self, in_os: u32, h: &OffloadHint) {
+        let _ = self.flows.remove(&FpKey::of(in_os, h));
+    }
+
+    fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)> {
+        let v = self.flows.get(&FpKey::of(in_os, h), 0).ok()?;
+        Some((v.packets, v.bytes))
+    }
+}

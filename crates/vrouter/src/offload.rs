@@ -1,0 +1,191 @@
+//! The host side of a kernel fast path (`vrouter --fast-path`): which
+//! flows are installed, keeping them exact, and folding the kernel's
+//! counters back into the flow table.
+//!
+//! The core reports flows it forwarded with an action the fast path
+//! reproduces ([`dp_core::OffloadHint`]); [`Offloader`] installs them
+//! through a platform [`FastPath`] (Linux: TC + socket-filter BPF,
+//! `crate::linux::TcFastPath`). Rules that keep it exact:
+//! - every control command (vif, nexthop, route, flow, VRF, MPLS, any
+//!   ksync request) folds the counters and removes *all* entries; the next
+//!   packet of each flow goes through the core again and re-installs it;
+//! - once a second the counters are folded into the flow entries (the
+//!   agent ages flows by them) and an entry whose flow no longer has the
+//!   same key, generation and plain FORWARD action is removed;
+//! - a port that closes has its entries and program removed.
+
+use crate::port::Port;
+use dp_core::{OffloadHint, Router};
+use std::collections::HashMap;
+use std::io;
+
+/// A kernel fast path on one platform.
+pub trait FastPath: Send {
+    /// Start offloading frames received on `port` (a VM port).
+    fn attach(&mut self, port: &dyn Port) -> io::Result<()>;
+    /// Stop offloading on the interface `os_index` (its port is closing).
+    fn detach(&mut self, os_index: u32);
+    /// Forward the flow of `h`, arriving on `in_os`, to `out_os`.
+    fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()>;
+    fn remove(&mut self, in_os: u32, h: &OffloadHint);
+    /// Packets and bytes forwarded for the entry since it was inserted.
+    fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)>;
+}
+
+/// Counters of the fast path's bookkeeping (`DpStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    pub installed: u64,
+    pub install_errors: u64,
+    pub removed: u64,
+    pub flushes: u64,
+    /// Packets and bytes the fast path forwarded, folded into flows.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Entries now in the kernel.
+    pub active: u64,
+}
+
+struct Installed {
+    hint: OffloadHint,
+    in_os: u32,
+    packets: u64,
+    bytes: u64,
+}
+
+/// The flows installed in a [`FastPath`], by flow index.
+pub struct Offloader {
+    fp: Box<dyn FastPath>,
+    installed: HashMap<u32, Installed>,
+    /// VM ports the fast path is attached to: vif index → OS index.
+    attached: HashMap<u16, u32>,
+    stats: OffloadStats,
+}
+
+impl Offloader {
+    pub fn new(fp: Box<dyn FastPath>) -> Offloader {
+        Offloader {
+            fp,
+            installed: HashMap::new(),
+            attached: HashMap::new(),
+            stats: OffloadStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> OffloadStats {
+        OffloadStats {
+            active: self.installed.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// A VM port opened for `vif`.
+    pub fn port_opened(&mut self, vif: u16, port: &dyn Port) {
+        let Some(os) = port.os_index() else {
+            return;
+        };
+        match self.fp.attach(port) {
+            Ok(()) => {
+                self.attached.insert(vif, os);
+            }
+            Err(e) => {
+                tracing::warn!(vif, port = port.name(), error = %e, "fast path not attached: this port's frames all take the user-space path");
+            }
+        }
+    }
+
+    /// The port of `vif` is closing.
+    pub fn port_closing(&mut self, router: &mut Router, vif: u16) {
+        if let Some(os) = self.attached.remove(&vif) {
+            self.flush(router);
+            self.fp.detach(os);
+        }
+    }
+
+    /// Install what the core reported since the last call.
+    pub fn take_hints(&mut self, router: &mut Router) {
+        let Offloader {
+            fp,
+            installed,
+            attached,
+            stats,
+        } = self;
+        router.take_offload_hints(|h| {
+            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), attached.get(&h.out_vif))
+            else {
+                return;
+            };
+            if let Some(old) = installed.get(&h.flow) {
+                if old.hint == *h {
+                    return;
+                }
+            }
+            // A flow index reused for another key: the old entry goes
+            // (its last counters are lost with its flow).
+            if let Some(old) = installed.remove(&h.flow) {
+                fp.remove(old.in_os, &old.hint);
+                stats.removed += 1;
+            }
+            match fp.insert(in_os, out_os, h) {
+                Ok(()) => {
+                    stats.installed += 1;
+                    installed.insert(
+                        h.flow,
+                        Installed {
+                            hint: *h,
+                            in_os,
+                            packets: 0,
+                            bytes: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    stats.install_errors += 1;
+                    if stats.install_errors.is_power_of_two() {
+                        tracing::warn!(flow = h.flow, error = %e, errors = stats.install_errors, "fast path insert failed");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Fold the kernel's counters into the flow table; remove entries
+    /// that are no longer exact.
+    pub fn fold(&mut self, router: &mut Router) {
+        let Offloader {
+            fp,
+            installed,
+            stats,
+            ..
+        } = self;
+        installed.retain(|_, e| {
+            let (p, b) = fp
+                .counters(e.in_os, &e.hint)
+                .unwrap_or((e.packets, e.bytes));
+            let (dp, db) = (p.saturating_sub(e.packets), b.saturating_sub(e.bytes));
+            (e.packets, e.bytes) = (p, b);
+            let keep = router.fold_offloaded(&e.hint, dp, db);
+            if keep {
+                stats.packets += dp;
+                stats.bytes += db;
+            } else {
+                fp.remove(e.in_os, &e.hint);
+                stats.removed += 1;
+            }
+            keep
+        });
+    }
+
+    /// Fold, then remove every entry (configuration changed).
+    pub fn flush(&mut self, router: &mut Router) {
+        if self.installed.is_empty() {
+            return;
+        }
+        self.fold(router);
+        for (_, e) in self.installed.drain() {
+            self.fp.remove(e.in_os, &e.hint);
+            self.stats.removed += 1;
+        }
+        self.stats.flushes += 1;
+    }
+}
