@@ -55,15 +55,7 @@ impl OffloadHints {
                 gen: 0,
                 in_vif: 0,
                 out_vif: 0,
-                key: FlowKey {
-                    family: 0,
-                    proto: 0,
-                    unused: 0,
-                    sport: 0,
-                    dport: 0,
-                    nh_id: 0,
-                    addr: [0; 32],
-                },
+                key: FlowKey::EMPTY,
                 in_macs: [0; 12],
                 mtu: 0,
                 macs: None,
@@ -171,12 +163,7 @@ impl Router {
         let now = self.now;
         if let Some(fe) = self.flows.get_valid_mut(h.flow) {
             fe.write_begin();
-            let (p0, b0) = (fe.packets(), fe.bytes());
-            let (p, b) = (p0.wrapping_add(packets), b0.wrapping_add(bytes));
-            fe.stats_packets = p as u32;
-            fe.stats_packets_oflow = (p >> 32) as u8;
-            fe.stats_bytes = b as u32;
-            fe.stats_bytes_oflow = (b >> 32) as u16;
+            fe.add_totals(packets, bytes);
             fe.last_seen = now;
             fe.write_end();
         }

@@ -265,6 +265,17 @@ const _: () = {
 };
 
 impl FlowKey {
+    /// The all-zero key (a free entry's, usable in `const` contexts).
+    pub const EMPTY: Self = Self {
+        family: 0,
+        proto: 0,
+        unused: 0,
+        sport: 0,
+        dport: 0,
+        nh_id: 0,
+        addr: [0; 32],
+    };
+
     /// `key_len` of an IPv4 key (`sizeof(struct vr_inet_flow)`).
     pub const LEN_V4: u8 = 20;
     /// `key_len` of an IPv6 key (`sizeof(struct vr_inet6_flow)`).
@@ -573,15 +584,7 @@ impl FlowEntry {
         hentry_flags: 0,
         ttl: 0,
         qos_id: 0,
-        key: FlowKey {
-            family: 0,
-            proto: 0,
-            unused: 0,
-            sport: 0,
-            dport: 0,
-            nh_id: 0,
-            addr: [0; 32],
-        },
+        key: FlowKey::EMPTY,
         key_len: 0,
         gen_id: 0,
         tcp_flags: 0,
@@ -673,6 +676,18 @@ impl FlowEntry {
         if carry {
             self.stats_packets_oflow = self.stats_packets_oflow.wrapping_add(1);
         }
+    }
+
+    /// Count `packets` packets of `bytes` bytes in all, carrying into the
+    /// overflow fields (the totals wrap at 40 and 48 bits).
+    #[inline]
+    pub fn add_totals(&mut self, packets: u64, bytes: u64) {
+        let p = self.packets().wrapping_add(packets);
+        let b = self.bytes().wrapping_add(bytes);
+        self.stats_packets = p as u32;
+        self.stats_packets_oflow = (p >> 32) as u8;
+        self.stats_bytes = b as u32;
+        self.stats_bytes_oflow = (b >> 32) as u16;
     }
 
     /// Packets seen (40 bits: 32 + 8 overflow).
@@ -793,6 +808,20 @@ mod tests {
     /// The bytes of IPv4 and IPv6 entries where upstream's packed
     /// `vr_flow_entry` has each field (offsets counted from vr_flow.h:
     /// `vr_hentry_t` is 8+4+4+4+1 bytes, then the fields in order).
+    #[test]
+    fn add_totals_carries_like_add_stats() {
+        let mut one = FlowEntry::EMPTY;
+        one.stats_packets = u32::MAX;
+        one.stats_bytes = u32::MAX - 10;
+        let mut many = one;
+        one.add_stats(100);
+        one.add_stats(100);
+        many.add_totals(2, 200);
+        assert_eq!((many.packets(), many.bytes()), (one.packets(), one.bytes()));
+        assert_eq!(many.packets(), (1 << 32) + 1);
+        assert_eq!(many.stats_oflow(), one.stats_oflow());
+    }
+
     #[test]
     fn bytes_sit_at_upstream_offsets() {
         let mut e = FlowEntry::empty_at(0x0102_0304);
