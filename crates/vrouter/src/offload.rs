@@ -59,6 +59,8 @@ pub struct Offloader {
     installed: HashMap<u32, Installed>,
     /// VM ports the fast path is attached to: vif index → OS index.
     attached: HashMap<u16, u32>,
+    /// Fabric (physical) ports encapsulated flows may leave by.
+    fabric: HashMap<u16, u32>,
     stats: OffloadStats,
 }
 
@@ -68,6 +70,7 @@ impl Offloader {
             fp,
             installed: HashMap::new(),
             attached: HashMap::new(),
+            fabric: HashMap::new(),
             stats: OffloadStats::default(),
         }
     }
@@ -94,8 +97,19 @@ impl Offloader {
         }
     }
 
+    /// A fabric port opened for the physical `vif`: encapsulated flows
+    /// may be redirected to it (nothing is attached to it).
+    pub fn fabric_opened(&mut self, vif: u16, port: &dyn Port) {
+        if let Some(os) = port.os_index() {
+            self.fabric.insert(vif, os);
+        }
+    }
+
     /// The port of `vif` is closing.
     pub fn port_closing(&mut self, router: &mut Router, vif: u16) {
+        if self.fabric.remove(&vif).is_some() {
+            self.flush(router);
+        }
         if let Some(os) = self.attached.remove(&vif) {
             self.flush(router);
             self.fp.detach(os);
@@ -108,11 +122,16 @@ impl Offloader {
             fp,
             installed,
             attached,
+            fabric,
             stats,
         } = self;
         router.take_offload_hints(|h| {
-            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), attached.get(&h.out_vif))
-            else {
+            let out = if h.tunnel.is_some() {
+                fabric.get(&h.out_vif)
+            } else {
+                attached.get(&h.out_vif)
+            };
+            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), out) else {
                 return;
             };
             if let Some(old) = installed.get(&h.flow) {

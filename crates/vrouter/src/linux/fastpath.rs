@@ -21,7 +21,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, SocketFilter};
 use aya::Ebpf;
-use dp_core::OffloadHint;
+use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -44,23 +44,84 @@ pub struct FpKey {
 
 /// `struct fp_value` of fastpath.c.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FpValue {
     pub oif: u32,
     pub flow: u32,
     pub macs: [u8; 12],
     pub in_macs: [u8; 12],
     pub mtu: u16,
+    /// Bit 0: write `macs`; bit 1: decrement the IPv4 TTL.
     pub rewrite: u8,
     pub gen: u8,
-    pub pad: [u8; 4],
+    /// 0: no tunnel; else the bytes of `hdr` to push.
+    pub encap_len: u8,
+    /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
+    pub encap_kind: u8,
+    pub l2: u8,
+    pub pad: u8,
     pub packets: u64,
     pub bytes: u64,
+    pub hdr: [u8; 56],
+}
+
+impl Default for FpValue {
+    fn default() -> FpValue {
+        FpValue {
+            oif: 0,
+            flow: 0,
+            macs: [0; 12],
+            in_macs: [0; 12],
+            mtu: 0,
+            rewrite: 0,
+            gen: 0,
+            encap_len: 0,
+            encap_kind: 0,
+            l2: 0,
+            pad: 0,
+            packets: 0,
+            bytes: 0,
+            hdr: [0; 56],
+        }
+    }
+}
+
+impl FpValue {
+    /// The entry forwarding the flow of `h` to `out_os`.
+    pub fn of(out_os: u32, h: &OffloadHint) -> FpValue {
+        let mut v = FpValue {
+            oif: out_os,
+            flow: h.flow,
+            macs: h.macs.unwrap_or([0; 12]),
+            in_macs: h.in_macs,
+            mtu: h.mtu,
+            gen: h.gen,
+            ..FpValue::default()
+        };
+        match &h.tunnel {
+            None => v.rewrite = if h.macs.is_some() { 3 } else { 0 },
+            Some(t) => {
+                v.rewrite = u8::from(h.macs.is_some()) | if t.ttl_dec { 2 } else { 0 };
+                v.encap_len = t.len;
+                v.encap_kind = match t.kind {
+                    TunnelKind::MplsOverGre => 1,
+                    TunnelKind::MplsOverUdp => 2,
+                    TunnelKind::Vxlan => 3,
+                };
+                v.l2 = u8::from(t.l2);
+                let n = (t.len as usize).min(t.hdr.len());
+                if let (Some(d), Some(s)) = (v.hdr.get_mut(..n), t.hdr.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+            }
+        }
+        v
+    }
 }
 
 const _: () = {
     assert!(size_of::<FpKey>() == 20);
-    assert!(size_of::<FpValue>() == 56);
+    assert!(size_of::<FpValue>() == 112);
 };
 
 // SAFETY: plain old data, no padding the kernel could leave uninitialised
@@ -186,16 +247,7 @@ impl FastPath for TcFastPath {
     }
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
-        let v = FpValue {
-            oif: out_os,
-            flow: h.flow,
-            macs: h.macs.unwrap_or([0; 12]),
-            in_macs: h.in_macs,
-            mtu: h.mtu,
-            rewrite: u8::from(h.macs.is_some()),
-            gen: h.gen,
-            ..FpValue::default()
-        };
+        let v = FpValue::of(out_os, h);
         self.flows
             .insert(FpKey::of(in_os, h), v, 0)
             .map_err(|e| bpf_err("FP_FLOWS insert", e))
