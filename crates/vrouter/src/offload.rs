@@ -12,7 +12,9 @@
 //! - once a second the counters are folded into the flow entries (the
 //!   agent ages flows by them) and an entry whose flow no longer has the
 //!   same key, generation and plain FORWARD action is removed;
-//! - a port that closes has its entries and program removed.
+//! - a port that closes has its entries and program removed;
+//! - flows into a tunnel are offloaded only once the fabric port accepted
+//!   [`FastPath::fabric`].
 
 use crate::port::Port;
 use dp_core::{OffloadHint, Router};
@@ -23,6 +25,11 @@ use std::io;
 pub trait FastPath: Send {
     /// Start offloading frames received on `port` (a VM port).
     fn attach(&mut self, port: &dyn Port) -> io::Result<()>;
+    /// Encapsulated flows will be redirected to `port` (the fabric).
+    fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
+        let _ = port;
+        Ok(())
+    }
     /// Stop offloading on the interface `os_index` (its port is closing).
     fn detach(&mut self, os_index: u32);
     /// Forward the flow of `h`, arriving on `in_os`, to `out_os`.
@@ -100,8 +107,16 @@ impl Offloader {
     /// A fabric port opened for the physical `vif`: encapsulated flows
     /// may be redirected to it (nothing is attached to it).
     pub fn fabric_opened(&mut self, vif: u16, port: &dyn Port) {
-        if let Some(os) = port.os_index() {
-            self.fabric.insert(vif, os);
+        let Some(os) = port.os_index() else {
+            return;
+        };
+        match self.fp.fabric(port) {
+            Ok(()) => {
+                self.fabric.insert(vif, os);
+            }
+            Err(e) => {
+                tracing::warn!(vif, port = port.name(), error = %e, "fast path: encapsulated flows take the user-space path");
+            }
         }
     }
 

@@ -236,6 +236,26 @@ impl FastPath for TcFastPath {
         Ok(())
     }
 
+    /// The kernel segments the fast path's tunnel super-packets on the
+    /// fabric device itself: a receiving host without the fast path
+    /// reads the fabric with an AF_PACKET socket, whose virtio-net header
+    /// cannot carry tunnel GSO (the super-packet would reach it as plain
+    /// TCP GSO and be cut wrongly). Kernel segmentation of UDP/GRE tunnels
+    /// is what the kernel VXLAN device gets on a device without these
+    /// offloads. The features stay off after the node exits.
+    fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
+        crate::linux::sys::features_off(
+            port.name(),
+            &[
+                "tx-udp_tnl-segmentation",
+                "tx-udp_tnl-csum-segmentation",
+                "tx-gre-segmentation",
+                "tx-gre-csum-segmentation",
+            ],
+        )
+        .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))
+    }
+
     fn detach(&mut self, os_index: u32) {
         if let Some(id) = self.links.remove(&os_index) {
             if let Ok(tc) = self.tc() {
