@@ -5,7 +5,9 @@
 //! The BPF programs are in `crates/vrouter/bpf/fastpath.c`: a TC ingress
 //! classifier on each VM port's host-side veth that redirects an installed
 //! flow straight to the peer port (rewriting MACs and TTL as the core
-//! does), and a socket filter on the port's AF_PACKET socket that keeps the
+//! does; for a flow into an MPLSoUDP, MPLSoGRE or VXLAN tunnel it pushes
+//! the core's outer headers and redirects to the fabric instead), and a
+//! socket filter on the port's AF_PACKET socket that keeps the
 //! same frames from reaching user space too (packet taps run before TC
 //! ingress). [`crate::offload::Offloader`] decides what is installed.
 //!

@@ -119,7 +119,10 @@ fn fast_two_hosts(kind: TunnelKind) {
     require_env!("tshark", "ethtool");
     // (ethtool: to check that the node turned tunnel GSO off on the fabric.)
     if let Some(r) = skip_reason(&["clang"]) {
-        report_skip("overlay fast path: BPF object needs clang at build time", &r);
+        report_skip(
+            "overlay fast path: BPF object needs clang at build time",
+            &r,
+        );
         return;
     }
     let mut ns = Namespaces::new();
@@ -132,7 +135,15 @@ fn fast_two_hosts(kind: TunnelKind) {
         move |dp: &Datapath| {
             let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
             dp.enable_fast_path(Box::new(fp)).unwrap();
-            compute_node_with(dp, kind, me, peer, &local, &remote, VifFlags::POLICY_ENABLED);
+            compute_node_with(
+                dp,
+                kind,
+                me,
+                peer,
+                &local,
+                &remote,
+                VifFlags::POLICY_ENABLED,
+            );
         }
     };
     let (dpa, _ga) = start_dp(
@@ -177,7 +188,9 @@ fn fast_two_hosts(kind: TunnelKind) {
         dpa.offload_stats().unwrap().unwrap(),
         dpb.offload_stats().unwrap().unwrap(),
     );
-    eprintln!("{kind:?} fast path: TCP A->B {ab:.2} Gbit/s, B->A {ba:.2} Gbit/s\nA {sa:?}\nB {sb:?}");
+    eprintln!(
+        "{kind:?} fast path: TCP A->B {ab:.2} Gbit/s, B->A {ba:.2} Gbit/s\nA {sa:?}\nB {sb:?}"
+    );
     dpa.call(|c| c.offload_fold()).unwrap();
     dpb.call(|c| c.offload_fold()).unwrap();
     let (sa, sb) = (
@@ -194,7 +207,10 @@ fn fast_two_hosts(kind: TunnelKind) {
     );
     // FIN reached the core on the sending host (the server's port 5201).
     let (_, _, flags) = flow_of(&dpa, 6, CA_IP, 5201).expect("A's TCP flow");
-    assert!(flags & VR_FLOW_TCP_FIN != 0, "FIN seen by A's core: {flags:#x}");
+    assert!(
+        flags & VR_FLOW_TCP_FIN != 0,
+        "FIN seen by A's core: {flags:#x}"
+    );
 
     let (lab_ab, lab_ba) = match kind {
         TunnelKind::Vxlan => (VNI, VNI),
@@ -267,7 +283,10 @@ fn fast_two_hosts(kind: TunnelKind) {
     dpa.call(|c| c.offload_fold()).unwrap();
     let (uidx, ukey, _) = flow_of(&dpa, 17, CA_IP, 9000).expect("A's UDP flow");
     let before = dpa.offload_stats().unwrap().unwrap().packets;
-    assert!(udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190, "UDP A -> B again");
+    assert!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
+        "UDP A -> B again"
+    );
     dpa.call(|c| c.offload_fold()).unwrap();
     let after = dpa.offload_stats().unwrap().unwrap().packets;
     assert!(after - before >= 150, "UDP offloaded ({before} -> {after})");
