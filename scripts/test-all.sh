@@ -84,6 +84,7 @@ phase_test() {
 }
 
 phase_windows() {
+    warmup_wait
     bash "$ROOT/scripts/windows/lane.sh"
 }
 
@@ -94,9 +95,52 @@ phase_fuzz() {
 # Uses dockerd, /run/docker/plugins and 127.0.0.1:8082/8085/9091 (deb) and
 # installs into this machine: on a shared machine, under the e2e lock.
 phase_packages() {
+    warmup_wait
     step "Debian packages (cargo-deb, lintian, dpkg, units, quick start)" \
         bash "$ROOT/scripts/packages/deb.sh"
     step "Windows MSI (wixl, msidump, under Wine)" bash "$ROOT/scripts/packages/msi.sh"
+}
+
+# ------------------------------------------------------ the Windows warm-up
+
+# The Windows builds (about 14 min of CPU on 2 cores) are started in the
+# background, at the lowest priority, once the tools are installed: the
+# Linux test run mostly waits on namespaces, dockerd and timers. It is only a
+# cache: the windows and packages phases wait for it, then run in full and
+# find their builds fresh. A failed warm-up is repeated there, in the
+# foreground, where its error is reported. WINDOWS_WARMUP=0 turns it off.
+WARMUP_PID='' WARMUP_LOG="$TARGET_BASE/windows-warmup.log" WARMUP_START=0
+# $1, $2: 1 when the windows / packages phase will run.
+warmup_start() {
+    [[ ${WINDOWS_WARMUP:-1} == 1 ]] || return 0
+    mkdir -p "$TARGET_BASE"
+    log "Windows warm-up: builds in the background, niced; log $WARMUP_LOG"
+    WARMUP_START=$SECONDS
+    # setsid: its own process group, so an early exit can stop all of it.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    setsid nice -n 19 bash -c '
+        if [[ $2 == 1 ]]; then bash "$1/scripts/windows/lane.sh" --build-only || exit; fi
+        if [[ $3 == 1 ]]; then bash "$1/scripts/packages/msi.sh" --build-only; fi' \
+        warmup "$ROOT" "$1" "$2" >"$WARMUP_LOG" 2>&1 &
+    WARMUP_PID=$!
+}
+warmup_wait() {
+    [[ -n $WARMUP_PID ]] || return 0
+    local rc=0 pid=$WARMUP_PID
+    WARMUP_PID=''
+    wait "$pid" || rc=$?
+    if ((rc == 0)); then
+        log "Windows warm-up: ok, $(fmt_secs $((SECONDS - WARMUP_START))) after its start; its steps:"
+        grep '^    (' "$WARMUP_LOG" || true
+    else
+        warn "Windows warm-up failed (exit $rc; log $WARMUP_LOG): the steps below repeat it and report the error"
+    fi
+}
+warmup_stop() {
+    [[ -n $WARMUP_PID ]] || return 0
+    kill -- "-$WARMUP_PID" 2>/dev/null || true
+    wait "$WARMUP_PID" 2>/dev/null || true
+    WARMUP_PID=''
 }
 
 # ---------------------------------------------------------------- runner
@@ -142,6 +186,7 @@ print_summary() {
 on_exit() {
     local rc=$?
     trap - EXIT
+    warmup_stop
     if ((rc != 0)); then
         if [[ -n $CURRENT_PHASE ]]; then
             summary_line "$CURRENT_PHASE" FAILED "$(fmt_secs $((SECONDS - PHASE_START)))" "exit $rc"
@@ -156,8 +201,18 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Whether phase $1 runs, given the phases named on the command line ($2...).
+will_run() {
+    local name=$1 var
+    shift
+    var=SKIP_${name^^}
+    var=${var//-/_}
+    [[ ${!var:-0} != 1 ]] || return 1
+    (($# == 0)) || [[ " $* " == *" $name "* ]]
+}
+
 run_phases() {
-    local i name var selected
+    local i name var selected warmup=0 win=0 pkg=0
     # Phases named on the command line must exist.
     for name in "$@"; do
         [[ " ${PHASE_NAMES[*]} " == *" $name "* ]] ||
@@ -165,10 +220,20 @@ run_phases() {
     done
     log "test-all: phases ${PHASE_NAMES[*]}; CI=${CI:-}; target dir $TARGET_BASE; FUZZ_SECONDS=$FUZZ_SECONDS"
     require_root
+    # Worth it only when Linux phases run before the Windows ones.
+    if will_run windows "$@"; then win=1; fi
+    if will_run packages "$@"; then pkg=1; fi
+    if ((win || pkg)) && { will_run lint "$@" || will_run test "$@"; }; then
+        warmup=1
+    fi
     for i in "${!PHASE_NAMES[@]}"; do
         name=${PHASE_NAMES[$i]}
         var=SKIP_${name^^}
         var=${var//-/_}
+        if ((warmup)) && [[ $name != deps ]]; then
+            warmup=0
+            warmup_start "$win" "$pkg"
+        fi
         selected=1
         if (($# > 0)) && [[ " $* " != *" $name "* ]]; then selected=0; fi
         if ((!selected)); then
