@@ -612,23 +612,15 @@ impl<T: Copy> Extension<T> {
     }
 
     /// Move the out-of-band tags of `nbls` (a run of lists from `vif`
-    /// whose frames start at `first`) into their frames, when `vif` is a
-    /// VM port: the core demultiplexes its VLAN sub-interfaces by the tag
-    /// in the frame. Other ports' tags stay where the switch put them.
-    /// (A held frame is given back as received, its tag still out of band:
-    /// see `run_core`.)
+    /// whose frames start at `first`) into their frames when they belong
+    /// to one of `vif`'s VLAN sub-interfaces: the core demultiplexes them
+    /// by the tag in the frame. (A held frame is given back as received,
+    /// its tag still out of band: see `run_core`.)
     fn tags_in(&mut self, vif: u16, first: usize, nbls: &[NblIn], frames: &mut [Frame<'_>]) {
-        let is_vm = self
-            .router
-            .vif(vif)
-            .is_some_and(|v| v.cfg.vif_type == VifType::Virtual);
-        if !is_vm {
-            return;
-        }
         let mut at = first;
         for n in nbls {
             let end = at + n.frames as usize;
-            if crate::vlan::vid(n.tci) != 0 {
+            if moves_tag(&self.router, vif, n.tci) {
                 for f in frames.get_mut(at..end).unwrap_or_default() {
                     match crate::vlan::push_tag(f.buf, f.head, f.len, n.tci) {
                         Some(head) => {
@@ -697,19 +689,28 @@ impl<T: Copy> Extension<T> {
                         let Some(p) = pkts.get_mut(i) else { continue };
                         let fate = match ports.dest(out) {
                             Dest::Nic(dst) => {
-                                // NDIS carries the tag beside the frame.
-                                let tci = crate::vlan::pop_tag(p.data_mut());
-                                let skip = if tci.is_some() {
-                                    stats.vlan_tag_out += 1;
-                                    crate::vlan::TAG_LEN
-                                } else {
-                                    0
+                                // NDIS carries the tag beside the frame. A
+                                // tag the core consumed is cleared; one the
+                                // switch set and the core never saw stays.
+                                let (tci, skip) = match crate::vlan::pop_tag(p.data_mut()) {
+                                    Some(t) => {
+                                        stats.vlan_tag_out += 1;
+                                        (Some(t), crate::vlan::TAG_LEN)
+                                    }
+                                    None => {
+                                        let n = frame_nbl
+                                            .get(first + i)
+                                            .and_then(|n| nbls.get(*n as usize));
+                                        let consumed =
+                                            n.is_some_and(|n| moves_tag(router, vif, n.tci));
+                                        (consumed.then_some(0), 0)
+                                    }
                                 };
                                 Fate::Forward {
                                     dst,
                                     head: (p.head() + skip) as u32,
                                     len: (p.len() - skip) as u32,
-                                    tci: Some(tci.unwrap_or(0)),
+                                    tci,
                                 }
                             }
                             Dest::Agent => {
@@ -756,7 +757,7 @@ impl<T: Copy> Extension<T> {
                         let oob = frame_nbl
                             .get(first + i)
                             .and_then(|n| nbls.get(*n as usize))
-                            .is_some_and(|n| crate::vlan::vid(n.tci) != 0);
+                            .is_some_and(|n| moves_tag(router, vif, n.tci));
                         let skip = match oob.then(|| crate::vlan::pop_tag(p.data_mut())) {
                             Some(Some(_)) => crate::vlan::TAG_LEN,
                             _ => 0,
@@ -806,6 +807,20 @@ impl<T: Copy> Extension<T> {
     pub fn released_pending(&self) -> bool {
         !self.released.is_empty()
     }
+}
+
+/// Whether a list with out-of-band tag `tci` from `vif` goes to the core
+/// with the tag in its frames: only for a VLAN one of the VM port's
+/// sub-interfaces has. Any other tag is the switch's own (an access-mode
+/// port's VLAN, the external NIC's): it stays out of band, and the frame is
+/// the port's untagged traffic, as before sub-interfaces existed.
+fn moves_tag(router: &Router, vif: u16, tci: u16) -> bool {
+    let vid = crate::vlan::vid(tci);
+    vid != 0
+        && router
+            .vif(vif)
+            .is_some_and(|v| v.cfg.vif_type == VifType::Virtual)
+        && router.vifs().sub_interface(vif, vid).is_some()
 }
 
 /// Trap a frame to the agent (copied into the pkt0 ring).

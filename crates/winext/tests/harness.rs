@@ -574,30 +574,21 @@ fn vlan_tags_travel_out_of_band_as_ndis_carries_them() {
         (0, vec![routed(&g, MAC_B)])
     );
 
-    // A VLAN with no sub-interface is dropped, as on Linux.
-    let before =
-        n.sw.driver
-            .lock()
-            .ext
-            .router()
-            .drop_stats()
-            .get(dp_core::DropReason::InvalidIf);
-    let id = n.sw.send(&[tagged(NIC_A, &f, 300)])[0];
-    assert!(n.sw.take_sent().is_empty());
-    assert!(n.sw.completed().contains(&id));
-    let after =
-        n.sw.driver
-            .lock()
-            .ext
-            .router()
-            .drop_stats()
-            .get(dp_core::DropReason::InvalidIf);
-    assert_eq!(after, before + 1);
+    // A tag of a VLAN with no sub-interface is the switch's (an
+    // access-mode port's): it stays beside the frame, which is the
+    // parent's untagged traffic.
+    let h = a_to_b(4104, b"access port");
+    n.sw.send(&[tagged(NIC_A, &h, 300)]);
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert_eq!((s.dests.clone(), s.tci), (vec![NIC_B], 300));
+    assert_eq!(s.frames, vec![routed(&h, MAC_B)]);
+    assert_eq!(ipackets(&n, 3), 2, "the parent's (with the untagged one)");
 
     let st = *n.sw.driver.lock().ext.stats();
     assert_eq!(
         (st.vlan_tag_in, st.vlan_tag_out, st.vlan_no_room),
-        (2, 1, 0)
+        (1, 1, 0)
     );
     n.sw.audit().unwrap();
 }
