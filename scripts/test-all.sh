@@ -84,7 +84,7 @@ phase_test() {
 }
 
 phase_windows() {
-    warmup_wait
+    warmup_wait windows
     bash "$ROOT/scripts/windows/lane.sh"
 }
 
@@ -95,45 +95,51 @@ phase_fuzz() {
 # Uses dockerd, /run/docker/plugins and 127.0.0.1:8082/8085/9091 (deb) and
 # installs into this machine: on a shared machine, under the e2e lock.
 phase_packages() {
-    warmup_wait
+    warmup_wait deb
+    warmup_wait msi
+    warmup_stop
     step "Debian packages (cargo-deb, lintian, dpkg, units, quick start)" \
         bash "$ROOT/scripts/packages/deb.sh"
     step "Windows MSI (wixl, msidump, under Wine)" bash "$ROOT/scripts/packages/msi.sh"
 }
 
-# ------------------------------------------------------ the Windows warm-up
+# ------------------------------------------------------------- warm-up
 
-# The Windows builds (about 14 min of CPU on 2 cores) are started in the
-# background, at the lowest priority, once the tools are installed: the
-# Linux test run mostly waits on namespaces, dockerd and timers. It is only a
-# cache: the windows and packages phases wait for it, then run in full and
-# find their builds fresh. A failed warm-up is repeated there, in the
-# foreground, where its error is reported. WINDOWS_WARMUP=0 turns it off.
-WARMUP_PID='' WARMUP_LOG="$TARGET_BASE/windows-warmup.log" WARMUP_START=0
-# $1, $2: 1 when the windows / packages phase will run.
+# The release and Windows builds (about 17 min of CPU on 2 cores) start in
+# the background at the lowest priority once the tools are installed: the
+# Linux test run mostly waits on namespaces, dockerd and timers, and fuzzing
+# uses one core. Stages, in order (scripts/lib/warmup.sh): `windows` (the
+# lane's builds and lints, for phase windows), `msi` and `deb` (the release
+# builds, for phase packages); the Linux release build has its own
+# `target/release` lock, so it never blocks `cargo test`. It is only a
+# cache: a phase waits for its stages, then runs in full and finds its
+# builds fresh, and a failed stage is repeated there, in the foreground,
+# where its error is reported. WARMUP=0 turns it off.
+WARMUP_PID='' WARMUP_DIR="$TARGET_BASE/warmup" WARMUP_STAGES='' WARMUP_START=0
 warmup_start() {
-    [[ ${WINDOWS_WARMUP:-1} == 1 ]] || return 0
-    mkdir -p "$TARGET_BASE"
-    log "Windows warm-up: builds in the background, niced; log $WARMUP_LOG"
-    WARMUP_START=$SECONDS
+    [[ ${WARMUP:-1} == 1 && $# -gt 0 ]] || return 0
+    rm -rf "$WARMUP_DIR"
+    mkdir -p "$WARMUP_DIR"
+    WARMUP_STAGES=" $* " WARMUP_START=$SECONDS
+    log "warm-up: $* in the background, niced; log $WARMUP_DIR/log"
     # setsid: its own process group, so an early exit can stop all of it.
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    setsid nice -n 19 bash -c '
-        if [[ $2 == 1 ]]; then bash "$1/scripts/windows/lane.sh" --build-only || exit; fi
-        if [[ $3 == 1 ]]; then bash "$1/scripts/packages/msi.sh" --build-only; fi' \
-        warmup "$ROOT" "$1" "$2" >"$WARMUP_LOG" 2>&1 &
+    setsid nice -n 19 bash "$ROOT/scripts/lib/warmup.sh" "$WARMUP_DIR" "$@" \
+        >"$WARMUP_DIR/log" 2>&1 &
     WARMUP_PID=$!
 }
+# Wait for stage $1 (when it was started).
 warmup_wait() {
-    [[ -n $WARMUP_PID ]] || return 0
-    local rc=0 pid=$WARMUP_PID
-    WARMUP_PID=''
-    wait "$pid" || rc=$?
-    if ((rc == 0)); then
-        log "Windows warm-up: ok, $(fmt_secs $((SECONDS - WARMUP_START))) after its start; its steps:"
-        grep '^    (' "$WARMUP_LOG" || true
+    local stage=$1 rc secs
+    [[ -n $WARMUP_PID && $WARMUP_STAGES == *" $stage "* ]] || return 0
+    while [[ ! -f $WARMUP_DIR/$stage.rc ]] && kill -0 "$WARMUP_PID" 2>/dev/null; do
+        sleep 2
+    done
+    if ! read -r rc secs <"$WARMUP_DIR/$stage.rc" 2>/dev/null; then
+        warn "warm-up stage $stage did not finish (log $WARMUP_DIR/log): the steps below build it"
+    elif ((rc == 0)); then
+        log "warm-up stage $stage: ok in $(fmt_secs "$secs"), done $(fmt_secs $((SECONDS - WARMUP_START))) after the warm-up started"
     else
-        warn "Windows warm-up failed (exit $rc; log $WARMUP_LOG): the steps below repeat it and report the error"
+        warn "warm-up stage $stage failed (exit $rc; log $WARMUP_DIR/log): the steps below repeat it and report the error"
     fi
 }
 warmup_stop() {
@@ -212,7 +218,7 @@ will_run() {
 }
 
 run_phases() {
-    local i name var selected warmup=0 win=0 pkg=0
+    local i name var selected warmup=0 stages=()
     # Phases named on the command line must exist.
     for name in "$@"; do
         [[ " ${PHASE_NAMES[*]} " == *" $name "* ]] ||
@@ -220,10 +226,10 @@ run_phases() {
     done
     log "test-all: phases ${PHASE_NAMES[*]}; CI=${CI:-}; target dir $TARGET_BASE; FUZZ_SECONDS=$FUZZ_SECONDS"
     require_root
-    # Worth it only when Linux phases run before the Windows ones.
-    if will_run windows "$@"; then win=1; fi
-    if will_run packages "$@"; then pkg=1; fi
-    if ((win || pkg)) && { will_run lint "$@" || will_run test "$@"; }; then
+    # Worth it only when other phases run before the ones that build.
+    if will_run windows "$@"; then stages+=(windows); fi
+    if will_run packages "$@"; then stages+=(msi deb); fi
+    if ((${#stages[@]} > 0)) && { will_run lint "$@" || will_run test "$@"; }; then
         warmup=1
     fi
     for i in "${!PHASE_NAMES[@]}"; do
@@ -232,7 +238,7 @@ run_phases() {
         var=${var//-/_}
         if ((warmup)) && [[ $name != deps ]]; then
             warmup=0
-            warmup_start "$win" "$pkg"
+            warmup_start "${stages[@]}"
         fi
         selected=1
         if (($# > 0)) && [[ " $* " != *" $name "* ]]; then selected=0; fi
