@@ -89,6 +89,7 @@ phase_windows() {
 }
 
 phase_fuzz() {
+    warmup_wait fuzz
     bash "$ROOT/scripts/fuzz.sh"
 }
 
@@ -105,12 +106,12 @@ phase_packages() {
 
 # ------------------------------------------------------------- warm-up
 
-# The release and Windows builds (about 17 min of CPU on 2 cores) start in
+# The release and Windows builds (about 18 min of CPU on 2 cores) start in
 # the background at the lowest priority once the tools are installed: the
 # Linux test run mostly waits on namespaces, dockerd and timers, and fuzzing
 # uses one core. Stages, in order (scripts/lib/warmup.sh): `windows` (the
-# lane's builds and lints, for phase windows), `msi` and `deb` (the release
-# builds, for phase packages); the Linux release build has its own
+# lane's builds and lints, for phase windows), `fuzz` (its targets), `msi`
+# and `deb` (the release builds, for phase packages); the Linux release build has its own
 # `target/release` lock, so it never blocks `cargo test`. It is only a
 # cache: a phase waits for its stages, then runs in full and finds its
 # builds fresh, and a failed stage is repeated there, in the foreground,
@@ -228,6 +229,7 @@ run_phases() {
     require_root
     # Worth it only when other phases run before the ones that build.
     if will_run windows "$@"; then stages+=(windows); fi
+    if will_run fuzz "$@"; then stages+=(fuzz); fi
     if will_run packages "$@"; then stages+=(msi deb); fi
     if ((${#stages[@]} > 0)) && { will_run lint "$@" || will_run test "$@"; }; then
         warmup=1

@@ -5,7 +5,7 @@
 # mode. A stage's exit status and seconds go to DIR/<stage>.rc as it ends;
 # a failed stage does not stop the next (the phase repeats it anyway).
 #
-#   bash scripts/lib/warmup.sh DIR windows msi deb
+#   bash scripts/lib/warmup.sh DIR windows fuzz msi deb
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,6 +14,7 @@ shift
 for stage in "$@"; do
     case $stage in
     windows) cmd=(bash "$ROOT/scripts/windows/lane.sh" --build-only) ;;
+    fuzz) cmd=(bash "$ROOT/scripts/fuzz.sh" --build-only) ;;
     msi) cmd=(bash "$ROOT/scripts/packages/msi.sh" --build-only) ;;
     deb) cmd=(bash "$ROOT/scripts/packages/deb.sh" --build-only) ;;
     *)
