@@ -124,7 +124,11 @@ warmup_start() {
     WARMUP_STAGES=" $* " WARMUP_START=$SECONDS
     log "warm-up: $* in the background, niced; log $WARMUP_DIR/log"
     # setsid: its own process group, so an early exit can stop all of it.
-    setsid nice -n 19 bash "$ROOT/scripts/lib/warmup.sh" "$WARMUP_DIR" "$@" \
+    # A new session is also a new scheduler autogroup, which would get half
+    # the CPU whatever its nice value: the autogroup itself is niced too.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
+        exec nice -n 19 bash "$@"' warmup "$ROOT/scripts/lib/warmup.sh" "$WARMUP_DIR" "$@" \
         >"$WARMUP_DIR/log" 2>&1 &
     WARMUP_PID=$!
 }
