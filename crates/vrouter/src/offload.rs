@@ -25,7 +25,8 @@ use std::io;
 pub trait FastPath: Send {
     /// Start offloading frames received on `port` (a VM port).
     fn attach(&mut self, port: &dyn Port) -> io::Result<()>;
-    /// Encapsulated flows will be redirected to `port` (the fabric).
+    /// Encapsulated flows will be redirected to `port` (the fabric); an
+    /// error (`Unsupported`: not wanted) keeps them in user space.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         let _ = port;
         Ok(())
@@ -113,6 +114,9 @@ impl Offloader {
         match self.fp.fabric(port) {
             Ok(()) => {
                 self.fabric.insert(vif, os);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                tracing::debug!(vif, port = port.name(), error = %e, "fast path: encapsulated flows take the user-space path");
             }
             Err(e) => {
                 tracing::warn!(vif, port = port.name(), error = %e, "fast path: encapsulated flows take the user-space path");

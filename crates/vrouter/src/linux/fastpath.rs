@@ -153,6 +153,8 @@ pub struct TcFastPath {
     bpf: Ebpf,
     flows: BpfHashMap<MapData, FpKey, FpValue>,
     links: HashMap<u32, SchedClassifierLinkId>,
+    /// Offload flows into tunnels too (`--fast-path tc-encap`).
+    encap: bool,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -190,7 +192,15 @@ impl TcFastPath {
             bpf,
             flows,
             links: HashMap::new(),
+            encap: false,
         })
+    }
+
+    /// Offload flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels too (off by
+    /// default: the receiving host then gets segmented frames, see
+    /// [`FastPath::fabric`]).
+    pub fn set_encap(&mut self, on: bool) {
+        self.encap = on;
     }
 
     fn tc(&mut self) -> io::Result<&mut SchedClassifier> {
@@ -246,6 +256,12 @@ impl FastPath for TcFastPath {
     /// is what the kernel VXLAN device gets on a device without these
     /// offloads. The features stay off after the node exits.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
+        if !self.encap {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "encapsulation offload off (--fast-path tc-encap turns it on)",
+            ));
+        }
         crate::linux::sys::features_off(
             port.name(),
             &[

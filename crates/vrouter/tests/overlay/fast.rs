@@ -133,7 +133,8 @@ fn fast_two_hosts(kind: TunnelKind) {
     container(&hb, "vh1", &cb, CB_MAC, CB_IP, C_MTU);
     let node = move |me, peer, local: Vm, remote: Vm| {
         move |dp: &Datapath| {
-            let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+            let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+            fp.set_encap(true);
             dp.enable_fast_path(Box::new(fp)).unwrap();
             compute_node_with(
                 dp,
