@@ -23,6 +23,12 @@ report_failure_on_exit ""
 
 [[ $FUZZ_SECONDS =~ ^[1-9][0-9]*$ ]] || die "FUZZ_SECONDS must be a positive integer, not '$FUZZ_SECONDS'"
 
+# --build-only: build the targets, run none (the test command's warm-up).
+build_only=0
+if [[ ${1:-} == --build-only ]]; then
+    build_only=1
+    shift
+fi
 targets=("$@")
 if ((${#targets[@]} == 0)); then
     shopt -s nullglob
@@ -54,6 +60,7 @@ log "$(cargo "$toolchain" --version); $(cargo fuzz --version); targets: ${target
 
 cd "$ROOT"
 step "build fuzz targets" "${fuzz[@]}" build "${dirs[@]}"
+((!build_only)) || exit 0
 
 # Seed inputs (read only, beside the target's own corpus) for targets whose
 # inputs are too structured to be found from nothing in a short run.

@@ -84,19 +84,74 @@ phase_test() {
 }
 
 phase_windows() {
+    warmup_wait windows
     bash "$ROOT/scripts/windows/lane.sh"
 }
 
 phase_fuzz() {
+    warmup_wait fuzz
     bash "$ROOT/scripts/fuzz.sh"
 }
 
 # Uses dockerd, /run/docker/plugins and 127.0.0.1:8082/8085/9091 (deb) and
 # installs into this machine: on a shared machine, under the e2e lock.
 phase_packages() {
+    warmup_wait deb
+    warmup_wait msi
+    warmup_stop
     step "Debian packages (cargo-deb, lintian, dpkg, units, quick start)" \
         bash "$ROOT/scripts/packages/deb.sh"
     step "Windows MSI (wixl, msidump, under Wine)" bash "$ROOT/scripts/packages/msi.sh"
+}
+
+# ------------------------------------------------------------- warm-up
+
+# The release and Windows builds (about 18 min of CPU on 2 cores) start in
+# the background at the lowest priority once the tools are installed: the
+# Linux test run mostly waits on namespaces, dockerd and timers, and fuzzing
+# uses one core. Stages, in order (scripts/lib/warmup.sh): `windows` (the
+# lane's builds and lints, for phase windows), `fuzz` (its targets), `msi`
+# and `deb` (the release builds, for phase packages); the Linux release build has its own
+# `target/release` lock, so it never blocks `cargo test`. It is only a
+# cache: a phase waits for its stages, then runs in full and finds its
+# builds fresh, and a failed stage is repeated there, in the foreground,
+# where its error is reported. WARMUP=0 turns it off.
+WARMUP_PID='' WARMUP_DIR="$TARGET_BASE/warmup" WARMUP_STAGES='' WARMUP_START=0
+warmup_start() {
+    [[ ${WARMUP:-1} == 1 && $# -gt 0 ]] || return 0
+    rm -rf "$WARMUP_DIR"
+    mkdir -p "$WARMUP_DIR"
+    WARMUP_STAGES=" $* " WARMUP_START=$SECONDS
+    log "warm-up: $* in the background, niced; log $WARMUP_DIR/log"
+    # setsid: its own process group, so an early exit can stop all of it.
+    # A new session is also a new scheduler autogroup, which would get half
+    # the CPU whatever its nice value: the autogroup itself is niced too.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
+        exec nice -n 19 bash "$@"' warmup "$ROOT/scripts/lib/warmup.sh" "$WARMUP_DIR" "$@" \
+        >"$WARMUP_DIR/log" 2>&1 &
+    WARMUP_PID=$!
+}
+# Wait for stage $1 (when it was started).
+warmup_wait() {
+    local stage=$1 rc secs
+    [[ -n $WARMUP_PID && $WARMUP_STAGES == *" $stage "* ]] || return 0
+    while [[ ! -f $WARMUP_DIR/$stage.rc ]] && kill -0 "$WARMUP_PID" 2>/dev/null; do
+        sleep 2
+    done
+    if ! read -r rc secs <"$WARMUP_DIR/$stage.rc" 2>/dev/null; then
+        warn "warm-up stage $stage did not finish (log $WARMUP_DIR/log): the steps below build it"
+    elif ((rc == 0)); then
+        log "warm-up stage $stage: ok in $(fmt_secs "$secs"), done $(fmt_secs $((SECONDS - WARMUP_START))) after the warm-up started"
+    else
+        warn "warm-up stage $stage failed (exit $rc; log $WARMUP_DIR/log): the steps below repeat it and report the error"
+    fi
+}
+warmup_stop() {
+    [[ -n $WARMUP_PID ]] || return 0
+    kill -- "-$WARMUP_PID" 2>/dev/null || true
+    wait "$WARMUP_PID" 2>/dev/null || true
+    WARMUP_PID=''
 }
 
 # ---------------------------------------------------------------- runner
@@ -142,6 +197,7 @@ print_summary() {
 on_exit() {
     local rc=$?
     trap - EXIT
+    warmup_stop
     if ((rc != 0)); then
         if [[ -n $CURRENT_PHASE ]]; then
             summary_line "$CURRENT_PHASE" FAILED "$(fmt_secs $((SECONDS - PHASE_START)))" "exit $rc"
@@ -156,8 +212,18 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Whether phase $1 runs, given the phases named on the command line ($2...).
+will_run() {
+    local name=$1 var
+    shift
+    var=SKIP_${name^^}
+    var=${var//-/_}
+    [[ ${!var:-0} != 1 ]] || return 1
+    (($# == 0)) || [[ " $* " == *" $name "* ]]
+}
+
 run_phases() {
-    local i name var selected
+    local i name var selected warmup=0 stages=()
     # Phases named on the command line must exist.
     for name in "$@"; do
         [[ " ${PHASE_NAMES[*]} " == *" $name "* ]] ||
@@ -165,10 +231,21 @@ run_phases() {
     done
     log "test-all: phases ${PHASE_NAMES[*]}; CI=${CI:-}; target dir $TARGET_BASE; FUZZ_SECONDS=$FUZZ_SECONDS"
     require_root
+    # Worth it only when other phases run before the ones that build.
+    if will_run windows "$@"; then stages+=(windows); fi
+    if will_run fuzz "$@"; then stages+=(fuzz); fi
+    if will_run packages "$@"; then stages+=(msi deb); fi
+    if ((${#stages[@]} > 0)) && { will_run lint "$@" || will_run test "$@"; }; then
+        warmup=1
+    fi
     for i in "${!PHASE_NAMES[@]}"; do
         name=${PHASE_NAMES[$i]}
         var=SKIP_${name^^}
         var=${var//-/_}
+        if ((warmup)) && [[ $name != deps ]]; then
+            warmup=0
+            warmup_start "${stages[@]}"
+        fi
         selected=1
         if (($# > 0)) && [[ " $* " != *" $name "* ]]; then selected=0; fi
         if ((!selected)); then

@@ -8,6 +8,7 @@
 # directories to show nothing is left.
 #
 #   bash scripts/packages/deb.sh          # what phase "packages" runs
+#   bash scripts/packages/deb.sh --build-only  # the release build only
 #
 # Needs root; uses dockerd, /run/docker/plugins and 127.0.0.1:8082/8085/9091,
 # so on a shared machine run it under the e2e lock. An EXIT trap stops what
@@ -338,6 +339,13 @@ cleanup() {
         fi
     done
 }
+
+if [[ ${1:-} == --build-only ]]; then
+    report_failure_on_exit
+    step "release build (vrouter, vrouter-agent, contrail-docker-driver, vrctl)" build_bins
+    exit 0
+fi
+[[ $# == 0 ]] || die "unknown argument: $1 (--build-only or nothing)"
 
 report_failure_on_exit cleanup
 for t in cargo-deb lintian help2man systemd-analyze dockerd curl; do

@@ -7,6 +7,7 @@
 # Wine listens on 127.0.0.1:8082/9091/8085 of the namespace it runs in).
 #
 #   bash scripts/packages/msi.sh          # what phase "packages" runs
+#   bash scripts/packages/msi.sh --build-only  # the release build only
 #
 # Output: $CARGO_TARGET_DIR/packages/vrouter-rs-<version>-x64.msi. The
 # install test's prefix is removed on success and kept on failure.
@@ -508,6 +509,13 @@ if [[ ${1:-} == --wine-test ]]; then
     wine_test
     exit 0
 fi
+
+if [[ ${1:-} == --build-only ]]; then
+    report_failure_on_exit
+    step "Windows release build (agent, driver, vrctl)" build_exes
+    exit 0
+fi
+[[ $# == 0 ]] || die "unknown argument: $1 (--build-only or nothing)"
 
 report_failure_on_exit
 ((EUID == 0)) || die "run as root (a private network namespace for the Wine test)"

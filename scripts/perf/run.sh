@@ -52,7 +52,8 @@
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
 # PERF_FAST_PATH=tc: run our vrouter with `--fast-path tc` (the kernel BPF
-# fast path for decided same-host flows; default off).
+# fast path for decided same-host flows; default off); tc-encap: also flows
+# into tunnels (`--fast-path tc-encap`).
 
 set -euo pipefail
 
@@ -107,7 +108,7 @@ done
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 && "$SECS" -le 60 ]] || die "PERF_SECS: 1..60"
 [[ "$REPEAT" =~ ^[0-9]+$ && "$REPEAT" -ge 1 && "$REPEAT" -le 20 ]] || die "PERF_REPEAT: 1..20"
 [[ "$ONLY" =~ ^[abcd]+$ ]] || die "PERF_ONLY: a subset of abcd"
-[[ "$FAST_PATH" =~ ^(off|tc)$ ]] || die "PERF_FAST_PATH: off or tc"
+[[ "$FAST_PATH" =~ ^(off|tc|tc-encap)$ ]] || die "PERF_FAST_PATH: off, tc or tc-encap"
 for e in $ENCAPS; do
     [[ $e == udp || $e == gre || $e == vxlan ]] || die "PERF_ENCAPS: udp, gre, vxlan"
 done

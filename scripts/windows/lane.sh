@@ -6,6 +6,10 @@
 #
 #   bash scripts/windows/lane.sh              # what scripts/test-all.sh runs
 #   WINDOWS_CRATES=sandesh bash scripts/windows/lane.sh   # just some crates
+#   bash scripts/windows/lane.sh --build-only # the builds and lints, no Wine
+#
+# --build-only is the warm-up scripts/test-all.sh runs in the background
+# while the Linux tests run: a later full run then finds every build fresh.
 set -euo pipefail
 
 # The crates that run on Windows: tested under Wine, linted for gnu and msvc.
@@ -85,10 +89,14 @@ ensure_stub_dll() {
 # Trap 2, checked every run: a crash must fail the run, not pass it. Runs
 # the canary's passing test and its crashing test together (a lone crash
 # exits non-zero even with winedbg on; beside another test it exits 0).
-canary() {
-    local out="$WIN_TARGET_DIR/canary.log" rc=0
+build_canary() {
     "$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" --manifest-path "$CANARY_MANIFEST" \
         --no-run -q
+}
+
+canary() {
+    local out="$WIN_TARGET_DIR/canary.log" rc=0
+    build_canary
     timeout 300 "$WCARGO" test "${WBUILD_STD[@]}" --target "$WIN_GNU" \
         --manifest-path "$CANARY_MANIFEST" -- --include-ignored --nocapture >"$out" 2>&1 || rc=$?
     if ((rc == 124)); then
@@ -128,6 +136,23 @@ clippy_crates() {
         "${pkg_args[@]}" --all-targets -- -D warnings
 }
 
+build_sys() {
+    bash "$ROOT/scripts/windows/build-sys.sh"
+}
+
+has_winext() { [[ " ${crates[*]} " == *" winext "* ]]; }
+
+if [[ ${1:-} == --build-only ]]; then
+    step "tools" check_tools
+    step "build the canary" build_canary
+    step "build tests (windows-gnu): ${crates[*]}" build_tests
+    step "clippy (windows-gnu + windows-msvc): ${crates[*]}" clippy_crates
+    if has_winext; then step "vrouter.sys: build, link, check the images" build_sys; fi
+    log "windows lane builds: OK"
+    exit 0
+fi
+[[ $# == 0 ]] || die "unknown argument: $1 (--build-only or nothing)"
+
 step "tools" check_tools
 step "wine prefix" ensure_prefix
 step "stub bcryptprimitives.dll" ensure_stub_dll
@@ -138,8 +163,8 @@ step "clippy (windows-gnu + windows-msvc): ${crates[*]}" clippy_crates
 # The forwarding extension's driver: built, linked and checked as a PE,
 # then run under Wine (device-only image against the agent's channel test;
 # the full image up to NDIS registration). Only when winext is in the list.
-if [[ " ${crates[*]} " == *" winext "* ]]; then
-    step "vrouter.sys: build, link, check the images" bash "$ROOT/scripts/windows/build-sys.sh"
+if has_winext; then
+    step "vrouter.sys: build, link, check the images" build_sys
     step "vrouter.sys under Wine: devices, agent channels, NDIS registration" \
         env WINDOWS_CRATES="$WINDOWS_CRATES" bash "$ROOT/scripts/windows/kernel-test.sh"
 else

@@ -101,8 +101,9 @@ struct Args {
     #[arg(long)]
     max_vifs: Option<u16>,
     /// VRFs the agent uses (default 4096; the datapath's must be at least
-    /// this): a virtual network whose network id is not below it is
-    /// reported as not programmed.
+    /// this). VRFs are this node's: a network takes its network id as VRF
+    /// when it is below this and free, else a free one; with none free it
+    /// is reported as not programmed.
     #[arg(long)]
     max_vrfs: Option<u16>,
     /// Seconds between two visits of the hold audit to a flow entry: an

@@ -10,7 +10,7 @@
 use crate::ports::PortRecord;
 use crate::rib::{Encap, Rib, RouteId, DEFAULT_PRIORITY};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -74,7 +74,9 @@ pub struct Vn {
     pub uuid: Uuid,
     /// `domain:project:name`.
     pub fq_name: String,
-    /// The VRF (one per virtual network): `virtual_network_network_id`.
+    /// The VRF (one per virtual network): the datapath's, local to this
+    /// node as upstream's agent allocates it; `virtual_network_network_id`
+    /// when the datapath can hold it (see [`assign_vrfs`]).
     pub vrf: u16,
     pub vni: u32,
     pub subnets: Vec<Subnet>,
@@ -323,14 +325,89 @@ pub fn build(
     vifs: &mut BTreeMap<Uuid, u16>,
     limits: Limits,
 ) -> Model {
-    build_with_rib(snap, ports, vifs, limits, Arc::default())
+    build_with_rib(
+        snap,
+        ports,
+        vifs,
+        &mut BTreeMap::new(),
+        limits,
+        Arc::default(),
+    )
 }
 
-/// [`build`], with the routes learned from the control nodes.
+/// The VRF of every virtual network in `snap`, by VN uuid; `vrfs` carries
+/// the ones assigned so far (kept across rebuilds and agent restarts, as
+/// vif indices are: the datapath's flows and routes are keyed by them).
+///
+/// The network id is a cluster-wide number the config node hands out and
+/// never shrinks, while the datapath's VRF table is small (`--max-vrfs`).
+/// So, as upstream's agent does, the VRF is this node's own: a network
+/// keeps the one it has; a new one takes its network id when that fits and
+/// is free (the common case, and what a reader of `vrctl` expects), else the
+/// highest free VRF. VRF 0 is the fabric's. A network with no id, or with
+/// no VRF left, is reported with the reason.
+pub fn assign_vrfs(
+    snap: &Snapshot,
+    vrfs: &mut BTreeMap<Uuid, u16>,
+    max_vrfs: u16,
+) -> (BTreeMap<Uuid, u16>, Vec<VnProblem>) {
+    let vns: Vec<(Uuid, &Value, Option<u64>)> = snap
+        .iter("virtual-network")
+        .map(|(u, o)| {
+            (
+                *u,
+                o,
+                o.get("virtual_network_network_id").and_then(Value::as_u64),
+            )
+        })
+        .collect();
+    let fits = |v: u16| v != 0 && v < max_vrfs;
+    // Forget networks that are gone (or VRFs a lower limit no longer holds).
+    vrfs.retain(|u, v| fits(*v) && vns.iter().any(|(w, _, id)| w == u && id.is_some()));
+    let mut used: BTreeSet<u16> = vrfs.values().copied().collect();
+    for (uuid, _, id) in &vns {
+        let Some(v) = id.and_then(|n| u16::try_from(n).ok()).filter(|v| fits(*v)) else {
+            continue;
+        };
+        if !vrfs.contains_key(uuid) && used.insert(v) {
+            vrfs.insert(*uuid, v);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut free = (1..max_vrfs).rev().filter(|v| !used.contains(v));
+    for (uuid, obj, id) in &vns {
+        if vrfs.contains_key(uuid) {
+            continue;
+        }
+        let reason = match id {
+            None => "it has no virtual_network_network_id".to_string(),
+            Some(n) => match free.next() {
+                Some(v) => {
+                    vrfs.insert(*uuid, v);
+                    continue;
+                }
+                None => format!(
+                    "no VRF is free for it (network id {n}): all {max_vrfs} the datapath holds (--max-vrfs) are the fabric's or another network's ({} in use)",
+                    vrfs.len() + 1
+                ),
+            },
+        };
+        problems.push(VnProblem {
+            uuid: *uuid,
+            fq_name: fq_name(obj),
+            reason,
+        });
+    }
+    (vrfs.clone(), problems)
+}
+
+/// [`build`], with the VRFs assigned so far ([`assign_vrfs`]) and the
+/// routes learned from the control nodes.
 pub fn build_with_rib(
     snap: &Snapshot,
     ports: &BTreeMap<Uuid, PortRecord>,
     vifs: &mut BTreeMap<Uuid, u16>,
+    vrfs: &mut BTreeMap<Uuid, u16>,
     limits: Limits,
     rib: Arc<Rib>,
 ) -> Model {
@@ -346,36 +423,27 @@ pub fn build_with_rib(
             m.sg_ids.insert(fq_name(sg), id);
         }
     }
+    // A VN the datapath cannot hold is reported (introspect, metrics, its
+    // ports' answers), not skipped.
+    let (vrf_of, problems) = assign_vrfs(snap, vrfs, limits.max_vrfs);
+    m.vn_problems = problems;
     for (uuid, obj) in snap.iter("virtual-network") {
-        // The network id is the VN's VRF: one the datapath cannot hold is
-        // reported (introspect, metrics, its ports' answers), not skipped.
-        let raw = obj.get("virtual_network_network_id");
-        let id = match raw.and_then(Value::as_u64) {
-            Some(n) if n < u64::from(limits.max_vrfs) => u16::try_from(n).ok(),
-            _ => None,
-        };
-        let Some(id) = id else {
-            let reason = match raw.and_then(Value::as_u64) {
-                None => "it has no virtual_network_network_id".to_string(),
-                Some(n) => format!(
-                    "its network id {n} is not below the agent's VRF limit {} (--max-vrfs)",
-                    limits.max_vrfs
-                ),
-            };
-            m.vn_problems.push(VnProblem {
-                uuid: *uuid,
-                fq_name: fq_name(obj),
-                reason,
-            });
+        let Some(&vrf) = vrf_of.get(uuid) else {
             continue;
         };
+        let network_id = obj
+            .get("virtual_network_network_id")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(u32::from(vrf));
+        // The VNI is cluster-wide: the network id, never the local VRF.
         let vni = obj
             .get("virtual_network_properties")
             .and_then(|p| p.get("vxlan_network_identifier"))
             .and_then(Value::as_u64)
             .and_then(|v| u32::try_from(v).ok())
             .filter(|v| *v > 0)
-            .unwrap_or(u32::from(id));
+            .unwrap_or(network_id);
         let fq = fq_name(obj);
         let ri = obj
             .get("routing_instances")
@@ -392,7 +460,7 @@ pub fn build_with_rib(
             Vn {
                 uuid: *uuid,
                 fq_name: fq,
-                vrf: id,
+                vrf,
                 vni,
                 subnets: vn_subnets(obj),
                 has_policy: !refs(obj, "network_policy_refs").is_empty(),
@@ -416,7 +484,7 @@ pub fn build_with_rib(
 
     // Forget indices of ports that are gone; keep the others.
     vifs.retain(|u, _| ports.contains_key(u));
-    let mut used: std::collections::BTreeSet<u16> = vifs.values().copied().collect();
+    let mut used: BTreeSet<u16> = vifs.values().copied().collect();
     let mut next_free = FIRST_PORT_VIF;
 
     // Untagged ports first: a VLAN sub-interface port needs its parent's
@@ -647,11 +715,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A VN whose network id the datapath's VRF table cannot hold is
-    /// reported with its reason, and so is every port in it; before, the
-    /// VN was skipped silently and its ports said "not in config".
+    /// Network ids are cluster-wide and grow; the VRF is this node's: a
+    /// network keeps its id as VRF when that fits, else takes a free one,
+    /// keeps it across rebuilds, and is reported (with its ports) only when
+    /// no VRF is left.
     #[test]
-    fn vns_beyond_the_vrf_limit_are_reported_not_skipped() {
+    fn vrfs_are_local_and_only_a_full_table_refuses_a_network() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = vnc_api::Store::open(&dir.path().join("config.redb")).unwrap();
         let vn = |name: &str, id: u64| {
@@ -680,41 +749,72 @@ mod tests {
             max_vifs: 64,
             max_vrfs: 4096,
         };
-        let m = build(
+        let mut vrfs = BTreeMap::new();
+        let m = build_with_rib(
             &cfg.snapshot().unwrap(),
             &ports,
             &mut BTreeMap::new(),
+            &mut vrfs,
             limits,
+            Arc::default(),
         );
-        assert!(m.vns.contains_key(&small));
-        assert!(!m.vns.contains_key(&big));
-        assert_eq!(m.vn_problems.len(), 1);
-        let p = &m.vn_problems[0];
-        assert_eq!(p.uuid, big);
-        assert_eq!(p.fq_name, "default-domain:default-project:big");
-        assert!(
-            p.reason.contains("70000") && p.reason.contains("4096"),
-            "{}",
-            p.reason
+        assert!(m.vn_problems.is_empty() && m.problems.is_empty());
+        assert_eq!((m.vns[&small].vrf, m.vns[&small].vni), (5, 5));
+        assert_eq!(
+            (m.vns[&big].vrf, m.vns[&big].vni),
+            (4095, 70_000),
+            "the highest free VRF; the VNI stays the network id"
         );
-        assert_eq!(m.ports.len(), 1);
-        assert_eq!(m.problems.len(), 1);
-        assert!(
-            m.problems[0].reason.contains("cannot be programmed")
-                && m.problems[0].reason.contains("70000"),
-            "{}",
-            m.problems[0].reason
+        assert_eq!(m.ports.len(), 2);
+        // Kept: a new network whose id is big's VRF takes another one.
+        let mid = uuid_of(&cfg.create("virtual-network", vn("mid", 4095)).unwrap());
+        let m = build_with_rib(
+            &cfg.snapshot().unwrap(),
+            &ports,
+            &mut BTreeMap::new(),
+            &mut vrfs,
+            limits,
+            Arc::default(),
         );
-        // A lower limit refuses the small one too.
+        assert_eq!(
+            (m.vns[&small].vrf, m.vns[&big].vrf, m.vns[&mid].vrf),
+            (5, 4095, 4094)
+        );
+        // Forgotten once gone.
+        cfg.delete("virtual-network", &mid).unwrap();
+        let m = build_with_rib(
+            &cfg.snapshot().unwrap(),
+            &ports,
+            &mut BTreeMap::new(),
+            &mut vrfs,
+            limits,
+            Arc::default(),
+        );
+        assert_eq!(m.vns.len(), 2);
+        assert_eq!(vrfs.len(), 2);
+        // A table with one VRF for networks: one network is refused, with
+        // its port, and says why.
         let m = build(
             &cfg.snapshot().unwrap(),
             &ports,
             &mut BTreeMap::new(),
             Limits {
-                max_vrfs: 5,
+                max_vrfs: 2,
                 ..limits
             },
         );
-        assert_eq!((m.vns.len(), m.vn_problems.len(), m.ports.len()), (0, 2, 0));
+        assert_eq!((m.vns.len(), m.vn_problems.len(), m.ports.len()), (1, 1, 1));
+        let p = &m.vn_problems[0];
+        assert!(
+            p.reason.contains("no VRF is free") && p.reason.contains('2'),
+            "{}",
+            p.reason
+        );
+        assert_eq!(m.problems.len(), 1);
+        assert!(
+            m.problems[0].reason.contains("cannot be programmed"),
+            "{}",
+            m.problems[0].reason
+        );
     }
 }

@@ -47,6 +47,10 @@ struct Ctx {
     /// Where the vif indices are kept across restarts, and what it holds.
     vif_file: PathBuf,
     saved_vifs: BTreeMap<Uuid, u16>,
+    /// The VRF of every network, kept the same way (`vrfs.json` beside).
+    vrfs: BTreeMap<Uuid, u16>,
+    vrf_file: PathBuf,
+    saved_vrfs: BTreeMap<Uuid, u16>,
     known_vrfs: BTreeSet<u16>,
     remote: Option<Remote>,
     fabric: Fabric,
@@ -57,7 +61,14 @@ struct Ctx {
 
 impl Ctx {
     fn save_vifs(&mut self) {
-        crate::vif_map::save_if_changed(&self.vif_file, &self.vifs, &mut self.saved_vifs);
+        use crate::vif_map::save_if_changed;
+        save_if_changed(
+            &self.vif_file,
+            "vif index",
+            &self.vifs,
+            &mut self.saved_vifs,
+        );
+        save_if_changed(&self.vrf_file, "VRF", &self.vrfs, &mut self.saved_vrfs);
     }
 
     fn rebuild(&mut self) -> anyhow::Result<Model> {
@@ -71,6 +82,7 @@ impl Ctx {
             &snap,
             &self.ports.effective(&snap),
             &mut self.vifs,
+            &mut self.vrfs,
             model::Limits {
                 max_vifs: self.ids.max_vifs,
                 max_vrfs: self.max_vrfs,
@@ -172,7 +184,9 @@ pub(crate) async fn programming(
         // The fabric VRF holds the receive route for our tunnel address.
         known_vrfs.insert(0);
     }
-    let saved_vifs = crate::vif_map::load(&vif_file);
+    let saved_vifs = crate::vif_map::load(&vif_file, "vif index");
+    let vrf_file = vif_file.with_file_name("vrfs.json");
+    let saved_vrfs = crate::vif_map::load(&vrf_file, "VRF");
     let mut cx = Ctx {
         config,
         ports,
@@ -182,6 +196,9 @@ pub(crate) async fn programming(
         vifs: saved_vifs.clone(),
         vif_file,
         saved_vifs,
+        vrfs: saved_vrfs.clone(),
+        vrf_file,
+        saved_vrfs,
         known_vrfs,
         remote,
         fabric: Fabric::default(),

@@ -7,21 +7,24 @@
 //! the datapath still has (found by name in a dump, as upstream's agent
 //! re-learns its interfaces from the kernel), then the saved index, then
 //! the lowest free one ([`crate::model::build`]).
+//!
+//! The VRF of every virtual network is kept the same way, in
+//! `<state-dir>/vrfs.json` ([`crate::model::assign_vrfs`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use uuid::Uuid;
 
 /// The saved map; empty when there is none or it does not parse (it is
-/// only a preference: indices are derived again).
-pub fn load(path: &Path) -> BTreeMap<Uuid, u16> {
+/// only a preference: indices are derived again). `what` names it in logs.
+pub fn load(path: &Path, what: &str) -> BTreeMap<Uuid, u16> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeMap::new();
     };
     match serde_json::from_str::<BTreeMap<Uuid, u16>>(&text) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "vif index map unreadable; deriving afresh");
+            tracing::warn!(path = %path.display(), error = %e, "{what} map unreadable; deriving afresh");
             BTreeMap::new()
         }
     }
@@ -29,7 +32,12 @@ pub fn load(path: &Path) -> BTreeMap<Uuid, u16> {
 
 /// Write `map` if it differs from `saved` (what was written last), through
 /// a temporary file and a rename so a crash leaves the old or the new map.
-pub fn save_if_changed(path: &Path, map: &BTreeMap<Uuid, u16>, saved: &mut BTreeMap<Uuid, u16>) {
+pub fn save_if_changed(
+    path: &Path,
+    what: &str,
+    map: &BTreeMap<Uuid, u16>,
+    saved: &mut BTreeMap<Uuid, u16>,
+) {
     if map == saved {
         return;
     }
@@ -41,7 +49,7 @@ pub fn save_if_changed(path: &Path, map: &BTreeMap<Uuid, u16>, saved: &mut BTree
     match res {
         Ok(()) => saved.clone_from(map),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save the vif index map")
+            tracing::warn!(path = %path.display(), error = %e, "cannot save the {what} map")
         }
     }
 }
@@ -54,15 +62,15 @@ mod tests {
     fn round_trips_and_survives_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("vifs.json");
-        assert!(load(&p).is_empty());
+        assert!(load(&p, "vif index").is_empty());
         let mut m = BTreeMap::new();
         m.insert(Uuid::from_u128(1), 3u16);
         m.insert(Uuid::from_u128(2), 7u16);
         let mut saved = BTreeMap::new();
-        save_if_changed(&p, &m, &mut saved);
+        save_if_changed(&p, "vif index", &m, &mut saved);
         assert_eq!(saved, m);
-        assert_eq!(load(&p), m);
+        assert_eq!(load(&p, "vif index"), m);
         std::fs::write(&p, "not json").unwrap();
-        assert!(load(&p).is_empty());
+        assert!(load(&p, "vif index").is_empty());
     }
 }

@@ -961,3 +961,48 @@ fn flows_whose_traps_were_lost_recover_by_the_hold_audit() {
     assert_eq!(metric(&m, "vrouter_flow_hold_entries"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "vrouter_flow_holds_expired_total"), Some(0.0));
 }
+
+/// Network ids are cluster-wide and only grow; the datapath's VRF table is
+/// `--max-vrfs` long. A network whose id is beyond it gets a VRF of this
+/// node's (upstream's agent allocates VRFs locally too), works, and keeps
+/// it across an agent restart.
+#[test]
+fn a_network_id_beyond_the_vrf_table_gets_a_local_vrf_kept_across_restarts() {
+    require_rig!();
+    let mut node = Node::start(&[]);
+    node.project("p9");
+    let vn = node.create(
+        "virtual-network",
+        json!({
+            "fq_name": ["default-domain", "p9", "far"],
+            "parent_type": "project",
+            "virtual_network_network_id": 70_000,
+            "network_ipam_refs": [{
+                "to": ["default-domain", "default-project", "default-network-ipam"],
+                "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.9.0", "ip_prefix_len": 24}}]}
+            }]
+        }),
+    );
+    let fq = ["default-domain", "p9", "far"];
+    let a = attach(&mut node, "x", "p9", &vn, &fq, &[default_sg("p9")]);
+    let b = attach(&mut node, "y", "p9", &vn, &fq, &[default_sg("p9")]);
+    static_ip(&a, 24, "198.18.9.254");
+    static_ip(&b, 24, "198.18.9.254");
+    let bip = b.ip.unwrap().to_string();
+    assert!(
+        ping_until(&a.ns, &bip, Duration::from_secs(5)),
+        "{}",
+        node.log("agent")
+    );
+    let vrfs: Vec<u16> = node.datapath_state().vifs.values().map(|v| v.vrf).collect();
+    assert_eq!(vrfs, vec![4095, 4095], "the highest free VRF of 4096");
+    let vns = node.intro_get("/vns").unwrap();
+    assert!(!vns.to_string().contains("not_programmed\":[{"), "{vns}");
+
+    node.agent.kill9();
+    node.start_agent();
+    node.wait_ready();
+    let k = node.intro_get("/ksync").unwrap();
+    assert_eq!(k["last_reconcile_changes"], json!(0), "the same VRF: {k}");
+    assert_eq!(common::ping(&a.ns, &bip, 3, "0.2"), 3);
+}

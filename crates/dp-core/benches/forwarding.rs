@@ -203,31 +203,32 @@ fn forwarding(c: &mut Criterion) {
             frame(VM1_MAC, VROUTER_MAC, VM1_IP, dst, sport)
         })
         .collect();
-    // Decap: remote -> VM1 over MPLSoUDP with VM1's L3 label.
+    // Decap: remote -> VM1 over MPLSoUDP with VM1's L3 label; flows
+    // j = i*3 + 2 are remote -> VM1.
+    let decap_frame = |j: u32| {
+        let sport = 1024 + (j % 60000) as u16;
+        let inner = frame(VM1_MAC, VROUTER_MAC, remote_ip(j % ROUTES), VM1_IP, sport);
+        let mut p = ((vm1.label << 12) | 0x100 | 64).to_be_bytes().to_vec();
+        p.extend_from_slice(&inner[14..]);
+        let mut u = vec![0xc3, 0x50, 0x19, 0xeb];
+        u.extend_from_slice(&((8 + p.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(&p);
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
+        ip[2..4].copy_from_slice(&((20 + u.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&PEER_IP);
+        ip.extend_from_slice(&FABRIC_IP);
+        let c = csum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = FABRIC_MAC.to_vec();
+        f.extend_from_slice(&PEER_MAC);
+        f.extend_from_slice(&[0x08, 0]);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&u);
+        f
+    };
     let decap: Vec<Vec<u8>> = (0..BATCH as u32)
-        .map(|i| {
-            let j = i * 997 * 3 + 2;
-            let sport = 1024 + (j % 60000) as u16;
-            let inner = frame(VM1_MAC, VROUTER_MAC, remote_ip(j % ROUTES), VM1_IP, sport);
-            let mut p = ((vm1.label << 12) | 0x100 | 64).to_be_bytes().to_vec();
-            p.extend_from_slice(&inner[14..]);
-            let mut u = vec![0xc3, 0x50, 0x19, 0xeb];
-            u.extend_from_slice(&((8 + p.len()) as u16).to_be_bytes());
-            u.extend_from_slice(&[0, 0]);
-            u.extend_from_slice(&p);
-            let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
-            ip[2..4].copy_from_slice(&((20 + u.len()) as u16).to_be_bytes());
-            ip.extend_from_slice(&PEER_IP);
-            ip.extend_from_slice(&FABRIC_IP);
-            let c = csum(&ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            let mut f = FABRIC_MAC.to_vec();
-            f.extend_from_slice(&PEER_MAC);
-            f.extend_from_slice(&[0x08, 0]);
-            f.extend_from_slice(&ip);
-            f.extend_from_slice(&u);
-            f
-        })
+        .map(|i| decap_frame(i * 997 * 3 + 2))
         .collect();
     let local: Vec<Vec<u8>> = (0..BATCH as u32)
         .map(|i| {
@@ -273,6 +274,21 @@ fn forwarding(c: &mut Criterion) {
         &mut topo.router,
         vm1.vif,
         &cold,
+    );
+    // Decap with cold entries: 32k of the remote -> VM1 flows, rotating.
+    let cold_decap: Vec<Vec<Vec<u8>>> = (0..1024u32)
+        .map(|b| {
+            (0..BATCH as u32)
+                .map(|i| decap_frame((b * BATCH as u32 + i) * 3 + 2))
+                .collect()
+        })
+        .collect();
+    run_rotating(
+        c,
+        "fabric_to_vm_mplsoudp_decap_32k_flows",
+        &mut topo.router,
+        FABRIC_VIF,
+        &cold_decap,
     );
 
     // Flow lookup alone, 100k flows loaded.

@@ -9,6 +9,13 @@
 //! virtual vif, through a flow entry whose action is plain FORWARD (no
 //! NAT, no VRF translation), routed (MAC rewrite + TTL decrement) or
 //! bridged (unchanged), that passed the MTU check.
+//!
+//! Or, for the same packets and flows, from a virtual vif into a tunnel
+//! next hop out of a physical (fabric) vif: MPLSoUDP, MPLSoGRE or VXLAN.
+//! The hint then carries the outer headers the core wrote
+//! ([`OffloadTunnel`]), so the fast path pushes the same bytes: only the
+//! outer IP total length, identification and checksum (and the UDP
+//! length) change per packet.
 
 use crate::flow::table::{FlowKey, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_VRFT};
 use crate::Router;
@@ -34,8 +41,26 @@ pub struct OffloadHint {
     /// path (ICMP too big, fragmentation).
     pub mtu: u16,
     /// Routed: the new destination + source MACs, and TTL decremented.
-    /// Bridged: `None`, the frame leaves unchanged.
+    /// Bridged: `None`, the frame leaves unchanged. With `tunnel`: the
+    /// inner Ethernet header's new MACs (routed into VXLAN), if any.
     pub macs: Option<[u8; 12]>,
+    /// Encapsulated to a remote host (`mtu` is then the fabric's).
+    pub tunnel: Option<OffloadTunnel>,
+}
+
+/// The outer headers of an encapsulated flow, as the core writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffloadTunnel {
+    pub kind: crate::TunnelKind,
+    /// Outer Ethernet + IPv4 + UDP/GRE + MPLS/VXLAN, written for an empty
+    /// payload with IP identification 0 (`hdr[..len]`).
+    pub hdr: [u8; 50],
+    pub len: u8,
+    /// The inner frame keeps its Ethernet header (VXLAN); else the inner
+    /// IP packet follows the label (L3 MPLS).
+    pub l2: bool,
+    /// The inner IPv4 TTL is decremented (routed).
+    pub ttl_dec: bool,
 }
 
 /// A fixed ring of hints (no allocation per packet).
@@ -59,6 +84,7 @@ impl OffloadHints {
                 in_macs: [0; 12],
                 mtu: 0,
                 macs: None,
+                tunnel: None,
             }; OFFLOAD_HINTS_MAX],
         }
     }
@@ -83,6 +109,46 @@ impl Router {
         flow: u32,
         macs: Option<[u8; 12]>,
     ) {
+        let virt = |r: &Router, v: u16| {
+            r.vifs
+                .get(v)
+                .is_some_and(|v| v.cfg.vif_type == crate::VifType::Virtual)
+        };
+        if in_vif == out_vif || !virt(self, in_vif) || !virt(self, out_vif) {
+            return;
+        }
+        self.note_offload_to(info, in_vif, out_vif, flow, macs, None);
+    }
+
+    /// Note flow `flow`, just encapsulated by the core with `tunnel` out of
+    /// the physical vif `out_vif`, as offloadable (see the module docs).
+    pub(crate) fn note_offload_encap(
+        &mut self,
+        info: &packet::parse::PacketInfo,
+        in_vif: u16,
+        out_vif: u16,
+        flow: u32,
+        macs: Option<[u8; 12]>,
+        tunnel: OffloadTunnel,
+    ) {
+        let ty = |r: &Router, v: u16| r.vifs.get(v).map(|v| v.cfg.vif_type);
+        if ty(self, in_vif) != Some(crate::VifType::Virtual)
+            || ty(self, out_vif) != Some(crate::VifType::Physical)
+        {
+            return;
+        }
+        self.note_offload_to(info, in_vif, out_vif, flow, macs, Some(tunnel));
+    }
+
+    fn note_offload_to(
+        &mut self,
+        info: &packet::parse::PacketInfo,
+        in_vif: u16,
+        out_vif: u16,
+        flow: u32,
+        macs: Option<[u8; 12]>,
+        tunnel: Option<OffloadTunnel>,
+    ) {
         use packet::parse::Family;
         if info.family != Family::Ipv4
             || !matches!(info.proto, 6 | 17)
@@ -90,14 +156,6 @@ impl Router {
             || info.l3_offset != 14
             || info.l4_offset != 34
         {
-            return;
-        }
-        let virt = |r: &Router, v: u16| {
-            r.vifs
-                .get(v)
-                .is_some_and(|v| v.cfg.vif_type == crate::VifType::Virtual)
-        };
-        if in_vif == out_vif || !virt(self, in_vif) || !virt(self, out_vif) {
             return;
         }
         let Some(fe) = self.flows.get_valid(flow) else {
@@ -115,6 +173,7 @@ impl Router {
             in_macs,
             mtu: self.vifs.get(out_vif).map_or(0, |v| v.cfg.mtu),
             macs,
+            tunnel,
         };
         if self.offload_still_valid(&h) {
             self.hints.push(h);

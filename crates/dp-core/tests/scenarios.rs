@@ -1387,3 +1387,75 @@ fn a_decided_flow_set_back_to_hold_traps_flow_action_hold_with_its_stats() {
     // Decided again: the held packets go.
     assert!(allow(&mut t, flow, VR_FLOW_ACTION_FORWARD).release_held);
 }
+
+/// A fabric batch computes the flow keys of L3-decapsulated packets ahead
+/// (for the bucket prefetch) and the flow check uses them: mixed in one
+/// batch, MPLSoUDP and MPLSoGRE packets of two flows and a frame for the
+/// host each reach their own verdict, held first, then forwarded and
+/// counted on their own flow (debug builds also assert that each key
+/// computed ahead is the key the flow check builds).
+#[test]
+fn fabric_batch_flow_keys_computed_ahead_match_the_flow_check() {
+    let mut t = topo();
+    let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], true);
+    let tnh = t.add_remote_vm(
+        VRF1,
+        REMOTE_MAC,
+        REMOTE_IP,
+        [0; 16],
+        TunnelKind::MplsOverUdp,
+        40,
+    );
+    let inner = |sport: u16| {
+        ipv4(
+            REMOTE_IP,
+            VM1_IP,
+            17,
+            63,
+            0x99,
+            0,
+            &udp4(REMOTE_IP, VM1_IP, sport, 40000, b"reply"),
+        )
+    };
+    let (ia, ib) = (inner(7), inner(8));
+    let a = outer_udp(
+        PEER_MAC,
+        FABRIC_MAC,
+        PEER_IP,
+        FABRIC_IP,
+        9,
+        51000,
+        6635,
+        &mpls(vm1.label, &ia),
+    );
+    let b = outer_gre(
+        PEER_MAC,
+        FABRIC_MAC,
+        PEER_IP,
+        FABRIC_IP,
+        7,
+        &mpls(vm1.label, &ib),
+    );
+    let host = udp_frame(PEER_MAC, FABRIC_MAC, PEER_IP, FABRIC_IP, 64);
+    let outs = t.run_batch(FABRIC_VIF, &[&a, &host, &b, &a]);
+    let (fa, fb) = (held_flow(&outs[0]), held_flow(&outs[2]));
+    assert_ne!(fa, fb);
+    assert_eq!(outs[3], vec![Output::Hold { flow: fa }]);
+    assert_eq!(single_tx(&outs[1]).0, HOST_VIF);
+    // The key's next hop is the source's route next hop, as upstream.
+    assert_eq!(t.router.flows().get(fa).unwrap().key.nh_id(), tnh);
+    allow(&mut t, fa, VR_FLOW_ACTION_FORWARD);
+    allow(&mut t, fb, VR_FLOW_ACTION_FORWARD);
+    let outs = t.run_batch(FABRIC_VIF, &[&a, &host, &b, &a]);
+    assert_eq!(
+        single_tx(&outs[0]),
+        (vm1.vif, eth(VM1_MAC, VROUTER_MAC, 0x0800, &ia))
+    );
+    assert_eq!(
+        single_tx(&outs[2]),
+        (vm1.vif, eth(VM1_MAC, VROUTER_MAC, 0x0800, &ib))
+    );
+    assert_eq!(single_tx(&outs[3]).0, vm1.vif);
+    assert_eq!(t.router.flows().get(fa).unwrap().packets(), 2);
+    assert_eq!(t.router.flows().get(fb).unwrap().packets(), 1);
+}

@@ -5,11 +5,15 @@
 //
 // Two programs share one hash map, keyed by (ingress ifindex, IPv4
 // 5-tuple), whose entries the datapath installs when the core forwarded
-// a packet of that flow VM-to-VM on this host with a plain action:
+// a packet of that flow with a plain action, VM-to-VM on this host or
+// from a VM into an MPLSoUDP, MPLSoGRE or VXLAN tunnel to another host:
 //
 // - `fp_tc` (TC ingress on a VM port's host-side veth) rewrites the MACs
-//   and TTL exactly as the core does and redirects a hit to the peer
-//   port's egress, counting packets and bytes in the entry;
+//   and TTL exactly as the core does, pushes the core's outer headers for
+//   a tunnel (bpf_skb_adjust_room with the ENCAP flags, so a GSO
+//   super-packet stays whole and is segmented after the fabric device),
+//   and redirects a hit to the peer port's or the fabric's egress,
+//   counting packets and bytes in the entry;
 // - `fp_sock` (a socket filter on that port's AF_PACKET socket) drops the
 //   same hits from the socket. Packet taps run *before* TC ingress, so
 //   without it the user-space datapath would forward every offloaded
@@ -41,12 +45,32 @@ struct fp_value {
 	__u8 macs[12];   // new destination + source MAC
 	__u8 in_macs[12]; // the frame's MACs the decision was made for
 	__u16 mtu;       // output MTU (0: none); larger goes to user space
-	__u8 rewrite;    // 1: write macs and decrement TTL (routed)
+	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL
 	__u8 gen;        // the flow entry's generation when installed
-	__u8 pad[4];
+	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
+	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
+	__u8 l2;         // the inner frame keeps its Ethernet header
+	__u8 pad;
 	__u64 packets;
 	__u64 bytes;
+	// Outer headers as the core writes them for an empty payload and IP
+	// identification 0; length, identification and checksum per packet.
+	__u8 hdr[56];
 };
+
+#define FP_GRE 1
+#define FP_MPLS_UDP 2
+#define FP_VXLAN 3
+
+// Outer IPv4 identification: a counter as the core's, one per CPU (no
+// atomics returning values in clang-14's BPF v1; the outer packets are
+// never fragmented: the MTU check above sends larger ones to user space).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} FP_IPID SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -101,14 +125,101 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
 		return 0;
 	// The core's MTU check: a frame (or a super-packet's segments) larger
 	// than the output MTU gets ICMP too-big or fragmentation there.
+	// Into a tunnel: the outer IP packet carries the inner IP packet (or
+	// frame, L2) and the tunnel headers.
 	if (v->mtu) {
 		__u32 gso = skb->gso_size;
 		__u32 l4 = proto == 6 ? (h[ETH_HLEN + 20 + 12] >> 4) * 4 : 8;
 		__u32 ip_len = gso ? gso + 20 + l4 : skb->len - ETH_HLEN;
+		if (v->encap_len)
+			ip_len += v->encap_len - ETH_HLEN + (v->l2 ? ETH_HLEN : 0);
 		if (ip_len > v->mtu)
 			return 0;
 	}
 	return v;
+}
+
+static __always_inline __u16 fp_csum16(__u8 *ip)
+{
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 20; i += 2)
+		sum += ((__u32)ip[i] << 8) | ip[i + 1];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum & 0xffff;
+}
+
+// Push the outer headers of `v` in front of the frame (L2: before its
+// Ethernet header; L3: in place of it). 0 on success.
+static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
+{
+	__u8 eth[ETH_HLEN];
+	__u32 hlen = v->encap_len, l4 = v->encap_kind == FP_GRE ? 4 : 8;
+	__u32 label = hlen - ETH_HLEN - 20 - l4;
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+		      (v->encap_kind == FP_GRE ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE
+					       : BPF_F_ADJ_ROOM_ENCAP_L4_UDP);
+	__u32 room = hlen - ETH_HLEN;
+
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN) < 0)
+		return -1;
+	if (v->l2) {
+		// The segmenter starts the inner packet at the inner Ethernet
+		// header (ETH_P_TEB): the label/VNI counts as tunnel header.
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+			 BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+		room += ETH_HLEN;
+	} else {
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L2(label);
+	}
+	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, flags) < 0)
+		return -1;
+	// Constant sizes for the verifier: the three encapsulations.
+	if (hlen == 42) {
+		if (bpf_skb_store_bytes(skb, 0, v->hdr, 42, 0) < 0)
+			return -1;
+		if (v->l2 && bpf_skb_store_bytes(skb, 42, eth, ETH_HLEN, 0) < 0)
+			return -1;
+	} else if (hlen == 46) {
+		if (bpf_skb_store_bytes(skb, 0, v->hdr, 46, 0) < 0)
+			return -1;
+		if (v->l2 && bpf_skb_store_bytes(skb, 46, eth, ETH_HLEN, 0) < 0)
+			return -1;
+	} else if (hlen == 50) {
+		if (bpf_skb_store_bytes(skb, 0, v->hdr, 50, 0) < 0)
+			return -1;
+		if (v->l2 && bpf_skb_store_bytes(skb, 50, eth, ETH_HLEN, 0) < 0)
+			return -1;
+	} else {
+		return -1;
+	}
+	// Per packet: IP total length, identification, checksum; UDP length.
+	// (A GSO super-packet's segments get theirs when segmented.)
+	__u8 ip[20];
+	__u32 total = skb->len - ETH_HLEN;
+	__u32 zero = 0, *idp = bpf_map_lookup_elem(&FP_IPID, &zero);
+	__u16 id = idp ? (__u16)(*idp)++ : 0;
+
+	__builtin_memcpy(ip, &v->hdr[ETH_HLEN], 20);
+	ip[2] = total >> 8;
+	ip[3] = total;
+	ip[4] = id >> 8;
+	ip[5] = id;
+	ip[10] = 0;
+	ip[11] = 0;
+	__u16 c = fp_csum16(ip);
+	ip[10] = c >> 8;
+	ip[11] = c;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, ip, 20, 0) < 0)
+		return -1;
+	if (v->encap_kind != FP_GRE) {
+		__u8 ul[2] = {(total - 20) >> 8, total - 20};
+
+		if (bpf_skb_store_bytes(skb, ETH_HLEN + 24, ul, 2, 0) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 SEC("classifier")
@@ -120,11 +231,9 @@ int fp_tc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
-	if (v->rewrite) {
+	if (v->rewrite & 2) {
 		__u8 old[2], new[2];
 
-		if (bpf_skb_store_bytes(skb, 0, v->macs, 12, 0) < 0)
-			return TC_ACT_SHOT;
 		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
 			return TC_ACT_SHOT;
 		new[0] = old[0] - 1;
@@ -137,6 +246,12 @@ int fp_tc(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
 			return TC_ACT_SHOT;
 	}
+	if (v->rewrite & 1) {
+		if (bpf_skb_store_bytes(skb, 0, v->macs, 12, 0) < 0)
+			return TC_ACT_SHOT;
+	}
+	if (v->encap_len && fp_encap(skb, v) < 0)
+		return TC_ACT_SHOT;
 	return bpf_redirect(v->oif, 0);
 }
 

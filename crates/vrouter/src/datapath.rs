@@ -519,8 +519,10 @@ impl Core {
         let mut off = Offloader::new(fp);
         for (i, slot) in self.ports.iter().enumerate() {
             if let Some(pe) = slot {
-                if self.router.vif(i as u16).map(|v| v.cfg.vif_type) == Some(VifType::Virtual) {
-                    off.port_opened(i as u16, pe.port.as_ref());
+                match self.router.vif(i as u16).map(|v| v.cfg.vif_type) {
+                    Some(VifType::Virtual) => off.port_opened(i as u16, pe.port.as_ref()),
+                    Some(VifType::Physical) => off.fabric_opened(i as u16, pe.port.as_ref()),
+                    _ => {}
                 }
             }
         }
@@ -683,11 +685,13 @@ impl Core {
         let Some(off) = &mut self.offload else {
             return;
         };
-        if self.router.vif(idx).map(|v| v.cfg.vif_type) != Some(VifType::Virtual) {
+        let Some(Some(pe)) = self.ports.get(idx as usize) else {
             return;
-        }
-        if let Some(Some(pe)) = self.ports.get(idx as usize) {
-            off.port_opened(idx, pe.port.as_ref());
+        };
+        match self.router.vif(idx).map(|v| v.cfg.vif_type) {
+            Some(VifType::Virtual) => off.port_opened(idx, pe.port.as_ref()),
+            Some(VifType::Physical) => off.fabric_opened(idx, pe.port.as_ref()),
+            _ => {}
         }
     }
 

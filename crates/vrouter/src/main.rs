@@ -86,8 +86,8 @@ struct Args {
     /// Kernel fast path for flows the core has decided: `off`, or `tc`
     /// (Linux: TC BPF on VM ports redirects established same-host IPv4
     /// TCP/UDP flows port to port; everything else takes the user-space
-    /// path). If it cannot be loaded the datapath says why and runs
-    /// without it.
+    /// path), or `tc-encap` (also flows into tunnels to other hosts). If
+    /// it cannot be loaded the datapath says why and runs without it.
     #[arg(long, value_enum, default_value_t = FastPathMode::Off)]
     fast_path: FastPathMode,
     /// Log level: error, warn, info, debug, trace.
@@ -105,6 +105,11 @@ enum VmPorts {
 enum FastPathMode {
     Off,
     Tc,
+    /// `tc`, and flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels encapsulated
+    /// in the kernel too (turns tunnel GSO off on the fabric; see
+    /// docs/performance.md: without decapsulation in the kernel on the
+    /// receiving host this is slower for bulk TCP today).
+    TcEncap,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -259,9 +264,10 @@ mod host {
             dcfg,
         )
         .map_err(|e| format!("datapath: {e}"))?;
-        if args.fast_path == FastPathMode::Tc {
+        if args.fast_path != FastPathMode::Off {
             match linux::TcFastPath::load() {
-                Ok(fp) => {
+                Ok(mut fp) => {
+                    fp.set_encap(args.fast_path == FastPathMode::TcEncap);
                     dp.enable_fast_path(Box::new(fp))
                         .map_err(|e| format!("fast path: {e}"))?;
                     tracing::info!("fast path tc on: decided same-host IPv4 TCP/UDP flows are forwarded in the kernel");
@@ -273,7 +279,7 @@ mod host {
             }
         }
         let dp = Arc::new(dp);
-        if args.fast_path == FastPathMode::Tc {
+        if args.fast_path != FastPathMode::Off {
             // What the kernel forwarded, for operators and scripts/perf.
             let dp = dp.clone();
             tokio::spawn(async move {

@@ -12,7 +12,9 @@
 //! - once a second the counters are folded into the flow entries (the
 //!   agent ages flows by them) and an entry whose flow no longer has the
 //!   same key, generation and plain FORWARD action is removed;
-//! - a port that closes has its entries and program removed.
+//! - a port that closes has its entries and program removed;
+//! - flows into a tunnel are offloaded only once the fabric port accepted
+//!   [`FastPath::fabric`].
 
 use crate::port::Port;
 use dp_core::{OffloadHint, Router};
@@ -23,6 +25,12 @@ use std::io;
 pub trait FastPath: Send {
     /// Start offloading frames received on `port` (a VM port).
     fn attach(&mut self, port: &dyn Port) -> io::Result<()>;
+    /// Encapsulated flows will be redirected to `port` (the fabric); an
+    /// error (`Unsupported`: not wanted) keeps them in user space.
+    fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
+        let _ = port;
+        Ok(())
+    }
     /// Stop offloading on the interface `os_index` (its port is closing).
     fn detach(&mut self, os_index: u32);
     /// Forward the flow of `h`, arriving on `in_os`, to `out_os`.
@@ -59,6 +67,8 @@ pub struct Offloader {
     installed: HashMap<u32, Installed>,
     /// VM ports the fast path is attached to: vif index → OS index.
     attached: HashMap<u16, u32>,
+    /// Fabric (physical) ports encapsulated flows may leave by.
+    fabric: HashMap<u16, u32>,
     stats: OffloadStats,
 }
 
@@ -68,6 +78,7 @@ impl Offloader {
             fp,
             installed: HashMap::new(),
             attached: HashMap::new(),
+            fabric: HashMap::new(),
             stats: OffloadStats::default(),
         }
     }
@@ -94,8 +105,30 @@ impl Offloader {
         }
     }
 
+    /// A fabric port opened for the physical `vif`: encapsulated flows
+    /// may be redirected to it (nothing is attached to it).
+    pub fn fabric_opened(&mut self, vif: u16, port: &dyn Port) {
+        let Some(os) = port.os_index() else {
+            return;
+        };
+        match self.fp.fabric(port) {
+            Ok(()) => {
+                self.fabric.insert(vif, os);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                tracing::debug!(vif, port = port.name(), error = %e, "fast path: encapsulated flows take the user-space path");
+            }
+            Err(e) => {
+                tracing::warn!(vif, port = port.name(), error = %e, "fast path: encapsulated flows take the user-space path");
+            }
+        }
+    }
+
     /// The port of `vif` is closing.
     pub fn port_closing(&mut self, router: &mut Router, vif: u16) {
+        if self.fabric.remove(&vif).is_some() {
+            self.flush(router);
+        }
         if let Some(os) = self.attached.remove(&vif) {
             self.flush(router);
             self.fp.detach(os);
@@ -108,11 +141,16 @@ impl Offloader {
             fp,
             installed,
             attached,
+            fabric,
             stats,
         } = self;
         router.take_offload_hints(|h| {
-            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), attached.get(&h.out_vif))
-            else {
+            let out = if h.tunnel.is_some() {
+                fabric.get(&h.out_vif)
+            } else {
+                attached.get(&h.out_vif)
+            };
+            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), out) else {
                 return;
             };
             if let Some(old) = installed.get(&h.flow) {

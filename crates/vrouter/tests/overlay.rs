@@ -35,7 +35,7 @@ mod common;
 use common::*;
 use dp_core::nexthop::{Component, AF_BRIDGE, AF_INET};
 use dp_core::route::rt_flags;
-use dp_core::{Nexthop, NhFlags, NhKind, Prefix, RouteData, TunnelKind, VifType};
+use dp_core::{Nexthop, NhFlags, NhKind, Prefix, RouteData, TunnelKind, VifFlags, VifType};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -100,6 +100,19 @@ fn compute_node(
     local: &Vm,
     remote: &Vm,
 ) {
+    compute_node_with(dp, kind, me, peer, local, remote, VifFlags::empty());
+}
+
+/// [`compute_node`] with `vm_flags` on the local VM's vif.
+fn compute_node_with(
+    dp: &Datapath,
+    kind: TunnelKind,
+    me: ([u8; 4], [u8; 6]),
+    peer: ([u8; 4], [u8; 6]),
+    local: &Vm,
+    remote: &Vm,
+    vm_flags: VifFlags,
+) {
     let mut f = vif_cfg(0, VifType::Physical, "fab");
     f.mac = me.1;
     f.ip = me.0;
@@ -113,7 +126,7 @@ fn compute_node(
         },
     )
     .unwrap();
-    add_vm(dp, local);
+    add_vm_with(dp, local, vm_flags);
     let mut encap = [0u8; 14];
     encap[0..6].copy_from_slice(&peer.1);
     encap[6..12].copy_from_slice(&me.1);
@@ -844,3 +857,6 @@ fn two_hosts_tcp_to_a_container_without_offloads() {
 
 #[path = "overlay/ovs.rs"]
 mod ovs;
+
+#[path = "overlay/fast.rs"]
+mod fast;

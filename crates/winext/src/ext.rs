@@ -115,6 +115,9 @@ pub struct NblIn {
     /// Re-injection of a held packet: the vif it was received on (the
     /// source NIC may be gone meanwhile).
     pub vif: Option<u16>,
+    /// The list's out-of-band 802.1Q tag (TCI; 0: none). A VM port's
+    /// tagged frames go to the core with the tag in the frame.
+    pub tci: u16,
 }
 
 /// Why an agent's pkt0 frame was not sent.
@@ -538,6 +541,9 @@ impl<T: Copy> Extension<T> {
                 }
             }
             let end = end.min(frames.len());
+            if let Source::Vif(v) = source {
+                self.tags_in(v, at, nbls.get(i..j).unwrap_or_default(), frames);
+            }
             let run = frames.get_mut(at..end).unwrap_or_default();
             match source {
                 Source::Vif(v) => self.run_core(sw, v, at, nbls, run),
@@ -553,6 +559,7 @@ impl<T: Copy> Extension<T> {
                                     dst,
                                     head: f.head as u32,
                                     len: f.len as u32,
+                                    tci: None,
                                 }
                             }
                             None => {
@@ -604,6 +611,35 @@ impl<T: Copy> Extension<T> {
         }
     }
 
+    /// Move the out-of-band tags of `nbls` (a run of lists from `vif`
+    /// whose frames start at `first`) into their frames when they belong
+    /// to one of `vif`'s VLAN sub-interfaces: the core demultiplexes them
+    /// by the tag in the frame. (A held frame is given back as received,
+    /// its tag still out of band: see `run_core`.)
+    fn tags_in(&mut self, vif: u16, first: usize, nbls: &[NblIn], frames: &mut [Frame<'_>]) {
+        let mut at = first;
+        for n in nbls {
+            let end = at + n.frames as usize;
+            if moves_tag(&self.router, vif, n.tci) {
+                for f in frames.get_mut(at..end).unwrap_or_default() {
+                    match crate::vlan::push_tag(f.buf, f.head, f.len, n.tci) {
+                        Some(head) => {
+                            f.head = head;
+                            f.len += crate::vlan::TAG_LEN;
+                            self.stats.vlan_tag_in += 1;
+                        }
+                        None => {
+                            // An empty packet: the core drops and counts it.
+                            f.len = 0;
+                            self.stats.vlan_no_room += 1;
+                        }
+                    }
+                }
+            }
+            at = end;
+        }
+    }
+
     /// Frames `first..` of the batch (`run`), all received on `vif`.
     fn run_core<S: Switch>(
         &mut self,
@@ -650,13 +686,33 @@ impl<T: Copy> Extension<T> {
                 let (pkt, fate) = match *a {
                     Action::Tx { pkt, vif: out } => {
                         let i = base + pkt as usize;
-                        let Some(p) = pkts.get(i) else { continue };
+                        let Some(p) = pkts.get_mut(i) else { continue };
                         let fate = match ports.dest(out) {
-                            Dest::Nic(dst) => Fate::Forward {
-                                dst,
-                                head: p.head() as u32,
-                                len: p.len() as u32,
-                            },
+                            Dest::Nic(dst) => {
+                                // NDIS carries the tag beside the frame. A
+                                // tag the core consumed is cleared; one the
+                                // switch set and the core never saw stays.
+                                let (tci, skip) = match crate::vlan::pop_tag(p.data_mut()) {
+                                    Some(t) => {
+                                        stats.vlan_tag_out += 1;
+                                        (Some(t), crate::vlan::TAG_LEN)
+                                    }
+                                    None => {
+                                        let n = frame_nbl
+                                            .get(first + i)
+                                            .and_then(|n| nbls.get(*n as usize));
+                                        let consumed =
+                                            n.is_some_and(|n| moves_tag(router, vif, n.tci));
+                                        (consumed.then_some(0), 0)
+                                    }
+                                };
+                                Fate::Forward {
+                                    dst,
+                                    head: (p.head() + skip) as u32,
+                                    len: (p.len() - skip) as u32,
+                                    tci,
+                                }
+                            }
                             Dest::Agent => {
                                 trap(pkt0, stats, &[p.data()]);
                                 Fate::Done
@@ -692,7 +748,28 @@ impl<T: Copy> Extension<T> {
                         );
                         continue;
                     }
-                    Action::Hold { pkt, flow } => (pkt, Fate::Hold { flow, vif }),
+                    Action::Hold { pkt, flow } => {
+                        let i = base + pkt as usize;
+                        let Some(p) = pkts.get_mut(i) else { continue };
+                        // The core holds a frame as received; one whose tag
+                        // came out of band is kept that way (the tag goes
+                        // back into the frame when it is re-injected).
+                        let oob = frame_nbl
+                            .get(first + i)
+                            .and_then(|n| nbls.get(*n as usize))
+                            .is_some_and(|n| moves_tag(router, vif, n.tci));
+                        let skip = match oob.then(|| crate::vlan::pop_tag(p.data_mut())) {
+                            Some(Some(_)) => crate::vlan::TAG_LEN,
+                            _ => 0,
+                        };
+                        let fate = Fate::Hold {
+                            flow,
+                            vif,
+                            head: (p.head() + skip) as u32,
+                            len: (p.len() - skip) as u32,
+                        };
+                        (pkt, fate)
+                    }
                     Action::Drop { pkt, .. } | Action::Consumed { pkt } => (pkt, Fate::Done),
                     Action::PassThrough { pkt } => {
                         let i = base + pkt as usize;
@@ -708,6 +785,7 @@ impl<T: Copy> Extension<T> {
                                     dst,
                                     head: p.head() as u32,
                                     len: p.len() as u32,
+                                    tci: None,
                                 }
                             }
                             None => Fate::Done,
@@ -729,6 +807,20 @@ impl<T: Copy> Extension<T> {
     pub fn released_pending(&self) -> bool {
         !self.released.is_empty()
     }
+}
+
+/// Whether a list with out-of-band tag `tci` from `vif` goes to the core
+/// with the tag in its frames: only for a VLAN one of the VM port's
+/// sub-interfaces has. Any other tag is the switch's own (an access-mode
+/// port's VLAN, the external NIC's): it stays out of band, and the frame is
+/// the port's untagged traffic, as before sub-interfaces existed.
+fn moves_tag(router: &Router, vif: u16, tci: u16) -> bool {
+    let vid = crate::vlan::vid(tci);
+    vid != 0
+        && router
+            .vif(vif)
+            .is_some_and(|v| v.cfg.vif_type == VifType::Virtual)
+        && router.vifs().sub_interface(vif, vid).is_some()
 }
 
 /// Trap a frame to the agent (copied into the pkt0 ring).

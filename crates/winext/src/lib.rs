@@ -10,7 +10,8 @@
 //!   handler, held packets, pkt0, what becomes of each packet), [`plan`]
 //!   (in place or copied, sent whole or split), [`holds`], [`pkt0`],
 //!   [`session`] (one ksync handle), [`flow_mapping`] (the shared flow
-//!   table's layout). The shim asks the switch for one thing while deciding:
+//!   table's layout), [`vlan`] (802.1Q tags between NDIS's out-of-band
+//!   field and the frame). The shim asks the switch for one thing while deciding:
 //!   [`ext::Switch::originate`].
 //! * **The NDIS shim** ([`ndis`]) — NDIS 6.30 and Hyper-V switch structures
 //!   declared by hand from Microsoft's documentation (mingw has no NDIS 6
@@ -44,6 +45,7 @@ pub mod plan;
 pub mod ports;
 pub mod session;
 pub mod stats;
+pub mod vlan;
 pub mod wdm;
 
 #[cfg(feature = "fake")]

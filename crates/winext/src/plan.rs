@@ -68,9 +68,23 @@ pub fn access(s: &Shape) -> Access {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fate {
     /// To this NIC, as now found at `head..head + len` of its buffer.
-    Forward { dst: PortNic, head: u32, len: u32 },
-    /// Keep it until the agent decides `flow`.
-    Hold { flow: u32, vif: u16 },
+    /// `tci`: the list's out-of-band 802.1Q tag to set (0: none), taken
+    /// out of the frame (see [`crate::vlan`]); `None` leaves the tag the
+    /// switch gave the list (bridged traffic the core does not own).
+    Forward {
+        dst: PortNic,
+        head: u32,
+        len: u32,
+        tci: Option<u16>,
+    },
+    /// Keep it until the agent decides `flow`, as now found at
+    /// `head..head + len` (the core may have moved a VLAN tag).
+    Hold {
+        flow: u32,
+        vif: u16,
+        head: u32,
+        len: u32,
+    },
     /// Nothing more to send (dropped, consumed by copies, trapped).
     Done,
 }
@@ -78,8 +92,9 @@ pub enum Fate {
 /// What becomes of one NET_BUFFER_LIST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// Every NB goes to the same NIC: rewrite each in place and send the
-    /// list itself with one destination (no copy, no allocation).
+    /// Every NB goes to the same NIC with the same VLAN tag: rewrite each
+    /// in place and send the list itself with one destination (no copy, no
+    /// allocation).
     Forward(PortNic),
     /// Nothing to send: complete the list to the switch.
     Complete,
@@ -102,10 +117,10 @@ pub fn plan(fates: &[Fate]) -> Plan {
     if fates.iter().all(|f| *f == Fate::Done) {
         return Plan::Complete;
     }
-    if let Fate::Forward { dst, .. } = *first {
+    if let Fate::Forward { dst, tci, .. } = *first {
         if fates
             .iter()
-            .all(|f| matches!(f, Fate::Forward { dst: d, .. } if *d == dst))
+            .all(|f| matches!(f, Fate::Forward { dst: d, tci: t, .. } if *d == dst && *t == tci))
         {
             return Plan::Forward(dst);
         }
@@ -125,6 +140,7 @@ mod tests {
             dst,
             head: 64,
             len: 60,
+            tci: Some(0),
         }
     }
 
@@ -136,7 +152,31 @@ mod tests {
         assert_eq!(plan(&[fwd(A), fwd(A), fwd(A)]), Plan::Forward(A));
         assert_eq!(plan(&[fwd(A), fwd(B)]), Plan::Split);
         assert_eq!(plan(&[fwd(A), Fate::Done]), Plan::Split);
-        let h = Fate::Hold { flow: 9, vif: 3 };
+        let tagged = |tci| match fwd(A) {
+            Fate::Forward { dst, head, len, .. } => Fate::Forward {
+                dst,
+                head,
+                len,
+                tci,
+            },
+            f => f,
+        };
+        assert_eq!(
+            plan(&[fwd(A), tagged(Some(100))]),
+            Plan::Split,
+            "one list carries one tag"
+        );
+        assert_eq!(
+            plan(&[tagged(Some(100)), tagged(Some(100))]),
+            Plan::Forward(A)
+        );
+        assert_eq!(plan(&[tagged(None), fwd(A)]), Plan::Split);
+        let h = Fate::Hold {
+            flow: 9,
+            vif: 3,
+            head: 64,
+            len: 60,
+        };
         assert_eq!(plan(&[h]), Plan::Hold { flow: 9 });
         assert_eq!(
             plan(&[h, h]),

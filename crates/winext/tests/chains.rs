@@ -149,6 +149,7 @@ fn spec(l: &Nbl) -> NblSpec {
             .collect(),
         safe_len: l.safe_len,
         native: l.native,
+        tci: 0,
     }
 }
 

@@ -261,6 +261,7 @@ fn multi_nb_lists_go_whole_or_split_without_copying() {
         nbs: vec![nb(a_to_b(1, b"x")), nb(a_to_b(2, b"y"))],
         safe_len: None,
         native: false,
+        tci: 0,
     };
     // One to B, one to C over the fabric, one dropped (bad IP version).
     let mut bad = a_to_b(3, b"bad");
@@ -270,6 +271,7 @@ fn multi_nb_lists_go_whole_or_split_without_copying() {
         nbs: vec![nb(a_to_b(4, b"b")), nb(a_to_c(5, b"c")), nb(bad)],
         safe_len: None,
         native: false,
+        tci: 0,
     };
     let ids = n.sw.send(&[whole, mixed]);
     let sent = n.sw.take_sent();
@@ -310,6 +312,7 @@ fn fragmented_unbackfilled_and_untrusted_frames_are_copied_once_and_counted() {
             }],
             safe_len: None,
             native: false,
+            tci: 0,
         },
         NblSpec::frame(NIC_A, &f, 0),
         NblSpec {
@@ -498,5 +501,148 @@ fn native_forwarding_lists_pass_down_untouched() {
     assert_eq!(n.sw.completed(), vec![id]);
     assert_eq!(n.sw.driver.lock().ext.stats().native_forwarded, 1);
     assert!(n.sw.violations().is_empty(), "{:?}", n.sw.violations());
+    n.sw.audit().unwrap();
+}
+
+/// A container frame on A's VLAN 100 interface, routed to B.
+fn s_to_b(sport: u16, payload: &[u8]) -> Vec<u8> {
+    udp(
+        dp_core::VROUTER_MAC,
+        MAC_S,
+        IP_S,
+        IP_B,
+        sport,
+        5001,
+        payload,
+    )
+}
+
+fn tagged(src: PortNic, frame: &[u8], tci: u16) -> NblSpec {
+    NblSpec {
+        tci,
+        ..NblSpec::frame(src, frame, dp_core::HEADROOM)
+    }
+}
+
+fn ipackets(n: &Node, vif: u16) -> u64 {
+    n.sw.driver
+        .lock()
+        .ext
+        .router()
+        .vif(vif)
+        .unwrap()
+        .stats
+        .ipackets
+}
+
+#[test]
+fn vlan_tags_travel_out_of_band_as_ndis_carries_them() {
+    let n = Node::new(Opts {
+        vlan_sub: true,
+        ..Opts::default()
+    });
+    // In: the tag beside A's untagged frame (priority 1 with VLAN 100)
+    // selects the sub-interface; B gets the frame untagged, no tag beside.
+    let f = s_to_b(4100, b"from vlan 100");
+    let id = n.sw.send(&[tagged(NIC_A, &f, (1 << 13) | SUB_VLAN)])[0];
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert_eq!(
+        (s.dests.clone(), s.original, s.tci),
+        (vec![NIC_B], Some(id), 0)
+    );
+    assert_eq!(s.frames, vec![routed(&f, MAC_B)]);
+    assert_eq!(ipackets(&n, SUB_VIF), 1, "the sub-interface received it");
+    assert_eq!(ipackets(&n, 3), 0, "not the parent");
+
+    // Out: B's answer to the sub-interface leaves through A's NIC with the
+    // tag beside the frame, not in it.
+    let r = udp(dp_core::VROUTER_MAC, MAC_B, IP_B, IP_S, 5001, 4100, b"back");
+    n.send(NIC_B, &r);
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert_eq!((s.dests.clone(), s.tci), (vec![NIC_A], SUB_VLAN));
+    assert_eq!(s.frames, vec![routed(&r, MAC_S)], "untagged data");
+
+    // Untagged traffic of the parent is unchanged, and clears no tag it
+    // never had.
+    let g = a_to_b(4101, b"parent");
+    n.send(NIC_A, &g);
+    let sent = n.sw.take_sent();
+    assert_eq!(
+        (one(&sent).tci, one(&sent).frames.clone()),
+        (0, vec![routed(&g, MAC_B)])
+    );
+
+    // A tag of a VLAN with no sub-interface is the switch's (an
+    // access-mode port's): it stays beside the frame, which is the
+    // parent's untagged traffic.
+    let h = a_to_b(4104, b"access port");
+    n.sw.send(&[tagged(NIC_A, &h, 300)]);
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert_eq!((s.dests.clone(), s.tci), (vec![NIC_B], 300));
+    assert_eq!(s.frames, vec![routed(&h, MAC_B)]);
+    assert_eq!(ipackets(&n, 3), 2, "the parent's (with the untagged one)");
+
+    let st = *n.sw.driver.lock().ext.stats();
+    assert_eq!(
+        (st.vlan_tag_in, st.vlan_tag_out, st.vlan_no_room),
+        (1, 1, 0)
+    );
+    n.sw.audit().unwrap();
+}
+
+#[test]
+fn a_held_vlan_frame_is_released_to_its_sub_interface() {
+    let mut n = Node::new(Opts {
+        policy: true,
+        vlan_sub: true,
+        ..Opts::default()
+    });
+    let f = s_to_b(4102, b"held on vlan 100");
+    let id = n.sw.send(&[tagged(NIC_A, &f, SUB_VLAN)])[0];
+    assert!(n.sw.take_sent().is_empty(), "held");
+    let (hdr, _) = n.pkt0().expect("a FLOW_MISS trap");
+    assert_eq!(hdr.cmd, cmd::FLOW_MISS);
+    assert_eq!(hdr.ifindex, SUB_VIF, "the sub-interface's flow");
+    assert_eq!(n.decide(&hdr, VR_FLOW_ACTION_FORWARD), 0);
+    // The held list, re-injected with the tag in its frame, goes out
+    // untagged to B.
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert_eq!((s.dests.clone(), s.tci), (vec![NIC_B], 0));
+    assert_eq!(s.frames, vec![routed(&f, MAC_B)]);
+    assert!(n.sw.completed().contains(&id));
+    n.sw.audit().unwrap();
+}
+
+#[test]
+fn a_copied_vlan_frame_keeps_its_tag() {
+    let n = Node::new(Opts {
+        vlan_sub: true,
+        ..Opts::default()
+    });
+    // Fragmented and with no room in front: the shim copies it (with the
+    // core's headroom) and the copy must carry the list's tag.
+    let f = s_to_b(4103, b"copied");
+    let spec = NblSpec {
+        tci: SUB_VLAN,
+        nbs: vec![NbSpec {
+            frame: f.clone(),
+            layout: Layout::Split {
+                backfill: 0,
+                cuts: vec![20],
+            },
+        }],
+        ..NblSpec::frame(NIC_A, &f, 0)
+    };
+    n.sw.send(&[spec]);
+    let sent = n.sw.take_sent();
+    let s = one(&sent);
+    assert!(s.ours, "a copy");
+    assert_eq!((s.dests.clone(), s.tci), (vec![NIC_B], 0));
+    assert_eq!(s.frames, vec![routed(&f, MAC_B)]);
+    assert_eq!(ipackets(&n, SUB_VIF), 1);
     n.sw.audit().unwrap();
 }

@@ -267,22 +267,22 @@ impl FlowTable {
     /// the cache. A batch of packets hashes and prefetches all its keys
     /// first, then looks them up with [`FlowTable::lookup_hashed`]: the
     /// cache misses of the batch overlap instead of adding up.
+    ///
+    /// Most hits are in the bucket's first slot (the table is sized for a
+    /// load well under one entry per bucket). A hit reads both of its
+    /// entry's first lines (the key's last word, the action and the
+    /// statistics are in the second), a miss on a slot only its first line
+    /// (`key_eq` compares the five words there before the sixth): so the
+    /// first slot's two lines and the second slot's first line.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let first = self.bucket_start(hash) as usize;
-            // The key and flags of the first two slots: where most hits are.
-            for slot in self.slots().get(first..first + 2).unwrap_or(&[]) {
-                let p = core::ptr::from_ref(slot).cast::<i8>();
-                // SAFETY: a prefetch never faults and `p` is in bounds anyway.
-                unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
-                };
-            }
+        let first = self.bucket_start(hash) as usize;
+        if let Some([a, b]) = self.slots().get(first..first + 2) {
+            let a = core::ptr::from_ref(a).cast::<u8>();
+            prefetch_read(a);
+            prefetch_read(a.wrapping_add(64));
+            prefetch_read(core::ptr::from_ref(b).cast::<u8>());
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
     }
 
     /// Index of the valid entry with `key`: the 4 slots of its bucket, then
@@ -525,6 +525,20 @@ impl FlowTable {
             .filter(|(_, e)| e.is_valid())
             .map(move |(i, e)| (marker + i as u32, e))
     }
+}
+
+/// Hint the CPU to load the cache line at `p` (portable: a no-op where
+/// there is no prefetch instruction we use). Never faults, whatever `p`.
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it never faults, even on an
+    // invalid address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]

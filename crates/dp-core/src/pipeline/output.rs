@@ -135,7 +135,33 @@ impl Router {
         if write_tunnel(h, kind, &sip, &dip, &encap, label, total, entropy, id).is_none() {
             return self.drop(cx, DropReason::RewriteFail);
         }
-        self.tx(cx, pkt, oif)
+        let a = self.tx(cx, pkt, oif);
+        if self.hints.enabled && flow != u32::MAX && matches!(a, Action::Tx { .. }) {
+            // The same headers for an empty payload and identification 0:
+            // the fast path fills in lengths, identification and checksum.
+            let len = ETH_LEN + overhead;
+            let mut t = crate::OffloadTunnel {
+                kind,
+                hdr: [0; 50],
+                len: len as u8,
+                l2,
+                ttl_dec,
+            };
+            let ok = t
+                .hdr
+                .get_mut(..len)
+                .and_then(|h| write_tunnel(h, kind, &sip, &dip, &encap, label, 0, entropy, 0));
+            if ok.is_some() {
+                let macs = inner_macs.map(|(d, s)| {
+                    let mut m = [0u8; 12];
+                    m[..6].copy_from_slice(&d);
+                    m[6..].copy_from_slice(&s);
+                    m
+                });
+                self.note_offload_encap(info, iv.idx, oif, flow, macs, t);
+            }
+        }
+        a
     }
 
     pub(super) fn next_ip_id(&mut self) -> u16 {

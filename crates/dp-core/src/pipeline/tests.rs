@@ -17,13 +17,18 @@ const VM2_IP: [u8; 4] = [198, 18, 0, 2];
 
 /// A UDP/IPv4 frame from VM1 to VM2 (routed: to the vRouter MAC).
 fn udp(sport: u16) -> Vec<u8> {
+    udp_to(sport, VM2_IP)
+}
+
+/// A UDP/IPv4 frame from VM1 to `dst` (routed: to the vRouter MAC).
+fn udp_to(sport: u16, dst: [u8; 4]) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&VROUTER_MAC);
     f.extend_from_slice(&VM1_MAC);
     f.extend_from_slice(&0x0800u16.to_be_bytes());
     let mut ip = alloc::vec![0x45, 0, 0, 20 + 8 + 4, 0, 1, 0x40, 0, 64, 17, 0, 0];
     ip.extend_from_slice(&VM1_IP);
-    ip.extend_from_slice(&VM2_IP);
+    ip.extend_from_slice(&dst);
     let c = checksum::ipv4_header_checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
@@ -32,7 +37,7 @@ fn udp(sport: u16) -> Vec<u8> {
     u.extend_from_slice(&53u16.to_be_bytes());
     u.extend_from_slice(&12u16.to_be_bytes());
     u.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
-    let c = checksum::l4_checksum_v4(&VM1_IP, &VM2_IP, 17, &u);
+    let c = checksum::l4_checksum_v4(&VM1_IP, &dst, 17, &u);
     u[6..8].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&u);
     f
@@ -198,4 +203,56 @@ fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
     t.run(3, &f);
     t.router.take_offload_hints(|h| hints.push(*h));
     assert!(hints.is_empty());
+}
+
+#[test]
+fn offload_hint_into_a_tunnel_carries_the_cores_outer_headers() {
+    use crate::testkit::FABRIC_VIF;
+    use crate::TunnelKind;
+    const REMOTE_IP: [u8; 4] = [198, 18, 0, 9];
+    const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 9, 9];
+    for kind in [
+        TunnelKind::MplsOverUdp,
+        TunnelKind::MplsOverGre,
+        TunnelKind::Vxlan,
+    ] {
+        let mut t = topo();
+        t.add_remote_vm(1, REMOTE_MAC, REMOTE_IP, [0; 16], kind, 77);
+        t.router.set_offload_hints(true);
+        let f = udp_to(3000, REMOTE_IP);
+        let flow = match t.run(3, &f).last() {
+            Some(Output::Hold { flow }) => *flow,
+            o => panic!("{kind:?}: not held: {o:?}"),
+        };
+        t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+        let out = t.run(3, &f);
+        let Some(Output::Tx { vif, bytes }) = out.last() else {
+            panic!("{kind:?}: not sent: {out:?}")
+        };
+        assert_eq!(*vif, FABRIC_VIF);
+        let mut hints = Vec::new();
+        t.router.take_offload_hints(|h| hints.push(*h));
+        let h = hints.last().expect("an encapsulated flow is reported");
+        assert_eq!((h.flow, h.in_vif, h.out_vif), (flow, 3, FABRIC_VIF));
+        let tun = h.tunnel.expect("with its tunnel headers");
+        assert_eq!(tun.kind, kind);
+        let n = tun.len as usize;
+        // The core's bytes, except what changes per packet: IP total
+        // length, identification, checksum, and the UDP length.
+        let mut wire = bytes[..n].to_vec();
+        let mut tmpl = tun.hdr[..n].to_vec();
+        for r in [16..18, 18..20, 24..26] {
+            wire[r.clone()].fill(0);
+            tmpl[r].fill(0);
+        }
+        if kind != TunnelKind::MplsOverGre {
+            wire[38..40].fill(0);
+            tmpl[38..40].fill(0);
+        }
+        assert_eq!(wire, tmpl, "{kind:?}: outer headers");
+        // What follows is the inner frame (VXLAN) or packet (MPLS).
+        let inner = if tun.l2 { 0 } else { 14 };
+        assert_eq!(bytes.len() - n, f.len() - inner, "{kind:?}");
+        assert_eq!(tun.l2, kind == TunnelKind::Vxlan, "{kind:?}");
+    }
 }

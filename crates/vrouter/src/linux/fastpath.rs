@@ -5,7 +5,9 @@
 //! The BPF programs are in `crates/vrouter/bpf/fastpath.c`: a TC ingress
 //! classifier on each VM port's host-side veth that redirects an installed
 //! flow straight to the peer port (rewriting MACs and TTL as the core
-//! does), and a socket filter on the port's AF_PACKET socket that keeps the
+//! does; for a flow into an MPLSoUDP, MPLSoGRE or VXLAN tunnel it pushes
+//! the core's outer headers and redirects to the fabric instead), and a
+//! socket filter on the port's AF_PACKET socket that keeps the
 //! same frames from reaching user space too (packet taps run before TC
 //! ingress). [`crate::offload::Offloader`] decides what is installed.
 //!
@@ -21,7 +23,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, SocketFilter};
 use aya::Ebpf;
-use dp_core::OffloadHint;
+use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -44,23 +46,84 @@ pub struct FpKey {
 
 /// `struct fp_value` of fastpath.c.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FpValue {
     pub oif: u32,
     pub flow: u32,
     pub macs: [u8; 12],
     pub in_macs: [u8; 12],
     pub mtu: u16,
+    /// Bit 0: write `macs`; bit 1: decrement the IPv4 TTL.
     pub rewrite: u8,
     pub gen: u8,
-    pub pad: [u8; 4],
+    /// 0: no tunnel; else the bytes of `hdr` to push.
+    pub encap_len: u8,
+    /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
+    pub encap_kind: u8,
+    pub l2: u8,
+    pub pad: u8,
     pub packets: u64,
     pub bytes: u64,
+    pub hdr: [u8; 56],
+}
+
+impl Default for FpValue {
+    fn default() -> FpValue {
+        FpValue {
+            oif: 0,
+            flow: 0,
+            macs: [0; 12],
+            in_macs: [0; 12],
+            mtu: 0,
+            rewrite: 0,
+            gen: 0,
+            encap_len: 0,
+            encap_kind: 0,
+            l2: 0,
+            pad: 0,
+            packets: 0,
+            bytes: 0,
+            hdr: [0; 56],
+        }
+    }
+}
+
+impl FpValue {
+    /// The entry forwarding the flow of `h` to `out_os`.
+    pub fn of(out_os: u32, h: &OffloadHint) -> FpValue {
+        let mut v = FpValue {
+            oif: out_os,
+            flow: h.flow,
+            macs: h.macs.unwrap_or([0; 12]),
+            in_macs: h.in_macs,
+            mtu: h.mtu,
+            gen: h.gen,
+            ..FpValue::default()
+        };
+        match &h.tunnel {
+            None => v.rewrite = if h.macs.is_some() { 3 } else { 0 },
+            Some(t) => {
+                v.rewrite = u8::from(h.macs.is_some()) | if t.ttl_dec { 2 } else { 0 };
+                v.encap_len = t.len;
+                v.encap_kind = match t.kind {
+                    TunnelKind::MplsOverGre => 1,
+                    TunnelKind::MplsOverUdp => 2,
+                    TunnelKind::Vxlan => 3,
+                };
+                v.l2 = u8::from(t.l2);
+                let n = (t.len as usize).min(t.hdr.len());
+                if let (Some(d), Some(s)) = (v.hdr.get_mut(..n), t.hdr.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+            }
+        }
+        v
+    }
 }
 
 const _: () = {
     assert!(size_of::<FpKey>() == 20);
-    assert!(size_of::<FpValue>() == 56);
+    assert!(size_of::<FpValue>() == 112);
 };
 
 // SAFETY: plain old data, no padding the kernel could leave uninitialised
@@ -90,6 +153,8 @@ pub struct TcFastPath {
     bpf: Ebpf,
     flows: BpfHashMap<MapData, FpKey, FpValue>,
     links: HashMap<u32, SchedClassifierLinkId>,
+    /// Offload flows into tunnels too (`--fast-path tc-encap`).
+    encap: bool,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -127,7 +192,15 @@ impl TcFastPath {
             bpf,
             flows,
             links: HashMap::new(),
+            encap: false,
         })
+    }
+
+    /// Offload flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels too (off by
+    /// default: the receiving host then gets segmented frames, see
+    /// [`FastPath::fabric`]).
+    pub fn set_encap(&mut self, on: bool) {
+        self.encap = on;
     }
 
     fn tc(&mut self) -> io::Result<&mut SchedClassifier> {
@@ -175,6 +248,32 @@ impl FastPath for TcFastPath {
         Ok(())
     }
 
+    /// The kernel segments the fast path's tunnel super-packets on the
+    /// fabric device itself: a receiving host without the fast path
+    /// reads the fabric with an AF_PACKET socket, whose virtio-net header
+    /// cannot carry tunnel GSO (the super-packet would reach it as plain
+    /// TCP GSO and be cut wrongly). Kernel segmentation of UDP/GRE tunnels
+    /// is what the kernel VXLAN device gets on a device without these
+    /// offloads. The features stay off after the node exits.
+    fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
+        if !self.encap {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "encapsulation offload off (--fast-path tc-encap turns it on)",
+            ));
+        }
+        crate::linux::sys::features_off(
+            port.name(),
+            &[
+                "tx-udp_tnl-segmentation",
+                "tx-udp_tnl-csum-segmentation",
+                "tx-gre-segmentation",
+                "tx-gre-csum-segmentation",
+            ],
+        )
+        .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))
+    }
+
     fn detach(&mut self, os_index: u32) {
         if let Some(id) = self.links.remove(&os_index) {
             if let Ok(tc) = self.tc() {
@@ -186,16 +285,7 @@ impl FastPath for TcFastPath {
     }
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
-        let v = FpValue {
-            oif: out_os,
-            flow: h.flow,
-            macs: h.macs.unwrap_or([0; 12]),
-            in_macs: h.in_macs,
-            mtu: h.mtu,
-            rewrite: u8::from(h.macs.is_some()),
-            gen: h.gen,
-            ..FpValue::default()
-        };
+        let v = FpValue::of(out_os, h);
         self.flows
             .insert(FpKey::of(in_os, h), v, 0)
             .map_err(|e| bpf_err("FP_FLOWS insert", e))

@@ -237,6 +237,7 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
 
@@ -254,6 +255,61 @@ fn ethtool(name: &str, buf: &mut [u8]) -> io::Result<()> {
 
 fn ne32(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// The names of `name`'s features, by bit (ethtool's ETH_SS_FEATURES).
+fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short ethtool answer");
+    let mut info = [0u8; 4 + 4 + 8 + 4];
+    info[0..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
+    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
+    ethtool(name, &mut info)?;
+    let count = ne32(&info, 16).ok_or_else(bad)? as usize;
+    if count == 0 || count > 4096 {
+        return Err(bad());
+    }
+    let mut strings = vec![0u8; 12 + count * ETH_GSTRING_LEN];
+    strings[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
+    strings[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
+    strings[8..12].copy_from_slice(&(count as u32).to_ne_bytes());
+    ethtool(name, &mut strings)?;
+    Ok((0..count)
+        .map(|bit| {
+            let s = strings
+                .get(12 + bit * ETH_GSTRING_LEN..12 + (bit + 1) * ETH_GSTRING_LEN)
+                .unwrap_or(&[]);
+            let end = s.iter().position(|c| *c == 0).unwrap_or(s.len());
+            s.get(..end).unwrap_or(&[]).to_vec()
+        })
+        .collect())
+}
+
+/// Turn the features `off` (ethtool names, e.g. `tx-gre-segmentation`)
+/// off on `name`, as `ethtool -K name X off` does. Names the device does
+/// not have are ignored.
+pub fn features_off(name: &str, off: &[&str]) -> io::Result<()> {
+    let names = feature_names(name)?;
+    let blocks = names.len().div_ceil(32);
+    // struct ethtool_sfeatures { u32 cmd, size; struct { u32 valid,
+    // requested; } features[]; }
+    let mut req = vec![0u8; 8 + blocks * 8];
+    req[0..4].copy_from_slice(&ETHTOOL_SFEATURES.to_ne_bytes());
+    req[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
+    let mut any = false;
+    for (bit, n) in names.iter().enumerate() {
+        if off.iter().any(|o| o.as_bytes() == n.as_slice()) {
+            let at = 8 + (bit / 32) * 8;
+            let w = ne32(&req, at).unwrap_or(0) | (1 << (bit % 32));
+            if let Some(d) = req.get_mut(at..at + 4) {
+                d.copy_from_slice(&w.to_ne_bytes());
+            }
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    ethtool(name, &mut req)
 }
 
 /// The transmit offloads `name` has on now (ethtool's feature strings and

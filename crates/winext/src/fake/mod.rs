@@ -97,6 +97,8 @@ pub struct Sent {
     pub data_safe: bool,
     /// The switch marked it `NativeForwardingRequired`.
     pub native: bool,
+    /// Its out-of-band 802.1Q tag (TCI; 0: none).
+    pub tci: u16,
 }
 
 /// How a fabricated NB lays out its frame.
@@ -125,6 +127,9 @@ pub struct NblSpec {
     pub safe_len: Option<u32>,
     /// `NativeForwardingRequired` (the switch must forward it itself).
     pub native: bool,
+    /// Its out-of-band 802.1Q tag (TCI; 0: none), as a VM's VLAN interface
+    /// sends it.
+    pub tci: u16,
 }
 
 impl NblSpec {
@@ -138,6 +143,7 @@ impl NblSpec {
             }],
             safe_len: None,
             native: false,
+            tci: 0,
         }
     }
 }
@@ -671,6 +677,8 @@ impl FakeSwitch {
         };
         s.nbl.NetBufferListInfo[SWITCH_FORWARDING_DETAIL] = d.0 as usize as *mut c_void;
         s.nbl.NetBufferListInfo[SWITCH_FORWARDING_RESERVED] = ctx.cast();
+        s.nbl.NetBufferListInfo[IEEE_8021Q_NET_BUFFER_LIST_INFO] =
+            crate::vlan::oob_from_tci(spec.tci) as *mut c_void;
         s.nbl.SourceHandle = 0x0515_71c4 as *mut c_void; // the switch's
         let raw = Box::into_raw(s);
         self.books.borrow_mut().switch_out.insert(raw as usize);
@@ -972,6 +980,8 @@ impl NdisApi for FakeNdis {
                     original,
                     data_safe: d.is_packet_data_safe(),
                     native: native.is_some(),
+                    // SAFETY: a valid list.
+                    tci: crate::ndis::nbl::vlan(nbl),
                 });
                 b.below.push(nbl);
                 list.push(nbl);

@@ -31,6 +31,8 @@ use crate::pkt0::QueueError;
 use crate::plan::{access, Access, CopyReason, Fate, Plan};
 use crate::ports::{PortNic, Source};
 use crate::session::{Session, WriteError};
+use crate::vlan;
+use dp_core::HEADROOM;
 
 /// A held packet: a list with one NB (the switch's, or one of ours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +122,8 @@ struct BatchNbl {
     src: PortNic,
     frames: u32,
     vif: Option<u16>,
+    /// The list's out-of-band 802.1Q tag.
+    tci: u16,
 }
 
 /// Vectors reused by every batch (allocated at start, never grown on the
@@ -524,6 +528,9 @@ impl<A: NdisApi> Driver<A> {
                                 src: h.src,
                                 frames: 1,
                                 vif: Some(h.vif),
+                                // Still the switch's: a held frame is kept
+                                // as received.
+                                tci: unsafe { nbl::vlan(nbl) },
                             });
                             st.scratch.raw.push(r);
                         }
@@ -604,7 +611,7 @@ impl<A: NdisApi> Driver<A> {
         out: &mut Out,
     ) {
         // SAFETY: the caller's list.
-        let (src, det) = unsafe { (nbl::source(nbl), nbl::detail(nbl)) };
+        let (src, det, tci) = unsafe { (nbl::source(nbl), nbl::detail(nbl), nbl::vlan(nbl)) };
         let safe = (!det.is_packet_data_safe()).then(|| det.safe_packet_data_size() as usize);
         let first = st.scratch.raw.len();
         let mut copy: Option<CopyReason> = None;
@@ -633,6 +640,7 @@ impl<A: NdisApi> Driver<A> {
                 src,
                 frames: nbs as u32,
                 vif: None,
+                tci,
             });
             return;
         };
@@ -660,14 +668,15 @@ impl<A: NdisApi> Driver<A> {
                             src,
                             frames: 1,
                             vif: None,
+                            tci,
                         });
                         st.scratch.raw.push(RawFrame {
                             // SAFETY: the copy has one NB.
                             nb: unsafe { nbl::first_nb(copy_nbl) },
                             // SAFETY: the frame sits HEADROOM into the buffer.
-                            buf: unsafe { buf.sub(dp_core::HEADROOM) },
-                            cap: dp_core::HEADROOM + len,
-                            head: dp_core::HEADROOM,
+                            buf: unsafe { buf.sub(HEADROOM) },
+                            cap: HEADROOM + len,
+                            head: HEADROOM,
                             len,
                         });
                     } else {
@@ -701,6 +710,7 @@ impl<A: NdisApi> Driver<A> {
             src: b.src,
             frames: b.frames,
             vif: b.vif,
+            tci: b.tci,
         }));
         let mut frames = recycle(core::mem::take(&mut scratch.frames));
         for r in &scratch.raw {
@@ -831,6 +841,10 @@ unsafe fn execute<A: NdisApi>(
                         nbl::set_frame::<A>(r.nb, r.head, head as usize, len as usize);
                     }
                 }
+                // One tag for the list (the plan's condition).
+                if let Some(Fate::Forward { tci: Some(t), .. }) = fates.first() {
+                    nbl::set_vlan(nbl, *t);
+                }
                 if nbl::add_destination(m, nbl, dst) {
                     send_down(module, m, nbl, out);
                 } else {
@@ -839,6 +853,10 @@ unsafe fn execute<A: NdisApi>(
                 }
             }
             Plan::Hold { flow } => {
+                if let (Some(r), Some(Fate::Hold { head, len, .. })) = (raws.first(), fates.first())
+                {
+                    nbl::set_frame::<A>(r.nb, r.head, *head as usize, *len as usize);
+                }
                 let vif = match (b.vif, fates.first()) {
                     (Some(v), _) => v,
                     (None, Some(Fate::Hold { vif, .. })) => *vif,
@@ -865,20 +883,34 @@ unsafe fn execute<A: NdisApi>(
                 for (r, f) in raws.iter().zip(fates) {
                     match *f {
                         Fate::Done => {}
-                        Fate::Forward { dst, head, len } => {
+                        Fate::Forward {
+                            dst,
+                            head,
+                            len,
+                            tci,
+                        } => {
                             nbl::set_frame::<A>(r.nb, r.head, head as usize, len as usize);
                             let Some(child) = nbl::alloc_child::<A>(m, nbl, r.nb, rec) else {
                                 ext.stats_mut().copy_failed += 1;
                                 continue;
                             };
                             module.splits.add(rec);
+                            if let Some(t) = tci {
+                                nbl::set_vlan(child, t);
+                            }
                             if nbl::add_destination(m, child, dst) {
                                 send_down(module, m, child, out);
                             } else {
                                 done_in::<A>(Some(module), m, child, out);
                             }
                         }
-                        Fate::Hold { flow, vif } => {
+                        Fate::Hold {
+                            flow,
+                            vif,
+                            head,
+                            len,
+                        } => {
+                            nbl::set_frame::<A>(r.nb, r.head, head as usize, len as usize);
                             let Some(child) = nbl::alloc_child::<A>(m, nbl, r.nb, rec) else {
                                 ext.stats_mut().copy_failed += 1;
                                 continue;
@@ -937,6 +969,15 @@ impl<A: NdisApi> Switch for Sw<'_, A> {
                 nbl::free_raw::<A>(self.m, nbl);
                 return false;
             }
+            // A copy out of a VLAN sub-interface: NDIS carries the tag
+            // beside the frame (after attach_context, which may copy the
+            // original's).
+            let tci = vlan::pop_tag(bytes);
+            if tci.is_some() {
+                let nb = nbl::first_nb(nbl);
+                nbl::set_frame::<A>(nb, HEADROOM, HEADROOM + vlan::TAG_LEN, len - vlan::TAG_LEN);
+            }
+            nbl::set_vlan(nbl, tci.unwrap_or(0));
             self.send.push(nbl);
         }
         if let Some(o) = self.outstanding.as_deref_mut() {

@@ -91,6 +91,29 @@ pub unsafe fn set_detail(nbl: *mut NET_BUFFER_LIST, d: ForwardingDetail) {
     unsafe { (*nbl).NetBufferListInfo[SWITCH_FORWARDING_DETAIL] = d.0 as usize as *mut c_void };
 }
 
+/// A list's out-of-band 802.1Q tag as a TCI (0: none).
+///
+/// # Safety
+/// `nbl` is a valid list.
+pub unsafe fn vlan(nbl: *mut NET_BUFFER_LIST) -> u16 {
+    // SAFETY: the caller's list; index 4 < 24.
+    crate::vlan::tci_from_oob(
+        unsafe { (*nbl).NetBufferListInfo[IEEE_8021Q_NET_BUFFER_LIST_INFO] } as usize,
+    )
+}
+
+/// Set a list's out-of-band 802.1Q tag (0 clears it).
+///
+/// # Safety
+/// `nbl` is a valid list the caller may modify.
+pub unsafe fn set_vlan(nbl: *mut NET_BUFFER_LIST, tci: u16) {
+    // SAFETY: as `vlan`.
+    unsafe {
+        (*nbl).NetBufferListInfo[IEEE_8021Q_NET_BUFFER_LIST_INFO] =
+            crate::vlan::oob_from_tci(tci) as *mut c_void
+    };
+}
+
 /// The (port, NIC) a list came from.
 ///
 /// # Safety

@@ -36,6 +36,11 @@ pub const IP_B: [u8; 4] = [198, 18, 0, 4];
 /// A container on the other host, behind the tunnel.
 pub const IP_C: [u8; 4] = [198, 18, 0, 9];
 pub const LABEL_C: u32 = 40;
+/// A's VLAN 100 sub-interface (vif 5, `Opts::vlan_sub`).
+pub const SUB_VIF: u16 = 5;
+pub const SUB_VLAN: u16 = 100;
+pub const MAC_S: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x64];
+pub const IP_S: [u8; 4] = [198, 18, 0, 100];
 
 /// `NdisSwitchNicType*`.
 pub const EXTERNAL_NIC: u32 = 0;
@@ -59,6 +64,9 @@ pub struct Opts {
     /// `OID_SWITCH_NIC_ARRAY` at restart instead of from create/connect
     /// OIDs.
     pub preexisting: bool,
+    /// A VLAN sub-interface on A: vif [`SUB_VIF`], VLAN [`SUB_VLAN`],
+    /// [`IP_S`] in the same VRF.
+    pub vlan_sub: bool,
 }
 
 impl Default for Opts {
@@ -67,6 +75,7 @@ impl Default for Opts {
             policy: false,
             tunnel: TunnelKind::MplsOverUdp,
             preexisting: false,
+            vlan_sub: false,
         }
     }
 }
@@ -123,6 +132,17 @@ impl Node {
         topo.add_remote_vm(VRF, MAC_C, IP_C, [0; 16], o.tunnel, LABEL_C);
         if o.tunnel == TunnelKind::Vxlan {
             topo.add_vni(VRF, LABEL_C);
+        }
+        if o.vlan_sub {
+            topo.add_vm(SUB_VIF, VRF, MAC_S, IP_S, [0; 16], o.policy);
+            let mut c = topo.router.vif(SUB_VIF).unwrap().cfg.clone();
+            c.vif_type = dp_core::VifType::VirtualVlan;
+            c.sub = Some(dp_core::SubIf {
+                parent: a.vif,
+                vlan: SUB_VLAN,
+                ovlan: SUB_VLAN,
+            });
+            topo.router.vif_add(c).unwrap();
         }
         let mut n = Node {
             sw,

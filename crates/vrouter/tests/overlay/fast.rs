@@ -1,0 +1,331 @@
+//! The kernel fast path (`--fast-path tc`) into the overlay: both hosts
+//! run it, policy is on (every packet goes through a flow entry; a thread
+//! per host plays the agent and allows new flows), and the bulk of a TCP
+//! stream is encapsulated by the BPF program on the VM port's TC ingress
+//! and redirected to the fabric. The receiving host decapsulates in user
+//! space (no decap offload yet).
+//!
+//! Asserts: TCP both ways intact; the sending hosts' fast paths
+//! encapsulated packets; every packet on the fabric decodes in tshark as
+//! the right encapsulation with the right label/VNI and inner addresses;
+//! within a TCP connection the packets the core encapsulated (SYN, FIN)
+//! and those the kernel did carry the same outer UDP source port, TTL,
+//! flags and UDP checksum 0; FIN still reaches the core; a DROP on the
+//! flow stops it at once.
+
+use super::*;
+use dp_core::flow::table::{
+    VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD, VR_FLOW_TCP_FIN,
+};
+use dp_core::{FlowKey, FlowSet};
+use std::collections::BTreeSet;
+use std::net::{SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use vrouter::linux::TcFastPath;
+
+fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
+    dp.flow_set(FlowSet {
+        index: Some(index),
+        gen_id: None,
+        key,
+        action,
+        flags: 0,
+        rflow: None,
+        dvrf: None,
+        ecmp_nh_index: -1,
+        drop_reason: 0,
+        src_nh_index: 0,
+    })
+    .unwrap();
+}
+
+fn held(dp: &Datapath) -> Vec<(u32, FlowKey)> {
+    dp.call(|c| {
+        c.mark_read_only();
+        c.router()
+            .flows()
+            .iter_valid()
+            .filter(|(_, f)| f.action == VR_FLOW_ACTION_HOLD)
+            .map(|(i, f)| (i, *f.key()))
+            .collect()
+    })
+    .unwrap()
+}
+
+/// Index, key and TCP flags of the flow `proto` from `src` to port `dport`.
+fn flow_of(dp: &Datapath, proto: u8, src: [u8; 4], dport: u16) -> Option<(u32, FlowKey, u16)> {
+    dp.call(move |c| {
+        c.mark_read_only();
+        c.router()
+            .flows()
+            .iter_valid()
+            .find(|(_, f)| {
+                let k = f.key();
+                k.proto == proto && k.src()[..4] == src && k.dport() == dport
+            })
+            .map(|(i, f)| (i, *f.key(), f.tcp_flags))
+    })
+    .unwrap()
+}
+
+/// Plays the agent: every new flow is allowed, until `stop`.
+fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            for (i, k) in held(&dp) {
+                set_flow(&dp, i, k, VR_FLOW_ACTION_FORWARD);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+/// Send `n` UDP datagrams from `src`:40000 in `c1` to `dst`:9000 in
+/// `c2`; how many arrived.
+fn udp_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> usize {
+    let rx = in_ns(c2, move || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(dst), 9000)).unwrap()
+    });
+    rx.set_nonblocking(true).unwrap();
+    let tx = in_ns(c1, move || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(src), 40000)).unwrap()
+    });
+    let to = SocketAddrV4::new(Ipv4Addr::from(dst), 9000);
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        tx.send_to(&[i as u8; 200], to).unwrap();
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        while rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+    }
+    let end = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < end {
+        if rx.recv(&mut buf).is_ok() {
+            got += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    got
+}
+
+fn fast_two_hosts(kind: TunnelKind) {
+    require_env!("tshark", "ethtool");
+    // (ethtool: to check that the node turned tunnel GSO off on the fabric.)
+    if let Some(r) = skip_reason(&["clang"]) {
+        report_skip(
+            "overlay fast path: BPF object needs clang at build time",
+            &r,
+        );
+        return;
+    }
+    let mut ns = Namespaces::new();
+    let (ha, hb) = fabric(&mut ns);
+    let ca = ns.add("ca");
+    let cb = ns.add("cb");
+    container(&ha, "vh1", &ca, CA_MAC, CA_IP, C_MTU);
+    container(&hb, "vh1", &cb, CB_MAC, CB_IP, C_MTU);
+    let node = move |me, peer, local: Vm, remote: Vm| {
+        move |dp: &Datapath| {
+            let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+            fp.set_encap(true);
+            dp.enable_fast_path(Box::new(fp)).unwrap();
+            compute_node_with(
+                dp,
+                kind,
+                me,
+                peer,
+                &local,
+                &remote,
+                VifFlags::POLICY_ENABLED,
+            );
+        }
+    };
+    let (dpa, _ga) = start_dp(
+        &ha,
+        node((FAB_A, FAB_MAC_A), (FAB_B, FAB_MAC_B), vm_a(), vm_b()),
+    );
+    let (dpb, _gb) = start_dp(
+        &hb,
+        node((FAB_B, FAB_MAC_B), (FAB_A, FAB_MAC_A), vm_b(), vm_a()),
+    );
+    let (dpa, dpb) = (Arc::new(dpa), Arc::new(dpb));
+    let stop = Arc::new(AtomicBool::new(false));
+    let agents = [
+        allow_all(dpa.clone(), stop.clone()),
+        allow_all(dpb.clone(), stop.clone()),
+    ];
+    let mut caps = captures(&ha, &hb, kind);
+    // The node turned tunnel GSO off on the fabric: the receiving host's
+    // user-space path cannot take tunnel super-packets.
+    for h in [&ha, &hb] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", h, "ethtool", "-k", "fab"])
+            .output()
+            .unwrap();
+        let k = String::from_utf8_lossy(&out.stdout);
+        assert!(k.contains("tx-udp_tnl-segmentation: off"), "{k}");
+        assert!(k.contains("tx-gre-segmentation: off"), "{k}");
+    }
+
+    // Datagrams first (no GSO): the flow is offloaded after its first.
+    let warm = udp_burst(&ca, CA_IP, &cb, CB_IP, 50);
+    let got = udp_burst(&ca, CA_IP, &cb, CB_IP, 200);
+    eprintln!("warm-up {warm}/50");
+    eprintln!(
+        "{kind:?} UDP burst: {got}/200; A {:?}; B {:?}",
+        dpa.offload_stats().unwrap(),
+        dpb.stats().unwrap()
+    );
+    assert!(got >= 190, "UDP A -> B through the fast path");
+    let (ab, ba) = traffic(&ca, &cb);
+    let (sa, sb) = (
+        dpa.offload_stats().unwrap().unwrap(),
+        dpb.offload_stats().unwrap().unwrap(),
+    );
+    eprintln!(
+        "{kind:?} fast path: TCP A->B {ab:.2} Gbit/s, B->A {ba:.2} Gbit/s\nA {sa:?}\nB {sb:?}"
+    );
+    dpa.call(|c| c.offload_fold()).unwrap();
+    dpb.call(|c| c.offload_fold()).unwrap();
+    let (sa, sb) = (
+        dpa.offload_stats().unwrap().unwrap(),
+        dpb.offload_stats().unwrap().unwrap(),
+    );
+    assert!(
+        sa.installed > 0 && sa.packets > 0,
+        "host A's fast path encapsulated: {sa:?}"
+    );
+    assert!(
+        sb.installed > 0 && sb.packets > 0,
+        "host B's fast path encapsulated: {sb:?}"
+    );
+    // FIN reached the core on the sending host (the server's port 5201).
+    let (_, _, flags) = flow_of(&dpa, 6, CA_IP, 5201).expect("A's TCP flow");
+    assert!(
+        flags & VR_FLOW_TCP_FIN != 0,
+        "FIN seen by A's core: {flags:#x}"
+    );
+
+    let (lab_ab, lab_ba) = match kind {
+        TunnelKind::Vxlan => (VNI, VNI),
+        _ => (vm_label(vm_b().vif), vm_label(vm_a().vif)),
+    };
+    let dirs = check_captures(
+        &mut caps,
+        kind,
+        &[
+            Expect(FAB_A, FAB_B, lab_ab, CA_IP, CB_IP),
+            Expect(FAB_B, FAB_A, lab_ba, CB_IP, CA_IP),
+        ],
+    );
+    eprintln!("{kind:?} fast path: capture {dirs:?}");
+    assert_eq!(dirs.len(), 2, "both directions captured: {dirs:?}");
+    // Within each TCP connection and direction, the outer header fields
+    // that do not change per packet are one set, whether the core (SYN,
+    // FIN) or the kernel (the bulk) encapsulated.
+    let udp = kind != TunnelKind::MplsOverGre;
+    // Each host's capture: what arrived from the other (the sending
+    // host's own tap also sees the kernel's super-packets before they
+    // are segmented).
+    for (cap, from) in caps.iter_mut().zip([FAB_B, FAB_A]) {
+        let rows = cap.stop_and_read(&[
+            "ip.src",
+            "ip.ttl",
+            "ip.flags",
+            "udp.srcport",
+            "udp.checksum",
+            "tcp.srcport",
+            "tcp.dstport",
+            "tcp.flags.syn",
+            "tcp.flags.fin",
+        ]);
+        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut syn_fin = 0;
+        let mut csum0 = 0;
+        let first = |s: &str| s.split(',').next().unwrap_or("").to_string();
+        for r in rows
+            .iter()
+            .filter(|r| !r[5].is_empty() && first(&r[0]) == ip4(from))
+        {
+            let conn = format!("{} {}>{}", first(&r[0]), r[5], r[6]);
+            // The UDP checksum is not compared: the kernel fast path
+            // leaves the core's 0, but the user-space path's UDP GSO has
+            // the kernel fill it in.
+            let outer = format!("ttl={} flags={} sport={}", first(&r[1]), first(&r[2]), r[3]);
+            if r[4] == "0x0000" {
+                csum0 += 1;
+            }
+            if r[7] == "1" || r[8] == "1" {
+                syn_fin += 1;
+            }
+            seen.entry(conn).or_default().insert(outer);
+        }
+        eprintln!("{kind:?} outer headers per connection: {seen:?}");
+        assert!(syn_fin >= 2, "SYN/FIN captured: {seen:?}");
+        for (conn, outer) in &seen {
+            assert_eq!(outer.len(), 1, "{conn}: one outer header, not {outer:?}");
+            let o = outer.iter().next().unwrap();
+            assert!(o.starts_with("ttl=64 flags=0x00"), "{conn}: {o}");
+        }
+        if udp {
+            assert!(csum0 > 1000, "the fast path's UDP checksum 0: {csum0}");
+        }
+    }
+
+    // UDP across: offloaded; then DROP on A stops it at once.
+    assert!(udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190, "UDP A -> B");
+    dpa.call(|c| c.offload_fold()).unwrap();
+    let (uidx, ukey, _) = flow_of(&dpa, 17, CA_IP, 9000).expect("A's UDP flow");
+    let before = dpa.offload_stats().unwrap().unwrap().packets;
+    assert!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
+        "UDP A -> B again"
+    );
+    dpa.call(|c| c.offload_fold()).unwrap();
+    let after = dpa.offload_stats().unwrap().unwrap().packets;
+    assert!(after - before >= 150, "UDP offloaded ({before} -> {after})");
+    stop.store(true, Ordering::Release);
+    for a in agents {
+        a.join().unwrap();
+    }
+    set_flow(&dpa, uidx, ukey, VR_FLOW_ACTION_DROP);
+    assert_eq!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 100),
+        0,
+        "a dropped flow's offload is gone"
+    );
+    dpa.flow_del(uidx, None).unwrap();
+    assert_eq!(
+        dpa.offload_stats().unwrap().unwrap().active,
+        0,
+        "nothing offloaded after a delete"
+    );
+    for dp in [dpa, dpb] {
+        match Arc::try_unwrap(dp) {
+            Ok(dp) => dp.stop(),
+            Err(_) => panic!("datapath still shared"),
+        }
+    }
+}
+
+#[test]
+fn fast_path_two_hosts_mpls_over_udp() {
+    fast_two_hosts(TunnelKind::MplsOverUdp);
+}
+
+#[test]
+fn fast_path_two_hosts_vxlan() {
+    fast_two_hosts(TunnelKind::Vxlan);
+}
+
+#[test]
+fn fast_path_two_hosts_mpls_over_gre() {
+    fast_two_hosts(TunnelKind::MplsOverGre);
+}
