@@ -12,9 +12,6 @@ impl Router {
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
     ) -> Action {
-        // The batch's prefetched flow key, for `decap_l3` only: out of
-        // reach of every other path.
-        let pre = cx.pre.take();
         let info = match PacketInfo::parse(pkt.data()) {
             Ok(i) => i,
             // Upstream `vr_fabric_input`: `vr_pkt_type() < 0` drops.
@@ -60,7 +57,6 @@ impl Router {
                     * ((flags & 0x8000 != 0) as usize
                         + (flags & 0x2000 != 0) as usize
                         + (flags & 0x1000 != 0) as usize);
-                cx.pre = pre;
                 self.mpls_in(iv, pkt, cx, l4 + GRE_LEN + opt)
             }
             PROTO_UDP if matches!(info.dport, PORT_MPLS | PORT_VXLAN) => {
@@ -68,7 +64,6 @@ impl Router {
                     return self.drop(cx, r);
                 }
                 if info.dport == PORT_MPLS {
-                    cx.pre = pre;
                     self.mpls_in(iv, pkt, cx, l4 + UDP_LEN)
                 } else {
                     self.vxlan_in(iv, pkt, cx, l4 + UDP_LEN)
@@ -76,64 +71,6 @@ impl Router {
             }
             _ => self.pass_through(iv, pkt, cx),
         }
-    }
-
-    /// Phase 1 of a fabric batch (see [`Router::process`]): the flow key
-    /// and hash that [`Router::fabric_flow`] will check an MPLSoUDP or
-    /// MPLSoGRE packet with an L3 label by, its bucket prefetched. The
-    /// same walk as `rx_fabric`, `mpls_in` and `decap_l3` on the common
-    /// case only (no GRE options, one label, an interface next hop, a
-    /// plain IPv4 or IPv6 packet with ports, policy on); `None` for
-    /// anything else, which then takes the ordinary path. The tables it
-    /// reads do not change while a batch is processed, so the key is the
-    /// one the flow check would build (asserted in debug builds).
-    pub(super) fn fabric_pre(&self, frame: &[u8]) -> Option<Hashed> {
-        let info = PacketInfo::parse(frame).ok()?;
-        if info.family != Family::Ipv4 || info.frag.is_fragment || info.l4_offset == 0 {
-            return None;
-        }
-        // The view `rx_fabric` works on: cut to the outer IP length.
-        let frame = frame.get(..info.l3_offset as usize + info.l3_len as usize)?;
-        let l4 = info.l4_offset as usize;
-        let off = match info.proto {
-            PROTO_UDP if info.dport == PORT_MPLS => l4 + UDP_LEN,
-            PROTO_GRE if rd16(frame, l4)? == 0 && rd16(frame, l4 + 2)? == ETHERTYPE_MPLS => {
-                l4 + GRE_LEN
-            }
-            _ => return None,
-        };
-        let word = rd32(frame, off)?;
-        if word & MPLS_BOS == 0 {
-            return None;
-        }
-        let nh = self.nhs.get(self.mpls.get(word >> 12)?)?;
-        let NhKind::Encap { oif, .. } = nh.kind else {
-            return None;
-        };
-        if nh.family == AF_BRIDGE || !(nh.policy() || self.out_vif_policy(&Out::Bridged { oif })) {
-            return None;
-        }
-        let vrf = nh.vrf;
-        let ip = frame.get(off + MPLS_LEN..)?;
-        let et = match ip.first()? >> 4 {
-            4 => ETHERTYPE_IPV4,
-            6 => ETHERTYPE_IPV6,
-            _ => return None,
-        };
-        let inner = PacketInfo::parse_l3(ip, et).ok()?;
-        if inner.frag.is_fragment
-            || inner.l4_offset == 0
-            || (matches!(inner.proto, PROTO_ICMP | PROTO_ICMPV6)
-                && icmp_is_error(inner.family, inner.icmp_type))
-        {
-            return None;
-        }
-        let src_nh = self
-            .lookup_ip(vrf, inner.family, &inner.src)
-            .map_or(0, |r| r.nh);
-        let h = Hashed::new(make_key(&inner, src_nh, None));
-        self.flows.prefetch(h.hash);
-        Some(h)
     }
 
     /// `dst` is one of this host's fabric addresses (a receive route).
@@ -222,7 +159,6 @@ impl Router {
             );
         }
         if nh.family == AF_BRIDGE {
-            cx.pre = None;
             self.decap_l2(iv, pkt, cx, inner, nh_id, nh.vrf)
         } else {
             self.decap_l3(iv, pkt, cx, inner, nh_id)
@@ -314,7 +250,7 @@ impl Router {
             _ => return self.drop(cx, DropReason::InvalidNh),
         };
         let policy = nh.policy() || self.out_vif_policy(&out);
-        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner), None) {
+        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
             Ok(f) => f,
             Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
         };
@@ -373,7 +309,7 @@ impl Router {
             _ => return self.drop(cx, DropReason::InvalidNh),
         };
         let policy = policy || self.out_vif_policy(&out);
-        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner), cx.pre.take()) {
+        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
             Ok(f) => f,
             Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
         };
@@ -423,35 +359,22 @@ impl Router {
     }
 
     /// Flow check for a decapsulated packet; the key's next hop is the
-    /// source's route next hop in the VRF, as upstream. `pre` is the key
-    /// and hash [`Router::fabric_pre`] computed for the batch's prefetch
-    /// (L3 decapsulation only): the same key, so no route lookup and no
-    /// hashing again.
+    /// source's route next hop in the VRF, as upstream.
     pub(super) fn fabric_flow(
         &mut self,
         policy: bool,
         vrf: u16,
         info: &PacketInfo,
         frame: &[u8],
-        pre: Option<Hashed>,
     ) -> Result<u32, Verdict> {
         if !policy || !matches!(info.family, Family::Ipv4 | Family::Ipv6) {
             return Ok(u32::MAX);
         }
-        let src_nh = match pre {
-            Some(p) => p.key.nh_id(),
-            None => self
-                .lookup_ip(vrf, info.family, &info.src)
-                .map_or(0, |r| r.nh),
-        };
-        debug_assert!(pre.is_none_or(|p| {
-            let nh = self
-                .lookup_ip(vrf, info.family, &info.src)
-                .map_or(0, |r| r.nh);
-            p.key == make_key(info, nh, None)
-        }));
+        let src_nh = self
+            .lookup_ip(vrf, info.family, &info.src)
+            .map_or(0, |r| r.nh);
         let key = self
-            .flow_key(vrf, info, frame, src_nh, pre)
+            .flow_key(vrf, info, frame, src_nh, None)
             .map_err(Verdict::Drop)?;
         match self.flow_check(&key, info, frame.len(), vrf) {
             Verdict::Forward {

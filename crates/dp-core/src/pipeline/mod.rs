@@ -252,11 +252,6 @@ impl Router {
                         *pre = Some(h);
                     }
                 }
-            } else if iv.vif_type == VifType::Physical {
-                // Fabric ports: the same for the decapsulated packets.
-                for (pre, pkt) in pres.iter_mut().zip(chunk.iter()) {
-                    *pre = self.fabric_pre(pkt.data());
-                }
             }
             // Phase 2: the pipeline proper.
             for (j, ((pkt, info), pre)) in chunk
