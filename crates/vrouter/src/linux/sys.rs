@@ -260,6 +260,7 @@ fn ne32(b: &[u8], off: usize) -> Option<u32> {
 /// The names of `name`'s features, by bit (ethtool's ETH_SS_FEATURES).
 fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "short ethtool answer");
+    // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[1]; }
     let mut info = [0u8; 4 + 4 + 8 + 4];
     info[0..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
     info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
@@ -268,6 +269,7 @@ fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
     if count == 0 || count > 4096 {
         return Err(bad());
     }
+    // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
     let mut strings = vec![0u8; 12 + count * ETH_GSTRING_LEN];
     strings[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
     strings[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
@@ -316,25 +318,10 @@ pub fn features_off(name: &str, off: &[&str]) -> io::Result<()> {
 /// active bits: `tx-checksum-*`, `tx-tcp-segmentation`,
 /// `tx-tcp6-segmentation`, `tx-udp-segmentation`).
 pub fn tx_features(name: &str) -> io::Result<TxFeatures> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short ethtool answer");
-    // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[1]; }
-    let mut info = [0u8; 4 + 4 + 8 + 4];
-    info[0..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
-    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
-    ethtool(name, &mut info)?;
-    let count = ne32(&info, 16).ok_or_else(bad)? as usize;
-    if count == 0 || count > 4096 {
-        return Err(bad());
-    }
-    // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
-    let mut strings = vec![0u8; 12 + count * ETH_GSTRING_LEN];
-    strings[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
-    strings[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
-    strings[8..12].copy_from_slice(&(count as u32).to_ne_bytes());
-    ethtool(name, &mut strings)?;
+    let names = feature_names(name)?;
     // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
     // requested, active, never_changed; } features[]; }
-    let blocks = count.div_ceil(32);
+    let blocks = names.len().div_ceil(32);
     let mut feats = vec![0u8; 8 + blocks * 16];
     feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
     feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
@@ -343,13 +330,9 @@ pub fn tx_features(name: &str) -> io::Result<TxFeatures> {
         ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
     };
     let mut f = TxFeatures::default();
-    for bit in 0..count {
-        let s = strings
-            .get(12 + bit * ETH_GSTRING_LEN..12 + (bit + 1) * ETH_GSTRING_LEN)
-            .unwrap_or(&[]);
-        let end = s.iter().position(|c| *c == 0).unwrap_or(s.len());
+    for (bit, n) in names.iter().enumerate() {
         let on = active(bit);
-        match s.get(..end).unwrap_or(&[]) {
+        match n.as_slice() {
             b"tx-checksum-ipv4" | b"tx-checksum-ip-generic" | b"tx-checksum-ipv6" => f.csum |= on,
             b"tx-tcp-segmentation" => f.tso4 = on,
             b"tx-tcp6-segmentation" => f.tso6 = on,
