@@ -335,8 +335,8 @@ pub fn build(
     )
 }
 
-/// The VRF of every virtual network in `snap`, by VN uuid; `vrfs` carries
-/// the ones assigned so far (kept across rebuilds and agent restarts, as
+/// Give every virtual network in `snap` a VRF in `vrfs` (by VN uuid),
+/// which carries the ones assigned so far (kept across rebuilds and agent restarts, as
 /// vif indices are: the datapath's flows and routes are keyed by them).
 ///
 /// The network id is a cluster-wide number the config node hands out and
@@ -350,7 +350,7 @@ pub fn assign_vrfs(
     snap: &Snapshot,
     vrfs: &mut BTreeMap<Uuid, u16>,
     max_vrfs: u16,
-) -> (BTreeMap<Uuid, u16>, Vec<VnProblem>) {
+) -> Vec<VnProblem> {
     let vns: Vec<(Uuid, &Value, Option<u64>)> = snap
         .iter("virtual-network")
         .map(|(u, o)| {
@@ -363,7 +363,12 @@ pub fn assign_vrfs(
         .collect();
     let fits = |v: u16| v != 0 && v < max_vrfs;
     // Forget networks that are gone (or VRFs a lower limit no longer holds).
-    vrfs.retain(|u, v| fits(*v) && vns.iter().any(|(w, _, id)| w == u && id.is_some()));
+    let with_id: std::collections::HashSet<Uuid> = vns
+        .iter()
+        .filter(|(_, _, id)| id.is_some())
+        .map(|(u, _, _)| *u)
+        .collect();
+    vrfs.retain(|u, v| fits(*v) && with_id.contains(u));
     let mut used: BTreeSet<u16> = vrfs.values().copied().collect();
     for (uuid, _, id) in &vns {
         let Some(v) = id.and_then(|n| u16::try_from(n).ok()).filter(|v| fits(*v)) else {
@@ -398,7 +403,7 @@ pub fn assign_vrfs(
             reason,
         });
     }
-    (vrfs.clone(), problems)
+    problems
 }
 
 /// [`build`], with the VRFs assigned so far ([`assign_vrfs`]) and the
@@ -425,10 +430,9 @@ pub fn build_with_rib(
     }
     // A VN the datapath cannot hold is reported (introspect, metrics, its
     // ports' answers), not skipped.
-    let (vrf_of, problems) = assign_vrfs(snap, vrfs, limits.max_vrfs);
-    m.vn_problems = problems;
+    m.vn_problems = assign_vrfs(snap, vrfs, limits.max_vrfs);
     for (uuid, obj) in snap.iter("virtual-network") {
-        let Some(&vrf) = vrf_of.get(uuid) else {
+        let Some(&vrf) = vrfs.get(uuid) else {
             continue;
         };
         let network_id = obj
@@ -749,15 +753,18 @@ mod tests {
             max_vifs: 64,
             max_vrfs: 4096,
         };
+        let rebuild = |vrfs: &mut BTreeMap<Uuid, u16>| {
+            build_with_rib(
+                &cfg.snapshot().unwrap(),
+                &ports,
+                &mut BTreeMap::new(),
+                vrfs,
+                limits,
+                Arc::default(),
+            )
+        };
         let mut vrfs = BTreeMap::new();
-        let m = build_with_rib(
-            &cfg.snapshot().unwrap(),
-            &ports,
-            &mut BTreeMap::new(),
-            &mut vrfs,
-            limits,
-            Arc::default(),
-        );
+        let m = rebuild(&mut vrfs);
         assert!(m.vn_problems.is_empty() && m.problems.is_empty());
         assert_eq!((m.vns[&small].vrf, m.vns[&small].vni), (5, 5));
         assert_eq!(
@@ -768,28 +775,14 @@ mod tests {
         assert_eq!(m.ports.len(), 2);
         // Kept: a new network whose id is big's VRF takes another one.
         let mid = uuid_of(&cfg.create("virtual-network", vn("mid", 4095)).unwrap());
-        let m = build_with_rib(
-            &cfg.snapshot().unwrap(),
-            &ports,
-            &mut BTreeMap::new(),
-            &mut vrfs,
-            limits,
-            Arc::default(),
-        );
+        let m = rebuild(&mut vrfs);
         assert_eq!(
             (m.vns[&small].vrf, m.vns[&big].vrf, m.vns[&mid].vrf),
             (5, 4095, 4094)
         );
         // Forgotten once gone.
         cfg.delete("virtual-network", &mid).unwrap();
-        let m = build_with_rib(
-            &cfg.snapshot().unwrap(),
-            &ports,
-            &mut BTreeMap::new(),
-            &mut vrfs,
-            limits,
-            Arc::default(),
-        );
+        let m = rebuild(&mut vrfs);
         assert_eq!(m.vns.len(), 2);
         assert_eq!(vrfs.len(), 2);
         // A table with one VRF for networks: one network is refused, with
