@@ -276,6 +276,23 @@ struct Dir {
 /// label or VNI, inner source and destination.
 struct Expect([u8; 4], [u8; 4], u32, [u8; 4], [u8; 4]);
 
+/// [`check_captures`] for the two containers' traffic, A to B and B to A:
+/// each direction carries the destination VM's label (L3 MPLS) or the VNI.
+fn check_captures_ab(caps: &mut [Capture], kind: TunnelKind) -> BTreeMap<(String, String), Dir> {
+    let (lab_ab, lab_ba) = match kind {
+        TunnelKind::Vxlan => (VNI, VNI),
+        _ => (vm_label(vm_b().vif), vm_label(vm_a().vif)),
+    };
+    check_captures(
+        caps,
+        kind,
+        &[
+            Expect(FAB_A, FAB_B, lab_ab, CA_IP, CB_IP),
+            Expect(FAB_B, FAB_A, lab_ba, CB_IP, CA_IP),
+        ],
+    )
+}
+
 /// Decode the captures and check every packet: the encapsulation (and for
 /// GRE the protocol 0x8847), the label/VNI expected for its direction, and
 /// the inner IPv4 addresses (only IPv4 for the L3 MPLS overlays; VXLAN
@@ -398,20 +415,7 @@ fn two_hosts(kind: TunnelKind, no_uso: bool) {
 
     let (ab, ba) = traffic(&ca, &cb);
 
-    // What each direction must carry: the destination VM's label (L3
-    // MPLS), or the VNI.
-    let (lab_ab, lab_ba) = match kind {
-        TunnelKind::Vxlan => (VNI, VNI),
-        _ => (vm_label(vm_b().vif), vm_label(vm_a().vif)),
-    };
-    let dirs = check_captures(
-        &mut caps,
-        kind,
-        &[
-            Expect(FAB_A, FAB_B, lab_ab, CA_IP, CB_IP),
-            Expect(FAB_B, FAB_A, lab_ba, CB_IP, CA_IP),
-        ],
-    );
+    let dirs = check_captures_ab(&mut caps, kind);
     let (sa, sb) = (dpa.stats().unwrap(), dpb.stats().unwrap());
     eprintln!("{kind:?}: TCP A->B {ab:.2} Gbit/s, B->A {ba:.2} Gbit/s; capture {dirs:?}");
     eprintln!("{kind:?}: A {sa:?}\n{kind:?}: B {sb:?}");

@@ -213,18 +213,7 @@ fn fast_two_hosts(kind: TunnelKind) {
         "FIN seen by A's core: {flags:#x}"
     );
 
-    let (lab_ab, lab_ba) = match kind {
-        TunnelKind::Vxlan => (VNI, VNI),
-        _ => (vm_label(vm_b().vif), vm_label(vm_a().vif)),
-    };
-    let dirs = check_captures(
-        &mut caps,
-        kind,
-        &[
-            Expect(FAB_A, FAB_B, lab_ab, CA_IP, CB_IP),
-            Expect(FAB_B, FAB_A, lab_ba, CB_IP, CA_IP),
-        ],
-    );
+    let dirs = check_captures_ab(&mut caps, kind);
     eprintln!("{kind:?} fast path: capture {dirs:?}");
     assert_eq!(dirs.len(), 2, "both directions captured: {dirs:?}");
     // Within each TCP connection and direction, the outer header fields

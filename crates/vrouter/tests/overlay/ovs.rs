@@ -308,18 +308,7 @@ fn ovs_peer(kind: TunnelKind, a_offloads: bool) {
             std::panic::resume_unwind(e);
         }
     };
-    let (lab_ab, lab_ba) = match kind {
-        TunnelKind::Vxlan => (VNI, VNI),
-        _ => (vm_label(vm_b().vif), vm_label(vm_a().vif)),
-    };
-    let dirs = check_captures(
-        &mut caps,
-        kind,
-        &[
-            Expect(FAB_A, FAB_B, lab_ab, CA_IP, CB_IP),
-            Expect(FAB_B, FAB_A, lab_ba, CB_IP, CA_IP),
-        ],
-    );
+    let dirs = check_captures_ab(&mut caps, kind);
     let st = dpa.stats().unwrap();
     let vifs = dpa.vifs().unwrap();
     let (_, vm_port) = vifs
