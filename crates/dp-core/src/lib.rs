@@ -39,7 +39,7 @@ pub use drop::{DropReason, DropStats};
 pub use error::ConfigError;
 pub use flow::table::{FlowEntry, FlowKey, FlowTable};
 pub use nexthop::{Component, Nexthop, NhFlags, NhKind, TunnelKind};
-pub use offload::{OffloadHint, OffloadTunnel, OFFLOAD_HINTS_MAX};
+pub use offload::{OffloadDecap, OffloadHint, OffloadTunnel, OFFLOAD_HINTS_MAX};
 pub use route::{BridgeEntry, Prefix, RouteData};
 pub use vif::{SubIf, Vif, VifConfig, VifFlags, VifStats, VifType};
 

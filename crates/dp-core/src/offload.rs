@@ -16,6 +16,12 @@
 //! ([`OffloadTunnel`]), so the fast path pushes the same bytes: only the
 //! outer IP total length, identification and checksum (and the UDP
 //! length) change per packet.
+//!
+//! Or, the other way, for the same packets and flows decapsulated from a
+//! physical (fabric) vif and delivered to a local virtual vif, when the
+//! outer headers had the plain layout (no VLAN, no IP options, one MPLS
+//! label, GRE without options): the hint then says which outer headers
+//! the decision holds for and what replaces them ([`OffloadDecap`]).
 
 use crate::flow::table::{FlowKey, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_VRFT};
 use crate::Router;
@@ -46,6 +52,42 @@ pub struct OffloadHint {
     pub macs: Option<[u8; 12]>,
     /// Encapsulated to a remote host (`mtu` is then the fabric's).
     pub tunnel: Option<OffloadTunnel>,
+    /// Decapsulated from the fabric (`in_vif` is the physical vif; the
+    /// key and `in_macs` are the inner packet's).
+    pub decap: Option<OffloadDecap>,
+}
+
+/// The outer headers a decapsulated flow arrives with, and what the core
+/// makes of the inner packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffloadDecap {
+    pub kind: crate::TunnelKind,
+    /// Outer IPv4 destination (one of this host's receive addresses).
+    pub dst: [u8; 4],
+    /// The MPLS label or the VXLAN VNI.
+    pub label: u32,
+    /// Bytes from the outer Ethernet header to the inner packet (L3) or
+    /// the inner Ethernet header (L2): 42 MPLSoGRE, 46 MPLSoUDP, 50 VXLAN.
+    pub outer_len: u16,
+    /// The inner packet is an Ethernet frame (VXLAN, L2 MPLS).
+    pub l2: bool,
+    /// L3: the Ethernet header the core puts in front of the inner IP
+    /// packet (the interface next hop's, ethertype IPv4).
+    pub eth: Option<[u8; 14]>,
+    /// L2 routed: the inner TTL is decremented (and `macs` written).
+    pub ttl_dec: bool,
+}
+
+impl OffloadDecap {
+    /// `outer_len` for `kind` with the plain layout, the only one a fast
+    /// path matches.
+    pub const fn plain_len(kind: crate::TunnelKind) -> u16 {
+        match kind {
+            crate::TunnelKind::MplsOverGre => 14 + 20 + 4 + 4,
+            crate::TunnelKind::MplsOverUdp => 14 + 20 + 8 + 4,
+            crate::TunnelKind::Vxlan => 14 + 20 + 8 + 8,
+        }
+    }
 }
 
 /// The outer headers of an encapsulated flow, as the core writes them.
@@ -85,6 +127,7 @@ impl OffloadHints {
                 mtu: 0,
                 macs: None,
                 tunnel: None,
+                decap: None,
             }; OFFLOAD_HINTS_MAX],
         }
     }
@@ -117,7 +160,7 @@ impl Router {
         if in_vif == out_vif || !virt(self, in_vif) || !virt(self, out_vif) {
             return;
         }
-        self.note_offload_to(info, in_vif, out_vif, flow, macs, None);
+        self.note_offload_to(info, in_vif, out_vif, flow, macs, None, None);
     }
 
     /// Note flow `flow`, just encapsulated by the core with `tunnel` out of
@@ -137,9 +180,35 @@ impl Router {
         {
             return;
         }
-        self.note_offload_to(info, in_vif, out_vif, flow, macs, Some(tunnel));
+        self.note_offload_to(info, in_vif, out_vif, flow, macs, Some(tunnel), None);
     }
 
+    /// Note flow `flow`, just decapsulated by the core from the physical
+    /// vif `in_vif` and delivered to the virtual vif `out_vif`, as
+    /// offloadable (see the module docs). `info` is the inner packet's,
+    /// as delivered (Ethernet header at 0).
+    pub(crate) fn note_offload_decap(
+        &mut self,
+        info: &packet::parse::PacketInfo,
+        in_vif: u16,
+        out_vif: u16,
+        flow: u32,
+        macs: Option<[u8; 12]>,
+        decap: OffloadDecap,
+    ) {
+        let ty = |r: &Router, v: u16| r.vifs.get(v).map(|v| v.cfg.vif_type);
+        if !self.hints.enabled
+            || ty(self, in_vif) != Some(crate::VifType::Physical)
+            || ty(self, out_vif) != Some(crate::VifType::Virtual)
+            || decap.outer_len != OffloadDecap::plain_len(decap.kind)
+            || decap.l2 == decap.eth.is_some()
+        {
+            return;
+        }
+        self.note_offload_to(info, in_vif, out_vif, flow, macs, None, Some(decap));
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn note_offload_to(
         &mut self,
         info: &packet::parse::PacketInfo,
@@ -148,6 +217,7 @@ impl Router {
         flow: u32,
         macs: Option<[u8; 12]>,
         tunnel: Option<OffloadTunnel>,
+        decap: Option<OffloadDecap>,
     ) {
         use packet::parse::Family;
         if info.family != Family::Ipv4
@@ -174,6 +244,7 @@ impl Router {
             mtu: self.vifs.get(out_vif).map_or(0, |v| v.cfg.mtu),
             macs,
             tunnel,
+            decap,
         };
         if self.offload_still_valid(&h) {
             self.hints.push(h);

@@ -19,7 +19,17 @@
 //   without it the user-space datapath would forward every offloaded
 //   packet a second time.
 //
-// Both call `fp_decide` on the same bytes, so they agree. Everything the
+// - `fp_tc_fab` (TC ingress on the fabric port, `--fast-path tc-encap`)
+//   decapsulates MPLSoUDP, MPLSoGRE and VXLAN packets of flows the core
+//   decapsulated and delivered to a local VM port: it checks the outer
+//   headers the decision was made for (plain layout, our address, the
+//   label or VNI), strips them with bpf_skb_adjust_room (DECAP flags, so
+//   a tunnel GSO super-packet stays whole and becomes a plain TCP one),
+//   writes the Ethernet header and TTL the core would and redirects to
+//   the VM port's veth; `fp_sock_fab` keeps the same frames from the
+//   fabric's AF_PACKET socket.
+//
+// Each pair calls the same decision on the same bytes, so they agree. Everything the
 // programs do not reproduce goes to user space unchanged: non-IPv4, IP
 // options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core tracks TCP
 // state for flow teardown), TTL <= 1, and misses.
@@ -50,7 +60,7 @@ struct fp_value {
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 pad;
+	__u8 decap;      // 1: a fabric entry (hdr: outer dst, label/VNI)
 	__u64 packets;
 	__u64 bytes;
 	// Outer headers as the core writes them for an empty payload and IP
@@ -80,6 +90,14 @@ struct {
 } FP_FLOWS SEC(".maps");
 
 #define ETH_HLEN 14
+
+// Declared here: Debian 12's linux-libc-dev (6.1) predates them; values
+// from the kernel's uapi (bpf_adj_room_flags).
+#ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#endif
+#define FP_ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
+#define FP_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
@@ -253,6 +271,181 @@ int fp_tc(struct __sk_buff *skb)
 	if (v->encap_len && fp_encap(skb, v) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect(v->oif, 0);
+}
+
+// The decision for a frame from the fabric: the flow entry keyed by the
+// fabric's ifindex and the inner 5-tuple, if the outer headers are the
+// ones the core decided on. Sets *olen to the bytes before the inner
+// packet (L3) or inner Ethernet header (L2).
+static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, __u32 *olen)
+{
+	__u8 o[50];
+	__u8 h[ETH_HLEN + 20 + 14];
+	struct fp_key k = {};
+	__u32 kind, label, word;
+
+	if (bpf_skb_load_bytes(skb, 0, o, sizeof(o)) < 0)
+		return 0;
+	// Outer IPv4 without options, not a fragment, header checksum right.
+	if (o[12] != 0x08 || o[13] != 0x00 || o[14] != 0x45)
+		return 0;
+	if ((o[20] & 0x3f) != 0 || o[21] != 0)
+		return 0;
+	if (fp_csum16(&o[ETH_HLEN]) != 0)
+		return 0;
+	if (o[23] == 47) {
+		// GRE version 0 without options, MPLS unicast, one label.
+		if (o[34] != 0 || o[35] != 0 || o[36] != 0x88 || o[37] != 0x47)
+			return 0;
+		kind = FP_GRE;
+		*olen = 42;
+		word = ((__u32)o[38] << 24) | ((__u32)o[39] << 16) | ((__u32)o[40] << 8) | o[41];
+	} else if (o[23] == 17) {
+		// The core verifies a non-zero UDP checksum of a plain frame.
+		if ((o[40] | o[41]) && !skb->gso_size)
+			return 0;
+		if (o[36] == 0x19 && o[37] == 0xeb) {
+			kind = FP_MPLS_UDP;
+			*olen = 46;
+			word = ((__u32)o[42] << 24) | ((__u32)o[43] << 16) | ((__u32)o[44] << 8) | o[45];
+		} else if (o[36] == 0x12 && o[37] == 0xb5) {
+			kind = FP_VXLAN;
+			*olen = 50;
+			word = 0;
+		} else {
+			return 0;
+		}
+	} else {
+		return 0;
+	}
+	if (kind == FP_VXLAN) {
+		if (!(o[42] & 0x08))
+			return 0;
+		label = ((__u32)o[46] << 16) | ((__u32)o[47] << 8) | o[48];
+		if (bpf_skb_load_bytes(skb, 50, h, sizeof(h)) < 0)
+			return 0;
+	} else {
+		// Bottom of stack, TTL above 1 (the core's checks).
+		if (!(word & 0x100) || (word & 0xff) <= 1)
+			return 0;
+		label = word >> 12;
+		if (bpf_skb_load_bytes(skb, *olen, &h[ETH_HLEN], sizeof(h) - ETH_HLEN) < 0)
+			return 0;
+		h[12] = 0x08;
+		h[13] = 0x00;
+	}
+	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+		return 0;
+	if ((h[20] & 0x3f) != 0 || h[21] != 0)
+		return 0;
+	if (h[22] <= 1)
+		return 0;
+	__u8 proto = h[23];
+	if (proto == 6) {
+		if (h[ETH_HLEN + 20 + 13] & 0x07)
+			return 0;
+	} else if (proto != 17) {
+		return 0;
+	}
+	k.ifindex = skb->ifindex;
+	__builtin_memcpy(&k.saddr, &h[26], 4);
+	__builtin_memcpy(&k.daddr, &h[30], 4);
+	__builtin_memcpy(&k.sport, &h[34], 2);
+	__builtin_memcpy(&k.dport, &h[36], 2);
+	k.proto = proto;
+	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
+	if (!v || !v->decap || v->encap_kind != kind || v->encap_len != *olen)
+		return 0;
+	__u32 vl = ((__u32)v->hdr[4] << 24) | ((__u32)v->hdr[5] << 16) |
+		   ((__u32)v->hdr[6] << 8) | v->hdr[7];
+	if (vl != label)
+		return 0;
+	__u32 od, vd;
+	__builtin_memcpy(&od, &o[30], 4);
+	__builtin_memcpy(&vd, v->hdr, 4);
+	if (od != vd)
+		return 0;
+	if (v->l2) {
+		__u32 fa[3], va[3];
+		__builtin_memcpy(fa, h, 12);
+		__builtin_memcpy(va, v->in_macs, 12);
+		if (fa[0] != va[0] || fa[1] != va[1] || fa[2] != va[2])
+			return 0;
+	}
+	if (v->mtu) {
+		__u32 gso = skb->gso_size;
+		__u32 l4 = proto == 6 ? (h[ETH_HLEN + 20 + 12] >> 4) * 4 : 8;
+		__u32 ip_len = gso ? gso + 20 + l4
+				   : skb->len - *olen - (v->l2 ? ETH_HLEN : 0);
+		if (ip_len > v->mtu)
+			return 0;
+	}
+	return v;
+}
+
+SEC("classifier")
+int fp_tc_fab(struct __sk_buff *skb)
+{
+	__u32 olen = 0;
+	struct fp_value *v = fp_decap_decide(skb, &olen);
+	__u8 eth[ETH_HLEN];
+
+	if (!v)
+		return TC_ACT_OK;
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, skb->len);
+	if (v->l2) {
+		if (bpf_skb_load_bytes(skb, 50, eth, ETH_HLEN) < 0)
+			return TC_ACT_SHOT;
+	} else {
+		eth[12] = 0x08;
+		eth[13] = 0x00;
+	}
+	if (v->rewrite & 1)
+		__builtin_memcpy(eth, v->macs, 12);
+	// Everything between the outer Ethernet header and the inner packet
+	// goes (for L2 the inner Ethernet header too; it is rewritten in
+	// place of the outer one). FIXED_GSO: the inner segments keep their
+	// size; DECAP_L4_*: a tunnel GSO packet becomes a plain one.
+	__s32 room = olen - ETH_HLEN + (v->l2 ? ETH_HLEN : 0);
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_DECAP_L3_IPV4 |
+		      (v->encap_kind == FP_GRE ? FP_ADJ_ROOM_DECAP_L4_GRE
+					       : FP_ADJ_ROOM_DECAP_L4_UDP);
+	if (bpf_skb_adjust_room(skb, -room, BPF_ADJ_ROOM_MAC, flags) < 0) {
+		// A kernel without the DECAP_L4 flags: a plain frame has no
+		// tunnel GSO state to clear.
+		if (skb->gso_size)
+			return TC_ACT_SHOT;
+		if (bpf_skb_adjust_room(skb, -room, BPF_ADJ_ROOM_MAC,
+					BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+			return TC_ACT_SHOT;
+	}
+	if (bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0)
+		return TC_ACT_SHOT;
+	if (v->rewrite & 2) {
+		__u8 old[2], new[2];
+
+		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
+			return TC_ACT_SHOT;
+		new[0] = old[0] - 1;
+		new[1] = old[1];
+		__u16 o, n;
+		__builtin_memcpy(&o, old, 2);
+		__builtin_memcpy(&n, new, 2);
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
+			return TC_ACT_SHOT;
+		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
+			return TC_ACT_SHOT;
+	}
+	return bpf_redirect(v->oif, 0);
+}
+
+SEC("socket")
+int fp_sock_fab(struct __sk_buff *skb)
+{
+	__u32 olen = 0;
+
+	return fp_decap_decide(skb, &olen) ? 0 : skb->len;
 }
 
 SEC("socket")

@@ -13,8 +13,8 @@
 //!   agent ages flows by them) and an entry whose flow no longer has the
 //!   same key, generation and plain FORWARD action is removed;
 //! - a port that closes has its entries and program removed;
-//! - flows into a tunnel are offloaded only once the fabric port accepted
-//!   [`FastPath::fabric`].
+//! - flows into or out of a tunnel are offloaded only once the fabric port
+//!   accepted [`FastPath::fabric`].
 
 use crate::port::Port;
 use dp_core::{OffloadHint, Router};
@@ -25,8 +25,9 @@ use std::io;
 pub trait FastPath: Send {
     /// Start offloading frames received on `port` (a VM port).
     fn attach(&mut self, port: &dyn Port) -> io::Result<()>;
-    /// Encapsulated flows will be redirected to `port` (the fabric); an
-    /// error (`Unsupported`: not wanted) keeps them in user space.
+    /// Encapsulated flows will be redirected to `port` (the fabric), and
+    /// decapsulated ones taken from it; an error (`Unsupported`: not
+    /// wanted) keeps them in user space.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         let _ = port;
         Ok(())
@@ -52,6 +53,9 @@ pub struct OffloadStats {
     pub bytes: u64,
     /// Entries now in the kernel.
     pub active: u64,
+    /// Of `installed` and `packets`: decapsulation entries (fabric to VM).
+    pub decap_installed: u64,
+    pub decap_packets: u64,
 }
 
 struct Installed {
@@ -126,8 +130,9 @@ impl Offloader {
 
     /// The port of `vif` is closing.
     pub fn port_closing(&mut self, router: &mut Router, vif: u16) {
-        if self.fabric.remove(&vif).is_some() {
+        if let Some(os) = self.fabric.remove(&vif) {
             self.flush(router);
+            self.fp.detach(os);
         }
         if let Some(os) = self.attached.remove(&vif) {
             self.flush(router);
@@ -150,7 +155,12 @@ impl Offloader {
             } else {
                 attached.get(&h.out_vif)
             };
-            let (Some(&in_os), Some(&out_os)) = (attached.get(&h.in_vif), out) else {
+            let inp = if h.decap.is_some() {
+                fabric.get(&h.in_vif)
+            } else {
+                attached.get(&h.in_vif)
+            };
+            let (Some(&in_os), Some(&out_os)) = (inp, out) else {
                 return;
             };
             if let Some(old) = installed.get(&h.flow) {
@@ -167,6 +177,7 @@ impl Offloader {
             match fp.insert(in_os, out_os, h) {
                 Ok(()) => {
                     stats.installed += 1;
+                    stats.decap_installed += u64::from(h.decap.is_some());
                     installed.insert(
                         h.flow,
                         Installed {
@@ -206,6 +217,9 @@ impl Offloader {
             if keep {
                 stats.packets += dp;
                 stats.bytes += db;
+                if e.hint.decap.is_some() {
+                    stats.decap_packets += dp;
+                }
             } else {
                 fp.remove(e.in_os, &e.hint);
                 stats.removed += 1;

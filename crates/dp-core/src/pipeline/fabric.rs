@@ -57,12 +57,28 @@ impl Router {
                     * ((flags & 0x8000 != 0) as usize
                         + (flags & 0x2000 != 0) as usize
                         + (flags & 0x1000 != 0) as usize);
+                cx.tun = self.hints.enabled.then_some(RxTunnel {
+                    kind: crate::TunnelKind::MplsOverGre,
+                    dst: info.dst_v4(),
+                    label: 0,
+                    inner: 0,
+                });
                 self.mpls_in(iv, pkt, cx, l4 + GRE_LEN + opt)
             }
             PROTO_UDP if matches!(info.dport, PORT_MPLS | PORT_VXLAN) => {
                 if let Err(r) = check::check_outer_udp(pkt, &info) {
                     return self.drop(cx, r);
                 }
+                cx.tun = self.hints.enabled.then_some(RxTunnel {
+                    kind: if info.dport == PORT_MPLS {
+                        crate::TunnelKind::MplsOverUdp
+                    } else {
+                        crate::TunnelKind::Vxlan
+                    },
+                    dst: info.dst_v4(),
+                    label: 0,
+                    inner: 0,
+                });
                 if info.dport == PORT_MPLS {
                     self.mpls_in(iv, pkt, cx, l4 + UDP_LEN)
                 } else {
@@ -145,6 +161,10 @@ impl Router {
             return self.drop(cx, DropReason::InvalidNh);
         };
         let inner = off + MPLS_LEN;
+        if let Some(t) = cx.tun.as_mut() {
+            t.label = label;
+            t.inner = inner as u16;
+        }
         if word & MPLS_BOS == 0 {
             // Another label follows, where upstream expects the packet:
             // not IP for an L3 label, not a frame worth forwarding for L2
@@ -187,6 +207,10 @@ impl Router {
             Some(nh) => nh.vrf,
             None => return self.drop(cx, DropReason::InvalidNh),
         };
+        if let Some(t) = cx.tun.as_mut() {
+            t.label = vni;
+            t.inner = (off + VXLAN_LEN) as u16;
+        }
         self.decap_l2(iv, pkt, cx, off + VXLAN_LEN, nh_id, vrf)
     }
 
@@ -337,7 +361,26 @@ impl Router {
             info.l4_offset += ETH_LEN as u16;
         }
         self.to_vm_mss(pkt, &info, mss::OVERLAY_LEN);
-        self.finish_local(cx, pkt, &info, oif, flow, vrf, iv)
+        let a = self.finish_local(cx, pkt, &info, oif, flow, vrf, iv);
+        if flow != u32::MAX && matches!(a, Action::Tx { .. }) {
+            if let Some(t) = cx.tun {
+                let d = crate::OffloadDecap {
+                    kind: t.kind,
+                    dst: t.dst,
+                    label: t.label,
+                    outer_len: t.inner,
+                    l2: false,
+                    eth: Some({
+                        let mut e = encap;
+                        e[12..14].copy_from_slice(&ethertype.to_be_bytes());
+                        e
+                    }),
+                    ttl_dec: false,
+                };
+                self.note_offload_decap(&info, iv.idx, oif, flow, None, d);
+            }
+        }
+        a
     }
 
     /// Upstream `vr_to_vm_mss_adj`: a SYN out of a tunnel gets the MSS that
@@ -414,7 +457,11 @@ impl Router {
     ) -> Action {
         self.to_vm_mss(pkt, info, mss::L2_OVERLAY_LEN);
         match out {
-            Out::Bridged { oif } => self.finish_local(cx, pkt, info, oif, flow, vrf, iv),
+            Out::Bridged { oif } => {
+                let a = self.finish_local(cx, pkt, info, oif, flow, vrf, iv);
+                self.note_decap_l2(cx, info, iv, oif, flow, &a, None);
+                a
+            }
             Out::Routed { oif, encap } => {
                 if let Some(h) = pkt.data_mut().get_mut(0..12) {
                     h.copy_from_slice(&encap[0..12]);
@@ -422,11 +469,48 @@ impl Router {
                 if decrement_ttl(pkt.data_mut(), info).is_none() {
                     return self.drop(cx, DropReason::InvalidPacket);
                 }
-                self.finish_local(cx, pkt, info, oif, flow, vrf, iv)
+                let a = self.finish_local(cx, pkt, info, oif, flow, vrf, iv);
+                let mut macs = [0u8; 12];
+                macs.copy_from_slice(&encap[0..12]);
+                self.note_decap_l2(cx, info, iv, oif, flow, &a, Some(macs));
+                a
             }
             Out::Flood { nh } => self.flood(iv, vrf, pkt, info, cx, nh, true),
             Out::Tunnel { .. } => self.drop(cx, DropReason::InvalidNh),
         }
+    }
+}
+
+impl Router {
+    /// Offload hint for a frame decapsulated with its Ethernet header
+    /// (VXLAN, L2 MPLS) and delivered to a local vif.
+    #[allow(clippy::too_many_arguments)]
+    fn note_decap_l2(
+        &mut self,
+        cx: &Cx<'_>,
+        info: &PacketInfo,
+        iv: &InVif,
+        oif: u16,
+        flow: u32,
+        a: &Action,
+        macs: Option<[u8; 12]>,
+    ) {
+        let Some(t) = cx.tun else {
+            return;
+        };
+        if flow == u32::MAX || !matches!(a, Action::Tx { .. }) {
+            return;
+        }
+        let d = crate::OffloadDecap {
+            kind: t.kind,
+            dst: t.dst,
+            label: t.label,
+            outer_len: t.inner,
+            l2: true,
+            eth: None,
+            ttl_dec: macs.is_some(),
+        };
+        self.note_offload_decap(info, iv.idx, oif, flow, macs, d);
     }
 }
 

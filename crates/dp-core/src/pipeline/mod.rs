@@ -146,6 +146,20 @@ struct Cx<'o> {
     /// The packet's flow key and hash, computed for the bucket prefetch of
     /// a VM port's batch; the flow check takes it instead of hashing again.
     pre: Option<Hashed>,
+    /// From the fabric: the tunnel the packet arrived in (for offload
+    /// hints of the decapsulation).
+    tun: Option<RxTunnel>,
+}
+
+/// The outer headers a decapsulated packet arrived with.
+#[derive(Clone, Copy)]
+struct RxTunnel {
+    kind: crate::TunnelKind,
+    dst: [u8; 4],
+    /// MPLS label or VXLAN VNI.
+    label: u32,
+    /// Offset of the inner packet (or inner Ethernet header) in the frame.
+    inner: u16,
 }
 
 /// A flow key with its bucket hash ([`FlowTable::hash`]), computed once
@@ -266,6 +280,7 @@ impl Router {
                     out,
                     reserve: n - i - 1,
                     pre: *pre,
+                    tun: None,
                 };
                 if demux {
                     if let Some(vlan) = vlan::outer_vlan(pkt.data()) {

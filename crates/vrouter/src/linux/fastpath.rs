@@ -61,7 +61,10 @@ pub struct FpValue {
     /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
     pub encap_kind: u8,
     pub l2: u8,
-    pub pad: u8,
+    /// 1: a fabric entry (`fp_tc_fab`): `hdr[0..4]` the outer IPv4
+    /// destination, `hdr[4..8]` the label or VNI (big-endian); `encap_len`
+    /// the outer bytes to strip.
+    pub decap: u8,
     pub packets: u64,
     pub bytes: u64,
     pub hdr: [u8; 56],
@@ -80,7 +83,7 @@ impl Default for FpValue {
             encap_len: 0,
             encap_kind: 0,
             l2: 0,
-            pad: 0,
+            decap: 0,
             packets: 0,
             bytes: 0,
             hdr: [0; 56],
@@ -100,16 +103,33 @@ impl FpValue {
             gen: h.gen,
             ..FpValue::default()
         };
+        if let Some(d) = &h.decap {
+            v.decap = 1;
+            v.encap_len = d.outer_len.min(255) as u8;
+            v.encap_kind = kind_code(d.kind);
+            v.l2 = u8::from(d.l2);
+            v.hdr[0..4].copy_from_slice(&d.dst);
+            v.hdr[4..8].copy_from_slice(&d.label.to_be_bytes());
+            // L3: the next hop's MACs in front of the inner packet; L2
+            // routed: the new MACs and TTL.
+            let macs = match d.eth {
+                Some(e) => {
+                    let mut m = [0u8; 12];
+                    m.copy_from_slice(&e[..12]);
+                    Some(m)
+                }
+                None => h.macs,
+            };
+            v.macs = macs.unwrap_or([0; 12]);
+            v.rewrite = u8::from(macs.is_some()) | if d.ttl_dec { 2 } else { 0 };
+            return v;
+        }
         match &h.tunnel {
             None => v.rewrite = if h.macs.is_some() { 3 } else { 0 },
             Some(t) => {
                 v.rewrite = u8::from(h.macs.is_some()) | if t.ttl_dec { 2 } else { 0 };
                 v.encap_len = t.len;
-                v.encap_kind = match t.kind {
-                    TunnelKind::MplsOverGre => 1,
-                    TunnelKind::MplsOverUdp => 2,
-                    TunnelKind::Vxlan => 3,
-                };
+                v.encap_kind = kind_code(t.kind);
                 v.l2 = u8::from(t.l2);
                 let n = (t.len as usize).min(t.hdr.len());
                 if let (Some(d), Some(s)) = (v.hdr.get_mut(..n), t.hdr.get(..n)) {
@@ -118,6 +138,15 @@ impl FpValue {
             }
         }
         v
+    }
+}
+
+/// `FP_GRE`, `FP_MPLS_UDP`, `FP_VXLAN` of fastpath.c.
+fn kind_code(k: TunnelKind) -> u8 {
+    match k {
+        TunnelKind::MplsOverGre => 1,
+        TunnelKind::MplsOverUdp => 2,
+        TunnelKind::Vxlan => 3,
     }
 }
 
@@ -152,9 +181,23 @@ impl FpKey {
 pub struct TcFastPath {
     bpf: Ebpf,
     flows: BpfHashMap<MapData, FpKey, FpValue>,
-    links: HashMap<u32, SchedClassifierLinkId>,
-    /// Offload flows into tunnels too (`--fast-path tc-encap`).
+    links: HashMap<u32, (&'static str, SchedClassifierLinkId)>,
+    /// Offload flows into and out of tunnels too (`--fast-path tc-encap`).
     encap: bool,
+    /// Fabric features turned off, turned on again on drop.
+    restore: Vec<(String, Vec<String>)>,
+}
+
+impl Drop for TcFastPath {
+    fn drop(&mut self) {
+        for (dev, feats) in self.restore.drain(..) {
+            let names: Vec<&str> = feats.iter().map(String::as_str).collect();
+            match crate::linux::sys::features_set(&dev, &names, true) {
+                Ok(_) => tracing::info!(dev, features = ?feats, "fabric features restored"),
+                Err(e) => tracing::warn!(dev, error = %e, "restoring fabric features"),
+            }
+        }
+    }
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -188,11 +231,27 @@ impl TcFastPath {
             .try_into()
             .map_err(|e| bpf_err("fp_sock", e))?;
         sf.load().map_err(|e| bpf_err("loading fp_sock", e))?;
+        for name in ["fp_tc_fab"] {
+            let p: &mut SchedClassifier = bpf
+                .program_mut(name)
+                .ok_or_else(|| io::Error::other(format!("no {name} program")))?
+                .try_into()
+                .map_err(|e| bpf_err(name, e))?;
+            p.load()
+                .map_err(|e| bpf_err(&format!("loading {name}"), e))?;
+        }
+        let sf: &mut SocketFilter = bpf
+            .program_mut("fp_sock_fab")
+            .ok_or_else(|| io::Error::other("no fp_sock_fab program"))?
+            .try_into()
+            .map_err(|e| bpf_err("fp_sock_fab", e))?;
+        sf.load().map_err(|e| bpf_err("loading fp_sock_fab", e))?;
         Ok(TcFastPath {
             bpf,
             flows,
             links: HashMap::new(),
             encap: false,
+            restore: Vec::new(),
         })
     }
 
@@ -203,17 +262,17 @@ impl TcFastPath {
         self.encap = on;
     }
 
-    fn tc(&mut self) -> io::Result<&mut SchedClassifier> {
+    fn tc_named(&mut self, name: &str) -> io::Result<&mut SchedClassifier> {
         self.bpf
-            .program_mut("fp_tc")
-            .ok_or_else(|| io::Error::other("no fp_tc program"))?
+            .program_mut(name)
+            .ok_or_else(|| io::Error::other(format!("no {name} program")))?
             .try_into()
-            .map_err(|e| bpf_err("fp_tc", e))
+            .map_err(|e| bpf_err(name, e))
     }
-}
 
-impl FastPath for TcFastPath {
-    fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
+    /// Attach the socket filter `prog` to the port's socket and the
+    /// classifier `tc` to its TC ingress.
+    fn attach_pair(&mut self, port: &dyn Port, prog: &str, tc: &str) -> io::Result<()> {
         let (Some(os), Some(fd)) = (port.os_index(), port.poll_fd()) else {
             return Err(io::Error::other("the port has no interface or socket"));
         };
@@ -221,31 +280,41 @@ impl FastPath for TcFastPath {
         // never reach the socket as well.
         let sf: &mut SocketFilter = self
             .bpf
-            .program_mut("fp_sock")
-            .ok_or_else(|| io::Error::other("no fp_sock program"))?
+            .program_mut(prog)
+            .ok_or_else(|| io::Error::other(format!("no {prog} program")))?
             .try_into()
-            .map_err(|e| bpf_err("fp_sock", e))?;
+            .map_err(|e| bpf_err(prog, e))?;
         // SAFETY: the port owns `fd` and outlives this call.
         let sock = unsafe { BorrowedFd::borrow_raw(fd) };
         let id = sf
             .attach(sock)
-            .map_err(|e| bpf_err("attaching fp_sock", e))?;
+            .map_err(|e| bpf_err(&format!("attaching {prog}"), e))?;
         // The filter lives as long as the socket: taken out of the
         // program's links, it is never detached by number later (the
         // number may belong to another socket by then).
         let _ = sf.take_link(id);
-        if let Some(old) = self.links.remove(&os) {
-            let _ = self.tc()?.detach(old);
+        if let Some((old_prog, old)) = self.links.remove(&os) {
+            let _ = self.tc_named(old_prog)?.detach(old);
         }
         let name = port.name().to_string();
         // Needed before kernel 6.6 (netlink attach); harmless after.
         let _ = aya::programs::tc::qdisc_add_clsact(&name);
         let id = self
-            .tc()?
+            .tc_named(tc)?
             .attach(&name, TcAttachType::Ingress)
-            .map_err(|e| bpf_err("attaching fp_tc", e))?;
-        self.links.insert(os, id);
+            .map_err(|e| bpf_err(&format!("attaching {tc}"), e))?;
+        let tc = match tc {
+            "fp_tc_fab" => "fp_tc_fab",
+            _ => "fp_tc",
+        };
+        self.links.insert(os, (tc, id));
         Ok(())
+    }
+}
+
+impl FastPath for TcFastPath {
+    fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
+        self.attach_pair(port, "fp_sock", "fp_tc")
     }
 
     /// The kernel segments the fast path's tunnel super-packets on the
@@ -262,7 +331,7 @@ impl FastPath for TcFastPath {
                 "encapsulation offload off (--fast-path tc-encap turns it on)",
             ));
         }
-        crate::linux::sys::features_off(
+        let off = crate::linux::sys::features_set(
             port.name(),
             &[
                 "tx-udp_tnl-segmentation",
@@ -270,13 +339,20 @@ impl FastPath for TcFastPath {
                 "tx-gre-segmentation",
                 "tx-gre-csum-segmentation",
             ],
+            false,
         )
-        .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))
+        .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))?;
+        if !off.is_empty() && !self.restore.iter().any(|(d, _)| d == port.name()) {
+            self.restore.push((port.name().to_string(), off));
+        }
+        // Decapsulation of the flows the core delivers to local VMs.
+        self.attach_pair(port, "fp_sock_fab", "fp_tc_fab")
+            .map_err(|e| bpf_err(&format!("decapsulation on {}", port.name()), e))
     }
 
     fn detach(&mut self, os_index: u32) {
-        if let Some(id) = self.links.remove(&os_index) {
-            if let Ok(tc) = self.tc() {
+        if let Some((prog, id)) = self.links.remove(&os_index) {
+            if let Ok(tc) = self.tc_named(prog) {
                 if let Err(e) = tc.detach(id) {
                     tracing::debug!(os_index, error = %e, "fp_tc detach (interface gone?)");
                 }

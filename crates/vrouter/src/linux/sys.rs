@@ -286,32 +286,52 @@ fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// Turn the features `off` (ethtool names, e.g. `tx-gre-segmentation`)
-/// off on `name`, as `ethtool -K name X off` does. Names the device does
-/// not have are ignored.
-pub fn features_off(name: &str, off: &[&str]) -> io::Result<()> {
-    let names = feature_names(name)?;
-    let blocks = names.len().div_ceil(32);
+/// Turn the features `names` (ethtool names, e.g. `tx-gre-segmentation`)
+/// on or off on `name`, as `ethtool -K name X on|off` does, and return
+/// the names that were active and are now asked off (or the reverse):
+/// what to set back later. Names the device does not have are ignored.
+pub fn features_set(name: &str, names: &[&str], on: bool) -> io::Result<Vec<String>> {
+    let all = feature_names(name)?;
+    let blocks = all.len().div_ceil(32);
+    // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
+    // requested, active, never_changed; } features[]; }
+    let mut feats = vec![0u8; 8 + blocks * 16];
+    feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
+    feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
+    ethtool(name, &mut feats)?;
+    let active = |bit: usize| -> bool {
+        ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
+    };
     // struct ethtool_sfeatures { u32 cmd, size; struct { u32 valid,
     // requested; } features[]; }
     let mut req = vec![0u8; 8 + blocks * 8];
     req[0..4].copy_from_slice(&ETHTOOL_SFEATURES.to_ne_bytes());
     req[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
-    let mut any = false;
-    for (bit, n) in names.iter().enumerate() {
-        if off.iter().any(|o| o.as_bytes() == n.as_slice()) {
-            let at = 8 + (bit / 32) * 8;
-            let w = ne32(&req, at).unwrap_or(0) | (1 << (bit % 32));
-            if let Some(d) = req.get_mut(at..at + 4) {
-                d.copy_from_slice(&w.to_ne_bytes());
+    let mut changed = Vec::new();
+    for (bit, n) in all.iter().enumerate() {
+        if !names.iter().any(|o| o.as_bytes() == n.as_slice()) {
+            continue;
+        }
+        let at = 8 + (bit / 32) * 8;
+        let valid = ne32(&req, at).unwrap_or(0) | (1 << (bit % 32));
+        if let Some(d) = req.get_mut(at..at + 4) {
+            d.copy_from_slice(&valid.to_ne_bytes());
+        }
+        if on {
+            let r = ne32(&req, at + 4).unwrap_or(0) | (1 << (bit % 32));
+            if let Some(d) = req.get_mut(at + 4..at + 8) {
+                d.copy_from_slice(&r.to_ne_bytes());
             }
-            any = true;
+        }
+        if active(bit) != on {
+            changed.push(String::from_utf8_lossy(n).into_owned());
         }
     }
-    if !any {
-        return Ok(());
+    if changed.is_empty() {
+        return Ok(changed);
     }
-    ethtool(name, &mut req)
+    ethtool(name, &mut req)?;
+    Ok(changed)
 }
 
 /// The transmit offloads `name` has on now (ethtool's feature strings and

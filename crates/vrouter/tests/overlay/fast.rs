@@ -2,16 +2,18 @@
 //! run it, policy is on (every packet goes through a flow entry; a thread
 //! per host plays the agent and allows new flows), and the bulk of a TCP
 //! stream is encapsulated by the BPF program on the VM port's TC ingress
-//! and redirected to the fabric. The receiving host decapsulates in user
-//! space (no decap offload yet).
+//! and redirected to the fabric. The receiving host's BPF program on the
+//! fabric's TC ingress decapsulates it and redirects it to the VM port.
 //!
 //! Asserts: TCP both ways intact; the sending hosts' fast paths
-//! encapsulated packets; every packet on the fabric decodes in tshark as
+//! encapsulated packets and the receiving hosts' decapsulated them (a UDP
+//! burst's frames do not reach the receiver's user space); every packet on the fabric decodes in tshark as
 //! the right encapsulation with the right label/VNI and inner addresses;
 //! within a TCP connection the packets the core encapsulated (SYN, FIN)
 //! and those the kernel did carry the same outer UDP source port, TTL,
 //! flags and UDP checksum 0; FIN still reaches the core; a DROP on the
-//! flow stops it at once.
+//! flow stops it at once, on the sending and on the receiving host, and
+//! deletes leave nothing offloaded on either.
 
 use super::*;
 use dp_core::flow::table::{
@@ -206,6 +208,14 @@ fn fast_two_hosts(kind: TunnelKind) {
         sb.installed > 0 && sb.packets > 0,
         "host B's fast path encapsulated: {sb:?}"
     );
+    // Each host decapsulated the other's stream in the kernel: the TCP
+    // data one way, its ACKs the other.
+    for (h, s) in [("A", sa), ("B", sb)] {
+        assert!(
+            s.decap_installed > 0 && s.decap_packets > 1000,
+            "host {h}'s fast path decapsulated: {s:?}"
+        );
+    }
     // FIN reached the core on the sending host (the server's port 5201).
     let (_, _, flags) = flow_of(&dpa, 6, CA_IP, 5201).expect("A's TCP flow");
     assert!(
@@ -280,6 +290,26 @@ fn fast_two_hosts(kind: TunnelKind) {
     dpa.call(|c| c.offload_fold()).unwrap();
     let after = dpa.offload_stats().unwrap().unwrap().packets;
     assert!(after - before >= 150, "UDP offloaded ({before} -> {after})");
+
+    // The receiving side alone: the same stream, decapsulated by B's
+    // kernel; B's user space does not see its frames.
+    let (bidx, bkey, _) = flow_of(&dpb, 17, CA_IP, 9000).expect("B's UDP flow");
+    dpb.call(|c| c.offload_fold()).unwrap();
+    let d0 = dpb.offload_stats().unwrap().unwrap().decap_packets;
+    let rx0 = dpb.stats().unwrap().rx_frames;
+    assert!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
+        "UDP A -> B, decapsulated by B's kernel"
+    );
+    dpb.call(|c| c.offload_fold()).unwrap();
+    let d1 = dpb.offload_stats().unwrap().unwrap().decap_packets;
+    let rx1 = dpb.stats().unwrap().rx_frames;
+    eprintln!("{kind:?} B decap: kernel {d0} -> {d1}, user-space rx frames {rx0} -> {rx1}");
+    assert!(d1 - d0 >= 190, "B's kernel decapsulated ({d0} -> {d1})");
+    assert!(
+        rx1 - rx0 < 20,
+        "B's user space saw the offloaded stream ({rx0} -> {rx1})"
+    );
     stop.store(true, Ordering::Release);
     for a in agents {
         a.join().unwrap();
@@ -295,6 +325,43 @@ fn fast_two_hosts(kind: TunnelKind) {
         dpa.offload_stats().unwrap().unwrap().active,
         0,
         "nothing offloaded after a delete"
+    );
+    // The same on the receiving side: A forwards again (its flow set back
+    // to FORWARD; its agent is gone, so the new entry is set by hand), B
+    // drops at once, then a delete leaves B nothing offloaded.
+    let (nidx, nkey) = loop {
+        let _ = udp_burst(&ca, CA_IP, &cb, CB_IP, 1);
+        if let Some((i, k)) = held(&dpa).into_iter().find(|(_, k)| k.proto == 17) {
+            break (i, k);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    set_flow(&dpa, nidx, nkey, VR_FLOW_ACTION_FORWARD);
+    assert!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
+        "UDP A -> B before B's DROP"
+    );
+    // (Read-only: a `call` is a control command, which flushes.)
+    let sb = dpb.offload_stats().unwrap().unwrap();
+    assert!(sb.active > 0, "B's decapsulation installed: {sb:?}");
+    set_flow(&dpb, bidx, bkey, VR_FLOW_ACTION_DROP);
+    let d0 = dpb.offload_stats().unwrap().unwrap().decap_packets;
+    assert_eq!(
+        udp_burst(&ca, CA_IP, &cb, CB_IP, 100),
+        0,
+        "B's dropped flow's decapsulation is gone"
+    );
+    dpb.call(|c| c.offload_fold()).unwrap();
+    assert_eq!(
+        dpb.offload_stats().unwrap().unwrap().decap_packets,
+        d0,
+        "nothing decapsulated by B's kernel after its DROP"
+    );
+    dpb.flow_del(bidx, None).unwrap();
+    assert_eq!(
+        dpb.offload_stats().unwrap().unwrap().active,
+        0,
+        "nothing offloaded on B after a delete"
     );
     for dp in [dpa, dpb] {
         match Arc::try_unwrap(dp) {
