@@ -219,19 +219,7 @@ impl TcFastPath {
             .take_map("FP_FLOWS")
             .ok_or_else(|| io::Error::other("the BPF object has no FP_FLOWS map"))?;
         let flows = BpfHashMap::try_from(map).map_err(|e| bpf_err("FP_FLOWS", e))?;
-        let tc: &mut SchedClassifier = bpf
-            .program_mut("fp_tc")
-            .ok_or_else(|| io::Error::other("no fp_tc program"))?
-            .try_into()
-            .map_err(|e| bpf_err("fp_tc", e))?;
-        tc.load().map_err(|e| bpf_err("loading fp_tc", e))?;
-        let sf: &mut SocketFilter = bpf
-            .program_mut("fp_sock")
-            .ok_or_else(|| io::Error::other("no fp_sock program"))?
-            .try_into()
-            .map_err(|e| bpf_err("fp_sock", e))?;
-        sf.load().map_err(|e| bpf_err("loading fp_sock", e))?;
-        for name in ["fp_tc_fab"] {
+        for name in ["fp_tc", "fp_tc_fab"] {
             let p: &mut SchedClassifier = bpf
                 .program_mut(name)
                 .ok_or_else(|| io::Error::other(format!("no {name} program")))?
@@ -240,12 +228,15 @@ impl TcFastPath {
             p.load()
                 .map_err(|e| bpf_err(&format!("loading {name}"), e))?;
         }
-        let sf: &mut SocketFilter = bpf
-            .program_mut("fp_sock_fab")
-            .ok_or_else(|| io::Error::other("no fp_sock_fab program"))?
-            .try_into()
-            .map_err(|e| bpf_err("fp_sock_fab", e))?;
-        sf.load().map_err(|e| bpf_err("loading fp_sock_fab", e))?;
+        for name in ["fp_sock", "fp_sock_fab"] {
+            let p: &mut SocketFilter = bpf
+                .program_mut(name)
+                .ok_or_else(|| io::Error::other(format!("no {name} program")))?
+                .try_into()
+                .map_err(|e| bpf_err(name, e))?;
+            p.load()
+                .map_err(|e| bpf_err(&format!("loading {name}"), e))?;
+        }
         Ok(TcFastPath {
             bpf,
             flows,
