@@ -86,7 +86,8 @@ struct Args {
     /// Kernel fast path for flows the core has decided: `off`, or `tc`
     /// (Linux: TC BPF on VM ports redirects established same-host IPv4
     /// TCP/UDP flows port to port; everything else takes the user-space
-    /// path), or `tc-encap` (also flows into tunnels to other hosts). If
+    /// path), or `tc-encap` (also flows into and out of tunnels to other
+    /// hosts: encapsulation and decapsulation in the kernel). If
     /// it cannot be loaded the datapath says why and runs without it.
     #[arg(long, value_enum, default_value_t = FastPathMode::Off)]
     fast_path: FastPathMode,
@@ -106,9 +107,8 @@ enum FastPathMode {
     Off,
     Tc,
     /// `tc`, and flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels encapsulated
-    /// in the kernel too (turns tunnel GSO off on the fabric; see
-    /// docs/performance.md: without decapsulation in the kernel on the
-    /// receiving host this is slower for bulk TCP today).
+    /// and flows out of them decapsulated in the kernel too (turns tunnel
+    /// GSO off on the fabric while it runs; see docs/performance.md).
     TcEncap,
 }
 

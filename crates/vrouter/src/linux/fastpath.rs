@@ -9,7 +9,9 @@
 //! the core's outer headers and redirects to the fabric instead), and a
 //! socket filter on the port's AF_PACKET socket that keeps the
 //! same frames from reaching user space too (packet taps run before TC
-//! ingress). [`crate::offload::Offloader`] decides what is installed.
+//! ingress). With `tc-encap` the same pair sits on the fabric port and
+//! decapsulates the flows the core delivers to local VM ports.
+//! [`crate::offload::Offloader`] decides what is installed.
 //!
 //! Why C and not Rust: a Rust BPF object needs `bpf-linker`, which must be
 //! built against the LLVM of rustc (22 here) and Debian 12 ships LLVM 14;
@@ -246,9 +248,8 @@ impl TcFastPath {
         })
     }
 
-    /// Offload flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels too (off by
-    /// default: the receiving host then gets segmented frames, see
-    /// [`FastPath::fabric`]).
+    /// Offload flows into and out of MPLSoUDP/MPLSoGRE/VXLAN tunnels too
+    /// (off by default, see [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
     }
@@ -308,13 +309,15 @@ impl FastPath for TcFastPath {
         self.attach_pair(port, "fp_sock", "fp_tc")
     }
 
-    /// The kernel segments the fast path's tunnel super-packets on the
-    /// fabric device itself: a receiving host without the fast path
+    /// Attach decapsulation to the fabric, and have the kernel segment
+    /// the fast path's tunnel super-packets on the fabric device itself:
+    /// a receiver that does not decapsulate the flow in its kernel (a peer
+    /// without the fast path, or ours while the flow is not installed)
     /// reads the fabric with an AF_PACKET socket, whose virtio-net header
     /// cannot carry tunnel GSO (the super-packet would reach it as plain
-    /// TCP GSO and be cut wrongly). Kernel segmentation of UDP/GRE tunnels
-    /// is what the kernel VXLAN device gets on a device without these
-    /// offloads. The features stay off after the node exits.
+    /// TCP GSO and be dropped). Kernel segmentation of UDP/GRE tunnels is
+    /// what the kernel VXLAN device gets on a device without these
+    /// offloads. The features turned off are turned on again on drop.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         if !self.encap {
             return Err(io::Error::new(

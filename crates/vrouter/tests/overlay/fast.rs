@@ -167,11 +167,7 @@ fn fast_two_hosts(kind: TunnelKind) {
     // The node turned tunnel GSO off on the fabric: the receiving host's
     // user-space path cannot take tunnel super-packets.
     for h in [&ha, &hb] {
-        let out = Command::new("ip")
-            .args(["netns", "exec", h, "ethtool", "-k", "fab"])
-            .output()
-            .unwrap();
-        let k = String::from_utf8_lossy(&out.stdout);
+        let k = fabric_features(h);
         assert!(k.contains("tx-udp_tnl-segmentation: off"), "{k}");
         assert!(k.contains("tx-gre-segmentation: off"), "{k}");
     }
@@ -369,6 +365,20 @@ fn fast_two_hosts(kind: TunnelKind) {
             Err(_) => panic!("datapath still shared"),
         }
     }
+    // The node gave the fabric its tunnel GSO back when it stopped.
+    for h in [&ha, &hb] {
+        let k = fabric_features(h);
+        assert!(k.contains("tx-udp_tnl-segmentation: on"), "{k}");
+        assert!(k.contains("tx-gre-segmentation: on"), "{k}");
+    }
+}
+
+fn fabric_features(h: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", h, "ethtool", "-k", "fab"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
