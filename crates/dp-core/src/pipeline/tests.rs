@@ -256,3 +256,90 @@ fn offload_hint_into_a_tunnel_carries_the_cores_outer_headers() {
         assert_eq!(tun.l2, kind == TunnelKind::Vxlan, "{kind:?}");
     }
 }
+
+/// An MPLSoUDP frame from the peer to this host: `label`, TTL `ttl`,
+/// around a UDP packet from `src` to VM2.
+fn mpls_udp_to_vm2(label: u32, ttl: u8, src: [u8; 4]) -> Vec<u8> {
+    use crate::testkit::{FABRIC_IP, FABRIC_MAC, PEER_IP, PEER_MAC};
+    let inner = udp_to(4000, VM2_IP);
+    let mut ip_in = inner[14..].to_vec();
+    ip_in[12..16].copy_from_slice(&src);
+    ip_in[10..12].fill(0);
+    let c = checksum::ipv4_header_checksum(&ip_in[..20]);
+    ip_in[10..12].copy_from_slice(&c.to_be_bytes());
+    // The inner UDP checksum 0: not checked.
+    ip_in[26..28].fill(0);
+    let mut f = Vec::new();
+    f.extend_from_slice(&FABRIC_MAC);
+    f.extend_from_slice(&PEER_MAC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = (20 + 8 + 4 + ip_in.len()) as u16;
+    let mut ip = alloc::vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&PEER_IP);
+    ip.extend_from_slice(&FABRIC_IP);
+    let c = checksum::ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&5000u16.to_be_bytes());
+    f.extend_from_slice(&6635u16.to_be_bytes());
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&((label << 12) | 0x100 | u32::from(ttl)).to_be_bytes());
+    f.extend_from_slice(&ip_in);
+    f
+}
+
+#[test]
+fn offload_hint_out_of_a_tunnel_says_what_the_core_matched_and_wrote() {
+    use crate::testkit::{FABRIC_IP, FABRIC_VIF};
+    use crate::TunnelKind;
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    let vm2 = t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], true);
+    t.router.set_offload_hints(true);
+    let remote = [198, 18, 0, 9];
+    let f = mpls_udp_to_vm2(vm2.label, 64, remote);
+    let flow = match t.run(FABRIC_VIF, &f).last() {
+        Some(Output::Hold { flow }) => *flow,
+        o => panic!("not held: {o:?}"),
+    };
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    let out = t.run(FABRIC_VIF, &f);
+    let Some(Output::Tx { vif: 4, bytes }) = out.last() else {
+        panic!("not delivered to VM2: {out:?}")
+    };
+    let mut hints = Vec::new();
+    t.router.take_offload_hints(|h| hints.push(*h));
+    let h = hints.last().expect("a decapsulated flow is reported");
+    assert_eq!((h.flow, h.in_vif, h.out_vif), (flow, FABRIC_VIF, 4));
+    assert_eq!(h.key.src()[..4], remote);
+    let d = h.decap.expect("with what was decapsulated");
+    assert_eq!(d.kind, TunnelKind::MplsOverUdp);
+    assert_eq!((d.dst, d.label, d.outer_len), (FABRIC_IP, vm2.label, 46));
+    assert!(!d.l2 && !d.ttl_dec && h.tunnel.is_none());
+    // The Ethernet header the fast path writes is the one the core did.
+    assert_eq!(d.eth.map(|e| e.to_vec()), Some(bytes[..14].to_vec()));
+    assert_eq!(&bytes[14..], &f[46..], "the inner packet unchanged");
+
+    // Two labels (the "no label" one on top): not the plain layout, so
+    // still delivered but not reported.
+    let mut two = f[..42].to_vec();
+    two.extend_from_slice(&((0xFFFFFu32 << 12) | 64).to_be_bytes());
+    two.extend_from_slice(&f[42..]);
+    let total = (two.len() - 14) as u16;
+    two[16..18].copy_from_slice(&total.to_be_bytes());
+    two[24..26].fill(0);
+    let c = checksum::ipv4_header_checksum(&two[14..34]);
+    two[24..26].copy_from_slice(&c.to_be_bytes());
+    two[38..40].copy_from_slice(&(total - 20).to_be_bytes());
+    hints.clear();
+    let out = t.run(FABRIC_VIF, &two);
+    assert!(
+        matches!(out.last(), Some(Output::Tx { vif: 4, .. })),
+        "{out:?}"
+    );
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty(), "two labels: {hints:?}");
+}
