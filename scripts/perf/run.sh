@@ -108,7 +108,7 @@ done
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 && "$SECS" -le 60 ]] || die "PERF_SECS: 1..60"
 [[ "$REPEAT" =~ ^[0-9]+$ && "$REPEAT" -ge 1 && "$REPEAT" -le 20 ]] || die "PERF_REPEAT: 1..20"
 [[ "$ONLY" =~ ^[abcd]+$ ]] || die "PERF_ONLY: a subset of abcd"
-[[ "$FAST_PATH" =~ ^(off|tc|tc-encap)$ ]] || die "PERF_FAST_PATH: off, tc or tc-encap"
+[[ "$FAST_PATH" =~ ^(off|tc|tc-encap|tc-encap-gso)$ ]] || die "PERF_FAST_PATH: off, tc, tc-encap or tc-encap-gso"
 for e in $ENCAPS; do
     [[ $e == udp || $e == gre || $e == vxlan ]] || die "PERF_ENCAPS: udp, gre, vxlan"
 done

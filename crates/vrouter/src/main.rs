@@ -110,6 +110,12 @@ enum FastPathMode {
     /// and flows out of them decapsulated in the kernel too (turns tunnel
     /// GSO off on the fabric while it runs; see docs/performance.md).
     TcEncap,
+    /// `tc-encap`, leaving the fabric's tunnel GSO as it is: tunnel
+    /// super-packets cross the fabric whole. Only where every peer runs
+    /// `tc-encap`/`tc-encap-gso` (another receiver drops them), and a
+    /// flow not installed on the receiver stalls until a retransmission
+    /// reinstalls it (docs/performance.md).
+    TcEncapGso,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -267,7 +273,11 @@ mod host {
         if args.fast_path != FastPathMode::Off {
             match linux::TcFastPath::load() {
                 Ok(mut fp) => {
-                    fp.set_encap(args.fast_path == FastPathMode::TcEncap);
+                    fp.set_encap(matches!(
+                        args.fast_path,
+                        FastPathMode::TcEncap | FastPathMode::TcEncapGso
+                    ));
+                    fp.set_keep_tunnel_gso(args.fast_path == FastPathMode::TcEncapGso);
                     dp.enable_fast_path(Box::new(fp))
                         .map_err(|e| format!("fast path: {e}"))?;
                     tracing::info!("fast path tc on: decided same-host IPv4 TCP/UDP flows are forwarded in the kernel");

@@ -186,6 +186,8 @@ pub struct TcFastPath {
     links: HashMap<u32, (&'static str, SchedClassifierLinkId)>,
     /// Offload flows into and out of tunnels too (`--fast-path tc-encap`).
     encap: bool,
+    /// Leave the fabric's tunnel GSO on (`--fast-path tc-encap-gso`).
+    keep_tunnel_gso: bool,
     /// Fabric features turned off, turned on again on drop.
     restore: Vec<(String, Vec<String>)>,
 }
@@ -244,6 +246,7 @@ impl TcFastPath {
             flows,
             links: HashMap::new(),
             encap: false,
+            keep_tunnel_gso: false,
             restore: Vec::new(),
         })
     }
@@ -252,6 +255,12 @@ impl TcFastPath {
     /// (off by default, see [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
+    }
+
+    /// Leave tunnel GSO on the fabric as it is: tunnel super-packets
+    /// cross it whole, for receivers that decapsulate them in the kernel.
+    pub fn set_keep_tunnel_gso(&mut self, on: bool) {
+        self.keep_tunnel_gso = on;
     }
 
     fn tc_named(&mut self, name: &str) -> io::Result<&mut SchedClassifier> {
@@ -325,17 +334,21 @@ impl FastPath for TcFastPath {
                 "encapsulation offload off (--fast-path tc-encap turns it on)",
             ));
         }
-        let off = crate::linux::sys::features_set(
-            port.name(),
-            &[
-                "tx-udp_tnl-segmentation",
-                "tx-udp_tnl-csum-segmentation",
-                "tx-gre-segmentation",
-                "tx-gre-csum-segmentation",
-            ],
-            false,
-        )
-        .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))?;
+        let off = if self.keep_tunnel_gso {
+            Vec::new()
+        } else {
+            crate::linux::sys::features_set(
+                port.name(),
+                &[
+                    "tx-udp_tnl-segmentation",
+                    "tx-udp_tnl-csum-segmentation",
+                    "tx-gre-segmentation",
+                    "tx-gre-csum-segmentation",
+                ],
+                false,
+            )
+            .map_err(|e| bpf_err(&format!("turning tunnel GSO off on {}", port.name()), e))?
+        };
         if !off.is_empty() && !self.restore.iter().any(|(d, _)| d == port.name()) {
             self.restore.push((port.name().to_string(), off));
         }
