@@ -412,7 +412,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 		      (v->encap_kind == FP_GRE ? FP_ADJ_ROOM_DECAP_L4_GRE
 					       : FP_ADJ_ROOM_DECAP_L4_UDP);
 	if (bpf_skb_adjust_room(skb, -room, BPF_ADJ_ROOM_MAC, flags) < 0) {
-		// A kernel without the DECAP_L4 flags (6.18 has not): a plain
+		// A kernel that refuses the DECAP flags (6.18 does): a plain
 		// frame has no tunnel GSO state to clear; a super-packet keeps
 		// its tunnel GSO marks, which the container's own stack ignores
 		// (it receives, it does not segment) but which would break its
