@@ -284,7 +284,7 @@ impl Router {
                 rx.0 += 1;
                 rx.1 += pkt.len() as u64;
                 let disp = match iv.vif_type {
-                    VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, *info),
+                    VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, info),
                     VifType::Physical => self.rx_fabric(&iv, pkt, &mut cx),
                     VifType::Agent => self.rx_agent(&iv, pkt, &mut cx),
                     VifType::Host => match iv.cross_connect {
