@@ -108,10 +108,16 @@ pub(super) fn decrement_ttl(d: &mut [u8], info: &PacketInfo) -> Option<()> {
 #[inline]
 pub(super) fn ecmp_hash(info: &PacketInfo) -> u32 {
     let mut h: u64 = ((info.sport as u64) << 16 | info.dport as u64) ^ ((info.proto as u64) << 40);
-    for c in info.src.chunks_exact(8).chain(info.dst.chunks_exact(8)) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The four 8-byte words of source and destination, little-endian,
+    // unrolled (an iterator chain here was a quarter of `emit`'s time).
+    let (src, dst) = (u128::from_le_bytes(info.src), u128::from_le_bytes(info.dst));
+    for w in [
+        src as u64,
+        (src >> 64) as u64,
+        dst as u64,
+        (dst >> 64) as u64,
+    ] {
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         h ^= h >> 31;
     }
     (h ^ (h >> 32)) as u32
@@ -124,4 +130,36 @@ pub(super) fn set_macs(d: &mut [u8], dmac: &[u8; 6], smac: &[u8; 6]) -> Option<(
     d.get_mut(0..6)?.copy_from_slice(dmac);
     d.get_mut(6..12)?.copy_from_slice(smac);
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The hash as first written (an iterator over 8-byte chunks): the
+    /// unrolled one must give the same values, or tunnel source ports and
+    /// ECMP choices would change.
+    fn ecmp_hash_reference(info: &PacketInfo) -> u32 {
+        let mut h: u64 =
+            ((info.sport as u64) << 16 | info.dport as u64) ^ ((info.proto as u64) << 40);
+        for c in info.src.chunks_exact(8).chain(info.dst.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 31;
+        }
+        (h ^ (h >> 32)) as u32
+    }
+
+    proptest! {
+        #[test]
+        fn ecmp_hash_is_the_reference(
+            src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(),
+            sport in any::<u16>(), dport in any::<u16>(), proto in any::<u8>(),
+        ) {
+            let info = PacketInfo { src, dst, sport, dport, proto, ..PacketInfo::default() };
+            prop_assert_eq!(ecmp_hash(&info), ecmp_hash_reference(&info));
+        }
+    }
 }
