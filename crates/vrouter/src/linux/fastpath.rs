@@ -171,6 +171,10 @@ impl TcFastPath {
                 "this vrouter was built without the BPF object (clang was missing at build time; apt-get install clang libbpf-dev and rebuild)",
             ));
         }
+        // aya's TC attach picks TCX or netlink by the kernel version and
+        // panics when it cannot read it: fail here instead, with a reason.
+        aya::util::KernelVersion::current()
+            .map_err(|e| bpf_err("reading the kernel version (TCX or netlink attach)", e))?;
         let mut bpf = Ebpf::load(OBJECT).map_err(|e| bpf_err("loading the BPF object", e))?;
         let map = bpf
             .take_map("FP_FLOWS")
