@@ -44,6 +44,8 @@ pub trait FastPath: Send {
     fn remove(&mut self, in_os: u32, h: &OffloadHint);
     /// Packets and bytes forwarded for the entry since it was inserted.
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)>;
+    /// Called with every fold (about once a second): deferred cleanup.
+    fn tick(&mut self) {}
 }
 
 /// Counters of the fast path's bookkeeping (`DpStats`).
@@ -204,6 +206,7 @@ impl Offloader {
             stats,
             ..
         } = self;
+        fp.tick();
         installed.retain(|_, e| {
             let keep = fold_entry(fp.as_ref(), router, e, stats);
             if !keep {
