@@ -190,11 +190,16 @@ node() {
     NODE_PIDS[$h]="$!"
     for _ in $(seq 100); do [[ -S $d/sock/dpdk_netlink ]] && break; sleep 0.1; done
     [[ -S $d/sock/dpdk_netlink ]] || { cat "$d/vrouter.log" >&2; die "vrouter in $h did not start"; }
-    if grep -q "fast path tc on" "$d/vrouter.log"; then
-        [[ $FP_LOADED == *yes* ]] || FP_LOADED+=" yes"
-    else
-        [[ $FP_LOADED == *no* ]] || FP_LOADED+=" no"
+    # (The fast path loads after the ksync socket appears.)
+    local fp=no
+    if [[ $FAST_PATH != off ]]; then
+        for _ in $(seq 30); do
+            grep -q "fast path tc on" "$d/vrouter.log" && { fp=yes; break; }
+            grep -qE "no kernel fast path|cannot be loaded" "$d/vrouter.log" && break
+            sleep 0.1
+        done
     fi
+    [[ $FP_LOADED == *$fp* ]] || FP_LOADED+=" $fp"
     # shellcheck disable=SC2206 # the extra arguments have no spaces
     local extra=(${NODE_EXTRA[$h]:-})
     ip netns exec "$(ns "$h")" "$BIN/vrouter-agent" --sock-dir "$d/sock" --state-dir "$d/state" \
