@@ -7,6 +7,11 @@
 //! rewrites in place), which is part of what a host does per packet anyway
 //! (the NIC writes the frame); the restore is measured separately as
 //! `restore_only` so it can be subtracted.
+//!
+//! `DP_COUNT=<encap|decap|local|cold|cold_decap|none>:<batches>` runs that
+//! many batches of one workload and exits instead, for counting
+//! instructions and cache misses under `valgrind --tool=cachegrind`
+//! (docs/performance.md, "The route cache").
 
 #![allow(clippy::unwrap_used)]
 

@@ -26,7 +26,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// Slots of each array (a power of two). 16k slots cover a VRF of 10k
-/// remote hosts with few collisions; the `dst` array is 1 MiB.
+/// remote hosts with few collisions; the two arrays take about 1.5 MiB,
+/// allocated once with the router (in the Windows kernel: non-paged pool).
 const SLOTS: usize = 16 * 1024;
 const SHIFT: u32 = 32 - SLOTS.trailing_zeros();
 
