@@ -93,6 +93,51 @@ fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
     })
 }
 
+/// Two containers behind a datapath with the fast path on and policy on
+/// both ports (every packet goes through a flow entry).
+struct Rig {
+    _ns: Namespaces,
+    c1: String,
+    c2: String,
+    dp: Arc<Datapath>,
+    _guard: vrouter::linux::OverlayGuard,
+    _slow: Option<std::os::fd::OwnedFd>,
+}
+
+/// `slow`: a packet tap on c1's port, older than the datapath's, with a
+/// slow filter ([`slow_tap`]).
+fn rig(slow: bool) -> Rig {
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    let c2 = ns.add("c2");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
+    let _slow = slow.then(|| in_ns(&host, || slow_tap("vh1")));
+    let (dp, _guard) = start_dp(&host, |dp| {
+        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+        dp.enable_fast_path(Box::new(fp)).unwrap();
+        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
+            let vm = Vm {
+                vif,
+                name,
+                vrf: 1,
+                mac,
+                ip,
+            };
+            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
+        }
+    });
+    Rig {
+        _ns: ns,
+        c1,
+        c2,
+        dp: Arc::new(dp),
+        _guard,
+        _slow,
+    }
+}
+
 fn offloaded(dp: &Datapath) -> vrouter::offload::OffloadStats {
     dp.offload_stats().unwrap().expect("fast path on")
 }
@@ -137,27 +182,14 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         report_skip("fastpath: BPF object needs clang at build time", &r);
         return;
     }
-    let mut ns = Namespaces::new();
-    let host = ns.add("h");
-    let c1 = ns.add("c1");
-    let c2 = ns.add("c2");
-    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
-    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
-    let (dp, _guard) = start_dp(&host, |dp| {
-        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-        dp.enable_fast_path(Box::new(fp)).unwrap();
-        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
-            let vm = Vm {
-                vif,
-                name,
-                vrf: 1,
-                mac,
-                ip,
-            };
-            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
-        }
-    });
-    let dp = Arc::new(dp);
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        ..
+    } = rig(false);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
 
@@ -273,30 +305,15 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
         report_skip("fastpath: BPF object needs clang at build time", &r);
         return;
     }
-    let mut ns = Namespaces::new();
-    let host = ns.add("h");
-    let c1 = ns.add("c1");
-    let c2 = ns.add("c2");
-    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
-    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
-    // Widens the window: a tap opened before the datapath's runs after
-    // its filter and before TC ingress.
-    let _slow = in_ns(&host, || slow_tap("vh1"));
-    let (dp, _guard) = start_dp(&host, |dp| {
-        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-        dp.enable_fast_path(Box::new(fp)).unwrap();
-        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
-            let vm = Vm {
-                vif,
-                name,
-                vrf: 1,
-                mac,
-                ip,
-            };
-            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
-        }
-    });
-    let dp = Arc::new(dp);
+    // A slow tap widens the interval between the filter and TC.
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        _slow,
+    } = rig(true);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
     assert_eq!(

@@ -22,24 +22,32 @@ fn udp(sport: u16) -> Vec<u8> {
 
 /// A UDP/IPv4 frame from VM1 to `dst` (routed: to the vRouter MAC).
 fn udp_to(sport: u16, dst: [u8; 4]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&VROUTER_MAC);
-    f.extend_from_slice(&VM1_MAC);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let mut ip = alloc::vec![0x45, 0, 0, 20 + 8 + 4, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&VM1_IP);
-    ip.extend_from_slice(&dst);
-    let c = checksum::ipv4_header_checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&53u16.to_be_bytes());
     u.extend_from_slice(&12u16.to_be_bytes());
     u.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
-    let c = checksum::l4_checksum_v4(&VM1_IP, &dst, 17, &u);
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&u);
+    ipv4_from_vm1(dst, 17, u, 6)
+}
+
+/// A frame from VM1 to `dst` (routed) carrying `l4` of `proto`, whose
+/// checksum (at `csum_at` in `l4`) is filled in.
+fn ipv4_from_vm1(dst: [u8; 4], proto: u8, mut l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&VROUTER_MAC);
+    f.extend_from_slice(&VM1_MAC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let len = (20 + l4.len()) as u16;
+    let mut ip = alloc::vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip.extend_from_slice(&VM1_IP);
+    ip.extend_from_slice(&dst);
+    let c = checksum::ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let c = checksum::l4_checksum_v4(&VM1_IP, &dst, proto, &l4);
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&l4);
     f
 }
 
@@ -207,24 +215,11 @@ fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
 
 /// A TCP/IPv4 frame from VM1 to VM2 with `flags`.
 fn tcp(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&VROUTER_MAC);
-    f.extend_from_slice(&VM1_MAC);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let mut ip = alloc::vec![0x45, 0, 0, 20 + 20, 0, 1, 0x40, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&VM1_IP);
-    ip.extend_from_slice(&VM2_IP);
-    let c = checksum::ipv4_header_checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&80u16.to_be_bytes());
     t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    let c = checksum::l4_checksum_v4(&VM1_IP, &VM2_IP, 6, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&t);
-    f
+    ipv4_from_vm1(VM2_IP, 6, t, 16)
 }
 
 /// SYN, FIN and RST never take the fast path: a TCP flow is reported from
