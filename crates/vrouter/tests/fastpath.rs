@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vrouter::linux::TcFastPath;
+use vrouter::offload::FastPath;
 use vrouter::Datapath;
 
 const C1_MAC: [u8; 6] = [0x02, 0x12, 0, 0, 0, 1];
@@ -93,6 +94,51 @@ fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
     })
 }
 
+/// Two containers behind a datapath with the fast path on and policy on
+/// both ports (every packet goes through a flow entry).
+struct Rig {
+    _ns: Namespaces,
+    c1: String,
+    c2: String,
+    dp: Arc<Datapath>,
+    _guard: vrouter::linux::OverlayGuard,
+    _slow: Option<std::os::fd::OwnedFd>,
+}
+
+/// `slow`: a packet tap on c1's port, older than the datapath's, with a
+/// slow filter ([`slow_tap`]).
+fn rig(slow: bool) -> Rig {
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    let c2 = ns.add("c2");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
+    let _slow = slow.then(|| in_ns(&host, || slow_tap("vh1")));
+    let (dp, _guard) = start_dp(&host, |dp| {
+        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+        dp.enable_fast_path(Box::new(fp)).unwrap();
+        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
+            let vm = Vm {
+                vif,
+                name,
+                vrf: 1,
+                mac,
+                ip,
+            };
+            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
+        }
+    });
+    Rig {
+        _ns: ns,
+        c1,
+        c2,
+        dp: Arc::new(dp),
+        _guard,
+        _slow,
+    }
+}
+
 fn offloaded(dp: &Datapath) -> vrouter::offload::OffloadStats {
     dp.offload_stats().unwrap().expect("fast path on")
 }
@@ -137,27 +183,14 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         report_skip("fastpath: BPF object needs clang at build time", &r);
         return;
     }
-    let mut ns = Namespaces::new();
-    let host = ns.add("h");
-    let c1 = ns.add("c1");
-    let c2 = ns.add("c2");
-    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
-    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
-    let (dp, _guard) = start_dp(&host, |dp| {
-        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-        dp.enable_fast_path(Box::new(fp)).unwrap();
-        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
-            let vm = Vm {
-                vif,
-                name,
-                vrf: 1,
-                mac,
-                ip,
-            };
-            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
-        }
-    });
-    let dp = Arc::new(dp);
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        ..
+    } = rig(false);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
 
@@ -273,30 +306,15 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
         report_skip("fastpath: BPF object needs clang at build time", &r);
         return;
     }
-    let mut ns = Namespaces::new();
-    let host = ns.add("h");
-    let c1 = ns.add("c1");
-    let c2 = ns.add("c2");
-    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
-    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
-    // Widens the window: a tap opened before the datapath's runs after
-    // its filter and before TC ingress.
-    let _slow = in_ns(&host, || slow_tap("vh1"));
-    let (dp, _guard) = start_dp(&host, |dp| {
-        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-        dp.enable_fast_path(Box::new(fp)).unwrap();
-        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
-            let vm = Vm {
-                vif,
-                name,
-                vrf: 1,
-                mac,
-                ip,
-            };
-            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
-        }
-    });
-    let dp = Arc::new(dp);
+    // A slow tap widens the interval between the filter and TC.
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        _slow,
+    } = rig(true);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
     assert_eq!(
@@ -437,4 +455,72 @@ fn slow_tap(ifname: &str) -> std::os::fd::OwnedFd {
         assert_eq!(r, 0, "attach the slow filter");
         fd
     }
+}
+
+/// A vrouter that died on a kernel before 6.6 (TC programs attached
+/// through netlink, not as links that end with their process) leaves its
+/// classifier on the port; the next one removes it before attaching its
+/// own. Left in front, the stale program would decide, with its stale map,
+/// the frames the new socket filter hands to the kernel.
+#[test]
+fn a_stale_netlink_classifier_is_removed_before_attaching() {
+    require_env!();
+    if let Some(r) = skip_reason(&["clang", "tc"]) {
+        report_skip("fastpath: BPF object needs clang at build time", &r);
+        return;
+    }
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    let classifiers = |ns: &str| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tc", "filter", "show", "dev", "vh1", "ingress",
+            ])
+            .output()
+            .unwrap();
+        fp_tc_lines(&out.stdout)
+    };
+    let port = in_ns(&host, || {
+        vrouter::linux::AfPacketPort::open("vh1", Default::default()).unwrap()
+    });
+    let mut dead = TcFastPath::load().expect("load the BPF fast path");
+    dead.set_netlink_attach(true);
+    in_ns(&host, move || {
+        dead.attach(&port).unwrap();
+        // Dies: nothing detached.
+        std::mem::forget(dead);
+        port
+    });
+    assert_eq!(classifiers(&host), 1, "the dead vrouter's classifier");
+    let port = in_ns(&host, || {
+        vrouter::linux::AfPacketPort::open("vh1", Default::default()).unwrap()
+    });
+    let n = in_ns(&host, move || {
+        let mut fp = TcFastPath::load().expect("load the BPF fast path");
+        fp.set_netlink_attach(true);
+        fp.attach(&port).unwrap();
+        let n = classifiers_here();
+        drop(fp);
+        n
+    });
+    assert_eq!(n, 1, "only the new vrouter's classifier");
+    assert_eq!(classifiers(&host), 0, "detached when the new one stops");
+}
+
+/// `fp_tc` classifiers on vh1 of the current namespace.
+fn classifiers_here() -> usize {
+    let out = std::process::Command::new("tc")
+        .args(["filter", "show", "dev", "vh1", "ingress"])
+        .output()
+        .unwrap();
+    fp_tc_lines(&out.stdout)
+}
+
+/// Lines of `tc filter show` naming an `fp_tc` classifier (one per filter).
+fn fp_tc_lines(out: &[u8]) -> usize {
+    let s = String::from_utf8_lossy(out);
+    eprintln!("{s}");
+    s.lines().filter(|l| l.contains("fp_tc")).count()
 }

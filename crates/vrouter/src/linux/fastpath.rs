@@ -165,6 +165,8 @@ pub struct TcFastPath {
     encap: bool,
     /// Entries marked `dead`, deleted once [`DEAD_GRACE`] has passed.
     dead: HashMap<FpKey, Instant>,
+    /// Attach through netlink even where TCX links exist (tests).
+    netlink: bool,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -208,6 +210,7 @@ impl TcFastPath {
             links: HashMap::new(),
             encap: false,
             dead: HashMap::new(),
+            netlink: false,
         })
     }
 
@@ -216,6 +219,12 @@ impl TcFastPath {
     /// [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
+    }
+
+    /// Attach the classifier through netlink, as on kernels before 6.6,
+    /// also where TCX exists (tests of that path).
+    pub fn set_netlink_attach(&mut self, on: bool) {
+        self.netlink = on;
     }
 
     /// Delete the dead entries past their grace.
@@ -268,10 +277,25 @@ impl FastPath for TcFastPath {
         let name = port.name().to_string();
         // Needed before kernel 6.6 (netlink attach); harmless after.
         let _ = aya::programs::tc::qdisc_add_clsact(&name);
-        let id = self
-            .tc()?
-            .attach(&name, TcAttachType::Ingress)
-            .map_err(|e| bpf_err("attaching fp_tc", e))?;
+        // A netlink-attached classifier (kernels before 6.6) outlives a
+        // vrouter that died without detaching it; left in front of ours,
+        // it would decide, with its own stale map, the frames our socket
+        // filter hands to the kernel. TCX links die with their process.
+        if aya::programs::tc::qdisc_detach_program(&name, TcAttachType::Ingress, "fp_tc").is_ok() {
+            tracing::info!(port = %name, "removed a stale fast-path classifier");
+        }
+        let netlink = self.netlink;
+        let tc = self.tc()?;
+        let id = if netlink {
+            tc.attach_with_options(
+                &name,
+                TcAttachType::Ingress,
+                aya::programs::tc::TcAttachOptions::Netlink(Default::default()),
+            )
+        } else {
+            tc.attach(&name, TcAttachType::Ingress)
+        }
+        .map_err(|e| bpf_err("attaching fp_tc", e))?;
         self.links.insert(os, id);
         Ok(())
     }
