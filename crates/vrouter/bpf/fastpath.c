@@ -23,16 +23,24 @@
 //   decapsulates MPLSoUDP, MPLSoGRE and VXLAN packets of flows the core
 //   decapsulated and delivered to a local VM port: it checks the outer
 //   headers the decision was made for (plain layout, our address, the
-//   label or VNI), strips them with bpf_skb_adjust_room (DECAP flags, so
-//   a tunnel GSO super-packet stays whole and becomes a plain TCP one),
-//   writes the Ethernet header and TTL the core would and redirects to
-//   the VM port's veth; `fp_sock_fab` keeps the same frames from the
-//   fabric's AF_PACKET socket.
+//   label or VNI), strips them with bpf_skb_adjust_room (a tunnel GSO
+//   super-packet stays whole), writes the Ethernet header and TTL the
+//   core would and redirects to the VM port's veth; `fp_sock_fab` keeps
+//   the same frames from the fabric's AF_PACKET socket.
 //
-// Each pair calls the same decision on the same bytes, so they agree. Everything the
-// programs do not reproduce goes to user space unchanged: non-IPv4, IP
-// options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core tracks TCP
-// state for flow teardown), TTL <= 1, and misses.
+// The socket filter decides, once per frame, and TC follows it: the
+// filter writes its verdict into the skb's control block (`cb`, which
+// survives from the packet tap to TC ingress), and TC forwards exactly
+// the frames the filter kept from the socket, looking their entry up
+// again. So an entry that appears or goes between the two cannot make a
+// frame go both ways (twice) or neither way (lost). Removal is in two
+// steps for the same reason: the datapath first marks an entry `dead` (the
+// filter then treats it as a miss, TC still forwards a frame the filter
+// already kept from the socket) and deletes it later.
+//
+// Everything the programs do not reproduce goes to user space unchanged:
+// non-IPv4, IP options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core
+// tracks TCP state for flow teardown), TTL <= 1, and misses.
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -55,12 +63,13 @@ struct fp_value {
 	__u8 macs[12];   // new destination + source MAC
 	__u8 in_macs[12]; // the frame's MACs the decision was made for
 	__u16 mtu;       // output MTU (0: none); larger goes to user space
-	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL
+	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL;
+	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI)
 	__u8 gen;        // the flow entry's generation when installed
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 decap;      // 1: a fabric entry (hdr: outer dst, label/VNI)
+	__u8 dead;       // being removed: a miss for the filter, not for TC
 	__u64 packets;
 	__u64 bytes;
 	// Outer headers as the core writes them for an empty payload and IP
@@ -98,10 +107,18 @@ struct {
 #endif
 #define FP_ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
 #define FP_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
+#define FP_DECAP 4
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
-static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
+// The filter's verdict in cb[0..1]: a magic word (cb may hold anything
+// when our filter did not run) and the verdict.
+#define FP_CB_MAGIC 0x76724650 // "vrFP"
+#define FP_TO_KERNEL 0x4b524e4c
+#define FP_TO_USER 0x55535220
+
+static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
+						  int dead_ok)
 {
 	__u8 h[ETH_HLEN + 20 + 14];
 	struct fp_key k = {};
@@ -133,7 +150,7 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v)
+	if (!v || (v->dead && !dead_ok))
 		return 0;
 	// Same Ethernet header as the frame the core decided on.
 	__u32 fa[3], va[3];
@@ -243,10 +260,20 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
-	struct fp_value *v = fp_decide(skb);
+	__u32 magic = skb->cb[0], verdict = skb->cb[1];
+
+	skb->cb[0] = 0;
+	// Not kept from the socket (or no filter ran): user space has it.
+	if (magic != FP_CB_MAGIC || verdict != FP_TO_KERNEL)
+		return TC_ACT_OK;
+	// Kept from the socket: forward it. The entry may be `dead` by now,
+	// but it is still there; gone altogether (deleted well after being
+	// marked) or no longer matching only if a frame spent that long
+	// between the tap and here: drop rather than guess.
+	struct fp_value *v = fp_decide(skb, 1);
 
 	if (!v)
-		return TC_ACT_OK;
+		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
 	if (v->rewrite & 2) {
@@ -277,7 +304,8 @@ int fp_tc(struct __sk_buff *skb)
 // fabric's ifindex and the inner 5-tuple, if the outer headers are the
 // ones the core decided on. Sets *olen to the bytes before the inner
 // packet (L3) or inner Ethernet header (L2).
-static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, __u32 *olen)
+static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, __u32 *olen,
+							int dead_ok)
 {
 	__u8 o[50];
 	__u8 h[ETH_HLEN + 20 + 14];
@@ -354,7 +382,8 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || !v->decap || v->encap_kind != kind || v->encap_len != *olen)
+	if (!v || (v->dead && !dead_ok) || !(v->rewrite & FP_DECAP) ||
+	    v->encap_kind != kind || v->encap_len != *olen)
 		return 0;
 	__u32 vl = ((__u32)v->hdr[4] << 24) | ((__u32)v->hdr[5] << 16) |
 		   ((__u32)v->hdr[6] << 8) | v->hdr[7];
@@ -386,12 +415,17 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 SEC("classifier")
 int fp_tc_fab(struct __sk_buff *skb)
 {
-	__u32 olen = 0;
-	struct fp_value *v = fp_decap_decide(skb, &olen);
+	__u32 magic = skb->cb[0], verdict = skb->cb[1], olen = 0;
 	__u8 eth[ETH_HLEN];
 
-	if (!v)
+	skb->cb[0] = 0;
+	// As fp_tc: forward exactly what fp_sock_fab kept from the socket.
+	if (magic != FP_CB_MAGIC || verdict != FP_TO_KERNEL)
 		return TC_ACT_OK;
+	struct fp_value *v = fp_decap_decide(skb, &olen, 1);
+
+	if (!v)
+		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
 	if (v->l2) {
@@ -445,15 +479,22 @@ SEC("socket")
 int fp_sock_fab(struct __sk_buff *skb)
 {
 	__u32 olen = 0;
+	int kernel = fp_decap_decide(skb, &olen, 0) != 0;
 
-	return fp_decap_decide(skb, &olen) ? 0 : skb->len;
+	skb->cb[0] = FP_CB_MAGIC;
+	skb->cb[1] = kernel ? FP_TO_KERNEL : FP_TO_USER;
+	return kernel ? 0 : skb->len;
 }
 
 SEC("socket")
 int fp_sock(struct __sk_buff *skb)
 {
-	// Drop (0) what fp_tc redirects; keep the rest whole.
-	return fp_decide(skb) ? 0 : skb->len;
+	// Drop (0) what fp_tc is to redirect, keep the rest whole; tell fp_tc.
+	int kernel = fp_decide(skb, 0) != 0;
+
+	skb->cb[0] = FP_CB_MAGIC;
+	skb->cb[1] = kernel ? FP_TO_KERNEL : FP_TO_USER;
+	return kernel ? 0 : skb->len;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -29,12 +29,13 @@ use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
 
 /// `struct fp_key` of fastpath.c.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FpKey {
     pub ifindex: u32,
     pub saddr: [u8; 4],
@@ -55,7 +56,10 @@ pub struct FpValue {
     pub macs: [u8; 12],
     pub in_macs: [u8; 12],
     pub mtu: u16,
-    /// Bit 0: write `macs`; bit 1: decrement the IPv4 TTL.
+    /// Bit 0: write `macs`; bit 1: decrement the IPv4 TTL; bit 2
+    /// ([`FP_DECAP`]): a fabric entry (`fp_tc_fab`): `hdr[0..4]` the
+    /// outer IPv4 destination, `hdr[4..8]` the label or VNI (big-endian),
+    /// `encap_len` the outer bytes to strip.
     pub rewrite: u8,
     pub gen: u8,
     /// 0: no tunnel; else the bytes of `hdr` to push.
@@ -63,10 +67,9 @@ pub struct FpValue {
     /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
     pub encap_kind: u8,
     pub l2: u8,
-    /// 1: a fabric entry (`fp_tc_fab`): `hdr[0..4]` the outer IPv4
-    /// destination, `hdr[4..8]` the label or VNI (big-endian); `encap_len`
-    /// the outer bytes to strip.
-    pub decap: u8,
+    /// Being removed: the socket filter treats it as a miss, TC still
+    /// forwards a frame the filter kept from the socket.
+    pub dead: u8,
     pub packets: u64,
     pub bytes: u64,
     pub hdr: [u8; 56],
@@ -85,7 +88,7 @@ impl Default for FpValue {
             encap_len: 0,
             encap_kind: 0,
             l2: 0,
-            decap: 0,
+            dead: 0,
             packets: 0,
             bytes: 0,
             hdr: [0; 56],
@@ -106,7 +109,6 @@ impl FpValue {
             ..FpValue::default()
         };
         if let Some(d) = &h.decap {
-            v.decap = 1;
             v.encap_len = d.outer_len.min(255) as u8;
             v.encap_kind = kind_code(d.kind);
             v.l2 = u8::from(d.l2);
@@ -123,7 +125,7 @@ impl FpValue {
                 None => h.macs,
             };
             v.macs = macs.unwrap_or([0; 12]);
-            v.rewrite = u8::from(macs.is_some()) | if d.ttl_dec { 2 } else { 0 };
+            v.rewrite = FP_DECAP | u8::from(macs.is_some()) | if d.ttl_dec { 2 } else { 0 };
             return v;
         }
         match &h.tunnel {
@@ -142,6 +144,9 @@ impl FpValue {
         v
     }
 }
+
+/// `FP_DECAP` of fastpath.c: the `rewrite` bit of a fabric entry.
+pub const FP_DECAP: u8 = 4;
 
 /// `FP_GRE`, `FP_MPLS_UDP`, `FP_VXLAN` of fastpath.c.
 fn kind_code(k: TunnelKind) -> u8 {
@@ -179,10 +184,16 @@ impl FpKey {
     }
 }
 
+/// How long a removed entry stays in the map marked `dead`: far longer
+/// than a frame spends between the packet tap and TC ingress (the same
+/// softirq, microseconds).
+const DEAD_GRACE: Duration = Duration::from_millis(100);
+
 /// The TC + socket-filter fast path.
 pub struct TcFastPath {
     bpf: Ebpf,
     flows: BpfHashMap<MapData, FpKey, FpValue>,
+    /// Classifier (its program's name) attached per interface.
     links: HashMap<u32, (&'static str, SchedClassifierLinkId)>,
     /// Offload flows into and out of tunnels too (`--fast-path tc-encap`).
     encap: bool,
@@ -190,18 +201,10 @@ pub struct TcFastPath {
     keep_tunnel_gso: bool,
     /// Fabric features turned off, turned on again on drop.
     restore: Vec<(String, Vec<String>)>,
-}
-
-impl Drop for TcFastPath {
-    fn drop(&mut self) {
-        for (dev, feats) in self.restore.drain(..) {
-            let names: Vec<&str> = feats.iter().map(String::as_str).collect();
-            match crate::linux::sys::features_set(&dev, &names, true) {
-                Ok(_) => tracing::info!(dev, features = ?feats, "fabric features restored"),
-                Err(e) => tracing::warn!(dev, error = %e, "restoring fabric features"),
-            }
-        }
-    }
+    /// Entries marked `dead`, deleted once [`DEAD_GRACE`] has passed.
+    dead: HashMap<FpKey, Instant>,
+    /// Attach through netlink even where TCX links exist (tests).
+    netlink: bool,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -218,6 +221,10 @@ impl TcFastPath {
                 "this vrouter was built without the BPF object (clang was missing at build time; apt-get install clang libbpf-dev and rebuild)",
             ));
         }
+        // aya's TC attach picks TCX or netlink by the kernel version and
+        // panics when it cannot read it: fail here instead, with a reason.
+        aya::util::KernelVersion::current()
+            .map_err(|e| bpf_err("reading the kernel version (TCX or netlink attach)", e))?;
         let mut bpf = Ebpf::load(OBJECT).map_err(|e| bpf_err("loading the BPF object", e))?;
         let map = bpf
             .take_map("FP_FLOWS")
@@ -248,6 +255,8 @@ impl TcFastPath {
             encap: false,
             keep_tunnel_gso: false,
             restore: Vec::new(),
+            dead: HashMap::new(),
+            netlink: false,
         })
     }
 
@@ -263,6 +272,25 @@ impl TcFastPath {
         self.keep_tunnel_gso = on;
     }
 
+    /// Attach the classifier through netlink, as on kernels before 6.6,
+    /// also where TCX exists (tests of that path).
+    pub fn set_netlink_attach(&mut self, on: bool) {
+        self.netlink = on;
+    }
+
+    /// Delete the dead entries past their grace.
+    fn purge_dead(&mut self) {
+        let now = Instant::now();
+        let flows = &mut self.flows;
+        self.dead.retain(|key, since| {
+            if now.duration_since(*since) < DEAD_GRACE {
+                return true;
+            }
+            let _ = flows.remove(key);
+            false
+        });
+    }
+
     fn tc_named(&mut self, name: &str) -> io::Result<&mut SchedClassifier> {
         self.bpf
             .program_mut(name)
@@ -273,7 +301,7 @@ impl TcFastPath {
 
     /// Attach the socket filter `prog` to the port's socket and the
     /// classifier `tc` to its TC ingress.
-    fn attach_pair(&mut self, port: &dyn Port, prog: &str, tc: &str) -> io::Result<()> {
+    fn attach_pair(&mut self, port: &dyn Port, prog: &str, tc: &'static str) -> io::Result<()> {
         let (Some(os), Some(fd)) = (port.os_index(), port.poll_fd()) else {
             return Err(io::Error::other("the port has no interface or socket"));
         };
@@ -300,16 +328,39 @@ impl TcFastPath {
         let name = port.name().to_string();
         // Needed before kernel 6.6 (netlink attach); harmless after.
         let _ = aya::programs::tc::qdisc_add_clsact(&name);
-        let id = self
-            .tc_named(tc)?
-            .attach(&name, TcAttachType::Ingress)
-            .map_err(|e| bpf_err(&format!("attaching {tc}"), e))?;
-        let tc = match tc {
-            "fp_tc_fab" => "fp_tc_fab",
-            _ => "fp_tc",
-        };
+        // A netlink-attached classifier (kernels before 6.6) outlives a
+        // vrouter that died without detaching it; left in front of ours,
+        // it would decide, with its own stale map, the frames our socket
+        // filter hands to the kernel. TCX links die with their process.
+        if aya::programs::tc::qdisc_detach_program(&name, TcAttachType::Ingress, tc).is_ok() {
+            tracing::info!(port = %name, "removed a stale fast-path classifier");
+        }
+        let netlink = self.netlink;
+        let prog_tc = self.tc_named(tc)?;
+        let id = if netlink {
+            prog_tc.attach_with_options(
+                &name,
+                TcAttachType::Ingress,
+                aya::programs::tc::TcAttachOptions::Netlink(Default::default()),
+            )
+        } else {
+            prog_tc.attach(&name, TcAttachType::Ingress)
+        }
+        .map_err(|e| bpf_err(&format!("attaching {tc}"), e))?;
         self.links.insert(os, (tc, id));
         Ok(())
+    }
+}
+
+impl Drop for TcFastPath {
+    fn drop(&mut self) {
+        for (dev, feats) in self.restore.drain(..) {
+            let names: Vec<&str> = feats.iter().map(String::as_str).collect();
+            match crate::linux::sys::features_set(&dev, &names, true) {
+                Ok(_) => tracing::info!(dev, features = ?feats, "fabric features restored"),
+                Err(e) => tracing::warn!(dev, error = %e, "restoring fabric features"),
+            }
+        }
     }
 }
 
@@ -319,14 +370,15 @@ impl FastPath for TcFastPath {
     }
 
     /// Attach decapsulation to the fabric, and have the kernel segment
-    /// the fast path's tunnel super-packets on the fabric device itself:
-    /// a receiver that does not decapsulate the flow in its kernel (a peer
-    /// without the fast path, or ours while the flow is not installed)
-    /// reads the fabric with an AF_PACKET socket, whose virtio-net header
-    /// cannot carry tunnel GSO (the super-packet would reach it as plain
-    /// TCP GSO and be dropped). Kernel segmentation of UDP/GRE tunnels is
-    /// what the kernel VXLAN device gets on a device without these
-    /// offloads. The features turned off are turned on again on drop.
+    /// the fast path's tunnel super-packets on the fabric device itself
+    /// (unless `tc-encap-gso`): a receiver that does not decapsulate the
+    /// flow in its kernel (a peer without the fast path, or ours while the
+    /// flow is not installed) reads the fabric with an AF_PACKET socket,
+    /// whose virtio-net header cannot carry tunnel GSO (the super-packet
+    /// would reach it as plain TCP GSO and be dropped). Kernel
+    /// segmentation of UDP/GRE tunnels is what the kernel VXLAN device
+    /// gets on a device without these offloads. The features turned off
+    /// are turned on again on drop.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         if !self.encap {
             return Err(io::Error::new(
@@ -368,14 +420,42 @@ impl FastPath for TcFastPath {
     }
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
+        let key = FpKey::of(in_os, h);
+        // A live entry replaces a dead one of the same key.
+        self.dead.remove(&key);
         let v = FpValue::of(out_os, h);
-        self.flows
-            .insert(FpKey::of(in_os, h), v, 0)
-            .map_err(|e| bpf_err("FP_FLOWS insert", e))
+        let r = self.flows.insert(key, v, 0);
+        if r.is_err() && !self.dead.is_empty() {
+            // Full of dead entries, perhaps: delete those past their grace.
+            self.purge_dead();
+            return self
+                .flows
+                .insert(key, v, 0)
+                .map_err(|e| bpf_err("FP_FLOWS insert", e));
+        }
+        r.map_err(|e| bpf_err("FP_FLOWS insert", e))
     }
 
+    /// Marks the entry `dead` (see fastpath.c: a frame the socket filter
+    /// kept from user space just before must still be forwarded by TC);
+    /// [`FastPath::tick`] deletes it after [`DEAD_GRACE`].
     fn remove(&mut self, in_os: u32, h: &OffloadHint) {
-        let _ = self.flows.remove(&FpKey::of(in_os, h));
+        let key = FpKey::of(in_os, h);
+        match self.flows.get(&key, 0) {
+            Ok(mut v) if v.dead == 0 => {
+                v.dead = 1;
+                if self.flows.insert(key, v, 0).is_ok() {
+                    self.dead.insert(key, Instant::now());
+                } else {
+                    let _ = self.flows.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        self.purge_dead();
     }
 
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)> {
