@@ -504,6 +504,8 @@ pub async fn pkt0_task(
         if engine.flush(&mut k, &mut batch).await.is_err() {
             continue 'connection;
         }
+        // A new ksync connection may mean a new datapath.
+        pkt0.refresh_peer();
         tracing::info!(adopted = engine.stats.adopted, "flow engine ready");
         lock(&shared).flow_query = Some(query_tx.clone());
         // Aging walks a slice of the flows every tick (all of them once
@@ -523,6 +525,8 @@ pub async fn pkt0_task(
                     }
                 },
                 _ = tick.tick() => {
+                    // A restarted datapath is heard within a tick.
+                    pkt0.refresh_peer();
                     ticks = ticks.wrapping_add(1);
                     let second = ticks.is_multiple_of(TICKS_PER_SECOND);
                     if second {

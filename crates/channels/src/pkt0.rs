@@ -52,6 +52,9 @@ use crate::ChannelPaths;
 /// bytes of headers fits easily.
 pub const PKT0_MAX_FRAME: usize = 64 * 1024;
 
+/// The most frames one `try_send_many` sends (Linux: one `sendmmsg`).
+pub const SEND_BATCH: usize = 64;
+
 /// `frame` checked against `1..=PKT0_MAX_FRAME`.
 pub(crate) fn check_frame(frame: &[u8]) -> Result<()> {
     if (1..=PKT0_MAX_FRAME).contains(&frame.len()) {
@@ -133,6 +136,16 @@ impl Pkt0Agent {
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Call now and then (the agent: every aging tick, and after its ksync
+    /// reconnected). Linux: the receive socket, connected to the sender of
+    /// the frames so that more than `net.unix.max_dgram_qlen` of them can
+    /// queue, connects again, or forgets a sender that is gone so that a
+    /// restarted datapath is heard (see `sys::unix::pkt0`). Windows:
+    /// nothing to do.
+    pub fn refresh_peer(&self) {
+        self.inner.refresh_peer();
     }
 }
 
