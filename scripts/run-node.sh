@@ -92,6 +92,16 @@ if ! pkg-config --exists openssl 2>/dev/null; then
     env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
 fi
 
+# The vrouter's kernel fast path (on by default) is a BPF program that
+# build.rs compiles with clang against libbpf's headers; without them the
+# node runs, every frame through the user-space path.
+if ! command -v clang >/dev/null || [[ ! -f /usr/include/bpf/bpf_helpers.h ]]; then
+    note "installing clang and libbpf-dev (the vrouter's kernel fast path)"
+    env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libbpf-dev ||
+        note "clang/libbpf-dev not installed: the vrouter runs without its kernel fast path"
+fi
+
 cd "$ROOT"
 note "building vrouter, vrouter-agent, contrail-docker-driver and vrctl (release)"
 CARGO_TARGET_DIR="$TARGET_BASE" "$CARGO" build --release --locked \

@@ -51,9 +51,10 @@
 # node processes during each of our runs into DIR (PERF_PROFILE_MODE=record:
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
-# PERF_FAST_PATH=tc: run our vrouter with `--fast-path tc` (the kernel BPF
-# fast path for decided same-host flows; default off); tc-encap: also flows
-# into tunnels (`--fast-path tc-encap`).
+# PERF_FAST_PATH: our vrouter's `--fast-path` (default auto, the vrouter's
+# own default: the kernel BPF fast path for decided same-host flows where it
+# loads); off: the user-space path only; tc-encap: also flows into tunnels.
+# The report says whether the fast path loaded.
 
 set -euo pipefail
 
@@ -62,7 +63,9 @@ REPEAT=${PERF_REPEAT:-5}
 ONLY=${PERF_ONLY:-abcd}
 ENCAPS=${PERF_ENCAPS:-udp gre vxlan}
 PROFILE=${PERF_PROFILE:-}
-FAST_PATH=${PERF_FAST_PATH:-off}
+FAST_PATH=${PERF_FAST_PATH:-auto}
+# Whether each node loaded the kernel fast path (for the report).
+FP_LOADED=""
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SRC=${PERF_SRC:-$ROOT}
 P="vrtperf$$"
@@ -108,7 +111,7 @@ done
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 && "$SECS" -le 60 ]] || die "PERF_SECS: 1..60"
 [[ "$REPEAT" =~ ^[0-9]+$ && "$REPEAT" -ge 1 && "$REPEAT" -le 20 ]] || die "PERF_REPEAT: 1..20"
 [[ "$ONLY" =~ ^[abcd]+$ ]] || die "PERF_ONLY: a subset of abcd"
-[[ "$FAST_PATH" =~ ^(off|tc|tc-encap)$ ]] || die "PERF_FAST_PATH: off, tc or tc-encap"
+[[ "$FAST_PATH" =~ ^(auto|off|tc|tc-encap)$ ]] || die "PERF_FAST_PATH: auto, off, tc or tc-encap"
 for e in $ENCAPS; do
     [[ $e == udp || $e == gre || $e == vxlan ]] || die "PERF_ENCAPS: udp, gre, vxlan"
 done
@@ -187,6 +190,16 @@ node() {
     NODE_PIDS[$h]="$!"
     for _ in $(seq 100); do [[ -S $d/sock/dpdk_netlink ]] && break; sleep 0.1; done
     [[ -S $d/sock/dpdk_netlink ]] || { cat "$d/vrouter.log" >&2; die "vrouter in $h did not start"; }
+    # (The fast path loads after the ksync socket appears.)
+    local fp=no
+    if [[ $FAST_PATH != off ]]; then
+        for _ in $(seq 30); do
+            grep -q "fast path tc on" "$d/vrouter.log" && { fp=yes; break; }
+            grep -qE "no kernel fast path|cannot be loaded" "$d/vrouter.log" && break
+            sleep 0.1
+        done
+    fi
+    [[ $FP_LOADED == *$fp* ]] || FP_LOADED+=" $fp"
     # shellcheck disable=SC2206 # the extra arguments have no spaces
     local extra=(${NODE_EXTRA[$h]:-})
     ip netns exec "$(ns "$h")" "$BIN/vrouter-agent" --sock-dir "$d/sock" --state-dir "$d/state" \
@@ -673,6 +686,7 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
     echo
     echo "vrouter-rs performance harness: $(nproc) CPUs, $(uname -r), ${SECS}s x ${REPEAT} rounds," \
         "interleaved; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "our vrouter: --fast-path $FAST_PATH; kernel fast path loaded:${FP_LOADED:- (no node started)}"
     echo
     echo "| path | ours: median (min–max, spread) | kernel: median (min–max, spread) | ratio | target | our CPU / pkt | machine CPU / pkt, ours / kernel |"
     echo "|---|---|---|---|---|---|---|"

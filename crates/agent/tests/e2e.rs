@@ -971,17 +971,12 @@ fn a_network_id_beyond_the_vrf_table_gets_a_local_vrf_kept_across_restarts() {
     require_rig!();
     let mut node = Node::start(&[]);
     node.project("p9");
-    let vn = node.create(
-        "virtual-network",
-        json!({
-            "fq_name": ["default-domain", "p9", "far"],
-            "parent_type": "project",
-            "virtual_network_network_id": 70_000,
-            "network_ipam_refs": [{
-                "to": ["default-domain", "default-project", "default-network-ipam"],
-                "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.9.0", "ip_prefix_len": 24}}]}
-            }]
-        }),
+    let vn = node.vn_with(
+        "p9",
+        "far",
+        "198.18.9.0",
+        24,
+        json!({"virtual_network_network_id": 70_000}),
     );
     let fq = ["default-domain", "p9", "far"];
     let a = attach(&mut node, "x", "p9", &vn, &fq, &[default_sg("p9")]);

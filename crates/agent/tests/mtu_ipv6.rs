@@ -149,17 +149,7 @@ fn dhcp_announces_the_port_mtu_and_df_packets_get_fragmentation_needed() {
     require_rig!();
     let mut node = Node::start(&[]);
     node.project("p1");
-    let vn = node.create(
-        "virtual-network",
-        json!({
-            "fq_name": ["default-domain", "p1", "blue"],
-            "parent_type": "project",
-            "network_ipam_refs": [{
-                "to": ["default-domain", "default-project", "default-network-ipam"],
-                "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "198.18.3.0", "ip_prefix_len": 24}}]}
-            }]
-        }),
-    );
+    let vn = node.vn("p1", "blue", "198.18.3.0", 24);
     let fq = ["default-domain", "p1", "blue"];
     let a = attach_mtu(&mut node, "a", &vn, &fq, 1500, false);
     let b = attach_mtu(&mut node, "b", &vn, &fq, 1400, false);

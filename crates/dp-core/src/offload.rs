@@ -158,6 +158,12 @@ impl Router {
         {
             return;
         }
+        // SYN, FIN and RST stay with the core (the fast path passes them
+        // up): a TCP flow is offloaded from its first other packet, so
+        // half-open connections (a SYN flood) install nothing.
+        if info.proto == 6 && info.tcp_flags & 0x07 != 0 {
+            return;
+        }
         let Some(fe) = self.flows.get_valid(flow) else {
             return;
         };

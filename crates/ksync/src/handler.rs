@@ -373,6 +373,9 @@ impl Handler {
 
     /// Apply one object, queueing its answer(s).
     fn object<H: HostOps + ?Sized>(&mut self, router: &mut Router, host: &mut H, msg: Message) {
+        if may_change_config(&msg) {
+            host.config_changed();
+        }
         match msg {
             Message::Interface(r) => self.interface(router, host, &r),
             Message::Nexthop(r) => self.nexthop(router, &r),
@@ -896,6 +899,7 @@ impl Handler {
                 .map_err(|e| flow_errno(&e))?;
             resp.fresp_flags |= VR_FLOW_RESP_FLAG_DELETED;
             self.flow_stats.deleted += 1;
+            host.flow_changed(idx);
             if held {
                 host.flow_deleted(idx);
             }
@@ -951,6 +955,10 @@ impl Handler {
             src_nh_index: r.fr_src_nh_index,
         };
         let out = router.flow_set(&set).map_err(|e| flow_errno(&e))?;
+        host.flow_changed(out.index);
+        if let Some(r) = rflow {
+            host.flow_changed(r);
+        }
         resp.fresp_index = out.index;
         resp.fresp_gen_id = out.gen_id;
         if let Some(e) = router.flows().get(out.index) {
@@ -1297,6 +1305,27 @@ fn nh_answer(router: &Router, nh: &Nexthop, op: SandeshOp) -> VrNexthopReq {
     r
 }
 
+/// Whether `msg` may change forwarding state other than flows: everything
+/// but flow requests and reads (see [`HostOps::config_changed`]).
+fn may_change_config(msg: &Message) -> bool {
+    let op = match msg {
+        Message::Flow(_)
+        | Message::FlowTableData(_)
+        | Message::DropStats(_)
+        | Message::MemStats(_) => return false,
+        Message::Interface(r) => r.h_op,
+        Message::Nexthop(r) => r.h_op,
+        Message::Route(r) => r.h_op,
+        Message::Mpls(r) => r.h_op,
+        Message::Vxlan(r) => r.h_op,
+        Message::Vrf(r) => r.h_op,
+        Message::VrouterOps(r) => r.h_op,
+        // Not served (answered -EOPNOTSUPP); counted as a change anyway.
+        _ => return true,
+    };
+    !matches!(op, SandeshOp::Get | SandeshOp::Dump)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1319,5 +1348,32 @@ mod tests {
         assert_eq!(inet_marker::<4>(&r), Ok(Some(([0; 4], 8))));
         r.rtr_marker = vec![1, 2, 3];
         assert_eq!(inet_marker::<4>(&r), Err(()));
+    }
+
+    #[test]
+    fn only_config_writes_count_as_config_changes() {
+        use sandesh::{VrNexthopReq, VrRouteReq};
+        let route = |h_op| {
+            Message::Route(VrRouteReq {
+                h_op,
+                ..Default::default()
+            })
+        };
+        assert!(may_change_config(&route(SandeshOp::Add)));
+        assert!(may_change_config(&route(SandeshOp::Del)));
+        assert!(!may_change_config(&route(SandeshOp::Dump)));
+        assert!(!may_change_config(&route(SandeshOp::Get)));
+        let nh = |h_op| {
+            Message::Nexthop(VrNexthopReq {
+                h_op,
+                ..Default::default()
+            })
+        };
+        assert!(may_change_config(&nh(SandeshOp::Add)));
+        assert!(!may_change_config(&nh(SandeshOp::Get)));
+        assert!(!may_change_config(&Message::Flow(VrFlowReq::default())));
+        assert!(!may_change_config(&Message::DropStats(
+            VrDropStatsReq::default()
+        )));
     }
 }

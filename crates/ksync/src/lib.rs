@@ -201,6 +201,17 @@ pub trait HostOps {
     /// Flow `idx` was deleted while packets were held for it: drop them.
     fn flow_deleted(&mut self, idx: u32);
 
+    /// Flow `idx` was created, changed or deleted (called for a decided
+    /// flow's reverse entry too). A host that copies flow decisions
+    /// elsewhere (a kernel fast path) drops its copies of these entries.
+    fn flow_changed(&mut self, _idx: u32) {}
+
+    /// A request that may change forwarding state other than flows (vif,
+    /// next hop, route, label, VRF, vRouter settings) was applied, or
+    /// tried: every copied flow decision may be stale. Reads (`Get`,
+    /// `Dump`, statistics) do not call it.
+    fn config_changed(&mut self) {}
+
     /// Facts only the host knows (where the flow table is mapped, ...).
     fn host_info(&self) -> HostInfo {
         HostInfo::default()

@@ -19,10 +19,19 @@
 //   without it the user-space datapath would forward every offloaded
 //   packet a second time.
 //
-// Both call `fp_decide` on the same bytes, so they agree. Everything the
-// programs do not reproduce goes to user space unchanged: non-IPv4, IP
-// options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core tracks TCP
-// state for flow teardown), TTL <= 1, and misses.
+// The socket filter decides, once per frame, and TC follows it: the
+// filter writes its verdict into the skb's control block (`cb`, which
+// survives from the packet tap to TC ingress), and TC forwards exactly
+// the frames the filter kept from the socket, looking their entry up
+// again. So an entry that appears or goes between the two cannot make a
+// frame go both ways (twice) or neither way (lost). Removal is in two
+// steps for the same reason: the datapath first marks an entry `dead` (the
+// filter then treats it as a miss, TC still forwards a frame the filter
+// already kept from the socket) and deletes it later.
+//
+// Everything the programs do not reproduce goes to user space unchanged:
+// non-IPv4, IP options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core
+// tracks TCP state for flow teardown), TTL <= 1, and misses.
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -50,7 +59,7 @@ struct fp_value {
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 pad;
+	__u8 dead;       // being removed: a miss for the filter, not for TC
 	__u64 packets;
 	__u64 bytes;
 	// Outer headers as the core writes them for an empty payload and IP
@@ -83,7 +92,14 @@ struct {
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
-static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
+// The filter's verdict in cb[0..1]: a magic word (cb may hold anything
+// when our filter did not run) and the verdict.
+#define FP_CB_MAGIC 0x76724650 // "vrFP"
+#define FP_TO_KERNEL 0x4b524e4c
+#define FP_TO_USER 0x55535220
+
+static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
+						  int dead_ok)
 {
 	__u8 h[ETH_HLEN + 20 + 14];
 	struct fp_key k = {};
@@ -115,7 +131,7 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb)
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v)
+	if (!v || (v->dead && !dead_ok))
 		return 0;
 	// Same Ethernet header as the frame the core decided on.
 	__u32 fa[3], va[3];
@@ -225,10 +241,20 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
-	struct fp_value *v = fp_decide(skb);
+	__u32 magic = skb->cb[0], verdict = skb->cb[1];
+
+	skb->cb[0] = 0;
+	// Not kept from the socket (or no filter ran): user space has it.
+	if (magic != FP_CB_MAGIC || verdict != FP_TO_KERNEL)
+		return TC_ACT_OK;
+	// Kept from the socket: forward it. The entry may be `dead` by now,
+	// but it is still there; gone altogether (deleted well after being
+	// marked) or no longer matching only if a frame spent that long
+	// between the tap and here: drop rather than guess.
+	struct fp_value *v = fp_decide(skb, 1);
 
 	if (!v)
-		return TC_ACT_OK;
+		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
 	if (v->rewrite & 2) {
@@ -258,8 +284,12 @@ int fp_tc(struct __sk_buff *skb)
 SEC("socket")
 int fp_sock(struct __sk_buff *skb)
 {
-	// Drop (0) what fp_tc redirects; keep the rest whole.
-	return fp_decide(skb) ? 0 : skb->len;
+	// Drop (0) what fp_tc is to redirect, keep the rest whole; tell fp_tc.
+	int kernel = fp_decide(skb, 0) != 0;
+
+	skb->cb[0] = FP_CB_MAGIC;
+	skb->cb[1] = kernel ? FP_TO_KERNEL : FP_TO_USER;
+	return kernel ? 0 : skb->len;
 }
 
 char _license[] SEC("license") = "GPL";

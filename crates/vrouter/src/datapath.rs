@@ -536,6 +536,16 @@ impl Core {
         self.read_only_cmd = true;
     }
 
+    /// The running command changed only the flows `flows` (ksync flow
+    /// requests): their offloaded copies go now, every other offloaded
+    /// flow stays (no full flush after the command).
+    pub fn only_flows_changed(&mut self, flows: &[u32]) {
+        self.read_only_cmd = true;
+        if let Some(off) = &mut self.offload {
+            off.forget(&mut self.router, flows);
+        }
+    }
+
     /// The fast path's counters (`None`: off).
     pub fn offload_stats(&self) -> Option<OffloadStats> {
         self.offload.as_ref().map(Offloader::stats)

@@ -420,12 +420,25 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
         closing: BTreeMap::new(),
         events: Vec::new(),
         agent_vif: false,
+        config_changed: false,
+        flows_changed: Vec::new(),
     };
     let flows_before = handler.flow_stats();
     let mut reply = Reply::default();
     reply.handled = handler.handle(core.router_mut(), &mut host, input, &mut reply.out);
     let acted = host.agent_vif || handler.flow_stats() != flows_before;
-    let events = host.events;
+    let LoopHost {
+        events,
+        config_changed,
+        flows_changed,
+        ..
+    } = host;
+    // A buffer of flow requests leaves the other flows' fast-path entries
+    // alone; anything else empties the fast path after the command.
+    // Before `apply`: frames it releases may install their flows anew.
+    if !config_changed && reply.handled.malformed.is_none() {
+        core.only_flows_changed(&flows_changed);
+    }
     apply(core, events);
     (reply, acted)
 }
@@ -512,6 +525,10 @@ struct LoopHost<'a> {
     events: Vec<Event>,
     /// The agent vif was added.
     agent_vif: bool,
+    /// A request may have changed more than flows.
+    config_changed: bool,
+    /// Flows the requests created, changed or deleted.
+    flows_changed: Vec<u32>,
 }
 
 impl HostOps for LoopHost<'_> {
@@ -576,6 +593,14 @@ impl HostOps for LoopHost<'_> {
 
     fn flow_deleted(&mut self, idx: u32) {
         self.events.push(Event::Deleted(idx));
+    }
+
+    fn flow_changed(&mut self, idx: u32) {
+        self.flows_changed.push(idx);
+    }
+
+    fn config_changed(&mut self) {
+        self.config_changed = true;
     }
 
     fn host_info(&self) -> HostInfo {

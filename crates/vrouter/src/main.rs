@@ -83,12 +83,13 @@ struct Args {
     /// the agent's hold audit then finds its flow).
     #[arg(long, default_value_t = vrouter::linux::pkt0_backlog_default())]
     pkt0_backlog: usize,
-    /// Kernel fast path for flows the core has decided: `off`, or `tc`
+    /// Kernel fast path for flows the core has decided: `auto` (the
+    /// default: `tc` where it can be loaded, else without), `off`, `tc`
     /// (Linux: TC BPF on VM ports redirects established same-host IPv4
     /// TCP/UDP flows port to port; everything else takes the user-space
     /// path), or `tc-encap` (also flows into tunnels to other hosts). If
     /// it cannot be loaded the datapath says why and runs without it.
-    #[arg(long, value_enum, default_value_t = FastPathMode::Off)]
+    #[arg(long, value_enum, default_value_t = FastPathMode::Auto)]
     fast_path: FastPathMode,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
@@ -103,6 +104,9 @@ enum VmPorts {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum FastPathMode {
+    /// `tc` if it loads (root, a kernel with TC BPF, a build with clang),
+    /// else off, said once at start.
+    Auto,
     Off,
     Tc,
     /// `tc`, and flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels encapsulated
@@ -272,6 +276,10 @@ mod host {
                         .map_err(|e| format!("fast path: {e}"))?;
                     tracing::info!("fast path tc on: decided same-host IPv4 TCP/UDP flows are forwarded in the kernel");
                 }
+                Err(e) if args.fast_path == FastPathMode::Auto => tracing::info!(
+                    error = %e,
+                    "no kernel fast path (it needs root or CAP_BPF + CAP_NET_ADMIN, a kernel with TC BPF and a build with clang); every frame takes the user-space path"
+                ),
                 Err(e) => tracing::error!(
                     error = %e,
                     "--fast-path tc: the BPF fast path cannot be loaded (needs root or CAP_BPF + CAP_NET_ADMIN and a kernel with TC BPF); every frame takes the user-space path"
@@ -281,15 +289,19 @@ mod host {
         let dp = Arc::new(dp);
         if args.fast_path != FastPathMode::Off {
             // What the kernel forwarded, for operators and scripts/perf.
-            let dp = dp.clone();
+            // A weak reference: shutdown must be able to take the datapath
+            // back (and stop it in order) while this task sleeps.
+            let dp = Arc::downgrade(&dp);
             tokio::spawn(async move {
                 let mut last = None;
                 loop {
                     tokio::time::sleep(Duration::from_secs(10)).await;
+                    let Some(dp) = dp.upgrade() else { break };
                     let st = match dp.offload_stats() {
                         Ok(Some(st)) => st,
                         _ => break,
                     };
+                    drop(dp);
                     if last != Some(st) {
                         tracing::info!(?st, "fast path");
                         last = Some(st);

@@ -44,6 +44,7 @@ pub struct MemPort {
     q: Arc<Mutex<Queues>>,
     offloads: Offloads,
     stats: PortStats,
+    os_index: Option<u32>,
 }
 
 impl MemPort {
@@ -55,9 +56,17 @@ impl MemPort {
                 q: q.clone(),
                 offloads,
                 stats: PortStats::default(),
+                os_index: None,
             },
             MemPortHandle { q },
         )
+    }
+
+    /// The port as the interface numbered `i` (a fast path keys its
+    /// entries by interface).
+    pub fn with_os_index(mut self, i: u32) -> MemPort {
+        self.os_index = Some(i);
+        self
     }
 }
 
@@ -93,6 +102,10 @@ impl Port for MemPort {
 
     fn poll_fd(&self) -> Option<i32> {
         None
+    }
+
+    fn os_index(&self) -> Option<u32> {
+        self.os_index
     }
 
     fn offloads(&self) -> Offloads {

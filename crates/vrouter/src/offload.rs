@@ -6,9 +6,15 @@
 //! reproduces ([`dp_core::OffloadHint`]); [`Offloader`] installs them
 //! through a platform [`FastPath`] (Linux: TC + socket-filter BPF,
 //! `crate::linux::TcFastPath`). Rules that keep it exact:
-//! - every control command (vif, nexthop, route, flow, VRF, MPLS, any
-//!   ksync request) folds the counters and removes *all* entries; the next
-//!   packet of each flow goes through the core again and re-installs it;
+//! - every control command that may change forwarding state (vif,
+//!   nexthop, route, VRF, MPLS, vRouter settings: any ksync request but
+//!   flow requests and reads) folds the counters and removes *all*
+//!   entries; the next packet of each flow goes through the core again and
+//!   re-installs it;
+//! - a ksync buffer of flow requests only removes the entries of the flows
+//!   it created, changed or deleted (and their reverse flows): the agent
+//!   sets up flows all the time, and each setup used to empty the fast
+//!   path, with a lost packet per flow in flight each time;
 //! - once a second the counters are folded into the flow entries (the
 //!   agent ages flows by them) and an entry whose flow no longer has the
 //!   same key, generation and plain FORWARD action is removed;
@@ -38,6 +44,8 @@ pub trait FastPath: Send {
     fn remove(&mut self, in_os: u32, h: &OffloadHint);
     /// Packets and bytes forwarded for the entry since it was inserted.
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)>;
+    /// Called with every fold (about once a second): deferred cleanup.
+    fn tick(&mut self) {}
 }
 
 /// Counters of the fast path's bookkeeping (`DpStats`).
@@ -52,6 +60,8 @@ pub struct OffloadStats {
     pub bytes: u64,
     /// Entries now in the kernel.
     pub active: u64,
+    /// Entries removed because a flow request changed their flow.
+    pub forgotten: u64,
 }
 
 struct Installed {
@@ -196,22 +206,29 @@ impl Offloader {
             stats,
             ..
         } = self;
+        fp.tick();
         installed.retain(|_, e| {
-            let (p, b) = fp
-                .counters(e.in_os, &e.hint)
-                .unwrap_or((e.packets, e.bytes));
-            let (dp, db) = (p.saturating_sub(e.packets), b.saturating_sub(e.bytes));
-            (e.packets, e.bytes) = (p, b);
-            let keep = router.fold_offloaded(&e.hint, dp, db);
-            if keep {
-                stats.packets += dp;
-                stats.bytes += db;
-            } else {
+            let keep = fold_entry(fp.as_ref(), router, e, stats);
+            if !keep {
                 fp.remove(e.in_os, &e.hint);
                 stats.removed += 1;
             }
             keep
         });
+    }
+
+    /// Flow requests changed `flows` (and nothing else): fold and remove
+    /// their entries; the others stay.
+    pub fn forget(&mut self, router: &mut Router, flows: &[u32]) {
+        for idx in flows {
+            let Some(mut e) = self.installed.remove(idx) else {
+                continue;
+            };
+            fold_entry(self.fp.as_ref(), router, &mut e, &mut self.stats);
+            self.fp.remove(e.in_os, &e.hint);
+            self.stats.removed += 1;
+            self.stats.forgotten += 1;
+        }
     }
 
     /// Fold, then remove every entry (configuration changed).
@@ -226,4 +243,26 @@ impl Offloader {
         }
         self.stats.flushes += 1;
     }
+}
+
+/// Fold the kernel's counters of `e` into its flow; false when the flow no
+/// longer has the entry's decision (the counters since the last fold are
+/// then lost with it).
+fn fold_entry(
+    fp: &dyn FastPath,
+    router: &mut Router,
+    e: &mut Installed,
+    stats: &mut OffloadStats,
+) -> bool {
+    let (p, b) = fp
+        .counters(e.in_os, &e.hint)
+        .unwrap_or((e.packets, e.bytes));
+    let (dp, db) = (p.saturating_sub(e.packets), b.saturating_sub(e.bytes));
+    (e.packets, e.bytes) = (p, b);
+    let keep = router.fold_offloaded(&e.hint, dp, db);
+    if keep {
+        stats.packets += dp;
+        stats.bytes += db;
+    }
+    keep
 }

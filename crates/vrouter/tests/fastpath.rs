@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vrouter::linux::TcFastPath;
+use vrouter::offload::FastPath;
 use vrouter::Datapath;
 
 const C1_MAC: [u8; 6] = [0x02, 0x12, 0, 0, 0, 1];
@@ -93,6 +94,51 @@ fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
     })
 }
 
+/// Two containers behind a datapath with the fast path on and policy on
+/// both ports (every packet goes through a flow entry).
+struct Rig {
+    _ns: Namespaces,
+    c1: String,
+    c2: String,
+    dp: Arc<Datapath>,
+    _guard: vrouter::linux::OverlayGuard,
+    _slow: Option<std::os::fd::OwnedFd>,
+}
+
+/// `slow`: a packet tap on c1's port, older than the datapath's, with a
+/// slow filter ([`slow_tap`]).
+fn rig(slow: bool) -> Rig {
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    let c2 = ns.add("c2");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
+    let _slow = slow.then(|| in_ns(&host, || slow_tap("vh1")));
+    let (dp, _guard) = start_dp(&host, |dp| {
+        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+        dp.enable_fast_path(Box::new(fp)).unwrap();
+        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
+            let vm = Vm {
+                vif,
+                name,
+                vrf: 1,
+                mac,
+                ip,
+            };
+            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
+        }
+    });
+    Rig {
+        _ns: ns,
+        c1,
+        c2,
+        dp: Arc::new(dp),
+        _guard,
+        _slow,
+    }
+}
+
 fn offloaded(dp: &Datapath) -> vrouter::offload::OffloadStats {
     dp.offload_stats().unwrap().expect("fast path on")
 }
@@ -137,27 +183,14 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         report_skip("fastpath: BPF object needs clang at build time", &r);
         return;
     }
-    let mut ns = Namespaces::new();
-    let host = ns.add("h");
-    let c1 = ns.add("c1");
-    let c2 = ns.add("c2");
-    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
-    container(&host, "vh2", &c2, C2_MAC, C2_IP, 1500);
-    let (dp, _guard) = start_dp(&host, |dp| {
-        let fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-        dp.enable_fast_path(Box::new(fp)).unwrap();
-        for (vif, name, mac, ip) in [(3, "vh1", C1_MAC, C1_IP), (4, "vh2", C2_MAC, C2_IP)] {
-            let vm = Vm {
-                vif,
-                name,
-                vrf: 1,
-                mac,
-                ip,
-            };
-            add_vm_with(dp, &vm, VifFlags::POLICY_ENABLED);
-        }
-    });
-    let dp = Arc::new(dp);
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        ..
+    } = rig(false);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
 
@@ -258,4 +291,236 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         Ok(dp) => dp.stop(),
         Err(_) => panic!("datapath still shared"),
     }
+}
+
+/// Fast-path entries come and go under traffic (every datapath command
+/// that is not a read empties the fast path; the next packet of the flow
+/// re-installs it), and no datagram may be lost or delivered twice: the
+/// socket filter (which keeps offloaded frames from user space) and the TC
+/// program (which forwards them) must agree on every frame, also when an
+/// entry appears or goes between the two.
+#[test]
+fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
+    require_env!();
+    if let Some(r) = skip_reason(&["clang"]) {
+        report_skip("fastpath: BPF object needs clang at build time", &r);
+        return;
+    }
+    // A slow tap widens the interval between the filter and TC.
+    let Rig {
+        _ns,
+        c1,
+        c2,
+        dp,
+        _guard,
+        _slow,
+    } = rig(true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = allow_all(dp.clone(), stop.clone());
+    assert_eq!(
+        udp_burst(&c1, &c2, 1, Duration::from_millis(300)),
+        1,
+        "first datagram (decided by the helper agent)"
+    );
+
+    const N: u32 = 60_000;
+    let rx = in_ns(&c2, || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000)).unwrap()
+    });
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let tx = in_ns(&c1, || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C1_IP), 40000)).unwrap()
+    });
+    let receiver = std::thread::spawn(move || {
+        let mut seen = vec![0u8; N as usize];
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = rx.recv(&mut buf) {
+            if n >= 4 {
+                let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                if let Some(c) = seen.get_mut(i as usize) {
+                    *c = c.saturating_add(1);
+                }
+            }
+        }
+        seen
+    });
+    // Empties the fast path about every 200 µs while the stream runs.
+    let churn_stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (dp, stop) = (dp.clone(), churn_stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                dp.call(|_| ()).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            n
+        })
+    };
+    let dst = SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000);
+    for i in 0..N {
+        let mut d = [0u8; 200];
+        d[..4].copy_from_slice(&i.to_be_bytes());
+        tx.send_to(&d, dst).unwrap();
+        if i % 4 == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    churn_stop.store(true, Ordering::Release);
+    let flushes_asked = churn.join().unwrap();
+    let seen = receiver.join().unwrap();
+    stop.store(true, Ordering::Release);
+    agent.join().unwrap();
+    let st = offloaded(&dp);
+    let lost: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == 0).collect();
+    let twice = seen.iter().filter(|&&c| c > 1).count();
+    eprintln!(
+        "churn: {flushes_asked} commands, offload {st:?}; lost {} (first {:?}), delivered twice {twice}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        st.flushes >= 100 && st.installed >= 100,
+        "the fast path was emptied and refilled under traffic: {st:?}"
+    );
+    assert!(
+        st.packets > u64::from(N) / 10,
+        "the kernel forwarded part of the stream: {st:?}"
+    );
+    assert_eq!(twice, 0, "datagrams delivered twice");
+    assert!(lost.is_empty(), "datagrams lost: {}", lost.len());
+    match Arc::try_unwrap(dp) {
+        Ok(dp) => dp.stop(),
+        Err(_) => panic!("datapath still shared"),
+    }
+}
+
+/// A packet socket on `ifname` whose classic filter runs 4 000 additions
+/// and then refuses every frame: as the oldest tap of the interface it
+/// runs last, between the datapath's filter and TC ingress, and stretches
+/// that interval from well under a microsecond to a few.
+fn slow_tap(ifname: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: plain libc calls on a NUL-terminated name and a new socket.
+    unsafe {
+        let idx = libc::if_nametoindex(name.as_ptr());
+        assert!(idx > 0, "no {ifname}");
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from((libc::ETH_P_ALL as u16).to_be()),
+        );
+        assert!(fd >= 0, "packet socket");
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = idx as i32;
+        let r = libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(r, 0, "bind the tap");
+        // BPF_ALU|BPF_ADD|BPF_K, then BPF_RET|BPF_K 0.
+        let mut insns = vec![
+            libc::sock_filter {
+                code: 0x04,
+                jt: 0,
+                jf: 0,
+                k: 1,
+            };
+            4000
+        ];
+        insns.push(libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        });
+        let prog = libc::sock_fprog {
+            len: insns.len() as u16,
+            filter: insns.as_mut_ptr(),
+        };
+        let r = libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        );
+        assert_eq!(r, 0, "attach the slow filter");
+        fd
+    }
+}
+
+/// A vrouter that died on a kernel before 6.6 (TC programs attached
+/// through netlink, not as links that end with their process) leaves its
+/// classifier on the port; the next one removes it before attaching its
+/// own. Left in front, the stale program would decide, with its stale map,
+/// the frames the new socket filter hands to the kernel.
+#[test]
+fn a_stale_netlink_classifier_is_removed_before_attaching() {
+    require_env!();
+    if let Some(r) = skip_reason(&["clang", "tc"]) {
+        report_skip("fastpath: BPF object needs clang at build time", &r);
+        return;
+    }
+    let mut ns = Namespaces::new();
+    let host = ns.add("h");
+    let c1 = ns.add("c1");
+    container(&host, "vh1", &c1, C1_MAC, C1_IP, 1500);
+    let classifiers = |ns: &str| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tc", "filter", "show", "dev", "vh1", "ingress",
+            ])
+            .output()
+            .unwrap();
+        fp_tc_lines(&out.stdout)
+    };
+    let port = in_ns(&host, || {
+        vrouter::linux::AfPacketPort::open("vh1", Default::default()).unwrap()
+    });
+    let mut dead = TcFastPath::load().expect("load the BPF fast path");
+    dead.set_netlink_attach(true);
+    in_ns(&host, move || {
+        dead.attach(&port).unwrap();
+        // Dies: nothing detached.
+        std::mem::forget(dead);
+        port
+    });
+    assert_eq!(classifiers(&host), 1, "the dead vrouter's classifier");
+    let port = in_ns(&host, || {
+        vrouter::linux::AfPacketPort::open("vh1", Default::default()).unwrap()
+    });
+    let n = in_ns(&host, move || {
+        let mut fp = TcFastPath::load().expect("load the BPF fast path");
+        fp.set_netlink_attach(true);
+        fp.attach(&port).unwrap();
+        let n = classifiers_here();
+        drop(fp);
+        n
+    });
+    assert_eq!(n, 1, "only the new vrouter's classifier");
+    assert_eq!(classifiers(&host), 0, "detached when the new one stops");
+}
+
+/// `fp_tc` classifiers on vh1 of the current namespace.
+fn classifiers_here() -> usize {
+    let out = std::process::Command::new("tc")
+        .args(["filter", "show", "dev", "vh1", "ingress"])
+        .output()
+        .unwrap();
+    fp_tc_lines(&out.stdout)
+}
+
+/// Lines of `tc filter show` naming an `fp_tc` classifier (one per filter).
+fn fp_tc_lines(out: &[u8]) -> usize {
+    let s = String::from_utf8_lossy(out);
+    eprintln!("{s}");
+    s.lines().filter(|l| l.contains("fp_tc")).count()
 }

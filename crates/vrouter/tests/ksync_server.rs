@@ -14,12 +14,12 @@ use dp_core::flow::table::{
     FlowEntry, VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_ACTIVE,
 };
 use dp_core::testkit::{Topo, AGENT_VIF};
-use dp_core::{DropReason, NewFlowPolicy, RouterConfig, VifConfig, VROUTER_MAC};
+use dp_core::{DropReason, NewFlowPolicy, OffloadHint, RouterConfig, VifConfig, VROUTER_MAC};
 use ksync::convert::{set_flow_key, vif_to_req};
 use ksync::HostInfo;
 use packet::checksum;
 use sandesh::{FlowOp, Message, SandeshOp, VrFlowReq, VrFlowTableData, VrInterfaceReq};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use vrctl::client::SocketTransport;
 use vrctl::{Client, ClientError};
 use vrouter::mem::{MemPoller, MemPort, MemPortHandle};
+use vrouter::offload::FastPath;
 use vrouter::{Datapath, DatapathConfig, KsyncServer, Offloads, Port, PortOpener, ServerConfig};
 
 const VRF: u16 = 1;
@@ -63,6 +64,9 @@ impl PortOpener for MemOpener {
             ));
         }
         let (port, h) = MemPort::new(name, Offloads::default());
+        // Numbered as interfaces: the recording fast path keys by it.
+        let os = 10 + Self::KNOWN.iter().position(|k| *k == name).unwrap_or(0) as u32;
+        let port = port.with_os_index(os);
         self.handles.lock().unwrap().insert(name.into(), h);
         self.opens.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(port))
@@ -162,6 +166,7 @@ impl Rig {
     fn held_flow(&self) -> Option<(u32, FlowEntry)> {
         self.dp
             .call(|c| {
+                c.mark_read_only();
                 c.router()
                     .flows()
                     .iter_valid()
@@ -458,6 +463,108 @@ fn agent_presence_sets_the_new_flow_policy_and_held_frames_follow_flow_sets() {
     op.op(rig.vif_add_req(4, "vm2")).unwrap();
     assert_eq!(rig.server.agents(), 0);
     drop(op);
+    rig.shutdown();
+}
+
+/// A fast path that records the entries the datapath installs (interface,
+/// flow index), in place of the kernel's map.
+#[derive(Clone, Default)]
+struct RecordingFastPath {
+    entries: Arc<Mutex<HashSet<(u32, u32)>>>,
+}
+
+impl RecordingFastPath {
+    fn flows(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.entries.lock().unwrap().iter().map(|e| e.1).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl FastPath for RecordingFastPath {
+    fn attach(&mut self, _port: &dyn Port) -> io::Result<()> {
+        Ok(())
+    }
+    fn detach(&mut self, os_index: u32) {
+        self.entries.lock().unwrap().retain(|e| e.0 != os_index);
+    }
+    fn insert(&mut self, in_os: u32, _out_os: u32, h: &OffloadHint) -> io::Result<()> {
+        self.entries.lock().unwrap().insert((in_os, h.flow));
+        Ok(())
+    }
+    fn remove(&mut self, in_os: u32, h: &OffloadHint) {
+        self.entries.lock().unwrap().remove(&(in_os, h.flow));
+    }
+    fn counters(&self, _in_os: u32, _h: &OffloadHint) -> Option<(u64, u64)> {
+        Some((0, 0))
+    }
+}
+
+/// The agent sets up flows all the time: a buffer of flow requests removes
+/// only its own flows' fast-path entries (and a DROP takes effect at
+/// once); reads leave every entry; a configuration request empties the
+/// fast path.
+#[test]
+fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let fp = RecordingFastPath::default();
+    rig.dp.enable_fast_path(Box::new(fp.clone())).unwrap();
+    let mut agent = rig.client();
+    agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
+    agent.op(rig.vif_add_req(3, "vm1")).unwrap();
+    agent.op(rig.vif_add_req(4, "vm2")).unwrap();
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+    let stats = || rig.dp.offload_stats().unwrap().unwrap();
+    // Decide a new flow FORWARD; its next frame installs it.
+    let decide = |agent: &mut Client<SocketTransport>, sport| {
+        rig.inject(&vm1, &from_vm1(sport));
+        let (idx, fe) = rig.held_flow().expect("a HOLD entry");
+        agent
+            .op(flow_set(
+                &fe,
+                idx,
+                VR_FLOW_ACTION_FORWARD,
+                VR_FLOW_FLAG_ACTIVE,
+            ))
+            .unwrap();
+        rig.inject(&vm1, &from_vm1(sport));
+        wait_until("the flow is offloaded", || fp.flows().contains(&idx));
+        (idx, fe)
+    };
+    let (a, fe_a) = decide(&mut agent, 3001);
+    let (b, _) = decide(&mut agent, 3002);
+    assert_eq!(fp.flows(), vec![a.min(b), a.max(b)], "setting up b kept a");
+    assert_eq!(stats().flushes, 0, "{:?}", stats());
+    assert_eq!(vm2.take_tx().len(), 4, "held and next frames delivered");
+
+    // The agent drops flow a: its entry goes with the request, b's stays,
+    // and a's next frame is dropped by the core.
+    agent
+        .op(flow_set(&fe_a, a, VR_FLOW_ACTION_DROP, VR_FLOW_FLAG_ACTIVE))
+        .unwrap();
+    assert_eq!(fp.flows(), vec![b]);
+    assert_eq!(stats().forgotten, 1, "{:?}", stats());
+    rig.inject(&vm1, &from_vm1(3001));
+    assert!(vm2.take_tx().is_empty(), "a dropped flow delivers nothing");
+    assert_eq!(fp.flows(), vec![b], "a DROP flow is not offloaded");
+
+    // Reads leave the fast path alone.
+    let _ = agent
+        .get(VrInterfaceReq {
+            h_op: SandeshOp::Get,
+            vifr_idx: 4,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(fp.flows(), vec![b]);
+    assert_eq!(stats().flushes, 0, "{:?}", stats());
+
+    // A configuration request (a vif re-added) empties it.
+    agent.op(rig.vif_add_req(4, "vm2")).unwrap();
+    assert!(fp.flows().is_empty(), "config change flushed the fast path");
+    assert_eq!(stats().flushes, 1, "{:?}", stats());
+    drop(agent);
     rig.shutdown();
 }
 

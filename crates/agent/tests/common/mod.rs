@@ -445,17 +445,23 @@ impl Node {
 
     /// A VN with one subnet `prefix/plen` in project `proj`.
     pub fn vn(&self, proj: &str, name: &str, prefix: &str, plen: u8) -> String {
-        self.create(
-            "virtual-network",
-            json!({
-                "fq_name": ["default-domain", proj, name],
-                "parent_type": "project",
-                "network_ipam_refs": [{
-                    "to": ["default-domain", "default-project", "default-network-ipam"],
-                    "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": prefix, "ip_prefix_len": plen}}]}
-                }]
-            }),
-        )
+        self.vn_with(proj, name, prefix, plen, json!({}))
+    }
+
+    /// [`Node::vn`] with more of the VN's fields (`extra`, an object).
+    pub fn vn_with(&self, proj: &str, name: &str, prefix: &str, plen: u8, extra: Value) -> String {
+        let mut obj = json!({
+            "fq_name": ["default-domain", proj, name],
+            "parent_type": "project",
+            "network_ipam_refs": [{
+                "to": ["default-domain", "default-project", "default-network-ipam"],
+                "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": prefix, "ip_prefix_len": plen}}]}
+            }]
+        });
+        if let (Some(o), Value::Object(more)) = (obj.as_object_mut(), extra) {
+            o.extend(more);
+        }
+        self.create("virtual-network", obj)
     }
 }
 

@@ -22,24 +22,32 @@ fn udp(sport: u16) -> Vec<u8> {
 
 /// A UDP/IPv4 frame from VM1 to `dst` (routed: to the vRouter MAC).
 fn udp_to(sport: u16, dst: [u8; 4]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&VROUTER_MAC);
-    f.extend_from_slice(&VM1_MAC);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let mut ip = alloc::vec![0x45, 0, 0, 20 + 8 + 4, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&VM1_IP);
-    ip.extend_from_slice(&dst);
-    let c = checksum::ipv4_header_checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&53u16.to_be_bytes());
     u.extend_from_slice(&12u16.to_be_bytes());
     u.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
-    let c = checksum::l4_checksum_v4(&VM1_IP, &dst, 17, &u);
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&u);
+    ipv4_from_vm1(dst, 17, u, 6)
+}
+
+/// A frame from VM1 to `dst` (routed) carrying `l4` of `proto`, whose
+/// checksum (at `csum_at` in `l4`) is filled in.
+fn ipv4_from_vm1(dst: [u8; 4], proto: u8, mut l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&VROUTER_MAC);
+    f.extend_from_slice(&VM1_MAC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let len = (20 + l4.len()) as u16;
+    let mut ip = alloc::vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip.extend_from_slice(&VM1_IP);
+    ip.extend_from_slice(&dst);
+    let c = checksum::ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let c = checksum::l4_checksum_v4(&VM1_IP, &dst, proto, &l4);
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&l4);
     f
 }
 
@@ -203,6 +211,43 @@ fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
     t.run(3, &f);
     t.router.take_offload_hints(|h| hints.push(*h));
     assert!(hints.is_empty());
+}
+
+/// A TCP/IPv4 frame from VM1 to VM2 with `flags`.
+fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&80u16.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    ipv4_from_vm1(VM2_IP, 6, t, 16)
+}
+
+/// SYN, FIN and RST never take the fast path: a TCP flow is reported from
+/// its first other packet, so half-open connections install nothing.
+#[test]
+fn tcp_flows_are_offloadable_from_their_first_packet_without_syn_fin_rst() {
+    let mut t = topo();
+    t.router.set_offload_hints(true);
+    let syn = tcp(2100, 0x02);
+    let flow = match t.run(3, &syn).last() {
+        Some(Output::Hold { flow }) => *flow,
+        o => panic!("not held: {o:?}"),
+    };
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    let mut hints = Vec::new();
+    for flags in [0x02, 0x01 | 0x10, 0x04] {
+        let out = t.run(3, &tcp(2100, flags));
+        assert!(
+            matches!(out.last(), Some(Output::Tx { vif: 4, .. })),
+            "{flags:#x}: {out:?}"
+        );
+        t.router.take_offload_hints(|h| hints.push(*h));
+        assert!(hints.is_empty(), "flags {flags:#x} reported");
+    }
+    t.run(3, &tcp(2100, 0x10));
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert_eq!(hints.len(), 1, "a plain ACK reports the flow");
+    assert_eq!(hints[0].flow, flow);
 }
 
 #[test]

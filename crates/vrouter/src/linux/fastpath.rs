@@ -27,12 +27,13 @@ use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
 
 /// `struct fp_key` of fastpath.c.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FpKey {
     pub ifindex: u32,
     pub saddr: [u8; 4],
@@ -61,7 +62,9 @@ pub struct FpValue {
     /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
     pub encap_kind: u8,
     pub l2: u8,
-    pub pad: u8,
+    /// Being removed: the socket filter treats it as a miss, TC still
+    /// forwards a frame the filter kept from the socket.
+    pub dead: u8,
     pub packets: u64,
     pub bytes: u64,
     pub hdr: [u8; 56],
@@ -80,7 +83,7 @@ impl Default for FpValue {
             encap_len: 0,
             encap_kind: 0,
             l2: 0,
-            pad: 0,
+            dead: 0,
             packets: 0,
             bytes: 0,
             hdr: [0; 56],
@@ -148,6 +151,11 @@ impl FpKey {
     }
 }
 
+/// How long a removed entry stays in the map marked `dead`: far longer
+/// than a frame spends between the packet tap and TC ingress (the same
+/// softirq, microseconds).
+const DEAD_GRACE: Duration = Duration::from_millis(100);
+
 /// The TC + socket-filter fast path.
 pub struct TcFastPath {
     bpf: Ebpf,
@@ -155,6 +163,10 @@ pub struct TcFastPath {
     links: HashMap<u32, SchedClassifierLinkId>,
     /// Offload flows into tunnels too (`--fast-path tc-encap`).
     encap: bool,
+    /// Entries marked `dead`, deleted once [`DEAD_GRACE`] has passed.
+    dead: HashMap<FpKey, Instant>,
+    /// Attach through netlink even where TCX links exist (tests).
+    netlink: bool,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -171,6 +183,10 @@ impl TcFastPath {
                 "this vrouter was built without the BPF object (clang was missing at build time; apt-get install clang libbpf-dev and rebuild)",
             ));
         }
+        // aya's TC attach picks TCX or netlink by the kernel version and
+        // panics when it cannot read it: fail here instead, with a reason.
+        aya::util::KernelVersion::current()
+            .map_err(|e| bpf_err("reading the kernel version (TCX or netlink attach)", e))?;
         let mut bpf = Ebpf::load(OBJECT).map_err(|e| bpf_err("loading the BPF object", e))?;
         let map = bpf
             .take_map("FP_FLOWS")
@@ -193,6 +209,8 @@ impl TcFastPath {
             flows,
             links: HashMap::new(),
             encap: false,
+            dead: HashMap::new(),
+            netlink: false,
         })
     }
 
@@ -201,6 +219,25 @@ impl TcFastPath {
     /// [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
+    }
+
+    /// Attach the classifier through netlink, as on kernels before 6.6,
+    /// also where TCX exists (tests of that path).
+    pub fn set_netlink_attach(&mut self, on: bool) {
+        self.netlink = on;
+    }
+
+    /// Delete the dead entries past their grace.
+    fn purge_dead(&mut self) {
+        let now = Instant::now();
+        let flows = &mut self.flows;
+        self.dead.retain(|key, since| {
+            if now.duration_since(*since) < DEAD_GRACE {
+                return true;
+            }
+            let _ = flows.remove(key);
+            false
+        });
     }
 
     fn tc(&mut self) -> io::Result<&mut SchedClassifier> {
@@ -240,10 +277,25 @@ impl FastPath for TcFastPath {
         let name = port.name().to_string();
         // Needed before kernel 6.6 (netlink attach); harmless after.
         let _ = aya::programs::tc::qdisc_add_clsact(&name);
-        let id = self
-            .tc()?
-            .attach(&name, TcAttachType::Ingress)
-            .map_err(|e| bpf_err("attaching fp_tc", e))?;
+        // A netlink-attached classifier (kernels before 6.6) outlives a
+        // vrouter that died without detaching it; left in front of ours,
+        // it would decide, with its own stale map, the frames our socket
+        // filter hands to the kernel. TCX links die with their process.
+        if aya::programs::tc::qdisc_detach_program(&name, TcAttachType::Ingress, "fp_tc").is_ok() {
+            tracing::info!(port = %name, "removed a stale fast-path classifier");
+        }
+        let netlink = self.netlink;
+        let tc = self.tc()?;
+        let id = if netlink {
+            tc.attach_with_options(
+                &name,
+                TcAttachType::Ingress,
+                aya::programs::tc::TcAttachOptions::Netlink(Default::default()),
+            )
+        } else {
+            tc.attach(&name, TcAttachType::Ingress)
+        }
+        .map_err(|e| bpf_err("attaching fp_tc", e))?;
         self.links.insert(os, id);
         Ok(())
     }
@@ -285,14 +337,42 @@ impl FastPath for TcFastPath {
     }
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
+        let key = FpKey::of(in_os, h);
+        // A live entry replaces a dead one of the same key.
+        self.dead.remove(&key);
         let v = FpValue::of(out_os, h);
-        self.flows
-            .insert(FpKey::of(in_os, h), v, 0)
-            .map_err(|e| bpf_err("FP_FLOWS insert", e))
+        let r = self.flows.insert(key, v, 0);
+        if r.is_err() && !self.dead.is_empty() {
+            // Full of dead entries, perhaps: delete those past their grace.
+            self.purge_dead();
+            return self
+                .flows
+                .insert(key, v, 0)
+                .map_err(|e| bpf_err("FP_FLOWS insert", e));
+        }
+        r.map_err(|e| bpf_err("FP_FLOWS insert", e))
     }
 
+    /// Marks the entry `dead` (see fastpath.c: a frame the socket filter
+    /// kept from user space just before must still be forwarded by TC);
+    /// [`FastPath::tick`] deletes it after [`DEAD_GRACE`].
     fn remove(&mut self, in_os: u32, h: &OffloadHint) {
-        let _ = self.flows.remove(&FpKey::of(in_os, h));
+        let key = FpKey::of(in_os, h);
+        match self.flows.get(&key, 0) {
+            Ok(mut v) if v.dead == 0 => {
+                v.dead = 1;
+                if self.flows.insert(key, v, 0).is_ok() {
+                    self.dead.insert(key, Instant::now());
+                } else {
+                    let _ = self.flows.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        self.purge_dead();
     }
 
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)> {
