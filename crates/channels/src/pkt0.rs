@@ -13,7 +13,10 @@
 //!   reconnected on the next send. A missing peer is
 //!   [`Error::PeerNotPresent`]: the datapath counts the drop, the agent
 //!   retries. Bound socket files are mode `0600`, replace a stale file and
-//!   are removed on drop.
+//!   are removed on drop. The agent's receive socket connects back to the
+//!   socket its frames come from, which lifts the kernel's 10-datagram
+//!   queue limit for them (see `sys::unix::pkt0`; [`Pkt0Agent::refresh_peer`]);
+//!   `try_send_many` sends a batch with one `sendmmsg`.
 //! * **Windows**: one message-mode named pipe (`\\.\pipe\vrouterPkt0`),
 //!   served by the datapath (one instance, first-instance flag, remote
 //!   clients rejected, [`crate::WINDOWS_SDDL`]); the agent is its client.
