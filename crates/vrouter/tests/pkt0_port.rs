@@ -195,7 +195,7 @@ fn a_flood_of_traps_reaches_a_slow_agent_whole_and_in_order() {
     while got < FLOWS {
         assert!(Instant::now() < deadline, "{got} of {FLOWS} traps arrived");
         // Slow: a pause every 100 frames.
-        if got % 100 == 0 {
+        if got.is_multiple_of(100) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let Some(n) = agent.try_recv(&mut buf).unwrap() else {
