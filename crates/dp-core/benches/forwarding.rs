@@ -7,6 +7,11 @@
 //! rewrites in place), which is part of what a host does per packet anyway
 //! (the NIC writes the frame); the restore is measured separately as
 //! `restore_only` so it can be subtracted.
+//!
+//! `DP_COUNT=<encap|decap|local|cold|cold_decap|none>:<batches>` runs that
+//! many batches of one workload and exits instead, for counting
+//! instructions and cache misses under `valgrind --tool=cachegrind`
+//! (docs/performance.md, "The route cache").
 
 #![allow(clippy::unwrap_used)]
 
@@ -193,6 +198,43 @@ fn run_rotating(c: &mut Criterion, name: &str, r: &mut Router, vif: u16, batches
     g.finish();
 }
 
+/// `DP_COUNT=<workload>:<batches>`: run that many batches of one workload
+/// and exit, for counting instructions and cache misses under `valgrind
+/// --tool=cachegrind` instead of timing (workload `none` measures the
+/// setup, to subtract). Noise-free where the shared machine's timings are
+/// not.
+fn count_batches(
+    what: &str,
+    r: &mut Router,
+    vm_vif: u16,
+    warm: [&Vec<Vec<u8>>; 3],
+    cold: &[Vec<Vec<u8>>],
+    cold_decap: &[Vec<Vec<u8>>],
+) {
+    let (name, n) = what.split_once(':').unwrap_or((what, "0"));
+    let n: usize = n.parse().unwrap();
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 256]).collect();
+    let mut actions = Actions::with_capacity(4 * BATCH);
+    for k in 0..n {
+        let (vif, frames) = match name {
+            "encap" => (vm_vif, warm[0]),
+            "decap" => (FABRIC_VIF, warm[1]),
+            "local" => (vm_vif, warm[2]),
+            "cold" => (vm_vif, &cold[k % cold.len()]),
+            "cold_decap" => (FABRIC_VIF, &cold_decap[k % cold_decap.len()]),
+            _ => return,
+        };
+        let mut it = bufs.iter_mut().zip(frames.iter());
+        let mut pkts: [Packet<'_>; BATCH] = core::array::from_fn(|_| {
+            let (buf, f) = it.next().unwrap();
+            buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+            Packet::new(buf, HEADROOM, f.len()).unwrap()
+        });
+        actions.clear();
+        black_box(r.process(vif, &mut pkts, &mut actions));
+    }
+}
+
 fn forwarding(c: &mut Criterion) {
     let Setup { mut topo, vm1 } = setup();
     let pick = |i: u32| (1024 + ((i * 3) % 60000) as u16, remote_ip((i * 3) % ROUTES));
@@ -242,6 +284,34 @@ fn forwarding(c: &mut Criterion) {
             )
         })
         .collect();
+    if let Ok(what) = std::env::var("DP_COUNT") {
+        let cold: Vec<Vec<Vec<u8>>> = (0..1024u32)
+            .map(|b| {
+                (0..BATCH as u32)
+                    .map(|i| {
+                        let (sport, dst) = pick(b * BATCH as u32 + i);
+                        frame(VM1_MAC, VROUTER_MAC, VM1_IP, dst, sport)
+                    })
+                    .collect()
+            })
+            .collect();
+        let cold_decap: Vec<Vec<Vec<u8>>> = (0..1024u32)
+            .map(|b| {
+                (0..BATCH as u32)
+                    .map(|i| decap_frame((b * BATCH as u32 + i) * 3 + 2))
+                    .collect()
+            })
+            .collect();
+        count_batches(
+            &what,
+            &mut topo.router,
+            vm1.vif,
+            [&encap, &decap, &local],
+            &cold,
+            &cold_decap,
+        );
+        std::process::exit(0);
+    }
     // The TTL must not run out across iterations: frames are restored.
     run_batches(
         c,

@@ -223,6 +223,9 @@ pub struct Router {
     holds_expired: u64,
     /// Flows a host fast path may offload ([`offload`]).
     hints: offload::OffloadHints,
+    /// Route lookups and next-hop walks of recent destinations; every
+    /// configuration change below invalidates it (`pipeline/route_cache.rs`).
+    rcache: pipeline::RouteCache,
 }
 
 impl Router {
@@ -252,6 +255,7 @@ impl Router {
             hold_cursor: 0,
             holds_expired: 0,
             hints: offload::OffloadHints::new(),
+            rcache: pipeline::RouteCache::new(),
             cfg,
         }
     }
@@ -294,6 +298,7 @@ impl Router {
         }
         let idx = cfg.idx;
         let is_agent = cfg.vif_type == VifType::Agent;
+        self.rcache.invalidate();
         self.vifs.set(cfg)?;
         if is_agent {
             self.agent_vif = Some(idx);
@@ -306,6 +311,7 @@ impl Router {
 
     /// Delete a vif (`vr_interface_req` DEL).
     pub fn vif_del(&mut self, idx: u16) -> Result<Vif, ConfigError> {
+        self.rcache.invalidate();
         let v = self.vifs.remove(idx)?;
         if self.agent_vif == Some(idx) {
             self.agent_vif = None;
@@ -359,10 +365,12 @@ impl Router {
 
     /// Add or change a next hop (`vr_nexthop_req` ADD).
     pub fn nh_add(&mut self, nh: Nexthop) -> Result<(), ConfigError> {
+        self.rcache.invalidate();
         self.nhs.set(nh)
     }
 
     pub fn nh_del(&mut self, id: u32) -> Result<Nexthop, ConfigError> {
+        self.rcache.invalidate();
         self.nhs.remove(id)
     }
 
@@ -373,6 +381,7 @@ impl Router {
     /// forgets it); the next hop must be a VXLAN tunnel and the MAC not
     /// zero, as upstream requires.
     pub fn nh_set_l3_vxlan_mac(&mut self, id: u32, mac: [u8; 6]) -> Result<(), ConfigError> {
+        self.rcache.invalidate();
         self.nhs.set_l3_mac(id, mac)
     }
 
@@ -402,10 +411,12 @@ impl Router {
         if data.nh >= self.nhs.capacity() {
             return Err(ConfigError::OutOfRange("route next hop"));
         }
+        self.rcache.invalidate();
         self.routes.add(vrf, prefix, data)
     }
 
     pub fn route_del(&mut self, vrf: u16, prefix: Prefix) -> Result<(), ConfigError> {
+        self.rcache.invalidate();
         self.routes.delete(vrf, prefix)
     }
 
@@ -420,6 +431,7 @@ impl Router {
 
     /// Delete a VRF and all its routes (`vr_vrf_req` DEL).
     pub fn vrf_reset(&mut self, vrf: u16) {
+        self.rcache.invalidate();
         self.routes.reset_vrf(vrf);
     }
 
@@ -429,10 +441,12 @@ impl Router {
         if nh >= self.nhs.capacity() {
             return Err(ConfigError::OutOfRange("mpls next hop"));
         }
+        self.rcache.invalidate();
         self.mpls.set(label, nh)
     }
 
     pub fn mpls_del(&mut self, label: u32) -> Result<(), ConfigError> {
+        self.rcache.invalidate();
         self.mpls.remove(label)
     }
 
@@ -444,10 +458,12 @@ impl Router {
         if nh >= self.nhs.capacity() {
             return Err(ConfigError::OutOfRange("vxlan next hop"));
         }
+        self.rcache.invalidate();
         self.vxlan.set(vni, nh)
     }
 
     pub fn vxlan_del(&mut self, vni: u32) -> Result<(), ConfigError> {
+        self.rcache.invalidate();
         self.vxlan.remove(vni)
     }
 
@@ -521,6 +537,12 @@ impl Router {
     }
 
     // ---- statistics --------------------------------------------------
+
+    /// Output decisions the route cache answered and those it did not
+    /// (`pipeline/route_cache.rs`), since the router started.
+    pub fn route_cache_stats(&self) -> (u64, u64) {
+        self.rcache.stats()
+    }
 
     pub fn drop_stats(&self) -> &DropStats {
         &self.drops

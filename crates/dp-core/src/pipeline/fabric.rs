@@ -74,16 +74,15 @@ impl Router {
     }
 
     /// `dst` is one of this host's fabric addresses (a receive route).
-    fn is_ours(&self, iv: &InVif, dst: &[u8; 4]) -> bool {
-        self.routes
-            .lookup4(iv.vrf, dst)
+    fn is_ours(&mut self, iv: &InVif, dst: &[u8; 4]) -> bool {
+        self.lookup4_cached(iv.vrf, dst)
             .and_then(|rt| self.nhs.get(rt.nh))
             .is_some_and(|nh| matches!(nh.kind, NhKind::Receive))
     }
 
     /// A frame the parser refused is an IPv4 packet (of some tunnel
     /// protocol) addressed to us: enough of its header is there to tell.
-    fn broken_ipv4_for_us(&self, iv: &InVif, frame: &[u8]) -> bool {
+    fn broken_ipv4_for_us(&mut self, iv: &InVif, frame: &[u8]) -> bool {
         let Some((ETHERTYPE_IPV4, l3)) = check::l3_start(frame) else {
             return false;
         };
@@ -370,9 +369,11 @@ impl Router {
         if !policy || !matches!(info.family, Family::Ipv4 | Family::Ipv6) {
             return Ok(u32::MAX);
         }
-        let src_nh = self
-            .lookup_ip(vrf, info.family, &info.src)
-            .map_or(0, |r| r.nh);
+        let src = match info.family {
+            Family::Ipv4 => self.lookup4_cached(vrf, &info.src_v4()),
+            _ => self.lookup_ip(vrf, info.family, &info.src),
+        };
+        let src_nh = src.map_or(0, |r| r.nh);
         let key = self
             .flow_key(vrf, info, frame, src_nh, None)
             .map_err(Verdict::Drop)?;

@@ -20,6 +20,7 @@ mod flow;
 mod mss;
 mod output;
 mod route;
+mod route_cache;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -43,6 +44,7 @@ use crate::vif::{VifFlags, VifType};
 use crate::{NewFlowPolicy, Router};
 use packet::checksum;
 use packet::parse::{Family, PacketInfo};
+pub(crate) use route_cache::RouteCache;
 use tunnel::{decrement_ttl, ecmp_hash, set_macs, tunnel_ip_overhead, write_tunnel};
 
 const ETH_LEN: usize = 14;
@@ -222,6 +224,8 @@ impl Router {
         // Tagged frames of a parent with sub-interfaces are theirs.
         let demux = iv.vif_type == VifType::Virtual && self.vifs.has_sub_interfaces(in_vif);
         let mut base = 0;
+        // The input vif's packets, bytes and drops, counted once per call.
+        let mut rx = (0u64, 0u64, 0u64);
         let pkts = pkts.get_mut(..n).unwrap_or_default();
         for chunk in pkts.chunks_mut(PREFETCH_BATCH) {
             // Phase 1, VM ports: parse the batch and prefetch the flow
@@ -240,6 +244,9 @@ impl Router {
                     let Ok(info) = parsed else {
                         continue;
                     };
+                    if info.family == Family::Ipv4 && info.dst_mac == iv.mac {
+                        self.rcache.prefetch_out(iv.vrf, &info.dst_v4());
+                    }
                     if policy
                         && matches!(info.family, Family::Ipv4 | Family::Ipv6)
                         && !info.frag.is_fragment
@@ -274,12 +281,10 @@ impl Router {
                         continue;
                     }
                 }
-                if let Some(v) = self.vifs.get_mut(in_vif) {
-                    v.stats.ipackets += 1;
-                    v.stats.ibytes += pkt.len() as u64;
-                }
+                rx.0 += 1;
+                rx.1 += pkt.len() as u64;
                 let disp = match iv.vif_type {
-                    VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, *info),
+                    VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, info),
                     VifType::Physical => self.rx_fabric(&iv, pkt, &mut cx),
                     VifType::Agent => self.rx_agent(&iv, pkt, &mut cx),
                     VifType::Host => match iv.cross_connect {
@@ -288,13 +293,16 @@ impl Router {
                     },
                 };
                 if let Action::Drop { .. } = disp {
-                    if let Some(v) = self.vifs.get_mut(in_vif) {
-                        v.stats.drops += 1;
-                    }
+                    rx.2 += 1;
                 }
                 out.push(disp);
             }
             base += chunk.len();
+        }
+        if let Some(v) = self.vifs.get_mut(in_vif) {
+            v.stats.ipackets += rx.0;
+            v.stats.ibytes += rx.1;
+            v.stats.drops += rx.2;
         }
         n
     }

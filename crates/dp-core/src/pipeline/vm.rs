@@ -11,12 +11,12 @@ impl Router {
         iv: &InVif,
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
-        info: Result<PacketInfo, packet::ParseError>,
+        info: &Result<PacketInfo, packet::ParseError>,
     ) -> Action {
         let info = match info {
             Ok(i) => i,
             Err(e) => {
-                let r = check::parse_drop(e);
+                let r = check::parse_drop(*e);
                 return if r == DropReason::InterfaceDrop {
                     self.drop_input(cx, iv.idx, r)
                 } else {
@@ -25,16 +25,16 @@ impl Router {
             }
         };
         match info.family {
-            Family::Arp => self.vm_arp(iv, pkt, &info, cx),
+            Family::Arp => self.vm_arp(iv, pkt, info, cx),
             Family::Ipv4 | Family::Ipv6 => {
                 // Drop Ethernet padding so lengths below are the IP lengths.
                 pkt.truncate(info.l3_offset as usize + info.l3_len as usize);
-                if let Err(r) = check::check_ip(pkt.data(), &info, pkt.is_csum_partial()) {
+                if let Err(r) = check::check_ip(pkt.data(), info, pkt.is_csum_partial()) {
                     return self.drop(cx, r);
                 }
-                self.vm_ip(iv, pkt, &info, cx)
+                self.vm_ip(iv, pkt, info, cx)
             }
-            Family::None => self.bridge(iv, iv.vrf, pkt, &info, cx, 0),
+            Family::None => self.bridge(iv, iv.vrf, pkt, info, cx, 0),
         }
     }
 
