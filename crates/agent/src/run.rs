@@ -184,14 +184,17 @@ pub async fn run(
         stop_rx.clone(),
         remote,
     ));
-    tasks.spawn(pkt0_task(
-        pkt0,
-        paths.clone(),
-        ids,
-        opts.flows,
-        model_rx,
-        Arc::clone(&shared),
-        stop_rx.clone(),
+    tasks.spawn(on_own_thread(
+        "vrouter-agent-flows",
+        pkt0_task(
+            pkt0,
+            paths.clone(),
+            ids,
+            opts.flows,
+            model_rx,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        ),
     ));
     if let Some(trigger) = opts.fault.clone() {
         tracing::warn!(trigger = %trigger.display(), "fault injection armed (tests only)");
@@ -250,6 +253,40 @@ pub async fn run(
         (Some(_), Some(f)) => Err(anyhow::anyhow!("{f}")),
         (Some(why), None) => Err(anyhow::anyhow!("the agent stopped because {why}")),
         (None, _) => Ok(()),
+    }
+}
+
+/// Run `fut` to its end on a thread of its own, in a current-thread
+/// runtime; a panic in it panics the caller (the task set sees it).
+///
+/// For the pkt0/flow task: its sockets (pkt0, its ksync connection) are
+/// then polled by the thread that runs it, so a trap or a ksync answer
+/// wakes that thread only, instead of the runtime's I/O driver waking the
+/// task on one worker and often a second worker besides.
+async fn on_own_thread<F>(name: &str, fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(fut))
+            }));
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        panic!("cannot start thread {name}: {e}");
+    }
+    match rx.await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => panic!("thread {name}: cannot build its runtime: {e}"),
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("thread {name} ended without a result"),
     }
 }
 
@@ -504,6 +541,8 @@ pub async fn pkt0_task(
         if engine.flush(&mut k, &mut batch).await.is_err() {
             continue 'connection;
         }
+        // A new ksync connection may mean a new datapath.
+        pkt0.refresh_peer();
         tracing::info!(adopted = engine.stats.adopted, "flow engine ready");
         lock(&shared).flow_query = Some(query_tx.clone());
         // Aging walks a slice of the flows every tick (all of them once
@@ -523,6 +562,8 @@ pub async fn pkt0_task(
                     }
                 },
                 _ = tick.tick() => {
+                    // A restarted datapath is heard within a tick.
+                    pkt0.refresh_peer();
                     ticks = ticks.wrapping_add(1);
                     let second = ticks.is_multiple_of(TICKS_PER_SECOND);
                     if second {

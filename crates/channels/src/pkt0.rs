@@ -13,7 +13,10 @@
 //!   reconnected on the next send. A missing peer is
 //!   [`Error::PeerNotPresent`]: the datapath counts the drop, the agent
 //!   retries. Bound socket files are mode `0600`, replace a stale file and
-//!   are removed on drop.
+//!   are removed on drop. The agent's receive socket connects back to the
+//!   socket its frames come from, which lifts the kernel's 10-datagram
+//!   queue limit for them (see `sys::unix::pkt0`; [`Pkt0Agent::refresh_peer`]);
+//!   `try_send_many` sends a batch with one `sendmmsg`.
 //! * **Windows**: one message-mode named pipe (`\\.\pipe\vrouterPkt0`),
 //!   served by the datapath (one instance, first-instance flag, remote
 //!   clients rejected, [`crate::WINDOWS_SDDL`]); the agent is its client.
@@ -51,6 +54,9 @@ use crate::ChannelPaths;
 /// single read tokio makes on a Windows pipe. A jumbo frame plus the 44
 /// bytes of headers fits easily.
 pub const PKT0_MAX_FRAME: usize = 64 * 1024;
+
+/// The most frames one `try_send_many` sends (Linux: one `sendmmsg`).
+pub const SEND_BATCH: usize = 64;
 
 /// `frame` checked against `1..=PKT0_MAX_FRAME`.
 pub(crate) fn check_frame(frame: &[u8]) -> Result<()> {
@@ -133,6 +139,16 @@ impl Pkt0Agent {
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Call now and then (the agent: every aging tick, and after its ksync
+    /// reconnected). Linux: the receive socket, connected to the sender of
+    /// the frames so that more than `net.unix.max_dgram_qlen` of them can
+    /// queue, connects again, or forgets a sender that is gone so that a
+    /// restarted datapath is heard (see `sys::unix::pkt0`). Windows:
+    /// nothing to do.
+    pub fn refresh_peer(&self) {
+        self.inner.refresh_peer();
     }
 }
 

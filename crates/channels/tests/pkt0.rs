@@ -241,6 +241,7 @@ fn unix_nonblocking_without_runtime() {
         assert!(queued < 100_000, "queue never filled");
     }
     // An async send waits for room instead.
+    let mut read = 0;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,18 +257,30 @@ fn unix_nonblocking_without_runtime() {
                 .is_err(),
             "send should wait while the queue is full"
         );
-        // Make room, and the send completes.
-        assert!(agent.try_recv(&mut buf).unwrap().is_some());
-        within(send).await.unwrap();
+        // Make room (a socket whose peer follows it reports room once
+        // most of its send buffer is free), and the send completes.
+        within(async {
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut send => break r.unwrap(),
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
+                if agent.try_recv(&mut buf).unwrap().is_some() {
+                    read += 1;
+                }
+            }
+        })
+        .await;
     });
-    let mut n = 0;
+    let mut n = read;
     while let Some(len) = agent.try_recv(&mut buf).unwrap() {
         n += 1;
         if len == 77 {
-            assert_eq!(n, queued, "the waited-for frame comes last");
+            assert_eq!(n, queued + 1, "the waited-for frame comes last");
         }
     }
-    assert_eq!(n, queued);
+    assert_eq!(n, queued + 1);
 }
 
 #[cfg(unix)]
@@ -294,4 +307,130 @@ fn unix_socket_files() {
     drop(std::os::unix::net::UnixDatagram::bind(&p.pkt0_agent).unwrap());
     assert!(p.pkt0_agent.exists());
     let _agent = Pkt0Agent::bind(&p).unwrap();
+}
+
+/// `net.unix.max_dgram_qlen`: how many datagrams a unix socket queues from
+/// a sender it does not follow.
+#[cfg(unix)]
+fn dgram_qlen() -> usize {
+    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(10)
+}
+
+/// A batch send stops where the agent's queue is full (a partial
+/// `sendmmsg`), reports how many went, and the rest go later, in order.
+/// Once the agent has received a frame it follows the datapath's socket and
+/// its queue takes far more than `max_dgram_qlen`.
+#[cfg(unix)]
+#[test]
+fn unix_batches_partial_sends_and_a_deeper_queue_once_followed() {
+    let (_d, p) = paths();
+    let dp = Pkt0Datapath::bind(&p).unwrap();
+    let agent = Pkt0Agent::bind(&p).unwrap();
+    let qlen = dgram_qlen();
+    let frames: Vec<Vec<u8>> = (0..600).map(|i| frame(60 + i % 200, i as u8)).collect();
+    let mut buf = vec![0u8; PKT0_MAX_FRAME];
+
+    // Not followed yet: one batch stops at the socket's queue limit.
+    let first = dp.try_send_many(frames.iter().map(Vec::as_slice)).unwrap();
+    assert!(
+        first < channels::pkt0::SEND_BATCH,
+        "{first} of a batch went"
+    );
+    assert!(first <= qlen + 1, "{first} queued, limit {qlen}");
+    assert!(matches!(
+        dp.try_send_many(frames[first..].iter().map(Vec::as_slice)),
+        Err(Error::WouldBlock { .. })
+    ));
+
+    // The agent reads them (and follows the sender from the first).
+    let mut got = Vec::new();
+    while let Some(n) = agent.try_recv(&mut buf).unwrap() {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), first);
+
+    // Now many more queue before the agent reads.
+    let mut sent = first;
+    while sent < frames.len() {
+        match dp.try_send_many(frames[sent..].iter().map(Vec::as_slice)) {
+            Ok(n) => sent += n,
+            Err(Error::WouldBlock { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        sent - first > 10 * qlen,
+        "only {} queued while followed",
+        sent - first
+    );
+    // The rest goes as the agent reads; everything arrives whole, in order.
+    while got.len() < frames.len() {
+        if sent < frames.len() {
+            match dp.try_send_many(frames[sent..].iter().map(Vec::as_slice)) {
+                Ok(n) => sent += n,
+                Err(Error::WouldBlock { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        while let Some(n) = agent.try_recv(&mut buf).unwrap() {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    assert_eq!(got, frames);
+
+    // A frame too big for pkt0 is refused at the head of a batch only;
+    // the frames before it go.
+    let big = vec![0u8; PKT0_MAX_FRAME + 1];
+    let batch = [&frames[0][..], &frames[1][..], &big[..]];
+    assert_eq!(dp.try_send_many(batch).unwrap(), 2);
+    assert!(matches!(
+        dp.try_send_many([&big[..]]),
+        Err(Error::FrameTooLarge { .. })
+    ));
+}
+
+/// The agent follows the datapath's socket; a restarted datapath (a new
+/// socket) is refused (`WouldBlock`) until the agent looks again, which
+/// its waiting `recv` does by itself within its refresh period.
+#[cfg(unix)]
+#[tokio::test]
+async fn unix_agent_hears_a_restarted_datapath_again() {
+    let (_d, p) = paths();
+    let mut agent = Pkt0Agent::bind(&p).unwrap();
+    let mut buf = vec![0u8; PKT0_MAX_FRAME];
+    let dp = Pkt0Datapath::bind(&p).unwrap();
+    dp.try_send(&frame(100, 1)).unwrap();
+    let n = within(agent.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], &frame(100, 1)[..]);
+    drop(dp);
+
+    // By hand: refused until `refresh_peer`.
+    let dp = Pkt0Datapath::bind(&p).unwrap();
+    assert!(matches!(
+        dp.try_send(&frame(100, 2)),
+        Err(Error::WouldBlock { .. })
+    ));
+    agent.refresh_peer();
+    dp.try_send(&frame(100, 2)).unwrap();
+    let n = within(agent.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], &frame(100, 2)[..]);
+    drop(dp);
+
+    // By itself: the waiting receive looks again.
+    let dp = Pkt0Datapath::bind(&p).unwrap();
+    let started = std::time::Instant::now();
+    let sender = std::thread::spawn(move || loop {
+        match dp.try_send(&frame(100, 3)) {
+            Ok(()) => return dp,
+            Err(Error::WouldBlock { .. }) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    });
+    let n = within(agent.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], &frame(100, 3)[..]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let _dp = sender.join().unwrap();
 }

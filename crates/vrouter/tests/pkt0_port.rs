@@ -150,6 +150,75 @@ fn a_burst_of_traps_beyond_the_socket_queue_is_not_lost() {
     }
 }
 
+/// Thousands of new flows at once while the agent reads slowly: more
+/// traps than the socket's send buffer holds. They go in batches
+/// (`sendmmsg`), the refused ones wait in the port's backlog, and every
+/// trap reaches the agent intact and in order.
+#[test]
+fn a_flood_of_traps_reaches_a_slow_agent_whole_and_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(tmp.path());
+    let mut t = Topo::new(RouterConfig {
+        // Room for every flow (the small table's buckets would overflow).
+        flow_entries: 16 * 1024,
+        oflow_entries: 1024,
+        ..RouterConfig::small()
+    });
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], false);
+    let agent_cfg = t.router.vif(AGENT_VIF).unwrap().cfg.clone();
+    let dp = Datapath::start(
+        t.router,
+        Box::new(EpollPoller::new().unwrap()),
+        None,
+        DatapathConfig::default(),
+    )
+    .unwrap();
+    dp.vif_add_port(agent_cfg, Box::new(Pkt0Port::bind(tmp.path()).unwrap()))
+        .unwrap();
+    let agent = Pkt0Agent::bind(&paths).unwrap();
+
+    const FLOWS: u16 = 3000;
+    // In chunks of a datapath batch, as traffic would come.
+    for chunk in (0..FLOWS).collect::<Vec<_>>().chunks(32) {
+        let chunk = chunk.to_vec();
+        dp.call(move |c| {
+            for i in chunk {
+                c.inject(3, &udp_frame(10_000 + i), VnetHdr::NONE);
+            }
+        })
+        .unwrap();
+    }
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0u16;
+    while got < FLOWS {
+        assert!(Instant::now() < deadline, "{got} of {FLOWS} traps arrived");
+        // Slow: a pause every 100 frames.
+        if got.is_multiple_of(100) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let Some(n) = agent.try_recv(&mut buf).unwrap() else {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        let trap = &buf[..n];
+        let hdr = AgentHdr::parse(&trap[14..]).unwrap();
+        assert_eq!(hdr.cmd, cmd::FLOW_MISS);
+        assert_eq!(
+            &trap[14 + AGENT_HDR_LEN..],
+            &udp_frame(10_000 + got)[..],
+            "trap {got}"
+        );
+        got += 1;
+    }
+    let stats = dp.call(|c| c.port_stats(AGENT_VIF)).unwrap().unwrap();
+    assert_eq!(stats.tx_frames, u64::from(FLOWS));
+    assert_eq!(stats.tx_errors, 0);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(agent.try_recv(&mut buf).unwrap(), None, "no trap twice");
+}
+
 /// With the hold store full, the first packet of a new flow is neither
 /// trapped nor held and its HOLD entry is removed (so the agent decides
 /// only flows whose packets wait, and a retransmission starts over).

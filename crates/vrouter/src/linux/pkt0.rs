@@ -8,7 +8,7 @@
 //! never stolen, a stale one is replaced, the file is removed on drop, a
 //! restarted agent is reconnected, `MSG_TRUNC` detection of oversize
 //! frames); this adapter only lets the epoll loop poll its descriptor and
-//! move frames with the runtime-free `try_recv`/`try_send`.
+//! move frames with the runtime-free `try_recv`/`try_send_many`.
 
 use crate::port::{Offloads, Port, PortStats, RxSlot};
 use crate::vnet::VnetHdr;
@@ -30,24 +30,32 @@ const MIN_FRAME: usize = 14;
 /// HOLD, its frame held, until the hold timeout).
 pub const BACKLOG_FRAMES: usize = 16 * 1024;
 const BACKLOG_BYTES: usize = 16 << 20;
+/// Spent frame buffers kept for reuse.
+const SPARE_MAX: usize = 1024;
 
-/// A Unix datagram socket's receive queue holds `net.unix.max_dgram_qlen`
-/// datagrams (10 by default), so a burst of new flows (32 traps from one
-/// batch) overflows it long before the agent is slow: measured, 100 000
-/// SYNs/s offered delivered 2 000 flows/s, the lost traps leaving their
-/// flows on HOLD. Frames the socket refuses with `EAGAIN` are therefore
-/// kept here, in order, and sent again at every flush (the datapath
-/// flushes a port with a backlog again within a millisecond); only when
-/// the backlog is full, or the agent is not there, is a trap lost.
+/// Traps are queued by [`Port::send`] and sent at [`Port::flush`] (after
+/// every batch), [`channels::pkt0::SEND_BATCH`] per `sendmmsg`, in order.
+///
+/// The agent's socket may refuse some (`EAGAIN`: a Unix datagram socket
+/// queues only `net.unix.max_dgram_qlen` = 10 datagrams from a sender it
+/// does not follow; our agent follows ours, see `channels`, so that limit
+/// is lifted, but its send buffer still bounds what is in flight):
+/// measured before either, 100 000 SYNs/s offered delivered 2 000 flows/s,
+/// the lost traps leaving their flows on HOLD. Refused frames stay queued,
+/// in order, and go at the next flush (the datapath flushes a port with a
+/// backlog again within a millisecond); only when the backlog is full, or
+/// the agent is not there, is a trap lost.
 pub struct Pkt0Port {
     ep: Pkt0Datapath,
     name: String,
-    scratch: Vec<u8>,
-    backlog: VecDeque<Vec<u8>>,
-    backlog_bytes: usize,
-    /// At most this many frames wait in the backlog (`vrouter --pkt0-backlog`).
+    /// Frames not sent yet, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    queue_bytes: usize,
+    /// Buffers of sent frames, reused so a trap allocates nothing once warm.
+    spare: Vec<Vec<u8>>,
+    /// At most this many frames wait after a flush (`vrouter --pkt0-backlog`).
     backlog_max: usize,
-    /// Backlogged frames dropped since the last flush.
+    /// Queued frames dropped since the last flush.
     dropped: usize,
     stats: PortStats,
 }
@@ -64,9 +72,9 @@ impl Pkt0Port {
         Ok(Pkt0Port {
             ep,
             name: paths.pkt0_datapath.display().to_string(),
-            scratch: Vec::new(),
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            spare: Vec::new(),
             backlog_max: BACKLOG_FRAMES,
             dropped: 0,
             stats: PortStats::default(),
@@ -80,19 +88,53 @@ impl Pkt0Port {
         self
     }
 
-    /// Send backlogged frames until the socket refuses again.
+    /// Remove the oldest (`front`) or newest queued frame, keeping its buffer.
+    fn pop(&mut self, front: bool) {
+        let f = if front {
+            self.queue.pop_front()
+        } else {
+            self.queue.pop_back()
+        };
+        if let Some(mut f) = f {
+            self.queue_bytes -= f.len();
+            if self.spare.len() < SPARE_MAX {
+                f.clear();
+                self.spare.push(f);
+            }
+        }
+    }
+
+    /// Send queued frames until the socket refuses or none are left.
     fn drain(&mut self) {
-        while let Some(f) = self.backlog.front() {
-            match self.ep.try_send(f) {
-                Ok(()) => self.stats.tx_frames += 1,
+        while !self.queue.is_empty() {
+            let want = self.queue.len().min(channels::pkt0::SEND_BATCH);
+            match self.ep.try_send_many(self.queue.iter().map(Vec::as_slice)) {
+                Ok(n) => {
+                    self.stats.tx_frames += n as u64;
+                    for _ in 0..n {
+                        self.pop(true);
+                    }
+                    if n < want {
+                        // The agent's queue (or our send buffer) is full.
+                        return;
+                    }
+                }
                 Err(channels::Error::WouldBlock { .. }) => return,
+                Err(channels::Error::PeerNotPresent { .. }) => {
+                    // No agent: every queued trap is lost (as upstream's).
+                    let n = self.queue.len();
+                    self.stats.tx_errors += n as u64;
+                    self.dropped += n;
+                    while !self.queue.is_empty() {
+                        self.pop(true);
+                    }
+                }
                 Err(_) => {
+                    // This frame cannot go; the next ones may.
                     self.stats.tx_errors += 1;
                     self.dropped += 1;
+                    self.pop(true);
                 }
-            }
-            if let Some(f) = self.backlog.pop_front() {
-                self.backlog_bytes -= f.len();
             }
         }
     }
@@ -141,49 +183,33 @@ impl Port for Pkt0Port {
 
     fn send(&mut self, _vnet: &VnetHdr, head: &[u8], body: &[u8]) -> io::Result<()> {
         let len = head.len() + body.len();
-        let keep =
-            |p: &Self| p.backlog.len() < p.backlog_max && p.backlog_bytes + len <= BACKLOG_BYTES;
-        if !self.backlog.is_empty() {
-            // Behind the backlog, in order.
-            if !keep(self) {
-                self.stats.tx_errors += 1;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let mut f = Vec::with_capacity(len);
-            f.extend_from_slice(head);
-            f.extend_from_slice(body);
-            self.backlog_bytes += len;
-            self.backlog.push_back(f);
-            return Ok(());
+        // Room for a batch's traps even without a backlog.
+        let room = self.backlog_max.max(channels::pkt0::SEND_BATCH);
+        if self.queue.len() >= room || self.queue_bytes + len > BACKLOG_BYTES {
+            self.stats.tx_errors += 1;
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(head);
-        self.scratch.extend_from_slice(body);
-        match self.ep.try_send(&self.scratch) {
-            Ok(()) => {
-                self.stats.tx_frames += 1;
-                Ok(())
-            }
-            Err(channels::Error::WouldBlock { .. }) if keep(self) => {
-                self.backlog_bytes += len;
-                self.backlog.push_back(std::mem::take(&mut self.scratch));
-                Ok(())
-            }
-            Err(e) => {
-                // No agent, or the backlog is full: the trap is lost.
-                self.stats.tx_errors += 1;
-                Err(to_io(e))
-            }
-        }
+        let mut f = self.spare.pop().unwrap_or_default();
+        f.extend_from_slice(head);
+        f.extend_from_slice(body);
+        self.queue_bytes += len;
+        self.queue.push_back(f);
+        Ok(())
     }
 
     fn flush(&mut self) -> usize {
         self.drain();
+        // What is left beyond the backlog's size is lost, newest first.
+        while self.queue.len() > self.backlog_max {
+            self.pop(false);
+            self.stats.tx_errors += 1;
+            self.dropped += 1;
+        }
         std::mem::take(&mut self.dropped)
     }
 
     fn backlog(&self) -> usize {
-        self.backlog.len()
+        self.queue.len()
     }
 
     fn poll_fd(&self) -> Option<i32> {
