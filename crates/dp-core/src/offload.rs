@@ -109,6 +109,9 @@ pub struct OffloadTunnel {
 pub(crate) struct OffloadHints {
     pub(crate) enabled: bool,
     len: usize,
+    /// The configuration generation when the first pending hint was
+    /// recorded: a change since makes every pending hint stale.
+    cfg_gen: u32,
     buf: [OffloadHint; OFFLOAD_HINTS_MAX],
 }
 
@@ -117,6 +120,7 @@ impl OffloadHints {
         OffloadHints {
             enabled: false,
             len: 0,
+            cfg_gen: 0,
             buf: [OffloadHint {
                 flow: 0,
                 gen: 0,
@@ -133,7 +137,10 @@ impl OffloadHints {
     }
 
     #[inline]
-    pub(crate) fn push(&mut self, h: OffloadHint) {
+    pub(crate) fn push(&mut self, h: OffloadHint, cfg_gen: u32) {
+        if self.len == 0 {
+            self.cfg_gen = cfg_gen;
+        }
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = h;
             self.len += 1;
@@ -253,7 +260,8 @@ impl Router {
             decap,
         };
         if self.offload_still_valid(&h) {
-            self.hints.push(h);
+            let cfg_gen = self.rcache.generation();
+            self.hints.push(h, cfg_gen);
         }
     }
 
@@ -265,11 +273,20 @@ impl Router {
     }
 
     /// Hand the hints recorded since the last call to `f`, oldest first.
+    ///
+    /// Only hints still exact now: a hint recorded before its flow changed
+    /// (a frame released from hold, then a DROP before the host took it),
+    /// or before any configuration change, is not handed out.
     pub fn take_offload_hints(&mut self, mut f: impl FnMut(&OffloadHint)) {
         let n = self.hints.len;
         self.hints.len = 0;
+        if self.hints.cfg_gen != self.rcache.generation() {
+            return;
+        }
         for h in self.hints.buf.iter().take(n) {
-            f(h);
+            if self.offload_still_valid(h) {
+                f(h);
+            }
         }
     }
 

@@ -166,6 +166,12 @@ impl RouteCache {
         }
     }
 
+    /// The configuration generation (changes with every [`Self::invalidate`]).
+    #[inline]
+    pub(crate) fn generation(&self) -> u32 {
+        self.gen
+    }
+
     /// Lookups of output decisions answered from the cache, and not.
     pub(crate) fn stats(&self) -> (u64, u64) {
         (self.hits, self.misses)

@@ -213,6 +213,39 @@ fn offload_hints_only_for_plain_forwarded_flows_and_fold_counts() {
     assert!(hints.is_empty());
 }
 
+/// A hint recorded before its flow or the configuration changed is not
+/// handed out (the host takes hints after each batch; commands, such as
+/// the DROP of a flow whose held frame was just released, may run first).
+#[test]
+fn stale_offload_hints_are_not_handed_out() {
+    use crate::flow::table::VR_FLOW_ACTION_DROP;
+    let mut t = topo();
+    t.router.set_offload_hints(true);
+    let f = udp(2200);
+    let flow = match t.run(3, &f).last() {
+        Some(Output::Hold { flow }) => *flow,
+        o => panic!("not held: {o:?}"),
+    };
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    let mut hints = Vec::new();
+    // The flow changed after the hint was recorded.
+    t.run(3, &f);
+    t.decide_flow(flow, VR_FLOW_ACTION_DROP).unwrap();
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty(), "a hint of a flow now dropped");
+    // The configuration changed after the hint was recorded.
+    t.decide_flow(flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    t.run(3, &f);
+    let vm2 = t.router.vif(4).unwrap().cfg.clone();
+    t.router.vif_add(vm2).unwrap();
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert!(hints.is_empty(), "a hint from before a vif change");
+    // Nothing changed: handed out.
+    t.run(3, &f);
+    t.router.take_offload_hints(|h| hints.push(*h));
+    assert_eq!(hints.len(), 1);
+}
+
 /// A TCP/IPv4 frame from VM1 to VM2 with `flags`.
 fn tcp(sport: u16, flags: u8) -> Vec<u8> {
     let mut t = Vec::new();

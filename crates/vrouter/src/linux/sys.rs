@@ -286,22 +286,32 @@ fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// The feature names of `name` and, for each, whether it is active now
+/// (ethtool's GSTRINGS and GFEATURES).
+fn active_features(name: &str) -> io::Result<(Vec<Vec<u8>>, Vec<bool>)> {
+    let names = feature_names(name)?;
+    // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
+    // requested, active, never_changed; } features[]; }
+    let blocks = names.len().div_ceil(32);
+    let mut feats = vec![0u8; 8 + blocks * 16];
+    feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
+    feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
+    ethtool(name, &mut feats)?;
+    let active = (0..names.len())
+        .map(|bit| {
+            ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
+        })
+        .collect();
+    Ok((names, active))
+}
+
 /// Turn the features `names` (ethtool names, e.g. `tx-gre-segmentation`)
 /// on or off on `name`, as `ethtool -K name X on|off` does, and return
 /// the names that were active and are now asked off (or the reverse):
 /// what to set back later. Names the device does not have are ignored.
 pub fn features_set(name: &str, names: &[&str], on: bool) -> io::Result<Vec<String>> {
-    let all = feature_names(name)?;
+    let (all, active) = active_features(name)?;
     let blocks = all.len().div_ceil(32);
-    // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
-    // requested, active, never_changed; } features[]; }
-    let mut feats = vec![0u8; 8 + blocks * 16];
-    feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
-    feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
-    ethtool(name, &mut feats)?;
-    let active = |bit: usize| -> bool {
-        ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
-    };
     // struct ethtool_sfeatures { u32 cmd, size; struct { u32 valid,
     // requested; } features[]; }
     let mut req = vec![0u8; 8 + blocks * 8];
@@ -323,7 +333,7 @@ pub fn features_set(name: &str, names: &[&str], on: bool) -> io::Result<Vec<Stri
                 d.copy_from_slice(&r.to_ne_bytes());
             }
         }
-        if active(bit) != on {
+        if active.get(bit).copied().unwrap_or(false) != on {
             changed.push(String::from_utf8_lossy(n).into_owned());
         }
     }
@@ -338,20 +348,9 @@ pub fn features_set(name: &str, names: &[&str], on: bool) -> io::Result<Vec<Stri
 /// active bits: `tx-checksum-*`, `tx-tcp-segmentation`,
 /// `tx-tcp6-segmentation`, `tx-udp-segmentation`).
 pub fn tx_features(name: &str) -> io::Result<TxFeatures> {
-    let names = feature_names(name)?;
-    // struct ethtool_gfeatures { u32 cmd, size; struct { u32 available,
-    // requested, active, never_changed; } features[]; }
-    let blocks = names.len().div_ceil(32);
-    let mut feats = vec![0u8; 8 + blocks * 16];
-    feats[0..4].copy_from_slice(&ETHTOOL_GFEATURES.to_ne_bytes());
-    feats[4..8].copy_from_slice(&(blocks as u32).to_ne_bytes());
-    ethtool(name, &mut feats)?;
-    let active = |bit: usize| -> bool {
-        ne32(&feats, 8 + (bit / 32) * 16 + 8).is_some_and(|w| w & (1 << (bit % 32)) != 0)
-    };
+    let (names, active) = active_features(name)?;
     let mut f = TxFeatures::default();
-    for (bit, n) in names.iter().enumerate() {
-        let on = active(bit);
+    for (n, &on) in names.iter().zip(&active) {
         match n.as_slice() {
             b"tx-checksum-ipv4" | b"tx-checksum-ip-generic" | b"tx-checksum-ipv6" => f.csum |= on,
             b"tx-tcp-segmentation" => f.tso4 = on,
