@@ -159,12 +159,8 @@ impl Router {
         flow: u32,
         macs: Option<[u8; 12]>,
     ) {
-        let virt = |r: &Router, v: u16| {
-            r.vifs
-                .get(v)
-                .is_some_and(|v| v.cfg.vif_type == crate::VifType::Virtual)
-        };
-        if in_vif == out_vif || !virt(self, in_vif) || !virt(self, out_vif) {
+        use crate::VifType::Virtual;
+        if in_vif == out_vif || !self.vif_types_are(in_vif, out_vif, Virtual, Virtual) {
             return;
         }
         self.note_offload_to(info, in_vif, out_vif, flow, macs, None, None);
@@ -181,10 +177,8 @@ impl Router {
         macs: Option<[u8; 12]>,
         tunnel: OffloadTunnel,
     ) {
-        let ty = |r: &Router, v: u16| r.vifs.get(v).map(|v| v.cfg.vif_type);
-        if ty(self, in_vif) != Some(crate::VifType::Virtual)
-            || ty(self, out_vif) != Some(crate::VifType::Physical)
-        {
+        use crate::VifType::{Physical, Virtual};
+        if !self.vif_types_are(in_vif, out_vif, Virtual, Physical) {
             return;
         }
         self.note_offload_to(info, in_vif, out_vif, flow, macs, Some(tunnel), None);
@@ -203,16 +197,27 @@ impl Router {
         macs: Option<[u8; 12]>,
         decap: OffloadDecap,
     ) {
-        let ty = |r: &Router, v: u16| r.vifs.get(v).map(|v| v.cfg.vif_type);
+        use crate::VifType::{Physical, Virtual};
         if !self.hints.enabled
-            || ty(self, in_vif) != Some(crate::VifType::Physical)
-            || ty(self, out_vif) != Some(crate::VifType::Virtual)
+            || !self.vif_types_are(in_vif, out_vif, Physical, Virtual)
             || decap.outer_len != OffloadDecap::plain_len(decap.kind)
             || decap.l2 == decap.eth.is_some()
         {
             return;
         }
         self.note_offload_to(info, in_vif, out_vif, flow, macs, None, Some(decap));
+    }
+
+    /// Whether vifs `in_vif` and `out_vif` exist with these types.
+    fn vif_types_are(
+        &self,
+        in_vif: u16,
+        out_vif: u16,
+        in_ty: crate::VifType,
+        out_ty: crate::VifType,
+    ) -> bool {
+        let ty = |v: u16| self.vifs.get(v).map(|v| v.cfg.vif_type);
+        ty(in_vif) == Some(in_ty) && ty(out_vif) == Some(out_ty)
     }
 
     #[allow(clippy::too_many_arguments)]
