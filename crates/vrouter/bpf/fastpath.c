@@ -64,7 +64,8 @@ struct fp_value {
 	__u8 in_macs[12]; // the frame's MACs the decision was made for
 	__u16 mtu;       // output MTU (0: none); larger goes to user space
 	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL;
-	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI)
+	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI);
+	                 // bit 3: oif is a veth whose peer is in another netns
 	__u8 gen;        // the flow entry's generation when installed
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
@@ -108,6 +109,7 @@ struct {
 #define FP_ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
 #define FP_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 #define FP_DECAP 4
+#define FP_PEER 8
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
@@ -257,6 +259,15 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 	return 0;
 }
 
+// To the entry's output: a container's veth end directly (its ingress,
+// skipping the host end's transmit and backlog queue), else the egress.
+static __always_inline int fp_redirect(const struct fp_value *v)
+{
+	if (v->rewrite & FP_PEER)
+		return bpf_redirect_peer(v->oif, 0);
+	return bpf_redirect(v->oif, 0);
+}
+
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
@@ -297,7 +308,7 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	if (v->encap_len && fp_encap(skb, v) < 0)
 		return TC_ACT_SHOT;
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 // The decision for a frame from the fabric: the flow entry keyed by the
@@ -472,7 +483,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
 			return TC_ACT_SHOT;
 	}
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 SEC("socket")

@@ -147,6 +147,9 @@ impl FpValue {
 
 /// `FP_DECAP` of fastpath.c: the `rewrite` bit of a fabric entry.
 pub const FP_DECAP: u8 = 4;
+/// `FP_PEER` of fastpath.c: `oif` is a veth whose peer (the container's
+/// end) is in another namespace; redirect to the peer's ingress.
+pub const FP_PEER: u8 = 8;
 
 /// `FP_GRE`, `FP_MPLS_UDP`, `FP_VXLAN` of fastpath.c.
 fn kind_code(k: TunnelKind) -> u8 {
@@ -205,7 +208,23 @@ pub struct TcFastPath {
     dead: HashMap<FpKey, Instant>,
     /// Attach through netlink even where TCX links exist (tests).
     netlink: bool,
+    /// The VM ports attached, by ifindex: whether frames for them can go
+    /// straight to the container's end of their veth.
+    vm_ports: HashMap<u32, VmPort>,
 }
+
+/// A VM port, for [`FP_PEER`].
+struct VmPort {
+    name: String,
+    /// Its veth peer is in another namespace (checked, not assumed).
+    peer: bool,
+    /// When `peer` was last found false: the container's end may be moved
+    /// into its namespace after the port is attached, so a "no" is asked
+    /// again, at most once per [`PEER_RECHECK`].
+    checked: Option<Instant>,
+}
+
+const PEER_RECHECK: Duration = Duration::from_secs(1);
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
@@ -257,6 +276,7 @@ impl TcFastPath {
             restore: Vec::new(),
             dead: HashMap::new(),
             netlink: false,
+            vm_ports: HashMap::new(),
         })
     }
 
@@ -276,6 +296,21 @@ impl TcFastPath {
     /// also where TCX exists (tests of that path).
     pub fn set_netlink_attach(&mut self, on: bool) {
         self.netlink = on;
+    }
+
+    /// Whether frames to `os` (a VM port) may go straight to the ingress of
+    /// the container's end of its veth (`bpf_redirect_peer`): one softirq
+    /// pass and one queue instead of two (the veth's transmit, its
+    /// backlog). Not for the fabric, whose egress segments tunnel GSO.
+    fn peer_of(&mut self, os: u32) -> bool {
+        let Some(p) = self.vm_ports.get_mut(&os) else {
+            return false;
+        };
+        if !p.peer && p.checked.is_none_or(|t| t.elapsed() >= PEER_RECHECK) {
+            p.peer = crate::linux::sys::veth_peer_elsewhere(&p.name);
+            p.checked = Some(Instant::now());
+        }
+        p.peer
     }
 
     /// Delete the dead entries past their grace.
@@ -366,7 +401,18 @@ impl Drop for TcFastPath {
 
 impl FastPath for TcFastPath {
     fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
-        self.attach_pair(port, "fp_sock", "fp_tc")
+        self.attach_pair(port, "fp_sock", "fp_tc")?;
+        if let Some(os) = port.os_index() {
+            self.vm_ports.insert(
+                os,
+                VmPort {
+                    name: port.name().to_string(),
+                    peer: false,
+                    checked: None,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Attach decapsulation to the fabric, and have the kernel segment
@@ -410,6 +456,7 @@ impl FastPath for TcFastPath {
     }
 
     fn detach(&mut self, os_index: u32) {
+        self.vm_ports.remove(&os_index);
         if let Some((prog, id)) = self.links.remove(&os_index) {
             if let Ok(tc) = self.tc_named(prog) {
                 if let Err(e) = tc.detach(id) {
@@ -423,7 +470,10 @@ impl FastPath for TcFastPath {
         let key = FpKey::of(in_os, h);
         // A live entry replaces a dead one of the same key.
         self.dead.remove(&key);
-        let v = FpValue::of(out_os, h);
+        let mut v = FpValue::of(out_os, h);
+        if self.peer_of(out_os) {
+            v.rewrite |= FP_PEER;
+        }
         let r = self.flows.insert(key, v, 0);
         if r.is_err() && !self.dead.is_empty() {
             // Full of dead entries, perhaps: delete those past their grace.
