@@ -13,7 +13,7 @@
 //   a tunnel (bpf_skb_adjust_room with the ENCAP flags, so a GSO
 //   super-packet stays whole and is segmented after the fabric device),
 //   and redirects a hit to the peer port's or the fabric's egress,
-//   counting packets and bytes in the entry;
+//   counting packets and bytes in the entry's slot of FP_COUNTS;
 // - `fp_sock` (a socket filter on that port's AF_PACKET socket) drops the
 //   same hits from the socket. Packet taps run *before* TC ingress, so
 //   without it the user-space datapath would forward every offloaded
@@ -71,8 +71,8 @@ struct fp_value {
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
 	__u8 dead;       // being removed: a miss for the filter, not for TC
-	__u64 packets;
-	__u64 bytes;
+	__u32 slot;      // the entry's counters in FP_COUNTS
+	__u32 pad;
 	// Outer headers as the core writes them for an empty payload and IP
 	// identification 0; length, identification and checksum per packet.
 	__u8 hdr[56];
@@ -98,6 +98,32 @@ struct {
 	__type(key, struct fp_key);
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
+
+// Packets and bytes per entry, in an array the datapath maps into its
+// memory: its once-a-second fold reads them without a system call per
+// entry. The datapath gives each entry a slot and zeroes it first.
+struct fp_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct fp_count);
+} FP_COUNTS SEC(".maps");
+
+static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
+{
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
+
+	if (c) {
+		__sync_fetch_and_add(&c->packets, 1);
+		__sync_fetch_and_add(&c->bytes, skb->len);
+	}
+}
 
 #define ETH_HLEN 14
 
@@ -285,8 +311,7 @@ int fp_tc(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->rewrite & 2) {
 		__u8 old[2], new[2];
 
@@ -437,8 +462,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->l2) {
 		if (bpf_skb_load_bytes(skb, 50, eth, ETH_HLEN) < 0)
 			return TC_ACT_SHOT;

@@ -568,3 +568,57 @@ fn fp_tc_lines(out: &[u8]) -> usize {
     eprintln!("{s}");
     s.lines().filter(|l| l.contains("fp_tc")).count()
 }
+
+/// Every entry holds one counter slot of the mapped array, and slots come
+/// back: a full map refuses the next entry with a reason, entries removed
+/// (marked dead, deleted after their grace) give their slots back, and
+/// the map fills again; a fresh entry counts from zero.
+#[test]
+fn counter_slots_are_taken_and_given_back() {
+    require_env!();
+    if let Some(r) = skip_reason(&["clang"]) {
+        report_skip("fastpath: BPF object needs clang at build time", &r);
+        return;
+    }
+    let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+    let hint = |i: u32| dp_core::OffloadHint {
+        flow: i,
+        gen: 1,
+        in_vif: 3,
+        out_vif: 4,
+        key: FlowKey::new_v4(
+            17,
+            (i & 0xffff) as u16,
+            9000,
+            1,
+            C1_IP,
+            [10, 0, (i >> 16) as u8, 1],
+        ),
+        in_macs: [0; 12],
+        mtu: 1500,
+        macs: None,
+        tunnel: None,
+        decap: None,
+    };
+    const MAX: u32 = 65536;
+    for round in 0..2 {
+        for i in 0..MAX {
+            fp.insert(7, 8, &hint(i))
+                .unwrap_or_else(|e| panic!("round {round}: entry {i}: {e}"));
+        }
+        assert_eq!(fp.counters(7, &hint(5)), Some((0, 0)), "a fresh entry");
+        let e = fp.insert(7, 8, &hint(MAX)).unwrap_err();
+        assert!(e.to_string().contains("entries"), "full: {e}");
+        for i in 0..MAX {
+            fp.remove(7, &hint(i));
+        }
+        assert_eq!(
+            fp.counters(7, &hint(5)),
+            Some((0, 0)),
+            "dead, not deleted yet"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        fp.tick();
+        assert_eq!(fp.counters(7, &hint(5)), None, "deleted after the grace");
+    }
+}
