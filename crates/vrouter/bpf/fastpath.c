@@ -13,7 +13,7 @@
 //   a tunnel (bpf_skb_adjust_room with the ENCAP flags, so a GSO
 //   super-packet stays whole and is segmented after the fabric device),
 //   and redirects a hit to the peer port's or the fabric's egress,
-//   counting packets and bytes in the entry;
+//   counting packets and bytes in the entry's slot of FP_COUNTS;
 // - `fp_sock` (a socket filter on that port's AF_PACKET socket) drops the
 //   same hits from the socket. Packet taps run *before* TC ingress, so
 //   without it the user-space datapath would forward every offloaded
@@ -64,14 +64,15 @@ struct fp_value {
 	__u8 in_macs[12]; // the frame's MACs the decision was made for
 	__u16 mtu;       // output MTU (0: none); larger goes to user space
 	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL;
-	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI)
+	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI);
+	                 // bit 3: oif is a veth whose peer is in another netns
 	__u8 gen;        // the flow entry's generation when installed
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
 	__u8 dead;       // being removed: a miss for the filter, not for TC
-	__u64 packets;
-	__u64 bytes;
+	__u32 slot;      // the entry's counters in FP_COUNTS
+	__u32 pad;
 	// Outer headers as the core writes them for an empty payload and IP
 	// identification 0; length, identification and checksum per packet.
 	__u8 hdr[56];
@@ -98,6 +99,32 @@ struct {
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
 
+// Packets and bytes per entry, in an array the datapath maps into its
+// memory: its once-a-second fold reads them without a system call per
+// entry. The datapath gives each entry a slot and zeroes it first.
+struct fp_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct fp_count);
+} FP_COUNTS SEC(".maps");
+
+static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
+{
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
+
+	if (c) {
+		__sync_fetch_and_add(&c->packets, 1);
+		__sync_fetch_and_add(&c->bytes, skb->len);
+	}
+}
+
 #define ETH_HLEN 14
 
 // Declared here: Debian 12's linux-libc-dev (6.1) predates them; values
@@ -108,6 +135,7 @@ struct {
 #define FP_ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
 #define FP_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 #define FP_DECAP 4
+#define FP_PEER 8
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
@@ -257,6 +285,15 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 	return 0;
 }
 
+// To the entry's output: a container's veth end directly (its ingress,
+// skipping the host end's transmit and backlog queue), else the egress.
+static __always_inline int fp_redirect(const struct fp_value *v)
+{
+	if (v->rewrite & FP_PEER)
+		return bpf_redirect_peer(v->oif, 0);
+	return bpf_redirect(v->oif, 0);
+}
+
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
@@ -274,8 +311,7 @@ int fp_tc(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->rewrite & 2) {
 		__u8 old[2], new[2];
 
@@ -297,7 +333,7 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	if (v->encap_len && fp_encap(skb, v) < 0)
 		return TC_ACT_SHOT;
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 // The decision for a frame from the fabric: the flow entry keyed by the
@@ -426,8 +462,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->l2) {
 		if (bpf_skb_load_bytes(skb, 50, eth, ETH_HLEN) < 0)
 			return TC_ACT_SHOT;
@@ -472,7 +507,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
 			return TC_ACT_SHOT;
 	}
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 SEC("socket")

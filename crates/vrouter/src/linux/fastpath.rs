@@ -28,7 +28,8 @@ use aya::Ebpf;
 use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
@@ -70,8 +71,9 @@ pub struct FpValue {
     /// Being removed: the socket filter treats it as a miss, TC still
     /// forwards a frame the filter kept from the socket.
     pub dead: u8,
-    pub packets: u64,
-    pub bytes: u64,
+    /// The entry's counters in `FP_COUNTS`.
+    pub slot: u32,
+    pub pad: u32,
     pub hdr: [u8; 56],
 }
 
@@ -89,8 +91,8 @@ impl Default for FpValue {
             encap_kind: 0,
             l2: 0,
             dead: 0,
-            packets: 0,
-            bytes: 0,
+            slot: 0,
+            pad: 0,
             hdr: [0; 56],
         }
     }
@@ -147,6 +149,9 @@ impl FpValue {
 
 /// `FP_DECAP` of fastpath.c: the `rewrite` bit of a fabric entry.
 pub const FP_DECAP: u8 = 4;
+/// `FP_PEER` of fastpath.c: `oif` is a veth whose peer (the container's
+/// end) is in another namespace; redirect to the peer's ingress.
+pub const FP_PEER: u8 = 8;
 
 /// `FP_GRE`, `FP_MPLS_UDP`, `FP_VXLAN` of fastpath.c.
 fn kind_code(k: TunnelKind) -> u8 {
@@ -159,7 +164,7 @@ fn kind_code(k: TunnelKind) -> u8 {
 
 const _: () = {
     assert!(size_of::<FpKey>() == 20);
-    assert!(size_of::<FpValue>() == 112);
+    assert!(size_of::<FpValue>() == 104);
 };
 
 // SAFETY: plain old data, no padding the kernel could leave uninitialised
@@ -205,7 +210,111 @@ pub struct TcFastPath {
     dead: HashMap<FpKey, Instant>,
     /// Attach through netlink even where TCX links exist (tests).
     netlink: bool,
+    /// The VM ports attached, by ifindex: whether frames for them can go
+    /// straight to the container's end of their veth.
+    vm_ports: HashMap<u32, VmPort>,
+    /// `FP_COUNTS`, mapped: each entry's packets and bytes.
+    counts: Counts,
+    /// The slot of each entry in `flows` (live or dead) ...
+    slots: HashMap<FpKey, u32>,
+    /// ... and the slots no entry holds.
+    free: Vec<u32>,
 }
+
+/// The entries `FP_FLOWS` and `FP_COUNTS` hold (`max_entries` in
+/// fastpath.c).
+const FP_MAX: u32 = 65536;
+
+/// `FP_COUNTS` mapped into our memory (`BPF_F_MMAPABLE`): `struct
+/// fp_count { u64 packets, bytes; }` per slot, added to atomically by the
+/// programs; read and zeroed here without a system call.
+struct Counts {
+    base: std::ptr::NonNull<AtomicU64>,
+    slots: u32,
+    /// Keeps the map alive as long as the mapping (and says whose it is).
+    _map: MapData,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; the
+// owner moves between threads with the datapath, never shares `&mut`.
+unsafe impl Send for Counts {}
+
+impl Counts {
+    fn new(map: MapData, slots: u32) -> io::Result<Counts> {
+        let len = slots as usize * 16;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a shared mapping of the array map's values (page-aligned
+        // at offset 0 for BPF_F_MMAPABLE arrays), `len` bytes as sized by
+        // its max_entries; unmapped in Drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(bpf_err("mapping FP_COUNTS", io::Error::last_os_error()));
+        }
+        let base = std::ptr::NonNull::new(p.cast::<AtomicU64>())
+            .ok_or_else(|| io::Error::other("mapping FP_COUNTS: null"))?;
+        Ok(Counts {
+            base,
+            slots,
+            _map: map,
+        })
+    }
+
+    /// The packets and bytes cells of `slot`.
+    fn cells(&self, slot: u32) -> Option<(&AtomicU64, &AtomicU64)> {
+        if slot >= self.slots {
+            return None;
+        }
+        let i = slot as usize * 2;
+        // SAFETY: `slot` is in range, so cells `i` and `i + 1` lie in the
+        // mapping, which lives as long as `self`; 8-byte aligned (page
+        // base, 16-byte values).
+        unsafe { Some((&*self.base.as_ptr().add(i), &*self.base.as_ptr().add(i + 1))) }
+    }
+
+    fn read(&self, slot: u32) -> Option<(u64, u64)> {
+        let (p, b) = self.cells(slot)?;
+        Some((p.load(Ordering::Relaxed), b.load(Ordering::Relaxed)))
+    }
+
+    fn zero(&self, slot: u32) {
+        if let Some((p, b)) = self.cells(slot) {
+            p.store(0, Ordering::Relaxed);
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Counts {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with its length; no reference
+        // into it outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.slots as usize * 16);
+        }
+    }
+}
+
+/// A VM port, for [`FP_PEER`].
+struct VmPort {
+    name: String,
+    /// Its veth peer is in another namespace (checked, not assumed).
+    peer: bool,
+    /// When `peer` was last found false: the container's end may be moved
+    /// into its namespace after the port is attached, so a "no" is asked
+    /// again, at most once per [`PEER_RECHECK`].
+    checked: Option<Instant>,
+}
+
+const PEER_RECHECK: Duration = Duration::from_secs(1);
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
@@ -230,6 +339,10 @@ impl TcFastPath {
             .take_map("FP_FLOWS")
             .ok_or_else(|| io::Error::other("the BPF object has no FP_FLOWS map"))?;
         let flows = BpfHashMap::try_from(map).map_err(|e| bpf_err("FP_FLOWS", e))?;
+        let counts = match bpf.take_map("FP_COUNTS") {
+            Some(aya::maps::Map::Array(m)) => Counts::new(m, FP_MAX)?,
+            _ => return Err(io::Error::other("the BPF object has no FP_COUNTS array")),
+        };
         for name in ["fp_tc", "fp_tc_fab"] {
             let p: &mut SchedClassifier = bpf
                 .program_mut(name)
@@ -257,6 +370,10 @@ impl TcFastPath {
             restore: Vec::new(),
             dead: HashMap::new(),
             netlink: false,
+            vm_ports: HashMap::new(),
+            counts,
+            slots: HashMap::new(),
+            free: (0..FP_MAX).rev().collect(),
         })
     }
 
@@ -279,15 +396,38 @@ impl TcFastPath {
         self.netlink = on;
     }
 
+    /// Whether frames to `os` (a VM port) may go straight to the ingress of
+    /// the container's end of its veth (`bpf_redirect_peer`): one softirq
+    /// pass and one queue instead of two (the veth's transmit, its
+    /// backlog). Not for the fabric, whose egress segments tunnel GSO.
+    fn peer_of(&mut self, os: u32) -> bool {
+        let Some(p) = self.vm_ports.get_mut(&os) else {
+            return false;
+        };
+        if !p.peer && p.checked.is_none_or(|t| t.elapsed() >= PEER_RECHECK) {
+            p.peer = crate::linux::sys::veth_peer_elsewhere(&p.name);
+            p.checked = Some(Instant::now());
+        }
+        p.peer
+    }
+
+    /// The entry of `h` arriving on `in_os` as the kernel holds it, read
+    /// through the map (a system call): diagnostics, tests, and the
+    /// baseline of the counter read's benchmark.
+    pub fn entry(&self, in_os: u32, h: &OffloadHint) -> Option<FpValue> {
+        self.flows.get(&FpKey::of(in_os, h), 0).ok()
+    }
+
     /// Delete the dead entries past their grace.
     fn purge_dead(&mut self) {
         let now = Instant::now();
-        let flows = &mut self.flows;
+        let (flows, slots, free) = (&mut self.flows, &mut self.slots, &mut self.free);
         self.dead.retain(|key, since| {
             if now.duration_since(*since) < DEAD_GRACE {
                 return true;
             }
             let _ = flows.remove(key);
+            free.extend(slots.remove(key));
             false
         });
     }
@@ -367,7 +507,18 @@ impl Drop for TcFastPath {
 
 impl FastPath for TcFastPath {
     fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
-        self.attach_pair(port, "fp_sock", "fp_tc")
+        self.attach_pair(port, "fp_sock", "fp_tc")?;
+        if let Some(os) = port.os_index() {
+            self.vm_ports.insert(
+                os,
+                VmPort {
+                    name: port.name().to_string(),
+                    peer: false,
+                    checked: None,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Attach decapsulation to the fabric, and unless tunnel GSO is kept
@@ -409,6 +560,7 @@ impl FastPath for TcFastPath {
     }
 
     fn detach(&mut self, os_index: u32) {
+        self.vm_ports.remove(&os_index);
         if let Some((prog, id)) = self.links.remove(&os_index) {
             if let Ok(tc) = self.tc_named(prog) {
                 if let Err(e) = tc.detach(id) {
@@ -420,19 +572,40 @@ impl FastPath for TcFastPath {
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
         let key = FpKey::of(in_os, h);
-        // A live entry replaces a dead one of the same key.
+        // A live entry replaces a dead one of the same key (and its slot).
         self.dead.remove(&key);
-        let v = FpValue::of(out_os, h);
-        let r = self.flows.insert(key, v, 0);
-        if r.is_err() && !self.dead.is_empty() {
+        let mut v = FpValue::of(out_os, h);
+        if self.peer_of(out_os) {
+            v.rewrite |= FP_PEER;
+        }
+        let held = self.slots.get(&key).copied();
+        if held.is_none() && self.free.is_empty() {
             // Full of dead entries, perhaps: delete those past their grace.
             self.purge_dead();
-            return self
-                .flows
-                .insert(key, v, 0)
-                .map_err(|e| bpf_err("FP_FLOWS insert", e));
         }
-        r.map_err(|e| bpf_err("FP_FLOWS insert", e))
+        let Some(slot) = held.or_else(|| self.free.pop()) else {
+            return Err(io::Error::other("FP_FLOWS insert: all 65536 entries taken"));
+        };
+        // Counted from 0, as the entry is new to the fold.
+        self.counts.zero(slot);
+        v.slot = slot;
+        let mut r = self.flows.insert(key, v, 0);
+        if r.is_err() && !self.dead.is_empty() {
+            self.purge_dead();
+            r = self.flows.insert(key, v, 0);
+        }
+        match r {
+            Ok(()) => {
+                self.slots.insert(key, slot);
+                Ok(())
+            }
+            Err(e) => {
+                if held.is_none() {
+                    self.free.push(slot);
+                }
+                Err(bpf_err("FP_FLOWS insert", e))
+            }
+        }
     }
 
     /// Marks the entry `dead` (see fastpath.c: a frame the socket filter
@@ -447,9 +620,16 @@ impl FastPath for TcFastPath {
                     self.dead.insert(key, Instant::now());
                 } else {
                     let _ = self.flows.remove(&key);
+                    self.free.extend(self.slots.remove(&key));
                 }
             }
-            _ => {}
+            Ok(_) => {}
+            // Gone from the map already: only its slot is left to free.
+            Err(_) => {
+                if !self.dead.contains_key(&key) {
+                    self.free.extend(self.slots.remove(&key));
+                }
+            }
         }
     }
 
@@ -457,8 +637,9 @@ impl FastPath for TcFastPath {
         self.purge_dead();
     }
 
+    /// A read of shared memory, no system call: the fold asks for every
+    /// entry once a second.
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)> {
-        let v = self.flows.get(&FpKey::of(in_os, h), 0).ok()?;
-        Some((v.packets, v.bytes))
+        self.counts.read(*self.slots.get(&FpKey::of(in_os, h))?)
     }
 }
