@@ -72,7 +72,7 @@ struct fp_value {
 	__u8 l2;         // the inner frame keeps its Ethernet header
 	__u8 dead;       // being removed: a miss for the filter, not for TC
 	__u32 slot;      // the entry's counters in FP_COUNTS
-	__u32 pad;
+	__u32 epoch;     // FP_EPOCH when installed; an older one is dead
 	// Outer headers as the core writes them for an empty payload and IP
 	// identification 0; length, identification and checksum per packet.
 	__u8 hdr[56];
@@ -114,6 +114,26 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fp_count);
 } FP_COUNTS SEC(".maps");
+
+// The datapath's epoch. Entries of an older one are dead: a flush (any
+// configuration change) is one write to this mapped array, not one map
+// update per entry; the datapath deletes them after the grace.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} FP_EPOCH SEC(".maps");
+
+// Being removed: marked so, or installed before the last flush.
+static __always_inline int fp_dead(const struct fp_value *v)
+{
+	__u32 zero = 0;
+	__u32 *e = bpf_map_lookup_elem(&FP_EPOCH, &zero);
+
+	return v->dead || !e || v->epoch != *e;
+}
 
 static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
 {
@@ -178,7 +198,7 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok))
+	if (!v || (!dead_ok && fp_dead(v)))
 		return 0;
 	// Same Ethernet header as the frame the core decided on.
 	__u32 fa[3], va[3];
@@ -418,7 +438,7 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 	__builtin_memcpy(&k.dport, &h[36], 2);
 	k.proto = proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok) || !(v->rewrite & FP_DECAP) ||
+	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)
 		return 0;
 	__u32 vl = ((__u32)v->hdr[4] << 24) | ((__u32)v->hdr[5] << 16) |

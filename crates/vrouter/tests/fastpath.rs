@@ -310,6 +310,30 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         "an idle flow's counters stay (so the agent ages it)"
     );
 
+    // Any configuration change (here a command that is not a read) empties
+    // the fast path at once: the next datagram is user space's again, which
+    // installs the flow again.
+    let inst0 = offloaded(&dp).installed;
+    dp.call(|_| ()).unwrap();
+    assert!(
+        udp_burst(&c1, &c2, 50, Duration::from_millis(200)) >= 45,
+        "UDP after a flush"
+    );
+    let rx2 = dp
+        .call(|c| {
+            c.mark_read_only();
+            c.port_stats(3)
+        })
+        .unwrap()
+        .unwrap();
+    let inst1 = offloaded(&dp).installed;
+    assert!(
+        rx2.rx_frames > rx1.rx_frames && inst1 > inst0,
+        "after a flush user space forwards again and re-installs: rx {} -> {}, installed {inst0} -> {inst1}",
+        rx1.rx_frames,
+        rx2.rx_frames
+    );
+
     // The agent denies the flow: traffic stops at once.
     stop.store(true, Ordering::Release);
     agent.join().unwrap();
