@@ -70,7 +70,7 @@ struct fp_value {
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 dead;       // being removed: a miss for the filter, not for TC
+	__u8 pad1;
 	__u32 slot;      // the entry's counters in FP_COUNTS
 	__u32 epoch;     // FP_EPOCH when installed; an older one is dead
 	// Outer headers as the core writes them for an empty payload and IP
@@ -99,17 +99,21 @@ struct {
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
 
-// Packets and bytes per entry, in an array the datapath maps into its
-// memory: its once-a-second fold reads them without a system call per
-// entry. The datapath gives each entry a slot and zeroes it first.
+// Per entry, in an array the datapath maps into its memory: packets and
+// bytes, which its once-a-second fold reads without a system call per
+// entry, and `dead`, which it sets without one (being removed: a miss for
+// the filter, not for TC). The datapath gives each entry its own slot,
+// zeroed first, and frees it a grace after the entry is gone.
 struct fp_count {
 	__u64 packets;
 	__u64 bytes;
+	__u32 dead;
+	__u32 pad;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct fp_count);
@@ -126,13 +130,15 @@ struct {
 	__type(value, __u32);
 } FP_EPOCH SEC(".maps");
 
-// Being removed: marked so, or installed before the last flush.
-static __always_inline int fp_dead(const struct fp_value *v)
+// Being removed: marked so in its slot, or installed before the last
+// flush.
+static __always_inline int fp_dead(struct fp_value *v)
 {
 	__u32 zero = 0;
 	__u32 *e = bpf_map_lookup_elem(&FP_EPOCH, &zero);
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
 
-	return v->dead || !e || v->epoch != *e;
+	return !e || !c || c->dead || v->epoch != *e;
 }
 
 static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
