@@ -4,6 +4,11 @@
 //! run: 16 384 entries' counters read from the mapped `FP_COUNTS` array
 //! (what the fold does) and the same entries looked up through the
 //! `FP_FLOWS` map, a system call each (what it did before the array).
+//! And a flush (any configuration change) of 16 384 entries: the epoch
+//! moved on in the mapped `FP_EPOCH` (what a flush does) against each
+//! entry marked dead one by one (what a ksync flow request does for its
+//! flows, and what a flush did before the epoch; the mark is a write to
+//! the entry's counter slot).
 //!
 //! `cargo bench -p vrouter --bench fast_path_fold` as root on a kernel with
 //! BPF; elsewhere it says why and measures nothing.
@@ -60,6 +65,39 @@ fn main() {
             }
             black_box(sum)
         })
+    });
+    g.finish();
+    // Each flush starts from 16 384 live entries (the refill is setup, not
+    // timed).
+    let fp = std::cell::RefCell::new(fp);
+    let fill = || {
+        let mut fp = fp.borrow_mut();
+        for h in &hints {
+            fp.insert(7, 8, h).unwrap();
+        }
+    };
+    let mut g = c.benchmark_group("flush_16k_entries");
+    g.bench_function("epoch", |b| {
+        b.iter_batched(
+            fill,
+            |()| {
+                fp.borrow_mut()
+                    .remove_all(&mut hints.iter().map(|h| (7, h)))
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("mark_each_entry", |b| {
+        b.iter_batched(
+            fill,
+            |()| {
+                let mut fp = fp.borrow_mut();
+                for h in &hints {
+                    fp.remove(7, h);
+                }
+            },
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.finish();
     c.final_summary();

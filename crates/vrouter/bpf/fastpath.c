@@ -70,9 +70,9 @@ struct fp_value {
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 dead;       // being removed: a miss for the filter, not for TC
+	__u8 pad1;
 	__u32 slot;      // the entry's counters in FP_COUNTS
-	__u32 pad;
+	__u32 epoch;     // FP_EPOCH when installed; an older one is dead
 	// Outer headers as the core writes them for an empty payload and IP
 	// identification 0; length, identification and checksum per packet.
 	__u8 hdr[56];
@@ -99,21 +99,47 @@ struct {
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
 
-// Packets and bytes per entry, in an array the datapath maps into its
-// memory: its once-a-second fold reads them without a system call per
-// entry. The datapath gives each entry a slot and zeroes it first.
+// Per entry, in an array the datapath maps into its memory: packets and
+// bytes, which its once-a-second fold reads without a system call per
+// entry, and `dead`, which it sets without one (being removed: a miss for
+// the filter, not for TC). The datapath gives each entry its own slot,
+// zeroed first, and frees it a grace after the entry is gone.
 struct fp_count {
 	__u64 packets;
 	__u64 bytes;
+	__u32 dead;
+	__u32 pad;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct fp_count);
 } FP_COUNTS SEC(".maps");
+
+// The datapath's epoch. Entries of an older one are dead: a flush (any
+// configuration change) is one write to this mapped array, not one map
+// update per entry; the datapath deletes them after the grace.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} FP_EPOCH SEC(".maps");
+
+// Being removed: marked so in its slot, or installed before the last
+// flush.
+static __always_inline int fp_dead(struct fp_value *v)
+{
+	__u32 zero = 0;
+	__u32 *e = bpf_map_lookup_elem(&FP_EPOCH, &zero);
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
+
+	return !e || !c || c->dead || v->epoch != *e;
+}
 
 static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
 {
@@ -186,7 +212,7 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 		return 0;
 	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok))
+	if (!v || (!dead_ok && fp_dead(v)))
 		return 0;
 	// Same Ethernet header as the frame the core decided on.
 	__u32 fa[3], va[3];
@@ -411,7 +437,7 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 		return 0;
 	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok) || !(v->rewrite & FP_DECAP) ||
+	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)
 		return 0;
 	__u32 vl = ((__u32)v->hdr[4] << 24) | ((__u32)v->hdr[5] << 16) |

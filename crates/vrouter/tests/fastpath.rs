@@ -52,6 +52,29 @@ fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
     .unwrap();
 }
 
+/// [`set_flow`] as a ksync flow request does it: only that flow's offloaded
+/// entry goes (a `Datapath` command would empty the whole fast path).
+fn set_flow_as_ksync(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
+    dp.call(move |c| {
+        let r = c.flow_set(&FlowSet {
+            index: Some(index),
+            gen_id: None,
+            key,
+            action,
+            flags: 0,
+            rflow: None,
+            dvrf: None,
+            ecmp_nh_index: -1,
+            drop_reason: 0,
+            src_nh_index: 0,
+        });
+        c.only_flows_changed(&[index]);
+        r
+    })
+    .unwrap()
+    .unwrap();
+}
+
 /// Entries on HOLD (a read-only command: offloaded flows stay).
 fn held(dp: &Datapath) -> Vec<(u32, FlowKey)> {
     dp.call(|c| {
@@ -310,10 +333,40 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         "an idle flow's counters stay (so the agent ages it)"
     );
 
-    // The agent denies the flow: traffic stops at once.
+    // Any configuration change (here a command that is not a read) empties
+    // the fast path at once: the next datagram is user space's again, which
+    // installs the flow again.
+    let inst0 = offloaded(&dp).installed;
+    dp.call(|_| ()).unwrap();
+    assert!(
+        udp_burst(&c1, &c2, 50, Duration::from_millis(200)) >= 45,
+        "UDP after a flush"
+    );
+    let rx2 = dp
+        .call(|c| {
+            c.mark_read_only();
+            c.port_stats(3)
+        })
+        .unwrap()
+        .unwrap();
+    let inst1 = offloaded(&dp).installed;
+    assert!(
+        rx2.rx_frames > rx1.rx_frames && inst1 > inst0,
+        "after a flush user space forwards again and re-installs: rx {} -> {}, installed {inst0} -> {inst1}",
+        rx1.rx_frames,
+        rx2.rx_frames
+    );
+
+    // The agent denies the flow: traffic stops at once. (As a ksync flow
+    // request does: only that flow's entry goes, marked dead in its slot.)
     stop.store(true, Ordering::Release);
     agent.join().unwrap();
-    set_flow(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    let forgotten = offloaded(&dp).forgotten;
+    set_flow_as_ksync(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    assert!(
+        offloaded(&dp).forgotten > forgotten,
+        "removed by itself, not flushed"
+    );
     assert_eq!(
         udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
         0,
@@ -572,7 +625,8 @@ fn fp_tc_lines(out: &[u8]) -> usize {
 /// Every entry holds one counter slot of the mapped array, and slots come
 /// back: a full map refuses the next entry with a reason, entries removed
 /// (marked dead, deleted after their grace) give their slots back, and
-/// the map fills again; a fresh entry counts from zero.
+/// the map fills again; a fresh entry counts from zero; entries replaced
+/// give theirs back too.
 #[test]
 fn counter_slots_are_taken_and_given_back() {
     require_env!();
@@ -608,7 +662,7 @@ fn counter_slots_are_taken_and_given_back() {
         }
         assert_eq!(fp.counters(7, &hint(5)), Some((0, 0)), "a fresh entry");
         let e = fp.insert(7, 8, &hint(MAX)).unwrap_err();
-        assert!(e.to_string().contains("entries"), "full: {e}");
+        assert!(e.to_string().contains("FP_FLOWS insert"), "full: {e}");
         for i in 0..MAX {
             fp.remove(7, &hint(i));
         }
@@ -621,4 +675,11 @@ fn counter_slots_are_taken_and_given_back() {
         fp.tick();
         assert_eq!(fp.counters(7, &hint(5)), None, "deleted after the grace");
     }
+    // An entry replaced (the same key installed again) gives its slot back
+    // after the grace too: more replacements than there are slots.
+    for n in 0..140_000u32 {
+        fp.insert(7, 8, &hint(1))
+            .unwrap_or_else(|e| panic!("replacement {n}: {e}"));
+    }
+    assert_eq!(fp.counters(7, &hint(1)), Some((0, 0)));
 }
