@@ -286,9 +286,16 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     // UDP: offloaded packets keep the shared flow entry counting while the
     // user-space path sees none of them; an idle flow stops counting.
     // The first datagram waits for the (helper) agent's decision.
+    let inst0 = offloaded(&dp).installed;
     let first = udp_burst(&c1, &c2, 1, Duration::from_millis(300));
+    // A flow of one datagram (a DNS query's kind) installs nothing.
+    assert_eq!(offloaded(&dp).installed, inst0, "one datagram, no entry");
     let warm = udp_burst(&c1, &c2, 50, Duration::from_millis(200));
     assert!(first == 1 && warm >= 45, "UDP warm-up: {first}, {warm}");
+    assert!(
+        offloaded(&dp).installed > inst0,
+        "the second datagram installs"
+    );
     let (uidx, ukey, p0, _) = flow_of(&dp, 17, C1_IP, 9000).expect("UDP flow entry");
     let rx0 = dp
         .call(|c| {
