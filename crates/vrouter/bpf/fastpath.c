@@ -171,6 +171,35 @@ static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
 #define FP_TO_KERNEL 0x4b524e4c
 #define FP_TO_USER 0x55535220
 
+// The flow key of an IPv4 packet the fast path may take, from `h`: its
+// Ethernet header (0x0800), the IPv4 header and the first 14 bytes of L4.
+// IPv4 without options, not a fragment (MF or offset), TTL above 1 (TTL 1
+// is the agent's: ICMP time exceeded, as in the core), UDP, or TCP
+// without FIN 0x01, SYN 0x02, RST 0x04 (the core sees them). 0 if not.
+static __always_inline int fp_ipv4_key(const __u8 *h, __u32 ifindex, struct fp_key *k)
+{
+	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+		return 0;
+	if ((h[20] & 0x3f) != 0 || h[21] != 0)
+		return 0;
+	if (h[22] <= 1)
+		return 0;
+	__u8 proto = h[23];
+	if (proto == 6) {
+		if (h[ETH_HLEN + 20 + 13] & 0x07)
+			return 0;
+	} else if (proto != 17) {
+		return 0;
+	}
+	k->ifindex = ifindex;
+	__builtin_memcpy(&k->saddr, &h[26], 4);
+	__builtin_memcpy(&k->daddr, &h[30], 4);
+	__builtin_memcpy(&k->sport, &h[34], 2);
+	__builtin_memcpy(&k->dport, &h[36], 2);
+	k->proto = proto;
+	return 1;
+}
+
 static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 						  int dead_ok)
 {
@@ -179,30 +208,9 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 
 	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) < 0)
 		return 0;
-	if (h[12] != 0x08 || h[13] != 0x00)
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	// IPv4, no options; not a fragment (MF or offset).
-	if (h[14] != 0x45)
-		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	// TTL 1 is the agent's (ICMP time exceeded), as in the core.
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		// FIN 0x01, SYN 0x02, RST 0x04: the core sees them.
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
 	if (!v || (!dead_ok && fp_dead(v)))
 		return 0;
@@ -424,25 +432,10 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 		h[12] = 0x08;
 		h[13] = 0x00;
 	}
-	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+	// The inner packet: the same checks as on a VM port.
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
 	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)

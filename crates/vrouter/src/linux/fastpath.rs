@@ -434,7 +434,8 @@ impl TcFastPath {
     }
 
     /// Offload flows into and out of MPLSoUDP/MPLSoGRE/VXLAN tunnels too
-    /// (off by default, see [`FastPath::fabric`]).
+    /// (off until set; the binary's `auto` sets it, see
+    /// [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
     }
@@ -657,21 +658,19 @@ impl FastPath for TcFastPath {
         Ok(())
     }
 
-    /// Attach decapsulation to the fabric, and have the kernel segment
-    /// the fast path's tunnel super-packets on the fabric device itself
-    /// (unless `tc-encap-gso`): a receiver that does not decapsulate the
-    /// flow in its kernel (a peer without the fast path, or ours while the
-    /// flow is not installed) reads the fabric with an AF_PACKET socket,
-    /// whose virtio-net header cannot carry tunnel GSO (the super-packet
-    /// would reach it as plain TCP GSO and be dropped). Kernel
-    /// segmentation of UDP/GRE tunnels is what the kernel VXLAN device
-    /// gets on a device without these offloads. The features turned off
-    /// are turned on again on drop.
+    /// Attach decapsulation to the fabric, and unless tunnel GSO is kept
+    /// (`auto`, `tc-encap-gso`) have the kernel segment the fast path's
+    /// tunnel super-packets on the fabric device itself (`tc-encap`), as
+    /// the kernel VXLAN device gets on a device without these offloads. A
+    /// receiver that does not decapsulate the flow in its kernel reads
+    /// the super-packet with its AF_PACKET socket as plain TCP GSO and
+    /// takes it in user space (`crate::vnet::Gso`'s tunnel case). The
+    /// features turned off are turned on again on drop.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         if !self.encap {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "encapsulation offload off (--fast-path tc-encap turns it on)",
+                "encapsulation offload off (--fast-path tc: same-host flows only)",
             ));
         }
         let off = if self.keep_tunnel_gso {
