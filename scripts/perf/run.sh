@@ -52,8 +52,10 @@
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
 # PERF_FAST_PATH: our vrouter's `--fast-path` (default auto, the vrouter's
-# own default: the kernel BPF fast path for decided same-host flows where it
-# loads); off: the user-space path only; tc-encap: also flows into tunnels.
+# own default: the kernel BPF fast path where it loads, for decided flows
+# between local containers and into and out of tunnels with the fabric's
+# tunnel GSO kept on, as tc-encap-gso); off: the user-space path only; tc:
+# same-host flows only; tc-encap: tunnels too, tunnel GSO off on the fabric.
 # The report says whether the fast path loaded.
 
 set -euo pipefail
@@ -339,7 +341,8 @@ meter_stop() {
                 printf "%.0f\n", a * 1e9 / hz / dt / r}'
 }
 
-# tcp SERVERNS CLIENTNS ADDR MSS: one iperf3 stream; prints
+# tcp SERVERNS CLIENTNS ADDR MSS: one iperf3 stream (its first second, slow
+# start and flow setup, omitted from the figure and run on top); prints
 # "Gbit/s ours_ns/pkt machine_ns/pkt" (receiver goodput).
 tcp() {
     local out='' gbps spid cpu
@@ -349,7 +352,7 @@ tcp() {
     for _ in $(seq 50); do
         sleep 0.1
         meter_start
-        out=$(inns "$2" timeout $((SECS + 20)) iperf3 -c "$3" -p 5301 -t "$SECS" -J 2>&1) && break
+        out=$(inns "$2" timeout $((SECS + 20)) iperf3 -c "$3" -p 5301 -t "$SECS" -O 1 -J 2>&1) && break
         out=''
     done
     gbps=$(jq -r '.end.sum_received.bits_per_second // 0' <<<"$out" 2>/dev/null || echo 0)

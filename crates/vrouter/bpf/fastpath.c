@@ -13,7 +13,7 @@
 //   a tunnel (bpf_skb_adjust_room with the ENCAP flags, so a GSO
 //   super-packet stays whole and is segmented after the fabric device),
 //   and redirects a hit to the peer port's or the fabric's egress,
-//   counting packets and bytes in the entry;
+//   counting packets and bytes in the entry's slot of FP_COUNTS;
 // - `fp_sock` (a socket filter on that port's AF_PACKET socket) drops the
 //   same hits from the socket. Packet taps run *before* TC ingress, so
 //   without it the user-space datapath would forward every offloaded
@@ -64,14 +64,15 @@ struct fp_value {
 	__u8 in_macs[12]; // the frame's MACs the decision was made for
 	__u16 mtu;       // output MTU (0: none); larger goes to user space
 	__u8 rewrite;    // bit 0: write macs; bit 1: decrement TTL;
-	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI)
+	                 // bit 2: a fabric entry (hdr: outer dst, label/VNI);
+	                 // bit 3: oif is a veth whose peer is in another netns
 	__u8 gen;        // the flow entry's generation when installed
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 dead;       // being removed: a miss for the filter, not for TC
-	__u64 packets;
-	__u64 bytes;
+	__u8 pad1;
+	__u32 slot;      // the entry's counters in FP_COUNTS
+	__u32 epoch;     // FP_EPOCH when installed; an older one is dead
 	// Outer headers as the core writes them for an empty payload and IP
 	// identification 0; length, identification and checksum per packet.
 	__u8 hdr[56];
@@ -98,6 +99,58 @@ struct {
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
 
+// Per entry, in an array the datapath maps into its memory: packets and
+// bytes, which its once-a-second fold reads without a system call per
+// entry, and `dead`, which it sets without one (being removed: a miss for
+// the filter, not for TC). The datapath gives each entry its own slot,
+// zeroed first, and frees it a grace after the entry is gone.
+struct fp_count {
+	__u64 packets;
+	__u64 bytes;
+	__u32 dead;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct fp_count);
+} FP_COUNTS SEC(".maps");
+
+// The datapath's epoch. Entries of an older one are dead: a flush (any
+// configuration change) is one write to this mapped array, not one map
+// update per entry; the datapath deletes them after the grace.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} FP_EPOCH SEC(".maps");
+
+// Being removed: marked so in its slot, or installed before the last
+// flush.
+static __always_inline int fp_dead(struct fp_value *v)
+{
+	__u32 zero = 0;
+	__u32 *e = bpf_map_lookup_elem(&FP_EPOCH, &zero);
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
+
+	return !e || !c || c->dead || v->epoch != *e;
+}
+
+static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
+{
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
+
+	if (c) {
+		__sync_fetch_and_add(&c->packets, 1);
+		__sync_fetch_and_add(&c->bytes, skb->len);
+	}
+}
+
 #define ETH_HLEN 14
 
 // Declared here: Debian 12's linux-libc-dev (6.1) predates them; values
@@ -108,6 +161,7 @@ struct {
 #define FP_ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
 #define FP_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 #define FP_DECAP 4
+#define FP_PEER 8
 #define IP_CSUM_OFF (ETH_HLEN + 10)
 #define IP_TTL_OFF (ETH_HLEN + 8)
 
@@ -117,6 +171,35 @@ struct {
 #define FP_TO_KERNEL 0x4b524e4c
 #define FP_TO_USER 0x55535220
 
+// The flow key of an IPv4 packet the fast path may take, from `h`: its
+// Ethernet header (0x0800), the IPv4 header and the first 14 bytes of L4.
+// IPv4 without options, not a fragment (MF or offset), TTL above 1 (TTL 1
+// is the agent's: ICMP time exceeded, as in the core), UDP, or TCP
+// without FIN 0x01, SYN 0x02, RST 0x04 (the core sees them). 0 if not.
+static __always_inline int fp_ipv4_key(const __u8 *h, __u32 ifindex, struct fp_key *k)
+{
+	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+		return 0;
+	if ((h[20] & 0x3f) != 0 || h[21] != 0)
+		return 0;
+	if (h[22] <= 1)
+		return 0;
+	__u8 proto = h[23];
+	if (proto == 6) {
+		if (h[ETH_HLEN + 20 + 13] & 0x07)
+			return 0;
+	} else if (proto != 17) {
+		return 0;
+	}
+	k->ifindex = ifindex;
+	__builtin_memcpy(&k->saddr, &h[26], 4);
+	__builtin_memcpy(&k->daddr, &h[30], 4);
+	__builtin_memcpy(&k->sport, &h[34], 2);
+	__builtin_memcpy(&k->dport, &h[36], 2);
+	k->proto = proto;
+	return 1;
+}
+
 static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 						  int dead_ok)
 {
@@ -125,32 +208,11 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 
 	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) < 0)
 		return 0;
-	if (h[12] != 0x08 || h[13] != 0x00)
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	// IPv4, no options; not a fragment (MF or offset).
-	if (h[14] != 0x45)
-		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	// TTL 1 is the agent's (ICMP time exceeded), as in the core.
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		// FIN 0x01, SYN 0x02, RST 0x04: the core sees them.
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok))
+	if (!v || (!dead_ok && fp_dead(v)))
 		return 0;
 	// Same Ethernet header as the frame the core decided on.
 	__u32 fa[3], va[3];
@@ -257,6 +319,15 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 	return 0;
 }
 
+// To the entry's output: a container's veth end directly (its ingress,
+// skipping the host end's transmit and backlog queue), else the egress.
+static __always_inline int fp_redirect(const struct fp_value *v)
+{
+	if (v->rewrite & FP_PEER)
+		return bpf_redirect_peer(v->oif, 0);
+	return bpf_redirect(v->oif, 0);
+}
+
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
@@ -274,8 +345,7 @@ int fp_tc(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->rewrite & 2) {
 		__u8 old[2], new[2];
 
@@ -297,7 +367,7 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	if (v->encap_len && fp_encap(skb, v) < 0)
 		return TC_ACT_SHOT;
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 // The decision for a frame from the fabric: the flow entry keyed by the
@@ -362,27 +432,12 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 		h[12] = 0x08;
 		h[13] = 0x00;
 	}
-	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+	// The inner packet: the same checks as on a VM port.
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
-	if (!v || (v->dead && !dead_ok) || !(v->rewrite & FP_DECAP) ||
+	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)
 		return 0;
 	__u32 vl = ((__u32)v->hdr[4] << 24) | ((__u32)v->hdr[5] << 16) |
@@ -426,8 +481,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, skb->len);
+	fp_count(v, skb);
 	if (v->l2) {
 		if (bpf_skb_load_bytes(skb, 50, eth, ETH_HLEN) < 0)
 			return TC_ACT_SHOT;
@@ -472,7 +526,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
 			return TC_ACT_SHOT;
 	}
-	return bpf_redirect(v->oif, 0);
+	return fp_redirect(v);
 }
 
 SEC("socket")

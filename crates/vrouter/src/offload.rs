@@ -43,6 +43,13 @@ pub trait FastPath: Send {
     /// Forward the flow of `h`, arriving on `in_os`, to `out_os`.
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()>;
     fn remove(&mut self, in_os: u32, h: &OffloadHint);
+    /// Remove every entry, `entries` being all of them (a configuration
+    /// change); by default one by one.
+    fn remove_all(&mut self, entries: &mut dyn Iterator<Item = (u32, &OffloadHint)>) {
+        for (in_os, h) in entries {
+            self.remove(in_os, h);
+        }
+    }
     /// Packets and bytes forwarded for the entry since it was inserted.
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)>;
     /// Called with every fold (about once a second): deferred cleanup.
@@ -248,10 +255,10 @@ impl Offloader {
             return;
         }
         self.fold(router);
-        for (_, e) in self.installed.drain() {
-            self.fp.remove(e.in_os, &e.hint);
-            self.stats.removed += 1;
-        }
+        self.fp
+            .remove_all(&mut self.installed.values().map(|e| (e.in_os, &e.hint)));
+        self.stats.removed += self.installed.len() as u64;
+        self.installed.clear();
         self.stats.flushes += 1;
     }
 }

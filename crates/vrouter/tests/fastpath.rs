@@ -52,6 +52,29 @@ fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
     .unwrap();
 }
 
+/// [`set_flow`] as a ksync flow request does it: only that flow's offloaded
+/// entry goes (a `Datapath` command would empty the whole fast path).
+fn set_flow_as_ksync(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
+    dp.call(move |c| {
+        let r = c.flow_set(&FlowSet {
+            index: Some(index),
+            gen_id: None,
+            key,
+            action,
+            flags: 0,
+            rflow: None,
+            dvrf: None,
+            ecmp_nh_index: -1,
+            drop_reason: 0,
+            src_nh_index: 0,
+        });
+        c.only_flows_changed(&[index]);
+        r
+    })
+    .unwrap()
+    .unwrap();
+}
+
 /// Entries on HOLD (a read-only command: offloaded flows stay).
 fn held(dp: &Datapath) -> Vec<(u32, FlowKey)> {
     dp.call(|c| {
@@ -98,6 +121,7 @@ fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
 /// both ports (every packet goes through a flow entry).
 struct Rig {
     _ns: Namespaces,
+    host: String,
     c1: String,
     c2: String,
     dp: Arc<Datapath>,
@@ -131,12 +155,45 @@ fn rig(slow: bool) -> Rig {
     });
     Rig {
         _ns: ns,
+        host,
         c1,
         c2,
         dp: Arc::new(dp),
         _guard,
         _slow,
     }
+}
+
+/// `dev`'s transmitted packets, in namespace `ns`.
+fn tx_packets(ns: &str, dev: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat"])
+        .arg(format!("/sys/class/net/{dev}/statistics/tx_packets"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Only a veth whose other end is in another namespace is taken for a
+/// container's port that frames may be handed to directly: not a veth
+/// with both ends here (`bpf_redirect_peer` would drop its frames), not
+/// loopback; and the answer is this namespace's, not sysfs's.
+#[test]
+fn a_veth_peer_is_seen_in_another_namespace_only() {
+    require_env!();
+    let mut ns = Namespaces::new();
+    let a = ns.add("pa");
+    let b = ns.add("pb");
+    ip(&[
+        "-n", &a, "link", "add", "pe0", "type", "veth", "peer", "name", "pe1",
+    ]);
+    let here = |dev: &'static str| in_ns(&a, move || vrouter::linux::sys::veth_peer_elsewhere(dev));
+    assert!(!here("pe0"), "both ends in one namespace");
+    assert!(!here("pe1"), "both ends in one namespace");
+    assert!(!here("lo"), "loopback");
+    ip(&["-n", &a, "link", "set", "pe1", "netns", &b]);
+    assert!(here("pe0"), "the other end moved away");
+    assert!(!here("nosuchdev"), "no such device");
 }
 
 fn offloaded(dp: &Datapath) -> vrouter::offload::OffloadStats {
@@ -185,6 +242,7 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     }
     let Rig {
         _ns,
+        host,
         c1,
         c2,
         dp,
@@ -228,9 +286,16 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     // UDP: offloaded packets keep the shared flow entry counting while the
     // user-space path sees none of them; an idle flow stops counting.
     // The first datagram waits for the (helper) agent's decision.
+    let inst0 = offloaded(&dp).installed;
     let first = udp_burst(&c1, &c2, 1, Duration::from_millis(300));
+    // A flow of one datagram (a DNS query's kind) installs nothing.
+    assert_eq!(offloaded(&dp).installed, inst0, "one datagram, no entry");
     let warm = udp_burst(&c1, &c2, 50, Duration::from_millis(200));
     assert!(first == 1 && warm >= 45, "UDP warm-up: {first}, {warm}");
+    assert!(
+        offloaded(&dp).installed > inst0,
+        "the second datagram installs"
+    );
     let (uidx, ukey, p0, _) = flow_of(&dp, 17, C1_IP, 9000).expect("UDP flow entry");
     let rx0 = dp
         .call(|c| {
@@ -240,12 +305,20 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         .unwrap()
         .unwrap();
     let off0 = offloaded(&dp).packets;
+    let tx0 = tx_packets(&host, "vh2");
     assert_eq!(
         udp_burst(&c1, &c2, 400, Duration::from_millis(200)),
         400,
         "UDP offloaded"
     );
     let off1 = offloaded(&dp).packets;
+    // Handed to c2's end of the veth directly (bpf_redirect_peer): the
+    // host end did not transmit them.
+    let tx1 = tx_packets(&host, "vh2");
+    assert!(
+        tx1 - tx0 < 40,
+        "offloaded frames skip the host end's transmit ({tx0} -> {tx1})"
+    );
     let (_, _, p1, _) = flow_of(&dp, 17, C1_IP, 9000).unwrap();
     let rx1 = dp
         .call(|c| {
@@ -267,10 +340,40 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         "an idle flow's counters stay (so the agent ages it)"
     );
 
-    // The agent denies the flow: traffic stops at once.
+    // Any configuration change (here a command that is not a read) empties
+    // the fast path at once: the next datagram is user space's again, which
+    // installs the flow again.
+    let inst0 = offloaded(&dp).installed;
+    dp.call(|_| ()).unwrap();
+    assert!(
+        udp_burst(&c1, &c2, 50, Duration::from_millis(200)) >= 45,
+        "UDP after a flush"
+    );
+    let rx2 = dp
+        .call(|c| {
+            c.mark_read_only();
+            c.port_stats(3)
+        })
+        .unwrap()
+        .unwrap();
+    let inst1 = offloaded(&dp).installed;
+    assert!(
+        rx2.rx_frames > rx1.rx_frames && inst1 > inst0,
+        "after a flush user space forwards again and re-installs: rx {} -> {}, installed {inst0} -> {inst1}",
+        rx1.rx_frames,
+        rx2.rx_frames
+    );
+
+    // The agent denies the flow: traffic stops at once. (As a ksync flow
+    // request does: only that flow's entry goes, marked dead in its slot.)
     stop.store(true, Ordering::Release);
     agent.join().unwrap();
-    set_flow(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    let forgotten = offloaded(&dp).forgotten;
+    set_flow_as_ksync(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    assert!(
+        offloaded(&dp).forgotten > forgotten,
+        "removed by itself, not flushed"
+    );
     assert_eq!(
         udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
         0,
@@ -314,6 +417,7 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
         dp,
         _guard,
         _slow,
+        ..
     } = rig(true);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
@@ -523,4 +627,66 @@ fn fp_tc_lines(out: &[u8]) -> usize {
     let s = String::from_utf8_lossy(out);
     eprintln!("{s}");
     s.lines().filter(|l| l.contains("fp_tc")).count()
+}
+
+/// Every entry holds one counter slot of the mapped array, and slots come
+/// back: a full map refuses the next entry with a reason, entries removed
+/// (marked dead, deleted after their grace) give their slots back, and
+/// the map fills again; a fresh entry counts from zero; entries replaced
+/// give theirs back too.
+#[test]
+fn counter_slots_are_taken_and_given_back() {
+    require_env!();
+    if let Some(r) = skip_reason(&["clang"]) {
+        report_skip("fastpath: BPF object needs clang at build time", &r);
+        return;
+    }
+    let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+    let hint = |i: u32| dp_core::OffloadHint {
+        flow: i,
+        gen: 1,
+        in_vif: 3,
+        out_vif: 4,
+        key: FlowKey::new_v4(
+            17,
+            (i & 0xffff) as u16,
+            9000,
+            1,
+            C1_IP,
+            [10, 0, (i >> 16) as u8, 1],
+        ),
+        in_macs: [0; 12],
+        mtu: 1500,
+        macs: None,
+        tunnel: None,
+        decap: None,
+    };
+    const MAX: u32 = 65536;
+    for round in 0..2 {
+        for i in 0..MAX {
+            fp.insert(7, 8, &hint(i))
+                .unwrap_or_else(|e| panic!("round {round}: entry {i}: {e}"));
+        }
+        assert_eq!(fp.counters(7, &hint(5)), Some((0, 0)), "a fresh entry");
+        let e = fp.insert(7, 8, &hint(MAX)).unwrap_err();
+        assert!(e.to_string().contains("FP_FLOWS insert"), "full: {e}");
+        for i in 0..MAX {
+            fp.remove(7, &hint(i));
+        }
+        assert_eq!(
+            fp.counters(7, &hint(5)),
+            Some((0, 0)),
+            "dead, not deleted yet"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        fp.tick();
+        assert_eq!(fp.counters(7, &hint(5)), None, "deleted after the grace");
+    }
+    // An entry replaced (the same key installed again) gives its slot back
+    // after the grace too: more replacements than there are slots.
+    for n in 0..140_000u32 {
+        fp.insert(7, 8, &hint(1))
+            .unwrap_or_else(|e| panic!("replacement {n}: {e}"));
+    }
+    assert_eq!(fp.counters(7, &hint(1)), Some((0, 0)));
 }

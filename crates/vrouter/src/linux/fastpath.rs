@@ -21,14 +21,15 @@
 
 use crate::offload::FastPath;
 use crate::port::Port;
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData};
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, SocketFilter};
 use aya::Ebpf;
 use dp_core::{OffloadHint, TunnelKind};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
@@ -67,11 +68,11 @@ pub struct FpValue {
     /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
     pub encap_kind: u8,
     pub l2: u8,
-    /// Being removed: the socket filter treats it as a miss, TC still
-    /// forwards a frame the filter kept from the socket.
-    pub dead: u8,
-    pub packets: u64,
-    pub bytes: u64,
+    pub pad1: u8,
+    /// The entry's counters in `FP_COUNTS`.
+    pub slot: u32,
+    /// The epoch it was installed in; an older one than `FP_EPOCH` is dead.
+    pub epoch: u32,
     pub hdr: [u8; 56],
 }
 
@@ -88,9 +89,9 @@ impl Default for FpValue {
             encap_len: 0,
             encap_kind: 0,
             l2: 0,
-            dead: 0,
-            packets: 0,
-            bytes: 0,
+            pad1: 0,
+            slot: 0,
+            epoch: 0,
             hdr: [0; 56],
         }
     }
@@ -147,6 +148,9 @@ impl FpValue {
 
 /// `FP_DECAP` of fastpath.c: the `rewrite` bit of a fabric entry.
 pub const FP_DECAP: u8 = 4;
+/// `FP_PEER` of fastpath.c: `oif` is a veth whose peer (the container's
+/// end) is in another namespace; redirect to the peer's ingress.
+pub const FP_PEER: u8 = 8;
 
 /// `FP_GRE`, `FP_MPLS_UDP`, `FP_VXLAN` of fastpath.c.
 fn kind_code(k: TunnelKind) -> u8 {
@@ -159,7 +163,7 @@ fn kind_code(k: TunnelKind) -> u8 {
 
 const _: () = {
     assert!(size_of::<FpKey>() == 20);
-    assert!(size_of::<FpValue>() == 112);
+    assert!(size_of::<FpValue>() == 104);
 };
 
 // SAFETY: plain old data, no padding the kernel could leave uninitialised
@@ -205,7 +209,154 @@ pub struct TcFastPath {
     dead: HashMap<FpKey, Instant>,
     /// Attach through netlink even where TCX links exist (tests).
     netlink: bool,
+    /// The VM ports attached, by ifindex: whether frames for them can go
+    /// straight to the container's end of their veth.
+    vm_ports: HashMap<u32, VmPort>,
+    /// `FP_COUNTS`, mapped: each entry's packets and bytes.
+    counts: Counts,
+    /// `FP_EPOCH`, mapped, and its value: entries carry the epoch they
+    /// were installed in; a flush moves it on.
+    epoch: Mapped,
+    cur_epoch: u32,
+    /// The slot of each entry in `flows` (live or dead) ...
+    slots: HashMap<FpKey, u32>,
+    /// ... the slots of entries replaced, free after [`DEAD_GRACE`] (a
+    /// frame in flight may still count into them) ...
+    retiring: Vec<(u32, Instant)>,
+    /// ... and the slots no entry holds.
+    free: Vec<u32>,
 }
+
+/// The entries `FP_FLOWS` holds (`max_entries` in fastpath.c).
+const FP_MAX: u32 = 65536;
+/// The slots of `FP_COUNTS`: an entry replaced keeps its slot for the
+/// grace besides the new one's, so up to twice the entries.
+const SLOTS: u32 = 2 * FP_MAX;
+/// `struct fp_count`: packets, bytes (u64), dead, pad (u32).
+const COUNT_SIZE: usize = 24;
+
+/// A BPF array created with `BPF_F_MMAPABLE`, mapped into our memory: the
+/// programs and we share its values without a system call.
+struct Mapped {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    /// Keeps the map alive as long as the mapping.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; the
+// owner moves between threads with the datapath, never shares `&mut`.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    fn new(map: MapData, len: usize, what: &str) -> io::Result<Mapped> {
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a shared mapping of the array map's values (page-aligned
+        // at offset 0 for BPF_F_MMAPABLE arrays), `len` bytes at most its
+        // max_entries' worth; unmapped in Drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(bpf_err(
+                &format!("mapping {what}"),
+                io::Error::last_os_error(),
+            ));
+        }
+        let base = std::ptr::NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::other(format!("mapping {what}: null")))?;
+        Ok(Mapped {
+            base,
+            len,
+            _map: map,
+        })
+    }
+
+    /// The `i`th 8-byte cell.
+    fn u64_at(&self, i: usize) -> Option<&AtomicU64> {
+        if (i + 1) * 8 > self.len {
+            return None;
+        }
+        // SAFETY: in range of the mapping, which lives as long as `self`;
+        // 8-byte aligned (page base).
+        Some(unsafe { &*self.base.as_ptr().cast::<AtomicU64>().add(i) })
+    }
+
+    /// The `i`th 4-byte cell.
+    fn u32_at(&self, i: usize) -> Option<&AtomicU32> {
+        if (i + 1) * 4 > self.len {
+            return None;
+        }
+        // SAFETY: as in `u64_at`, 4-byte aligned.
+        Some(unsafe { &*self.base.as_ptr().cast::<AtomicU32>().add(i) })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with its length; no reference
+        // into it outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// `FP_COUNTS`: `struct fp_count { u64 packets, bytes; u32 dead, pad; }`
+/// per slot; the programs add to the counters atomically and read `dead`.
+struct Counts(Mapped);
+
+impl Counts {
+    /// The slot's first 8-byte cell.
+    fn at(slot: u32) -> usize {
+        slot as usize * COUNT_SIZE / 8
+    }
+
+    fn read(&self, slot: u32) -> Option<(u64, u64)> {
+        let i = Counts::at(slot);
+        let (p, b) = (self.0.u64_at(i)?, self.0.u64_at(i + 1)?);
+        Some((p.load(Ordering::Relaxed), b.load(Ordering::Relaxed)))
+    }
+
+    /// Zero counters, not dead: before the slot's entry goes in the map.
+    fn reset(&self, slot: u32) {
+        let i = Counts::at(slot);
+        for c in [self.0.u64_at(i), self.0.u64_at(i + 1), self.0.u64_at(i + 2)]
+            .into_iter()
+            .flatten()
+        {
+            c.store(0, Ordering::Release);
+        }
+    }
+
+    /// The slot's entry is dead to the socket filter from now on.
+    fn set_dead(&self, slot: u32) {
+        // `dead` is the low half of the third cell: its own 4-byte cell.
+        if let Some(d) = self.0.u32_at(Counts::at(slot) * 2 + 4) {
+            d.store(1, Ordering::Release);
+        }
+    }
+}
+
+/// A VM port, for [`FP_PEER`].
+struct VmPort {
+    name: String,
+    /// Its veth peer is in another namespace (checked, not assumed).
+    peer: bool,
+    /// When `peer` was last found false: the container's end may be moved
+    /// into its namespace after the port is attached, so a "no" is asked
+    /// again, at most once per [`PEER_RECHECK`].
+    checked: Option<Instant>,
+}
+
+const PEER_RECHECK: Duration = Duration::from_secs(1);
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
@@ -230,6 +381,21 @@ impl TcFastPath {
             .take_map("FP_FLOWS")
             .ok_or_else(|| io::Error::other("the BPF object has no FP_FLOWS map"))?;
         let flows = BpfHashMap::try_from(map).map_err(|e| bpf_err("FP_FLOWS", e))?;
+        let counts = match bpf.take_map("FP_COUNTS") {
+            Some(aya::maps::Map::Array(m)) => {
+                Counts(Mapped::new(m, SLOTS as usize * COUNT_SIZE, "FP_COUNTS")?)
+            }
+            _ => return Err(io::Error::other("the BPF object has no FP_COUNTS array")),
+        };
+        let epoch = match bpf.take_map("FP_EPOCH") {
+            Some(aya::maps::Map::Array(m)) => Mapped::new(m, 4, "FP_EPOCH")?,
+            _ => return Err(io::Error::other("the BPF object has no FP_EPOCH array")),
+        };
+        // (0 is what a zeroed entry would carry.)
+        epoch
+            .u32_at(0)
+            .ok_or_else(|| io::Error::other("FP_EPOCH: empty mapping"))?
+            .store(1, Ordering::Release);
         for name in ["fp_tc", "fp_tc_fab"] {
             let p: &mut SchedClassifier = bpf
                 .program_mut(name)
@@ -257,11 +423,19 @@ impl TcFastPath {
             restore: Vec::new(),
             dead: HashMap::new(),
             netlink: false,
+            vm_ports: HashMap::new(),
+            counts,
+            epoch,
+            cur_epoch: 1,
+            slots: HashMap::new(),
+            free: (0..SLOTS).rev().collect(),
+            retiring: Vec::new(),
         })
     }
 
     /// Offload flows into and out of MPLSoUDP/MPLSoGRE/VXLAN tunnels too
-    /// (off by default, see [`FastPath::fabric`]).
+    /// (off until set; the binary's `auto` sets it, see
+    /// [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
     }
@@ -278,17 +452,73 @@ impl TcFastPath {
         self.netlink = on;
     }
 
+    /// Whether frames to `os` (a VM port) may go straight to the ingress of
+    /// the container's end of its veth (`bpf_redirect_peer`): one softirq
+    /// pass and one queue instead of two (the veth's transmit, its
+    /// backlog). Not for the fabric, whose egress segments tunnel GSO.
+    fn peer_of(&mut self, os: u32) -> bool {
+        let Some(p) = self.vm_ports.get_mut(&os) else {
+            return false;
+        };
+        if !p.peer && p.checked.is_none_or(|t| t.elapsed() >= PEER_RECHECK) {
+            p.peer = crate::linux::sys::veth_peer_elsewhere(&p.name);
+            p.checked = Some(Instant::now());
+        }
+        p.peer
+    }
+
+    /// The entry of `h` arriving on `in_os` as the kernel holds it, read
+    /// through the map (a system call): diagnostics, tests, and the
+    /// baseline of the counter read's benchmark.
+    pub fn entry(&self, in_os: u32, h: &OffloadHint) -> Option<FpValue> {
+        self.flows.get(&FpKey::of(in_os, h), 0).ok()
+    }
+
     /// Delete the dead entries past their grace.
     fn purge_dead(&mut self) {
         let now = Instant::now();
-        let flows = &mut self.flows;
+        let mut gone = Vec::new();
         self.dead.retain(|key, since| {
             if now.duration_since(*since) < DEAD_GRACE {
                 return true;
             }
-            let _ = flows.remove(key);
+            gone.push(*key);
             false
         });
+        self.delete(&gone);
+        for key in &gone {
+            self.free.extend(self.slots.remove(key));
+        }
+        let free = &mut self.free;
+        self.retiring.retain(|(slot, since)| {
+            if now.duration_since(*since) < DEAD_GRACE {
+                return true;
+            }
+            free.push(*slot);
+            false
+        });
+    }
+
+    /// Delete `keys` from `FP_FLOWS`: in batches of one system call each
+    /// (`BPF_MAP_DELETE_BATCH`, kernel 5.6), key by key where refused; keys
+    /// no longer there are skipped.
+    fn delete(&mut self, keys: &[FpKey]) {
+        let fd = self.flows.map().fd().as_fd().as_raw_fd();
+        let mut rest = keys;
+        while !rest.is_empty() {
+            match delete_batch(fd, rest) {
+                // All of them.
+                Ok(n) if n >= rest.len() => return,
+                // Stopped at a key that is gone: skip it.
+                Ok(n) => rest = rest.get(n + 1..).unwrap_or(&[]),
+                Err(_) => {
+                    for key in rest {
+                        let _ = self.flows.remove(key);
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     fn tc_named(&mut self, name: &str) -> io::Result<&mut SchedClassifier> {
@@ -352,6 +582,54 @@ impl TcFastPath {
     }
 }
 
+/// `BPF_MAP_DELETE_BATCH` of `keys`: how many were deleted before the
+/// kernel stopped (all, or the index of a key that is not there).
+fn delete_batch(map_fd: std::os::fd::RawFd, keys: &[FpKey]) -> io::Result<usize> {
+    const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+    // union bpf_attr's batch: { u64 in_batch, out_batch, keys, values;
+    // u32 count, map_fd; u64 elem_flags, flags; }
+    #[repr(C)]
+    struct Batch {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let mut attr = Batch {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: 0,
+        count: u32::try_from(keys.len()).unwrap_or(u32::MAX),
+        map_fd: u32::try_from(map_fd).map_err(|_| io::Error::other("bad map fd"))?,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the batch command's structure, sized as given;
+    // `keys` outlives the call and holds `count` keys of the map's size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_DELETE_BATCH,
+            &mut attr as *mut Batch,
+            size_of::<Batch>() as libc::c_uint,
+        )
+    };
+    let done = attr.count as usize;
+    if r == 0 {
+        return Ok(keys.len());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        return Ok(done);
+    }
+    Err(e)
+}
+
 impl Drop for TcFastPath {
     fn drop(&mut self) {
         for (dev, feats) in self.restore.drain(..) {
@@ -366,24 +644,33 @@ impl Drop for TcFastPath {
 
 impl FastPath for TcFastPath {
     fn attach(&mut self, port: &dyn Port) -> io::Result<()> {
-        self.attach_pair(port, "fp_sock", "fp_tc")
+        self.attach_pair(port, "fp_sock", "fp_tc")?;
+        if let Some(os) = port.os_index() {
+            self.vm_ports.insert(
+                os,
+                VmPort {
+                    name: port.name().to_string(),
+                    peer: false,
+                    checked: None,
+                },
+            );
+        }
+        Ok(())
     }
 
-    /// Attach decapsulation to the fabric, and have the kernel segment
-    /// the fast path's tunnel super-packets on the fabric device itself
-    /// (unless `tc-encap-gso`): a receiver that does not decapsulate the
-    /// flow in its kernel (a peer without the fast path, or ours while the
-    /// flow is not installed) reads the fabric with an AF_PACKET socket,
-    /// whose virtio-net header cannot carry tunnel GSO (the super-packet
-    /// would reach it as plain TCP GSO and be dropped). Kernel
-    /// segmentation of UDP/GRE tunnels is what the kernel VXLAN device
-    /// gets on a device without these offloads. The features turned off
-    /// are turned on again on drop.
+    /// Attach decapsulation to the fabric, and unless tunnel GSO is kept
+    /// (`auto`, `tc-encap-gso`) have the kernel segment the fast path's
+    /// tunnel super-packets on the fabric device itself (`tc-encap`), as
+    /// the kernel VXLAN device gets on a device without these offloads. A
+    /// receiver that does not decapsulate the flow in its kernel reads
+    /// the super-packet with its AF_PACKET socket as plain TCP GSO and
+    /// takes it in user space (`crate::vnet::Gso`'s tunnel case). The
+    /// features turned off are turned on again on drop.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         if !self.encap {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "encapsulation offload off (--fast-path tc-encap turns it on)",
+                "encapsulation offload off (--fast-path tc: same-host flows only)",
             ));
         }
         let off = if self.keep_tunnel_gso {
@@ -410,6 +697,7 @@ impl FastPath for TcFastPath {
     }
 
     fn detach(&mut self, os_index: u32) {
+        self.vm_ports.remove(&os_index);
         if let Some((prog, id)) = self.links.remove(&os_index) {
             if let Ok(tc) = self.tc_named(prog) {
                 if let Err(e) = tc.detach(id) {
@@ -421,36 +709,72 @@ impl FastPath for TcFastPath {
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
         let key = FpKey::of(in_os, h);
-        // A live entry replaces a dead one of the same key.
-        self.dead.remove(&key);
-        let v = FpValue::of(out_os, h);
-        let r = self.flows.insert(key, v, 0);
-        if r.is_err() && !self.dead.is_empty() {
+        let mut v = FpValue::of(out_os, h);
+        if self.peer_of(out_os) {
+            v.rewrite |= FP_PEER;
+        }
+        if self.free.is_empty() {
             // Full of dead entries, perhaps: delete those past their grace.
             self.purge_dead();
-            return self
-                .flows
-                .insert(key, v, 0)
-                .map_err(|e| bpf_err("FP_FLOWS insert", e));
         }
-        r.map_err(|e| bpf_err("FP_FLOWS insert", e))
+        let Some(slot) = self.free.pop() else {
+            return Err(io::Error::other(format!(
+                "FP_FLOWS insert: all {SLOTS} counter slots taken"
+            )));
+        };
+        // A fresh slot, zeroed before the map points at it: counted from 0
+        // (the entry is new to the fold) and live.
+        self.counts.reset(slot);
+        v.slot = slot;
+        v.epoch = self.cur_epoch;
+        let mut r = self.flows.insert(key, v, 0);
+        if r.is_err() && !self.dead.is_empty() {
+            self.purge_dead();
+            r = self.flows.insert(key, v, 0);
+        }
+        if let Err(e) = r {
+            self.free.push(slot);
+            return Err(bpf_err("FP_FLOWS insert", e));
+        }
+        // The key's previous entry, dead or live, is replaced at once (one
+        // map update); its slot retires.
+        self.dead.remove(&key);
+        if let Some(old) = self.slots.insert(key, slot) {
+            self.retiring.push((old, Instant::now()));
+        }
+        Ok(())
     }
 
-    /// Marks the entry `dead` (see fastpath.c: a frame the socket filter
-    /// kept from user space just before must still be forwarded by TC);
-    /// [`FastPath::tick`] deletes it after [`DEAD_GRACE`].
+    /// Marks the entry `dead` in its slot, a write to shared memory (see
+    /// fastpath.c: a frame the socket filter kept from user space just
+    /// before must still be forwarded by TC); [`FastPath::tick`] deletes
+    /// it after [`DEAD_GRACE`].
     fn remove(&mut self, in_os: u32, h: &OffloadHint) {
         let key = FpKey::of(in_os, h);
-        match self.flows.get(&key, 0) {
-            Ok(mut v) if v.dead == 0 => {
-                v.dead = 1;
-                if self.flows.insert(key, v, 0).is_ok() {
-                    self.dead.insert(key, Instant::now());
-                } else {
-                    let _ = self.flows.remove(&key);
-                }
+        let Some(&slot) = self.slots.get(&key) else {
+            return;
+        };
+        if let std::collections::hash_map::Entry::Vacant(e) = self.dead.entry(key) {
+            self.counts.set_dead(slot);
+            e.insert(Instant::now());
+        }
+    }
+
+    /// One write: the epoch moves on, and every entry of the old one is
+    /// dead to the socket filter at once (TC still forwards what the
+    /// filter kept); they are deleted after the grace like any dead entry.
+    fn remove_all(&mut self, entries: &mut dyn Iterator<Item = (u32, &OffloadHint)>) {
+        self.cur_epoch = self.cur_epoch.wrapping_add(1).max(1);
+        let Some(e) = self.epoch.u32_at(0) else {
+            for (in_os, h) in entries {
+                self.remove(in_os, h);
             }
-            _ => {}
+            return;
+        };
+        e.store(self.cur_epoch, Ordering::Release);
+        let now = Instant::now();
+        for key in self.slots.keys() {
+            self.dead.entry(*key).or_insert(now);
         }
     }
 
@@ -458,8 +782,9 @@ impl FastPath for TcFastPath {
         self.purge_dead();
     }
 
+    /// A read of shared memory, no system call: the fold asks for every
+    /// entry once a second.
     fn counters(&self, in_os: u32, h: &OffloadHint) -> Option<(u64, u64)> {
-        let v = self.flows.get(&FpKey::of(in_os, h), 0).ok()?;
-        Some((v.packets, v.bytes))
+        self.counts.read(*self.slots.get(&FpKey::of(in_os, h))?)
     }
 }

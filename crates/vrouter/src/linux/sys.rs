@@ -253,17 +253,96 @@ fn ethtool(name: &str, buf: &mut [u8]) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(s.as_raw_fd(), SIOCETHTOOL, &mut ifr) }).map(|_| ())
 }
 
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GSTATS: u32 = 0x1d;
+const ETH_SS_STATS: u32 = 1;
+
+/// The name of `name`'s driver (ethtool's GDRVINFO), e.g. `veth`, `tun`.
+pub fn driver_of(name: &str) -> io::Result<String> {
+    // struct ethtool_drvinfo { u32 cmd; char driver[32]; char version[32];
+    // char fw_version[32], bus_info[32], erom_version[32], reserved2[12];
+    // u32 n_priv_flags, n_stats, testinfo_len, eedump_len, regdump_len; }
+    let mut info = [0u8; 4 + 32 * 5 + 12 + 4 * 5];
+    info[0..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    ethtool(name, &mut info)?;
+    let d = &info[4..36];
+    let end = d.iter().position(|c| *c == 0).unwrap_or(d.len());
+    Ok(String::from_utf8_lossy(&d[..end]).into_owned())
+}
+
+/// The index of the device at the other end of the veth `name`, from its
+/// ethtool statistic `peer_ifindex`; `None` if `name` is not a veth.
+fn veth_peer_index(name: &str) -> io::Result<Option<u32>> {
+    if driver_of(name)? != "veth" {
+        return Ok(None);
+    }
+    let names = string_set(name, ETH_SS_STATS)?;
+    let Some(at) = names.iter().position(|n| n == b"peer_ifindex") else {
+        return Ok(None);
+    };
+    // struct ethtool_stats { u32 cmd, n_stats; u64 data[]; }
+    let mut st = vec![0u8; 8 + names.len() * 8];
+    st[0..4].copy_from_slice(&ETHTOOL_GSTATS.to_ne_bytes());
+    st[4..8].copy_from_slice(&(names.len() as u32).to_ne_bytes());
+    ethtool(name, &mut st)?;
+    let v = st
+        .get(8 + at * 8..16 + at * 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_ne_bytes)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short ethtool stats"))?;
+    Ok(u32::try_from(v).ok())
+}
+
+/// The name of the device numbered `index` in this namespace.
+fn name_of(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Whether `name` is a veth whose peer lives in another network namespace
+/// (a container's end): only then can a TC program hand a frame straight
+/// to the peer's ingress (`bpf_redirect_peer` drops frames for a peer in
+/// the same namespace). Asked through ioctls, which answer for the
+/// caller's namespace (sysfs answers for its mounter's). Any doubt: "no".
+pub fn veth_peer_elsewhere(name: &str) -> bool {
+    let (Ok(Some(peer)), Ok(me)) = (veth_peer_index(name), ifindex(name)) else {
+        return false;
+    };
+    match name_of(peer) {
+        // No device of that number here: the peer is elsewhere.
+        None => true,
+        // One here pointing back at us is the peer; one that does not is
+        // a namesake by number, and the peer is elsewhere.
+        Some(n) => !matches!(veth_peer_index(&n), Ok(Some(back)) if back == me),
+    }
+}
+
 fn ne32(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
 /// The names of `name`'s features, by bit (ethtool's ETH_SS_FEATURES).
 fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
+    string_set(name, ETH_SS_FEATURES)
+}
+
+/// The strings of one of `name`'s ethtool string sets, in order.
+fn string_set(name: &str, set: u32) -> io::Result<Vec<Vec<u8>>> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "short ethtool answer");
     // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[1]; }
     let mut info = [0u8; 4 + 4 + 8 + 4];
     info[0..4].copy_from_slice(&ETHTOOL_GSSET_INFO.to_ne_bytes());
-    info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
+    info[8..16].copy_from_slice(&(1u64 << set).to_ne_bytes());
     ethtool(name, &mut info)?;
     let count = ne32(&info, 16).ok_or_else(bad)? as usize;
     if count == 0 || count > 4096 {
@@ -272,7 +351,7 @@ fn feature_names(name: &str) -> io::Result<Vec<Vec<u8>>> {
     // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
     let mut strings = vec![0u8; 12 + count * ETH_GSTRING_LEN];
     strings[0..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
-    strings[4..8].copy_from_slice(&ETH_SS_FEATURES.to_ne_bytes());
+    strings[4..8].copy_from_slice(&set.to_ne_bytes());
     strings[8..12].copy_from_slice(&(count as u32).to_ne_bytes());
     ethtool(name, &mut strings)?;
     Ok((0..count)
