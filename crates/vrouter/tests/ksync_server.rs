@@ -717,7 +717,7 @@ fn batches_queued_while_the_loop_is_busy_run_in_order_and_a_close_after_them() {
         })
         .unwrap();
     let answers = rig.rt.block_on(async {
-        let gap = Duration::from_millis(40);
+        let gap = Duration::from_millis(100);
         let mut a = KsyncConn::connect(&rig.sock).await.unwrap();
         // Three writes, each read as a batch of its own.
         a.send(&set(1, idx1, &fe1)).await.unwrap();
@@ -756,8 +756,11 @@ fn batches_queued_while_the_loop_is_busy_run_in_order_and_a_close_after_them() {
     });
     let seqs: Vec<u32> = answers.iter().map(|a| a.0).collect();
     assert_eq!(seqs, [1, 2, 3], "answers in request order");
-    // The read written after the first FLOW_SET saw it (and not the
-    // second connection's, queued after it).
+    // The read written after the first FLOW_SET saw it, and not the
+    // second connection's FLOW_SET written after the read. (A connection
+    // that waited for each batch's answer before reading the next left
+    // the read in its socket while the other connection's FLOW_SET was
+    // queued: 2.)
     let processed = answers[1]
         .1
         .iter()
