@@ -52,8 +52,10 @@
 # `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
 # PERF_FAST_PATH: our vrouter's `--fast-path` (default auto, the vrouter's
-# own default: the kernel BPF fast path for decided same-host flows where it
-# loads); off: the user-space path only; tc-encap: also flows into tunnels.
+# own default: the kernel BPF fast path where it loads, for decided flows
+# between local containers and into and out of tunnels with the fabric's
+# tunnel GSO kept on, as tc-encap-gso); off: the user-space path only; tc:
+# same-host flows only; tc-encap: tunnels too, tunnel GSO off on the fabric.
 # The report says whether the fast path loaded.
 
 set -euo pipefail

@@ -8,7 +8,10 @@
 //! options that is not a fragment, from a virtual vif to another local
 //! virtual vif, through a flow entry whose action is plain FORWARD (no
 //! NAT, no VRF translation), routed (MAC rewrite + TTL decrement) or
-//! bridged (unchanged), that passed the MTU check.
+//! bridged (unchanged), that passed the MTU check. Not for TCP SYN, FIN or
+//! RST (the core tracks TCP state), and not for a UDP flow's first
+//! forwarded datagram (a flow of one datagram each way, as DNS makes
+//! them, would cost an entry installed and removed for nothing).
 //!
 //! Or, for the same packets and flows, from a virtual vif into a tunnel
 //! next hop out of a physical (fabric) vif: MPLSoUDP, MPLSoGRE or VXLAN.
@@ -249,6 +252,12 @@ impl Router {
         let Some(fe) = self.flows.get_valid(flow) else {
             return;
         };
+        // A UDP flow from its second forwarded packet (this one counted):
+        // a flow of one datagram each way (a DNS query and its answer, the
+        // commonest UDP flows of a container host) installs nothing.
+        if info.proto == 17 && fe.packets() < 2 {
+            return;
+        }
         let mut in_macs = [0u8; 12];
         in_macs[..6].copy_from_slice(&info.dst_mac);
         in_macs[6..].copy_from_slice(&info.src_mac);

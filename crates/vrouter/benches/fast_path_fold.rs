@@ -6,7 +6,9 @@
 //! `FP_FLOWS` map, a system call each (what it did before the array).
 //! And a flush (any configuration change) of 16 384 entries: the epoch
 //! moved on in the mapped `FP_EPOCH` (what a flush does) against each
-//! entry marked dead through the map (what it did before).
+//! entry marked dead one by one (what a ksync flow request does for its
+//! flows, and what a flush did before the epoch; the mark is a write to
+//! the entry's counter slot).
 //!
 //! `cargo bench -p vrouter --bench fast_path_fold` as root on a kernel with
 //! BPF; elsewhere it says why and measures nothing.

@@ -70,7 +70,7 @@ struct fp_value {
 	__u8 encap_len;  // 0: no tunnel; else bytes of hdr (outer Ethernet on)
 	__u8 encap_kind; // FP_GRE, FP_MPLS_UDP or FP_VXLAN
 	__u8 l2;         // the inner frame keeps its Ethernet header
-	__u8 dead;       // being removed: a miss for the filter, not for TC
+	__u8 pad1;
 	__u32 slot;      // the entry's counters in FP_COUNTS
 	__u32 epoch;     // FP_EPOCH when installed; an older one is dead
 	// Outer headers as the core writes them for an empty payload and IP
@@ -99,17 +99,21 @@ struct {
 	__type(value, struct fp_value);
 } FP_FLOWS SEC(".maps");
 
-// Packets and bytes per entry, in an array the datapath maps into its
-// memory: its once-a-second fold reads them without a system call per
-// entry. The datapath gives each entry a slot and zeroes it first.
+// Per entry, in an array the datapath maps into its memory: packets and
+// bytes, which its once-a-second fold reads without a system call per
+// entry, and `dead`, which it sets without one (being removed: a miss for
+// the filter, not for TC). The datapath gives each entry its own slot,
+// zeroed first, and frees it a grace after the entry is gone.
 struct fp_count {
 	__u64 packets;
 	__u64 bytes;
+	__u32 dead;
+	__u32 pad;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct fp_count);
@@ -126,13 +130,15 @@ struct {
 	__type(value, __u32);
 } FP_EPOCH SEC(".maps");
 
-// Being removed: marked so, or installed before the last flush.
-static __always_inline int fp_dead(const struct fp_value *v)
+// Being removed: marked so in its slot, or installed before the last
+// flush.
+static __always_inline int fp_dead(struct fp_value *v)
 {
 	__u32 zero = 0;
 	__u32 *e = bpf_map_lookup_elem(&FP_EPOCH, &zero);
+	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
 
-	return v->dead || !e || v->epoch != *e;
+	return !e || !c || c->dead || v->epoch != *e;
 }
 
 static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
@@ -165,6 +171,35 @@ static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
 #define FP_TO_KERNEL 0x4b524e4c
 #define FP_TO_USER 0x55535220
 
+// The flow key of an IPv4 packet the fast path may take, from `h`: its
+// Ethernet header (0x0800), the IPv4 header and the first 14 bytes of L4.
+// IPv4 without options, not a fragment (MF or offset), TTL above 1 (TTL 1
+// is the agent's: ICMP time exceeded, as in the core), UDP, or TCP
+// without FIN 0x01, SYN 0x02, RST 0x04 (the core sees them). 0 if not.
+static __always_inline int fp_ipv4_key(const __u8 *h, __u32 ifindex, struct fp_key *k)
+{
+	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+		return 0;
+	if ((h[20] & 0x3f) != 0 || h[21] != 0)
+		return 0;
+	if (h[22] <= 1)
+		return 0;
+	__u8 proto = h[23];
+	if (proto == 6) {
+		if (h[ETH_HLEN + 20 + 13] & 0x07)
+			return 0;
+	} else if (proto != 17) {
+		return 0;
+	}
+	k->ifindex = ifindex;
+	__builtin_memcpy(&k->saddr, &h[26], 4);
+	__builtin_memcpy(&k->daddr, &h[30], 4);
+	__builtin_memcpy(&k->sport, &h[34], 2);
+	__builtin_memcpy(&k->dport, &h[36], 2);
+	k->proto = proto;
+	return 1;
+}
+
 static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 						  int dead_ok)
 {
@@ -173,30 +208,9 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 
 	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) < 0)
 		return 0;
-	if (h[12] != 0x08 || h[13] != 0x00)
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	// IPv4, no options; not a fragment (MF or offset).
-	if (h[14] != 0x45)
-		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	// TTL 1 is the agent's (ICMP time exceeded), as in the core.
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		// FIN 0x01, SYN 0x02, RST 0x04: the core sees them.
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
 	if (!v || (!dead_ok && fp_dead(v)))
 		return 0;
@@ -418,25 +432,10 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 		h[12] = 0x08;
 		h[13] = 0x00;
 	}
-	if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45)
+	// The inner packet: the same checks as on a VM port.
+	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
-	if ((h[20] & 0x3f) != 0 || h[21] != 0)
-		return 0;
-	if (h[22] <= 1)
-		return 0;
-	__u8 proto = h[23];
-	if (proto == 6) {
-		if (h[ETH_HLEN + 20 + 13] & 0x07)
-			return 0;
-	} else if (proto != 17) {
-		return 0;
-	}
-	k.ifindex = skb->ifindex;
-	__builtin_memcpy(&k.saddr, &h[26], 4);
-	__builtin_memcpy(&k.daddr, &h[30], 4);
-	__builtin_memcpy(&k.sport, &h[34], 2);
-	__builtin_memcpy(&k.dport, &h[36], 2);
-	k.proto = proto;
+	__u8 proto = k.proto;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
 	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)

@@ -166,6 +166,9 @@ pub struct DpStats {
     /// Frames with offload metadata we could not honour (dropped).
     pub offload_errors: u64,
     pub gso_frames: u64,
+    /// Of those, tunnel super-packets from the fabric (an overlay frame
+    /// whose inner TCP packet is GSO: the sender's kernel kept tunnel GSO).
+    pub gso_tunnel: u64,
     /// GSO super-packets forwarded whole.
     pub gso_whole: u64,
     /// GSO super-packets segmented in software, and their segments.
@@ -975,6 +978,9 @@ impl Core {
                         continue;
                     }
                 };
+                if g.outer.is_some() {
+                    ex.stats.gso_tunnel += 1;
+                }
                 let plen = g.seg_len(0);
                 if probe.len() < HEADROOM + plen {
                     probe.resize(HEADROOM + plen, 0);
@@ -1057,15 +1063,21 @@ impl Core {
                                     ex.ports.get(*out as usize),
                                     Some(Some(pe)) if pe.offloads.accepts(&sup.vnet)
                                 );
-                                let len = sup.len;
+                                let (len, vh) = (sup.len, sup.vnet);
                                 let frame = sup.frame_area().get_mut(..len).unwrap_or(&mut []);
                                 let probe = pkts.get(p).map(|x| x.data()).unwrap_or(&[]);
-                                if gso_ok && g.graft(frame, probe) {
-                                    ex.stats.gso_whole += 1;
-                                    let vh = sup.vnet;
-                                    ex.send(*out, &vh, &[], sup.frame());
+                                let grafted = if gso_ok {
+                                    g.graft(frame, probe, &vh)
                                 } else {
-                                    fallback.push(si);
+                                    None
+                                };
+                                match grafted {
+                                    Some((start, vh)) => {
+                                        ex.stats.gso_whole += 1;
+                                        let whole = sup.frame().get(start..g.end).unwrap_or(&[]);
+                                        ex.send(*out, &vh, &[], whole);
+                                    }
+                                    None => fallback.push(si),
                                 }
                             }
                             // The whole super-packet shares the verdict.

@@ -84,13 +84,15 @@ struct Args {
     #[arg(long, default_value_t = vrouter::linux::pkt0_backlog_default())]
     pkt0_backlog: usize,
     /// Kernel fast path for flows the core has decided: `auto` (the
-    /// default: `tc` where it can be loaded, else without), `off`, `tc`
-    /// (Linux: TC BPF on VM ports redirects established same-host IPv4
-    /// TCP/UDP flows port to port; everything else takes the user-space
-    /// path), or `tc-encap` (also flows into and out of tunnels to other
-    /// hosts: encapsulation and decapsulation in the kernel), or
-    /// `tc-encap-gso` (the same, tunnel GSO left on the fabric). If
-    /// it cannot be loaded the datapath says why and runs without it.
+    /// default: `tc-encap-gso` where it can be loaded, else without),
+    /// `off`, `tc` (Linux: TC BPF on VM ports redirects established
+    /// same-host IPv4 TCP/UDP flows port to port; everything else takes
+    /// the user-space path), `tc-encap` (also flows into and out of
+    /// tunnels to other hosts: encapsulation and decapsulation in the
+    /// kernel, tunnel GSO turned off on the fabric) or `tc-encap-gso` (the
+    /// same, tunnel GSO left on the fabric: tunnel super-packets cross it
+    /// whole). If it cannot be loaded the datapath says why and runs
+    /// without it.
     #[arg(long, value_enum, default_value_t = FastPathMode::Auto)]
     fast_path: FastPathMode,
     /// Log level: error, warn, info, debug, trace.
@@ -106,20 +108,22 @@ enum VmPorts {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum FastPathMode {
-    /// `tc` if it loads (root, a kernel with TC BPF, a build with clang),
-    /// else off, said once at start.
+    /// `tc-encap-gso` if it loads (root, a kernel with TC BPF, a build
+    /// with clang), else off, said once at start.
     Auto,
     Off,
+    /// Same-host flows only (VM port to VM port).
     Tc,
     /// `tc`, and flows into MPLSoUDP/MPLSoGRE/VXLAN tunnels encapsulated
     /// and flows out of them decapsulated in the kernel too (turns tunnel
-    /// GSO off on the fabric while it runs; see docs/performance.md).
+    /// GSO off on the fabric while it runs: the kernel segments on the
+    /// fabric; see docs/performance.md).
     TcEncap,
     /// `tc-encap`, leaving the fabric's tunnel GSO as it is: tunnel
-    /// super-packets cross the fabric whole. Only where every peer runs
-    /// `tc-encap`/`tc-encap-gso` (another receiver drops them), and a
-    /// flow not installed on the receiver stalls until a retransmission
-    /// reinstalls it (docs/performance.md).
+    /// super-packets cross the fabric whole. A receiver that does not
+    /// decapsulate the flow in its kernel (ours while the flow is not
+    /// installed, or without the fast path) takes them in user space
+    /// (docs/performance.md).
     TcEncapGso,
 }
 
@@ -278,14 +282,20 @@ mod host {
         if args.fast_path != FastPathMode::Off {
             match linux::TcFastPath::load() {
                 Ok(mut fp) => {
-                    fp.set_encap(matches!(
+                    let encap = args.fast_path != FastPathMode::Tc;
+                    let keep_gso = matches!(
                         args.fast_path,
-                        FastPathMode::TcEncap | FastPathMode::TcEncapGso
-                    ));
-                    fp.set_keep_tunnel_gso(args.fast_path == FastPathMode::TcEncapGso);
+                        FastPathMode::Auto | FastPathMode::TcEncapGso
+                    );
+                    fp.set_encap(encap);
+                    fp.set_keep_tunnel_gso(keep_gso);
                     dp.enable_fast_path(Box::new(fp))
                         .map_err(|e| format!("fast path: {e}"))?;
-                    tracing::info!("fast path tc on: decided same-host IPv4 TCP/UDP flows are forwarded in the kernel");
+                    tracing::info!(
+                        encap,
+                        tunnel_gso = keep_gso,
+                        "fast path tc on: decided IPv4 TCP/UDP flows between VM ports, and with encap into and out of tunnels, are forwarded in the kernel"
+                    );
                 }
                 Err(e) if args.fast_path == FastPathMode::Auto => tracing::info!(
                     error = %e,

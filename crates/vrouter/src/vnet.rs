@@ -174,6 +174,105 @@ pub struct Gso {
     /// Payload bytes per segment.
     pub mss: usize,
     pub segs: usize,
+    /// A tunnel super-packet: `l3`/`l4` are the inner packet's, these the
+    /// outer headers each segment repeats.
+    pub outer: Option<Outer>,
+}
+
+/// The outer headers of a tunnel super-packet: an overlay frame (MPLSoUDP,
+/// MPLSoGRE, VXLAN over IPv4) whose *inner* TCP packet is a GSO
+/// super-packet. The sender's kernel marks such an skb `SKB_GSO_UDP_TUNNEL`
+/// or `SKB_GSO_GRE` with `SKB_GSO_TCPV4/6`; a packet socket's virtio-net
+/// header cannot say "tunnel", so it arrives as plain TCP GSO with the
+/// partial checksum at the inner TCP header (measured on 6.18: `gso_type`
+/// TCPV4, `csum_start` the inner L4 offset). Each segment gets the outer
+/// headers with its own lengths, the next IPv4 id and checksum, and a UDP
+/// checksum of 0 (none, which IPv4 allows and the core accepts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outer {
+    /// Offset of the outer IPv4 header.
+    pub l3: usize,
+    /// Offset of the outer UDP header (none for GRE).
+    pub udp: Option<usize>,
+}
+
+/// The overlay UDP ports (MPLSoUDP, VXLAN) and GRE's protocol number.
+const PORT_MPLS_UDP: u16 = 6635;
+const PORT_VXLAN: u16 = 4789;
+const PROTO_GRE: u8 = 47;
+const VXLAN_LEN: usize = 8;
+
+/// Where the inner packet of the overlay frame `frame` (outer headers
+/// `outer`, already parsed) starts, and its headers: the inner IP packet
+/// must end where the outer one does, carry TCP of the family the GSO type
+/// says, and (when the kernel said where the partial checksum starts) have
+/// its TCP header there. An MPLS payload is tried as IP first, then as an
+/// Ethernet frame (an L2 label): only the layout the checksum offset
+/// confirms is taken.
+fn tunnel_inner(
+    frame: &[u8],
+    outer: &PacketInfo,
+    h: &VnetHdr,
+    v6: bool,
+) -> Option<(Outer, PacketInfo, usize)> {
+    use packet::{gre::GrePacket, mpls::MplsStack, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS};
+    if outer.family != Family::Ipv4 || outer.frag.is_fragment || outer.l4_offset == 0 {
+        return None;
+    }
+    let l4 = outer.l4_offset as usize;
+    let end = (outer.l3_offset as usize + outer.l3_len as usize).min(frame.len());
+    let body = frame.get(..end)?;
+    let (udp, mpls, l2) = match (outer.proto, outer.dport) {
+        (PROTO_UDP, PORT_VXLAN) => (Some(l4), None, Some(l4 + 8 + VXLAN_LEN)),
+        (PROTO_UDP, PORT_MPLS_UDP) => (Some(l4), Some(l4 + 8), None),
+        (PROTO_GRE, _) => {
+            let gre = GrePacket::new_checked(body.get(l4..)?).ok()?;
+            // A GRE checksum would have to be recomputed per segment; no
+            // sender of ours sets it.
+            if gre.protocol() != ETHERTYPE_MPLS || gre.checksum_present() || gre.version() != 0 {
+                return None;
+            }
+            (None, Some(l4 + gre.header_len()), None)
+        }
+        _ => return None,
+    };
+    let fits = |at: usize, i: &PacketInfo| {
+        let want = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+        let l4 = at + i.l4_offset as usize;
+        i.family == want
+            && i.proto == PROTO_TCP
+            && !i.frag.is_fragment
+            && i.l4_offset != 0
+            && at + i.l3_offset as usize + i.l3_len as usize == end
+            && (!h.needs_csum() || h.csum_start as usize == l4)
+    };
+    let as_ip = |at: usize| {
+        let et = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let i = PacketInfo::parse_l3(body.get(at..)?, et).ok()?;
+        fits(at, &i).then_some((at, i))
+    };
+    let as_eth = |at: usize| {
+        let i = PacketInfo::parse(body.get(at..)?).ok()?;
+        fits(at, &i).then_some((at, i))
+    };
+    let (at, inner) = match (mpls, l2) {
+        (Some(m), _) => {
+            let mut labels = MplsStack::new(body.get(m..)?);
+            labels.by_ref().for_each(drop);
+            let p = m + labels.payload_offset()?;
+            as_ip(p).or_else(|| as_eth(p))?
+        }
+        (None, Some(e)) => as_eth(e)?,
+        (None, None) => return None,
+    };
+    Some((
+        Outer {
+            l3: outer.l3_offset as usize,
+            udp,
+        },
+        inner,
+        at,
+    ))
 }
 
 use packet::be::{put_u16 as wr16, put_u32 as wr32, u16_at as rd16, u32_at as rd32};
@@ -189,14 +288,38 @@ impl Gso {
         if info.l4_offset == 0 || info.frag.is_fragment {
             return Err(OffloadError::NotL4);
         }
-        let kind = match (h.gso_type & !gso::ECN, info.proto) {
+        let t = h.gso_type & !gso::ECN;
+        if matches!(t, gso::TCPV4 | gso::TCPV6) && info.proto != PROTO_TCP {
+            // TCP GSO on an overlay frame: a tunnel super-packet.
+            let (outer, inner, at) =
+                tunnel_inner(frame, &info, h, t == gso::TCPV6).ok_or(OffloadError::NotL4)?;
+            let l3 = at + inner.l3_offset as usize;
+            let l4 = at + inner.l4_offset as usize;
+            let end = l3 + inner.l3_len as usize;
+            let v6 = inner.family == Family::Ipv6;
+            return Gso::geometry(frame, h, (l3, l4, end), v6, GsoKind::Tcp, Some(outer));
+        }
+        let kind = match (t, info.proto) {
             (gso::TCPV4, PROTO_TCP) if !v6 => GsoKind::Tcp,
             (gso::TCPV6, PROTO_TCP) if v6 => GsoKind::Tcp,
             (gso::UDP_L4, PROTO_UDP) => GsoKind::Udp,
-            (t, _) => return Err(OffloadError::UnsupportedGso(t)),
+            _ => return Err(OffloadError::UnsupportedGso(t)),
         };
         let l3 = info.l3_offset as usize;
-        let l4 = info.l4_offset as usize;
+        let end = (l3 + info.l3_len as usize).min(frame.len());
+        Gso::geometry(frame, h, (l3, info.l4_offset as usize, end), v6, kind, None)
+    }
+
+    /// The geometry of the packet whose (inner) IP header is at `l3`, L4
+    /// header at `l4` and end at `end`.
+    fn geometry(
+        frame: &[u8],
+        h: &VnetHdr,
+        (l3, l4, end): (usize, usize, usize),
+        v6: bool,
+        kind: GsoKind,
+        outer: Option<Outer>,
+    ) -> Result<Gso, OffloadError> {
         let l4_hdr = match kind {
             GsoKind::Tcp => {
                 let doff = frame.get(l4 + 12).ok_or(OffloadError::NotL4)? >> 4;
@@ -205,7 +328,6 @@ impl Gso {
             GsoKind::Udp => 8,
         };
         let hdr_len = l4 + l4_hdr;
-        let end = (l3 + info.l3_len as usize).min(frame.len());
         if hdr_len > end {
             return Err(OffloadError::NotL4);
         }
@@ -224,6 +346,7 @@ impl Gso {
             kind,
             mss,
             segs,
+            outer,
         })
     }
 
@@ -295,6 +418,19 @@ impl Gso {
             let c = checksum::ipv4_header_checksum(out.get(l3..l3 + ihl)?);
             wr16(out, l3 + 10, c)?;
         }
+        if let Some(o) = self.outer {
+            wr16(out, o.l3 + 2, u16::try_from(len - o.l3).ok()?)?;
+            let id = rd16(frame, o.l3 + 4)?.wrapping_add(i as u16);
+            wr16(out, o.l3 + 4, id)?;
+            let ihl = (*out.get(o.l3)? as usize & 0x0f) * 4;
+            wr16(out, o.l3 + 10, 0)?;
+            let c = checksum::ipv4_header_checksum(out.get(o.l3..o.l3 + ihl)?);
+            wr16(out, o.l3 + 10, c)?;
+            if let Some(u) = o.udp {
+                wr16(out, u + 4, u16::try_from(len - u).ok()?)?;
+                wr16(out, u + 6, 0)?;
+            }
+        }
         let (proto, csum_at) = match self.kind {
             GsoKind::Tcp => {
                 let seq = rd32(frame, l4 + 4)?.wrapping_add((i * self.mss) as u32);
@@ -335,49 +471,112 @@ impl Gso {
     /// After the core forwarded the probe (segment 0 written with
     /// `keep_flags`) as a plain local transmit, carry its header rewrite
     /// (MACs, TTL, ...) over to the super-packet so that the super-packet
-    /// can be sent whole with its virtio header. Refuses (returns false,
-    /// `frame` untouched) when the rewrite changed the header length, the
+    /// can be sent whole: returns where the packet to send starts in
+    /// `frame` (it ends at [`Gso::end`]) and its virtio header (`vnet`, the
+    /// one received, for a plain super-packet). Refuses (None, `frame`
+    /// untouched) when the rewrite changed the header length, the
     /// addresses (the partial checksum depends on them) or the L4 header
     /// (NAT): the caller then segments.
-    pub fn graft(&self, frame: &mut [u8], probe: &[u8]) -> bool {
-        self.try_graft(frame, probe).is_some()
+    ///
+    /// A tunnel super-packet takes a decapsulating rewrite: the probe is the
+    /// inner packet behind a new L2 header (the core pulled the outer
+    /// headers off). Its headers replace the outer headers and the inner
+    /// IP header in place, so the inner super-packet leaves whole as plain
+    /// TCP GSO with no copy of its payload.
+    pub fn graft(
+        &self,
+        frame: &mut [u8],
+        probe: &[u8],
+        vnet: &VnetHdr,
+    ) -> Option<(usize, VnetHdr)> {
+        if self.outer.is_some() {
+            return self.try_graft_decap(frame, probe, vnet);
+        }
+        self.try_graft(frame, probe).map(|()| (0, *vnet))
     }
 
-    fn try_graft(&self, frame: &mut [u8], probe: &[u8]) -> Option<()> {
+    /// The inner IP addresses and TCP header of `probe` (whose IP header
+    /// is `d` bytes earlier than in `frame`) are the super-packet's.
+    fn same_flow(&self, frame: &[u8], probe: &[u8], d: usize) -> Option<()> {
         let (l3, l4, hl) = (self.l3, self.l4, self.hdr_len);
-        if probe.len() != self.seg_len(0) {
-            return None;
-        }
         let addrs = if self.v6 {
             l3 + 8..l3 + 40
         } else {
             l3 + 12..l3 + 20
         };
-        if probe.get(addrs.clone())? != frame.get(addrs)? {
-            return None;
-        }
+        let same = |r: core::ops::Range<usize>| {
+            (probe.get(r.start - d..r.end - d)? == frame.get(r)?).then_some(())
+        };
+        same(addrs)?;
         // L4 header minus the fields the segmentation rewrote.
         let skip = match self.kind {
             GsoKind::Tcp => l4 + 16..l4 + 18,
             GsoKind::Udp => l4 + 4..l4 + 8,
         };
-        let same = |r: core::ops::Range<usize>| Some(probe.get(r.clone())? == frame.get(r)?);
-        if !same(l4..skip.start)? || !same(skip.end..hl)? {
-            return None;
-        }
-        // Everything up to L4 comes from the probe; the lengths go back to
-        // the super-packet's.
-        frame.get_mut(..l4)?.copy_from_slice(probe.get(..l4)?);
+        same(l4..skip.start)?;
+        same(skip.end..hl)
+    }
+
+    /// The inner IP header's lengths (and IPv4 checksum) back to the
+    /// super-packet's, after a graft.
+    fn restore_lengths(&self, frame: &mut [u8]) -> Option<()> {
+        let l3 = self.l3;
         if self.v6 {
-            wr16(frame, l3 + 4, u16::try_from(self.end - l3 - 40).ok()?)?;
+            wr16(frame, l3 + 4, u16::try_from(self.end - l3 - 40).ok()?)
         } else {
             wr16(frame, l3 + 2, u16::try_from(self.end - l3).ok()?)?;
             let ihl = (*frame.get(l3)? as usize & 0x0f) * 4;
             wr16(frame, l3 + 10, 0)?;
             let c = checksum::ipv4_header_checksum(frame.get(l3..l3 + ihl)?);
-            wr16(frame, l3 + 10, c)?;
+            wr16(frame, l3 + 10, c)
         }
-        Some(())
+    }
+
+    fn try_graft_decap(
+        &self,
+        frame: &mut [u8],
+        probe: &[u8],
+        vnet: &VnetHdr,
+    ) -> Option<(usize, VnetHdr)> {
+        let (l3, l4, hl) = (self.l3, self.l4, self.hdr_len);
+        // The probe: a new L2 header, then segment 0's inner packet.
+        let inner = self.seg_len(0) - l3;
+        let pl3 = probe.len().checked_sub(inner)?;
+        let want = if self.v6 { 0x86dd } else { 0x0800 };
+        if pl3 < 14 || rd16(probe, pl3 - 2)? != want {
+            return None;
+        }
+        // Decapsulated: at least an outer IP header's worth of bytes is
+        // gone (a tunnel frame forwarded as it is, e.g. to the host, is
+        // segmented).
+        let d = l3.checked_sub(pl3)?;
+        if d < 20 {
+            return None;
+        }
+        self.same_flow(frame, probe, d)?;
+        frame.get_mut(d..l4)?.copy_from_slice(probe.get(..l4 - d)?);
+        self.restore_lengths(frame)?;
+        let vh = VnetHdr {
+            flags: flags::NEEDS_CSUM,
+            gso_type: vnet.gso_type,
+            hdr_len: u16::try_from(hl - d).ok()?,
+            gso_size: u16::try_from(self.mss).ok()?,
+            csum_start: u16::try_from(l4 - d).ok()?,
+            csum_offset: 16,
+        };
+        Some((d, vh))
+    }
+
+    fn try_graft(&self, frame: &mut [u8], probe: &[u8]) -> Option<()> {
+        if probe.len() != self.seg_len(0) {
+            return None;
+        }
+        self.same_flow(frame, probe, 0)?;
+        // Everything up to L4 comes from the probe; the lengths go back to
+        // the super-packet's.
+        let l4 = self.l4;
+        frame.get_mut(..l4)?.copy_from_slice(probe.get(..l4)?);
+        self.restore_lengths(frame)
     }
 }
 
@@ -581,7 +780,7 @@ mod tests {
         let c = checksum::ipv4_header_checksum(&probe[14..34]);
         probe[24..26].copy_from_slice(&c.to_be_bytes());
         let mut sup = f.clone();
-        assert!(g.graft(&mut sup, &probe));
+        assert_eq!(g.graft(&mut sup, &probe, &h), Some((0, h)));
         assert_eq!(&sup[..12], &probe[..12]);
         assert_eq!(sup[22], 63);
         assert_eq!(
@@ -603,12 +802,215 @@ mod tests {
         let mut p = probe.clone();
         p[34] ^= 1; // source port
         let mut sup = f.clone();
-        assert!(!g.graft(&mut sup, &p));
+        assert!(g.graft(&mut sup, &p, &h).is_none());
         assert_eq!(sup, f);
         let mut p = probe.clone();
         p[29] ^= 1; // source address
-        assert!(!g.graft(&mut sup, &p));
-        assert!(!g.graft(&mut sup, &probe[..n - 1]));
+        assert!(g.graft(&mut sup, &p, &h).is_none());
+        assert!(g.graft(&mut sup, &probe[..n - 1], &h).is_none());
         assert_eq!(sup, f);
+    }
+
+    /// Tunnel super-packets: an outer Ethernet/IPv4 header (no DF, id 0x99,
+    /// UDP checksum 0) and `tunnel` (the UDP or GRE header and what follows
+    /// up to the inner packet), around [`tcp4`]'s TCP super-packet whose
+    /// Ethernet header is kept only when `inner_eth` (VXLAN, L2 MPLS). The
+    /// virtio header is what a packet socket reports: plain TCPv4 GSO with
+    /// the partial checksum at the inner TCP header.
+    fn tunnel4(tunnel: &[u8], inner_eth: bool, payload: usize) -> (Vec<u8>, VnetHdr) {
+        let (inner, h) = tcp4(payload, 0x19);
+        let inner = if inner_eth { &inner[..] } else { &inner[14..] };
+        let mut f = eth(0x0800);
+        let tot = 20 + tunnel.len() + inner.len();
+        let proto = if tunnel.len() > 2 && tunnel[2..4] == [0x88, 0x47] {
+            47
+        } else {
+            17
+        };
+        f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0x99, 0, 0, 64, proto, 0, 0]);
+        f[16..18].copy_from_slice(&(tot as u16).to_be_bytes());
+        f.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        let c = checksum::ipv4_header_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut t = tunnel.to_vec();
+        if proto == 17 {
+            t[4..6].copy_from_slice(&((tunnel.len() + inner.len()) as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&t);
+        let at = f.len();
+        f.extend_from_slice(inner);
+        let l4 = at + if inner_eth { 34 } else { 20 };
+        let h = VnetHdr {
+            hdr_len: (l4 + 20) as u16,
+            csum_start: l4 as u16,
+            ..h
+        };
+        (f, h)
+    }
+
+    const MPLS_UDP: [u8; 12] = [0xc3, 0x50, 0x19, 0xeb, 0, 0, 0, 0, 0, 0x12, 0x01, 0x40];
+    const MPLS_GRE: [u8; 8] = [0, 0, 0x88, 0x47, 0, 0x12, 0x01, 0x40];
+    const VXLAN: [u8; 16] = [
+        0xc3, 0x50, 0x12, 0xb5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0x10, 0x92, 0,
+    ];
+
+    /// Each segment is a complete tunnel frame: outer lengths, next outer
+    /// id and checksum, UDP checksum 0; the inner packet cut as a plain
+    /// super-packet is (lengths, ids, sequence, flags, full checksum).
+    #[test]
+    fn segments_tunnel_super_packets() {
+        for (name, tunnel, inner_eth) in [
+            ("MPLSoUDP", &MPLS_UDP[..], false),
+            ("MPLSoGRE", &MPLS_GRE[..], false),
+            ("VXLAN", &VXLAN[..], true),
+            ("L2 MPLSoUDP", &MPLS_UDP[..], true),
+        ] {
+            let (f, h) = tunnel4(tunnel, inner_eth, 2500);
+            let g = Gso::new(&f, &h).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let l3 = 34 + tunnel.len() + if inner_eth { 14 } else { 0 };
+            let udp = (tunnel.len() != 8).then_some(34);
+            assert_eq!(g.outer, Some(Outer { l3: 14, udp }), "{name}");
+            assert_eq!(
+                (g.l3, g.l4, g.hdr_len, g.segs),
+                (l3, l3 + 20, l3 + 40, 3),
+                "{name}"
+            );
+            let mut payload = Vec::new();
+            for i in 0..g.segs {
+                let mut out = vec![0u8; 2000];
+                let n = g.write_segment_for_decap(&f, i, &mut out).unwrap();
+                let s = &out[..n];
+                assert_eq!(
+                    u16::from_be_bytes([s[16], s[17]]) as usize,
+                    n - 14,
+                    "{name}"
+                );
+                assert_eq!(u16::from_be_bytes([s[18], s[19]]), 0x99 + i as u16);
+                assert!(checksum::verify(&s[14..34]), "{name} outer IP checksum");
+                if let Some(u) = udp {
+                    assert_eq!(u16::from_be_bytes([s[u + 4], s[u + 5]]) as usize, n - u);
+                    assert_eq!(&s[u + 6..u + 8], &[0, 0], "{name} UDP checksum none");
+                }
+                // The rest of the tunnel headers as they were.
+                let mut mask = vec![16, 17, 18, 19, 24, 25];
+                if let Some(u) = udp {
+                    mask.extend([u + 4, u + 5, u + 6, u + 7]);
+                }
+                for b in 0..l3 {
+                    assert!(mask.contains(&b) || s[b] == f[b], "{name}: byte {b}");
+                }
+                assert_eq!(u16::from_be_bytes([s[l3 + 2], s[l3 + 3]]) as usize, n - l3);
+                assert_eq!(
+                    u16::from_be_bytes([s[l3 + 4], s[l3 + 5]]),
+                    0x1234 + i as u16
+                );
+                assert!(
+                    checksum::verify(&s[l3..l3 + 20]),
+                    "{name} inner IP checksum"
+                );
+                assert!(l4_ok_v4(&s[l3 - 14..]), "{name} segment {i} TCP checksum");
+                let seq = u32::from_be_bytes(s[l3 + 24..l3 + 28].try_into().unwrap());
+                assert_eq!(seq, 1000 + 1000 * i as u32);
+                let last = i == g.segs - 1;
+                assert_eq!(s[l3 + 33], if last { 0x19 } else { 0x10 }, "{name}");
+                payload.extend_from_slice(&s[l3 + 40..]);
+            }
+            assert_eq!(payload, f[l3 + 40..], "{name}");
+        }
+    }
+
+    /// The core's decapsulation of segment 0 (a new L2 header, TTL - 1)
+    /// grafted on a tunnel super-packet: the inner super-packet, in place,
+    /// as plain TCPv4 GSO behind the probe's L2 header.
+    #[test]
+    fn graft_decapsulates_tunnel_super_packets() {
+        for (name, tunnel, inner_eth) in [
+            ("MPLSoGRE", &MPLS_GRE[..], false),
+            ("VXLAN", &VXLAN[..], true),
+        ] {
+            let (f, h) = tunnel4(tunnel, inner_eth, 3000);
+            let g = Gso::new(&f, &h).unwrap();
+            let mut seg = vec![0u8; 2000];
+            let n = g.write_segment(&f, 0, true, &mut seg).unwrap();
+            // What the core hands over: a VM's Ethernet header, the inner
+            // packet with its TTL decremented.
+            let mut probe = vec![9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 0];
+            probe.extend_from_slice(&seg[g.l3..n]);
+            probe[22] -= 1;
+            probe[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum::ipv4_header_checksum(&probe[14..34]);
+            probe[24..26].copy_from_slice(&c.to_be_bytes());
+            let mut sup = f.clone();
+            let (start, vh) = g
+                .graft(&mut sup, &probe, &h)
+                .unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(start, g.l3 - 14, "{name}");
+            assert_eq!(
+                vh,
+                VnetHdr {
+                    flags: flags::NEEDS_CSUM,
+                    gso_type: gso::TCPV4,
+                    hdr_len: 54,
+                    gso_size: 1000,
+                    csum_start: 34,
+                    csum_offset: 16,
+                }
+            );
+            let out = &sup[start..g.end];
+            assert_eq!(&out[..14], &probe[..14], "{name}");
+            assert_eq!(out[22], 63, "{name}");
+            assert_eq!(
+                u16::from_be_bytes([out[16], out[17]]) as usize,
+                out.len() - 14
+            );
+            assert!(checksum::verify(&out[14..34]), "{name}");
+            // The TCP header with its partial checksum and the payload as
+            // they came.
+            assert_eq!(&out[34..], &f[g.l4..], "{name}");
+            // The whole, segmented as the receiving kernel would, is the
+            // stream that was sent.
+            let (plain, _) = tcp4(3000, 0x19);
+            let g2 = Gso::new(out, &vh).unwrap();
+            assert_eq!((g2.segs, g2.outer), (3, None));
+            assert_eq!(&out[54..], &plain[54..]);
+        }
+    }
+
+    #[test]
+    fn tunnel_graft_and_parse_refusals() {
+        let (f, h) = tunnel4(&MPLS_UDP, false, 3000);
+        let g = Gso::new(&f, &h).unwrap();
+        let mut seg = vec![0u8; 2000];
+        let n = g.write_segment(&f, 0, true, &mut seg).unwrap();
+        let mut sup = f.clone();
+        // Forwarded as it is (not decapsulated): segmented instead.
+        assert!(g.graft(&mut sup, &seg[..n], &h).is_none());
+        // NAT of the inner ports.
+        let mut probe = vec![9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 0];
+        probe.extend_from_slice(&seg[g.l3..n]);
+        probe[34] ^= 1;
+        assert!(g.graft(&mut sup, &probe, &h).is_none());
+        assert_eq!(sup, f, "untouched when refused");
+        // A GRE checksum (not recomputed per segment): refused.
+        let mut gre = MPLS_GRE.to_vec();
+        gre.splice(4..4, [0u8; 4]);
+        gre[0] = 0x80;
+        let (f, h) = tunnel4(&gre, false, 3000);
+        assert_eq!(Gso::new(&f, &h), Err(OffloadError::NotL4));
+        // The kernel's checksum offset must be the inner TCP header.
+        let (f, mut h) = tunnel4(&MPLS_UDP, false, 3000);
+        h.csum_start -= 4;
+        assert_eq!(Gso::new(&f, &h), Err(OffloadError::NotL4));
+        // Outer and inner lengths disagree.
+        let (mut f, h) = tunnel4(&MPLS_UDP, false, 3000);
+        f.truncate(f.len() - 1);
+        let tot = u16::from_be_bytes([f[16], f[17]]) - 1;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        assert!(Gso::new(&f, &h).is_err());
+        // Another UDP port is not an overlay.
+        let mut other = MPLS_UDP;
+        other[3] = 0x35;
+        let (f, h) = tunnel4(&other, false, 3000);
+        assert!(Gso::new(&f, &h).is_err());
     }
 }

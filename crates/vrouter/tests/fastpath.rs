@@ -52,6 +52,29 @@ fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
     .unwrap();
 }
 
+/// [`set_flow`] as a ksync flow request does it: only that flow's offloaded
+/// entry goes (a `Datapath` command would empty the whole fast path).
+fn set_flow_as_ksync(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
+    dp.call(move |c| {
+        let r = c.flow_set(&FlowSet {
+            index: Some(index),
+            gen_id: None,
+            key,
+            action,
+            flags: 0,
+            rflow: None,
+            dvrf: None,
+            ecmp_nh_index: -1,
+            drop_reason: 0,
+            src_nh_index: 0,
+        });
+        c.only_flows_changed(&[index]);
+        r
+    })
+    .unwrap()
+    .unwrap();
+}
+
 /// Entries on HOLD (a read-only command: offloaded flows stay).
 fn held(dp: &Datapath) -> Vec<(u32, FlowKey)> {
     dp.call(|c| {
@@ -263,9 +286,16 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     // UDP: offloaded packets keep the shared flow entry counting while the
     // user-space path sees none of them; an idle flow stops counting.
     // The first datagram waits for the (helper) agent's decision.
+    let inst0 = offloaded(&dp).installed;
     let first = udp_burst(&c1, &c2, 1, Duration::from_millis(300));
+    // A flow of one datagram (a DNS query's kind) installs nothing.
+    assert_eq!(offloaded(&dp).installed, inst0, "one datagram, no entry");
     let warm = udp_burst(&c1, &c2, 50, Duration::from_millis(200));
     assert!(first == 1 && warm >= 45, "UDP warm-up: {first}, {warm}");
+    assert!(
+        offloaded(&dp).installed > inst0,
+        "the second datagram installs"
+    );
     let (uidx, ukey, p0, _) = flow_of(&dp, 17, C1_IP, 9000).expect("UDP flow entry");
     let rx0 = dp
         .call(|c| {
@@ -334,10 +364,16 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         rx2.rx_frames
     );
 
-    // The agent denies the flow: traffic stops at once.
+    // The agent denies the flow: traffic stops at once. (As a ksync flow
+    // request does: only that flow's entry goes, marked dead in its slot.)
     stop.store(true, Ordering::Release);
     agent.join().unwrap();
-    set_flow(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    let forgotten = offloaded(&dp).forgotten;
+    set_flow_as_ksync(&dp, uidx, ukey, VR_FLOW_ACTION_DROP);
+    assert!(
+        offloaded(&dp).forgotten > forgotten,
+        "removed by itself, not flushed"
+    );
     assert_eq!(
         udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
         0,
@@ -596,7 +632,8 @@ fn fp_tc_lines(out: &[u8]) -> usize {
 /// Every entry holds one counter slot of the mapped array, and slots come
 /// back: a full map refuses the next entry with a reason, entries removed
 /// (marked dead, deleted after their grace) give their slots back, and
-/// the map fills again; a fresh entry counts from zero.
+/// the map fills again; a fresh entry counts from zero; entries replaced
+/// give theirs back too.
 #[test]
 fn counter_slots_are_taken_and_given_back() {
     require_env!();
@@ -632,7 +669,7 @@ fn counter_slots_are_taken_and_given_back() {
         }
         assert_eq!(fp.counters(7, &hint(5)), Some((0, 0)), "a fresh entry");
         let e = fp.insert(7, 8, &hint(MAX)).unwrap_err();
-        assert!(e.to_string().contains("entries"), "full: {e}");
+        assert!(e.to_string().contains("FP_FLOWS insert"), "full: {e}");
         for i in 0..MAX {
             fp.remove(7, &hint(i));
         }
@@ -645,4 +682,11 @@ fn counter_slots_are_taken_and_given_back() {
         fp.tick();
         assert_eq!(fp.counters(7, &hint(5)), None, "deleted after the grace");
     }
+    // An entry replaced (the same key installed again) gives its slot back
+    // after the grace too: more replacements than there are slots.
+    for n in 0..140_000u32 {
+        fp.insert(7, 8, &hint(1))
+            .unwrap_or_else(|e| panic!("replacement {n}: {e}"));
+    }
+    assert_eq!(fp.counters(7, &hint(1)), Some((0, 0)));
 }

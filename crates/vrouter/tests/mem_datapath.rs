@@ -6,7 +6,7 @@
 
 use dp_core::agent::AgentHdr;
 use dp_core::flow::table::VR_FLOW_ACTION_FORWARD;
-use dp_core::testkit::{Topo, AGENT_VIF, FABRIC_VIF};
+use dp_core::testkit::{Topo, AGENT_VIF, FABRIC_IP, FABRIC_MAC, FABRIC_VIF, PEER_IP, PEER_MAC};
 use dp_core::{FlowSet, RouterConfig, TunnelKind, VROUTER_MAC};
 use packet::checksum;
 use std::time::{Duration, Instant};
@@ -221,6 +221,124 @@ fn gso_into_tunnel_is_segmented_then_encapsulated() {
         payload.extend_from_slice(&inner[40..]);
     }
     assert_eq!(payload, f[54..]);
+}
+
+/// vm2's L3 label in [`rig`] (the second VM the testkit adds).
+const VM2_LABEL: u32 = 18;
+
+/// A tunnel super-packet from the peer: MPLSoUDP (`label`) around a TCP
+/// super-packet from the remote VM to `dst`, as a packet socket hands over
+/// a tunnel GSO skb (the sender's kernel kept tunnel GSO on the fabric):
+/// plain TCPv4 GSO in the virtio header, the partial checksum at the
+/// inner TCP header, outer UDP checksum 0.
+fn mpls_udp_super(label: u32, dst: [u8; 4], payload: usize, mss: u16) -> (Vec<u8>, VnetHdr) {
+    let mut f = eth(FABRIC_MAC, PEER_MAC, 0x0800);
+    let inner = 20 + 20 + payload;
+    ipv4(&mut f, 17, PEER_IP, FABRIC_IP, 8 + 4 + inner);
+    f[20] = 0; // no DF, as the core and the BPF encapsulation write it
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&6635u16.to_be_bytes());
+    f.extend_from_slice(&((8 + 4 + inner) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&((label << 12) | 0x100 | 64).to_be_bytes());
+    let l3 = f.len();
+    ipv4(&mut f, 6, REMOTE_IP, dst, 20 + payload);
+    f.extend_from_slice(&[0x14, 0x51, 0x9c, 0x40]);
+    f.extend_from_slice(&7000u32.to_be_bytes());
+    f.extend_from_slice(&1u32.to_be_bytes());
+    f.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend((0..payload).map(|i| (i % 251) as u8));
+    let ph = checksum::pseudo_header_v4(&REMOTE_IP, &dst, 6, (20 + payload) as u16);
+    f[l3 + 36..l3 + 38].copy_from_slice(&ph.to_be_bytes());
+    let h = VnetHdr {
+        flags: flags::NEEDS_CSUM,
+        gso_type: gso::TCPV4,
+        hdr_len: (l3 + 40) as u16,
+        gso_size: mss,
+        csum_start: (l3 + 20) as u16,
+        csum_offset: 16,
+    };
+    (f, h)
+}
+
+#[test]
+fn tunnel_gso_from_the_fabric_leaves_whole_decapsulated() {
+    let r = rig(false, VNET);
+    let (f, h) = mpls_udp_super(VM2_LABEL, VM2_IP, 20000, 1400);
+    let inner = 14 + 20 + 8 + 4;
+    r.fabric.inject(h, &f);
+    let out = wait_tx(&r.vm2, 1);
+    let st = r.dp.stats().unwrap();
+    assert_eq!(out.len(), 1, "one inner super-packet, not segments: {st:?}");
+    let (vh, g) = &out[0];
+    assert_eq!(
+        *vh,
+        VnetHdr {
+            flags: flags::NEEDS_CSUM,
+            gso_type: gso::TCPV4,
+            hdr_len: 54,
+            gso_size: 1400,
+            csum_start: 34,
+            csum_offset: 16,
+        }
+    );
+    assert_eq!(g.len(), f.len() - inner + 14);
+    assert_eq!(&g[0..6], &VM2_MAC);
+    assert_eq!(&g[6..12], &VROUTER_MAC);
+    assert_eq!(&g[12..14], &[8, 0]);
+    assert_eq!(u16::from_be_bytes([g[16], g[17]]) as usize, g.len() - 14);
+    assert!(checksum::verify(&g[14..34]), "inner IP checksum");
+    assert_eq!(&g[26..34], &f[inner + 12..inner + 20], "inner addresses");
+    assert_eq!(
+        &g[34..],
+        &f[inner + 20..],
+        "TCP header, partial checksum and payload untouched"
+    );
+    assert_eq!(
+        (
+            st.gso_tunnel,
+            st.gso_whole,
+            st.gso_segmented,
+            st.offload_errors
+        ),
+        (1, 1, 0, 0)
+    );
+}
+
+#[test]
+fn tunnel_gso_to_a_port_without_gso_is_segmented() {
+    let r = rig(false, Offloads::default());
+    let (f, h) = mpls_udp_super(VM2_LABEL, VM2_IP, 5000, 1400);
+    let inner = 14 + 20 + 8 + 4;
+    r.fabric.inject(h, &f);
+    let out = wait_tx(&r.vm2, 4);
+    assert_eq!(out.len(), 4);
+    let mut payload = Vec::new();
+    for (i, (vh, s)) in out.iter().enumerate() {
+        assert_eq!(*vh, VnetHdr::NONE);
+        assert_eq!(&s[0..6], &VM2_MAC);
+        assert!(checksum::verify(&s[14..34]));
+        assert!(l4_ok(&s[14..]), "segment {i}");
+        assert_eq!(
+            u32::from_be_bytes(s[38..42].try_into().unwrap()),
+            7000 + 1400 * i as u32
+        );
+        payload.extend_from_slice(&s[54..]);
+    }
+    assert_eq!(payload, f[inner + 40..]);
+    let st = r.dp.stats().unwrap();
+    assert_eq!(
+        (
+            st.gso_tunnel,
+            st.gso_segmented,
+            st.gso_segments,
+            st.offload_errors
+        ),
+        (1, 1, 4, 0)
+    );
 }
 
 #[test]

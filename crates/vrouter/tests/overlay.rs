@@ -489,6 +489,17 @@ fn ethtool(ns: &str, args: &[&str]) {
 /// VNI both ways.
 #[test]
 fn kernel_vxlan_interop() {
+    kernel_vxlan(true);
+}
+
+#[test]
+fn kernel_vxlan_interop_segmenting_fabric() {
+    kernel_vxlan(false);
+}
+
+/// `tunnel_gso`: B's fabric keeps tunnel GSO on (the kernel's default on
+/// veth), so its VXLAN TCP reaches us as tunnel super-packets.
+fn kernel_vxlan(tunnel_gso: bool) {
     require_env!("tshark", "ethtool");
     let mut ns = Namespaces::new();
     let (ha, hb) = fabric(&mut ns);
@@ -524,22 +535,25 @@ fn kernel_vxlan_interop() {
     for dev in ["vx0", "br0"] {
         ip(&["-n", &hb, "link", "set", dev, "up"]);
     }
-    // Over veth the kernel would hand its VXLAN TCP to the peer as one
-    // UDP-tunnel GSO skb, which AF_PACKET cannot describe with a
-    // virtio-net header (it drops it for our socket). A physical NIC
-    // segments (or offloads) before the wire, so make B's fabric behave
-    // like one: segment tunnel GSO in software before the veth.
-    ethtool(
-        &hb,
-        &[
-            "-K",
-            "fab",
-            "tx-udp_tnl-segmentation",
-            "off",
-            "tx-udp_tnl-csum-segmentation",
-            "off",
-        ],
-    );
+    // Over veth the kernel hands its VXLAN TCP to the peer as one
+    // UDP-tunnel GSO skb, which AF_PACKET presents as plain TCP GSO with
+    // the partial checksum at the inner TCP header: our user space takes
+    // it as a tunnel super-packet. A physical NIC segments (or offloads)
+    // before the wire; without tunnel GSO B's fabric behaves like one
+    // (the kernel segments in software before the veth).
+    if !tunnel_gso {
+        ethtool(
+            &hb,
+            &[
+                "-K",
+                "fab",
+                "tx-udp_tnl-segmentation",
+                "off",
+                "tx-udp_tnl-csum-segmentation",
+                "off",
+            ],
+        );
+    }
 
     let (dpa, _ga) = start_dp(&ha, move |dp| {
         compute_node(
@@ -570,6 +584,15 @@ fn kernel_vxlan_interop() {
     );
     eprintln!("A {st:?}; fabric port {fab:?}");
     assert_eq!(dirs.len(), 2, "both directions captured: {dirs:?}");
+    assert_eq!(st.offload_errors, 0, "A refused no offloaded frame");
+    if tunnel_gso {
+        assert!(
+            st.gso_tunnel > 0,
+            "A took the kernel's tunnel super-packets"
+        );
+    } else {
+        assert_eq!(st.gso_tunnel, 0, "B's kernel segmented before the fabric");
+    }
     // The kernel VTEP learnt our container's MAC behind host A.
     let fdb = Command::new("bridge")
         .args(["-n", &hb, "fdb", "show", "dev", "vx0"])

@@ -68,9 +68,7 @@ pub struct FpValue {
     /// `FP_GRE` 1, `FP_MPLS_UDP` 2, `FP_VXLAN` 3.
     pub encap_kind: u8,
     pub l2: u8,
-    /// Being removed: the socket filter treats it as a miss, TC still
-    /// forwards a frame the filter kept from the socket.
-    pub dead: u8,
+    pub pad1: u8,
     /// The entry's counters in `FP_COUNTS`.
     pub slot: u32,
     /// The epoch it was installed in; an older one than `FP_EPOCH` is dead.
@@ -91,7 +89,7 @@ impl Default for FpValue {
             encap_len: 0,
             encap_kind: 0,
             l2: 0,
-            dead: 0,
+            pad1: 0,
             slot: 0,
             epoch: 0,
             hdr: [0; 56],
@@ -222,13 +220,20 @@ pub struct TcFastPath {
     cur_epoch: u32,
     /// The slot of each entry in `flows` (live or dead) ...
     slots: HashMap<FpKey, u32>,
+    /// ... the slots of entries replaced, free after [`DEAD_GRACE`] (a
+    /// frame in flight may still count into them) ...
+    retiring: Vec<(u32, Instant)>,
     /// ... and the slots no entry holds.
     free: Vec<u32>,
 }
 
-/// The entries `FP_FLOWS` and `FP_COUNTS` hold (`max_entries` in
-/// fastpath.c).
+/// The entries `FP_FLOWS` holds (`max_entries` in fastpath.c).
 const FP_MAX: u32 = 65536;
+/// The slots of `FP_COUNTS`: an entry replaced keeps its slot for the
+/// grace besides the new one's, so up to twice the entries.
+const SLOTS: u32 = 2 * FP_MAX;
+/// `struct fp_count`: packets, bytes (u64), dead, pad (u32).
+const COUNT_SIZE: usize = 24;
 
 /// A BPF array created with `BPF_F_MMAPABLE`, mapped into our memory: the
 /// programs and we share its values without a system call.
@@ -304,24 +309,38 @@ impl Drop for Mapped {
     }
 }
 
-/// `FP_COUNTS`: `struct fp_count { u64 packets, bytes; }` per slot, added
-/// to atomically by the programs; read and zeroed here.
+/// `FP_COUNTS`: `struct fp_count { u64 packets, bytes; u32 dead, pad; }`
+/// per slot; the programs add to the counters atomically and read `dead`.
 struct Counts(Mapped);
 
 impl Counts {
+    /// The slot's first 8-byte cell.
+    fn at(slot: u32) -> usize {
+        slot as usize * COUNT_SIZE / 8
+    }
+
     fn read(&self, slot: u32) -> Option<(u64, u64)> {
-        let i = slot as usize * 2;
+        let i = Counts::at(slot);
         let (p, b) = (self.0.u64_at(i)?, self.0.u64_at(i + 1)?);
         Some((p.load(Ordering::Relaxed), b.load(Ordering::Relaxed)))
     }
 
-    fn zero(&self, slot: u32) {
-        let i = slot as usize * 2;
-        for c in [self.0.u64_at(i), self.0.u64_at(i + 1)]
+    /// Zero counters, not dead: before the slot's entry goes in the map.
+    fn reset(&self, slot: u32) {
+        let i = Counts::at(slot);
+        for c in [self.0.u64_at(i), self.0.u64_at(i + 1), self.0.u64_at(i + 2)]
             .into_iter()
             .flatten()
         {
-            c.store(0, Ordering::Relaxed);
+            c.store(0, Ordering::Release);
+        }
+    }
+
+    /// The slot's entry is dead to the socket filter from now on.
+    fn set_dead(&self, slot: u32) {
+        // `dead` is the low half of the third cell: its own 4-byte cell.
+        if let Some(d) = self.0.u32_at(Counts::at(slot) * 2 + 4) {
+            d.store(1, Ordering::Release);
         }
     }
 }
@@ -364,7 +383,7 @@ impl TcFastPath {
         let flows = BpfHashMap::try_from(map).map_err(|e| bpf_err("FP_FLOWS", e))?;
         let counts = match bpf.take_map("FP_COUNTS") {
             Some(aya::maps::Map::Array(m)) => {
-                Counts(Mapped::new(m, FP_MAX as usize * 16, "FP_COUNTS")?)
+                Counts(Mapped::new(m, SLOTS as usize * COUNT_SIZE, "FP_COUNTS")?)
             }
             _ => return Err(io::Error::other("the BPF object has no FP_COUNTS array")),
         };
@@ -409,12 +428,14 @@ impl TcFastPath {
             epoch,
             cur_epoch: 1,
             slots: HashMap::new(),
-            free: (0..FP_MAX).rev().collect(),
+            free: (0..SLOTS).rev().collect(),
+            retiring: Vec::new(),
         })
     }
 
     /// Offload flows into and out of MPLSoUDP/MPLSoGRE/VXLAN tunnels too
-    /// (off by default, see [`FastPath::fabric`]).
+    /// (off until set; the binary's `auto` sets it, see
+    /// [`FastPath::fabric`]).
     pub fn set_encap(&mut self, on: bool) {
         self.encap = on;
     }
@@ -468,6 +489,14 @@ impl TcFastPath {
         for key in &gone {
             self.free.extend(self.slots.remove(key));
         }
+        let free = &mut self.free;
+        self.retiring.retain(|(slot, since)| {
+            if now.duration_since(*since) < DEAD_GRACE {
+                return true;
+            }
+            free.push(*slot);
+            false
+        });
     }
 
     /// Delete `keys` from `FP_FLOWS`: in batches of one system call each
@@ -629,21 +658,19 @@ impl FastPath for TcFastPath {
         Ok(())
     }
 
-    /// Attach decapsulation to the fabric, and have the kernel segment
-    /// the fast path's tunnel super-packets on the fabric device itself
-    /// (unless `tc-encap-gso`): a receiver that does not decapsulate the
-    /// flow in its kernel (a peer without the fast path, or ours while the
-    /// flow is not installed) reads the fabric with an AF_PACKET socket,
-    /// whose virtio-net header cannot carry tunnel GSO (the super-packet
-    /// would reach it as plain TCP GSO and be dropped). Kernel
-    /// segmentation of UDP/GRE tunnels is what the kernel VXLAN device
-    /// gets on a device without these offloads. The features turned off
-    /// are turned on again on drop.
+    /// Attach decapsulation to the fabric, and unless tunnel GSO is kept
+    /// (`auto`, `tc-encap-gso`) have the kernel segment the fast path's
+    /// tunnel super-packets on the fabric device itself (`tc-encap`), as
+    /// the kernel VXLAN device gets on a device without these offloads. A
+    /// receiver that does not decapsulate the flow in its kernel reads
+    /// the super-packet with its AF_PACKET socket as plain TCP GSO and
+    /// takes it in user space (`crate::vnet::Gso`'s tunnel case). The
+    /// features turned off are turned on again on drop.
     fn fabric(&mut self, port: &dyn Port) -> io::Result<()> {
         if !self.encap {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "encapsulation offload off (--fast-path tc-encap turns it on)",
+                "encapsulation offload off (--fast-path tc: same-host flows only)",
             ));
         }
         let off = if self.keep_tunnel_gso {
@@ -682,22 +709,22 @@ impl FastPath for TcFastPath {
 
     fn insert(&mut self, in_os: u32, out_os: u32, h: &OffloadHint) -> io::Result<()> {
         let key = FpKey::of(in_os, h);
-        // A live entry replaces a dead one of the same key (and its slot).
-        self.dead.remove(&key);
         let mut v = FpValue::of(out_os, h);
         if self.peer_of(out_os) {
             v.rewrite |= FP_PEER;
         }
-        let held = self.slots.get(&key).copied();
-        if held.is_none() && self.free.is_empty() {
+        if self.free.is_empty() {
             // Full of dead entries, perhaps: delete those past their grace.
             self.purge_dead();
         }
-        let Some(slot) = held.or_else(|| self.free.pop()) else {
-            return Err(io::Error::other("FP_FLOWS insert: all 65536 entries taken"));
+        let Some(slot) = self.free.pop() else {
+            return Err(io::Error::other(format!(
+                "FP_FLOWS insert: all {SLOTS} counter slots taken"
+            )));
         };
-        // Counted from 0, as the entry is new to the fold.
-        self.counts.zero(slot);
+        // A fresh slot, zeroed before the map points at it: counted from 0
+        // (the entry is new to the fold) and live.
+        self.counts.reset(slot);
         v.slot = slot;
         v.epoch = self.cur_epoch;
         let mut r = self.flows.insert(key, v, 0);
@@ -705,42 +732,31 @@ impl FastPath for TcFastPath {
             self.purge_dead();
             r = self.flows.insert(key, v, 0);
         }
-        match r {
-            Ok(()) => {
-                self.slots.insert(key, slot);
-                Ok(())
-            }
-            Err(e) => {
-                if held.is_none() {
-                    self.free.push(slot);
-                }
-                Err(bpf_err("FP_FLOWS insert", e))
-            }
+        if let Err(e) = r {
+            self.free.push(slot);
+            return Err(bpf_err("FP_FLOWS insert", e));
         }
+        // The key's previous entry, dead or live, is replaced at once (one
+        // map update); its slot retires.
+        self.dead.remove(&key);
+        if let Some(old) = self.slots.insert(key, slot) {
+            self.retiring.push((old, Instant::now()));
+        }
+        Ok(())
     }
 
-    /// Marks the entry `dead` (see fastpath.c: a frame the socket filter
-    /// kept from user space just before must still be forwarded by TC);
-    /// [`FastPath::tick`] deletes it after [`DEAD_GRACE`].
+    /// Marks the entry `dead` in its slot, a write to shared memory (see
+    /// fastpath.c: a frame the socket filter kept from user space just
+    /// before must still be forwarded by TC); [`FastPath::tick`] deletes
+    /// it after [`DEAD_GRACE`].
     fn remove(&mut self, in_os: u32, h: &OffloadHint) {
         let key = FpKey::of(in_os, h);
-        match self.flows.get(&key, 0) {
-            Ok(mut v) if v.dead == 0 => {
-                v.dead = 1;
-                if self.flows.insert(key, v, 0).is_ok() {
-                    self.dead.insert(key, Instant::now());
-                } else {
-                    let _ = self.flows.remove(&key);
-                    self.free.extend(self.slots.remove(&key));
-                }
-            }
-            Ok(_) => {}
-            // Gone from the map already: only its slot is left to free.
-            Err(_) => {
-                if !self.dead.contains_key(&key) {
-                    self.free.extend(self.slots.remove(&key));
-                }
-            }
+        let Some(&slot) = self.slots.get(&key) else {
+            return;
+        };
+        if let std::collections::hash_map::Entry::Vacant(e) = self.dead.entry(key) {
+            self.counts.set_dead(slot);
+            e.insert(Instant::now());
         }
     }
 

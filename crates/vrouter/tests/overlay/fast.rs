@@ -428,3 +428,176 @@ fn fast_path_two_hosts_gso_vxlan() {
 fn fast_path_two_hosts_gso_mpls_over_gre() {
     fast_two_hosts(TunnelKind::MplsOverGre, true);
 }
+
+/// TCP/UDP counters of namespace `ns` from `/proc/net/netstat` and
+/// `/proc/net/snmp`: (TCPTimeouts, RetransSegs).
+fn tcp_timeouts(ns: &str) -> (u64, u64) {
+    in_ns(ns, || {
+        let field = |file: &str, prefix: &str, name: &str| -> u64 {
+            let s = std::fs::read_to_string(file).unwrap();
+            let mut lines = s.lines().filter(|l| l.starts_with(prefix));
+            let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
+            h.split_whitespace()
+                .zip(v.split_whitespace())
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap()
+        };
+        (
+            field("/proc/thread-self/net/netstat", "TcpExt:", "TCPTimeouts"),
+            field("/proc/thread-self/net/snmp", "Tcp:", "RetransSegs"),
+        )
+    })
+}
+
+/// A sender that keeps tunnel GSO on the fabric (`tc-encap-gso`) and a
+/// receiver whose kernel does not decapsulate the flow: `receiver_fast`
+/// false, a receiver without the fast path (every frame through its user
+/// space); true, a `tc-encap-gso` receiver whose entries are all removed
+/// every 20 ms during the stream (each removal sends the flow's next
+/// frames, tunnel super-packets, to user space until the flow is
+/// installed again). The receiver's user space must take the tunnel
+/// super-packets (decapsulate once, hand the container the inner one):
+/// the TCP stream completes intact without a retransmission timeout, and
+/// the receiver counted tunnel super-packets and no offload error.
+fn gso_sender_to_user_space(kind: TunnelKind, receiver_fast: bool) {
+    require_env!("tshark", "ethtool");
+    if let Some(r) = skip_reason(&["clang"]) {
+        report_skip(
+            "overlay fast path: BPF object needs clang at build time",
+            &r,
+        );
+        return;
+    }
+    let mut ns = Namespaces::new();
+    let (ha, hb) = fabric(&mut ns);
+    let ca = ns.add("ca");
+    let cb = ns.add("cb");
+    container(&ha, "vh1", &ca, CA_MAC, CA_IP, C_MTU);
+    container(&hb, "vh1", &cb, CB_MAC, CB_IP, C_MTU);
+    let node = move |me, peer, local: Vm, remote: Vm, fast: bool| {
+        move |dp: &Datapath| {
+            if fast {
+                let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+                fp.set_encap(true);
+                fp.set_keep_tunnel_gso(true);
+                dp.enable_fast_path(Box::new(fp)).unwrap();
+            }
+            compute_node_with(
+                dp,
+                kind,
+                me,
+                peer,
+                &local,
+                &remote,
+                VifFlags::POLICY_ENABLED,
+            );
+        }
+    };
+    let (dpa, _ga) = start_dp(
+        &ha,
+        node((FAB_A, FAB_MAC_A), (FAB_B, FAB_MAC_B), vm_a(), vm_b(), true),
+    );
+    let (dpb, _gb) = start_dp(
+        &hb,
+        node(
+            (FAB_B, FAB_MAC_B),
+            (FAB_A, FAB_MAC_A),
+            vm_b(),
+            vm_a(),
+            receiver_fast,
+        ),
+    );
+    let (dpa, dpb) = (Arc::new(dpa), Arc::new(dpb));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = vec![
+        allow_all(dpa.clone(), stop.clone()),
+        allow_all(dpb.clone(), stop.clone()),
+    ];
+    let k = fabric_features(&ha);
+    assert!(k.contains("tx-udp_tnl-segmentation: on"), "{k}");
+    let rtts = ping(&ca, CB_IP, 3, Duration::from_secs(2));
+    assert_eq!(rtts.len(), 3, "ping A -> B");
+    if receiver_fast {
+        // Every control command empties the fast path.
+        let (dp, stop) = (dpb.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                dp.call(|_| ()).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+    }
+    let b0 = dpb.stats().unwrap();
+    let (to0, re0) = tcp_timeouts(&ca);
+    let size = tcp_bytes(32);
+    let t0 = Instant::now();
+    let (got, gbps) = tcp_transfer(&cb, &ca, CB_IP, size);
+    let secs = t0.elapsed().as_secs_f64();
+    let (to1, re1) = tcp_timeouts(&ca);
+    stop.store(true, Ordering::Release);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let b1 = dpb.stats().unwrap();
+    let sa = dpa.offload_stats().unwrap().unwrap();
+    eprintln!(
+        "{kind:?} tc-encap-gso -> {}: TCP {got}/{size} bytes in {secs:.2} s ({gbps:.2} Gbit/s), \
+         sender's TCP timeouts {}, retransmitted segments {}\nA {sa:?}\nB {b1:?}\nB offload {:?}",
+        if receiver_fast {
+            "tc-encap-gso emptied every 20 ms"
+        } else {
+            "user space"
+        },
+        to1 - to0,
+        re1 - re0,
+        dpb.offload_stats().unwrap(),
+    );
+    assert_eq!(got, size, "TCP A -> B intact");
+    assert!(sa.packets > 0, "A's kernel encapsulated: {sa:?}");
+    assert!(
+        b1.gso_tunnel > b0.gso_tunnel,
+        "B's user space took tunnel super-packets: {b1:?}"
+    );
+    assert_eq!(
+        b1.offload_errors, b0.offload_errors,
+        "B refused no offloaded frame: {b1:?}"
+    );
+    assert_eq!(to1 - to0, 0, "no retransmission timeout (a stall)");
+    for dp in [dpa, dpb] {
+        match Arc::try_unwrap(dp) {
+            Ok(dp) => dp.stop(),
+            Err(_) => panic!("datapath still shared"),
+        }
+    }
+}
+
+#[test]
+fn gso_sender_to_user_space_receiver_mpls_over_udp() {
+    gso_sender_to_user_space(TunnelKind::MplsOverUdp, false);
+}
+
+#[test]
+fn gso_sender_to_user_space_receiver_mpls_over_gre() {
+    gso_sender_to_user_space(TunnelKind::MplsOverGre, false);
+}
+
+#[test]
+fn gso_sender_to_user_space_receiver_vxlan() {
+    gso_sender_to_user_space(TunnelKind::Vxlan, false);
+}
+
+#[test]
+fn gso_sender_to_receiver_losing_its_entries_mpls_over_udp() {
+    gso_sender_to_user_space(TunnelKind::MplsOverUdp, true);
+}
+
+#[test]
+fn gso_sender_to_receiver_losing_its_entries_mpls_over_gre() {
+    gso_sender_to_user_space(TunnelKind::MplsOverGre, true);
+}
+
+#[test]
+fn gso_sender_to_receiver_losing_its_entries_vxlan() {
+    gso_sender_to_user_space(TunnelKind::Vxlan, true);
+}
