@@ -412,16 +412,24 @@ impl KsyncServer {
         // reach a client that reads them; a shutdown does not wait for one
         // that does not.
         drop(answers);
-        tokio::select! {
-            _ = &mut writer => {}
-            () = stopped(&mut shutdown) => writer.abort(),
-        }
-        let server = Arc::clone(&self);
-        let closed = Arc::clone(&state);
-        match tokio::task::spawn_blocking(move || server.closed(closed)).await {
-            Ok(Ok(())) | Ok(Err(DpError::Stopped)) => {}
-            Ok(Err(e)) => tracing::warn!(conn = id, error = %e, "agent disconnect"),
-            Err(e) => tracing::error!(conn = id, error = %e, "agent disconnect task failed"),
+        let drained = tokio::select! {
+            d = &mut writer => d.unwrap_or(false),
+            () = stopped(&mut shutdown) => {
+                writer.abort();
+                false
+            }
+        };
+        // Drained: every batch of this connection has run (each held a
+        // sender of its answers), so `agent` is final. Otherwise the close
+        // is applied on the loop after the batches still queued.
+        if !drained || state.agent.load(Ordering::Relaxed) {
+            let server = Arc::clone(&self);
+            let closed = Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || server.closed(closed)).await {
+                Ok(Ok(())) | Ok(Err(DpError::Stopped)) => {}
+                Ok(Err(e)) => tracing::warn!(conn = id, error = %e, "agent disconnect"),
+                Err(e) => tracing::error!(conn = id, error = %e, "agent disconnect task failed"),
+            }
         }
         let agent = state.agent.load(Ordering::Relaxed);
         self.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -429,24 +437,28 @@ impl KsyncServer {
     }
 }
 
-/// Write one connection's answers in order until the session drops its
-/// sender or the client stops taking them; then mark the connection
-/// broken, which /// ends the session's reading too.
+/// Write one connection's answers in order until every sender is gone
+/// (the session's and its queued batches': true) or the client stops
+/// taking them (false); then mark the connection broken, which ends the
+/// session's reading too.
 async fn write_answers(
     mut writer: KsyncWriter,
     mut queued: mpsc::UnboundedReceiver<Vec<u8>>,
     conn: Arc<ConnState>,
     id: u64,
-) {
+) -> bool {
+    let mut drained = true;
     while let Some(out) = queued.recv().await {
         if let Err(e) = writer.send(&out).await {
             tracing::debug!(conn = id, error = %e, "ksync answer not sent");
+            drained = false;
             break;
         }
         conn.drain(out.len());
     }
     conn.broken.store(true, Ordering::Relaxed);
     conn.broke.notify_one();
+    drained
 }
 
 /// Resolves once `rx` says stop (or its sender is gone).
