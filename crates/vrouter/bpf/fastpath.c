@@ -220,6 +220,15 @@ static __always_inline struct fp_value *fp_decide(struct __sk_buff *skb,
 	__builtin_memcpy(va, v->in_macs, 12);
 	if (fa[0] != va[0] || fa[1] != va[1] || fa[2] != va[2])
 		return 0;
+	// A UDP super-packet into a tunnel goes to user space, which
+	// encapsulates its segments one by one: encapsulated here it would
+	// cross a fabric that keeps tunnel GSO whole, as a UDP-in-tunnel
+	// super-packet no receiver takes (0 of 400 datagrams arrived); and it
+	// may be a tunnel's own super-packet (a container's VXLAN), which
+	// bpf_skb_adjust_room refuses to encapsulate again. (The skb's GSO
+	// type is not visible here.)
+	if (k.proto == 17 && skb->gso_size && v->encap_len)
+		return 0;
 	// The core's MTU check: a frame (or a super-packet's segments) larger
 	// than the output MTU gets ICMP too-big or fragmentation there.
 	// Into a tunnel: the outer IP packet carries the inner IP packet (or
@@ -436,6 +445,13 @@ static __always_inline struct fp_value *fp_decap_decide(struct __sk_buff *skb, _
 	if (!fp_ipv4_key(h, skb->ifindex, &k))
 		return 0;
 	__u8 proto = k.proto;
+	// A super-packet around UDP is a sender's UDP GSO of whole tunnel
+	// frames (a user-space datapath batching its sends), whose segments
+	// each carry their own inner headers: stripping the first outer header
+	// would merge them. User space segments and decapsulates it. (Tunnel
+	// GSO, which this program takes whole, only ever carries TCP.)
+	if (proto == 17 && skb->gso_size)
+		return 0;
 	struct fp_value *v = bpf_map_lookup_elem(&FP_FLOWS, &k);
 	if (!v || (!dead_ok && fp_dead(v)) || !(v->rewrite & FP_DECAP) ||
 	    v->encap_kind != kind || v->encap_len != *olen)

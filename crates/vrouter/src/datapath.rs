@@ -1269,6 +1269,16 @@ impl Datapath {
         rrx.recv().map_err(|_| DpError::Stopped)
     }
 
+    /// Queue `f` to run on the loop thread between batches, after every
+    /// command queued before it, and return at once: the caller does not
+    /// wait for (or wake up to) its result. `Stopped` if the loop has
+    /// ended; a loop that ends before running `f` drops it.
+    pub fn post(&self, f: impl FnOnce(&mut Core) + Send + 'static) -> Result<(), DpError> {
+        self.tx.send(Box::new(f)).map_err(|_| DpError::Stopped)?;
+        self.waker.wake();
+        Ok(())
+    }
+
     /// Add or change a vif, opening its port by `cfg.name` unless the vif
     /// already has a port of that name (the agent re-adding a vif).
     /// Agent-less vifs without a name keep no port.

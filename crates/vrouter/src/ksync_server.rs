@@ -4,11 +4,20 @@
 //! [`KsyncServer::serve`] accepts connections on a
 //! [`channels::KsyncListener`] (`<sock-dir>/dpdk_netlink`, or the named pipe
 //! on Windows), any number at once. Every whole netlink message a
-//! connection receives is handed to the loop thread ([`Datapath::call`]),
+//! connection receives is queued for the loop thread ([`Datapath::post`]),
 //! where one [`ksync::Handler`], shared by all connections, applies it to
 //! the [`Router`](dp_core::Router) between two packet batches; the answers
 //! go back on that connection. Requests are therefore serialised with each
 //! other and with forwarding, without a lock on the forwarding path.
+//!
+//! A connection does not wait for the loop to answer one batch before it
+//! queues the next (up to [`MAX_PENDING_BYTES`] of requests and answers):
+//! the loop thread hands its answers straight to the connection's writer. That saves the agent's
+//! flow setup two thread wake-ups per batch (a blocking-pool thread and
+//! the connection's task), and the loop's command queue keeps each
+//! connection's requests in order. A batch with a malformed message marks
+//! its connection broken on the loop thread, so batches queued after it
+//! are not applied, as if the connection had closed right after it.
 //!
 //! # The host side of ksync ([`ksync::HostOps`])
 //!
@@ -64,19 +73,20 @@ use ksync::{Handled, Handler, HostInfo, HostOps};
 use sandesh::VrInterfaceReq;
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 /// Most request bytes handed to the loop thread at once.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Answers of one connection queued for a client that is not reading them,
-/// at most; past it the session stops reading requests until the client
-/// catches up, as a socket buffer would, so a client that never reads
-/// costs bounded memory.
-const MAX_PENDING_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of one connection's requests queued for the loop and of its
+/// answers not yet written, at most; past it the session stops reading
+/// requests until the client catches up, as a socket buffer would, so a
+/// client that never reads costs bounded memory (this plus one batch's
+/// answers).
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// `EIO`, for open failures without a better code.
 const EIO: i32 = 5;
@@ -125,6 +135,44 @@ pub struct Session {
     /// The connection has acted as the agent (see the module docs).
     pub agent: bool,
 }
+
+/// One connection as the loop thread sees it; only the loop thread
+/// changes it.
+#[derive(Default)]
+struct ConnState {
+    /// The connection has acted as the agent.
+    agent: AtomicBool,
+    /// A malformed message arrived: later batches are not applied.
+    broken: AtomicBool,
+    /// Tells the session that `broken` was set (or the writer gave up).
+    broke: Notify,
+    /// Request bytes queued for the loop plus answer bytes not written.
+    pending: AtomicUsize,
+    /// Tells the session that `pending` fell.
+    drained: Notify,
+}
+
+impl ConnState {
+    /// `n` bytes fewer pending.
+    fn drain(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_one();
+    }
+
+    /// Resolves once fewer than [`MAX_PENDING_BYTES`] are pending.
+    async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.pending.load(Ordering::Acquire) < MAX_PENDING_BYTES {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// Answers on their way to one connection's writer.
+type Answers = mpsc::UnboundedSender<Vec<u8>>;
 
 /// The answers to one received buffer.
 #[derive(Debug, Default)]
@@ -183,22 +231,51 @@ impl KsyncServer {
         let state = Arc::clone(&self.state);
         let agents = Arc::clone(&self.agents);
         let was_agent = session.agent;
-        let (reply, agent) = self.dp.call(move |core| {
-            let mut st = lock(&state);
-            let (reply, acted) = handle_on_loop(&mut st, core, &input);
-            let agent = was_agent || acted;
-            if agent && !was_agent {
-                st.agents += 1;
-                agents.store(st.agents, Ordering::Relaxed);
-                if st.agents == 1 {
-                    core.router_mut().set_new_flow_policy(NewFlowPolicy::Hold);
-                    tracing::info!("agent connected: new flows are held for it");
-                }
-            }
-            (reply, agent)
-        })?;
+        let (reply, agent) = self
+            .dp
+            .call(move |core| serve_on_loop(&state, &agents, core, was_agent, &input))?;
         session.agent = agent;
         Ok(reply)
+    }
+
+    /// Queue one received buffer of the connection `conn` for the loop
+    /// thread and return at once; its answers go to `answers`. Skipped if
+    /// an earlier buffer of `conn` was malformed.
+    fn submit(
+        &self,
+        conn: &Arc<ConnState>,
+        input: Bytes,
+        answers: &Answers,
+        id: u64,
+    ) -> Result<(), DpError> {
+        let state = Arc::clone(&self.state);
+        let agents = Arc::clone(&self.agents);
+        let conn = Arc::clone(conn);
+        let answers = answers.clone();
+        conn.pending.fetch_add(input.len(), Ordering::AcqRel);
+        self.dp.post(move |core| {
+            if conn.broken.load(Ordering::Relaxed) {
+                conn.drain(input.len());
+                return;
+            }
+            let was_agent = conn.agent.load(Ordering::Relaxed);
+            let (reply, agent) = serve_on_loop(&state, &agents, core, was_agent, &input);
+            conn.agent.store(agent, Ordering::Relaxed);
+            if !reply.out.is_empty() {
+                conn.pending.fetch_add(reply.out.len(), Ordering::AcqRel);
+                let n = reply.out.len();
+                if answers.send(reply.out).is_err() {
+                    // The writer gave up: the client is gone.
+                    conn.drain(n);
+                }
+            }
+            conn.drain(input.len());
+            if let Some(e) = reply.handled.malformed {
+                tracing::warn!(conn = id, error = ?e, "malformed ksync message: closing this connection");
+                conn.broken.store(true, Ordering::Relaxed);
+                conn.broke.notify_one();
+            }
+        })
     }
 
     /// `session` closed: if it was the last agent, new flows follow the
@@ -209,14 +286,18 @@ impl KsyncServer {
         }
         let state = Arc::clone(&self.state);
         let agents = Arc::clone(&self.agents);
+        self.dp.call(move |core| agent_gone(&state, &agents, core))
+    }
+
+    /// A connection closed: once its queued batches have run (the loop
+    /// runs commands in order), as [`KsyncServer::end`] if it had acted as
+    /// the agent. Blocks until applied.
+    fn closed(&self, conn: Arc<ConnState>) -> Result<(), DpError> {
+        let state = Arc::clone(&self.state);
+        let agents = Arc::clone(&self.agents);
         self.dp.call(move |core| {
-            let mut st = lock(&state);
-            st.agents = st.agents.saturating_sub(1);
-            agents.store(st.agents, Ordering::Relaxed);
-            if st.agents == 0 {
-                let p = st.idle_policy;
-                core.router_mut().set_new_flow_policy(p);
-                tracing::info!(policy = ?p, "no agent connected: installed state keeps forwarding; new flows follow the idle policy");
+            if conn.agent.load(Ordering::Relaxed) {
+                agent_gone(&state, &agents, core);
             }
         })
     }
@@ -273,18 +354,18 @@ impl KsyncServer {
     ) {
         self.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = id, "ksync connection opened");
-        let mut session = Session::default();
+        let state = Arc::new(ConnState::default());
         // Answers leave from their own task: a client may write many
         // requests before it reads an answer (the agent pipelines), and a
         // session blocked on its answer write while the client is blocked
         // on its request write would wait for ever.
         let (mut conn, writer) = conn.into_split();
-        let budget = Arc::new(Semaphore::new(MAX_PENDING_ANSWER_BYTES));
         let (answers, queued) = mpsc::unbounded_channel();
-        let mut writer = tokio::spawn(write_answers(writer, queued, Arc::clone(&budget), id));
+        let mut writer = tokio::spawn(write_answers(writer, queued, Arc::clone(&state), id));
         loop {
             let msg = tokio::select! {
                 () = stopped(&mut shutdown) => break,
+                () = state.broke.notified() => break,
                 m = conn.recv() => m,
             };
             let first = match msg {
@@ -313,39 +394,16 @@ impl KsyncServer {
                     all.freeze()
                 }
             };
-            let server = Arc::clone(&self);
-            let mut s = session;
-            let done = tokio::task::spawn_blocking(move || {
-                let r = server.handle(&mut s, input);
-                (s, r)
-            })
-            .await;
-            let reply = match done {
-                Ok((s, Ok(reply))) => {
-                    session = s;
-                    reply
-                }
-                Ok((_, Err(e))) => {
-                    tracing::warn!(conn = id, error = %e, "ksync request not served");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(conn = id, error = %e, "ksync request task failed");
-                    break;
-                }
-            };
-            if !reply.out.is_empty() {
-                // Closed when the writer gave up: the client is gone.
-                let want = reply.out.len().min(MAX_PENDING_ANSWER_BYTES) as u32;
-                let Ok(permit) = Arc::clone(&budget).acquire_many_owned(want).await else {
-                    break;
-                };
-                if answers.send((reply.out, permit)).is_err() {
-                    break;
-                }
+            // A client that does not read its answers stops being read.
+            tokio::select! {
+                () = state.room() => {}
+                () = state.broke.notified() => break,
             }
-            if let Some(e) = reply.handled.malformed {
-                tracing::warn!(conn = id, error = ?e, "malformed ksync message: closing this connection");
+            if state.broken.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = self.submit(&state, input, &answers, id) {
+                tracing::warn!(conn = id, error = %e, "ksync request not served");
                 break;
             }
         }
@@ -354,46 +412,96 @@ impl KsyncServer {
         // reach a client that reads them; a shutdown does not wait for one
         // that does not.
         drop(answers);
-        tokio::select! {
-            _ = &mut writer => {}
-            () = stopped(&mut shutdown) => writer.abort(),
-        }
-        if session.agent {
+        let drained = tokio::select! {
+            d = &mut writer => d.unwrap_or(false),
+            () = stopped(&mut shutdown) => {
+                writer.abort();
+                false
+            }
+        };
+        // Drained: every batch of this connection has run (each held a
+        // sender of its answers), so `agent` is final. Otherwise the close
+        // is applied on the loop after the batches still queued.
+        if !drained || state.agent.load(Ordering::Relaxed) {
             let server = Arc::clone(&self);
-            match tokio::task::spawn_blocking(move || server.end(session)).await {
+            let closed = Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || server.closed(closed)).await {
                 Ok(Ok(())) | Ok(Err(DpError::Stopped)) => {}
                 Ok(Err(e)) => tracing::warn!(conn = id, error = %e, "agent disconnect"),
                 Err(e) => tracing::error!(conn = id, error = %e, "agent disconnect task failed"),
             }
         }
+        let agent = state.agent.load(Ordering::Relaxed);
         self.sessions.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(conn = id, agent = session.agent, "ksync connection closed");
+        tracing::debug!(conn = id, agent, "ksync connection closed");
     }
 }
 
-/// Write one connection's answers in order until the session drops its
-/// sender or the client stops taking them; then close `budget`, which
-/// ends the session's reading too.
+/// Write one connection's answers in order until every sender is gone
+/// (the session's and its queued batches': true) or the client stops
+/// taking them (false); then mark the connection broken, which ends the
+/// session's reading too.
 async fn write_answers(
     mut writer: KsyncWriter,
-    mut queued: mpsc::UnboundedReceiver<(Vec<u8>, OwnedSemaphorePermit)>,
-    budget: Arc<Semaphore>,
+    mut queued: mpsc::UnboundedReceiver<Vec<u8>>,
+    conn: Arc<ConnState>,
     id: u64,
-) {
-    while let Some((out, permit)) = queued.recv().await {
+) -> bool {
+    let mut drained = true;
+    while let Some(out) = queued.recv().await {
         if let Err(e) = writer.send(&out).await {
             tracing::debug!(conn = id, error = %e, "ksync answer not sent");
+            drained = false;
             break;
         }
-        drop(permit);
+        conn.drain(out.len());
     }
-    budget.close();
+    conn.broken.store(true, Ordering::Relaxed);
+    conn.broke.notify_one();
+    drained
 }
 
 /// Resolves once `rx` says stop (or its sender is gone).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     // Only the outcome matters; the value guard is not kept.
     let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Runs on the loop thread: an agent connection closed; if it was the
+/// last, new flows follow the idle policy again.
+fn agent_gone(state: &Mutex<State>, agents: &AtomicUsize, core: &mut Core) {
+    let mut st = lock(state);
+    st.agents = st.agents.saturating_sub(1);
+    agents.store(st.agents, Ordering::Relaxed);
+    if st.agents == 0 {
+        let p = st.idle_policy;
+        core.router_mut().set_new_flow_policy(p);
+        tracing::info!(policy = ?p, "no agent connected: installed state keeps forwarding; new flows follow the idle policy");
+    }
+}
+
+/// Runs on the loop thread: one buffer of a connection that has (or has
+/// not yet) acted as the agent, and the agent count's change. Returns the
+/// answers and whether the connection is the agent now.
+fn serve_on_loop(
+    state: &Mutex<State>,
+    agents: &AtomicUsize,
+    core: &mut Core,
+    was_agent: bool,
+    input: &[u8],
+) -> (Reply, bool) {
+    let mut st = lock(state);
+    let (reply, acted) = handle_on_loop(&mut st, core, input);
+    let agent = was_agent || acted;
+    if agent && !was_agent {
+        st.agents += 1;
+        agents.store(st.agents, Ordering::Relaxed);
+        if st.agents == 1 {
+            core.router_mut().set_new_flow_policy(NewFlowPolicy::Hold);
+            tracing::info!("agent connected: new flows are held for it");
+        }
+    }
+    (reply, agent)
 }
 
 /// Runs on the loop thread: the handler over the core's router, then the

@@ -630,3 +630,163 @@ fn a_client_that_writes_before_reading_gets_every_answer() {
     );
     rig.shutdown();
 }
+
+/// One request as the agent writes it.
+fn request(seq: u32, m: Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    sandesh::frame::write_sandesh(
+        &mut out,
+        &sandesh::frame::Meta {
+            family: sandesh::frame::GENL_ID_VROUTER,
+            flags: sandesh::frame::NLM_F_REQUEST,
+            seq,
+            pid: 1,
+            version: 0,
+        },
+        sandesh::frame::Style::Request,
+        |o| m.encode(o),
+    )
+    .unwrap();
+    out
+}
+
+/// A connection does not wait for the loop before it queues its next
+/// batch. Batches written while the loop is busy run in order once it is
+/// free: a FLOW_SET and the configuration read written after it are
+/// answered in order and the read sees the flow set; the held frame is
+/// released exactly once although its FLOW_SET comes twice; and a
+/// connection that closed before its FLOW_SET ran counts as the agent
+/// only until then (its close is applied after its batches).
+#[test]
+fn batches_queued_while_the_loop_is_busy_run_in_order_and_a_close_after_them() {
+    let rig = rig(NewFlowPolicy::Drop);
+    let mut op = rig.client();
+    op.op(rig.vif_add_req(3, "vm1")).unwrap();
+    op.op(rig.vif_add_req(4, "vm2")).unwrap();
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let mut agent = rig.client();
+    agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
+    assert_eq!(rig.server.agents(), 1);
+    rig.inject(&vm1, &udp_frame(VM1_MAC, VM1_IP, VM2_IP, 2001));
+    rig.inject(&vm1, &udp_frame(VM1_MAC, VM1_IP, VM2_IP, 2002));
+    let held: Vec<(u32, FlowEntry)> = rig
+        .dp
+        .call(|c| {
+            c.mark_read_only();
+            c.router()
+                .flows()
+                .iter_valid()
+                .filter(|(_, e)| e.is_hold())
+                .map(|(i, e)| (i, *e))
+                .collect()
+        })
+        .unwrap();
+    let from = |sport: u16| {
+        *held
+            .iter()
+            .find(|(_, e)| e.key.sport == sport.to_be())
+            .expect("a HOLD entry per flow")
+    };
+    let ((idx1, fe1), (idx2, fe2)) = (from(2001), from(2002));
+    let set = |seq, idx, fe: &FlowEntry| {
+        request(
+            seq,
+            Message::Flow(flow_set(
+                fe,
+                idx,
+                VR_FLOW_ACTION_FORWARD,
+                VR_FLOW_FLAG_ACTIVE,
+            )),
+        )
+    };
+    let table = |seq| {
+        request(
+            seq,
+            Message::FlowTableData(VrFlowTableData {
+                ftable_op: FlowOp::FlowTableGet,
+                ..Default::default()
+            }),
+        )
+    };
+
+    // The loop is busy until `go`.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    rig.dp
+        .post(move |_| {
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        })
+        .unwrap();
+    let answers = rig.rt.block_on(async {
+        let gap = Duration::from_millis(100);
+        let mut a = KsyncConn::connect(&rig.sock).await.unwrap();
+        // Three writes, each read as a batch of its own.
+        a.send(&set(1, idx1, &fe1)).await.unwrap();
+        tokio::time::sleep(gap).await;
+        a.send(&table(2)).await.unwrap();
+        tokio::time::sleep(gap).await;
+        a.send(&set(3, idx1, &fe1)).await.unwrap();
+        // Another connection sets the second flow and closes at once.
+        let mut b = KsyncConn::connect(&rig.sock).await.unwrap();
+        b.send(&set(7, idx2, &fe2)).await.unwrap();
+        drop(b);
+        tokio::time::sleep(gap).await;
+        assert!(
+            vm2.take_tx().is_empty(),
+            "nothing ran while the loop was busy"
+        );
+        go.send(()).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let m = tokio::time::timeout(Duration::from_secs(5), a.recv())
+                .await
+                .expect("answers come")
+                .unwrap()
+                .expect("connection open");
+            for f in sandesh::frame::parse_all(&m) {
+                let sandesh::frame::Frame::Sandesh {
+                    header, payload, ..
+                } = f.unwrap()
+                else {
+                    panic!("not a Sandesh answer")
+                };
+                got.push((header.seq, Message::decode_all(payload).unwrap()));
+            }
+        }
+        got
+    });
+    let seqs: Vec<u32> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(seqs, [1, 2, 3], "answers in request order");
+    // The read written after the first FLOW_SET saw it, and not the
+    // second connection's FLOW_SET written after the read. (A connection
+    // that waited for each batch's answer before reading the next left
+    // the read in its socket while the other connection's FLOW_SET was
+    // queued: 2.)
+    let processed = answers[1]
+        .1
+        .iter()
+        .find_map(|m| match m {
+            Message::FlowTableData(d) => Some(d.ftable_processed),
+            _ => None,
+        })
+        .expect("flow table data");
+    assert_eq!(processed, 1);
+    wait_until("both held frames are out", || {
+        rig.dp.stats().unwrap().reinjected >= 2
+    });
+    assert_eq!(rig.dp.stats().unwrap().reinjected, 2, "each once");
+    assert_eq!(vm2.take_tx().len(), 2);
+    // The closed connection acted as the agent, then left.
+    wait_until("the closed agent is gone", || {
+        rig.server.sessions() == 2 && rig.server.agents() == 1
+    });
+    drop(agent);
+    wait_until("no agent", || rig.server.agents() == 0);
+    rig.inject(&vm1, &udp_frame(VM1_MAC, VM1_IP, VM2_IP, 2003));
+    assert_eq!(
+        rig.drops(DropReason::DropNewFlow),
+        1,
+        "the idle policy is back"
+    );
+    drop(op);
+    rig.shutdown();
+}
