@@ -273,6 +273,17 @@ impl Router {
                         *pre = Some(h);
                     }
                 }
+            } else if iv.vif_type == VifType::Physical {
+                // The fabric's batch: the same for the inner packets of
+                // the tunnels (without it, a decapsulated packet's flow
+                // lookup missed alone: 60% of cold decap's time).
+                for (slot, pkt) in infos.iter_mut().zip(chunk.iter()) {
+                    let parsed = PacketInfo::parse(pkt.data());
+                    *slot = parsed;
+                    if let Ok(info) = parsed {
+                        self.fabric_prefetch(pkt.data(), &info);
+                    }
+                }
             }
             // Phase 2: the pipeline proper.
             for (j, ((pkt, info), pre)) in chunk
@@ -300,7 +311,7 @@ impl Router {
                 rx.1 += pkt.len() as u64;
                 let disp = match iv.vif_type {
                     VifType::Virtual | VifType::VirtualVlan => self.rx_vm(&iv, pkt, &mut cx, info),
-                    VifType::Physical => self.rx_fabric(&iv, pkt, &mut cx),
+                    VifType::Physical => self.rx_fabric(&iv, pkt, &mut cx, info),
                     VifType::Agent => self.rx_agent(&iv, pkt, &mut cx),
                     VifType::Host => match iv.cross_connect {
                         Some(x) => self.tx(&mut cx, pkt, x),

@@ -431,3 +431,36 @@ fn offload_hint_out_of_a_tunnel_says_what_the_core_matched_and_wrote() {
     t.router.take_offload_hints(|h| hints.push(*h));
     assert!(hints.is_empty(), "two labels: {hints:?}");
 }
+
+#[test]
+fn a_fabric_batch_prefetches_the_bucket_its_flow_lookup_reads() {
+    use crate::flow::table::FlowTable;
+    use crate::testkit::FABRIC_VIF;
+    use packet::parse::PacketInfo;
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    let vm2 = t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], true);
+    let frames: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| mpls_udp_to_vm2(vm2.label, 64, [198, 18, 0, 20 + i]))
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let outs = t.run_batch(FABRIC_VIF, &refs);
+    for (f, o) in frames.iter().zip(&outs) {
+        let Some(Output::Hold { flow }) = o.last() else {
+            panic!("not held: {o:?}")
+        };
+        // The walk's key (of the entry it made) hashes to what phase 1
+        // prefetched.
+        let key = *t.router.flows().get(*flow).unwrap().key();
+        let info = PacketInfo::parse(f).unwrap();
+        assert_eq!(
+            t.router.fabric_prefetch(f, &info),
+            Some(FlowTable::hash(&key))
+        );
+        t.decide_flow(*flow, VR_FLOW_ACTION_FORWARD).unwrap();
+    }
+    let outs = t.run_batch(FABRIC_VIF, &refs);
+    assert!(outs
+        .iter()
+        .all(|o| matches!(o.last(), Some(Output::Tx { vif: 4, .. }))));
+}
