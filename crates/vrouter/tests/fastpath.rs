@@ -36,8 +36,9 @@ const C2_MAC: [u8; 6] = [0x02, 0x12, 0, 0, 0, 2];
 const C1_IP: [u8; 4] = [198, 18, 0, 1];
 const C2_IP: [u8; 4] = [198, 18, 0, 2];
 
-fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
-    dp.flow_set(FlowSet {
+/// The agent's FLOW_SET of flow `index` to `action`.
+fn flow_req(index: u32, key: FlowKey, action: u16) -> FlowSet {
+    FlowSet {
         index: Some(index),
         gen_id: None,
         key,
@@ -48,26 +49,18 @@ fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
         ecmp_nh_index: -1,
         drop_reason: 0,
         src_nh_index: 0,
-    })
-    .unwrap();
+    }
+}
+
+fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
+    dp.flow_set(flow_req(index, key, action)).unwrap();
 }
 
 /// [`set_flow`] as a ksync flow request does it: only that flow's offloaded
 /// entry goes (a `Datapath` command would empty the whole fast path).
 fn set_flow_as_ksync(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
     dp.call(move |c| {
-        let r = c.flow_set(&FlowSet {
-            index: Some(index),
-            gen_id: None,
-            key,
-            action,
-            flags: 0,
-            rflow: None,
-            dvrf: None,
-            ecmp_nh_index: -1,
-            drop_reason: 0,
-            src_nh_index: 0,
-        });
+        let r = c.flow_set(&flow_req(index, key, action));
         c.only_flows_changed(&[index]);
         r
     })
