@@ -141,13 +141,13 @@ static __always_inline int fp_dead(struct fp_value *v)
 	return !e || !c || c->dead || v->epoch != *e;
 }
 
-static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
+static __always_inline void fp_count(struct fp_value *v, __u32 len)
 {
 	struct fp_count *c = bpf_map_lookup_elem(&FP_COUNTS, &v->slot);
 
 	if (c) {
 		__sync_fetch_and_add(&c->packets, 1);
-		__sync_fetch_and_add(&c->bytes, skb->len);
+		__sync_fetch_and_add(&c->bytes, len);
 	}
 }
 
@@ -170,6 +170,11 @@ static __always_inline void fp_count(struct fp_value *v, struct __sk_buff *skb)
 #define FP_CB_MAGIC 0x76724650 // "vrFP"
 #define FP_TO_KERNEL 0x4b524e4c
 #define FP_TO_USER 0x55535220
+// skb->mark of a frame fp_tc hands back to the port's ingress for user
+// space (fp_punt); a container cannot set it (marks are scrubbed when a
+// frame crosses namespaces).
+#define FP_PUNT_MARK 0x76725055 // "vrPU"
+#define FP_ENCAP_REFUSED -2
 
 // The flow key of an IPv4 packet the fast path may take, from `h`: its
 // Ethernet header (0x0800), the IPv4 header and the first 14 bytes of L4.
@@ -279,8 +284,10 @@ static __always_inline int fp_encap(struct __sk_buff *skb, struct fp_value *v)
 	} else {
 		flags |= BPF_F_ADJ_ROOM_ENCAP_L2(label);
 	}
+	// Refused with the frame untouched (one already encapsulated once,
+	// skb->encapsulation: a container's own tunnel): the caller punts it.
 	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, flags) < 0)
-		return -1;
+		return FP_ENCAP_REFUSED;
 	// Constant sizes for the verifier: the three encapsulations.
 	if (hlen == 42) {
 		if (bpf_skb_store_bytes(skb, 0, v->hdr, 42, 0) < 0)
@@ -337,6 +344,32 @@ static __always_inline int fp_redirect(const struct fp_value *v)
 	return bpf_redirect(v->oif, 0);
 }
 
+// A frame the filter kept from user space that cannot be forwarded here
+// after all: the kernel refused to encapsulate it (it is already a
+// tunnel's packet, which the filter cannot see). Its MACs and TTL are put
+// back as they arrived and it goes back to the port's ingress, marked, so
+// that the filter hands it to user space this time, which encapsulates it.
+static __always_inline int fp_punt(struct __sk_buff *skb, struct fp_value *v, __u8 *ttl)
+{
+	if ((v->rewrite & 1) && bpf_skb_store_bytes(skb, 0, v->in_macs, 12, 0) < 0)
+		return TC_ACT_SHOT;
+	if (v->rewrite & 2) {
+		__u8 cur[2];
+		__u16 o, n;
+
+		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, cur, 2) < 0)
+			return TC_ACT_SHOT;
+		__builtin_memcpy(&o, cur, 2);
+		__builtin_memcpy(&n, ttl, 2);
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
+			return TC_ACT_SHOT;
+		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, ttl, 1, 0) < 0)
+			return TC_ACT_SHOT;
+	}
+	skb->mark = FP_PUNT_MARK;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
@@ -344,19 +377,23 @@ int fp_tc(struct __sk_buff *skb)
 
 	skb->cb[0] = 0;
 	// Not kept from the socket (or no filter ran): user space has it.
-	if (magic != FP_CB_MAGIC || verdict != FP_TO_KERNEL)
+	if (magic != FP_CB_MAGIC || verdict != FP_TO_KERNEL) {
+		if (skb->mark == FP_PUNT_MARK)
+			skb->mark = 0;
 		return TC_ACT_OK;
+	}
 	// Kept from the socket: forward it. The entry may be `dead` by now,
 	// but it is still there; gone altogether (deleted well after being
 	// marked) or no longer matching only if a frame spent that long
 	// between the tap and here: drop rather than guess.
 	struct fp_value *v = fp_decide(skb, 1);
+	__u32 len = skb->len;
+	__u8 old[2] = {};
 
 	if (!v)
 		return TC_ACT_SHOT;
-	fp_count(v, skb);
 	if (v->rewrite & 2) {
-		__u8 old[2], new[2];
+		__u8 new[2];
 
 		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
 			return TC_ACT_SHOT;
@@ -374,8 +411,15 @@ int fp_tc(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, 0, v->macs, 12, 0) < 0)
 			return TC_ACT_SHOT;
 	}
-	if (v->encap_len && fp_encap(skb, v) < 0)
-		return TC_ACT_SHOT;
+	if (v->encap_len) {
+		int r = fp_encap(skb, v);
+
+		if (r == FP_ENCAP_REFUSED)
+			return fp_punt(skb, v, old);
+		if (r < 0)
+			return TC_ACT_SHOT;
+	}
+	fp_count(v, len);
 	return fp_redirect(v);
 }
 
@@ -497,7 +541,7 @@ int fp_tc_fab(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	fp_count(v, skb);
+	fp_count(v, skb->len);
 	if (v->l2) {
 		if (bpf_skb_load_bytes(skb, 50, eth, ETH_HLEN) < 0)
 			return TC_ACT_SHOT;
@@ -560,7 +604,8 @@ SEC("socket")
 int fp_sock(struct __sk_buff *skb)
 {
 	// Drop (0) what fp_tc is to redirect, keep the rest whole; tell fp_tc.
-	int kernel = fp_decide(skb, 0) != 0;
+	// A frame fp_tc punted back is user space's.
+	int kernel = skb->mark != FP_PUNT_MARK && fp_decide(skb, 0) != 0;
 
 	skb->cb[0] = FP_CB_MAGIC;
 	skb->cb[1] = kernel ? FP_TO_KERNEL : FP_TO_USER;

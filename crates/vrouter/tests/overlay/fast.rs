@@ -337,6 +337,28 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
         }
     }
 
+    // A container running its own VXLAN tunnel over the overlay (a nested
+    // overlay: Docker or Kubernetes inside the container). Its packets are
+    // a tunnel's already, which the kernel refuses to encapsulate again:
+    // the fast path hands them back to user space, which does, and the
+    // TCP stream inside arrives.
+    for (me, peer, addr) in [(&ca, CB_IP, "10.77.0.1/24"), (&cb, CA_IP, "10.77.0.2/24")] {
+        let peer = Ipv4Addr::from(peer).to_string();
+        ip(&[
+            "-n", me, "link", "add", "nv0", "type", "vxlan", "id", "42", "remote", &peer,
+            "dstport", "4789", "dev", "eth0",
+        ]);
+        ip(&["-n", me, "addr", "add", addr, "dev", "nv0"]);
+        ip(&["-n", me, "link", "set", "nv0", "up"]);
+    }
+    let size = 16 << 20;
+    let (got, gbps) = tcp_transfer(&cb, &ca, [10, 77, 0, 2], size);
+    eprintln!(
+        "{kind:?} nested VXLAN TCP: {gbps:.2} Gbit/s; A {:?}",
+        dpa.stats().unwrap()
+    );
+    assert_eq!(got, size, "TCP over a container's own VXLAN");
+
     // UDP across: offloaded; then DROP on A stops it at once.
     assert!(udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190, "UDP A -> B");
     // The same flow's datagrams as UDP GSO super-packets (UDP_SEGMENT), as
