@@ -34,13 +34,18 @@
 // the frames the filter kept from the socket, looking their entry up
 // again. So an entry that appears or goes between the two cannot make a
 // frame go both ways (twice) or neither way (lost). Removal is in two
-// steps for the same reason: the datapath first marks an entry `dead` (the
+// steps for the same reason: the datapath first marks an entry dead (the
 // filter then treats it as a miss, TC still forwards a frame the filter
-// already kept from the socket) and deletes it later.
+// already kept from the socket) and deletes it later. One entry is marked
+// in its slot of FP_COUNTS, all of them at once by moving FP_EPOCH on;
+// both arrays are mapped into the datapath's memory, so neither takes a
+// system call.
 //
 // Everything the programs do not reproduce goes to user space unchanged:
 // non-IPv4, IP options, fragments, non-TCP/UDP, TCP SYN/FIN/RST (the core
-// tracks TCP state for flow teardown), TTL <= 1, and misses.
+// tracks TCP state for flow teardown), TTL <= 1, UDP super-packets into
+// or out of a tunnel, and misses; and a frame the kernel refuses to
+// encapsulate is handed back to user space (fp_punt).
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
