@@ -236,7 +236,8 @@ const SLOTS: u32 = 2 * FP_MAX;
 const COUNT_SIZE: usize = 24;
 
 /// A BPF array created with `BPF_F_MMAPABLE`, mapped into our memory: the
-/// programs and we share its values without a system call.
+/// programs and we share its values without a system call. (aya 0.13
+/// reads and writes arrays only through the map's system calls.)
 struct Mapped {
     base: std::ptr::NonNull<u8>,
     len: usize,
@@ -583,7 +584,8 @@ impl TcFastPath {
 }
 
 /// `BPF_MAP_DELETE_BATCH` of `keys`: how many were deleted before the
-/// kernel stopped (all, or the index of a key that is not there).
+/// kernel stopped (all, or the index of a key that is not there). By hand:
+/// aya 0.13 has no batch operations.
 fn delete_batch(map_fd: std::os::fd::RawFd, keys: &[FpKey]) -> io::Result<usize> {
     const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
     // union bpf_attr's batch: { u64 in_batch, out_batch, keys, values;
