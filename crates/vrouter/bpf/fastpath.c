@@ -349,6 +349,31 @@ static __always_inline int fp_redirect(const struct fp_value *v)
 	return bpf_redirect(v->oif, 0);
 }
 
+// Replace the IPv4 header's TTL/protocol word `from` (as read) with `to`,
+// fixing the header checksum; 0 or negative.
+static __always_inline int fp_ttl_write(struct __sk_buff *skb, const __u8 *from, const __u8 *to)
+{
+	__u16 o, n;
+
+	__builtin_memcpy(&o, from, 2);
+	__builtin_memcpy(&n, to, 2);
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, IP_TTL_OFF, to, 1, 0);
+}
+
+// Decrement the TTL as the core does; `old` gets the word as it was.
+static __always_inline int fp_ttl_dec(struct __sk_buff *skb, __u8 *old)
+{
+	__u8 new[2];
+
+	if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
+		return -1;
+	new[0] = old[0] - 1;
+	new[1] = old[1];
+	return fp_ttl_write(skb, old, new);
+}
+
 // A frame the filter kept from user space that cannot be forwarded here
 // after all: the kernel refused to encapsulate it (it is already a
 // tunnel's packet, which the filter cannot see). Its MACs and TTL are put
@@ -360,15 +385,9 @@ static __always_inline int fp_punt(struct __sk_buff *skb, struct fp_value *v, __
 		return TC_ACT_SHOT;
 	if (v->rewrite & 2) {
 		__u8 cur[2];
-		__u16 o, n;
 
-		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, cur, 2) < 0)
-			return TC_ACT_SHOT;
-		__builtin_memcpy(&o, cur, 2);
-		__builtin_memcpy(&n, ttl, 2);
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, ttl, 1, 0) < 0)
+		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, cur, 2) < 0 ||
+		    fp_ttl_write(skb, cur, ttl) < 0)
 			return TC_ACT_SHOT;
 	}
 	skb->mark = FP_PUNT_MARK;
@@ -397,21 +416,8 @@ int fp_tc(struct __sk_buff *skb)
 
 	if (!v)
 		return TC_ACT_SHOT;
-	if (v->rewrite & 2) {
-		__u8 new[2];
-
-		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
-			return TC_ACT_SHOT;
-		new[0] = old[0] - 1;
-		new[1] = old[1];
-		__u16 o, n;
-		__builtin_memcpy(&o, old, 2);
-		__builtin_memcpy(&n, new, 2);
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
-			return TC_ACT_SHOT;
-	}
+	if ((v->rewrite & 2) && fp_ttl_dec(skb, old) < 0)
+		return TC_ACT_SHOT;
 	if (v->rewrite & 1) {
 		if (bpf_skb_store_bytes(skb, 0, v->macs, 12, 0) < 0)
 			return TC_ACT_SHOT;
@@ -576,21 +582,10 @@ int fp_tc_fab(struct __sk_buff *skb)
 	}
 	if (bpf_skb_store_bytes(skb, 0, eth, ETH_HLEN, 0) < 0)
 		return TC_ACT_SHOT;
-	if (v->rewrite & 2) {
-		__u8 old[2], new[2];
+	__u8 old[2];
 
-		if (bpf_skb_load_bytes(skb, IP_TTL_OFF, old, 2) < 0)
-			return TC_ACT_SHOT;
-		new[0] = old[0] - 1;
-		new[1] = old[1];
-		__u16 o, n;
-		__builtin_memcpy(&o, old, 2);
-		__builtin_memcpy(&n, new, 2);
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, o, n, 2) < 0)
-			return TC_ACT_SHOT;
-		if (bpf_skb_store_bytes(skb, IP_TTL_OFF, new, 1, 0) < 0)
-			return TC_ACT_SHOT;
-	}
+	if ((v->rewrite & 2) && fp_ttl_dec(skb, old) < 0)
+		return TC_ACT_SHOT;
 	return fp_redirect(v);
 }
 
