@@ -22,9 +22,9 @@ use sandesh::frame::{
 };
 use sandesh::{Message, Messages, Sandesh, SandeshOp, VrResponse};
 
-use crate::convert::VifExtra;
+use crate::convert::{self, VifExtra};
 use crate::errno::{EINVAL, EMSGSIZE, EOPNOTSUPP};
-use crate::{HostOps, VR_MESSAGE_PAGE_SIZE};
+use crate::{ConfigChange, HostOps, VR_MESSAGE_PAGE_SIZE};
 use answers::Answers;
 
 /// A negative errno.
@@ -252,8 +252,8 @@ impl Handler {
 
     /// Apply one object, queueing its answer(s).
     fn object<H: HostOps + ?Sized>(&mut self, router: &mut Router, host: &mut H, msg: Message) {
-        if may_change_config(&msg) {
-            host.config_changed();
+        if let Some(change) = change_of(router, &msg) {
+            host.config_changed(change);
         }
         match msg {
             Message::Interface(r) => self.interface(router, host, &r),
@@ -273,25 +273,70 @@ impl Handler {
     }
 }
 
-/// Whether `msg` may change forwarding state other than flows: everything
-/// but flow requests and reads (see [`HostOps::config_changed`]).
-fn may_change_config(msg: &Message) -> bool {
-    let op = match msg {
+/// What `msg`, about to be applied to `router`, may change beyond flows:
+/// `None` for flow requests and reads (see [`HostOps::config_changed`]).
+fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
+    let (op, unused) = match msg {
         Message::Flow(_)
         | Message::FlowTableData(_)
         | Message::DropStats(_)
-        | Message::MemStats(_) => return false,
-        Message::Interface(r) => r.h_op,
-        Message::Nexthop(r) => r.h_op,
-        Message::Route(r) => r.h_op,
-        Message::Mpls(r) => r.h_op,
-        Message::Vxlan(r) => r.h_op,
-        Message::Vrf(r) => r.h_op,
-        Message::VrouterOps(r) => r.h_op,
+        | Message::MemStats(_) => return None,
+        // Free indexes, or the same object written again (the agent
+        // re-sends what it already programmed).
+        Message::Interface(r) => (
+            r.h_op,
+            u16::try_from(r.vifr_idx).is_ok_and(|i| match router.vif(i) {
+                None => true,
+                Some(v) => convert::vif_from_req(r).is_ok_and(|(c, _)| c == v.cfg),
+            }),
+        ),
+        Message::Nexthop(r) => (
+            r.h_op,
+            u32::try_from(r.nhr_id).is_ok_and(|i| match router.nh(i) {
+                None => true,
+                Some(nh) => {
+                    convert::nh_from_req(r).is_ok_and(|n| n == *nh)
+                        && router
+                            .nh_l3_vxlan_mac(i)
+                            .is_none_or(|m| r.nhr_rw_dst_mac.as_slice() == m.as_slice())
+                }
+            }),
+        ),
+        Message::Mpls(r) => (
+            r.h_op,
+            u32::try_from(r.mr_label).is_ok_and(|l| {
+                let cur = router.mpls().get(l);
+                cur.is_none() || cur == u32::try_from(r.mr_nhid).ok()
+            }),
+        ),
+        Message::Vxlan(r) => (
+            r.h_op,
+            u32::try_from(r.vxlanr_vnid).is_ok_and(|v| {
+                let cur = router.vxlan().get(v);
+                cur.is_none() || cur == u32::try_from(r.vxlanr_nhid).ok()
+            }),
+        ),
+        // A VRF of its own changes no lookup; deleting one empties it.
+        Message::Vrf(r) => (r.h_op, true),
+        Message::Route(r) => {
+            return match r.h_op {
+                SandeshOp::Get | SandeshOp::Dump => None,
+                SandeshOp::Add | SandeshOp::Del => Some(match convert::route_target(r) {
+                    Ok((vrf, prefix)) => ConfigChange::Route { vrf, prefix },
+                    Err(_) => ConfigChange::Any,
+                }),
+                _ => Some(ConfigChange::Any),
+            }
+        }
+        Message::VrouterOps(r) => (r.h_op, false),
         // Not served (answered -EOPNOTSUPP); counted as a change anyway.
-        _ => return true,
+        _ => return Some(ConfigChange::Any),
     };
-    !matches!(op, SandeshOp::Get | SandeshOp::Dump)
+    match op {
+        SandeshOp::Get | SandeshOp::Dump => None,
+        SandeshOp::Add if unused => Some(ConfigChange::Unused),
+        _ => Some(ConfigChange::Any),
+    }
 }
 
 #[cfg(test)]
@@ -299,29 +344,118 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_config_writes_count_as_config_changes() {
-        use sandesh::{VrDropStatsReq, VrFlowReq, VrNexthopReq, VrRouteReq};
-        let route = |h_op| {
+    fn what_each_request_may_change() {
+        use alloc::vec;
+        use dp_core::testkit::{Topo, RECEIVE_NH};
+        use dp_core::{Prefix, RouterConfig};
+        use sandesh::{
+            VrDropStatsReq, VrFlowReq, VrInterfaceReq, VrMplsReq, VrNexthopReq, VrRouteReq,
+            VrVrfReq, VrouterOps,
+        };
+        let mut t = Topo::new(RouterConfig::small());
+        let vm = t.add_vm(3, 1, [2, 0, 0, 0, 0, 3], [10, 0, 0, 3], [0; 16], false);
+        let r = &t.router;
+        let route = |h_op, prefix: Vec<u8>| {
             Message::Route(VrRouteReq {
                 h_op,
+                rtr_family: 2,
+                rtr_vrf_id: 1,
+                rtr_prefix: prefix,
+                rtr_prefix_len: 24,
                 ..Default::default()
             })
         };
-        assert!(may_change_config(&route(SandeshOp::Add)));
-        assert!(may_change_config(&route(SandeshOp::Del)));
-        assert!(!may_change_config(&route(SandeshOp::Dump)));
-        assert!(!may_change_config(&route(SandeshOp::Get)));
-        let nh = |h_op| {
+        let v4 = Some(ConfigChange::Route {
+            vrf: 1,
+            prefix: Prefix::V4([10, 0, 0, 0], 24),
+        });
+        assert_eq!(change_of(r, &route(SandeshOp::Add, vec![10, 0, 0, 0])), v4);
+        assert_eq!(change_of(r, &route(SandeshOp::Del, vec![10, 0, 0, 0])), v4);
+        assert_eq!(
+            change_of(r, &route(SandeshOp::Get, vec![10, 0, 0, 0])),
+            None
+        );
+        assert_eq!(change_of(r, &route(SandeshOp::Dump, vec![])), None);
+        // A prefix that does not parse: refused, but say "anything".
+        assert_eq!(
+            change_of(r, &route(SandeshOp::Add, vec![10, 0])),
+            Some(ConfigChange::Any)
+        );
+
+        let nh = |h_op, nhr_id| {
             Message::Nexthop(VrNexthopReq {
+                h_op,
+                nhr_id,
+                ..Default::default()
+            })
+        };
+        let (any, unused) = (Some(ConfigChange::Any), Some(ConfigChange::Unused));
+        assert_eq!(change_of(r, &nh(SandeshOp::Add, RECEIVE_NH as i32)), any);
+        assert_eq!(change_of(r, &nh(SandeshOp::Add, 50)), unused);
+        assert_eq!(change_of(r, &nh(SandeshOp::Add, -1)), any);
+        assert_eq!(change_of(r, &nh(SandeshOp::Del, 50)), any);
+        assert_eq!(change_of(r, &nh(SandeshOp::Get, 50)), None);
+
+        let vif = |h_op, vifr_idx| {
+            Message::Interface(VrInterfaceReq {
+                h_op,
+                vifr_idx,
+                ..Default::default()
+            })
+        };
+        assert_eq!(change_of(r, &vif(SandeshOp::Add, 3)), any);
+        assert_eq!(change_of(r, &vif(SandeshOp::Add, 9)), unused);
+        assert_eq!(change_of(r, &vif(SandeshOp::Del, 9)), any);
+        // Written again unchanged: nothing changes; changed: anything may.
+        let v3 = r.vif(3).unwrap();
+        let same = convert::vif_to_req(v3, None, SandeshOp::Add);
+        assert_eq!(change_of(r, &Message::Interface(same.clone())), unused);
+        let mtu = VrInterfaceReq {
+            vifr_mtu: same.vifr_mtu + 1,
+            ..same
+        };
+        assert_eq!(change_of(r, &Message::Interface(mtu)), any);
+        let same = convert::nh_to_req(r.nh(vm.nh).unwrap(), SandeshOp::Add);
+        assert_eq!(change_of(r, &Message::Nexthop(same.clone())), unused);
+        let moved = VrNexthopReq {
+            nhr_encap_oif_id: vec![4],
+            ..same
+        };
+        assert_eq!(change_of(r, &Message::Nexthop(moved)), any);
+
+        let mpls = |mr_label, mr_nhid| {
+            Message::Mpls(VrMplsReq {
+                h_op: SandeshOp::Add,
+                mr_label,
+                mr_nhid,
+                ..Default::default()
+            })
+        };
+        assert_eq!(change_of(r, &mpls(vm.label as i32, 0)), any);
+        assert_eq!(change_of(r, &mpls(vm.label as i32, vm.nh as i32)), unused);
+        assert_eq!(change_of(r, &mpls(vm.label as i32 + 10, 0)), unused);
+
+        let vrf = |h_op| {
+            Message::Vrf(VrVrfReq {
                 h_op,
                 ..Default::default()
             })
         };
-        assert!(may_change_config(&nh(SandeshOp::Add)));
-        assert!(!may_change_config(&nh(SandeshOp::Get)));
-        assert!(!may_change_config(&Message::Flow(VrFlowReq::default())));
-        assert!(!may_change_config(&Message::DropStats(
-            VrDropStatsReq::default()
-        )));
+        assert_eq!(change_of(r, &vrf(SandeshOp::Add)), unused);
+        assert_eq!(change_of(r, &vrf(SandeshOp::Del)), any);
+
+        let ops = |h_op| {
+            Message::VrouterOps(VrouterOps {
+                h_op,
+                ..Default::default()
+            })
+        };
+        assert_eq!(change_of(r, &ops(SandeshOp::Add)), any);
+        assert_eq!(change_of(r, &ops(SandeshOp::Get)), None);
+        assert_eq!(change_of(r, &Message::Flow(VrFlowReq::default())), None);
+        assert_eq!(
+            change_of(r, &Message::DropStats(VrDropStatsReq::default())),
+            None
+        );
     }
 }
