@@ -503,25 +503,25 @@ impl FastPath for RecordingFastPath {
     }
 }
 
-/// The agent sets up flows all the time: a buffer of flow requests removes
-/// only its own flows' fast-path entries (and a DROP takes effect at
-/// once); reads leave every entry; a configuration request empties the
-/// fast path.
-#[test]
-fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it() {
-    let rig = rig(NewFlowPolicy::Hold);
-    let fp = RecordingFastPath::default();
+/// `fp` enabled, the agent connected with vm1 and vm2 added through ksync,
+/// and per source port a flow from vm1 to vm2 decided FORWARD and
+/// offloaded (its next frame installs it): the agent's client and each
+/// flow's index and entry.
+fn agent_with_offloaded_flows(
+    rig: &Rig,
+    fp: &RecordingFastPath,
+    sports: &[u16],
+) -> (Client<SocketTransport>, Vec<(u32, FlowEntry)>) {
     rig.dp.enable_fast_path(Box::new(fp.clone())).unwrap();
     let mut agent = rig.client();
     agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
     agent.op(rig.vif_add_req(3, "vm1")).unwrap();
     agent.op(rig.vif_add_req(4, "vm2")).unwrap();
-    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
-    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
-    let stats = || rig.dp.offload_stats().unwrap().unwrap();
-    // Decide a new flow FORWARD; its next frame installs it.
-    let decide = |agent: &mut Client<SocketTransport>, sport| {
-        rig.inject(&vm1, &from_vm1(sport));
+    let vm1 = rig.opener.handle("vm1");
+    let mut flows = Vec::new();
+    for &sport in sports {
+        let frame = udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+        rig.inject(&vm1, &frame);
         let (idx, fe) = rig.held_flow().expect("a HOLD entry");
         agent
             .op(flow_set(
@@ -531,12 +531,28 @@ fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it(
                 VR_FLOW_FLAG_ACTIVE,
             ))
             .unwrap();
-        rig.inject(&vm1, &from_vm1(sport));
+        rig.inject(&vm1, &frame);
         wait_until("the flow is offloaded", || fp.flows().contains(&idx));
-        (idx, fe)
+        flows.push((idx, fe));
+    }
+    (agent, flows)
+}
+
+/// The agent sets up flows all the time: a buffer of flow requests removes
+/// only its own flows' fast-path entries (and a DROP takes effect at
+/// once); reads leave every entry; a configuration request empties the
+/// fast path.
+#[test]
+fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let fp = RecordingFastPath::default();
+    let (mut agent, flows) = agent_with_offloaded_flows(&rig, &fp, &[3001, 3002]);
+    let [(a, fe_a), (b, _)] = flows[..] else {
+        panic!()
     };
-    let (a, fe_a) = decide(&mut agent, 3001);
-    let (b, _) = decide(&mut agent, 3002);
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+    let stats = || rig.dp.offload_stats().unwrap().unwrap();
     assert_eq!(fp.flows(), vec![a.min(b), a.max(b)], "setting up b kept a");
     assert_eq!(stats().flushes, 0, "{:?}", stats());
     assert_eq!(vm2.take_tx().len(), 4, "held and next frames delivered");
@@ -579,30 +595,11 @@ fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it(
 fn route_requests_forget_only_the_flows_they_may_redirect() {
     let rig = rig(NewFlowPolicy::Hold);
     let fp = RecordingFastPath::default();
-    rig.dp.enable_fast_path(Box::new(fp.clone())).unwrap();
-    let mut agent = rig.client();
-    agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
-    agent.op(rig.vif_add_req(3, "vm1")).unwrap();
-    agent.op(rig.vif_add_req(4, "vm2")).unwrap();
+    let (mut agent, flows) = agent_with_offloaded_flows(&rig, &fp, &[3001, 3002]);
+    let mut flows: Vec<u32> = flows.iter().map(|f| f.0).collect();
     let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
     let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
     let stats = || rig.dp.offload_stats().unwrap().unwrap();
-    let mut flows = Vec::new();
-    for sport in [3001, 3002] {
-        rig.inject(&vm1, &from_vm1(sport));
-        let (idx, fe) = rig.held_flow().expect("a HOLD entry");
-        agent
-            .op(flow_set(
-                &fe,
-                idx,
-                VR_FLOW_ACTION_FORWARD,
-                VR_FLOW_FLAG_ACTIVE,
-            ))
-            .unwrap();
-        rig.inject(&vm1, &from_vm1(sport));
-        wait_until("the flow is offloaded", || fp.flows().contains(&idx));
-        flows.push(idx);
-    }
     flows.sort_unstable();
     assert_eq!(vm2.take_tx().len(), 4);
     let route = |prefix: [u8; 4], plen: i32, nh: i32| VrRouteReq {

@@ -162,6 +162,20 @@ fn udp_gso_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> (u
     (n * 8, got)
 }
 
+/// Whether the BPF object was built (else the skip is reported).
+fn bpf_builds() -> bool {
+    match skip_reason(&["clang"]) {
+        Some(r) => {
+            report_skip(
+                "overlay fast path: BPF object needs clang at build time",
+                &r,
+            );
+            false
+        }
+        None => true,
+    }
+}
+
 /// Hosts A and B on one fabric, container `ca` on A and `cb` on B, each
 /// host a compute node with policy on: with the kernel fast path and its
 /// fabric's tunnel GSO kept or not (`Some(gso)`), or user space only
@@ -231,13 +245,9 @@ fn two_hosts(
 /// `gso`: `--fast-path tc-encap-gso` (the fabric keeps tunnel GSO: the
 /// super-packets cross it whole and the receiver decapsulates them whole).
 fn fast_two_hosts(kind: TunnelKind, gso: bool) {
+    // (ethtool: to check what the node did to the fabric's tunnel GSO.)
     require_env!("tshark", "ethtool");
-    // (ethtool: to check that the node turned tunnel GSO off on the fabric.)
-    if let Some(r) = skip_reason(&["clang"]) {
-        report_skip(
-            "overlay fast path: BPF object needs clang at build time",
-            &r,
-        );
+    if !bpf_builds() {
         return;
     }
     let (_ns, _guards, [ha, hb, ca, cb], dpa, dpb) = two_hosts(kind, Some(gso), Some(gso));
@@ -573,12 +583,9 @@ fn tcp_timeouts(ns: &str) -> (u64, u64) {
 /// the TCP stream completes intact without a retransmission timeout, and
 /// the receiver counted tunnel super-packets and no offload error.
 fn gso_sender_to_user_space(kind: TunnelKind, receiver_fast: bool) {
+    // (ethtool: to check what the node did to the fabric's tunnel GSO.)
     require_env!("tshark", "ethtool");
-    if let Some(r) = skip_reason(&["clang"]) {
-        report_skip(
-            "overlay fast path: BPF object needs clang at build time",
-            &r,
-        );
+    if !bpf_builds() {
         return;
     }
     let (_ns, _guards, [ha, _hb, ca, cb], dpa, dpb) =
