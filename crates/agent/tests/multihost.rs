@@ -429,3 +429,87 @@ fn control_node_failures() {
     assert_eq!((s, g), (200, 200));
     eprintln!("test took {:?}", t0.elapsed());
 }
+
+/// The last "fast path" statistics line of host `h`'s vrouter log (logged
+/// every 10 s when they changed): field `name`'s value.
+fn fast_path_stat(c: &Cluster, h: usize, name: &str) -> Option<u64> {
+    let log = c.hosts[h].log("vrouter");
+    let line = log.lines().rev().find(|l| l.contains("fast path st="))?;
+    let i = line.find(&format!(" {name}: "))? + name.len() + 3;
+    line.get(i..)?
+        .split(|ch: char| !ch.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// In a cluster every container started anywhere adds routes on every
+/// host of its network. A host's offloaded flows survive that: the routes
+/// remove only the kernel fast-path entries of flows they may redirect,
+/// not every entry (as any configuration change did before).
+#[test]
+fn a_container_started_elsewhere_leaves_this_hosts_offloaded_flows() {
+    require_cluster!();
+    let mut c = Cluster::new(2, 1, &[]);
+    if !c.hosts[0].log("vrouter").contains("fast path tc on") {
+        report_skip(
+            "multihost fast path",
+            "the BPF fast path is not loaded here (see the vrouter log)",
+        );
+        return;
+    }
+    set_priorities(&c, &["MPLSoUDP", "MPLSoGRE", "VXLAN"]);
+    c.project("sc");
+    let (blue, gw) = c.vn("sc", "blue", "198.18.30.0", 24);
+    let a = c.attach(0, "a", "sc", &blue, &gw, 24);
+    let b = c.attach(1, "b", "sc", &blue, &gw, 24);
+    let udp = dp_core::TunnelKind::MplsOverUdp;
+    wait_route(&c, 0, b.ip, Some(udp), Duration::from_secs(15));
+    assert!(ping_until(&a.ns, &b.ip.to_string(), Duration::from_secs(5)));
+    // A steady UDP stream a -> b (one datagram every 5 ms for up to 40 s).
+    let mut tx = Command::new("ip")
+        .args(["netns", "exec", &a.ns, "python3", "-c"])
+        .arg(format!(
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(8000):\n    s.sendto(b'x' * 64, ('{}', 9000)); time.sleep(0.005)\n",
+            b.ip
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.wait_for(
+        "host 0 offloads the stream",
+        Duration::from_secs(25),
+        || {
+            fast_path_stat(&c, 0, "active").unwrap_or(0) > 0
+                && fast_path_stat(&c, 0, "packets").unwrap_or(0) > 100
+        },
+    );
+    let flushes = fast_path_stat(&c, 0, "flushes").unwrap();
+    let routes = fast_path_stat(&c, 0, "route_changes").unwrap();
+
+    // A third container, on host 1: host 0 learns its routes over XMPP.
+    let d = c.attach(1, "d", "sc", &blue, &gw, 24);
+    wait_route(&c, 0, d.ip, Some(udp), Duration::from_secs(15));
+    c.wait_for(
+        "host 0 logs the route changes (or a flush)",
+        Duration::from_secs(25),
+        || {
+            fast_path_stat(&c, 0, "route_changes").unwrap_or(0) > routes
+                || fast_path_stat(&c, 0, "flushes").unwrap_or(0) > flushes
+        },
+    );
+    let log = c.hosts[0].log("vrouter");
+    let _ = tx.kill();
+    let _ = tx.wait();
+    assert_eq!(
+        fast_path_stat(&c, 0, "flushes"),
+        Some(flushes),
+        "host 0's fast path was emptied:\n{log}"
+    );
+    assert!(
+        fast_path_stat(&c, 0, "active").unwrap_or(0) > 0,
+        "host 0 still offloads the stream:\n{log}"
+    );
+    assert!(ping_until(&a.ns, &d.ip.to_string(), Duration::from_secs(5)));
+}

@@ -27,7 +27,8 @@
 //! the decision holds for and what replaces them ([`OffloadDecap`]).
 
 use crate::flow::table::{FlowKey, VR_FLOW_ACTION_FORWARD, VR_FLOW_FLAG_VRFT};
-use crate::Router;
+use crate::nexthop::AF_INET;
+use crate::{Prefix, Router};
 
 /// Bound on hints kept between two [`Router::take_offload_hints`] calls;
 /// more are dropped (the flow's next packet reports it again).
@@ -317,6 +318,52 @@ impl Router {
             && *fe.key() == h.key
     }
 
+    /// Whether adding, replacing or deleting the route of `prefix` in VRF
+    /// `vrf` may change what the core decided for the flow of `h`, so that
+    /// an offloaded copy must go (a host that copies decisions calls this
+    /// instead of dropping every copy on each route change: in a cluster
+    /// routes come and go with every container anywhere).
+    ///
+    /// The core's lookups for an offloaded flow are all keyed by the
+    /// packet: the inet routes of its source (the flow key's source next
+    /// hop) and destination, the bridge route of its destination MAC (the
+    /// gateway MAC's sends it to the inet lookup), and for a tunnel the
+    /// fabric's own VRF (the outer destination's receive route). A route
+    /// that covers neither address and names no MAC of the frame cannot
+    /// change them. VRFs are not told apart except the fabric's: a flow
+    /// with the same addresses in another VRF goes too, and is only set up
+    /// again. Everything else a decision copies (vifs, next hops, labels)
+    /// changes through other requests, which drop every copy.
+    pub fn offload_depends_on_route(&self, h: &OffloadHint, vrf: u16, prefix: &Prefix) -> bool {
+        let fabric = if h.decap.is_some() {
+            Some(h.in_vif)
+        } else if h.tunnel.is_some() {
+            Some(h.out_vif)
+        } else {
+            None
+        };
+        if let Some(f) = fabric {
+            match self.vifs.get(f) {
+                Some(v) if v.cfg.vrf != vrf => {}
+                _ => return true,
+            }
+        }
+        let v4 = h.key.family == AF_INET;
+        match *prefix {
+            Prefix::V4(a, plen) => {
+                !v4 || covers(a, plen, h.key.src_v4()) || covers(a, plen, h.key.dst_v4())
+            }
+            Prefix::V6(..) => !v4,
+            Prefix::Mac(m) => {
+                let dst = h.in_macs.first_chunk::<6>().copied().unwrap_or_default();
+                // Multicast destinations are looked up as broadcast.
+                (m == [0xff; 6] && dst[0] & 1 != 0)
+                    || h.in_macs.chunks(6).any(|c| c == m)
+                    || h.macs.is_some_and(|x| x.chunks(6).any(|c| c == m))
+            }
+        }
+    }
+
     /// Add what the fast path forwarded for the flow of `h` to its entry
     /// (the agent ages flows by these counters) and to the vifs' counters.
     /// False, and nothing counted, if the offload is no longer exact.
@@ -344,4 +391,12 @@ impl Router {
         }
         true
     }
+}
+
+/// Whether the IPv4 prefix `net`/`plen` covers `addr`.
+fn covers(net: [u8; 4], plen: u8, addr: [u8; 4]) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(plen.min(32)))
+        .unwrap_or(0);
+    (u32::from_be_bytes(net) ^ u32::from_be_bytes(addr)) & mask == 0
 }

@@ -168,8 +168,25 @@ use alloc::string::String;
 
 pub use handler::{FlowOpStats, Handled, Handler};
 
-use dp_core::VifConfig;
+use dp_core::{Prefix, VifConfig};
 use sandesh::VrInterfaceReq;
+
+/// What a configuration request may have changed, for a host that copies
+/// flow decisions elsewhere (a kernel fast path): see
+/// [`HostOps::config_changed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Nothing a decision taken before can have used: a vif, next hop,
+    /// MPLS label or VXLAN VNI added at a free index or written again
+    /// unchanged, or a VRF added.
+    Unused,
+    /// The route of `prefix` in VRF `vrf` was added, replaced or deleted
+    /// (`dp_core::Router::offload_depends_on_route` says which decisions
+    /// it may change).
+    Route { vrf: u16, prefix: Prefix },
+    /// Anything may have changed.
+    Any,
+}
 
 /// Bytes of objects in one dump page (upstream `VR_MESSAGE_PAGE_SIZE`).
 pub const VR_MESSAGE_PAGE_SIZE: usize = 4096 - 128;
@@ -207,10 +224,13 @@ pub trait HostOps {
     fn flow_changed(&mut self, _idx: u32) {}
 
     /// A request that may change forwarding state other than flows (vif,
-    /// next hop, route, label, VRF, vRouter settings) was applied, or
-    /// tried: every copied flow decision may be stale. Reads (`Get`,
-    /// `Dump`, statistics) do not call it.
-    fn config_changed(&mut self) {}
+    /// next hop, route, label, VRF, vRouter settings) is about to be
+    /// applied, or tried: the copied flow decisions `change` names may be
+    /// stale ([`ConfigChange::Any`]: every one). Reads (`Get`, `Dump`,
+    /// statistics) and flow requests do not call it.
+    fn config_changed(&mut self, change: ConfigChange) {
+        let _ = change;
+    }
 
     /// Facts only the host knows (where the flow table is mapped, ...).
     fn host_info(&self) -> HostInfo {

@@ -543,10 +543,26 @@ impl Core {
     /// requests): their offloaded copies go now, every other offloaded
     /// flow stays (no full flush after the command).
     pub fn only_flows_changed(&mut self, flows: &[u32]) {
+        self.only_changed(flows, &[]);
+    }
+
+    /// The running command changed only the flows `flows`, the routes
+    /// `routes` (VRF, prefix) and objects that did not exist before: the
+    /// offloaded copies of those flows and of the flows those routes may
+    /// redirect go now, every other offloaded flow stays.
+    pub fn only_changed(&mut self, flows: &[u32], routes: &[(u16, Prefix)]) {
         self.read_only_cmd = true;
         if let Some(off) = &mut self.offload {
             off.forget(&mut self.router, flows);
+            off.forget_routes(&mut self.router, routes);
         }
+    }
+
+    /// Configuration changed: every offloaded flow goes now (their
+    /// counters folded first), not after the command.
+    pub fn flush_offloads(&mut self) {
+        self.read_only_cmd = true;
+        self.offload_flush();
     }
 
     /// The fast path's counters (`None`: off).

@@ -7,10 +7,16 @@
 //! through a platform [`FastPath`] (Linux: TC + socket-filter BPF,
 //! `crate::linux::TcFastPath`). Rules that keep it exact:
 //! - every control command that may change forwarding state (vif,
-//!   nexthop, route, VRF, MPLS, vRouter settings: any ksync request but
-//!   flow requests and reads) folds the counters and removes *all*
-//!   entries; the next packet of each flow goes through the core again and
-//!   re-installs it;
+//!   nexthop, VRF, MPLS, vRouter settings: any ksync request but flow
+//!   requests, reads, routes and objects added at a free index) folds the
+//!   counters and removes *all* entries; the next packet of each flow goes
+//!   through the core again and re-installs it;
+//! - a ksync buffer that only changes routes (and adds objects) removes
+//!   the entries of the flows those routes may redirect
+//!   ([`Router::offload_depends_on_route`]: the flow's addresses or MACs
+//!   in the route's prefix, or a tunnelled flow and a fabric route): in a
+//!   cluster every container started anywhere adds routes on every host,
+//!   and each used to empty the fast path;
 //! - a ksync buffer of flow requests only removes the entries of the flows
 //!   it created, changed or deleted (and their reverse flows): the agent
 //!   sets up flows all the time, and each setup used to empty the fast
@@ -23,7 +29,7 @@
 //!   accepted [`FastPath::fabric`].
 
 use crate::port::Port;
-use dp_core::{OffloadHint, Router};
+use dp_core::{OffloadHint, Prefix, Router};
 use std::collections::HashMap;
 use std::io;
 
@@ -70,6 +76,11 @@ pub struct OffloadStats {
     pub active: u64,
     /// Entries removed because a flow request changed their flow.
     pub forgotten: u64,
+    /// Entries removed because a route their flow may depend on changed.
+    pub rerouted: u64,
+    /// Buffers of route changes that searched the entries instead of
+    /// removing them all (a flush is counted in `flushes`).
+    pub route_changes: u64,
     /// Of `installed` and `packets`: decapsulation entries (fabric to VM).
     pub decap_installed: u64,
     pub decap_packets: u64,
@@ -247,6 +258,35 @@ impl Offloader {
             self.stats.removed += 1;
             self.stats.forgotten += 1;
         }
+    }
+
+    /// Routes (VRF, prefix) were added, replaced or deleted: fold and
+    /// remove the entries whose flows they may redirect
+    /// ([`Router::offload_depends_on_route`]); the others stay.
+    pub fn forget_routes(&mut self, router: &mut Router, routes: &[(u16, Prefix)]) {
+        if routes.is_empty() || self.installed.is_empty() {
+            return;
+        }
+        let gone: Vec<u32> = self
+            .installed
+            .iter()
+            .filter(|(_, e)| {
+                routes
+                    .iter()
+                    .any(|(vrf, p)| router.offload_depends_on_route(&e.hint, *vrf, p))
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for idx in gone {
+            let Some(mut e) = self.installed.remove(&idx) else {
+                continue;
+            };
+            fold_entry(self.fp.as_ref(), router, &mut e, &mut self.stats);
+            self.fp.remove(e.in_os, &e.hint);
+            self.stats.removed += 1;
+            self.stats.rerouted += 1;
+        }
+        self.stats.route_changes += 1;
     }
 
     /// Fold, then remove every entry (configuration changed).

@@ -22,7 +22,7 @@ use common::*;
 use dp_core::flow::table::{
     VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD, VR_FLOW_TCP_FIN,
 };
-use dp_core::{FlowKey, FlowSet, VifFlags};
+use dp_core::{FlowKey, FlowSet, Prefix, RouteData, VifFlags};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -155,6 +155,17 @@ fn rig(slow: bool) -> Rig {
         _guard,
         _slow,
     }
+}
+
+/// Frames user space received on vif `vif`'s port.
+fn port_rx(dp: &Datapath, vif: u16) -> u64 {
+    dp.call(move |c| {
+        c.mark_read_only();
+        c.port_stats(vif)
+    })
+    .unwrap()
+    .unwrap()
+    .rx_frames
 }
 
 /// `dev`'s transmitted packets, in namespace `ns`.
@@ -356,6 +367,65 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         rx1.rx_frames,
         rx2.rx_frames
     );
+
+    // Routes as ksync changes them (the cluster adds and removes routes
+    // all the time): a route elsewhere leaves the entries, the burst stays
+    // in the kernel; C2's /32 to the discard next hop removes the entries
+    // of the flows it redirects and the next datagrams follow the new
+    // route, dropped; the route back delivers them again.
+    let route_as_ksync = |dp: &Datapath, prefix: Prefix, data: RouteData| {
+        dp.call(move |c| {
+            c.router_mut().route_add(1, prefix, data).unwrap();
+            c.only_changed(&[], &[(1, prefix)]);
+        })
+        .unwrap();
+    };
+    let c2_32 = Prefix::V4(C2_IP, 32);
+    let c2_route = dp
+        .call(move |c| {
+            c.mark_read_only();
+            c.router().route_get(1, c2_32)
+        })
+        .unwrap()
+        .expect("C2's /32");
+    let discard = RouteData {
+        nh: DISCARD_NH,
+        label: 0,
+        flags: 0,
+        mac: [0; 6],
+    };
+    let st0 = offloaded(&dp);
+    route_as_ksync(&dp, Prefix::V4([10, 99, 0, 0], 16), discard);
+    let rx3 = port_rx(&dp, 3);
+    assert_eq!(
+        udp_burst(&c1, &c2, 200, Duration::from_millis(200)),
+        200,
+        "UDP after a route elsewhere"
+    );
+    let rx4 = port_rx(&dp, 3);
+    let st1 = offloaded(&dp);
+    assert!(
+        rx4 - rx3 < 20 && st1.active == st0.active && st1.rerouted == st0.rerouted,
+        "a route elsewhere leaves the entries: user space took {} frames; {st0:?} -> {st1:?}",
+        rx4 - rx3
+    );
+    route_as_ksync(&dp, c2_32, discard);
+    assert!(
+        offloaded(&dp).rerouted > st1.rerouted,
+        "{:?}",
+        offloaded(&dp)
+    );
+    assert_eq!(
+        udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
+        0,
+        "the new route discards, also what the kernel forwarded before"
+    );
+    route_as_ksync(&dp, c2_32, c2_route);
+    assert!(
+        udp_burst(&c1, &c2, 100, Duration::from_millis(200)) >= 95,
+        "the route back delivers again"
+    );
+    assert_eq!(offloaded(&dp).flushes, st0.flushes, "no flush for routes");
 
     // The agent denies the flow: traffic stops at once. (As a ksync flow
     // request does: only that flow's entry goes, marked dead in its slot.)

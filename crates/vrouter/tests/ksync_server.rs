@@ -18,7 +18,10 @@ use dp_core::{DropReason, NewFlowPolicy, OffloadHint, RouterConfig, VifConfig, V
 use ksync::convert::{set_flow_key, vif_to_req};
 use ksync::HostInfo;
 use packet::checksum;
-use sandesh::{FlowOp, Message, SandeshOp, VrFlowReq, VrFlowTableData, VrInterfaceReq};
+use sandesh::{
+    FlowOp, Message, SandeshOp, VrFlowReq, VrFlowTableData, VrInterfaceReq, VrMplsReq,
+    VrNexthopReq, VrRouteReq,
+};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
@@ -500,25 +503,25 @@ impl FastPath for RecordingFastPath {
     }
 }
 
-/// The agent sets up flows all the time: a buffer of flow requests removes
-/// only its own flows' fast-path entries (and a DROP takes effect at
-/// once); reads leave every entry; a configuration request empties the
-/// fast path.
-#[test]
-fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it() {
-    let rig = rig(NewFlowPolicy::Hold);
-    let fp = RecordingFastPath::default();
+/// `fp` enabled, the agent connected with vm1 and vm2 added through ksync,
+/// and per source port a flow from vm1 to vm2 decided FORWARD and
+/// offloaded (its next frame installs it): the agent's client and each
+/// flow's index and entry.
+fn agent_with_offloaded_flows(
+    rig: &Rig,
+    fp: &RecordingFastPath,
+    sports: &[u16],
+) -> (Client<SocketTransport>, Vec<(u32, FlowEntry)>) {
     rig.dp.enable_fast_path(Box::new(fp.clone())).unwrap();
     let mut agent = rig.client();
     agent.op(rig.vif_add_req(AGENT_VIF, "pkt0")).unwrap();
     agent.op(rig.vif_add_req(3, "vm1")).unwrap();
     agent.op(rig.vif_add_req(4, "vm2")).unwrap();
-    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
-    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
-    let stats = || rig.dp.offload_stats().unwrap().unwrap();
-    // Decide a new flow FORWARD; its next frame installs it.
-    let decide = |agent: &mut Client<SocketTransport>, sport| {
-        rig.inject(&vm1, &from_vm1(sport));
+    let vm1 = rig.opener.handle("vm1");
+    let mut flows = Vec::new();
+    for &sport in sports {
+        let frame = udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+        rig.inject(&vm1, &frame);
         let (idx, fe) = rig.held_flow().expect("a HOLD entry");
         agent
             .op(flow_set(
@@ -528,12 +531,28 @@ fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it(
                 VR_FLOW_FLAG_ACTIVE,
             ))
             .unwrap();
-        rig.inject(&vm1, &from_vm1(sport));
+        rig.inject(&vm1, &frame);
         wait_until("the flow is offloaded", || fp.flows().contains(&idx));
-        (idx, fe)
+        flows.push((idx, fe));
+    }
+    (agent, flows)
+}
+
+/// The agent sets up flows all the time: a buffer of flow requests removes
+/// only its own flows' fast-path entries (and a DROP takes effect at
+/// once); reads leave every entry; a configuration request empties the
+/// fast path.
+#[test]
+fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let fp = RecordingFastPath::default();
+    let (mut agent, flows) = agent_with_offloaded_flows(&rig, &fp, &[3001, 3002]);
+    let [(a, fe_a), (b, _)] = flows[..] else {
+        panic!()
     };
-    let (a, fe_a) = decide(&mut agent, 3001);
-    let (b, _) = decide(&mut agent, 3002);
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+    let stats = || rig.dp.offload_stats().unwrap().unwrap();
     assert_eq!(fp.flows(), vec![a.min(b), a.max(b)], "setting up b kept a");
     assert_eq!(stats().flushes, 0, "{:?}", stats());
     assert_eq!(vm2.take_tx().len(), 4, "held and next frames delivered");
@@ -564,6 +583,105 @@ fn flow_requests_forget_only_their_flows_in_the_fast_path_and_config_empties_it(
     agent.op(rig.vif_add_req(4, "vm2")).unwrap();
     assert!(fp.flows().is_empty(), "config change flushed the fast path");
     assert_eq!(stats().flushes, 1, "{:?}", stats());
+    drop(agent);
+    rig.shutdown();
+}
+
+/// In a cluster routes come and go with every container started anywhere:
+/// a buffer of route requests (and objects added at free indexes) removes
+/// only the fast-path entries of flows the routes may redirect, and the
+/// redirected flow follows the new route at once.
+#[test]
+fn route_requests_forget_only_the_flows_they_may_redirect() {
+    let rig = rig(NewFlowPolicy::Hold);
+    let fp = RecordingFastPath::default();
+    let (mut agent, flows) = agent_with_offloaded_flows(&rig, &fp, &[3001, 3002]);
+    let mut flows: Vec<u32> = flows.iter().map(|f| f.0).collect();
+    let (vm1, vm2) = (rig.opener.handle("vm1"), rig.opener.handle("vm2"));
+    let from_vm1 = |sport| udp_frame(VM1_MAC, VM1_IP, VM2_IP, sport);
+    let stats = || rig.dp.offload_stats().unwrap().unwrap();
+    flows.sort_unstable();
+    assert_eq!(vm2.take_tx().len(), 4);
+    let route = |prefix: [u8; 4], plen: i32, nh: i32| VrRouteReq {
+        h_op: SandeshOp::Add,
+        rtr_family: 2,
+        rtr_vrf_id: i32::from(VRF),
+        rtr_prefix: prefix.to_vec(),
+        rtr_prefix_len: plen,
+        rtr_nh_id: nh,
+        ..Default::default()
+    };
+
+    // Routes elsewhere, a MAC route, a new next hop and label: nothing goes.
+    agent.op(route([10, 99, 0, 0], 16, 0)).unwrap();
+    agent.op(route([198, 18, 0, 77], 32, 0)).unwrap();
+    agent
+        .op(VrRouteReq {
+            h_op: SandeshOp::Add,
+            rtr_family: 7,
+            rtr_vrf_id: i32::from(VRF),
+            rtr_mac: vec![0x02, 0x33, 0, 0, 0, 1],
+            rtr_nh_id: 0,
+            ..Default::default()
+        })
+        .unwrap();
+    agent
+        .op(VrNexthopReq {
+            h_op: SandeshOp::Add,
+            nhr_type: 1,
+            nhr_family: 2,
+            nhr_id: 60,
+            nhr_vrf: i32::from(VRF),
+            nhr_flags: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    agent
+        .op(VrMplsReq {
+            h_op: SandeshOp::Add,
+            mr_label: 90,
+            mr_nhid: 60,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(fp.flows(), flows, "{:?}", stats());
+    let st = stats();
+    assert_eq!((st.flushes, st.rerouted), (0, 0), "{st:?}");
+    assert!(st.route_changes >= 3, "{st:?}");
+    rig.inject(&vm1, &from_vm1(3001));
+    assert_eq!(vm2.take_tx().len(), 1, "still forwarded");
+
+    // A next hop written again unchanged leaves the fast path; changed in
+    // place, it empties it, and the flows' next frames install them again.
+    let nh60 = VrNexthopReq {
+        h_op: SandeshOp::Add,
+        nhr_type: 1,
+        nhr_family: 2,
+        nhr_id: 60,
+        nhr_vrf: i32::from(VRF),
+        nhr_flags: 1,
+        ..Default::default()
+    };
+    agent.op(nh60.clone()).unwrap();
+    assert_eq!(fp.flows(), flows, "written again unchanged: {:?}", stats());
+    agent.op(VrNexthopReq { nhr_vrf: 2, ..nh60 }).unwrap();
+    assert!(fp.flows().is_empty(), "{:?}", stats());
+    assert_eq!(stats().flushes, 1, "{:?}", stats());
+    for sport in [3001, 3002] {
+        rig.inject(&vm1, &from_vm1(sport));
+    }
+    wait_until("both flows offloaded again", || fp.flows() == flows);
+    assert_eq!(vm2.take_tx().len(), 2);
+
+    // VM2's /32 to the discard next hop: both flows go to VM2, both
+    // entries go, and the core drops the next frame by the new route.
+    agent.op(route(VM2_IP, 32, 0)).unwrap();
+    assert!(fp.flows().is_empty(), "{:?}", stats());
+    let st = stats();
+    assert_eq!((st.flushes, st.rerouted), (1, 2), "{st:?}");
+    rig.inject(&vm1, &from_vm1(3001));
+    assert!(vm2.take_tx().is_empty(), "the new route discards");
+    assert!(fp.flows().is_empty(), "not installed again");
     drop(agent);
     rig.shutdown();
 }

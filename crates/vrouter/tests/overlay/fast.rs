@@ -25,7 +25,7 @@ use std::net::{SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use vrouter::linux::TcFastPath;
+use vrouter::linux::{OverlayGuard, TcFastPath};
 
 fn set_flow(dp: &Datapath, index: u32, key: FlowKey, action: u16) {
     dp.flow_set(FlowSet {
@@ -162,30 +162,52 @@ fn udp_gso_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> (u
     (n * 8, got)
 }
 
-/// `gso`: `--fast-path tc-encap-gso` (the fabric keeps tunnel GSO: the
-/// super-packets cross it whole and the receiver decapsulates them whole).
-fn fast_two_hosts(kind: TunnelKind, gso: bool) {
-    require_env!("tshark", "ethtool");
-    // (ethtool: to check that the node turned tunnel GSO off on the fabric.)
-    if let Some(r) = skip_reason(&["clang"]) {
-        report_skip(
-            "overlay fast path: BPF object needs clang at build time",
-            &r,
-        );
-        return;
+/// Whether the BPF object was built (else the skip is reported).
+fn bpf_builds() -> bool {
+    match skip_reason(&["clang"]) {
+        Some(r) => {
+            report_skip(
+                "overlay fast path: BPF object needs clang at build time",
+                &r,
+            );
+            false
+        }
+        None => true,
     }
+}
+
+/// Hosts A and B on one fabric, container `ca` on A and `cb` on B, each
+/// host a compute node with policy on: with the kernel fast path and its
+/// fabric's tunnel GSO kept or not (`Some(gso)`), or user space only
+/// (`None`). Returns the namespaces and overlay guards (kept for the
+/// test's length: bound first, they drop last), the names
+/// `[ha, hb, ca, cb]` and both datapaths.
+#[allow(clippy::type_complexity)]
+fn two_hosts(
+    kind: TunnelKind,
+    fast_a: Option<bool>,
+    fast_b: Option<bool>,
+) -> (
+    Namespaces,
+    [OverlayGuard; 2],
+    [String; 4],
+    Arc<Datapath>,
+    Arc<Datapath>,
+) {
     let mut ns = Namespaces::new();
     let (ha, hb) = fabric(&mut ns);
     let ca = ns.add("ca");
     let cb = ns.add("cb");
     container(&ha, "vh1", &ca, CA_MAC, CA_IP, C_MTU);
     container(&hb, "vh1", &cb, CB_MAC, CB_IP, C_MTU);
-    let node = move |me, peer, local: Vm, remote: Vm| {
+    let node = move |me, peer, local: Vm, remote: Vm, fast: Option<bool>| {
         move |dp: &Datapath| {
-            let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-            fp.set_encap(true);
-            fp.set_keep_tunnel_gso(gso);
-            dp.enable_fast_path(Box::new(fp)).unwrap();
+            if let Some(gso) = fast {
+                let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
+                fp.set_encap(true);
+                fp.set_keep_tunnel_gso(gso);
+                dp.enable_fast_path(Box::new(fp)).unwrap();
+            }
             compute_node_with(
                 dp,
                 kind,
@@ -197,15 +219,38 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
             );
         }
     };
-    let (dpa, _ga) = start_dp(
+    let (dpa, ga) = start_dp(
         &ha,
-        node((FAB_A, FAB_MAC_A), (FAB_B, FAB_MAC_B), vm_a(), vm_b()),
+        node(
+            (FAB_A, FAB_MAC_A),
+            (FAB_B, FAB_MAC_B),
+            vm_a(),
+            vm_b(),
+            fast_a,
+        ),
     );
-    let (dpb, _gb) = start_dp(
+    let (dpb, gb) = start_dp(
         &hb,
-        node((FAB_B, FAB_MAC_B), (FAB_A, FAB_MAC_A), vm_b(), vm_a()),
+        node(
+            (FAB_B, FAB_MAC_B),
+            (FAB_A, FAB_MAC_A),
+            vm_b(),
+            vm_a(),
+            fast_b,
+        ),
     );
-    let (dpa, dpb) = (Arc::new(dpa), Arc::new(dpb));
+    (ns, [ga, gb], [ha, hb, ca, cb], Arc::new(dpa), Arc::new(dpb))
+}
+
+/// `gso`: `--fast-path tc-encap-gso` (the fabric keeps tunnel GSO: the
+/// super-packets cross it whole and the receiver decapsulates them whole).
+fn fast_two_hosts(kind: TunnelKind, gso: bool) {
+    // (ethtool: to check what the node did to the fabric's tunnel GSO.)
+    require_env!("tshark", "ethtool");
+    if !bpf_builds() {
+        return;
+    }
+    let (_ns, _guards, [ha, hb, ca, cb], dpa, dpb) = two_hosts(kind, Some(gso), Some(gso));
     let stop = Arc::new(AtomicBool::new(false));
     let agents = [
         allow_all(dpa.clone(), stop.clone()),
@@ -538,54 +583,13 @@ fn tcp_timeouts(ns: &str) -> (u64, u64) {
 /// the TCP stream completes intact without a retransmission timeout, and
 /// the receiver counted tunnel super-packets and no offload error.
 fn gso_sender_to_user_space(kind: TunnelKind, receiver_fast: bool) {
+    // (ethtool: to check what the node did to the fabric's tunnel GSO.)
     require_env!("tshark", "ethtool");
-    if let Some(r) = skip_reason(&["clang"]) {
-        report_skip(
-            "overlay fast path: BPF object needs clang at build time",
-            &r,
-        );
+    if !bpf_builds() {
         return;
     }
-    let mut ns = Namespaces::new();
-    let (ha, hb) = fabric(&mut ns);
-    let ca = ns.add("ca");
-    let cb = ns.add("cb");
-    container(&ha, "vh1", &ca, CA_MAC, CA_IP, C_MTU);
-    container(&hb, "vh1", &cb, CB_MAC, CB_IP, C_MTU);
-    let node = move |me, peer, local: Vm, remote: Vm, fast: bool| {
-        move |dp: &Datapath| {
-            if fast {
-                let mut fp = TcFastPath::load().expect("load the BPF fast path (root, TC BPF)");
-                fp.set_encap(true);
-                fp.set_keep_tunnel_gso(true);
-                dp.enable_fast_path(Box::new(fp)).unwrap();
-            }
-            compute_node_with(
-                dp,
-                kind,
-                me,
-                peer,
-                &local,
-                &remote,
-                VifFlags::POLICY_ENABLED,
-            );
-        }
-    };
-    let (dpa, _ga) = start_dp(
-        &ha,
-        node((FAB_A, FAB_MAC_A), (FAB_B, FAB_MAC_B), vm_a(), vm_b(), true),
-    );
-    let (dpb, _gb) = start_dp(
-        &hb,
-        node(
-            (FAB_B, FAB_MAC_B),
-            (FAB_A, FAB_MAC_A),
-            vm_b(),
-            vm_a(),
-            receiver_fast,
-        ),
-    );
-    let (dpa, dpb) = (Arc::new(dpa), Arc::new(dpb));
+    let (_ns, _guards, [ha, _hb, ca, cb], dpa, dpb) =
+        two_hosts(kind, Some(true), receiver_fast.then_some(true));
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = vec![
         allow_all(dpa.clone(), stop.clone()),
