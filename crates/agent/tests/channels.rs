@@ -605,7 +605,7 @@ async fn flow_batches_are_pipelined() {
     let ids = Ids { max_vifs: 64 };
     let m = model();
     // Program over an ordinary server first.
-    let prog = ChannelPaths::new(&dir.path().join("prog"));
+    let prog = ChannelPaths::new(dir.path().join("prog"));
     std::fs::create_dir_all(dir.path().join("prog")).unwrap();
     let server = tokio::spawn(serve(
         KsyncListener::bind(&prog.ksync).unwrap(),
