@@ -34,7 +34,7 @@ use dp_core::flow::table::{
 };
 use ksync::convert;
 use sandesh::{FlowOp, Message, VrFlowReq};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_ICMPV6: u8 = 58;
 const EEXIST: i32 = 17;
+/// Most ksync writes of flow requests outstanding at once: with two, the
+/// agent builds and sends a batch while the datapath answers the last one.
+pub const IN_FLIGHT: usize = 2;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FlowConfig {
@@ -122,6 +125,9 @@ enum Note {
     Forward(u32),
     /// Update or delete: answer only checked.
     Other,
+    /// Decision of a reverse hold entry found by an EEXIST answer: a
+    /// refusal counts as an error.
+    Follow,
 }
 
 impl Batch {
@@ -157,6 +163,8 @@ pub struct FlowEngine {
     /// per call in the current sweep.
     age_cursor: u32,
     age_slice: usize,
+    /// Writes sent whose answers are not recorded yet, oldest first.
+    inflight: VecDeque<Batch>,
 }
 
 fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
@@ -346,6 +354,7 @@ impl FlowEngine {
             audit_cursor: 0,
             age_cursor: 0,
             age_slice: 0,
+            inflight: VecDeque::new(),
         }
     }
 
@@ -459,6 +468,7 @@ impl FlowEngine {
         self.tracked.clear();
         self.by_rkey.clear();
         self.hold_seen.clear();
+        self.inflight.clear();
     }
 
     /// Adopt the active flow pairs already in the table (agent restart),
@@ -627,24 +637,60 @@ impl FlowEngine {
         );
     }
 
-    /// Send `batch` and record what the answers say.
+    /// Send `batch`, one write per `max_batch` requests, without waiting
+    /// for its answers: they are recorded when [`IN_FLIGHT`] writes are
+    /// outstanding and another is due, or by [`Self::settle`]. The agent
+    /// builds its next batch while the datapath works on this one.
     pub async fn flush(
         &mut self,
         k: &mut KsyncClient,
         batch: &mut Batch,
     ) -> Result<(), KsyncError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         // One write per `max_batch` requests: a burst (the audit deciding
         // thousands of lost traps, adoption after a restart) must not
         // become one unbounded write.
-        let mut replies = Vec::with_capacity(batch.msgs.len());
-        for chunk in batch.msgs.chunks(self.cfg.max_batch.max(2)) {
-            replies.extend(k.call(chunk).await?);
+        let step = self.cfg.max_batch.max(2);
+        let mut msgs = std::mem::take(&mut batch.msgs).into_iter();
+        let mut notes = std::mem::take(&mut batch.notes).into_iter();
+        loop {
+            let chunk = Batch {
+                msgs: msgs.by_ref().take(step).collect(),
+                notes: notes.by_ref().take(step).collect(),
+            };
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            while self.inflight.len() >= IN_FLIGHT {
+                self.complete_oldest(k).await?;
+            }
+            k.send(&chunk.msgs).await?;
+            self.inflight.push_back(chunk);
         }
+    }
+
+    /// Whether writes are waiting for their answers.
+    pub fn in_flight(&self) -> bool {
+        !self.inflight.is_empty()
+    }
+
+    /// Wait for every outstanding answer and record it (follow-ups
+    /// included).
+    pub async fn settle(&mut self, k: &mut KsyncClient) -> Result<(), KsyncError> {
+        while !self.inflight.is_empty() {
+            self.complete_oldest(k).await?;
+        }
+        Ok(())
+    }
+
+    /// Record the answers to the oldest outstanding write, and send the
+    /// follow-ups they call for (outstanding in turn).
+    async fn complete_oldest(&mut self, k: &mut KsyncClient) -> Result<(), KsyncError> {
+        let Some(b) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let replies = k.take(b.msgs.len()).await?;
         let mut follow = Batch::default();
-        for ((note, reply), msg) in batch.notes.iter().zip(&replies).zip(&batch.msgs) {
+        for ((note, reply), msg) in b.notes.iter().zip(replies).zip(&b.msgs) {
             let resp = reply.objects.iter().find_map(|o| match o {
                 Message::FlowResponse(r) => Some(r),
                 _ => None,
@@ -667,7 +713,7 @@ impl FlowEngine {
                                 u.fr_gen_id = r.fresp_gen_id;
                                 u.fr_rindex = *fwd as i32;
                                 u.fr_action = t.action as i16;
-                                follow.push(u, Note::Other);
+                                follow.push(u, Note::Follow);
                             }
                         }
                     }
@@ -687,6 +733,11 @@ impl FlowEngine {
                         self.stats.setups += 1;
                     }
                 }
+                Note::Follow => {
+                    if reply.code < 0 {
+                        self.stats.errors += 1;
+                    }
+                }
                 Note::Other => {
                     if reply.code < 0 {
                         tracing::debug!(code = reply.code, "flow update refused");
@@ -694,17 +745,21 @@ impl FlowEngine {
                 }
             }
         }
-        batch.msgs.clear();
-        batch.notes.clear();
-        for chunk in follow.msgs.chunks(self.cfg.max_batch.max(2)) {
-            let replies = k.call(chunk).await?;
-            for r in replies {
-                if r.code < 0 {
-                    self.stats.errors += 1;
-                }
+        // Follow-ups answer with no further follow-up: this ends.
+        let step = self.cfg.max_batch.max(2);
+        let mut msgs = follow.msgs.into_iter();
+        let mut notes = follow.notes.into_iter();
+        loop {
+            let chunk = Batch {
+                msgs: msgs.by_ref().take(step).collect(),
+                notes: notes.by_ref().take(step).collect(),
+            };
+            if chunk.is_empty() {
+                return Ok(());
             }
+            k.send(&chunk.msgs).await?;
+            self.inflight.push_back(chunk);
         }
-        Ok(())
     }
 
     /// How long one aging sweep of every tracked flow takes: short enough

@@ -2,7 +2,9 @@
 //!
 //! Every request of a batch becomes its own netlink message with its own
 //! sequence number; the whole batch goes out in one write and the answers
-//! are collected in order. The datapath applies a buffer's messages one
+//! are collected in order. [`KsyncClient::send`] and [`KsyncClient::take`]
+//! split the two, so that a caller (the flow engine) writes its next batch
+//! while the datapath still answers earlier ones. The datapath applies a buffer's messages one
 //! after the other, so a later request sees what an earlier one did (flow
 //! setup relies on it: the reverse entry is created, then the forward entry
 //! finds it by key).
@@ -10,6 +12,7 @@
 use channels::KsyncConn;
 use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};
 use sandesh::{Message, VrResponse};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 /// `VR_MESSAGE_DUMP_INCOMPLETE`: more objects follow the page.
@@ -52,6 +55,12 @@ pub struct KsyncClient {
     seq: u32,
     pid: u32,
     buf: Vec<u8>,
+    /// Sequence number of the next answer to read.
+    expect: u32,
+    /// Requests sent whose answers are not read yet.
+    unread: usize,
+    /// Answers to [`Self::send`]s that [`Self::call`] read past.
+    stash: VecDeque<Reply>,
     /// Requests sent, for introspect.
     pub sent: u64,
 }
@@ -70,6 +79,9 @@ impl KsyncClient {
             seq: 0,
             pid: std::process::id(),
             buf: Vec::with_capacity(64 * 1024),
+            expect: 1,
+            unread: 0,
+            stash: VecDeque::new(),
             sent: 0,
         })
     }
@@ -81,13 +93,14 @@ impl KsyncClient {
         }
     }
 
-    /// Send `msgs` in one write; their answers, in order.
-    pub async fn call(&mut self, msgs: &[Message]) -> Result<Vec<Reply>, KsyncError> {
+    /// Send `msgs` in one write without waiting: their answers are read
+    /// later by [`Self::take`], in order. Requests sent this way and not
+    /// yet taken are [`Self::unanswered`].
+    pub async fn send(&mut self, msgs: &[Message]) -> Result<(), KsyncError> {
         if msgs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.buf.clear();
-        let first = self.seq.wrapping_add(1);
         for m in msgs {
             self.seq = self.seq.wrapping_add(1);
             let meta = Meta {
@@ -105,11 +118,64 @@ impl KsyncClient {
         self.buf = buf;
         sent.map_err(|e| self.chan(e))?;
         self.sent += msgs.len() as u64;
+        self.unread += msgs.len();
+        Ok(())
+    }
 
+    /// Answers sent with [`Self::send`] and not yet taken.
+    pub fn unanswered(&self) -> usize {
+        self.unread + self.stash.len()
+    }
+
+    /// The answers to the oldest `n` requests sent with [`Self::send`].
+    pub async fn take(&mut self, n: usize) -> Result<Vec<Reply>, KsyncError> {
+        if n > self.unanswered() {
+            return Err(KsyncError::Protocol(format!(
+                "{n} answers wanted, {} outstanding",
+                self.unanswered()
+            )));
+        }
+        let mut replies = Vec::with_capacity(n);
+        while replies.len() < n {
+            match self.stash.pop_front() {
+                Some(r) => replies.push(r),
+                None => {
+                    let r = self.recv_one().await?;
+                    self.unread -= 1;
+                    replies.push(r);
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Send `msgs` in one write; their answers, in order. Answers to
+    /// earlier [`Self::send`]s that arrive first are kept for
+    /// [`Self::take`].
+    pub async fn call(&mut self, msgs: &[Message]) -> Result<Vec<Reply>, KsyncError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let earlier = self.unread;
+        self.send(msgs).await?;
+        for _ in 0..earlier {
+            let r = self.recv_one().await?;
+            self.stash.push_back(r);
+        }
         let mut replies = Vec::with_capacity(msgs.len());
+        for _ in 0..msgs.len() {
+            replies.push(self.recv_one().await?);
+        }
+        self.unread -= earlier + msgs.len();
+        Ok(replies)
+    }
+
+    /// The next answer on the connection (all parts of a multi-part one).
+    /// Not cancel-safe: only awaited to completion.
+    async fn recv_one(&mut self) -> Result<Reply, KsyncError> {
+        let expect = self.expect;
         let mut objects = Vec::new();
-        let mut expect = first;
-        while replies.len() < msgs.len() {
+        loop {
             let m = self
                 .conn
                 .recv()
@@ -144,23 +210,20 @@ impl KsyncClient {
                 }
             };
             if done {
-                let mut it = std::mem::take(&mut objects).into_iter();
-                match it.next() {
-                    Some(Message::Response(VrResponse { resp_code, .. })) => replies.push(Reply {
+                self.expect = expect.wrapping_add(1);
+                let mut it = objects.into_iter();
+                return match it.next() {
+                    Some(Message::Response(VrResponse { resp_code, .. })) => Ok(Reply {
                         code: resp_code,
                         objects: it.collect(),
                     }),
-                    other => {
-                        return Err(KsyncError::Protocol(format!(
-                            "expected vr_response first, got {:?}",
-                            other.map(|m| m.name())
-                        )))
-                    }
-                }
-                expect = expect.wrapping_add(1);
+                    other => Err(KsyncError::Protocol(format!(
+                        "expected vr_response first, got {:?}",
+                        other.map(|m| m.name())
+                    ))),
+                };
             }
         }
-        Ok(replies)
     }
 
     /// Resolves when the datapath closes the connection. Only for an idle

@@ -538,7 +538,7 @@ pub async fn pkt0_task(
             let m = Arc::clone(&model_rx.borrow_and_update());
             engine.adopt(&m, &mut batch);
         }
-        if engine.flush(&mut k, &mut batch).await.is_err() {
+        if engine.flush(&mut k, &mut batch).await.is_err() || engine.settle(&mut k).await.is_err() {
             continue 'connection;
         }
         // A new ksync connection may mean a new datapath.
@@ -552,15 +552,12 @@ pub async fn pkt0_task(
         let mut ticks = 0u32;
         loop {
             let mut first: Option<usize> = None;
+            // Biased: the rare branches first (a flood of misses must not
+            // starve aging and the stats), the answers to flows in flight
+            // last (they are taken while pkt0 has nothing to read).
             tokio::select! {
+                biased;
                 _ = stopped(&mut stop) => return,
-                r = pkt0.recv(&mut buf) => match r {
-                    Ok(n) => first = Some(n),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pkt0 receive");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
                 _ = tick.tick() => {
                     // A restarted datapath is heard within a tick.
                     pkt0.refresh_peer();
@@ -586,10 +583,26 @@ pub async fn pkt0_task(
                     engine.reevaluate(&m, &mut batch);
                     mtus.clear();
                 }
-                _ = k.closed() => {
+                r = pkt0.recv(&mut buf) => match r {
+                    Ok(n) => first = Some(n),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pkt0 receive");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = k.closed(), if !engine.in_flight() => {
                     tracing::warn!("flow ksync closed: reconnecting");
                     batch = Batch::default();
                     continue 'connection;
+                }
+                // pkt0 is drained: take the outstanding answers.
+                _ = std::future::ready(()), if engine.in_flight() => {
+                    if let Err(e) = engine.settle(&mut k).await {
+                        tracing::warn!(error = %e, "flow ksync");
+                        batch = Batch::default();
+                        continue 'connection;
+                    }
+                    lock(&shared).flow_stats = engine.stats;
                 }
             }
             if let Some(mut n) = first {

@@ -233,6 +233,7 @@ async fn agent_programs_converges_and_sets_up_flows_over_the_channels() {
     assert_eq!(batch.len(), 2, "reverse create + forward set in one write");
     let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(engine.stats.setups, 1);
     assert_eq!(
         dp.lock().unwrap().host.released,
@@ -337,10 +338,12 @@ async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
     assert!(batch.is_empty());
     engine.miss(&m, &on_time, &mut batch);
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(holds(), usize::from(LOST));
     // Second visit: every entry still on hold is decided.
     assert_eq!(engine.audit(&m, &mut batch), u32::from(LOST));
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(holds(), 0, "no entry left on hold");
     assert_eq!(engine.stats.audited, u64::from(LOST));
     assert_eq!(engine.stats.setups, u64::from(LOST) + 1);
@@ -412,6 +415,7 @@ async fn aging_walks_a_slice_per_tick_and_ages_every_idle_flow_in_two_sweeps() {
         engine.miss(&m, &hdr, &mut batch);
     }
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(engine.stats.setups, u64::from(FLOWS));
     let shm = FlowShm::open(&paths.flow_shm).unwrap();
     let active = || shm.iter_valid().filter(|(_, e)| e.is_active()).count();
@@ -435,6 +439,7 @@ async fn aging_walks_a_slice_per_tick_and_ages_every_idle_flow_in_two_sweeps() {
     assert!(engine.tracked.is_empty());
     assert_eq!(batch.len(), 2 * usize::from(FLOWS), "both entries deleted");
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(active(), 0, "the datapath's entries are gone");
     server.abort();
 }
@@ -530,4 +535,137 @@ async fn a_datapath_too_small_for_the_agents_limits_is_refused_at_connect() {
         "nothing programmed"
     );
     server.abort();
+}
+
+/// Like [`serve`], but holds its answers back until `want` requests have
+/// arrived (or none came for a second), and reports how many requests it
+/// had read when it sent its first answer.
+async fn serve_held(
+    mut l: KsyncListener,
+    dp: Shared,
+    want: usize,
+    seen: Arc<Mutex<Option<usize>>>,
+) {
+    let mut conn = l.accept().await.unwrap();
+    let mut held = Vec::new();
+    let mut n = 0;
+    loop {
+        let msg = if seen.lock().unwrap().is_none() && n < want {
+            match tokio::time::timeout(Duration::from_secs(1), conn.recv()).await {
+                Ok(r) => r,
+                Err(_) => Ok(Some(bytes::Bytes::new())),
+            }
+        } else {
+            conn.recv().await
+        };
+        let Ok(Some(msg)) = msg else { return };
+        if !msg.is_empty() {
+            n += 1;
+            let mut d = dp.lock().unwrap();
+            let Dp {
+                router,
+                handler,
+                host,
+            } = &mut *d;
+            handler.handle(router, host, &msg, &mut held);
+        }
+        if seen.lock().unwrap().is_none() && n < want && !msg.is_empty() {
+            continue;
+        }
+        seen.lock().unwrap().get_or_insert(n);
+        if !held.is_empty() && conn.send(&std::mem::take(&mut held)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The flow engine writes its next batch while the datapath still owes
+/// the answers to the last one (two writes in flight), and records every
+/// answer in order afterwards: both flows set up, both held packets
+/// released. Before, each flush waited for all its answers, so the
+/// datapath saw one batch at a time.
+#[tokio::test]
+async fn flow_batches_are_pipelined() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ChannelPaths::new(dir.path());
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let mut router = Router::with_flow_table(cfg, table);
+    router
+        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
+        .unwrap();
+    let dp: Shared = Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }));
+    let ids = Ids { max_vifs: 64 };
+    let m = model();
+    // Program over an ordinary server first.
+    let prog = ChannelPaths::new(dir.path().join("prog"));
+    std::fs::create_dir_all(dir.path().join("prog")).unwrap();
+    let server = tokio::spawn(serve(
+        KsyncListener::bind(&prog.ksync).unwrap(),
+        Arc::clone(&dp),
+    ));
+    let mut k = within(KsyncClient::connect(&prog.ksync)).await.unwrap();
+    let cur = within(program::dump(&mut k, &BTreeSet::new()))
+        .await
+        .unwrap();
+    let plan: Vec<_> = program::plan(&cur, &program::desired(&m, &ids)).collect();
+    within(k.apply(&plan)).await.unwrap();
+
+    let mut hdrs = Vec::new();
+    for sport in [4000, 4001] {
+        let (traps, held) = inject(
+            &dp,
+            3,
+            &udp(MAC_A, [198, 18, 0, 3], [198, 18, 0, 4], sport, 5001),
+        );
+        assert!(held && traps.len() == 1);
+        hdrs.push(AgentHdr::parse(&traps[0][14..]).unwrap());
+    }
+    let seen = Arc::new(Mutex::new(None));
+    let held_server = tokio::spawn(serve_held(
+        KsyncListener::bind(&paths.ksync).unwrap(),
+        Arc::clone(&dp),
+        4,
+        Arc::clone(&seen),
+    ));
+    let mut engine = FlowEngine::new(FlowConfig::default(), ids, paths.flow_shm.clone());
+    let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
+    for hdr in &hdrs {
+        let mut batch = Batch::default();
+        engine.miss(&m, hdr, &mut batch);
+        assert_eq!(batch.len(), 2);
+        within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    }
+    assert!(engine.in_flight());
+    within(engine.settle(&mut fk)).await.unwrap();
+    assert!(!engine.in_flight());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(4),
+        "both batches written before the first answer"
+    );
+    assert_eq!(engine.stats.setups, 2);
+    assert_eq!(engine.stats.errors, 0);
+    let mut released = dp.lock().unwrap().host.released.clone();
+    released.sort_unstable();
+    let mut want: Vec<u32> = hdrs.iter().map(|h| h.param).collect();
+    want.sort_unstable();
+    assert_eq!(released, want, "held packets released");
+    for h in &hdrs {
+        assert!(engine.tracked.get(&h.param).unwrap().rev.is_some());
+    }
+    // A plain call on the same connection still works after pipelining.
+    let r = within(fk.call(&[sandesh::Message::Flow(Default::default())]))
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    server.abort();
+    held_server.abort();
 }

@@ -115,6 +115,7 @@ async fn agent_programs_and_sets_up_flows_over_the_kernel_extension_devices() {
     assert_eq!(batch.len(), 2, "reverse create + forward set in one write");
     let mut fk = within(KsyncClient::connect(&paths.ksync)).await.unwrap();
     within(engine.flush(&mut fk, &mut batch)).await.unwrap();
+    within(engine.settle(&mut fk)).await.unwrap();
     assert_eq!(engine.stats.setups, 1);
     let shm = FlowShm::open(&paths.flow_shm).unwrap();
     let t = engine.tracked.get(&hdr.param).unwrap();
