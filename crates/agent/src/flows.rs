@@ -141,6 +141,20 @@ impl Batch {
         self.msgs.push(m.into());
         self.notes.push(n);
     }
+    /// The batch cut into writes of at most `step` requests: a burst (the
+    /// audit deciding thousands of lost traps, adoption after a restart)
+    /// must not become one unbounded write.
+    fn into_writes(self, step: usize) -> impl Iterator<Item = Batch> {
+        let mut msgs = self.msgs.into_iter();
+        let mut notes = self.notes.into_iter();
+        std::iter::from_fn(move || {
+            let w = Batch {
+                msgs: msgs.by_ref().take(step).collect(),
+                notes: notes.by_ref().take(step).collect(),
+            };
+            (!w.is_empty()).then_some(w)
+        })
+    }
 }
 
 pub struct FlowEngine {
@@ -646,26 +660,15 @@ impl FlowEngine {
         k: &mut KsyncClient,
         batch: &mut Batch,
     ) -> Result<(), KsyncError> {
-        // One write per `max_batch` requests: a burst (the audit deciding
-        // thousands of lost traps, adoption after a restart) must not
-        // become one unbounded write.
-        let step = self.cfg.max_batch.max(2);
-        let mut msgs = std::mem::take(&mut batch.msgs).into_iter();
-        let mut notes = std::mem::take(&mut batch.notes).into_iter();
-        loop {
-            let chunk = Batch {
-                msgs: msgs.by_ref().take(step).collect(),
-                notes: notes.by_ref().take(step).collect(),
-            };
-            if chunk.is_empty() {
-                return Ok(());
-            }
+        let writes = std::mem::take(batch).into_writes(self.cfg.max_batch.max(2));
+        for w in writes {
             while self.inflight.len() >= IN_FLIGHT {
                 self.complete_oldest(k).await?;
             }
-            k.send(&chunk.msgs).await?;
-            self.inflight.push_back(chunk);
+            k.send(&w.msgs).await?;
+            self.inflight.push_back(w);
         }
+        Ok(())
     }
 
     /// Whether writes are waiting for their answers.
@@ -746,20 +749,11 @@ impl FlowEngine {
             }
         }
         // Follow-ups answer with no further follow-up: this ends.
-        let step = self.cfg.max_batch.max(2);
-        let mut msgs = follow.msgs.into_iter();
-        let mut notes = follow.notes.into_iter();
-        loop {
-            let chunk = Batch {
-                msgs: msgs.by_ref().take(step).collect(),
-                notes: notes.by_ref().take(step).collect(),
-            };
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            k.send(&chunk.msgs).await?;
-            self.inflight.push_back(chunk);
+        for w in follow.into_writes(self.cfg.max_batch.max(2)) {
+            k.send(&w.msgs).await?;
+            self.inflight.push_back(w);
         }
+        Ok(())
     }
 
     /// How long one aging sweep of every tracked flow takes: short enough
