@@ -59,6 +59,25 @@ struct Dp {
 
 type Shared = Arc<Mutex<Dp>>;
 
+/// A datapath over a fresh shared flow table at `paths`, with the agent
+/// vif.
+fn datapath(paths: &ChannelPaths) -> Shared {
+    let cfg = RouterConfig::small();
+    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
+        .unwrap()
+        .into_flow_table()
+        .unwrap();
+    let mut router = Router::with_flow_table(cfg, table);
+    router
+        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
+        .unwrap();
+    Arc::new(Mutex::new(Dp {
+        router,
+        handler: Handler::with_page_size(600),
+        host: Host::default(),
+    }))
+}
+
 async fn serve(mut l: KsyncListener, dp: Shared) {
     while let Ok(mut conn) = l.accept().await {
         let dp = Arc::clone(&dp);
@@ -280,20 +299,7 @@ async fn agent_programs_converges_and_sets_up_flows_over_the_channels() {
 async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
     let dir = tempfile::tempdir().unwrap();
     let paths = ChannelPaths::new(dir.path());
-    let cfg = RouterConfig::small();
-    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
-        .unwrap()
-        .into_flow_table()
-        .unwrap();
-    let mut router = Router::with_flow_table(cfg, table);
-    router
-        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
-        .unwrap();
-    let dp: Shared = Arc::new(Mutex::new(Dp {
-        router,
-        handler: Handler::with_page_size(600),
-        host: Host::default(),
-    }));
+    let dp = datapath(&paths);
     let server = tokio::spawn(serve(
         KsyncListener::bind(&paths.ksync).unwrap(),
         Arc::clone(&dp),
@@ -370,20 +376,7 @@ async fn the_hold_audit_decides_flows_whose_traps_were_lost() {
 async fn aging_walks_a_slice_per_tick_and_ages_every_idle_flow_in_two_sweeps() {
     let dir = tempfile::tempdir().unwrap();
     let paths = ChannelPaths::new(dir.path());
-    let cfg = RouterConfig::small();
-    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
-        .unwrap()
-        .into_flow_table()
-        .unwrap();
-    let mut router = Router::with_flow_table(cfg, table);
-    router
-        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
-        .unwrap();
-    let dp: Shared = Arc::new(Mutex::new(Dp {
-        router,
-        handler: Handler::with_page_size(600),
-        host: Host::default(),
-    }));
+    let dp = datapath(&paths);
     let server = tokio::spawn(serve(
         KsyncListener::bind(&paths.ksync).unwrap(),
         Arc::clone(&dp),
@@ -588,20 +581,7 @@ async fn serve_held(
 async fn flow_batches_are_pipelined() {
     let dir = tempfile::tempdir().unwrap();
     let paths = ChannelPaths::new(dir.path());
-    let cfg = RouterConfig::small();
-    let table = FlowShm::create(&paths.flow_shm, cfg.flow_entries, cfg.oflow_entries)
-        .unwrap()
-        .into_flow_table()
-        .unwrap();
-    let mut router = Router::with_flow_table(cfg, table);
-    router
-        .vif_add(VifConfig::new(AGENT_VIF, VifType::Agent))
-        .unwrap();
-    let dp: Shared = Arc::new(Mutex::new(Dp {
-        router,
-        handler: Handler::with_page_size(600),
-        host: Host::default(),
-    }));
+    let dp = datapath(&paths);
     let ids = Ids { max_vifs: 64 };
     let m = model();
     // Program over an ordinary server first.
