@@ -84,16 +84,42 @@ fn allow_all(dp: Arc<Datapath>, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
     })
 }
 
+/// A UDP socket on `addr`:`port` in namespace `ns`. The previous step's
+/// socket on the same port was closed; a bind refused with "address in
+/// use" is tried again for up to 2 s (CI once saw it refused right after
+/// such a close) before the test fails.
+fn bind_udp(ns: &str, addr: [u8; 4], port: u16) -> UdpSocket {
+    let end = Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = in_ns(ns, move || {
+            UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(addr), port))
+        });
+        match r {
+            Ok(s) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                let ss = std::process::Command::new("ip")
+                    .args(["netns", "exec", ns, "ss", "-uanp"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "bind {}:{port} in {ns}: {e}; UDP sockets there:\n{ss}",
+                    Ipv4Addr::from(addr)
+                )
+            }
+        }
+    }
+}
+
 /// Send `n` UDP datagrams from `src`:40000 in `c1` to `dst`:9000 in
 /// `c2`; how many arrived.
 fn udp_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> usize {
-    let rx = in_ns(c2, move || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(dst), 9000)).unwrap()
-    });
+    let rx = bind_udp(c2, dst, 9000);
     rx.set_nonblocking(true).unwrap();
-    let tx = in_ns(c1, move || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(src), 40000)).unwrap()
-    });
+    let tx = bind_udp(c1, src, 40000);
     let to = SocketAddrV4::new(Ipv4Addr::from(dst), 9000);
     let mut got = 0;
     let mut buf = [0u8; 2048];
@@ -122,13 +148,9 @@ fn udp_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> usize 
 /// `c2`: (segments sent, datagrams arrived).
 fn udp_gso_burst(c1: &str, src: [u8; 4], c2: &str, dst: [u8; 4], n: usize) -> (usize, usize) {
     use std::os::fd::AsRawFd;
-    let rx = in_ns(c2, move || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(dst), 9000)).unwrap()
-    });
+    let rx = bind_udp(c2, dst, 9000);
     rx.set_nonblocking(true).unwrap();
-    let tx = in_ns(c1, move || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(src), 40000)).unwrap()
-    });
+    let tx = bind_udp(c1, src, 40000);
     let seg: libc::c_int = 200;
     // SAFETY: setsockopt on a live socket with an int option.
     let r = unsafe {
