@@ -57,6 +57,18 @@ struct Dp {
     host: Host,
 }
 
+impl Dp {
+    /// The ksync handler over this datapath: `msg` in, answers to `out`.
+    fn handle(&mut self, msg: &[u8], out: &mut Vec<u8>) {
+        let Dp {
+            router,
+            handler,
+            host,
+        } = self;
+        handler.handle(router, host, msg, out);
+    }
+}
+
 type Shared = Arc<Mutex<Dp>>;
 
 /// A datapath over a fresh shared flow table at `paths`, with the agent
@@ -84,15 +96,7 @@ async fn serve(mut l: KsyncListener, dp: Shared) {
         tokio::spawn(async move {
             while let Ok(Some(msg)) = conn.recv().await {
                 let mut out = Vec::new();
-                {
-                    let mut d = dp.lock().unwrap();
-                    let Dp {
-                        router,
-                        handler,
-                        host,
-                    } = &mut *d;
-                    handler.handle(router, host, &msg, &mut out);
-                }
+                dp.lock().unwrap().handle(&msg, &mut out);
                 if !out.is_empty() && conn.send(&out).await.is_err() {
                     break;
                 }
@@ -554,13 +558,7 @@ async fn serve_held(
         let Ok(Some(msg)) = msg else { return };
         if !msg.is_empty() {
             n += 1;
-            let mut d = dp.lock().unwrap();
-            let Dp {
-                router,
-                handler,
-                host,
-            } = &mut *d;
-            handler.handle(router, host, &msg, &mut held);
+            dp.lock().unwrap().handle(&msg, &mut held);
         }
         if seen.lock().unwrap().is_none() && n < want && !msg.is_empty() {
             continue;

@@ -612,6 +612,17 @@ fn route_requests_forget_only_the_flows_they_may_redirect() {
         ..Default::default()
     };
 
+    // A receive next hop at a free index (60), added, rewritten, changed.
+    let nh60 = VrNexthopReq {
+        h_op: SandeshOp::Add,
+        nhr_type: 1,
+        nhr_family: 2,
+        nhr_id: 60,
+        nhr_vrf: i32::from(VRF),
+        nhr_flags: 1,
+        ..Default::default()
+    };
+
     // Routes elsewhere, a MAC route, a new next hop and label: nothing goes.
     agent.op(route([10, 99, 0, 0], 16, 0)).unwrap();
     agent.op(route([198, 18, 0, 77], 32, 0)).unwrap();
@@ -625,17 +636,7 @@ fn route_requests_forget_only_the_flows_they_may_redirect() {
             ..Default::default()
         })
         .unwrap();
-    agent
-        .op(VrNexthopReq {
-            h_op: SandeshOp::Add,
-            nhr_type: 1,
-            nhr_family: 2,
-            nhr_id: 60,
-            nhr_vrf: i32::from(VRF),
-            nhr_flags: 1,
-            ..Default::default()
-        })
-        .unwrap();
+    agent.op(nh60.clone()).unwrap();
     agent
         .op(VrMplsReq {
             h_op: SandeshOp::Add,
@@ -653,15 +654,6 @@ fn route_requests_forget_only_the_flows_they_may_redirect() {
 
     // A next hop written again unchanged leaves the fast path; changed in
     // place, it empties it, and the flows' next frames install them again.
-    let nh60 = VrNexthopReq {
-        h_op: SandeshOp::Add,
-        nhr_type: 1,
-        nhr_family: 2,
-        nhr_id: 60,
-        nhr_vrf: i32::from(VRF),
-        nhr_flags: 1,
-        ..Default::default()
-    };
     agent.op(nh60.clone()).unwrap();
     assert_eq!(fp.flows(), flows, "written again unchanged: {:?}", stats());
     agent.op(VrNexthopReq { nhr_vrf: 2, ..nh60 }).unwrap();
