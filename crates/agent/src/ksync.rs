@@ -4,10 +4,10 @@
 //! sequence number; the whole batch goes out in one write and the answers
 //! are collected in order. [`KsyncClient::send`] and [`KsyncClient::take`]
 //! split the two, so that a caller (the flow engine) writes its next batch
-//! while the datapath still answers earlier ones. The datapath applies a buffer's messages one
-//! after the other, so a later request sees what an earlier one did (flow
-//! setup relies on it: the reverse entry is created, then the forward entry
-//! finds it by key).
+//! while the datapath still answers earlier ones. The datapath applies a
+//! buffer's messages one after the other, so a later request sees what an
+//! earlier one did (flow setup relies on it: the reverse entry is created,
+//! then the forward entry finds it by key).
 
 use channels::KsyncConn;
 use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};

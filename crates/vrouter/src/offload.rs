@@ -250,14 +250,22 @@ impl Offloader {
     /// their entries; the others stay.
     pub fn forget(&mut self, router: &mut Router, flows: &[u32]) {
         for idx in flows {
-            let Some(mut e) = self.installed.remove(idx) else {
-                continue;
-            };
-            fold_entry(self.fp.as_ref(), router, &mut e, &mut self.stats);
-            self.fp.remove(e.in_os, &e.hint);
-            self.stats.removed += 1;
-            self.stats.forgotten += 1;
+            if self.remove_entry(router, *idx) {
+                self.stats.forgotten += 1;
+            }
         }
+    }
+
+    /// Fold and remove the entry of flow `idx`; false if none was
+    /// installed.
+    fn remove_entry(&mut self, router: &mut Router, idx: u32) -> bool {
+        let Some(mut e) = self.installed.remove(&idx) else {
+            return false;
+        };
+        fold_entry(self.fp.as_ref(), router, &mut e, &mut self.stats);
+        self.fp.remove(e.in_os, &e.hint);
+        self.stats.removed += 1;
+        true
     }
 
     /// Routes (VRF, prefix) were added, replaced or deleted: fold and
@@ -278,13 +286,9 @@ impl Offloader {
             .map(|(i, _)| *i)
             .collect();
         for idx in gone {
-            let Some(mut e) = self.installed.remove(&idx) else {
-                continue;
-            };
-            fold_entry(self.fp.as_ref(), router, &mut e, &mut self.stats);
-            self.fp.remove(e.in_os, &e.hint);
-            self.stats.removed += 1;
-            self.stats.rerouted += 1;
+            if self.remove_entry(router, idx) {
+                self.stats.rerouted += 1;
+            }
         }
         self.stats.route_changes += 1;
     }
