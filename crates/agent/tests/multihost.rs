@@ -443,14 +443,36 @@ fn fast_path_stat(c: &Cluster, h: usize, name: &str) -> Option<u64> {
         .ok()
 }
 
-/// In a cluster every container started anywhere adds routes on every
-/// host of its network. A host's offloaded flows survive that: the routes
-/// remove only the kernel fast-path entries of flows they may redirect,
-/// not every entry (as any configuration change did before).
+/// How many "fast path" statistics lines host `h`'s vrouter logged.
+fn fast_path_lines(c: &Cluster, h: usize) -> usize {
+    c.hosts[h]
+        .log("vrouter")
+        .lines()
+        .filter(|l| l.contains("fast path st="))
+        .count()
+}
+
+/// Whether host `h`'s datapath has a tunnel next hop to `dip`.
+fn has_tunnel_to(c: &Cluster, h: usize, dip: std::net::Ipv4Addr) -> bool {
+    c.hosts[h]
+        .datapath_state()
+        .nhs
+        .values()
+        .any(|n| matches!(&n.kind, dp_core::NhKind::Tunnel { dip: d, .. } if *d == dip.octets()))
+}
+
+/// In a cluster every container started or stopped anywhere changes
+/// routes on every host of its network. A host's offloaded flows survive
+/// that: the changes remove only the kernel fast-path entries of flows
+/// they may redirect, not every entry (as any configuration change did
+/// before). Here host 0 offloads a stream to host 1 while containers come
+/// and go on host 1 (routes), on host 2 (routes and the tunnel to host 2,
+/// deleted once its last route goes) and on host 0 itself (a vif, its
+/// labels and next hops).
 #[test]
-fn a_container_started_elsewhere_leaves_this_hosts_offloaded_flows() {
+fn containers_started_and_stopped_elsewhere_leave_this_hosts_offloaded_flows() {
     require_cluster!();
-    let mut c = Cluster::new(2, 1, &[]);
+    let mut c = Cluster::new(3, 1, &[]);
     if !c.hosts[0].log("vrouter").contains("fast path tc on") {
         report_skip(
             "multihost fast path",
@@ -466,11 +488,11 @@ fn a_container_started_elsewhere_leaves_this_hosts_offloaded_flows() {
     let udp = dp_core::TunnelKind::MplsOverUdp;
     wait_route(&c, 0, b.ip, Some(udp), Duration::from_secs(15));
     assert!(ping_until(&a.ns, &b.ip.to_string(), Duration::from_secs(5)));
-    // A steady UDP stream a -> b (one datagram every 5 ms for up to 40 s).
+    // A steady UDP stream a -> b (one datagram every 5 ms for up to 60 s).
     let mut tx = Command::new("ip")
         .args(["netns", "exec", &a.ns, "python3", "-c"])
         .arg(format!(
-            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(8000):\n    s.sendto(b'x' * 64, ('{}', 9000)); time.sleep(0.005)\n",
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(12000):\n    s.sendto(b'x' * 64, ('{}', 9000)); time.sleep(0.005)\n",
             b.ip
         ))
         .stdout(Stdio::null())
@@ -486,18 +508,35 @@ fn a_container_started_elsewhere_leaves_this_hosts_offloaded_flows() {
         },
     );
     let flushes = fast_path_stat(&c, 0, "flushes").unwrap();
-    let routes = fast_path_stat(&c, 0, "route_changes").unwrap();
+    let scoped = fast_path_stat(&c, 0, "scoped_changes").unwrap();
 
-    // A third container, on host 1: host 0 learns its routes over XMPP.
+    // Host 1: a container starts (host 0 learns its routes over XMPP).
     let d = c.attach(1, "d", "sc", &blue, &gw, 24);
     wait_route(&c, 0, d.ip, Some(udp), Duration::from_secs(15));
+    // Host 2: a container starts and stops; host 0 adds, then deletes its
+    // routes and the tunnel to host 2.
+    let e = c.attach(2, "e", "sc", &blue, &gw, 24);
+    wait_route(&c, 0, e.ip, Some(udp), Duration::from_secs(15));
+    assert!(has_tunnel_to(&c, 0, c.hosts[2].ip));
+    c.detach(&e);
+    wait_route(&c, 0, e.ip, None, Duration::from_secs(15));
     c.wait_for(
-        "host 0 logs the route changes (or a flush)",
+        "host 0 deletes the tunnel to host 2",
+        Duration::from_secs(15),
+        || !has_tunnel_to(&c, 0, c.hosts[2].ip),
+    );
+    // Host 0: a container starts and stops (its vif, labels, next hops).
+    let f = c.attach(0, "f", "sc", &blue, &gw, 24);
+    assert!(ping_until(&f.ns, &a.ip.to_string(), Duration::from_secs(5)));
+    c.detach(&f);
+    wait_route(&c, 0, f.ip, None, Duration::from_secs(15));
+    // The next statistics line (every 10 s while the stream runs) counts
+    // all of it.
+    let lines = fast_path_lines(&c, 0);
+    c.wait_for(
+        "host 0 logs its fast-path statistics again",
         Duration::from_secs(25),
-        || {
-            fast_path_stat(&c, 0, "route_changes").unwrap_or(0) > routes
-                || fast_path_stat(&c, 0, "flushes").unwrap_or(0) > flushes
-        },
+        || fast_path_lines(&c, 0) > lines,
     );
     let log = c.hosts[0].log("vrouter");
     let _ = tx.kill();
@@ -506,6 +545,10 @@ fn a_container_started_elsewhere_leaves_this_hosts_offloaded_flows() {
         fast_path_stat(&c, 0, "flushes"),
         Some(flushes),
         "host 0's fast path was emptied:\n{log}"
+    );
+    assert!(
+        fast_path_stat(&c, 0, "scoped_changes").unwrap_or(0) > scoped,
+        "host 0 searched its entries for each change:\n{log}"
     );
     assert!(
         fast_path_stat(&c, 0, "active").unwrap_or(0) > 0,

@@ -39,7 +39,7 @@ pub use drop::{DropReason, DropStats};
 pub use error::ConfigError;
 pub use flow::table::{FlowEntry, FlowKey, FlowTable};
 pub use nexthop::{Component, Nexthop, NhFlags, NhKind, TunnelKind};
-pub use offload::{OffloadDecap, OffloadHint, OffloadTunnel, OFFLOAD_HINTS_MAX};
+pub use offload::{ConfigChange, OffloadDecap, OffloadHint, OffloadTunnel, OFFLOAD_HINTS_MAX};
 pub use route::{BridgeEntry, Prefix, RouteData};
 pub use vif::{SubIf, Vif, VifConfig, VifFlags, VifStats, VifType};
 
@@ -392,6 +392,20 @@ impl Router {
 
     pub fn nh(&self, id: u32) -> Option<&Nexthop> {
         self.nhs.get(id)
+    }
+
+    /// Whether a lookup can reach next hop `id`: a route, an MPLS label, a
+    /// VXLAN VNI or a composite next hop leads to it. The only ways the
+    /// core resolves a next hop (a vif's `nh_id` is a number in the flow
+    /// key, never resolved).
+    pub fn nh_in_use(&self, id: u32) -> bool {
+        self.routes.nh_users(id) > 0
+            || self.mpls.iter().any(|(_, nh)| nh == id)
+            || self.vxlan.iter().any(|(_, nh)| nh == id)
+            || self.nhs.iter().any(|n| match &n.kind {
+                NhKind::Composite { components } => components.iter().any(|c| c.nh == id),
+                _ => false,
+            })
     }
 
     pub fn nexthops(&self) -> impl Iterator<Item = &Nexthop> {

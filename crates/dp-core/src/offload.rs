@@ -109,6 +109,28 @@ pub struct OffloadTunnel {
     pub ttl_dec: bool,
 }
 
+/// What a configuration request may change in the decisions the core took
+/// before it, and so which offloaded copies of them must go (see
+/// [`Router::offload_depends_on`]). Worked out before the request is
+/// applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Nothing a decision taken before can have used: a vif, next hop,
+    /// MPLS label or VXLAN VNI added at a free index or written again
+    /// unchanged, a VRF added, or a next hop no lookup leads to
+    /// ([`Router::nh_in_use`]) deleted.
+    Unused,
+    /// The route of `prefix` in VRF `vrf` was added, replaced or deleted.
+    Route { vrf: u16, prefix: Prefix },
+    /// Vif `idx` was changed or deleted.
+    Vif(u16),
+    /// An MPLS label (`vxlan` false) or a VXLAN VNI was changed or
+    /// deleted.
+    Label { vxlan: bool, label: u32 },
+    /// Anything may have changed.
+    Any,
+}
+
 /// A fixed ring of hints (no allocation per packet).
 pub(crate) struct OffloadHints {
     pub(crate) enabled: bool,
@@ -318,6 +340,31 @@ impl Router {
             && *fe.key() == h.key
     }
 
+    /// Whether `change` may change what the core decided for the flow of
+    /// `h`, so that an offloaded copy must go.
+    ///
+    /// - A route: see [`Router::offload_depends_on_route`].
+    /// - A vif: the flow comes in or goes out through it (a tunnelled flow
+    ///   through the fabric vif). A decision reads the configuration of
+    ///   these two vifs only; the source vif's next hop id is a number in
+    ///   the flow key, which the change leaves as it is.
+    /// - A label or VNI: the flow was decapsulated with it (the core looks
+    ///   labels and VNIs up for packets from the fabric only; a tunnel's
+    ///   label comes from the route).
+    pub fn offload_depends_on(&self, h: &OffloadHint, change: &ConfigChange) -> bool {
+        match *change {
+            ConfigChange::Unused => false,
+            ConfigChange::Route { vrf, ref prefix } => {
+                self.offload_depends_on_route(h, vrf, prefix)
+            }
+            ConfigChange::Vif(idx) => h.in_vif == idx || h.out_vif == idx,
+            ConfigChange::Label { vxlan, label } => h
+                .decap
+                .is_some_and(|d| d.label == label && (d.kind == crate::TunnelKind::Vxlan) == vxlan),
+            ConfigChange::Any => true,
+        }
+    }
+
     /// Whether adding, replacing or deleting the route of `prefix` in VRF
     /// `vrf` may change what the core decided for the flow of `h`, so that
     /// an offloaded copy must go (a host that copies decisions calls this
@@ -333,7 +380,7 @@ impl Router {
     /// change them. VRFs are not told apart except the fabric's: a flow
     /// with the same addresses in another VRF goes too, and is only set up
     /// again. Everything else a decision copies (vifs, next hops, labels)
-    /// changes through other requests, which drop every copy.
+    /// changes through other requests ([`Router::offload_depends_on`]).
     pub fn offload_depends_on_route(&self, h: &OffloadHint, vrf: u16, prefix: &Prefix) -> bool {
         let fabric = if h.decap.is_some() {
             Some(h.in_vif)

@@ -33,13 +33,27 @@ enum Kind {
     Decap,
 }
 
+/// The objects [`setup`] made.
+#[derive(Clone, Copy)]
+struct Ids {
+    vm1: Vm,
+    vm2: Vm,
+    /// The tunnel next hop to the remote VM.
+    tunnel: u32,
+}
+
 /// A topology with VM1 and VM2 local (policy on) and a remote VM behind an
 /// MPLSoUDP tunnel, and the frame of one UDP flow of `kind`.
 fn setup(kind: Kind) -> (Topo, u16, Vec<u8>) {
+    let (t, vif, frame, _) = setup_ids(kind);
+    (t, vif, frame)
+}
+
+fn setup_ids(kind: Kind) -> (Topo, u16, Vec<u8>, Ids) {
     let mut t = Topo::new(RouterConfig::small());
     let vm1 = t.add_vm(3, VRF1, VM1_MAC, VM1_IP, [0; 16], true);
-    t.add_vm(4, VRF1, VM2_MAC, VM2_IP, [0; 16], true);
-    t.add_remote_vm(
+    let vm2 = t.add_vm(4, VRF1, VM2_MAC, VM2_IP, [0; 16], true);
+    let tunnel = t.add_remote_vm(
         VRF1,
         REMOTE_MAC,
         REMOTE_IP,
@@ -82,7 +96,7 @@ fn setup(kind: Kind) -> (Topo, u16, Vec<u8>) {
             (FABRIC_VIF, f)
         }
     };
-    (t, vif, frame)
+    (t, vif, frame, Ids { vm1, vm2, tunnel })
 }
 
 /// Sets the flow up (held, decided FORWARD, forwarded twice: a UDP flow is
@@ -302,5 +316,194 @@ fn routes_an_offloaded_flow_cannot_depend_on_are_not_reported() {
                 .router
                 .offload_depends_on_route(&h, vrf, &Prefix::V4(dst, 32)));
         }
+    }
+}
+
+/// One step of a configuration change: what a host is told before it is
+/// applied (as ksync's handler works it out), and applying it.
+type Step = Box<dyn Fn(&mut Router) -> ConfigChange>;
+
+/// Deleting next hop `nh`: scoped as ksync scopes it (no lookup leads to
+/// it: no decision used it).
+fn nh_del(nh: u32) -> Step {
+    Box::new(move |r| {
+        let c = if r.nh_in_use(nh) {
+            ConfigChange::Any
+        } else {
+            ConfigChange::Unused
+        };
+        r.nh_del(nh).unwrap();
+        c
+    })
+}
+
+fn route_del(vrf: u16, prefix: Prefix) -> Step {
+    Box::new(move |r| {
+        r.route_del(vrf, prefix).unwrap();
+        ConfigChange::Route { vrf, prefix }
+    })
+}
+
+fn label_del(label: u32) -> Step {
+    Box::new(move |r| {
+        r.mpls_del(label).unwrap();
+        ConfigChange::Label {
+            vxlan: false,
+            label,
+        }
+    })
+}
+
+fn vif_mtu(vif: u16, mtu: u16) -> Step {
+    Box::new(move |r| {
+        let mut cfg = r.vif(vif).unwrap().cfg.clone();
+        cfg.mtu = mtu;
+        r.vif_add(cfg).unwrap();
+        ConfigChange::Vif(vif)
+    })
+}
+
+/// A port going away as the agent removes it: its routes, labels, next
+/// hops, then its vif.
+fn port_removed(vm: Vm) -> Vec<Step> {
+    vec![
+        route_del(vm.vrf, Prefix::V4(vm.ip, 32)),
+        route_del(vm.vrf, Prefix::Mac(vm.mac)),
+        label_del(vm.label),
+        label_del(vm.label + 1),
+        nh_del(vm.nh),
+        nh_del(vm.l2_nh),
+        Box::new(move |r| {
+            r.vif_del(vm.vif).unwrap();
+            ConfigChange::Vif(vm.vif)
+        }),
+    ]
+}
+
+fn other_changes(ids: Ids) -> Vec<(&'static str, Vec<Step>)> {
+    let Ids { vm1, vm2, tunnel } = ids;
+    vec![
+        ("VM1's port removed", port_removed(vm1)),
+        ("VM2's port removed", port_removed(vm2)),
+        (
+            // A container elsewhere stopped: its routes, then the tunnel
+            // no route leads to any more.
+            "the remote VM's routes and tunnel removed",
+            vec![
+                route_del(VRF1, Prefix::V4(REMOTE_IP, 32)),
+                route_del(VRF1, Prefix::Mac(REMOTE_MAC)),
+                nh_del(tunnel),
+            ],
+        ),
+        // Next hops deleted while routes still lead to them.
+        ("the tunnel deleted under its routes", vec![nh_del(tunnel)]),
+        (
+            "VM2's next hop deleted under its routes",
+            vec![nh_del(vm2.nh)],
+        ),
+        ("VM1's vif MTU lowered", vec![vif_mtu(vm1.vif, 40)]),
+        ("VM2's vif MTU lowered", vec![vif_mtu(vm2.vif, 40)]),
+        ("the fabric's MTU lowered", vec![vif_mtu(FABRIC_VIF, 40)]),
+        ("VM1's label deleted", vec![label_del(vm1.label)]),
+        (
+            "VM1's label to the discard next hop",
+            vec![Box::new(move |r: &mut Router| {
+                r.mpls_add(vm1.label, DISCARD_NH).unwrap();
+                ConfigChange::Label {
+                    vxlan: false,
+                    label: vm1.label,
+                }
+            })],
+        ),
+        ("VM2's label deleted", vec![label_del(vm2.label)]),
+        (
+            "a next hop nothing leads to, added and changed",
+            vec![
+                Box::new(|r: &mut Router| {
+                    r.nh_add(Nexthop {
+                        id: 60,
+                        family: 2,
+                        flags: NhFlags::VALID,
+                        vrf: VRF1,
+                        kind: NhKind::Receive,
+                    })
+                    .unwrap();
+                    ConfigChange::Unused
+                }),
+                Box::new(|r: &mut Router| {
+                    assert!(!r.nh_in_use(60));
+                    r.nh_add(Nexthop {
+                        id: 60,
+                        family: 2,
+                        flags: NhFlags::VALID,
+                        vrf: VRF1,
+                        kind: NhKind::Discard,
+                    })
+                    .unwrap();
+                    ConfigChange::Unused
+                }),
+            ],
+        ),
+    ]
+}
+
+/// The same for vifs, labels and next hops ([`Router::offload_depends_on`]):
+/// whenever the core's output changed, one of the steps must have been
+/// reported as one the flow depends on. And the flows of a port that stays
+/// keep their fast-path entries when another port, here or elsewhere, is
+/// removed.
+#[test]
+fn a_vif_label_or_next_hop_change_that_changes_an_offloaded_flow_is_reported() {
+    let mut changed = 0;
+    let mut kept = Vec::new();
+    for kind in [Kind::Routed, Kind::Bridged, Kind::Encap, Kind::Decap] {
+        let n = other_changes(setup_ids(kind).3).len();
+        for i in 0..n {
+            let (mut t, vif, frame, ids) = setup_ids(kind);
+            let (what, steps) = other_changes(ids).swap_remove(i);
+            let (h, before) = offloaded(&mut t, vif, &frame, kind);
+            let mut reported = Vec::new();
+            for step in &steps {
+                let change = step(&mut t.router);
+                if t.router.offload_depends_on(&h, &change) {
+                    reported.push(change);
+                }
+            }
+            let after = t.run(vif, &frame);
+            if comparable(&after) != comparable(&before) {
+                changed += 1;
+                assert!(
+                    !reported.is_empty(),
+                    "{kind:?}, {what}: the core now does {after:?} (was {before:?}) \
+                     but no step was reported as one the flow depends on"
+                );
+            }
+            if reported.is_empty() {
+                kept.push((kind, what));
+            }
+        }
+    }
+    assert!(
+        changed >= 10,
+        "the changes must change some flows ({changed})"
+    );
+    // What must not empty the fast path: a port elsewhere stopping leaves
+    // the local flows, and a port's removal leaves the flows of the others.
+    for must in [
+        (Kind::Routed, "the remote VM's routes and tunnel removed"),
+        (Kind::Bridged, "the remote VM's routes and tunnel removed"),
+        (Kind::Encap, "VM2's port removed"),
+        (Kind::Decap, "VM2's port removed"),
+        (Kind::Encap, "VM2's vif MTU lowered"),
+        (Kind::Routed, "VM1's label deleted"),
+        (Kind::Decap, "VM2's label deleted"),
+    ] {
+        assert!(
+            kept.contains(&must),
+            "{must:?} was reported: kept only {kept:?}"
+        );
+    }
+    for kind in [Kind::Routed, Kind::Bridged, Kind::Encap, Kind::Decap] {
+        assert!(kept.contains(&(kind, "a next hop nothing leads to, added and changed")));
     }
 }

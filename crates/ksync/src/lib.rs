@@ -168,25 +168,9 @@ use alloc::string::String;
 
 pub use handler::{FlowOpStats, Handled, Handler};
 
-use dp_core::{Prefix, VifConfig};
+pub use dp_core::ConfigChange;
+use dp_core::VifConfig;
 use sandesh::VrInterfaceReq;
-
-/// What a configuration request may have changed, for a host that copies
-/// flow decisions elsewhere (a kernel fast path): see
-/// [`HostOps::config_changed`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigChange {
-    /// Nothing a decision taken before can have used: a vif, next hop,
-    /// MPLS label or VXLAN VNI added at a free index or written again
-    /// unchanged, or a VRF added.
-    Unused,
-    /// The route of `prefix` in VRF `vrf` was added, replaced or deleted
-    /// (`dp_core::Router::offload_depends_on_route` says which decisions
-    /// it may change).
-    Route { vrf: u16, prefix: Prefix },
-    /// Anything may have changed.
-    Any,
-}
 
 /// Bytes of objects in one dump page (upstream `VR_MESSAGE_PAGE_SIZE`).
 pub const VR_MESSAGE_PAGE_SIZE: usize = 4096 - 128;

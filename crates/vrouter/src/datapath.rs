@@ -49,8 +49,8 @@ use crate::offload::{FastPath, OffloadStats, Offloader};
 use crate::port::{Offloads, Poller, Port, PortOpener, PortStats, RxSlot, Waker, MAX_BATCH};
 use crate::vnet::{self, Gso, VnetHdr};
 use dp_core::{
-    Action, Actions, ConfigError, DropStats, FlowSet, FlowSetOutcome, Nexthop, Packet, Prefix,
-    RouteData, Router, Vif, VifConfig, VifType, HEADROOM,
+    Action, Actions, ConfigChange, ConfigError, DropStats, FlowSet, FlowSetOutcome, Nexthop,
+    Packet, Prefix, RouteData, Router, Vif, VifConfig, VifType, HEADROOM,
 };
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -546,15 +546,15 @@ impl Core {
         self.only_changed(flows, &[]);
     }
 
-    /// The running command changed only the flows `flows`, the routes
-    /// `routes` (VRF, prefix) and objects that did not exist before: the
-    /// offloaded copies of those flows and of the flows those routes may
-    /// redirect go now, every other offloaded flow stays.
-    pub fn only_changed(&mut self, flows: &[u32], routes: &[(u16, Prefix)]) {
+    /// The running command changed only the flows `flows`, what
+    /// `changes` name (routes, vifs, labels) and objects no decision used:
+    /// the offloaded copies of those flows and of the flows the changes
+    /// may redirect go now, every other offloaded flow stays.
+    pub fn only_changed(&mut self, flows: &[u32], changes: &[ConfigChange]) {
         self.read_only_cmd = true;
         if let Some(off) = &mut self.offload {
             off.forget(&mut self.router, flows);
-            off.forget_routes(&mut self.router, routes);
+            off.forget_changed(&mut self.router, changes);
         }
     }
 

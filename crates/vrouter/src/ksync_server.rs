@@ -67,7 +67,7 @@ use crate::port::{Port, PortOpener};
 use bytes::Bytes;
 use channels::{KsyncConn, KsyncListener, KsyncWriter};
 use dp_core::vif::heapless_name::Name;
-use dp_core::{NewFlowPolicy, Prefix, VifConfig, VifType};
+use dp_core::{NewFlowPolicy, VifConfig, VifType};
 use ksync::errno::{EBUSY, EEXIST, EINVAL, ENODEV, EPERM};
 use ksync::{ConfigChange, Handled, Handler, HostInfo, HostOps};
 use sandesh::VrInterfaceReq;
@@ -90,10 +90,11 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// `EIO`, for open failures without a better code.
 const EIO: i32 = 5;
-/// Routes one ksync buffer may change before the fast path is emptied
-/// instead of searched for the flows each one may redirect (the agent
-/// sends a port's few routes together; a resync sends thousands).
-const SCOPED_ROUTES_MAX: usize = 64;
+/// Scoped changes (routes, vifs, labels) one ksync buffer may make before
+/// the fast path is emptied instead of searched for the flows each one may
+/// redirect (the agent sends a port's few objects together; a resync
+/// sends thousands).
+const SCOPED_CHANGES_MAX: usize = 64;
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
@@ -533,7 +534,7 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
         events: Vec::new(),
         agent_vif: false,
         config_changed: false,
-        routes_changed: Vec::new(),
+        scoped: Vec::new(),
         flows_changed: Vec::new(),
     };
     let flows_before = handler.flow_stats();
@@ -543,18 +544,19 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
     let LoopHost {
         events,
         config_changed,
-        routes_changed,
+        scoped,
         flows_changed,
         ..
     } = host;
-    // A buffer of flow requests, routes and new objects only removes the
-    // fast-path entries of the flows it changed and of the flows the
-    // routes may redirect; anything else empties the fast path. Here, not
-    // after the command: the answers leave before the command ends, and no
-    // stale entry may forward once the agent has them. Before `apply`:
-    // frames it releases may install their flows anew.
+    // A buffer of flow requests, routes, new objects and vifs, labels or
+    // unused next hops changed only removes the fast-path entries of the
+    // flows it changed and of the flows the rest may redirect; anything
+    // else empties the fast path. Here, not after the command: the answers
+    // leave before the command ends, and no stale entry may forward once
+    // the agent has them. Before `apply`: frames it releases may install
+    // their flows anew.
     if !config_changed && reply.handled.malformed.is_none() {
-        core.only_changed(&flows_changed, &routes_changed);
+        core.only_changed(&flows_changed, &scoped);
     } else {
         core.flush_offloads();
     }
@@ -644,11 +646,11 @@ struct LoopHost<'a> {
     events: Vec<Event>,
     /// The agent vif was added.
     agent_vif: bool,
-    /// A request may have changed more than flows, routes and new
-    /// objects: every fast-path entry goes.
+    /// A request may have changed more than flows and `scoped`: every
+    /// fast-path entry goes.
     config_changed: bool,
-    /// Routes added, replaced or deleted (VRF, prefix).
-    routes_changed: Vec<(u16, Prefix)>,
+    /// Routes, vifs and labels changed (never `Unused` or `Any`).
+    scoped: Vec<ConfigChange>,
     /// Flows the requests created, changed or deleted.
     flows_changed: Vec<u32>,
 }
@@ -724,14 +726,11 @@ impl HostOps for LoopHost<'_> {
     fn config_changed(&mut self, change: ConfigChange) {
         match change {
             ConfigChange::Unused => {}
-            // Each scoped route costs a pass over the fast path's entries;
-            // past a bound, one flush is cheaper.
-            ConfigChange::Route { vrf, prefix }
-                if self.routes_changed.len() < SCOPED_ROUTES_MAX =>
-            {
-                self.routes_changed.push((vrf, prefix));
-            }
-            _ => self.config_changed = true,
+            ConfigChange::Any => self.config_changed = true,
+            // Each scoped change costs a pass over the fast path's
+            // entries; past a bound, one flush is cheaper.
+            _ if self.scoped.len() >= SCOPED_CHANGES_MAX => self.config_changed = true,
+            scoped => self.scoped.push(scoped),
         }
     }
 

@@ -6,17 +6,19 @@
 //! reproduces ([`dp_core::OffloadHint`]); [`Offloader`] installs them
 //! through a platform [`FastPath`] (Linux: TC + socket-filter BPF,
 //! `crate::linux::TcFastPath`). Rules that keep it exact:
-//! - every control command that may change forwarding state (vif,
-//!   nexthop, VRF, MPLS, vRouter settings: any ksync request but flow
-//!   requests, reads, routes and objects added at a free index) folds the
-//!   counters and removes *all* entries; the next packet of each flow goes
-//!   through the core again and re-installs it;
-//! - a ksync buffer that only changes routes (and adds objects) removes
-//!   the entries of the flows those routes may redirect
-//!   ([`Router::offload_depends_on_route`]: the flow's addresses or MACs
-//!   in the route's prefix, or a tunnelled flow and a fabric route): in a
-//!   cluster every container started anywhere adds routes on every host,
+//! - a ksync buffer that only changes routes, vifs, MPLS labels or VXLAN
+//!   VNIs, adds objects or deletes next hops no lookup leads to removes
+//!   the entries of the flows those changes may redirect
+//!   ([`Router::offload_depends_on`]: the flow's addresses or MACs in a
+//!   route's prefix, a tunnelled flow and a fabric route, the flow's own
+//!   vifs, the label it was decapsulated with): in a cluster every
+//!   container started or stopped anywhere changes routes on every host,
 //!   and each used to empty the fast path;
+//! - every other control command that may change forwarding state (a next
+//!   hop in use changed or deleted, a VRF deleted, vRouter settings, more
+//!   than 64 such changes in one buffer) folds the counters and removes
+//!   *all* entries; the next packet of each flow goes through the core
+//!   again and re-installs it;
 //! - a ksync buffer of flow requests only removes the entries of the flows
 //!   it created, changed or deleted (and their reverse flows): the agent
 //!   sets up flows all the time, and each setup used to empty the fast
@@ -24,12 +26,14 @@
 //! - once a second the counters are folded into the flow entries (the
 //!   agent ages flows by them) and an entry whose flow no longer has the
 //!   same key, generation and plain FORWARD action is removed;
-//! - a port that closes has its entries and program removed;
+//! - a container's port that closes has the entries of flows in or out of
+//!   it and its program removed (the others stay); the fabric's port
+//!   closing removes every entry;
 //! - flows into or out of a tunnel are offloaded only once the fabric port
 //!   accepted [`FastPath::fabric`].
 
 use crate::port::Port;
-use dp_core::{OffloadHint, Prefix, Router};
+use dp_core::{ConfigChange, OffloadHint, Router};
 use std::collections::HashMap;
 use std::io;
 
@@ -76,11 +80,12 @@ pub struct OffloadStats {
     pub active: u64,
     /// Entries removed because a flow request changed their flow.
     pub forgotten: u64,
-    /// Entries removed because a route their flow may depend on changed.
+    /// Entries removed because a route, vif or label their flow may depend
+    /// on changed.
     pub rerouted: u64,
-    /// Buffers of route changes that searched the entries instead of
+    /// Buffers of such changes that searched the entries instead of
     /// removing them all (a flush is counted in `flushes`).
-    pub route_changes: u64,
+    pub scoped_changes: u64,
     /// Of `installed` and `packets`: decapsulation entries (fabric to VM).
     pub decap_installed: u64,
     pub decap_packets: u64,
@@ -162,8 +167,10 @@ impl Offloader {
             self.flush(router);
             self.fp.detach(os);
         }
+        // A container's port: only the entries in or out of it go (a
+        // container stopping must not empty the fast path of the others).
         if let Some(os) = self.attached.remove(&vif) {
-            self.flush(router);
+            self.forget_changed(router, &[ConfigChange::Vif(vif)]);
             self.fp.detach(os);
         }
     }
@@ -268,20 +275,20 @@ impl Offloader {
         true
     }
 
-    /// Routes (VRF, prefix) were added, replaced or deleted: fold and
-    /// remove the entries whose flows they may redirect
-    /// ([`Router::offload_depends_on_route`]); the others stay.
-    pub fn forget_routes(&mut self, router: &mut Router, routes: &[(u16, Prefix)]) {
-        if routes.is_empty() || self.installed.is_empty() {
+    /// Routes, vifs or labels changed: fold and remove the entries whose
+    /// flows they may redirect ([`Router::offload_depends_on`]); the others
+    /// stay.
+    pub fn forget_changed(&mut self, router: &mut Router, changes: &[ConfigChange]) {
+        if changes.is_empty() || self.installed.is_empty() {
             return;
         }
         let gone: Vec<u32> = self
             .installed
             .iter()
             .filter(|(_, e)| {
-                routes
+                changes
                     .iter()
-                    .any(|(vrf, p)| router.offload_depends_on_route(&e.hint, *vrf, p))
+                    .any(|c| router.offload_depends_on(&e.hint, c))
             })
             .map(|(i, _)| *i)
             .collect();
@@ -290,7 +297,7 @@ impl Offloader {
                 self.stats.rerouted += 1;
             }
         }
-        self.stats.route_changes += 1;
+        self.stats.scoped_changes += 1;
     }
 
     /// Fold, then remove every entry (configuration changed).

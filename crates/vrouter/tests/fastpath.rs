@@ -22,7 +22,7 @@ use common::*;
 use dp_core::flow::table::{
     VR_FLOW_ACTION_DROP, VR_FLOW_ACTION_FORWARD, VR_FLOW_ACTION_HOLD, VR_FLOW_TCP_FIN,
 };
-use dp_core::{FlowKey, FlowSet, Prefix, RouteData, VifFlags};
+use dp_core::{ConfigChange, FlowKey, FlowSet, Prefix, RouteData, VifFlags};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -376,7 +376,7 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     let route_as_ksync = |dp: &Datapath, prefix: Prefix, data: RouteData| {
         dp.call(move |c| {
             c.router_mut().route_add(1, prefix, data).unwrap();
-            c.only_changed(&[], &[(1, prefix)]);
+            c.only_changed(&[], &[ConfigChange::Route { vrf: 1, prefix }]);
         })
         .unwrap();
     };

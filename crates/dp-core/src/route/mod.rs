@@ -86,6 +86,9 @@ pub struct RouteTables {
     vrfs: Vec<Option<Box<Vrf>>>,
     bridge: HashMap<(u16, [u8; 6]), BridgeEntry>,
     bridge_max: usize,
+    /// Routes (inet and bridge, all VRFs) per next hop: whether a next hop
+    /// is still routed to, without walking every table when one goes.
+    nh_users: HashMap<u32, u32>,
 }
 
 impl RouteTables {
@@ -97,6 +100,29 @@ impl RouteTables {
             // Reserve up front so inserts below the limit never reallocate.
             bridge: HashMap::with_capacity(bridge_entries as usize),
             bridge_max: bridge_entries as usize,
+            nh_users: HashMap::new(),
+        }
+    }
+
+    /// How many routes (inet and bridge, in any VRF) lead to next hop `nh`.
+    pub fn nh_users(&self, nh: u32) -> u32 {
+        self.nh_users.get(&nh).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, added: Option<u32>, removed: Option<u32>) {
+        if added == removed {
+            return;
+        }
+        if let Some(nh) = added {
+            *self.nh_users.entry(nh).or_insert(0) += 1;
+        }
+        if let Some(nh) = removed {
+            if let Some(n) = self.nh_users.get_mut(&nh) {
+                *n -= 1;
+                if *n == 0 {
+                    self.nh_users.remove(&nh);
+                }
+            }
         }
     }
 
@@ -130,19 +156,19 @@ impl RouteTables {
         prefix: Prefix,
         data: RouteData,
     ) -> Result<(), ConfigError> {
-        match prefix {
-            Prefix::V4(a, l) => {
-                self.vrf_mut(vrf)?
-                    .inet4
-                    .insert(a, l, data)
-                    .map_err(mtrie_err)?;
-            }
-            Prefix::V6(a, l) => {
-                self.vrf_mut(vrf)?
-                    .inet6
-                    .insert(a, l, data)
-                    .map_err(mtrie_err)?;
-            }
+        let old = match prefix {
+            Prefix::V4(a, l) => self
+                .vrf_mut(vrf)?
+                .inet4
+                .insert(a, l, data)
+                .map_err(mtrie_err)?
+                .map(|d| d.nh),
+            Prefix::V6(a, l) => self
+                .vrf_mut(vrf)?
+                .inet6
+                .insert(a, l, data)
+                .map_err(mtrie_err)?
+                .map(|d| d.nh),
             Prefix::Mac(mac) => {
                 let label_flag = if data.flags & rt_flags::LABEL_VALID != 0 {
                     be_flags::LABEL_VALID
@@ -154,9 +180,10 @@ impl RouteTables {
                     label: data.label,
                     flags: be_flags::VALID | label_flag,
                 };
-                self.add_bridge(vrf, mac, entry)?;
+                return self.add_bridge(vrf, mac, entry);
             }
-        }
+        };
+        self.count(Some(data.nh), old);
         Ok(())
     }
 
@@ -173,30 +200,24 @@ impl RouteTables {
         if !self.bridge.contains_key(&(vrf, mac)) && self.bridge.len() >= self.bridge_max {
             return Err(ConfigError::NoSpace("bridge table"));
         }
-        self.bridge.insert((vrf, mac), entry);
+        let old = self.bridge.insert((vrf, mac), entry).map(|e| e.nh);
+        self.count(Some(entry.nh), old);
         Ok(())
     }
 
     pub(crate) fn delete(&mut self, vrf: u16, prefix: Prefix) -> Result<(), ConfigError> {
-        let found = match prefix {
-            Prefix::V4(a, l) => self
-                .vrfs
-                .get_mut(vrf as usize)
-                .and_then(|v| v.as_mut())
-                .and_then(|v| v.inet4.remove(a, l))
-                .is_some(),
-            Prefix::V6(a, l) => self
-                .vrfs
-                .get_mut(vrf as usize)
-                .and_then(|v| v.as_mut())
-                .and_then(|v| v.inet6.remove(a, l))
-                .is_some(),
-            Prefix::Mac(mac) => self.bridge.remove(&(vrf, mac)).is_some(),
+        let table = self.vrfs.get_mut(vrf as usize).and_then(|v| v.as_mut());
+        let removed = match prefix {
+            Prefix::V4(a, l) => table.and_then(|v| v.inet4.remove(a, l)).map(|d| d.nh),
+            Prefix::V6(a, l) => table.and_then(|v| v.inet6.remove(a, l)).map(|d| d.nh),
+            Prefix::Mac(mac) => self.bridge.remove(&(vrf, mac)).map(|e| e.nh),
         };
-        if found {
-            Ok(())
-        } else {
-            Err(ConfigError::NotFound("route"))
+        match removed {
+            Some(nh) => {
+                self.count(None, Some(nh));
+                Ok(())
+            }
+            None => Err(ConfigError::NotFound("route")),
         }
     }
 
@@ -247,10 +268,20 @@ impl RouteTables {
 
     /// Drop a whole VRF (`vr_vrf_req` DEL / RESET).
     pub(crate) fn reset_vrf(&mut self, vrf: u16) {
-        if let Some(slot) = self.vrfs.get_mut(vrf as usize) {
-            *slot = None;
+        let mut gone: Vec<u32> = Vec::new();
+        if let Some(t) = self.vrfs.get_mut(vrf as usize).and_then(Option::take) {
+            gone.extend(t.inet4.iter().map(|(_, _, d)| d.nh));
+            gone.extend(t.inet6.iter().map(|(_, _, d)| d.nh));
         }
-        self.bridge.retain(|(v, _), _| *v != vrf);
+        self.bridge.retain(|(v, _), e| {
+            if *v == vrf {
+                gone.push(e.nh);
+            }
+            *v != vrf
+        });
+        for nh in gone {
+            self.count(None, Some(nh));
+        }
     }
 }
 
@@ -346,5 +377,48 @@ impl VxlanTable {
 
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.map.iter().map(|(v, n)| (*v, *n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(nh: u32) -> RouteData {
+        RouteData {
+            nh,
+            ..Default::default()
+        }
+    }
+
+    /// Routes counted per next hop through adds, replacements, deletes
+    /// (found or not) and a VRF reset, inet and bridge alike.
+    #[test]
+    fn next_hop_users_follow_every_route_change() {
+        let mut t = RouteTables::new(4, 16);
+        let users = |t: &RouteTables| [5, 6, 7].map(|nh| t.nh_users(nh));
+        t.add(1, Prefix::V4([10, 0, 0, 1], 32), to(5)).unwrap();
+        t.add(1, Prefix::V4([10, 0, 0, 0], 24), to(5)).unwrap();
+        t.add(2, Prefix::V6([1; 16], 128), to(6)).unwrap();
+        t.add(1, Prefix::Mac([2, 0, 0, 0, 0, 1]), to(7)).unwrap();
+        assert_eq!(users(&t), [2, 1, 1]);
+        // Replaced: the old next hop loses a user, the new one gains it;
+        // the same next hop again counts once.
+        t.add(1, Prefix::V4([10, 0, 0, 1], 32), to(6)).unwrap();
+        t.add(1, Prefix::V4([10, 0, 0, 1], 32), to(6)).unwrap();
+        t.add(1, Prefix::Mac([2, 0, 0, 0, 0, 1]), to(5)).unwrap();
+        assert_eq!(users(&t), [2, 2, 0]);
+        // A delete of nothing counts nothing.
+        assert!(t.delete(1, Prefix::V4([10, 9, 9, 9], 32)).is_err());
+        assert!(t.delete(3, Prefix::Mac([2, 0, 0, 0, 0, 1])).is_err());
+        t.delete(1, Prefix::V4([10, 0, 0, 1], 32)).unwrap();
+        assert_eq!(users(&t), [2, 1, 0]);
+        // A refused add (no such VRF) counts nothing.
+        assert!(t.add(9, Prefix::V4([10, 0, 0, 2], 32), to(7)).is_err());
+        t.reset_vrf(1);
+        assert_eq!(users(&t), [0, 1, 0]);
+        t.reset_vrf(2);
+        assert_eq!(users(&t), [0, 0, 0]);
+        assert!(t.nh_users.is_empty());
     }
 }

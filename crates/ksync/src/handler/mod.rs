@@ -276,67 +276,105 @@ impl Handler {
 /// What `msg`, about to be applied to `router`, may change beyond flows:
 /// `None` for flow requests and reads (see [`HostOps::config_changed`]).
 fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
-    let (op, unused) = match msg {
+    use ConfigChange::{Any, Unused};
+    let op = match msg {
         Message::Flow(_)
         | Message::FlowTableData(_)
         | Message::DropStats(_)
         | Message::MemStats(_) => return None,
-        // Free indexes, or the same object written again (the agent
-        // re-sends what it already programmed).
-        Message::Interface(r) => (
-            r.h_op,
-            u16::try_from(r.vifr_idx).is_ok_and(|i| match router.vif(i) {
-                None => true,
-                Some(v) => convert::vif_from_req(r).is_ok_and(|(c, _)| c == v.cfg),
-            }),
-        ),
-        Message::Nexthop(r) => (
-            r.h_op,
-            u32::try_from(r.nhr_id).is_ok_and(|i| match router.nh(i) {
-                None => true,
-                Some(nh) => {
+        Message::Interface(r) => r.h_op,
+        Message::Nexthop(r) => r.h_op,
+        Message::Mpls(r) => r.h_op,
+        Message::Vxlan(r) => r.h_op,
+        Message::Vrf(r) => r.h_op,
+        Message::Route(r) => r.h_op,
+        Message::VrouterOps(r) => r.h_op,
+        // Not served (answered -EOPNOTSUPP); counted as a change anyway.
+        _ => return Some(Any),
+    };
+    let add = match op {
+        SandeshOp::Get | SandeshOp::Dump => return None,
+        SandeshOp::Add => true,
+        SandeshOp::Del => false,
+        _ => return Some(Any),
+    };
+    // A request that adds at a free index, writes the same object again
+    // (the agent re-sends what it already programmed) or deletes nothing
+    // changes no decision; the others change those `scope` names.
+    let object = |exists: bool, same: bool, scope: ConfigChange| {
+        if !exists || (add && same) {
+            Unused
+        } else {
+            scope
+        }
+    };
+    Some(match msg {
+        Message::Interface(r) => match u16::try_from(r.vifr_idx) {
+            Err(_) => Any,
+            Ok(i) => {
+                let cur = router.vif(i);
+                let new = convert::vif_from_req(r).ok().map(|(c, _)| c);
+                let same = cur.is_some_and(|v| new.as_ref() == Some(&v.cfg));
+                // A sub-interface shares its parent's port: not scoped.
+                let sub = cur.is_some_and(|v| v.cfg.sub.is_some())
+                    || new.is_some_and(|c| c.sub.is_some());
+                object(
+                    cur.is_some(),
+                    same,
+                    if sub { Any } else { ConfigChange::Vif(i) },
+                )
+            }
+        },
+        Message::Nexthop(r) => match u32::try_from(r.nhr_id) {
+            Err(_) => Any,
+            Ok(i) => {
+                let cur = router.nh(i);
+                let same = cur.is_some_and(|nh| {
                     convert::nh_from_req(r).is_ok_and(|n| n == *nh)
                         && router
                             .nh_l3_vxlan_mac(i)
                             .is_none_or(|m| r.nhr_rw_dst_mac.as_slice() == m.as_slice())
-                }
-            }),
-        ),
-        Message::Mpls(r) => (
-            r.h_op,
-            u32::try_from(r.mr_label).is_ok_and(|l| {
-                let cur = router.mpls().get(l);
-                cur.is_none() || cur == u32::try_from(r.mr_nhid).ok()
-            }),
-        ),
-        Message::Vxlan(r) => (
-            r.h_op,
-            u32::try_from(r.vxlanr_vnid).is_ok_and(|v| {
-                let cur = router.vxlan().get(v);
-                cur.is_none() || cur == u32::try_from(r.vxlanr_nhid).ok()
-            }),
-        ),
-        // A VRF of its own changes no lookup; deleting one empties it.
-        Message::Vrf(r) => (r.h_op, true),
-        Message::Route(r) => {
-            return match r.h_op {
-                SandeshOp::Get | SandeshOp::Dump => None,
-                SandeshOp::Add | SandeshOp::Del => Some(match convert::route_target(r) {
-                    Ok((vrf, prefix)) => ConfigChange::Route { vrf, prefix },
-                    Err(_) => ConfigChange::Any,
-                }),
-                _ => Some(ConfigChange::Any),
+                });
+                // A next hop no route, label, VNI or composite leads to
+                // (a tunnel whose last route went) is in no decision.
+                let used = if router.nh_in_use(i) { Any } else { Unused };
+                object(cur.is_some(), same, used)
             }
-        }
-        Message::VrouterOps(r) => (r.h_op, false),
-        // Not served (answered -EOPNOTSUPP); counted as a change anyway.
-        _ => return Some(ConfigChange::Any),
-    };
-    match op {
-        SandeshOp::Get | SandeshOp::Dump => None,
-        SandeshOp::Add if unused => Some(ConfigChange::Unused),
-        _ => Some(ConfigChange::Any),
-    }
+        },
+        Message::Mpls(r) => match u32::try_from(r.mr_label) {
+            Err(_) => Any,
+            Ok(l) => {
+                let cur = router.mpls().get(l);
+                let label = ConfigChange::Label {
+                    vxlan: false,
+                    label: l,
+                };
+                object(cur.is_some(), cur == u32::try_from(r.mr_nhid).ok(), label)
+            }
+        },
+        Message::Vxlan(r) => match u32::try_from(r.vxlanr_vnid) {
+            Err(_) => Any,
+            Ok(v) => {
+                let cur = router.vxlan().get(v);
+                let label = ConfigChange::Label {
+                    vxlan: true,
+                    label: v,
+                };
+                object(
+                    cur.is_some(),
+                    cur == u32::try_from(r.vxlanr_nhid).ok(),
+                    label,
+                )
+            }
+        },
+        // A VRF of its own changes no lookup; deleting one empties it.
+        Message::Vrf(_) if add => Unused,
+        Message::Route(r) => match convert::route_target(r) {
+            Ok((vrf, prefix)) => ConfigChange::Route { vrf, prefix },
+            Err(_) => Any,
+        },
+        _ => Any,
+    })
 }
 
 #[cfg(test)]
@@ -350,7 +388,7 @@ mod tests {
         use dp_core::{Prefix, RouterConfig};
         use sandesh::{
             VrDropStatsReq, VrFlowReq, VrInterfaceReq, VrMplsReq, VrNexthopReq, VrRouteReq,
-            VrVrfReq, VrouterOps,
+            VrVrfReq, VrVxlanReq, VrouterOps,
         };
         let mut t = Topo::new(RouterConfig::small());
         let vm = t.add_vm(3, 1, [2, 0, 0, 0, 0, 3], [10, 0, 0, 3], [0; 16], false);
@@ -393,7 +431,10 @@ mod tests {
         assert_eq!(change_of(r, &nh(SandeshOp::Add, RECEIVE_NH as i32)), any);
         assert_eq!(change_of(r, &nh(SandeshOp::Add, 50)), unused);
         assert_eq!(change_of(r, &nh(SandeshOp::Add, -1)), any);
-        assert_eq!(change_of(r, &nh(SandeshOp::Del, 50)), any);
+        // Deleting nothing changes nothing; a next hop routes and labels
+        // lead to is in decisions.
+        assert_eq!(change_of(r, &nh(SandeshOp::Del, 50)), unused);
+        assert_eq!(change_of(r, &nh(SandeshOp::Del, vm.nh as i32)), any);
         assert_eq!(change_of(r, &nh(SandeshOp::Get, 50)), None);
 
         let vif = |h_op, vifr_idx| {
@@ -403,18 +444,31 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(change_of(r, &vif(SandeshOp::Add, 3)), any);
+        let vif3 = Some(ConfigChange::Vif(3));
+        assert_eq!(change_of(r, &vif(SandeshOp::Add, 3)), vif3);
         assert_eq!(change_of(r, &vif(SandeshOp::Add, 9)), unused);
-        assert_eq!(change_of(r, &vif(SandeshOp::Del, 9)), any);
-        // Written again unchanged: nothing changes; changed: anything may.
+        assert_eq!(change_of(r, &vif(SandeshOp::Del, 9)), unused);
+        assert_eq!(change_of(r, &vif(SandeshOp::Del, 3)), vif3);
+        assert_eq!(change_of(r, &vif(SandeshOp::Add, -1)), any);
+        // Written again unchanged: nothing changes; changed: the decisions
+        // of flows through it may.
         let v3 = r.vif(3).unwrap();
         let same = convert::vif_to_req(v3, None, SandeshOp::Add);
         assert_eq!(change_of(r, &Message::Interface(same.clone())), unused);
         let mtu = VrInterfaceReq {
             vifr_mtu: same.vifr_mtu + 1,
+            ..same.clone()
+        };
+        assert_eq!(change_of(r, &Message::Interface(mtu)), vif3);
+        // Made a sub-interface (it would share a parent's port): anything.
+        let sub = VrInterfaceReq {
+            vifr_type: 7,
+            vifr_parent_vif_idx: 4,
+            vifr_vlan_id: 10,
             ..same
         };
-        assert_eq!(change_of(r, &Message::Interface(mtu)), any);
+        assert!(convert::vif_from_req(&sub).is_ok_and(|(c, _)| c.sub.is_some()));
+        assert_eq!(change_of(r, &Message::Interface(sub)), any);
         let same = convert::nh_to_req(r.nh(vm.nh).unwrap(), SandeshOp::Add);
         assert_eq!(change_of(r, &Message::Nexthop(same.clone())), unused);
         let moved = VrNexthopReq {
@@ -431,9 +485,68 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(change_of(r, &mpls(vm.label as i32, 0)), any);
+        let label = Some(ConfigChange::Label {
+            vxlan: false,
+            label: vm.label,
+        });
+        assert_eq!(change_of(r, &mpls(vm.label as i32, 0)), label);
         assert_eq!(change_of(r, &mpls(vm.label as i32, vm.nh as i32)), unused);
         assert_eq!(change_of(r, &mpls(vm.label as i32 + 10, 0)), unused);
+        let mpls_del = |mr_label| {
+            Message::Mpls(VrMplsReq {
+                h_op: SandeshOp::Del,
+                mr_label,
+                ..Default::default()
+            })
+        };
+        assert_eq!(change_of(r, &mpls_del(vm.label as i32)), label);
+        assert_eq!(change_of(r, &mpls_del(vm.label as i32 + 10)), unused);
+        let vxlan = |h_op, vxlanr_vnid, vxlanr_nhid| {
+            Message::Vxlan(VrVxlanReq {
+                h_op,
+                vxlanr_vnid,
+                vxlanr_nhid,
+                ..Default::default()
+            })
+        };
+        assert_eq!(change_of(r, &vxlan(SandeshOp::Add, 77, 0)), unused);
+        assert_eq!(change_of(r, &vxlan(SandeshOp::Del, 77, 0)), unused);
+
+        // Once nothing leads to the VM's next hop any more (its routes and
+        // label gone, as the agent deletes a port), deleting it or
+        // changing it changes no decision.
+        let mut t2 = Topo::new(RouterConfig::small());
+        let vm2 = t2.add_vm(3, 1, [2, 0, 0, 0, 0, 3], [10, 0, 0, 3], [0; 16], false);
+        t2.router.mpls_del(vm2.label).unwrap();
+        assert_eq!(
+            change_of(&t2.router, &nh(SandeshOp::Del, vm2.nh as i32)),
+            any
+        );
+        let routed: Vec<_> = t2
+            .router
+            .routes()
+            .vrf(1)
+            .map(|v| v.inet4.iter().filter(|(_, _, d)| d.nh == vm2.nh).collect())
+            .unwrap_or_default();
+        assert!(!routed.is_empty());
+        for (a, l, _) in routed {
+            t2.router.route_del(1, Prefix::V4(a, l)).unwrap();
+        }
+        let bridged: Vec<_> = t2
+            .router
+            .routes()
+            .bridge_iter(1)
+            .filter(|(_, e)| e.nh == vm2.nh)
+            .map(|(m, _)| m)
+            .collect();
+        for m in bridged {
+            t2.router.route_del(1, Prefix::Mac(m)).unwrap();
+        }
+        assert!(!t2.router.nh_in_use(vm2.nh));
+        assert_eq!(
+            change_of(&t2.router, &nh(SandeshOp::Del, vm2.nh as i32)),
+            unused
+        );
 
         let vrf = |h_op| {
             Message::Vrf(VrVrfReq {
