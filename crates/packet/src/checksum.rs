@@ -21,15 +21,23 @@ pub fn sum(data: &[u8]) -> u16 {
         w.copy_from_slice(c);
         acc = add64(acc, u64::from_ne_bytes(w));
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // The tail is zero-padded: an odd last byte becomes the high byte of
-        // its 16-bit word, as RFC 1071 requires.
-        let mut w = [0u8; 8];
-        if let Some(d) = w.get_mut(..rest.len()) {
-            d.copy_from_slice(rest);
-        }
-        acc = add64(acc, u64::from_ne_bytes(w));
+    // The tail (up to 7 bytes) as native 16-bit words, whose sum is the
+    // same as that of the zero-padded 64-bit word (2^16 = 1 modulo
+    // 2^16 - 1). Loaded directly: copying it into a zeroed buffer and
+    // reading that back as one word stalled on store forwarding (an IPv4
+    // header is 2 words and a 4-byte tail).
+    let mut rest = chunks.remainder();
+    if let Some((w, r)) = rest.split_first_chunk::<4>() {
+        acc = add64(acc, u64::from(u32::from_ne_bytes(*w)));
+        rest = r;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<2>() {
+        acc = add64(acc, u64::from(u16::from_ne_bytes(*w)));
+        rest = r;
+    }
+    if let Some(&b) = rest.first() {
+        // An odd last byte is the high byte of its 16-bit word (RFC 1071).
+        acc = add64(acc, u64::from(u16::from_ne_bytes([b, 0])));
     }
     let s = fold(acc);
     if cfg!(target_endian = "little") {

@@ -129,8 +129,22 @@ impl PacketInfo {
     /// Parses an Ethernet frame.
     #[inline]
     pub fn parse(frame: &[u8]) -> Result<PacketInfo, ParseError> {
-        let eth: &[u8; 14] = arr(frame, 0).ok_or(ParseError::TruncatedL2)?;
         let mut info = PacketInfo::default();
+        info.parse_from(frame)?;
+        Ok(info)
+    }
+
+    /// [`Self::parse`] into `self` (overwritten whatever the result; on an
+    /// error its fields are unspecified). For the hot path: a caller that
+    /// keeps the summary in place avoids moving the whole struct right
+    /// after the parser wrote it field by field, a move whose wide loads
+    /// stall on the parser's narrow stores still in flight (store
+    /// forwarding fails).
+    #[inline]
+    pub fn parse_from(&mut self, frame: &[u8]) -> Result<(), ParseError> {
+        *self = PacketInfo::default();
+        let info = self;
+        let eth: &[u8; 14] = arr(frame, 0).ok_or(ParseError::TruncatedL2)?;
         info.dst_mac.copy_from_slice(&eth[0..6]);
         info.src_mac.copy_from_slice(&eth[6..12]);
         let mut ethertype = be16(&[eth[12], eth[13]]);
@@ -154,12 +168,11 @@ impl PacketInfo {
         info.l3_offset = off as u16;
         let l3 = frame.get(off..).unwrap_or(&[]);
         match ethertype {
-            ETHERTYPE_IPV4 => parse_ipv4(&mut info, l3, off)?,
-            ETHERTYPE_IPV6 => parse_ipv6(&mut info, l3, off)?,
-            ETHERTYPE_ARP => parse_arp(&mut info, l3)?,
-            _ => {}
+            ETHERTYPE_IPV4 => parse_ipv4(info, l3, off),
+            ETHERTYPE_IPV6 => parse_ipv6(info, l3, off),
+            ETHERTYPE_ARP => parse_arp(info, l3),
+            _ => Ok(()),
         }
-        Ok(info)
     }
 
     /// Parses a packet that starts at an ARP, IPv4 or IPv6 header
@@ -168,17 +181,24 @@ impl PacketInfo {
     /// EtherTypes.
     #[inline]
     pub fn parse_l3(packet: &[u8], ethertype: u16) -> Result<PacketInfo, ParseError> {
-        let mut info = PacketInfo {
+        let mut info = PacketInfo::default();
+        info.parse_l3_from(packet, ethertype)?;
+        Ok(info)
+    }
+
+    /// [`Self::parse_l3`] into `self`, as [`Self::parse_from`].
+    #[inline]
+    pub fn parse_l3_from(&mut self, packet: &[u8], ethertype: u16) -> Result<(), ParseError> {
+        *self = PacketInfo {
             ethertype,
             ..PacketInfo::default()
         };
         match ethertype {
-            ETHERTYPE_IPV4 => parse_ipv4(&mut info, packet, 0)?,
-            ETHERTYPE_IPV6 => parse_ipv6(&mut info, packet, 0)?,
-            ETHERTYPE_ARP => parse_arp(&mut info, packet)?,
-            _ => return Err(ParseError::UnsupportedEthertype),
+            ETHERTYPE_IPV4 => parse_ipv4(self, packet, 0),
+            ETHERTYPE_IPV6 => parse_ipv6(self, packet, 0),
+            ETHERTYPE_ARP => parse_arp(self, packet),
+            _ => Err(ParseError::UnsupportedEthertype),
         }
-        Ok(info)
     }
 
     /// Source IPv4 address (meaningful for IPv4 and ARP).

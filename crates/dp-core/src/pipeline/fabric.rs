@@ -11,9 +11,9 @@ impl Router {
         iv: &InVif,
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
-        info: &Result<PacketInfo, packet::ParseError>,
+        info: Result<&PacketInfo, packet::ParseError>,
     ) -> Action {
-        let info = match *info {
+        let info = match info {
             Ok(i) => i,
             // Upstream `vr_fabric_input`: `vr_pkt_type() < 0` drops.
             Err(packet::ParseError::TruncatedL2) => {
@@ -35,7 +35,7 @@ impl Router {
         if !tunnel_proto || info.frag.is_fragment {
             return self.pass_through(iv, pkt, cx);
         }
-        if !check::ipv4_header_ok(pkt.data(), &info) {
+        if !check::ipv4_header_ok(pkt.data(), info) {
             return self.drop(cx, DropReason::CksumErr);
         }
         if info.l4_offset == 0 {
@@ -67,7 +67,7 @@ impl Router {
                 self.mpls_in(iv, pkt, cx, l4 + GRE_LEN + opt)
             }
             PROTO_UDP if matches!(info.dport, PORT_MPLS | PORT_VXLAN) => {
-                if let Err(r) = check::check_outer_udp(pkt, &info) {
+                if let Err(r) = check::check_outer_udp(pkt, info) {
                     return self.drop(cx, r);
                 }
                 cx.tun = self.hints.enabled.then_some(RxTunnel {
@@ -308,9 +308,10 @@ impl Router {
             return self.drop(cx, DropReason::Pull);
         };
         // Upstream `vr_pkt_type() < 0` after decapsulation.
-        let Ok(info) = PacketInfo::parse(frame) else {
+        let mut info = PacketInfo::default();
+        if info.parse_from(frame).is_err() {
             return self.drop(cx, DropReason::InvalidPacket);
-        };
+        }
         let Some(nh) = self.nhs.get(nh_id) else {
             return self.drop(cx, DropReason::InvalidNh);
         };
@@ -380,9 +381,11 @@ impl Router {
             Some(6) => ETHERTYPE_IPV6,
             _ => return self.drop(cx, DropReason::InvalidProtocol),
         };
-        let Ok(info) = PacketInfo::parse_l3(ip, ethertype) else {
+        // Parsed in place: see `PacketInfo::parse_from`.
+        let mut info = PacketInfo::default();
+        if info.parse_l3_from(ip, ethertype).is_err() {
             return self.drop(cx, DropReason::InvalidPacket);
-        };
+        }
         let Some(nh) = self.nhs.get(nh_id) else {
             return self.drop(cx, DropReason::InvalidNh);
         };
@@ -433,7 +436,6 @@ impl Router {
             }
             None => return self.drop(cx, DropReason::Push),
         }
-        let mut info = info;
         info.l3_offset = ETH_LEN as u16;
         if info.l4_offset != 0 {
             info.l4_offset += ETH_LEN as u16;

@@ -247,17 +247,25 @@ impl Router {
             // of adding up (the flow table is far larger than the cache).
             // The key and hash are kept for the flow check (the same key
             // the check would build: not a fragment, not an ICMP error).
-            let mut infos: [Result<PacketInfo, packet::ParseError>; PREFETCH_BATCH] =
+            // Each packet is parsed in place into its slot (moving a
+            // summary the parser has just written field by field stalls
+            // on store forwarding); `parsed` holds the outcome.
+            let mut infos = [PacketInfo::default(); PREFETCH_BATCH];
+            let mut parsed: [Result<(), packet::ParseError>; PREFETCH_BATCH] =
                 [Err(packet::ParseError::TruncatedL2); PREFETCH_BATCH];
             let mut pres: [Option<Hashed>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
             if iv.vif_type == VifType::Virtual {
                 let policy = iv.flags.contains(VifFlags::POLICY_ENABLED);
-                for ((slot, pre), pkt) in infos.iter_mut().zip(pres.iter_mut()).zip(chunk.iter()) {
-                    let parsed = PacketInfo::parse(pkt.data());
-                    *slot = parsed;
-                    let Ok(info) = parsed else {
+                for (((info, ok), pre), pkt) in infos
+                    .iter_mut()
+                    .zip(parsed.iter_mut())
+                    .zip(pres.iter_mut())
+                    .zip(chunk.iter())
+                {
+                    *ok = info.parse_from(pkt.data());
+                    if ok.is_err() {
                         continue;
-                    };
+                    }
                     if info.family == Family::Ipv4 && info.dst_mac == iv.mac {
                         self.rcache.prefetch_out(iv.vrf, &info.dst_v4());
                     }
@@ -268,7 +276,7 @@ impl Router {
                         && !(matches!(info.proto, 1 | PROTO_ICMPV6)
                             && icmp_is_error(info.family, info.icmp_type))
                     {
-                        let h = Hashed::new(make_key(&info, iv.nh_id, None));
+                        let h = Hashed::new(make_key(info, iv.nh_id, None));
                         self.flows.prefetch(h.hash);
                         *pre = Some(h);
                     }
@@ -277,21 +285,22 @@ impl Router {
                 // The fabric's batch: the same for the inner packets of
                 // the tunnels (without it, a decapsulated packet's flow
                 // lookup missed alone: 60% of cold decap's time).
-                for (slot, pkt) in infos.iter_mut().zip(chunk.iter()) {
-                    let parsed = PacketInfo::parse(pkt.data());
-                    *slot = parsed;
-                    if let Ok(info) = parsed {
-                        self.fabric_prefetch(pkt.data(), &info);
+                for ((info, ok), pkt) in infos.iter_mut().zip(parsed.iter_mut()).zip(chunk.iter()) {
+                    *ok = info.parse_from(pkt.data());
+                    if ok.is_ok() {
+                        self.fabric_prefetch(pkt.data(), info);
                     }
                 }
             }
             // Phase 2: the pipeline proper.
-            for (j, ((pkt, info), pre)) in chunk
+            for (j, (((pkt, info), ok), pre)) in chunk
                 .iter_mut()
                 .zip(infos.iter())
+                .zip(parsed.iter())
                 .zip(pres.iter())
                 .enumerate()
             {
+                let info = (*ok).map(|()| info);
                 let i = base + j;
                 let mut cx = Cx {
                     i: i as u16,

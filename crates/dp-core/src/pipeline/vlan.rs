@@ -123,7 +123,7 @@ impl Router {
         // The batch's parse and flow hash were the parent's.
         cx.pre = None;
         let info = PacketInfo::parse(pkt.data());
-        let disp = self.rx_vm(&iv, pkt, cx, &info);
+        let disp = self.rx_vm(&iv, pkt, cx, info.as_ref().map_err(|e| *e));
         match disp {
             // A held frame is re-injected on the parent as received. (The
             // tag's four bytes were just pulled: pushing them back fits.)

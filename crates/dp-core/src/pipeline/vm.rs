@@ -11,12 +11,12 @@ impl Router {
         iv: &InVif,
         pkt: &mut Packet<'_>,
         cx: &mut Cx<'_>,
-        info: &Result<PacketInfo, packet::ParseError>,
+        info: Result<&PacketInfo, packet::ParseError>,
     ) -> Action {
         let info = match info {
             Ok(i) => i,
             Err(e) => {
-                let r = check::parse_drop(*e);
+                let r = check::parse_drop(e);
                 return if r == DropReason::InterfaceDrop {
                     self.drop_input(cx, iv.idx, r)
                 } else {
