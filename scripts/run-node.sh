@@ -6,7 +6,8 @@
 #        --config-api http://CONFIG-NODE:8082 [--agent-name NAME] [--control-ip IP]
 #
 # The node is three processes, started in this order and stopped together:
-#   vrouter                 the datapath (ksync, pkt0, flow table in /dev/shm)
+#   vrouter                 the datapath (ksync, pkt0, flow table on a huge-page
+#                           tmpfs mounted on --sock-dir)
 #   vrouter-agent           embedded VNC config API 127.0.0.1:8082, port API
 #                           127.0.0.1:9091, introspect/metrics 127.0.0.1:8085
 #   contrail-docker-driver  Docker network + IPAM driver "Contrail"
@@ -109,6 +110,7 @@ CARGO_TARGET_DIR="$TARGET_BASE" "$CARGO" build --release --locked \
 BIN="$TARGET_BASE/release"
 
 pids=()
+mounted=''
 stop_all() {
     local p
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
@@ -117,8 +119,21 @@ stop_all() {
         # Each stops in well under 5 s; wait so the next one finds its peer gone.
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     done
+    [[ -z $mounted ]] || umount "$mounted" 2>/dev/null || warn "could not unmount $mounted"
 }
 trap 'stop_all; exit 0' INT TERM
+
+# The flow table lives in --sock-dir. On a tmpfs mounted huge=within_size
+# it gets 2 MiB pages (fewer TLB misses per flow lookup; /run and /dev/shm
+# are huge=never). Only a directory that is not already a mount point.
+mkdir -p "$SOCK_DIR"
+if ! mountpoint -q "$SOCK_DIR"; then
+    if mount -t tmpfs -o huge=within_size,mode=0755 vrouter-rs "$SOCK_DIR" 2>/dev/null; then
+        mounted=$SOCK_DIR
+    else
+        note "no huge-page tmpfs on $SOCK_DIR: the flow table uses 4 KiB pages"
+    fi
+fi
 
 args=(--sock-dir "$SOCK_DIR")
 [[ -n $FABRIC ]] && args+=(--fabric "$FABRIC")

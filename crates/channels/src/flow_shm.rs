@@ -425,6 +425,14 @@ impl FlowShm {
         self.capacity() as usize * ENTRY_SIZE
     }
 
+    /// Bytes of the table this process maps with 2 MiB pages (Linux: the
+    /// file is on a tmpfs mounted with `huge=within_size`, `always` or
+    /// `advise`, or on hugetlbfs); `None` where the platform cannot tell.
+    /// Every lookup of a cold flow is a TLB miss on 4 KiB pages.
+    pub fn huge_page_bytes(&self) -> Option<u64> {
+        self.region.huge_page_bytes()
+    }
+
     /// The name this table was created or opened by.
     pub fn name(&self) -> &Path {
         &self.name

@@ -345,3 +345,74 @@ fn windows_mapping_reuse() {
         Err(Error::ShmNotFound { .. })
     ));
 }
+
+/// A tmpfs mounted in a temporary directory, unmounted on drop.
+#[cfg(target_os = "linux")]
+struct Tmpfs(tempfile::TempDir);
+
+#[cfg(target_os = "linux")]
+impl Tmpfs {
+    fn mount(huge: &str) -> Result<Self, String> {
+        let d = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("huge={huge},mode=0700")])
+            .arg("vrouter-rs-test")
+            .arg(d.path())
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Tmpfs(d))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// The table lands on 2 MiB pages on a tmpfs mounted `huge=within_size`,
+/// and on one mounted `huge=advise` because the mapping asks for them; on
+/// `huge=never` (`/dev/shm`'s default) it stays on 4 KiB pages, and
+/// `huge_page_bytes` tells them apart (the vrouter logs it).
+#[cfg(target_os = "linux")]
+#[test]
+fn linux_flow_file_on_huge_pages() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED linux_flow_file_on_huge_pages: mounting a tmpfs needs root");
+        return;
+    }
+    // 65 536 + 1 024 records of 256 bytes: 16.25 MiB, 8 whole 2 MiB pages.
+    let (entries, oflow) = (65_536, 1_024);
+    for (huge, expect_huge) in [("within_size", true), ("advise", true), ("never", false)] {
+        let fs = match Tmpfs::mount(huge) {
+            Ok(fs) => fs,
+            Err(e) if huge != "never" && e.contains("huge") => {
+                println!("SKIPPED linux_flow_file_on_huge_pages (huge={huge}): kernel without huge tmpfs: {e}");
+                continue;
+            }
+            Err(e) => panic!("mount tmpfs huge={huge}: {e}"),
+        };
+        let name = fs.0.path().join("flow");
+        let dp = FlowShm::create(&name, entries, oflow).unwrap();
+        let agent = FlowShm::open(&name).unwrap();
+        // smaps counts what is mapped in: read one record per 2 MiB.
+        for i in (0..entries + oflow).step_by(8192) {
+            assert!(agent.entry(i).is_some());
+        }
+        let (d, a) = (dp.huge_page_bytes(), agent.huge_page_bytes());
+        if expect_huge {
+            // The creator wrote every record; the agent's mapping shares
+            // the same pages.
+            assert!(d >= Some(16 << 20), "huge={huge}: datapath {d:?}");
+            assert!(a >= Some(16 << 20), "huge={huge}: agent {a:?}");
+        } else {
+            assert_eq!((d, a), (Some(0), Some(0)), "huge={huge}");
+        }
+        drop((dp, agent));
+    }
+}

@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use dp_core::flow::table::VR_FLOW_ACTION_FORWARD;
+use dp_core::flow::table::{FlowEntry, FlowTable, VR_FLOW_ACTION_FORWARD};
 use dp_core::flow::{make_key, FLOW_AF_INET};
 use dp_core::route::mtrie::{Mtrie4, Mtrie6};
 use dp_core::testkit::*;
@@ -71,15 +71,46 @@ struct Setup {
     vm1: Vm,
 }
 
-/// 10k remote /32 routes via MPLSoUDP and 100k forward flows.
-fn setup() -> Setup {
-    let cfg = RouterConfig {
+fn config() -> RouterConfig {
+    RouterConfig {
         flow_entries: 512 * 1024,
         oflow_entries: 64 * 1024,
         max_nexthops: 65536,
         ..RouterConfig::default()
-    };
-    let mut topo = Topo::new(cfg);
+    }
+}
+
+/// A router whose flow table is on 2 MiB pages, as the node's is on a
+/// huge-page tmpfs (an anonymous mapping advised for huge pages: the same
+/// TLB reach as the shared file). `None` where that cannot be had.
+#[cfg(target_os = "linux")]
+fn router_on_huge_pages() -> Option<Router> {
+    let cfg = config();
+    let len = FlowTable::bytes_for(cfg.flow_entries, cfg.oflow_entries);
+    let map = memmap2::MmapMut::map_anon(len).ok()?;
+    map.advise(memmap2::Advice::HugePage).ok()?;
+    let base = map.as_ptr().cast_mut().cast::<FlowEntry>();
+    // SAFETY: the mapping is `len` writable, page-aligned bytes that the
+    // table keeps (and so keeps mapped) and nothing else touches.
+    let table = unsafe {
+        FlowTable::from_raw_kept(base, cfg.flow_entries, cfg.oflow_entries, Box::new(map))
+    }
+    .ok()?;
+    Some(Router::with_flow_table(cfg, table))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn router_on_huge_pages() -> Option<Router> {
+    None
+}
+
+/// 10k remote /32 routes via MPLSoUDP and 100k forward flows.
+fn setup() -> Setup {
+    setup_on(Router::new(config()).unwrap())
+}
+
+fn setup_on(router: Router) -> Setup {
+    let mut topo = Topo::with_router(router);
     let vm1 = topo.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
     topo.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], true);
     let tnh = topo.add_tunnel_nh(TunnelKind::MplsOverUdp);
@@ -360,6 +391,30 @@ fn forwarding(c: &mut Criterion) {
         FABRIC_VIF,
         &cold_decap,
     );
+    // The same with the flow table on 2 MiB pages (docs/performance.md,
+    // "Huge pages for the flow table").
+    match router_on_huge_pages() {
+        Some(r) => {
+            let huge = setup_on(r);
+            assert_eq!((huge.vm1.vif, huge.vm1.label), (vm1.vif, vm1.label));
+            let mut router = huge.topo.router;
+            run_rotating(
+                c,
+                "vm_to_fabric_mplsoudp_encap_32k_flows_2m_pages",
+                &mut router,
+                vm1.vif,
+                &cold,
+            );
+            run_rotating(
+                c,
+                "fabric_to_vm_mplsoudp_decap_32k_flows_2m_pages",
+                &mut router,
+                FABRIC_VIF,
+                &cold_decap,
+            );
+        }
+        None => println!("SKIPPED the 2m_pages cases: no huge-page mapping here"),
+    }
 
     // Flow lookup alone, 100k flows loaded.
     let keys: Vec<FlowKey> = encap

@@ -67,7 +67,12 @@ pub struct Topo {
 
 impl Topo {
     pub fn new(cfg: RouterConfig) -> Topo {
-        let mut router = Router::new(cfg).expect("router");
+        Topo::with_router(Router::new(cfg).expect("router"))
+    }
+
+    /// [`Topo::new`] around a router the caller built (e.g. with its flow
+    /// table in memory of its choosing: [`Router::with_flow_table`]).
+    pub fn with_router(mut router: Router) -> Topo {
         let mut fabric = VifConfig::new(FABRIC_VIF, VifType::Physical);
         fabric.mac = FABRIC_MAC;
         fabric.ip = FABRIC_IP;

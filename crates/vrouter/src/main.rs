@@ -224,6 +224,24 @@ mod host {
         })
     }
 
+    /// Say whether the flow table got 2 MiB pages: with many flows each
+    /// lookup is a TLB miss on 4 KiB pages (docs/performance.md, "Huge
+    /// pages for the flow table").
+    fn log_flow_pages(flows: &FlowShm) {
+        let len = flows.records_len() as u64;
+        match flows.huge_page_bytes() {
+            Some(0) => tracing::info!(
+                path = %flows.name().display(),
+                "flow table on 4 KiB pages: a tmpfs mounted with huge=within_size \
+                 under --sock-dir (as scripts/run-node.sh mounts) gives it 2 MiB pages"
+            ),
+            Some(huge) => {
+                tracing::info!(huge_bytes = huge, bytes = len, "flow table on 2 MiB pages")
+            }
+            None => {}
+        }
+    }
+
     async fn serve(
         args: &Args,
         mut term: tokio::signal::unix::Signal,
@@ -237,7 +255,10 @@ mod host {
         let entries = args.flow_entries.max(4) & !3;
         let oflow = (entries / 64).max(64);
         let flows = FlowShm::create(&paths.flow_shm, entries, oflow)
-            .and_then(FlowShm::into_flow_table)
+            .map_err(|e| format!("flow table: {e}"))?;
+        log_flow_pages(&flows);
+        let flows = flows
+            .into_flow_table()
             .map_err(|e| format!("flow table: {e}"))?;
         let (interfaces, vrfs, labels, nexthops) = sizes(args);
         let cfg = RouterConfig {

@@ -3,7 +3,8 @@
 //! * `default_paths()`, `paths_in(dir)`;
 //! * `ksync::{Stream, Listener, connect}`;
 //! * `pkt0::Endpoint` (`bind_datapath`, `bind_agent`, `recv`, `send`);
-//! * `shm::Region` (`create`, `publish`, `open`, `as_ptr`, `len`).
+//! * `shm::Region` (`create`, `publish`, `open`, `as_ptr`, `len`,
+//!   `huge_page_bytes`).
 
 #[cfg(unix)]
 mod unix;

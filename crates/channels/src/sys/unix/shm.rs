@@ -116,6 +116,45 @@ impl Region {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Bytes of the mapping the kernel maps with 2 MiB pages (huge tmpfs or
+    /// hugetlbfs), from `/proc/self/smaps`; `None` where it cannot tell.
+    pub(crate) fn huge_page_bytes(&self) -> Option<u64> {
+        let smaps = fs::read_to_string("/proc/self/smaps").ok()?;
+        huge_bytes_in_smaps(&smaps, self.map.as_ptr() as usize)
+    }
+}
+
+/// The PMD-mapped and hugetlb kB of the mapping that starts at `start`.
+fn huge_bytes_in_smaps(smaps: &str, start: usize) -> Option<u64> {
+    let mut lines = smaps.lines();
+    // A mapping's header line starts with its "start-end" hex range.
+    lines.find(|l| {
+        l.split_once('-')
+            .and_then(|(a, _)| usize::from_str_radix(a, 16).ok())
+            == Some(start)
+    })?;
+    let mut kb = 0;
+    for l in lines {
+        let Some((field, rest)) = l.split_once(':') else {
+            break;
+        };
+        if field.contains(' ') || field.contains('-') {
+            break; // the next mapping's header
+        }
+        if matches!(
+            field,
+            "ShmemPmdMapped" | "FilePmdMapped" | "Shared_Hugetlb" | "Private_Hugetlb"
+        ) {
+            kb += rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+    }
+    Some(kb * 1024)
 }
 
 fn map(file: &File, path: &Path) -> Result<MmapMut> {
@@ -125,13 +164,53 @@ fn map(file: &File, path: &Path) -> Result<MmapMut> {
     // agent, which by contract never resizes it; the contents are accessed
     // through raw pointers with volatile reads, never through `&[u8]`
     // assumed stable.
-    unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("mmap", path, e))
+    let map = unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("mmap", path, e))?;
+    advise_huge_pages(&map);
+    Ok(map)
 }
+
+/// Ask for 2 MiB pages: every flow lookup touches a random entry, and
+/// with 4 KiB pages each is a TLB miss too. Honoured on a tmpfs mounted
+/// with `huge=advise` (`within_size` and `always` need no asking, and
+/// `/dev/shm`'s default `never` ignores it); an error only means no.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(map: &MmapMut) {
+    let _ = map.advise(memmap2::Advice::HugePage);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_: &MmapMut) {}
 
 impl Drop for Region {
     fn drop(&mut self) {
         if let Some(id) = self.owned {
             id.remove_if_same(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::huge_bytes_in_smaps;
+
+    const SMAPS: &str = "\
+7f0000000000-7f0004200000 rw-s 00000000 00:28 2                          /run/vrouter/flow
+Size:              67584 kB
+Rss:               67584 kB
+ShmemPmdMapped:    65536 kB
+FilePmdMapped:         0 kB
+Shared_Hugetlb:        0 kB
+Private_Hugetlb:       0 kB
+VmFlags: rd wr sh mr mw me ms sd
+7f0004200000-7f0004201000 rw-s 00000000 00:28 3                          /run/vrouter/flow.meta
+Size:                  4 kB
+ShmemPmdMapped:     2048 kB
+";
+
+    #[test]
+    fn huge_pages_are_counted_for_the_mapping_asked_only() {
+        assert_eq!(huge_bytes_in_smaps(SMAPS, 0x7f00_0000_0000), Some(64 << 20));
+        assert_eq!(huge_bytes_in_smaps(SMAPS, 0x7f00_0420_0000), Some(2 << 20));
+        assert_eq!(huge_bytes_in_smaps(SMAPS, 0x1000), None);
     }
 }

@@ -128,6 +128,12 @@ impl Region {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Large pages of a file mapping need `SEC_LARGE_PAGES` and the lock
+    /// memory privilege, which the mapping does not ask for: never known.
+    pub(crate) fn huge_page_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Drop for Region {
