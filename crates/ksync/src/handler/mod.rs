@@ -300,12 +300,13 @@ fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
     };
     // A request that adds at a free index, writes the same object again
     // (the agent re-sends what it already programmed) or deletes nothing
-    // changes no decision; the others change those `scope` names.
-    let object = |exists: bool, same: bool, scope: ConfigChange| {
+    // changes no decision; the others change those `scope` names (worked
+    // out only for them: a next hop's is a walk of the tables).
+    let object = |exists: bool, same: bool, scope: &dyn Fn() -> ConfigChange| {
         if !exists || (add && same) {
             Unused
         } else {
-            scope
+            scope()
         }
     };
     Some(match msg {
@@ -318,11 +319,13 @@ fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
                 // A sub-interface shares its parent's port: not scoped.
                 let sub = cur.is_some_and(|v| v.cfg.sub.is_some())
                     || new.is_some_and(|c| c.sub.is_some());
-                object(
-                    cur.is_some(),
-                    same,
-                    if sub { Any } else { ConfigChange::Vif(i) },
-                )
+                object(cur.is_some(), same, &|| {
+                    if sub {
+                        Any
+                    } else {
+                        ConfigChange::Vif(i)
+                    }
+                })
             }
         },
         Message::Nexthop(r) => match u32::try_from(r.nhr_id) {
@@ -337,8 +340,13 @@ fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
                 });
                 // A next hop no route, label, VNI or composite leads to
                 // (a tunnel whose last route went) is in no decision.
-                let used = if router.nh_in_use(i) { Any } else { Unused };
-                object(cur.is_some(), same, used)
+                object(cur.is_some(), same, &|| {
+                    if router.nh_in_use(i) {
+                        Any
+                    } else {
+                        Unused
+                    }
+                })
             }
         },
         Message::Mpls(r) => match u32::try_from(r.mr_label) {
@@ -349,7 +357,9 @@ fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
                     vxlan: false,
                     label: l,
                 };
-                object(cur.is_some(), cur == u32::try_from(r.mr_nhid).ok(), label)
+                object(cur.is_some(), cur == u32::try_from(r.mr_nhid).ok(), &|| {
+                    label
+                })
             }
         },
         Message::Vxlan(r) => match u32::try_from(r.vxlanr_vnid) {
@@ -363,7 +373,7 @@ fn change_of(router: &Router, msg: &Message) -> Option<ConfigChange> {
                 object(
                     cur.is_some(),
                     cur == u32::try_from(r.vxlanr_nhid).ok(),
-                    label,
+                    &|| label,
                 )
             }
         },
