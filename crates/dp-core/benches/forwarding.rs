@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use dp_core::flow::table::{FlowEntry, FlowTable, VR_FLOW_ACTION_FORWARD};
+use dp_core::flow::table::VR_FLOW_ACTION_FORWARD;
 use dp_core::flow::{make_key, FLOW_AF_INET};
 use dp_core::route::mtrie::{Mtrie4, Mtrie6};
 use dp_core::testkit::*;
