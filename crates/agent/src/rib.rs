@@ -10,7 +10,7 @@
 //! graceful restart does) only when no fresh one exists.
 
 use dp_core::TunnelKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// A tunnel encapsulation as the route items name them.
@@ -110,6 +110,9 @@ pub struct RemoteRoute {
     pub stale: bool,
 }
 
+/// Compute nodes (tunnel destinations) by routing instance.
+pub type Sources = BTreeMap<String, BTreeSet<Ipv4Addr>>;
+
 /// Routes by routing instance (its fq name) and identity.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rib {
@@ -150,6 +153,49 @@ impl Rib {
         for r in self.ris.values_mut().flat_map(BTreeMap::values_mut) {
             r.stale = true;
         }
+    }
+
+    /// How many routes are stale.
+    pub fn stale_count(&self) -> usize {
+        self.ris
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|r| r.stale)
+            .count()
+    }
+
+    /// The (routing instance, compute node) pairs this RIB has fresh
+    /// routes from: what a control node has re-sent since it came back.
+    pub fn fresh_sources(&self) -> Sources {
+        let mut out = Sources::new();
+        for (ri, routes) in &self.ris {
+            let nodes: BTreeSet<Ipv4Addr> = routes
+                .values()
+                .filter(|r| !r.stale)
+                .flat_map(|r| r.nhs.iter().map(|nh| nh.addr))
+                .collect();
+            if !nodes.is_empty() {
+                out.insert(ri.clone(), nodes);
+            }
+        }
+        out
+    }
+
+    /// Remove the stale routes that `heard` vouches for: those whose every
+    /// next hop is at a compute node some control node has re-sent routes
+    /// from in the same routing instance. The others stay (their compute
+    /// node may not have reconnected yet); how many went.
+    pub fn sweep_heard(&mut self, heard: &Sources) -> usize {
+        let none = BTreeSet::new();
+        let mut n = 0;
+        for (ri, routes) in self.ris.iter_mut() {
+            let nodes = heard.get(ri).unwrap_or(&none);
+            let before = routes.len();
+            routes.retain(|_, r| !r.stale || !r.nhs.iter().all(|nh| nodes.contains(&nh.addr)));
+            n += before - routes.len();
+        }
+        self.ris.retain(|_, r| !r.is_empty());
+        n
     }
 
     /// Remove the stale routes; how many.
@@ -205,6 +251,53 @@ mod tests {
         a.mark_stale();
         assert_eq!(a.sweep(), 1);
         assert!(a.ris.is_empty());
+    }
+
+    /// A control node that came back vouches only for the compute nodes
+    /// it has re-sent routes from: stale routes via others stay.
+    #[test]
+    fn sweep_heard_keeps_routes_of_compute_nodes_not_heard_from() {
+        let ip = |d: u8| IpAddr::from([10, 0, 0, d]);
+        let mut back = Rib::default();
+        back.ris
+            .entry("ri".into())
+            .or_default()
+            .insert(RouteId::Inet(ip(1), 32), route([192, 0, 2, 1], false));
+        let mut old = Rib::default();
+        let t = old.ris.entry("ri".into()).or_default();
+        // Gone from a node that has re-sent its routes: swept.
+        t.insert(RouteId::Inet(ip(2), 32), route([192, 0, 2, 1], true));
+        // Via a node not heard from yet: kept.
+        t.insert(RouteId::Inet(ip(3), 32), route([192, 0, 2, 2], true));
+        // ECMP over both: kept until both are heard from.
+        let mut ecmp = route([192, 0, 2, 1], true);
+        ecmp.nhs.extend(route([192, 0, 2, 2], true).nhs);
+        t.insert(RouteId::Inet(ip(4), 32), ecmp);
+        // Fresh: never swept.
+        t.insert(RouteId::Inet(ip(5), 32), route([192, 0, 2, 2], false));
+        // Heard from in another instance only: kept.
+        old.ris
+            .entry("other".into())
+            .or_default()
+            .insert(RouteId::Inet(ip(6), 32), route([192, 0, 2, 1], true));
+
+        let heard = back.fresh_sources();
+        assert_eq!(old.stale_count(), 4);
+        assert_eq!(old.sweep_heard(&heard), 1);
+        let t = &old.ris["ri"];
+        assert!(!t.contains_key(&RouteId::Inet(ip(2), 32)));
+        for d in [3, 4, 5] {
+            assert!(t.contains_key(&RouteId::Inet(ip(d), 32)), "{d}");
+        }
+        assert_eq!(old.stale_count(), 3);
+        // The second node reconnects: the rest of what it left goes.
+        back.ris
+            .entry("ri".into())
+            .or_default()
+            .insert(RouteId::Inet(ip(7), 32), route([192, 0, 2, 2], false));
+        assert_eq!(old.sweep_heard(&back.fresh_sources()), 2);
+        assert_eq!(old.stale_count(), 1);
+        assert!(old.ris["other"].contains_key(&RouteId::Inet(ip(6), 32)));
     }
 
     #[test]

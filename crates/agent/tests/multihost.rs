@@ -24,7 +24,8 @@ macro_rules! require_cluster {
 }
 
 /// `ping -i interval -c count` in the background; (sent, received) when
-/// it ends.
+/// it ends. The replies are kept (with `-D` timestamps) so that a failure
+/// can say which sequence numbers went missing, and when.
 struct BgPing(Option<Child>);
 
 impl BgPing {
@@ -36,7 +37,7 @@ impl BgPing {
                 ns,
                 "ping",
                 "-n",
-                "-q",
+                "-D",
                 "-i",
                 interval,
                 "-c",
@@ -54,7 +55,7 @@ impl BgPing {
 
     fn finish(mut self) -> (u32, u32) {
         let out = self.0.take().unwrap().wait_with_output().unwrap();
-        let s = String::from_utf8_lossy(&out.stdout);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = s
             .lines()
             .find(|l| l.contains("received"))
@@ -67,8 +68,60 @@ impl BgPing {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
-        (num(0), num(1))
+        let (sent, got) = (num(0), num(1));
+        if got < sent {
+            eprintln!("ping losses: {}", lost_ranges(&s, sent));
+        }
+        (sent, got)
     }
+}
+
+/// Seconds since the epoch, as `ping -D` prints them.
+fn epoch() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("[{}.{:06}]", d.as_secs(), d.subsec_micros())
+}
+
+/// The icmp_seq ranges missing from `ping -D` output, each with the
+/// timestamp of the last reply before it (to line up with the logs).
+fn lost_ranges(out: &str, sent: u32) -> String {
+    let mut seen = std::collections::BTreeMap::new();
+    for l in out.lines() {
+        let ts = l
+            .strip_prefix('[')
+            .and_then(|r| r.split(']').next())
+            .unwrap_or("?");
+        if let Some(seq) = l
+            .split("icmp_seq=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            seen.insert(seq, ts.to_string());
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut last_ts = "start".to_string();
+    let mut gap: Option<u32> = None;
+    for seq in 1..=sent {
+        match (seen.get(&seq), gap) {
+            (Some(ts), g) => {
+                if let Some(first) = g {
+                    ranges.push(format!("{first}..{} after {last_ts}", seq - 1));
+                    gap = None;
+                }
+                last_ts = ts.clone();
+            }
+            (None, None) => gap = Some(seq),
+            (None, Some(_)) => {}
+        }
+    }
+    if let Some(first) = gap {
+        ranges.push(format!("{first}..{sent} after {last_ts}"));
+    }
+    ranges.join(", ")
 }
 
 impl Drop for BgPing {
@@ -336,7 +389,8 @@ fn encapsulations_isolation_and_withdrawal() {
 fn control_node_failures() {
     require_cluster!();
     // Routes of a lost control node stay 120 s; a returning one is
-    // authoritative at its end-of-RIB (500 ms after its subscriptions).
+    // authoritative at its end-of-RIB (500 ms after its subscriptions) for
+    // the compute nodes it has heard from again.
     let mut c = Cluster::new(3, 2, &["--stale-route-timeout", "120"]);
     let t0 = Instant::now();
     c.project("ha");
@@ -392,19 +446,28 @@ fn control_node_failures() {
     );
 
     // ---- both gone for 30 s: forwarding goes on from stale routes -------
-    let ping = BgPing::start(&a.ns, &b.ip.to_string(), "0.1", 330);
+    let ping = BgPing::start(&a.ns, &b.ip.to_string(), "0.1", 380);
     c.stop_peer(1);
+    eprintln!("{} both control nodes stopped", epoch());
     std::thread::sleep(Duration::from_secs(2));
     let st = c.hosts[0].intro_get("/remote-routes").unwrap();
     assert!(st.to_string().contains("\"stale\":true"), "{st}");
     // Meanwhile a port goes on B (no control node hears it).
     c.detach(&gone);
+    eprintln!("{} port g detached", epoch());
     std::thread::sleep(Duration::from_secs(28));
-    // One comes back.
+    // One comes back, and B's agent is the last to reconnect (frozen for
+    // 3 s): A's agent gets the control node's end-of-RIB before the
+    // control node has B's routes again. B's routes stay until it has.
+    c.hosts[1].agent.signal("STOP");
     c.start_peer(0);
+    eprintln!("{} control node 1 started, B's agent frozen", epoch());
+    std::thread::sleep(Duration::from_secs(3));
+    c.hosts[1].agent.signal("CONT");
+    eprintln!("{} B's agent thawed", epoch());
     let (sent, got) = ping.finish();
     assert!(
-        sent >= 330 && got >= sent - 3,
+        sent >= 380 && got >= sent - 3,
         "established traffic stopped: {got}/{sent}"
     );
     // Re-converged: sessions up, nothing stale, the gone port's route swept.

@@ -15,6 +15,13 @@
 //!   the session came up, when no marker arrives). The marker of a live
 //!   control node also sweeps what control nodes that are still down
 //!   left stale (upstream keeps those until their own timer).
+//! * A control node that has just come back only knows the compute nodes
+//!   that have reconnected to it, and its marker cannot say which. So
+//!   it sweeps only stale routes via compute nodes it has re-sent routes
+//!   from (in the same routing instance); the rest stays until it has
+//!   (swept once its route updates pause for [`SETTLE`]) or until
+//!   `stale_timeout`. A compute node slower to reconnect than this agent
+//!   does not lose its traffic.
 
 use super::config::ControllerConfig;
 use super::export::{self, Export, Exports};
@@ -34,6 +41,11 @@ use xmpp::ifmap::graph::Graph;
 use xmpp::jid::{Channel, CONTROL_NODE_JID, END_OF_RIB};
 use xmpp::session::Sender;
 use xmpp::stanza::{self, IqBody, Stanza};
+
+/// After a route update from a control node past its end-of-RIB, how
+/// long it must be quiet before the stale routes it now vouches for go
+/// (a reconnecting compute node's routes arrive as a burst).
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// What the channel tasks report.
 pub(crate) enum Ev {
@@ -64,6 +76,9 @@ struct Live {
     vm_subs: BTreeSet<String>,
     up_since: Instant,
     eor_rx: bool,
+    /// The last route update since end-of-RIB while stale routes remain:
+    /// a sweep is due once it is [`SETTLE`] old.
+    sweep_due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -235,6 +250,7 @@ impl Hub {
             vm_subs: BTreeSet::new(),
             up_since: Instant::now(),
             eor_rx: false,
+            sweep_due: None,
         });
         if self.sip.is_none() {
             if let Some(SocketAddr::V4(a)) = local {
@@ -340,6 +356,11 @@ impl Hub {
                         }
                         p.status.routes = p.rib.route_count();
                         self.rib_dirty = true;
+                        if self.stale_left() {
+                            if let Some(l) = self.peers[idx].live.as_mut().filter(|l| l.eor_rx) {
+                                l.sweep_due = Some(Instant::now());
+                            }
+                        }
                     }
                     Err(e) => tracing::debug!(server = idx, error = %e, "route event not for us"),
                 }
@@ -389,30 +410,64 @@ impl Hub {
     }
 
     fn end_of_rib(&mut self, idx: usize, why: &str) {
+        let Some(l) = self.peers.get_mut(idx).and_then(|p| p.live.as_mut()) else {
+            return;
+        };
+        l.eor_rx = true;
+        let n = self.sweep_heard(idx);
+        let p = &self.peers[idx];
+        tracing::info!(server = %p.status.server, swept = n, kept = self.stale_count(), "end of RIB ({why})");
+    }
+
+    /// Stale routes anywhere.
+    fn stale_left(&self) -> bool {
+        self.peers.iter().any(|p| p.stale_since.is_some())
+    }
+
+    fn stale_count(&self) -> usize {
+        self.peers.iter().map(|p| p.rib.stale_count()).sum()
+    }
+
+    /// Sweep, for live control node `idx` past its end-of-RIB, what it
+    /// vouches for: its own stale routes and those of control nodes that
+    /// are down (both hold the same routes; waiting for their timeout
+    /// would keep routes the cluster no longer has), each only via
+    /// compute nodes it has re-sent routes from. How many went.
+    fn sweep_heard(&mut self, idx: usize) -> usize {
+        let Some(p) = self.peers.get_mut(idx) else {
+            return 0;
+        };
+        if let Some(l) = p.live.as_mut() {
+            l.sweep_due = None;
+        }
+        let heard = p.rib.fresh_sources();
+        let mut n = 0;
+        for (j, q) in self.peers.iter_mut().enumerate() {
+            if q.stale_since.is_none() || (j != idx && q.live.is_some()) {
+                continue;
+            }
+            n += q.rib.sweep_heard(&heard);
+            if q.rib.stale_count() == 0 {
+                q.stale_since = None;
+            }
+            q.status.routes = q.rib.route_count();
+        }
+        if n > 0 {
+            self.rib_dirty = true;
+        }
+        n
+    }
+
+    /// `stale_timeout` after control node `idx` went: whatever it left
+    /// stale goes.
+    fn stale_expired(&mut self, idx: usize) {
         let Some(p) = self.peers.get_mut(idx) else {
             return;
         };
-        if let Some(l) = p.live.as_mut() {
-            l.eor_rx = true;
-        }
-        let live = p.live.is_some();
-        let mut n = p.rib.sweep();
+        let n = p.rib.sweep();
         p.stale_since = None;
         p.status.routes = p.rib.route_count();
-        tracing::info!(server = %p.status.server, swept = n, "end of RIB ({why})");
-        // A control node that is up and has re-sent everything speaks for
-        // the cluster: what the control nodes that are down left stale
-        // goes too (both hold the same routes; waiting for their timeout
-        // would keep routes the cluster no longer has).
-        if live {
-            for (j, q) in self.peers.iter_mut().enumerate() {
-                if j != idx && q.live.is_none() {
-                    n += q.rib.sweep();
-                    q.stale_since = None;
-                    q.status.routes = q.rib.route_count();
-                }
-            }
-        }
+        tracing::info!(server = %p.status.server, swept = n, "stale routes timed out");
         if n > 0 {
             self.rib_dirty = true;
         }
@@ -428,10 +483,18 @@ impl Hub {
             let eor_due = p.live.as_ref().is_some_and(|l| {
                 !l.eor_rx && now.duration_since(l.up_since) >= self.opts.eor_timeout
             });
-            if p.live.is_none() && expired {
-                self.end_of_rib(i, "stale timeout");
+            let settled = p
+                .live
+                .as_ref()
+                .and_then(|l| l.sweep_due)
+                .is_some_and(|t| now.duration_since(t) >= SETTLE);
+            if expired && p.live.as_ref().is_none_or(|l| l.eor_rx) {
+                self.stale_expired(i);
             } else if eor_due {
                 self.end_of_rib(i, "no marker within the end-of-RIB time");
+            } else if settled {
+                let n = self.sweep_heard(i);
+                tracing::info!(server = %self.peers[i].status.server, swept = n, kept = self.stale_count(), "stale routes swept for compute nodes heard from again");
             }
         }
         let done = self.pending.as_ref().is_some_and(|p| {
