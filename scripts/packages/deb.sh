@@ -98,17 +98,25 @@ lint() {
 
 # ---------------------------------------------------------------- the node
 
-# Runs UNIT's ExecStart as systemd would: EnvironmentFile sourced (a leading
-# "-" means optional), $VAR words split, StateDirectory made, stdout and
-# stderr to a log (journald's job). Records the pid.
+# Runs UNIT's ExecStartPre lines (a leading "-": failure ignored) and its
+# ExecStart as systemd would: EnvironmentFile sourced (a leading "-" means
+# optional), $VAR words split, StateDirectory made, stdout and stderr to a
+# log (journald's job). Records the pid.
 declare -A PIDS=()
 unit_start() {
-    local unit=$1 file=/usr/lib/systemd/system/$1.service exec envf sd
+    local unit=$1 file=/usr/lib/systemd/system/$1.service exec envf sd pre
     [[ -f $file ]] || die "no $file"
     exec=$(sed -n 's/^ExecStart=//p' "$file")
     envf=$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$file")
     sd=$(sed -n 's/^StateDirectory=//p' "$file")
     [[ -n $sd ]] && mkdir -p "/var/lib/$sd"
+    while IFS= read -r pre; do
+        if [[ $pre == -* ]]; then
+            eval "${pre#-}" >>"$WORK/$unit.log" 2>&1 || log "$unit: ExecStartPre failed (ignored, as its \"-\" says): $pre"
+        else
+            eval "$pre" >>"$WORK/$unit.log" 2>&1 || die "$unit: ExecStartPre failed: $pre"
+        fi
+    done < <(sed -n 's/^ExecStartPre=//p' "$file")
     (
         set -a
         # shellcheck disable=SC1090
@@ -242,7 +250,11 @@ started() {
     node_start
     [[ -S /run/vrouter/agent_pkt0 && -d /var/lib/vrouter-rs ]] || die "agent: no pkt0 socket or state dir"
     /usr/bin/vrctl vif --list | grep -q 'vif0/2' || die "vrctl: no agent vif (vif0/2) in the datapath"
-    log "the units' ExecStart lines run: sockets in /run/vrouter, state in /var/lib/vrouter-rs, /run/docker/plugins/Contrail.sock"
+    grep -q '^vrouter-rs /run/vrouter tmpfs [^ ]*huge=within_size' /proc/mounts ||
+        die "vrouter.service's ExecStartPre mounted no huge-page tmpfs on /run/vrouter: $(grep /run/vrouter /proc/mounts)"
+    grep -q 'flow table on 2 MiB pages' "$WORK/vrouter.log" ||
+        die "the datapath's flow table is not on 2 MiB pages: $(grep 'flow table on' "$WORK/vrouter.log")"
+    log "the units' ExecStart lines run: sockets in /run/vrouter (a huge=within_size tmpfs, flow table on 2 MiB pages), state in /var/lib/vrouter-rs, /run/docker/plugins/Contrail.sock"
 }
 
 # The first code block under README.md's "## Quick start", run as written
@@ -310,7 +322,8 @@ removed_keeping_state() {
     [[ ! -e /usr/bin/vrouter-agent && ! -e /usr/lib/systemd/system/vrouter.service ]] || die "dpkg -r left program files"
     [[ -f /etc/contrail/contrail-vrouter-agent.conf && -f /var/lib/vrouter-rs/config.redb ]] ||
         die "dpkg -r removed the config or the state"
-    log "removed in $REMOVE_SECS: programs and units gone; conffiles and /var/lib/vrouter-rs kept"
+    ! grep -q ' /run/vrouter ' /proc/mounts || die "dpkg -r left the tmpfs on /run/vrouter mounted"
+    log "removed in $REMOVE_SECS: programs, units and the /run/vrouter tmpfs gone; conffiles and /var/lib/vrouter-rs kept"
 }
 
 purged() {
