@@ -99,7 +99,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
-use dp_core::flow::table::{read_stable, FlowEntry, FlowTable, FlowTableError, FLOW_BUCKET_SIZE};
+use dp_core::flow::table::{
+    read_activity, read_stable, FlowActivity, FlowEntry, FlowTable, FlowTableError, FLOW_BUCKET_SIZE,
+};
 
 use crate::error::{AsDisplay, Error, Result};
 use crate::sys;
@@ -457,6 +459,17 @@ impl FlowShm {
         // SAFETY: `idx` is in range of the records, which `open`/`create`
         // checked the mapping holds, aligned, and mapped while `self` lives.
         unsafe { read_stable(self.as_mut_ptr().add(idx as usize), READ_TRIES) }
+    }
+
+    /// Record `idx`'s [`FlowActivity`] (validity, generation, TCP flags,
+    /// packets), checked like [`Self::entry`] but without copying the
+    /// record: for sweeps that visit every flow.
+    pub fn activity(&self, idx: u32) -> Option<FlowActivity> {
+        if idx >= self.capacity() {
+            return None;
+        }
+        // SAFETY: as in `entry`.
+        unsafe { read_activity(self.as_mut_ptr().add(idx as usize), READ_TRIES) }
     }
 
     /// Whether record `idx` looked in use, from its `hentry_flags` alone
