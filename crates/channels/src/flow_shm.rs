@@ -100,7 +100,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
 use dp_core::flow::table::{
-    read_activity, read_stable, FlowActivity, FlowEntry, FlowTable, FlowTableError, FLOW_BUCKET_SIZE,
+    read_activity, read_stable, FlowActivity, FlowEntry, FlowTable, FlowTableError,
+    FLOW_BUCKET_SIZE,
 };
 
 use crate::error::{AsDisplay, Error, Result};
