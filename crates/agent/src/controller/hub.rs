@@ -493,8 +493,12 @@ impl Hub {
             } else if eor_due {
                 self.end_of_rib(i, "no marker within the end-of-RIB time");
             } else if settled {
+                // Quiet when nothing went: with a compute node that never
+                // comes back, every update would log until the timeout.
                 let n = self.sweep_heard(i);
-                tracing::info!(server = %self.peers[i].status.server, swept = n, kept = self.stale_count(), "stale routes swept for compute nodes heard from again");
+                if n > 0 {
+                    tracing::info!(server = %self.peers[i].status.server, swept = n, kept = self.stale_count(), "stale routes swept for compute nodes heard from again");
+                }
             }
         }
         let done = self.pending.as_ref().is_some_and(|p| {
