@@ -398,7 +398,7 @@ syn_rate() {
     s0=$(setups "$4")
     meter_start
     inns "$1" timeout $((SYN_SECS + 10)) "$PPS" syn --dst "$3:7000" --secs "$SYN_SECS" \
-        --rate "${PERF_SYN_RATE:-50000}" >/dev/null
+        --rate "${PERF_SYN_RATE:-80000}" >/dev/null
     wait "$rpid" || true
     s1=$(setups "$4")
     out=$(cat "$TMP/syn.out")
@@ -709,7 +709,7 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
     fi
     if [[ $ONLY == *d* ]]; then
         echo
-        echo "(d): offered ${PERF_SYN_RATE:-50000} SYNs/s for ${SYN_SECS}s; flows the agent set up per second" \
+        echo "(d): offered ${PERF_SYN_RATE:-80000} SYNs/s for ${SYN_SECS}s; flows the agent set up per second" \
             "in each run: $(tr ';' '\n' <<<"${RES[d_ours]}" | awk 'NF {printf "%s ", $4}')"
     fi
     echo
