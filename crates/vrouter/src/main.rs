@@ -233,7 +233,8 @@ mod host {
             Some(0) => tracing::info!(
                 path = %flows.name().display(),
                 "flow table on 4 KiB pages: a tmpfs mounted with huge=within_size \
-                 under --sock-dir (as scripts/run-node.sh mounts) gives it 2 MiB pages"
+                 on --sock-dir (scripts/run-node.sh and the package's vrouter.service \
+                 mount one) gives it 2 MiB pages"
             ),
             Some(huge) => {
                 tracing::info!(huge_bytes = huge, bytes = len, "flow table on 2 MiB pages")
