@@ -204,37 +204,52 @@ fn offloaded(dp: &Datapath) -> vrouter::offload::OffloadStats {
     dp.offload_stats().unwrap().expect("fast path on")
 }
 
-/// Send `n` UDP datagrams c1 -> c2:9000 from port 40000; how many arrived
-/// within `wait`.
-fn udp_burst(c1: &str, c2: &str, n: usize, wait: Duration) -> usize {
-    let rx = in_ns(c2, || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000)).unwrap()
-    });
-    rx.set_nonblocking(true).unwrap();
-    let tx = in_ns(c1, || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C1_IP), 40000)).unwrap()
-    });
-    let dst = SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000);
-    let mut got = 0;
-    let mut buf = [0u8; 2048];
-    for i in 0..n {
-        tx.send_to(&[i as u8; 200], dst).unwrap();
-        if i % 8 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        while rx.recv(&mut buf).is_ok() {
-            got += 1;
-        }
+/// The UDP flow c1:40000 -> c2:9000, its two sockets bound once per test.
+/// (Binding them afresh for every burst raced other tests' `ip` commands:
+/// a child between fork and exec holds a copy of the closed socket, and
+/// the port stays taken until it execs.)
+struct Udp {
+    rx: UdpSocket,
+    tx: UdpSocket,
+    dst: SocketAddrV4,
+}
+
+impl Udp {
+    fn new(c1: &str, c2: &str) -> Udp {
+        let dst = SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000);
+        let rx = in_ns(c2, move || UdpSocket::bind(dst).expect("bind c2:9000"));
+        let tx = in_ns(c1, || {
+            UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C1_IP), 40000)).expect("bind c1:40000")
+        });
+        Udp { rx, tx, dst }
     }
-    let end = Instant::now() + wait;
-    while Instant::now() < end {
-        if rx.recv(&mut buf).is_ok() {
-            got += 1;
-        } else {
-            std::thread::sleep(Duration::from_millis(1));
+
+    /// Send `n` datagrams; how many arrived within `wait` after the last.
+    /// Whatever an earlier burst left queued is dropped first.
+    fn burst(&self, n: usize, wait: Duration) -> usize {
+        let mut buf = [0u8; 2048];
+        self.rx.set_nonblocking(true).unwrap();
+        while self.rx.recv(&mut buf).is_ok() {}
+        let mut got = 0;
+        for i in 0..n {
+            self.tx.send_to(&[i as u8; 200], self.dst).unwrap();
+            if i % 8 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            while self.rx.recv(&mut buf).is_ok() {
+                got += 1;
+            }
         }
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            if self.rx.recv(&mut buf).is_ok() {
+                got += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
     }
-    got
 }
 
 #[test]
@@ -290,11 +305,12 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     // UDP: offloaded packets keep the shared flow entry counting while the
     // user-space path sees none of them; an idle flow stops counting.
     // The first datagram waits for the (helper) agent's decision.
+    let udp = Udp::new(&c1, &c2);
     let inst0 = offloaded(&dp).installed;
-    let first = udp_burst(&c1, &c2, 1, Duration::from_millis(300));
+    let first = udp.burst(1, Duration::from_millis(300));
     // A flow of one datagram (a DNS query's kind) installs nothing.
     assert_eq!(offloaded(&dp).installed, inst0, "one datagram, no entry");
-    let warm = udp_burst(&c1, &c2, 50, Duration::from_millis(200));
+    let warm = udp.burst(50, Duration::from_millis(200));
     assert!(first == 1 && warm >= 45, "UDP warm-up: {first}, {warm}");
     assert!(
         offloaded(&dp).installed > inst0,
@@ -311,7 +327,7 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     let off0 = offloaded(&dp).packets;
     let tx0 = tx_packets(&host, "vh2");
     assert_eq!(
-        udp_burst(&c1, &c2, 400, Duration::from_millis(200)),
+        udp.burst(400, Duration::from_millis(200)),
         400,
         "UDP offloaded"
     );
@@ -350,7 +366,7 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     let inst0 = offloaded(&dp).installed;
     dp.call(|_| ()).unwrap();
     assert!(
-        udp_burst(&c1, &c2, 50, Duration::from_millis(200)) >= 45,
+        udp.burst(50, Duration::from_millis(200)) >= 45,
         "UDP after a flush"
     );
     let rx2 = dp
@@ -398,7 +414,7 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
     route_as_ksync(&dp, Prefix::V4([10, 99, 0, 0], 16), discard);
     let rx3 = port_rx(&dp, 3);
     assert_eq!(
-        udp_burst(&c1, &c2, 200, Duration::from_millis(200)),
+        udp.burst(200, Duration::from_millis(200)),
         200,
         "UDP after a route elsewhere"
     );
@@ -416,13 +432,13 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         offloaded(&dp)
     );
     assert_eq!(
-        udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
+        udp.burst(100, Duration::from_millis(300)),
         0,
         "the new route discards, also what the kernel forwarded before"
     );
     route_as_ksync(&dp, c2_32, c2_route);
     assert!(
-        udp_burst(&c1, &c2, 100, Duration::from_millis(200)) >= 95,
+        udp.burst(100, Duration::from_millis(200)) >= 95,
         "the route back delivers again"
     );
     assert_eq!(offloaded(&dp).flushes, st0.flushes, "no flush for routes");
@@ -438,18 +454,18 @@ fn fast_path_offloads_counts_and_obeys_the_core() {
         "removed by itself, not flushed"
     );
     assert_eq!(
-        udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
+        udp.burst(100, Duration::from_millis(300)),
         0,
         "a dropped flow's offload is gone"
     );
     // Allowed again, offloaded again; then deleted: held, not delivered.
     set_flow(&dp, uidx, ukey, VR_FLOW_ACTION_FORWARD);
-    assert!(udp_burst(&c1, &c2, 100, Duration::from_millis(200)) >= 95);
+    assert!(udp.burst(100, Duration::from_millis(200)) >= 95);
     assert!(offloaded(&dp).active > 0, "re-installed");
     dp.flow_del(uidx, None).unwrap();
     assert_eq!(offloaded(&dp).active, 0, "a deleted flow's offload is gone");
     assert_eq!(
-        udp_burst(&c1, &c2, 100, Duration::from_millis(300)),
+        udp.burst(100, Duration::from_millis(300)),
         0,
         "a deleted flow goes back to the agent (held), not through the kernel"
     );
@@ -484,21 +500,18 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
     } = rig(true);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = allow_all(dp.clone(), stop.clone());
+    let udp = Udp::new(&c1, &c2);
     assert_eq!(
-        udp_burst(&c1, &c2, 1, Duration::from_millis(300)),
+        udp.burst(1, Duration::from_millis(300)),
         1,
         "first datagram (decided by the helper agent)"
     );
 
     const N: u32 = 60_000;
-    let rx = in_ns(&c2, || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000)).unwrap()
-    });
+    let Udp { rx, tx, dst } = udp;
+    rx.set_nonblocking(false).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let tx = in_ns(&c1, || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(C1_IP), 40000)).unwrap()
-    });
     let receiver = std::thread::spawn(move || {
         let mut seen = vec![0u8; N as usize];
         let mut buf = [0u8; 2048];
@@ -526,7 +539,6 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
             n
         })
     };
-    let dst = SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9000);
     for i in 0..N {
         let mut d = [0u8; 200];
         d[..4].copy_from_slice(&i.to_be_bytes());
