@@ -191,11 +191,15 @@ fn run(flows: u32, max_batch: usize) -> f64 {
         let mut listener = KsyncListener::bind(&paths.ksync).unwrap();
         let sdp = Arc::clone(&dp);
         tokio::spawn(async move {
-            while let Ok(mut conn) = listener.accept().await {
+            while let Ok(conn) = listener.accept().await {
                 let dp = Arc::clone(&sdp);
+                // Answers each request before reading the next, its writes
+                // not reading ahead (split halves): upstream's DPDK
+                // vRouter's way, which the agent must not deadlock with.
+                let (mut rx, mut tx) = conn.into_split();
                 tokio::spawn(async move {
                     let mut out = Vec::new();
-                    while let Ok(Some(msg)) = conn.recv().await {
+                    while let Ok(Some(msg)) = rx.recv().await {
                         out.clear();
                         {
                             let mut d = dp.lock().unwrap();
@@ -206,7 +210,7 @@ fn run(flows: u32, max_batch: usize) -> f64 {
                             } = &mut *d;
                             handler.handle(router, host, &msg, &mut out);
                         }
-                        if !out.is_empty() && conn.send(&out).await.is_err() {
+                        if !out.is_empty() && tx.send(&out).await.is_err() {
                             break;
                         }
                     }
@@ -279,7 +283,11 @@ fn run(flows: u32, max_batch: usize) -> f64 {
                 }
             }
             for t in traps.drain(..) {
-                pkt0_dp.send(&t).await.unwrap();
+                // A stuck agent stops reading pkt0: fail, do not hang.
+                tokio::time::timeout(Duration::from_secs(20), pkt0_dp.send(&t))
+                    .await
+                    .expect("pkt0 full for 20 s: the agent is stuck")
+                    .unwrap();
             }
             sent += n;
         }
@@ -306,7 +314,7 @@ fn main() {
     let flows: u32 = std::env::var("FLOWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 200 } else { 100_000 });
+        .unwrap_or(if smoke { 3000 } else { 100_000 });
     let base = run(flows.min(20_000), 1);
     let batched = run(flows, 512);
     println!("flow setup, miss -> released packet, {flows} new flows (in-process datapath, real channels):");

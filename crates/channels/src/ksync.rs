@@ -37,6 +37,9 @@ pub const NLMSG_HDR_LEN: usize = 16;
 /// Largest message accepted on receive and send (1 MiB). Upstream's
 /// requests are a few hundred bytes; dump replies are paged well below this.
 pub const KSYNC_MAX_MSG: u32 = 1 << 20;
+/// Most bytes a [`KsyncConn`] reads ahead while one of its writes waits
+/// (64 MiB: the answers to a few hundred thousand requests).
+pub const KSYNC_READ_AHEAD: usize = 64 << 20;
 
 /// A `struct nlmsghdr`, host byte order on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,6 +133,14 @@ impl Framer {
         let h = NlMsgHdr::parse(&self.buf)?;
         let len = check_len(h.len).ok()?;
         (self.buf.len() >= len).then(|| self.buf.split_to(len).freeze())
+    }
+
+    /// Read what `r` has into the buffer, unparsed (framing errors show on
+    /// the next [`Self::next`]). Cancel-safe. `false` at the end of the
+    /// stream or on an error, which the next read meets again.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> bool {
+        self.buf.reserve(64 * 1024);
+        matches!(r.read_buf(&mut self.buf).await, Ok(n) if n > 0)
     }
 
     /// The next whole message, reading from `r` as needed. Cancel-safe:
@@ -286,23 +297,46 @@ impl KsyncConn {
 
     /// Send `msgs`: one or more whole messages back to back, each checked
     /// (`len` in range, no trailing partial message), in one write.
+    ///
+    /// While the write waits for room, whatever the peer sends is read and
+    /// kept for [`Self::recv`] (up to [`KSYNC_READ_AHEAD`] bytes). A peer
+    /// that answers each request before reading the next, as upstream's
+    /// DPDK vRouter does, would otherwise deadlock with a writer of a large
+    /// batch: both sides blocked on full send buffers.
     pub async fn send(&mut self, msgs: &[u8]) -> Result<()> {
         check_messages(msgs)?;
-        write_bytes(&mut self.stream, msgs, &self.addr).await
+        self.write_reading(msgs).await
     }
 
     /// Send several messages (each possibly a batch as for [`Self::send`])
-    /// joined into one write.
+    /// joined into one write, reading meanwhile as [`Self::send`] does.
     pub async fn send_all(&mut self, msgs: &[impl AsRef<[u8]>]) -> Result<()> {
         let buf = join(msgs)?;
-        write_bytes(&mut self.stream, &buf, &self.addr).await
+        self.write_reading(&buf).await
     }
 
     /// Write `bytes` as they are, without checking the framing: for relays
     /// and for tests that split messages across writes. Bytes that are not
     /// whole messages desynchronise the peer.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        write_bytes(&mut self.stream, bytes, &self.addr).await
+        self.write_reading(bytes).await
+    }
+
+    async fn write_reading(&mut self, bytes: &[u8]) -> Result<()> {
+        let (mut r, mut w) = tokio::io::split(&mut self.stream);
+        let write = write_bytes(&mut w, bytes, &self.addr);
+        tokio::pin!(write);
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut write => return done,
+                more = self.framer.fill(&mut r),
+                    if reading && self.framer.buf.len() < KSYNC_READ_AHEAD => {
+                    reading = more;
+                }
+            }
+        }
     }
 
     /// Separate receive and send halves (for an agent that pipelines

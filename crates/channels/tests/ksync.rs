@@ -265,3 +265,35 @@ async fn unix_socket_files() {
     ));
     assert!(p.ksync.exists());
 }
+
+/// A batch far larger than the socket buffers, to a peer that answers each
+/// request before reading the next (upstream's DPDK vRouter does): the
+/// sender reads the answers while its write waits, so neither side blocks
+/// for good, and the answers come out of `recv` whole and in order.
+#[tokio::test]
+async fn a_large_batch_to_a_peer_answering_as_it_reads_completes() {
+    const N: u32 = 1000;
+    let (_d, p) = paths();
+    let mut l = KsyncListener::bind(&p.ksync).unwrap();
+    let (server, mut client) = pair(&mut l).await;
+    // Split halves: the server's writes do not read ahead.
+    let (mut sr, mut sw) = server.into_split();
+    let answer = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(m) = sr.recv().await.unwrap() {
+            let seq = NlMsgHdr::parse(&m).unwrap().seq;
+            sw.send(&msg(4096, seq)).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let batch: Vec<Vec<u8>> = (0..N).map(|i| msg(4096, i)).collect();
+    within(client.send_all(&batch)).await.unwrap();
+    for i in 0..N {
+        let got = within(client.recv()).await.unwrap().expect("answer");
+        assert_eq!(got.len(), 4096);
+        assert_eq!(NlMsgHdr::parse(&got).unwrap().seq, i, "answers in order");
+    }
+    drop(client);
+    assert_eq!(within(answer).await.unwrap(), N);
+}
