@@ -217,7 +217,14 @@ fn run(flows: u32, max_batch: usize) -> f64 {
                 });
             }
         });
-        let pkt0_dp = Pkt0Datapath::bind(&paths).unwrap();
+        let mut pkt0_dp = Pkt0Datapath::bind(&paths).unwrap();
+        let pkt0_tx = pkt0_dp.sender();
+        // The datapath end keeps a receive going: on Windows that accepts
+        // the agent's pipe connection.
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; channels::pkt0::PKT0_MAX_FRAME];
+            while pkt0_dp.recv(&mut buf).await.is_ok() {}
+        });
         let pkt0_agent = Pkt0Agent::bind(&paths).unwrap();
         let (_model_tx, model_rx) = tokio::sync::watch::channel(Arc::new(m));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -284,10 +291,20 @@ fn run(flows: u32, max_batch: usize) -> f64 {
             }
             for t in traps.drain(..) {
                 // A stuck agent stops reading pkt0: fail, do not hang.
-                tokio::time::timeout(Duration::from_secs(20), pkt0_dp.send(&t))
-                    .await
-                    .expect("pkt0 full for 20 s: the agent is stuck")
-                    .unwrap();
+                // (Windows: the agent connects its pipe on first use.)
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(20), pkt0_tx.send(&t))
+                        .await
+                        .expect("pkt0 full for 20 s: the agent is stuck")
+                    {
+                        Err(channels::Error::PeerNotPresent { .. })
+                            if t0.elapsed() < Duration::from_secs(20) =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        r => break r.unwrap(),
+                    }
+                }
             }
             sent += n;
         }
