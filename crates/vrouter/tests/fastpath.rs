@@ -252,6 +252,41 @@ impl Udp {
     }
 }
 
+/// Set `SO_RCVBUF` past `net.core.rmem_max` (root: `SO_RCVBUFFORCE`).
+fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a c_int option of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
+/// UDP `RcvbufErrors` of namespace `ns`: datagrams its sockets dropped.
+fn udp_rcvbuf_errors(ns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .expect("ip netns exec");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        panic!("no Udp lines in {ns}'s /proc/net/snmp: {text}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("RcvbufErrors")
+}
+
 #[test]
 fn fast_path_offloads_counts_and_obeys_the_core() {
     require_env!();
@@ -512,6 +547,11 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
     rx.set_nonblocking(false).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
+    // Room for the whole stream: a receiver thread not scheduled for a
+    // few milliseconds on a loaded machine must not lose datagrams that
+    // the datapath delivered (the kernel's drops are reported below).
+    set_rcvbuf(&rx, 16 << 20);
+    let udp_drops0 = udp_rcvbuf_errors(&c2);
     let receiver = std::thread::spawn(move || {
         let mut seen = vec![0u8; N as usize];
         let mut buf = [0u8; 2048];
@@ -555,10 +595,19 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
     let st = offloaded(&dp);
     let lost: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == 0).collect();
     let twice = seen.iter().filter(|&&c| c > 1).count();
+    let udp_drops = udp_rcvbuf_errors(&c2) - udp_drops0;
     eprintln!(
-        "churn: {flushes_asked} commands, offload {st:?}; lost {} (first {:?}), delivered twice {twice}",
+        "churn: {flushes_asked} commands, offload {st:?}; lost {} (first {:?}), delivered twice {twice}; \
+         receiver's socket dropped {udp_drops}; datapath {:?}; ports {:?}",
         lost.len(),
-        &lost[..lost.len().min(10)]
+        &lost[..lost.len().min(10)],
+        dp.stats().unwrap(),
+        [3u16, 4].map(|v| dp
+            .call(move |c| {
+                c.mark_read_only();
+                c.port_stats(v)
+            })
+            .unwrap())
     );
     assert!(
         st.flushes >= 100 && st.installed >= 100,
