@@ -377,7 +377,10 @@ impl KsyncReader {
     }
 }
 
-/// Send half of a [`KsyncConn`].
+/// Send half of a [`KsyncConn`]. Unlike [`KsyncConn::send`], its writes do
+/// not read ahead: whoever holds the [`KsyncReader`] must keep reading (the
+/// datapath's ksync server does, on its own task) or a peer that writes
+/// while its answers wait can block both sides.
 pub struct KsyncWriter {
     half: WriteHalf<sys::ksync::Stream>,
     addr: String,

@@ -693,7 +693,7 @@ impl FlowEntry {
     /// Packets seen (40 bits: 32 + 8 overflow).
     #[inline]
     pub fn packets(&self) -> u64 {
-        u64::from(self.stats_packets) | (u64::from(self.stats_packets_oflow) << 32)
+        packet_count(self.stats_packets, self.stats_packets_oflow)
     }
 
     /// Bytes seen (48 bits: 32 + 16 overflow).
@@ -786,8 +786,10 @@ pub unsafe fn read_activity(entry: *const FlowEntry, tries: u32) -> Option<FlowA
         read_stable_with(entry, tries, |e| {
             use core::ptr::{addr_of, read_volatile};
             let hflags = read_volatile(addr_of!((*e).hentry_flags));
-            let packets = u64::from(read_volatile(addr_of!((*e).stats_packets)))
-                | (u64::from(read_volatile(addr_of!((*e).stats_packets_oflow))) << 32);
+            let packets = packet_count(
+                read_volatile(addr_of!((*e).stats_packets)),
+                read_volatile(addr_of!((*e).stats_packets_oflow)),
+            );
             FlowActivity {
                 valid: hflags & VR_HENTRY_FLAG_VALID != 0,
                 gen_id: read_volatile(addr_of!((*e).gen_id)),
@@ -796,6 +798,12 @@ pub unsafe fn read_activity(entry: *const FlowEntry, tries: u32) -> Option<FlowA
             }
         })
     }
+}
+
+/// A packet count from its low 32 bits and its overflow bits.
+#[inline]
+fn packet_count(low: u32, oflow: u8) -> u64 {
+    u64::from(low) | (u64::from(oflow) << 32)
 }
 
 /// `read(entry)` between two reads of the entry's write guard, retried up
