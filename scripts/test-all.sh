@@ -60,6 +60,8 @@ phase_lint() {
     step "cargo fmt --check (fuzz, canary, winext driver)" fmt_outside
     step "cargo clippy --workspace --all-targets" \
         cargo clippy --workspace --all-targets -- -D warnings
+    step "cargo doc --workspace (warnings are errors: broken or private links)" \
+        env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 }
 fmt_outside() {
     cargo fmt --check --manifest-path fuzz/Cargo.toml

@@ -5,7 +5,7 @@
 //! service control manager (SCM). What both platforms share lives here: the
 //! stop signal a service body waits for ([`Shutdown`]) and where logs go
 //! ([`init_logging`]: stderr, or daily files in a directory, the newest few
-//! kept, since Windows has no logrotate). [`windows`] is the SCM side,
+//! kept, since Windows has no logrotate). `windows` is the SCM side,
 //! built on the `windows-service` crate: dispatch, install with recovery
 //! actions and dependencies, uninstall.
 

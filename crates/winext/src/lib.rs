@@ -18,9 +18,9 @@
 //!   headers), with size and offset asserts; the filter callbacks; NBL/NB/MDL
 //!   walking. It reaches NDIS through the [`ndis::api::NdisApi`] trait: the
 //!   kernel build implements it with `ndis.sys`/`ntoskrnl.exe` imports, the
-//!   user-mode harness ([`fake`], feature `fake`) with a fake switch that
+//!   user-mode harness (`fake`, feature `fake`) with a fake switch that
 //!   lays NBLs out as NDIS does.
-//! * **The kernel** ([`kernel`], feature `kernel`, Windows only) —
+//! * **The kernel** (`kernel`, feature `kernel`, Windows only) —
 //!   `DriverEntry`, the global allocator over
 //!   `ExAllocatePoolWithTag(NonPagedPoolNx)`, the ksync and pkt0 device
 //!   objects and their IRP handlers, and the flow table's named section.

@@ -5,7 +5,7 @@
 //! * [`channel`]: one task per control node: connect (optionally with
 //!   STARTTLS), keep the session (keepalives, hold timer), reconnect with
 //!   backoff.
-//! * [`hub`]: one task that owns the state: subscriptions and published
+//! * `hub`: one task that owns the state: subscriptions and published
 //!   routes per session, routes learned per control node (stale handling,
 //!   end-of-RIB sweep), the config peer and its IF-MAP config.
 //! * [`config`]: the IF-MAP graph as a [`crate::source::ConfigView`]: the

@@ -8,8 +8,8 @@
 //! recognised by the backend. So a restarted driver finds everything again
 //! (see [`Driver::reconcile`]).
 //!
-//! One file per concern: [`ipam`] (the IPAM driver), [`network`],
-//! [`endpoint`], [`reconcile`]; this one holds the state and the VNC reads
+//! One file per concern: `ipam` (the IPAM driver), `network`,
+//! `endpoint`, `reconcile`; this one holds the state and the VNC reads
 //! they share.
 
 use std::collections::{BTreeMap, HashMap};

@@ -58,7 +58,7 @@ pub struct FpValue {
     pub in_macs: [u8; 12],
     pub mtu: u16,
     /// Bit 0: write `macs`; bit 1: decrement the IPv4 TTL; bit 2
-    /// ([`FP_DECAP`]): a fabric entry (`fp_tc_fab`): `hdr[0..4]` the
+    /// (`FP_DECAP`): a fabric entry (`fp_tc_fab`): `hdr[0..4]` the
     /// outer IPv4 destination, `hdr[4..8]` the label or VNI (big-endian),
     /// `encap_len` the outer bytes to strip.
     pub rewrite: u8,
@@ -750,7 +750,7 @@ impl FastPath for TcFastPath {
     /// Marks the entry `dead` in its slot, a write to shared memory (see
     /// fastpath.c: a frame the socket filter kept from user space just
     /// before must still be forwarded by TC); [`FastPath::tick`] deletes
-    /// it after [`DEAD_GRACE`].
+    /// it after `DEAD_GRACE`.
     fn remove(&mut self, in_os: u32, h: &OffloadHint) {
         let key = FpKey::of(in_os, h);
         let Some(&slot) = self.slots.get(&key) else {
