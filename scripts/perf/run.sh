@@ -71,8 +71,13 @@ FP_LOADED=""
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SRC=${PERF_SRC:-$ROOT}
 P="vrtperf$$"
-# The flow tables (shared memory) and sockets live here: tmpfs.
+# The flow tables (shared memory) and sockets live here: tmpfs. Mounted
+# huge=within_size below (as run-node.sh and vrouter.service do), so the
+# flow tables get 2 MiB pages like the node a user runs (/dev/shm is
+# huge=never).
 TMP=$(mktemp -d /dev/shm/vrtperf.XXXXXX)
+TMP_MOUNTED=''
+FLOW_PAGES='4 KiB'
 PIDS=()
 declare -A NODE_PIDS=()
 NODE_AGENT_ARGS=()
@@ -101,6 +106,7 @@ cleanup() {
     for ns in $(ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 {print $1}'); do
         ip netns del "$ns" 2>/dev/null || true
     done
+    [[ -z $TMP_MOUNTED ]] || umount "$TMP" 2>/dev/null || log "perf: could not unmount $TMP"
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -118,6 +124,11 @@ for e in $ENCAPS; do
     [[ $e == udp || $e == gre || $e == vxlan ]] || die "PERF_ENCAPS: udp, gre, vxlan"
 done
 [[ -z $PROFILE ]] || command -v perf >/dev/null || die "PERF_PROFILE needs perf (linux-perf)"
+if mount -t tmpfs -o huge=within_size,mode=0755 vrtperf "$TMP" 2>/dev/null; then
+    TMP_MOUNTED=1 FLOW_PAGES='2 MiB'
+else
+    log "perf: no huge-page tmpfs on $TMP: the flow tables use 4 KiB pages (not the node users run)"
+fi
 
 # ---- build ----------------------------------------------------------------
 
@@ -202,6 +213,10 @@ node() {
         done
     fi
     [[ $FP_LOADED == *$fp* ]] || FP_LOADED+=" $fp"
+    if [[ -n $TMP_MOUNTED ]] && ! grep -q "flow table on 2 MiB pages" "$d/vrouter.log"; then
+        log "perf: $h: the vrouter did not report its flow table on 2 MiB pages"
+        FLOW_PAGES='2 MiB (not every node)'
+    fi
     # shellcheck disable=SC2206 # the extra arguments have no spaces
     local extra=(${NODE_EXTRA[$h]:-})
     ip netns exec "$(ns "$h")" "$BIN/vrouter-agent" --sock-dir "$d/sock" --state-dir "$d/state" \
@@ -689,7 +704,8 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
     echo
     echo "vrouter-rs performance harness: $(nproc) CPUs, $(uname -r), ${SECS}s x ${REPEAT} rounds," \
         "interleaved; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "our vrouter: --fast-path $FAST_PATH; kernel fast path loaded:${FP_LOADED:- (no node started)}"
+    echo "our vrouter: --fast-path $FAST_PATH; kernel fast path loaded:${FP_LOADED:- (no node started)};" \
+        "flow table on $FLOW_PAGES pages"
     echo
     echo "| path | ours: median (min–max, spread) | kernel: median (min–max, spread) | ratio | target | our CPU / pkt | machine CPU / pkt, ours / kernel |"
     echo "|---|---|---|---|---|---|---|"
