@@ -158,14 +158,16 @@ fn rig(slow: bool) -> Rig {
 }
 
 /// Frames user space received on vif `vif`'s port.
-fn port_rx(dp: &Datapath, vif: u16) -> u64 {
+fn port_stats(dp: &Datapath, vif: u16) -> Option<vrouter::port::PortStats> {
     dp.call(move |c| {
         c.mark_read_only();
         c.port_stats(vif)
     })
     .unwrap()
-    .unwrap()
-    .rx_frames
+}
+
+fn port_rx(dp: &Datapath, vif: u16) -> u64 {
+    port_stats(dp, vif).unwrap().rx_frames
 }
 
 /// `dev`'s transmitted packets, in namespace `ns`.
@@ -266,25 +268,6 @@ fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
         )
     };
     assert_eq!(r, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-}
-
-/// UDP `RcvbufErrors` of namespace `ns`: datagrams its sockets dropped.
-fn udp_rcvbuf_errors(ns: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
-        .output()
-        .expect("ip netns exec");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
-        panic!("no Udp lines in {ns}'s /proc/net/snmp: {text}");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("RcvbufErrors")
 }
 
 #[test]
@@ -551,7 +534,7 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
     // few milliseconds on a loaded machine must not lose datagrams that
     // the datapath delivered (the kernel's drops are reported below).
     set_rcvbuf(&rx, 16 << 20);
-    let udp_drops0 = udp_rcvbuf_errors(&c2);
+    let udp_drops0 = net_counter(&c2, "snmp", "Udp:", "RcvbufErrors");
     let receiver = std::thread::spawn(move || {
         let mut seen = vec![0u8; N as usize];
         let mut buf = [0u8; 2048];
@@ -595,19 +578,14 @@ fn fast_path_entries_changing_under_traffic_lose_and_duplicate_nothing() {
     let st = offloaded(&dp);
     let lost: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == 0).collect();
     let twice = seen.iter().filter(|&&c| c > 1).count();
-    let udp_drops = udp_rcvbuf_errors(&c2) - udp_drops0;
+    let udp_drops = net_counter(&c2, "snmp", "Udp:", "RcvbufErrors") - udp_drops0;
     eprintln!(
         "churn: {flushes_asked} commands, offload {st:?}; lost {} (first {:?}), delivered twice {twice}; \
          receiver's socket dropped {udp_drops}; datapath {:?}; ports {:?}",
         lost.len(),
         &lost[..lost.len().min(10)],
         dp.stats().unwrap(),
-        [3u16, 4].map(|v| dp
-            .call(move |c| {
-                c.mark_read_only();
-                c.port_stats(v)
-            })
-            .unwrap())
+        [3u16, 4].map(|v| port_stats(&dp, v))
     );
     assert!(
         st.flushes >= 100 && st.installed >= 100,

@@ -397,18 +397,27 @@ pub fn tcp_connect_fails(ns: &str, addr: [u8; 4]) -> bool {
     })
 }
 
-/// `Icmp: OutDestUnreachs` of the calling thread's namespace.
-pub fn icmp_out_unreach(ns: &str) -> u64 {
-    in_ns(ns, || {
-        let s = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
-        let mut lines = s.lines().filter(|l| l.starts_with("Icmp:"));
-        let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
+/// Counter `name` of the `prefix` lines (`"Udp:"`, `"TcpExt:"`) in
+/// `/proc/net/<file>` (`snmp`, `netstat`) of namespace `ns`.
+pub fn net_counter(ns: &str, file: &'static str, prefix: &'static str, name: &'static str) -> u64 {
+    in_ns(ns, move || {
+        let path = format!("/proc/thread-self/net/{file}");
+        let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut lines = s.lines().filter(|l| l.starts_with(prefix));
+        let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+            panic!("no {prefix} lines in {path}: {s}");
+        };
         h.split_whitespace()
             .zip(v.split_whitespace())
-            .find(|(k, _)| *k == "OutDestUnreachs")
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} {name} in {path}"))
     })
+}
+
+/// `Icmp: OutDestUnreachs` of namespace `ns`.
+pub fn icmp_out_unreach(ns: &str) -> u64 {
+    net_counter(ns, "snmp", "Icmp:", "OutDestUnreachs")
 }
 
 /// Bytes of the TCP transfers: `VRT_TCP_MB` (MiB) or the default.

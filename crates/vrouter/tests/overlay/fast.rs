@@ -576,22 +576,10 @@ fn fast_path_two_hosts_gso_mpls_over_gre() {
 /// TCP/UDP counters of namespace `ns` from `/proc/net/netstat` and
 /// `/proc/net/snmp`: (TCPTimeouts, RetransSegs).
 fn tcp_timeouts(ns: &str) -> (u64, u64) {
-    in_ns(ns, || {
-        let field = |file: &str, prefix: &str, name: &str| -> u64 {
-            let s = std::fs::read_to_string(file).unwrap();
-            let mut lines = s.lines().filter(|l| l.starts_with(prefix));
-            let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
-            h.split_whitespace()
-                .zip(v.split_whitespace())
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap()
-        };
-        (
-            field("/proc/thread-self/net/netstat", "TcpExt:", "TCPTimeouts"),
-            field("/proc/thread-self/net/snmp", "Tcp:", "RetransSegs"),
-        )
-    })
+    (
+        net_counter(ns, "netstat", "TcpExt:", "TCPTimeouts"),
+        net_counter(ns, "snmp", "Tcp:", "RetransSegs"),
+    )
 }
 
 /// A sender that keeps tunnel GSO on the fabric (`tc-encap-gso`) and a
