@@ -194,8 +194,9 @@ fn run(flows: u32, max_batch: usize) -> f64 {
             while let Ok(conn) = listener.accept().await {
                 let dp = Arc::clone(&sdp);
                 // Answers each request before reading the next, its writes
-                // not reading ahead (split halves): upstream's DPDK
-                // vRouter's way, which the agent must not deadlock with.
+                // not reading ahead (split halves): like upstream's DPDK
+                // vRouter, which reads nothing while its answers wait for
+                // room, and which the agent must not deadlock with.
                 let (mut rx, mut tx) = conn.into_split();
                 tokio::spawn(async move {
                     let mut out = Vec::new();

@@ -9,8 +9,8 @@
 //! earlier one did (flow setup relies on it: the reverse entry is created,
 //! then the forward entry finds it by key). A write that waits for room
 //! reads the answers already sent meanwhile ([`channels::KsyncConn::send`]),
-//! so a datapath that answers each request before reading the next (as
-//! upstream's DPDK vRouter does) cannot deadlock with a large batch.
+//! so a datapath that stops reading requests while its answers wait for
+//! room (upstream's DPDK vRouter does) cannot deadlock with a large batch.
 
 use channels::KsyncConn;
 use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};

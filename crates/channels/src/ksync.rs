@@ -300,9 +300,11 @@ impl KsyncConn {
     ///
     /// While the write waits for room, whatever the peer sends is read and
     /// kept for [`Self::recv`] (up to [`KSYNC_READ_AHEAD`] bytes). A peer
-    /// that answers each request before reading the next, as upstream's
-    /// DPDK vRouter does, would otherwise deadlock with a writer of a large
-    /// batch: both sides blocked on full send buffers.
+    /// that stops reading requests while its answers wait for room would
+    /// otherwise deadlock with a writer of a large batch: both sides
+    /// blocked on full send buffers. Upstream's DPDK vRouter is such a
+    /// peer: on `EAGAIN` it polls that socket for `POLLOUT` only until its
+    /// answers are out (`vr_dpdk_usocket.c`, `__usock_write`).
     pub async fn send(&mut self, msgs: &[u8]) -> Result<()> {
         check_messages(msgs)?;
         self.write_reading(msgs).await

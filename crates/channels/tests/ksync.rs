@@ -267,7 +267,8 @@ async fn unix_socket_files() {
 }
 
 /// A batch far larger than the socket buffers, to a peer that answers each
-/// request before reading the next (upstream's DPDK vRouter does): the
+/// request before reading the next (upstream's DPDK vRouter reads nothing
+/// while its answers wait for room): the
 /// sender reads the answers while its write waits, so neither side blocks
 /// for good, and the answers come out of `recv` whole and in order.
 #[tokio::test]
