@@ -209,12 +209,18 @@ pub enum Action {
     Consumed { pkt: u16 },
 }
 
-/// Where a copy's header bytes sit in the [`Actions`] arena.
+/// Where a copy's header bytes sit in the [`Actions`] arena: the offset
+/// (below 2^24) and the length in one `u32`, which keeps [`Action`] at 16
+/// bytes: returned in two registers, not through memory (a 20-byte action
+/// written field by field and reloaded whole waits for those stores, no
+/// store forwarding: 3% of warm decap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PrependRef {
-    off: u32,
-    len: u8,
-}
+pub struct PrependRef(u32);
+
+/// Largest arena offset a [`PrependRef`] holds.
+const PREPEND_OFF_MAX: usize = (1 << 24) - 1;
+
+const _: () = assert!(core::mem::size_of::<Action>() == 16 && PREPEND_MAX <= 255);
 
 /// A bounded action list, allocated once by the host and reused for every
 /// batch, so the forwarding path never allocates. Copies keep their header
@@ -247,13 +253,15 @@ impl Actions {
         to: u16,
     ) -> bool {
         let bytes = prepend.as_slice();
-        if self.list.len() >= self.cap || self.arena.len() + bytes.len() > self.arena.capacity() {
+        let off = self.arena.len();
+        if self.list.len() >= self.cap
+            || off + bytes.len() > self.arena.capacity()
+            || off > PREPEND_OFF_MAX
+        {
             return false;
         }
-        let r = PrependRef {
-            off: self.arena.len() as u32,
-            len: bytes.len() as u8,
-        };
+        // `bytes` is at most PREPEND_MAX (128) long: it fits the low byte.
+        let r = PrependRef(((off as u32) << 8) | bytes.len() as u32);
         self.arena.extend_from_slice(bytes);
         self.list.push(Action::TxCopy {
             pkt,
@@ -268,8 +276,10 @@ impl Actions {
     /// The header bytes of a `TxCopy`.
     #[inline]
     pub fn prepend(&self, r: PrependRef) -> &[u8] {
-        let off = r.off as usize;
-        self.arena.get(off..off + r.len as usize).unwrap_or(&[])
+        let off = (r.0 >> 8) as usize;
+        self.arena
+            .get(off..off + (r.0 & 0xff) as usize)
+            .unwrap_or(&[])
     }
 
     #[inline]

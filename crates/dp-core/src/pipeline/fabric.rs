@@ -96,9 +96,11 @@ impl Router {
     /// Only the plain case (an IPv4 tunnel around an unfragmented IPv4 TCP
     /// or UDP packet) with a few loads, not the walk's full parse;
     /// anything else is not prefetched. Returns the hash prefetched. It
-    /// decides nothing and hands nothing to the walk (passing the key on
-    /// cost more in store-forwarding stalls than hashing again).
-    pub(super) fn fabric_prefetch(&mut self, d: &[u8], info: &PacketInfo) -> Option<u32> {
+    /// decides nothing; the walk takes the hash and the source next hop
+    /// ([`FabricHint`]) instead of looking up and hashing again, and
+    /// builds the key itself (passing the whole key on cost more in
+    /// store-forwarding stalls than hashing again).
+    pub(super) fn fabric_prefetch(&mut self, d: &[u8], info: &PacketInfo) -> Option<FabricHint> {
         if info.family != Family::Ipv4 || info.frag.is_fragment || info.l4_offset == 0 {
             return None;
         }
@@ -149,7 +151,7 @@ impl Router {
         let src_nh = self.lookup4_cached(vrf, &src).map_or(0, |r| r.nh);
         let hash = crate::flow::hash::flow_hash_v4(proto, sport, dport, src_nh, src, dst);
         self.flows.prefetch(hash);
-        Some(hash)
+        Some(FabricHint { hash, src_nh })
     }
 
     /// The MPLS label at `off` as [`Self::mpls_in`] reads it: the inner
@@ -169,10 +171,21 @@ impl Router {
     }
 
     /// `dst` is one of this host's fabric addresses (a receive route).
+    #[inline]
     fn is_ours(&mut self, iv: &InVif, dst: &[u8; 4]) -> bool {
-        self.lookup4_cached(iv.vrf, dst)
+        self.rcache.known_ours(iv.vrf, dst) || self.is_ours_lookup(iv, dst)
+    }
+
+    #[inline(never)]
+    fn is_ours_lookup(&mut self, iv: &InVif, dst: &[u8; 4]) -> bool {
+        let ours = self
+            .lookup4_cached(iv.vrf, dst)
             .and_then(|rt| self.nhs.get(rt.nh))
-            .is_some_and(|nh| matches!(nh.kind, NhKind::Receive))
+            .is_some_and(|nh| matches!(nh.kind, NhKind::Receive));
+        if ours {
+            self.rcache.note_ours(iv.vrf, dst);
+        }
+        ours
     }
 
     /// A frame the parser refused is an IPv4 packet (of some tunnel
@@ -353,10 +366,11 @@ impl Router {
             _ => return self.drop(cx, DropReason::InvalidNh),
         };
         let policy = nh.policy() || self.out_vif_policy(&out);
-        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
-            Ok(f) => f,
-            Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
-        };
+        let flow =
+            match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner), cx.take_fabric()) {
+                Ok(f) => f,
+                Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
+            };
         if !pkt.pull(inner) {
             return self.drop(cx, DropReason::Pull);
         }
@@ -414,10 +428,11 @@ impl Router {
             _ => return self.drop(cx, DropReason::InvalidNh),
         };
         let policy = policy || self.out_vif_policy(&out);
-        let flow = match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner)) {
-            Ok(f) => f,
-            Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
-        };
+        let flow =
+            match self.fabric_flow(policy, vrf, &info, frame_of(pkt, inner), cx.take_fabric()) {
+                Ok(f) => f,
+                Err(a) => return self.fabric_verdict(iv, vrf, pkt, cx, a),
+            };
         let Out::Routed { oif, encap } = out else {
             return self.drop(cx, DropReason::InvalidNh);
         };
@@ -482,26 +497,56 @@ impl Router {
     }
 
     /// Flow check for a decapsulated packet; the key's next hop is the
-    /// source's route next hop in the VRF, as upstream.
+    /// source's route next hop in the VRF, as upstream. `hint` is what the
+    /// batch's prefetch computed for this packet (in the same VRF, the
+    /// label's or VNI's next hop's, and no route changes within a batch).
     pub(super) fn fabric_flow(
         &mut self,
         policy: bool,
         vrf: u16,
         info: &PacketInfo,
         frame: &[u8],
+        hint: Option<FabricHint>,
     ) -> Result<u32, Verdict> {
         if !policy || !matches!(info.family, Family::Ipv4 | Family::Ipv6) {
             return Ok(u32::MAX);
         }
-        let src = match info.family {
-            Family::Ipv4 => self.lookup4_cached(vrf, &info.src_v4()),
-            _ => self.lookup_ip(vrf, info.family, &info.src),
+        let mut hinted = Hashed::EMPTY;
+        // The prefetch hashed the plain case's key (an unfragmented TCP or
+        // UDP packet) from the bytes; the walk's parse has the last word
+        // (a header cut short, or past the IP length, has no L4 for it).
+        let plain = info.l4_offset != 0
+            && !info.frag.is_fragment
+            && matches!(info.proto, PROTO_TCP | PROTO_UDP);
+        let (src_nh, pre) = match (hint, info.family) {
+            (Some(h), Family::Ipv4) if plain => {
+                let (proto, sport, dport) = (info.proto, info.sport, info.dport);
+                let (src, dst) = (info.src_v4(), info.dst_v4());
+                hinted.key.set_v4(proto, sport, dport, h.src_nh, src, dst);
+                hinted.hash = h.hash;
+                debug_assert_eq!(hinted.key, make_key(info, h.src_nh, None), "the walk's key");
+                debug_assert_eq!(
+                    h.hash,
+                    FlowTable::hash(&hinted.key),
+                    "phase 1 hashed another key"
+                );
+                (h.src_nh, Some(&hinted))
+            }
+            (_, Family::Ipv4) => (
+                self.lookup4_cached(vrf, &info.src_v4()).map_or(0, |r| r.nh),
+                None,
+            ),
+            _ => (
+                self.lookup_ip(vrf, info.family, &info.src)
+                    .map_or(0, |r| r.nh),
+                None,
+            ),
         };
-        let src_nh = src.map_or(0, |r| r.nh);
+        let mut scratch = Hashed::EMPTY;
         let key = self
-            .flow_key(vrf, info, frame, src_nh, None)
+            .flow_key(vrf, info, frame, src_nh, pre, &mut scratch)
             .map_err(Verdict::Drop)?;
-        match self.flow_check(&key, info, frame.len(), vrf) {
+        match self.flow_check(key, info, frame.len(), vrf) {
             Verdict::Forward {
                 nat: None, flow, ..
             } => Ok(flow),

@@ -8,15 +8,18 @@ impl Router {
     /// The flow key of a frame and its hash, with fragment and ICMP-error
     /// handling. `pre` is the key and hash the batch's prefetch computed
     /// for the plain case (with the same `nh_id`), used instead of hashing
-    /// again.
-    pub(super) fn flow_key(
+    /// again; a key built here goes in `scratch`. By reference, not moved:
+    /// a key is moved field by field, and the lookup reads it as words,
+    /// loads that wait for the narrower stores (no store forwarding).
+    pub(super) fn flow_key<'k>(
         &mut self,
         vrf: u16,
         info: &PacketInfo,
         frame: &[u8],
         nh_id: u32,
-        pre: Option<Hashed>,
-    ) -> Result<Hashed, DropReason> {
+        pre: Option<&'k Hashed>,
+        scratch: &'k mut Hashed,
+    ) -> Result<&'k Hashed, DropReason> {
         if info.frag.is_fragment {
             let fk = FragKey {
                 family: info.family as u8,
@@ -31,7 +34,8 @@ impl Router {
                 }
                 let key = make_key(info, nh_id, None);
                 self.frags.insert(&fk, key.sport(), key.dport(), self.now);
-                return Ok(Hashed::new(key));
+                *scratch = Hashed::new(key);
+                return Ok(scratch);
             }
             let Some(ports) = self.frags.lookup(&fk, self.now) else {
                 return Err(DropReason::NoFragEntry);
@@ -39,7 +43,8 @@ impl Router {
             if !info.frag.more {
                 self.frags.remove(&fk);
             }
-            return Ok(Hashed::new(make_key(info, nh_id, Some(ports))));
+            *scratch = Hashed::new(make_key(info, nh_id, Some(ports)));
+            return Ok(scratch);
         }
         if info.l4_offset == 0 {
             return Err(DropReason::InvalidPacket);
@@ -55,9 +60,16 @@ impl Router {
                 .get(inner_off..)
                 .and_then(|b| PacketInfo::parse_l3(b, et).ok())
                 .ok_or(DropReason::IcmpError)?;
-            return Ok(Hashed::new(icmp_error_key(&inner, nh_id)));
+            *scratch = Hashed::new(icmp_error_key(&inner, nh_id));
+            return Ok(scratch);
         }
-        Ok(pre.unwrap_or_else(|| Hashed::new(make_key(info, nh_id, None))))
+        Ok(match pre {
+            Some(h) => h,
+            None => {
+                *scratch = Hashed::new(make_key(info, nh_id, None));
+                scratch
+            }
+        })
     }
 
     pub(super) fn flow_check(

@@ -145,12 +145,35 @@ struct Cx<'o> {
     out: &'o mut Actions,
     /// Dispositions still owed to later packets of the batch.
     reserve: usize,
-    /// The packet's flow key and hash, computed for the bucket prefetch of
-    /// a VM port's batch; the flow check takes it instead of hashing again.
-    pre: Option<Hashed>,
+    /// What the batch's bucket prefetch computed of the packet's flow key;
+    /// the flow check takes it instead of hashing again (by reference:
+    /// most packets never read it).
+    pre: &'o Pre,
     /// From the fabric: the tunnel the packet arrived in (for offload
     /// hints of the decapsulation).
     tun: Option<RxTunnel>,
+}
+
+/// What a batch's phase 1 computed of a packet's flow key, for the plain
+/// case (not a fragment, not an ICMP error).
+#[derive(Clone, Copy)]
+enum Pre {
+    None,
+    /// A VM port's batch: the key and its hash.
+    Key(Hashed),
+    /// A fabric batch: of the inner packet's key.
+    Fabric(FabricHint),
+}
+
+/// What a fabric batch's prefetch learnt of a decapsulated packet's flow
+/// key: its bucket hash and the source route's next hop (the key's
+/// `nh_id`). Only those two words travel to the walk, which builds the key
+/// itself (a whole key moved from phase 1 stalled on store forwarding);
+/// with them it skips the second source lookup and hash.
+#[derive(Clone, Copy)]
+struct FabricHint {
+    hash: u32,
+    src_nh: u32,
 }
 
 /// The outer headers a decapsulated packet arrived with.
@@ -173,6 +196,11 @@ struct Hashed {
 }
 
 impl Hashed {
+    const EMPTY: Hashed = Hashed {
+        key: FlowKey::EMPTY,
+        hash: 0,
+    };
+
     #[inline]
     fn new(key: FlowKey) -> Hashed {
         Hashed {
@@ -182,7 +210,25 @@ impl Hashed {
     }
 }
 
-impl Cx<'_> {
+impl<'o> Cx<'o> {
+    /// The VM batch's key and hash, once.
+    #[inline]
+    fn take_key(&mut self) -> Option<&'o Hashed> {
+        match core::mem::replace(&mut self.pre, &Pre::None) {
+            Pre::Key(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The fabric batch's hint, once.
+    #[inline]
+    fn take_fabric(&mut self) -> Option<FabricHint> {
+        match core::mem::replace(&mut self.pre, &Pre::None) {
+            Pre::Fabric(f) => Some(*f),
+            _ => None,
+        }
+    }
+
     #[inline]
     fn copy(&mut self, vif: u16, prepend: &Prepend, from: u16, to: u16) -> bool {
         self.out.room() > self.reserve + 1 && self.out.push_copy(self.i, vif, prepend, from, to)
@@ -253,7 +299,7 @@ impl Router {
             let mut infos = [PacketInfo::default(); PREFETCH_BATCH];
             let mut parsed: [Result<(), packet::ParseError>; PREFETCH_BATCH] =
                 [Err(packet::ParseError::TruncatedL2); PREFETCH_BATCH];
-            let mut pres: [Option<Hashed>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
+            let mut pres: [Pre; PREFETCH_BATCH] = [Pre::None; PREFETCH_BATCH];
             if iv.vif_type == VifType::Virtual {
                 let policy = iv.flags.contains(VifFlags::POLICY_ENABLED);
                 for (((info, ok), pre), pkt) in infos
@@ -278,17 +324,24 @@ impl Router {
                     {
                         let h = Hashed::new(make_key(info, iv.nh_id, None));
                         self.flows.prefetch(h.hash);
-                        *pre = Some(h);
+                        *pre = Pre::Key(h);
                     }
                 }
             } else if iv.vif_type == VifType::Physical {
                 // The fabric's batch: the same for the inner packets of
                 // the tunnels (without it, a decapsulated packet's flow
                 // lookup missed alone: 60% of cold decap's time).
-                for ((info, ok), pkt) in infos.iter_mut().zip(parsed.iter_mut()).zip(chunk.iter()) {
+                for (((info, ok), pre), pkt) in infos
+                    .iter_mut()
+                    .zip(parsed.iter_mut())
+                    .zip(pres.iter_mut())
+                    .zip(chunk.iter())
+                {
                     *ok = info.parse_from(pkt.data());
                     if ok.is_ok() {
-                        self.fabric_prefetch(pkt.data(), info);
+                        if let Some(h) = self.fabric_prefetch(pkt.data(), info) {
+                            *pre = Pre::Fabric(h);
+                        }
                     }
                 }
             }
@@ -306,7 +359,7 @@ impl Router {
                     i: i as u16,
                     out,
                     reserve: n - i - 1,
-                    pre: *pre,
+                    pre,
                     tun: None,
                 };
                 if demux {

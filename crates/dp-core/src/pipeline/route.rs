@@ -35,8 +35,9 @@ impl Router {
         // port that is not).
         let policy = iv.flags.contains(VifFlags::POLICY_ENABLED) || out_policy;
         let verdict = if policy {
-            match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.pre.take()) {
-                Ok(key) => self.flow_check(&key, info, pkt.len(), vrf),
+            let mut scratch = Hashed::EMPTY;
+            match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.take_key(), &mut scratch) {
+                Ok(key) => self.flow_check(key, info, pkt.len(), vrf),
                 Err(r) => Verdict::Drop(r),
             }
         } else {

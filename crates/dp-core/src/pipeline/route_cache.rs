@@ -55,6 +55,10 @@ pub(crate) struct RouteCache {
     gen: u32,
     dst: Vec<DstSlot>,
     lpm: Vec<LpmSlot>,
+    /// The last (generation, VRF, address) found to be one of this host's
+    /// fabric addresses: nearly every packet from the fabric is addressed
+    /// to the same one, so this answers before the `lpm` slot does.
+    ours: (u32, u16, [u8; 4]),
     hits: u64,
     misses: u64,
 }
@@ -88,6 +92,7 @@ impl RouteCache {
                 };
                 SLOTS
             ],
+            ours: (0, 0, [0; 4]),
             hits: 0,
             misses: 0,
         }
@@ -105,6 +110,7 @@ impl RouteCache {
             for s in self.lpm.iter_mut() {
                 s.gen = 0;
             }
+            self.ours.0 = 0;
             self.gen = 1;
         }
     }
@@ -146,8 +152,10 @@ impl RouteCache {
     }
 
     /// The cached route for `addr` in `vrf` (`Some(None)`: known to have
-    /// none).
-    #[inline]
+    /// none). Always inlined: returned through memory, the answer was
+    /// written in parts and read back whole, a load that waits for the
+    /// stores (no store forwarding).
+    #[inline(always)]
     pub(super) fn route(&self, vrf: u16, addr: &[u8; 4]) -> Option<Option<RouteData>> {
         let s = self.lpm.get(slot(vrf, addr))?;
         (s.gen == self.gen && s.vrf == vrf && s.addr == *addr).then_some(s.rt)
@@ -164,6 +172,18 @@ impl RouteCache {
                 rt,
             };
         }
+    }
+
+    /// `addr` in `vrf` is the fabric address last found to be ours
+    /// ([`Self::note_ours`]) under the current configuration.
+    #[inline]
+    pub(super) fn known_ours(&self, vrf: u16, addr: &[u8; 4]) -> bool {
+        self.ours == (self.gen, vrf, *addr)
+    }
+
+    #[inline]
+    pub(super) fn note_ours(&mut self, vrf: u16, addr: &[u8; 4]) {
+        self.ours = (self.gen, vrf, *addr);
     }
 
     /// The configuration generation (changes with every [`Self::invalidate`]).

@@ -453,9 +453,10 @@ fn a_fabric_batch_prefetches_the_bucket_its_flow_lookup_reads() {
         // prefetched.
         let key = *t.router.flows().get(*flow).unwrap().key();
         let info = PacketInfo::parse(f).unwrap();
+        let hint = t.router.fabric_prefetch(f, &info).expect("prefetched");
         assert_eq!(
-            t.router.fabric_prefetch(f, &info),
-            Some(FlowTable::hash(&key))
+            (hint.hash, hint.src_nh),
+            (FlowTable::hash(&key), key.nh_id())
         );
         t.decide_flow(*flow, VR_FLOW_ACTION_FORWARD).unwrap();
     }
@@ -463,4 +464,51 @@ fn a_fabric_batch_prefetches_the_bucket_its_flow_lookup_reads() {
     assert!(outs
         .iter()
         .all(|o| matches!(o.last(), Some(Output::Tx { vif: 4, .. }))));
+}
+
+#[test]
+fn a_fabric_batch_whose_inner_l4_header_the_walk_does_not_see_is_dropped() {
+    // Phase 1 reads the inner ports from the bytes; the walk's parse stops
+    // at the inner IP length. Where they disagree the walk decides (and in
+    // debug builds it asserts that the key it uses is the one hashed).
+    use crate::testkit::FABRIC_VIF;
+    let mut t = Topo::new(RouterConfig::small());
+    t.add_vm(3, 1, VM1_MAC, VM1_IP, [0; 16], true);
+    let vm2 = t.add_vm(4, 1, VM2_MAC, VM2_IP, [0; 16], true);
+    let whole = mpls_udp_to_vm2(vm2.label, 64, [198, 18, 0, 30]);
+    // Offset of the inner IP header: Ethernet, IP, UDP, one label.
+    let inner = 14 + 20 + 8 + 4;
+    // The inner IP length set to `len` (header checksum fixed), the frame's
+    // bytes left as they are.
+    let with_inner_len = |len: u16| {
+        let mut f = mpls_udp_to_vm2(vm2.label, 64, [198, 18, 0, 31]);
+        f[inner + 2..inner + 4].copy_from_slice(&len.to_be_bytes());
+        f[inner + 10..inner + 12].fill(0);
+        let c = checksum::ipv4_header_checksum(&f[inner..inner + 20]);
+        f[inner + 10..inner + 12].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    // No L4 header within the IP length, though the bytes follow it.
+    let no_l4 = with_inner_len(20);
+    // Four bytes of UDP header (both ports, no length) within it.
+    let cut_l4 = with_inner_len(24);
+    let frames: Vec<&[u8]> = alloc::vec![&whole, &no_l4, &cut_l4, &whole];
+    let outs = t.run_batch(FABRIC_VIF, &frames);
+    assert!(
+        matches!(outs[0].last(), Some(Output::Hold { .. })),
+        "{outs:?}"
+    );
+    for o in &outs[1..3] {
+        assert!(
+            matches!(
+                o.last(),
+                Some(Output::Drop(crate::DropReason::InvalidPacket))
+            ),
+            "{outs:?}"
+        );
+    }
+    assert!(
+        matches!(outs[3].last(), Some(Output::Hold { .. })),
+        "{outs:?}"
+    );
 }

@@ -121,7 +121,7 @@ impl Router {
             return self.drop_input(cx, iv.idx, DropReason::Pull);
         }
         // The batch's parse and flow hash were the parent's.
-        cx.pre = None;
+        cx.pre = &Pre::None;
         let info = PacketInfo::parse(pkt.data());
         let disp = self.rx_vm(&iv, pkt, cx, info.as_ref().map_err(|e| *e));
         match disp {
