@@ -42,7 +42,7 @@
 # Creates its own namespaces (prefix vrtperf<pid>-), bounds every tool with
 # `timeout`, removes everything on exit, also on failure or Ctrl-C.
 #
-# Environment: PERF_SECS (default 5) seconds per measurement, PERF_REPEAT
+# Environment: PERF_SECS (default 10) seconds per measurement, PERF_REPEAT
 # (default 5) rounds, PERF_ONLY (default abcd) which paths, PERF_ENCAPS
 # (default "udp gre vxlan") the encapsulations of (c), PERF_SRC (default:
 # this checkout) where to run cargo, CARGO_TARGET_DIR as usual,
@@ -56,11 +56,12 @@
 # between local containers and into and out of tunnels with the fabric's
 # tunnel GSO kept on, as tc-encap-gso); off: the user-space path only; tc:
 # same-host flows only; tc-encap: tunnels too, tunnel GSO off on the fabric.
-# The report says whether the fast path loaded.
+# The report says whether the fast path loaded. PERF_FLOW_ENTRIES: the
+# nodes' flow table size (`--flow-entries`; default the vrouter's 524288).
 
 set -euo pipefail
 
-SECS=${PERF_SECS:-5}
+SECS=${PERF_SECS:-10}
 REPEAT=${PERF_REPEAT:-5}
 ONLY=${PERF_ONLY:-abcd}
 ENCAPS=${PERF_ENCAPS:-udp gre vxlan}
@@ -196,6 +197,7 @@ node() {
     args=(--sock-dir "$d/sock")
     [[ -n $fab ]] && args+=(--fabric "$fab")
     args+=(--fast-path "$FAST_PATH")
+    [[ -z ${PERF_FLOW_ENTRIES:-} ]] || args+=(--flow-entries "$PERF_FLOW_ENTRIES")
     # `ip netns exec` execs the program: $! is the vrouter's pid (a shell
     # function in the background would put a subshell in between).
     ip netns exec "$(ns "$h")" "$BIN/vrouter" "${args[@]}" >/dev/null 2>"$d/vrouter.log" &
