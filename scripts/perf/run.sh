@@ -404,7 +404,7 @@ udp_pps() {
 # syn_rate SENDERNS RECEIVERNS ADDR: SYNs from new source ports (offered
 # PERF_SYN_RATE/s for PERF_SYN_SECS); prints "flows/s ours_ns/flow
 # machine_ns/flow" (SYNs delivered to RECEIVERNS).
-SYN_SECS=${PERF_SYN_SECS:-2}
+SYN_SECS=${PERF_SYN_SECS:-5}
 syn_rate() {
     local out rpid n cpu s0 s1
     inns "$1" ping -c 1 -W 1 "$3" >/dev/null 2>&1 || true

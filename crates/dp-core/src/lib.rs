@@ -79,6 +79,25 @@ pub mod sizing {
     /// VRFs by default (upstream's `vr_vrfs`).
     pub const DEFAULT_VRFS: u16 = 4096;
 
+    /// Overflow records for a flow table of `entries` hash entries:
+    /// upstream's default (`vr_flow_table_init`: a fifth of the table,
+    /// rounded up to a multiple of 1024), at least 64: enough for the
+    /// buckets' spill up to a full table. With 1/64 (upstream's older 8K
+    /// for 512K) a table about half full refused inserts ("Flow Table
+    /// Full", docs/performance.md).
+    pub const fn oflow_for(entries: u32) -> u32 {
+        let o = (entries / 5 + 1023) & !1023;
+        if o < 64 {
+            64
+        } else {
+            o
+        }
+    }
+
+    // Upstream's figures: 105 472 for its default 512K, 26 624 for 128K.
+    const _: () = assert!(oflow_for(512 * 1024) == 105_472 && oflow_for(128 * 1024) == 26_624);
+    const _: () = assert!(oflow_for(4) == 64);
+
     /// MPLS labels needed for `interfaces` vifs.
     pub const fn labels(interfaces: u16) -> u32 {
         FIRST_PORT_ID + 2 * interfaces as u32
@@ -140,7 +159,7 @@ impl Default for RouterConfig {
             max_vxlans: 16384,
             bridge_entries: 262_144,
             flow_entries: 512 * 1024,
-            oflow_entries: 8 * 1024,
+            oflow_entries: sizing::oflow_for(512 * 1024),
             frag_entries: 1024,
             max_held_per_flow: 3,
             new_flow_policy: NewFlowPolicy::Hold,

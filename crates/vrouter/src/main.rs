@@ -39,7 +39,8 @@ struct Args {
     /// Fabric interface, attached as vif 0 (the host keeps using it).
     #[arg(long)]
     fabric: Option<String>,
-    /// Flow table hash entries (a multiple of 4); overflow is 1/64 of it.
+    /// Flow table hash entries (a multiple of 4); the overflow area is a
+    /// fifth of it, rounded up to 1024 records (upstream's default).
     #[arg(long, default_value_t = 512 * 1024)]
     flow_entries: u32,
     /// Interface (vif) table size (upstream `vr_interfaces`); the agent's
@@ -254,7 +255,7 @@ mod host {
         let listener = KsyncListener::bind(&paths.ksync).map_err(|e| format!("ksync: {e}"))?;
 
         let entries = args.flow_entries.max(4) & !3;
-        let oflow = (entries / 64).max(64);
+        let oflow = dp_core::sizing::oflow_for(entries);
         let flows = FlowShm::create(&paths.flow_shm, entries, oflow)
             .map_err(|e| format!("flow table: {e}"))?;
         log_flow_pages(&flows);

@@ -57,8 +57,9 @@ impl ExtConfig {
     pub const AGENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 
     /// Windows defaults: upstream's table sizes where they are cheap, a
-    /// smaller flow table than upstream's 512K (the section's pages are
-    /// locked: (128K + 8K) entries x 256 bytes = 34 MiB).
+    /// smaller flow table than upstream's 512K, with upstream's overflow
+    /// rule (the section's pages are locked: (128K + 26K) entries x 256
+    /// bytes = 38.5 MiB).
     pub fn windows() -> Self {
         ExtConfig {
             router: RouterConfig {
@@ -70,7 +71,7 @@ impl ExtConfig {
                 max_vxlans: 16384,
                 bridge_entries: 65536,
                 flow_entries: 128 * 1024,
-                oflow_entries: 8 * 1024,
+                oflow_entries: dp_core::sizing::oflow_for(128 * 1024),
                 frag_entries: 1024,
                 ..RouterConfig::default()
             },
