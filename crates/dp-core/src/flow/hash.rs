@@ -90,15 +90,7 @@ pub(crate) fn flow_hash_v4(
     src: [u8; 4],
     dst: [u8; 4],
 ) -> u32 {
-    // The key stores the ports big-endian; its word reads those bytes
-    // little-endian.
-    let head = u64::from(super::FLOW_AF_INET)
-        | (u64::from(proto) << 8)
-        | (u64::from(sport.swap_bytes()) << 32)
-        | (u64::from(dport.swap_bytes()) << 48);
-    let [s0, s1, s2, s3] = src;
-    let [d0, d1, d2, d3] = dst;
-    let addr = u64::from_le_bytes([s0, s1, s2, s3, d0, d1, d2, d3]);
+    let [head, addr] = super::layout::v4_words(proto, sport, dport, src, dst);
     hash_words([head, u64::from(nh_id), addr, 0, 0, 0])
 }
 

@@ -332,12 +332,7 @@ impl FlowKey {
         src: [u8; 4],
         dst: [u8; 4],
     ) {
-        let [s0, s1] = sport.to_be_bytes();
-        let [d0, d1] = dport.to_be_bytes();
-        let head = u64::from_le_bytes([AF_INET, proto, 0, 0, s0, s1, d0, d1]);
-        let [a0, a1, a2, a3] = src;
-        let [b0, b1, b2, b3] = dst;
-        let addr = u64::from_le_bytes([a0, a1, a2, a3, b0, b1, b2, b3]);
+        let [head, addr] = v4_words(proto, sport, dport, src, dst);
         let p = core::ptr::from_mut(self).cast::<u8>();
         // SAFETY: `FlowKey` is `repr(C)`, 44 bytes without padding (asserted
         // above): bytes 0..8 are `family..dport`, 8..12 `nh_id` and 12..44
@@ -486,6 +481,22 @@ impl FlowKey {
     pub const fn dst_v4(&self) -> [u8; 4] {
         [self.addr[4], self.addr[5], self.addr[6], self.addr[7]]
     }
+}
+
+/// Bytes 0..8 and the address bytes 0..8 of the IPv4 key of these fields
+/// (ports in host order), each read as a little-endian word: assembled in
+/// registers, for [`FlowKey::set_v4`] and the hash of a key not built yet.
+#[inline(always)]
+pub(crate) fn v4_words(proto: u8, sport: u16, dport: u16, src: [u8; 4], dst: [u8; 4]) -> [u64; 2] {
+    // The key stores the ports big-endian.
+    let [s0, s1] = sport.to_be_bytes();
+    let [d0, d1] = dport.to_be_bytes();
+    let [a0, a1, a2, a3] = src;
+    let [b0, b1, b2, b3] = dst;
+    [
+        u64::from_le_bytes([AF_INET, proto, 0, 0, s0, s1, d0, d1]),
+        u64::from_le_bytes([a0, a1, a2, a3, b0, b1, b2, b3]),
+    ]
 }
 
 const fn widen(a: [u8; 4]) -> [u8; 16] {
