@@ -317,11 +317,11 @@ impl FlowKey {
 
     /// Make this the IPv4 key [`Self::new_v4`] builds, in place, its
     /// first eight bytes and its two addresses each with one store: the
-    /// lookup that follows reads the key as words ([`super::hash::key_eq`]),
-    /// and a word loaded from narrower stores waits for them all (no store
-    /// forwarding: the largest cost of a decapsulated packet's lookup).
-    /// In place, because a key built as a value and then moved is moved
-    /// field by field.
+    /// lookup that follows reads the key as words (the hash module's
+    /// `key_eq`), and a word loaded from narrower stores waits for them
+    /// all (no store forwarding: the largest cost of a decapsulated
+    /// packet's lookup). In place, because a key built as a value and then
+    /// moved is moved field by field.
     #[inline]
     pub fn set_v4(
         &mut self,

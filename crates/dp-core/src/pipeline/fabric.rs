@@ -95,7 +95,8 @@ impl Router {
     /// so the flow lookups of decapsulated packets overlap their misses.
     /// Only the plain case (an IPv4 tunnel around an unfragmented IPv4 TCP
     /// or UDP packet) with a few loads, not the walk's full parse;
-    /// anything else is not prefetched. Returns the hash prefetched. It
+    /// anything else is not prefetched. Returns the hash prefetched and the
+    /// source next hop it hashed with. It
     /// decides nothing; the walk takes the hash and the source next hop
     /// ([`FabricHint`]) instead of looking up and hashing again, and
     /// builds the key itself (passing the whole key on cost more in
