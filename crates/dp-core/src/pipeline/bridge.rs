@@ -62,13 +62,7 @@ impl Router {
             && (iv.flags.contains(VifFlags::POLICY_ENABLED) || self.out_vif_policy(&out))
             && !matches!(out, Out::Flood { .. })
         {
-            let mut scratch = Hashed::EMPTY;
-            let verdict =
-                match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.take_key(), &mut scratch) {
-                    Ok(key) => self.flow_check(key, info, pkt.len(), vrf),
-                    Err(r) => Verdict::Drop(r),
-                };
-            match verdict {
+            match self.flow_verdict(vrf, info, pkt.data(), iv.nh_id, cx.take_key()) {
                 Verdict::Forward {
                     nat: None, flow: f, ..
                 } => flow = f,

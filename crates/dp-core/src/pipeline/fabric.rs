@@ -96,11 +96,10 @@ impl Router {
     /// Only the plain case (an IPv4 tunnel around an unfragmented IPv4 TCP
     /// or UDP packet) with a few loads, not the walk's full parse;
     /// anything else is not prefetched. Returns the hash prefetched and the
-    /// source next hop it hashed with. It
-    /// decides nothing; the walk takes the hash and the source next hop
-    /// ([`FabricHint`]) instead of looking up and hashing again, and
-    /// builds the key itself (passing the whole key on cost more in
-    /// store-forwarding stalls than hashing again).
+    /// source next hop it hashed with. It decides nothing; the walk takes
+    /// the hash and the source next hop ([`FabricHint`]) instead of looking
+    /// up and hashing again, and builds the key itself (passing the whole
+    /// key on cost more in store-forwarding stalls than hashing again).
     pub(super) fn fabric_prefetch(&mut self, d: &[u8], info: &PacketInfo) -> Option<FabricHint> {
         if info.family != Family::Ipv4 || info.frag.is_fragment || info.l4_offset == 0 {
             return None;
@@ -512,42 +511,19 @@ impl Router {
         if !policy || !matches!(info.family, Family::Ipv4 | Family::Ipv6) {
             return Ok(u32::MAX);
         }
-        let mut hinted = Hashed::EMPTY;
-        // The prefetch hashed the plain case's key (an unfragmented TCP or
-        // UDP packet) from the bytes; the walk's parse has the last word
-        // (a header cut short, or past the IP length, has no L4 for it).
-        let plain = info.l4_offset != 0
-            && !info.frag.is_fragment
-            && matches!(info.proto, PROTO_TCP | PROTO_UDP);
         let (src_nh, pre) = match (hint, info.family) {
-            (Some(h), Family::Ipv4) if plain => {
-                let (proto, sport, dport) = (info.proto, info.sport, info.dport);
-                let (src, dst) = (info.src_v4(), info.dst_v4());
-                hinted.key.set_v4(proto, sport, dport, h.src_nh, src, dst);
-                hinted.hash = h.hash;
-                debug_assert_eq!(hinted.key, make_key(info, h.src_nh, None), "the walk's key");
-                debug_assert_eq!(
-                    h.hash,
-                    FlowTable::hash(&hinted.key),
-                    "phase 1 hashed another key"
-                );
-                (h.src_nh, Some(&hinted))
-            }
+            (Some(h), Family::Ipv4) => (h.src_nh, KeyHint::Hash(h.hash)),
             (_, Family::Ipv4) => (
                 self.lookup4_cached(vrf, &info.src_v4()).map_or(0, |r| r.nh),
-                None,
+                KeyHint::None,
             ),
             _ => (
                 self.lookup_ip(vrf, info.family, &info.src)
                     .map_or(0, |r| r.nh),
-                None,
+                KeyHint::None,
             ),
         };
-        let mut scratch = Hashed::EMPTY;
-        let key = self
-            .flow_key(vrf, info, frame, src_nh, pre, &mut scratch)
-            .map_err(Verdict::Drop)?;
-        match self.flow_check(key, info, frame.len(), vrf) {
+        match self.flow_verdict(vrf, info, frame, src_nh, pre) {
             Verdict::Forward {
                 nat: None, flow, ..
             } => Ok(flow),

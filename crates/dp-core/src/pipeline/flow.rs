@@ -5,19 +5,36 @@ use super::*;
 impl Router {
     // ---- flows ---------------------------------------------------------------------
 
-    /// The flow key of a frame and its hash, with fragment and ICMP-error
-    /// handling. `pre` is the key and hash the batch's prefetch computed
-    /// for the plain case (with the same `nh_id`), used instead of hashing
-    /// again; a key built here goes in `scratch`. By reference, not moved:
-    /// a key is moved field by field, and the lookup reads it as words,
-    /// loads that wait for the narrower stores (no store forwarding).
-    pub(super) fn flow_key<'k>(
+    /// The flow table's verdict for `frame` (its flow key's next hop
+    /// `nh_id`, `pre` what the batch's phase 1 computed of the key).
+    pub(super) fn flow_verdict(
         &mut self,
         vrf: u16,
         info: &PacketInfo,
         frame: &[u8],
         nh_id: u32,
-        pre: Option<&'k Hashed>,
+        pre: KeyHint<'_>,
+    ) -> Verdict {
+        let mut scratch = Hashed::EMPTY;
+        match self.flow_key(vrf, info, frame, nh_id, pre, &mut scratch) {
+            Ok(key) => self.flow_check(key, info, frame.len(), vrf),
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// The flow key of a frame and its hash, with fragment and ICMP-error
+    /// handling. `pre` is what the batch's prefetch computed for the plain
+    /// case (with the same `nh_id`), used instead of hashing again; a key
+    /// built here goes in `scratch`. By reference, not moved: a key is
+    /// moved field by field, and the lookup reads it as words, loads that
+    /// wait for the narrower stores (no store forwarding).
+    fn flow_key<'k>(
+        &mut self,
+        vrf: u16,
+        info: &PacketInfo,
+        frame: &[u8],
+        nh_id: u32,
+        pre: KeyHint<'k>,
         scratch: &'k mut Hashed,
     ) -> Result<&'k Hashed, DropReason> {
         if info.frag.is_fragment {
@@ -64,8 +81,28 @@ impl Router {
             return Ok(scratch);
         }
         Ok(match pre {
-            Some(h) => h,
-            None => {
+            KeyHint::Key(h) => h,
+            // Phase 1 hashed an unfragmented IPv4 TCP or UDP packet's key
+            // from its bytes; the walk's parse (above: an L4 header within
+            // the IP length, not a fragment) confirms it is this one. The
+            // key is written in place, as words (`FlowKey::set_v4`).
+            KeyHint::Hash(hash)
+                if info.family == Family::Ipv4 && matches!(info.proto, PROTO_TCP | PROTO_UDP) =>
+            {
+                let (src, dst) = (info.src_v4(), info.dst_v4());
+                scratch
+                    .key
+                    .set_v4(info.proto, info.sport, info.dport, nh_id, src, dst);
+                scratch.hash = hash;
+                debug_assert_eq!(scratch.key, make_key(info, nh_id, None), "the walk's key");
+                debug_assert_eq!(
+                    hash,
+                    FlowTable::hash(&scratch.key),
+                    "phase 1 hashed another key"
+                );
+                scratch
+            }
+            _ => {
                 *scratch = Hashed::new(make_key(info, nh_id, None));
                 scratch
             }

@@ -195,6 +195,16 @@ struct Hashed {
     hash: u32,
 }
 
+/// What the walk's flow check gets from the batch's phase 1: the key and
+/// its hash (a VM port's batch) or the hash alone (a fabric batch: the
+/// walk builds the key, [`Router::flow_key`]).
+#[derive(Clone, Copy)]
+enum KeyHint<'k> {
+    None,
+    Key(&'k Hashed),
+    Hash(u32),
+}
+
 impl Hashed {
     const EMPTY: Hashed = Hashed {
         key: FlowKey::EMPTY,
@@ -213,10 +223,10 @@ impl Hashed {
 impl<'o> Cx<'o> {
     /// The VM batch's key and hash, once.
     #[inline]
-    fn take_key(&mut self) -> Option<&'o Hashed> {
+    fn take_key(&mut self) -> KeyHint<'o> {
         match core::mem::replace(&mut self.pre, &Pre::None) {
-            Pre::Key(h) => Some(h),
-            _ => None,
+            Pre::Key(h) => KeyHint::Key(h),
+            _ => KeyHint::None,
         }
     }
 

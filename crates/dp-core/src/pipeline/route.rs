@@ -35,11 +35,7 @@ impl Router {
         // port that is not).
         let policy = iv.flags.contains(VifFlags::POLICY_ENABLED) || out_policy;
         let verdict = if policy {
-            let mut scratch = Hashed::EMPTY;
-            match self.flow_key(vrf, info, pkt.data(), iv.nh_id, cx.take_key(), &mut scratch) {
-                Ok(key) => self.flow_check(key, info, pkt.len(), vrf),
-                Err(r) => Verdict::Drop(r),
-            }
+            self.flow_verdict(vrf, info, pkt.data(), iv.nh_id, cx.take_key())
         } else {
             Verdict::Forward {
                 nat: None,
