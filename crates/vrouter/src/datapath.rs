@@ -763,6 +763,12 @@ impl Core {
     /// through the core again when it leaves HOLD.
     pub fn flow_set(&mut self, req: &FlowSet) -> Result<FlowSetOutcome, DpError> {
         let out = self.router.flow_set(req)?;
+        // As for a ksync flow request: only this flow's and its reverse
+        // flow's offloaded copies go, before released frames re-install.
+        match req.rflow {
+            Some(r) => self.only_flows_changed(&[out.index, r]),
+            None => self.only_flows_changed(&[out.index]),
+        }
         if out.release_held {
             self.reinject(out.index);
         }
@@ -772,6 +778,7 @@ impl Core {
     /// Delete a flow; frames held for it are dropped.
     pub fn flow_del(&mut self, index: u32, gen_id: Option<u8>) -> Result<bool, DpError> {
         let had = self.router.flow_del(index, gen_id)?;
+        self.only_flows_changed(&[index]);
         self.drop_held(index);
         Ok(had)
     }
@@ -1397,6 +1404,25 @@ impl Datapath {
     /// Turn the kernel fast path on ([`Core::enable_fast_path`]).
     pub fn enable_fast_path(&self, fp: Box<dyn FastPath>) -> Result<(), DpError> {
         self.call(move |c| c.enable_fast_path(fp))
+    }
+
+    /// Fold the fast path's counters into the flow table now. A read-only
+    /// command: a plain `call` would also remove every offloaded flow (the
+    /// loop's rule for commands that may change forwarding state).
+    pub fn offload_fold(&self) -> Result<(), DpError> {
+        self.call(|c| {
+            c.read_only_cmd = true;
+            c.offload_fold();
+        })
+    }
+
+    /// Whether flow `idx` has an entry in the kernel fast path (false
+    /// with the fast path off).
+    pub fn offloaded(&self, idx: u32) -> Result<bool, DpError> {
+        self.call(move |c| {
+            c.read_only_cmd = true;
+            c.offload.as_ref().is_some_and(|o| o.is_installed(idx))
+        })
     }
 
     /// The fast path's counters, after folding them into the flow table.

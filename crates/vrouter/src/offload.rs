@@ -127,6 +127,11 @@ impl Offloader {
         }
     }
 
+    /// Whether flow `idx` has an entry in the fast path.
+    pub fn is_installed(&self, idx: u32) -> bool {
+        self.installed.contains_key(&idx)
+    }
+
     /// A VM port opened for `vif`.
     pub fn port_opened(&mut self, vif: u16, port: &dyn Port) {
         let Some(os) = port.os_index() else {

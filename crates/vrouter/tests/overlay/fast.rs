@@ -309,8 +309,8 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
     eprintln!(
         "{kind:?} fast path: TCP A->B {ab:.2} Gbit/s, B->A {ba:.2} Gbit/s\nA {sa:?}\nB {sb:?}"
     );
-    dpa.call(|c| c.offload_fold()).unwrap();
-    dpb.call(|c| c.offload_fold()).unwrap();
+    dpa.offload_fold().unwrap();
+    dpb.offload_fold().unwrap();
     let (sa, sb) = (
         dpa.offload_stats().unwrap().unwrap(),
         dpb.offload_stats().unwrap().unwrap(),
@@ -438,31 +438,33 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
         dpb.stats().unwrap()
     );
     assert!(got >= sent * 95 / 100, "UDP GSO A -> B: {got}/{sent}");
-    dpa.call(|c| c.offload_fold()).unwrap();
+    dpa.offload_fold().unwrap();
     let (uidx, ukey, _) = flow_of(&dpa, 17, CA_IP, 9000).expect("A's UDP flow");
     let before = dpa.offload_stats().unwrap().unwrap().packets;
     assert!(
         udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
         "UDP A -> B again"
     );
-    dpa.call(|c| c.offload_fold()).unwrap();
+    dpa.offload_fold().unwrap();
     let after = dpa.offload_stats().unwrap().unwrap().packets;
     assert!(after - before >= 150, "UDP offloaded ({before} -> {after})");
 
     // The receiving side alone: the same stream, decapsulated by B's
     // kernel; B's user space does not see its frames.
     let (bidx, bkey, _) = flow_of(&dpb, 17, CA_IP, 9000).expect("B's UDP flow");
-    dpb.call(|c| c.offload_fold()).unwrap();
-    let d0 = dpb.offload_stats().unwrap().unwrap().decap_packets;
+    dpb.offload_fold().unwrap();
+    let sb0 = dpb.offload_stats().unwrap().unwrap();
+    let d0 = sb0.decap_packets;
     let rx0 = dpb.stats().unwrap().rx_frames;
     assert!(
         udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
         "UDP A -> B, decapsulated by B's kernel"
     );
-    dpb.call(|c| c.offload_fold()).unwrap();
-    let d1 = dpb.offload_stats().unwrap().unwrap().decap_packets;
+    dpb.offload_fold().unwrap();
+    let sb1 = dpb.offload_stats().unwrap().unwrap();
+    let d1 = sb1.decap_packets;
     let rx1 = dpb.stats().unwrap().rx_frames;
-    eprintln!("{kind:?} B decap: kernel {d0} -> {d1}, user-space rx frames {rx0} -> {rx1}");
+    eprintln!("{kind:?} B decap: kernel {d0} -> {d1}, user-space rx frames {rx0} -> {rx1}\nB before {sb0:?}\nB after {sb1:?}");
     assert!(d1 - d0 >= 190, "B's kernel decapsulated ({d0} -> {d1})");
     assert!(
         rx1 - rx0 < 20,
@@ -478,12 +480,9 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
         0,
         "a dropped flow's offload is gone"
     );
+    assert!(!dpa.offloaded(uidx).unwrap(), "A's dropped flow offloaded");
     dpa.flow_del(uidx, None).unwrap();
-    assert_eq!(
-        dpa.offload_stats().unwrap().unwrap().active,
-        0,
-        "nothing offloaded after a delete"
-    );
+    assert!(!dpa.offloaded(uidx).unwrap(), "A's deleted flow offloaded");
     // The same on the receiving side: A forwards again (its flow set back
     // to FORWARD; its agent is gone, so the new entry is set by hand), B
     // drops at once, then a delete leaves B nothing offloaded.
@@ -499,28 +498,27 @@ fn fast_two_hosts(kind: TunnelKind, gso: bool) {
         udp_burst(&ca, CA_IP, &cb, CB_IP, 200) >= 190,
         "UDP A -> B before B's DROP"
     );
-    // (Read-only: a `call` is a control command, which flushes.)
-    let sb = dpb.offload_stats().unwrap().unwrap();
-    assert!(sb.active > 0, "B's decapsulation installed: {sb:?}");
+    assert!(
+        dpb.offloaded(bidx).unwrap(),
+        "B's decapsulation installed: {:?}",
+        dpb.offload_stats().unwrap()
+    );
     set_flow(&dpb, bidx, bkey, VR_FLOW_ACTION_DROP);
+    assert!(!dpb.offloaded(bidx).unwrap(), "B's dropped flow offloaded");
     let d0 = dpb.offload_stats().unwrap().unwrap().decap_packets;
     assert_eq!(
         udp_burst(&ca, CA_IP, &cb, CB_IP, 100),
         0,
         "B's dropped flow's decapsulation is gone"
     );
-    dpb.call(|c| c.offload_fold()).unwrap();
+    dpb.offload_fold().unwrap();
     assert_eq!(
         dpb.offload_stats().unwrap().unwrap().decap_packets,
         d0,
         "nothing decapsulated by B's kernel after its DROP"
     );
     dpb.flow_del(bidx, None).unwrap();
-    assert_eq!(
-        dpb.offload_stats().unwrap().unwrap().active,
-        0,
-        "nothing offloaded on B after a delete"
-    );
+    assert!(!dpb.offloaded(bidx).unwrap(), "B's deleted flow offloaded");
     for dp in [dpa, dpb] {
         match Arc::try_unwrap(dp) {
             Ok(dp) => dp.stop(),
