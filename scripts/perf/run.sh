@@ -49,7 +49,8 @@
 # PERF_BIN_DIR a directory with prebuilt vrouter, vrouter-agent, vrctl, control-node-peer
 # and examples/pps (no build). PERF_PROFILE=DIR: record `perf stat` of the
 # node processes during each of our runs into DIR (PERF_PROFILE_MODE=record:
-# `perf record -g` instead; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
+# `perf record -g` instead, PERF_CALL_GRAPH=dwarf for stacks through code
+# built without frame pointers; record-all: `perf record -a -g`, every CPU). PERF_DEBUG=1: the nodes' non-zero drop
 # counters and the agent's flow metrics after each of our runs.
 # PERF_FAST_PATH: our vrouter's `--fast-path` (default auto, the vrouter's
 # own default: the kernel BPF fast path where it loads, for decided flows
@@ -628,7 +629,8 @@ with_profile() {
         perf record -q -a -g -o "$PROFILE/record-all-$CUR_KEY-$RANDOM.data" -- \
             sleep $((SECS + 1)) >/dev/null 2>&1 &
     elif [[ ${PERF_PROFILE_MODE:-stat} == record ]]; then
-        perf record -q -g -p "$pidlist" -o "$PROFILE/record-$CUR_KEY-$RANDOM.data" -- \
+        perf record -q --call-graph "${PERF_CALL_GRAPH:-fp}" -p "$pidlist" \
+            -o "$PROFILE/record-$CUR_KEY-$RANDOM.data" -- \
             sleep $((SECS + 1)) >/dev/null 2>&1 &
     else
         perf stat -e task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter \

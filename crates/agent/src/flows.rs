@@ -112,9 +112,12 @@ pub struct FlowStats {
 }
 
 /// Work for one ksync write: requests plus what each answer means.
+/// Flow requests, not [`Message`]s: a `Message` is a kilobyte (its largest
+/// variant, `vr_interface_req`), a `vr_flow_req` 168 bytes, and every
+/// request is moved into the batch and out of it once per new flow.
 #[derive(Default)]
 pub struct Batch {
-    pub msgs: Vec<Message>,
+    pub msgs: Vec<VrFlowReq>,
     notes: Vec<Note>,
 }
 
@@ -138,22 +141,28 @@ impl Batch {
         self.msgs.len()
     }
     fn push(&mut self, m: VrFlowReq, n: Note) {
-        self.msgs.push(m.into());
+        self.msgs.push(m);
         self.notes.push(n);
     }
-    /// The batch cut into writes of at most `step` requests: a burst (the
-    /// audit deciding thousands of lost traps, adoption after a restart)
-    /// must not become one unbounded write.
-    fn into_writes(self, step: usize) -> impl Iterator<Item = Batch> {
-        let mut msgs = self.msgs.into_iter();
-        let mut notes = self.notes.into_iter();
-        std::iter::from_fn(move || {
-            let w = Batch {
-                msgs: msgs.by_ref().take(step).collect(),
-                notes: notes.by_ref().take(step).collect(),
-            };
-            (!w.is_empty()).then_some(w)
-        })
+    /// The batch cut into writes of at most `step` requests, in order: a
+    /// burst (the audit deciding thousands of lost traps, adoption after a
+    /// restart) must not become one unbounded write. Cut from the back, so
+    /// the first write (the only one, usually) keeps the batch's buffers.
+    fn into_writes(mut self, step: usize) -> Vec<Batch> {
+        let step = step.max(1);
+        let mut writes = Vec::new();
+        while self.msgs.len() > step {
+            let at = (self.msgs.len() - 1) / step * step;
+            writes.push(Batch {
+                msgs: self.msgs.split_off(at),
+                notes: self.notes.split_off(at),
+            });
+        }
+        if !self.is_empty() {
+            writes.push(self);
+        }
+        writes.reverse();
+        writes
     }
 }
 
@@ -669,7 +678,7 @@ impl FlowEngine {
             while self.inflight.len() >= IN_FLIGHT {
                 self.complete_oldest(k).await?;
             }
-            k.send(&w.msgs).await?;
+            k.send_flows(&w.msgs).await?;
             self.inflight.push_back(w);
         }
         Ok(())
@@ -714,8 +723,8 @@ impl FlowEngine {
                         if reply.code == -EEXIST {
                             // A packet of the answer made a hold entry
                             // first: decide it like the forward flow.
-                            if let (Message::Flow(m), Some(t)) = (msg, self.tracked.get(fwd)) {
-                                let mut u = m.clone();
+                            if let Some(t) = self.tracked.get(fwd) {
+                                let mut u = msg.clone();
                                 u.fr_index = r.fresp_index as i32;
                                 u.fr_gen_id = r.fresp_gen_id;
                                 u.fr_rindex = *fwd as i32;
@@ -754,7 +763,7 @@ impl FlowEngine {
         }
         // Follow-ups answer with no further follow-up: this ends.
         for w in follow.into_writes(self.cfg.max_batch.max(2)) {
-            k.send(&w.msgs).await?;
+            k.send_flows(&w.msgs).await?;
             self.inflight.push_back(w);
         }
         Ok(())
@@ -878,6 +887,53 @@ impl FlowEngine {
                 u.fr_rindex = r as i32;
             }
             batch.push(u, Note::Other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::default();
+        for i in 0..n {
+            let r = VrFlowReq {
+                fr_index: i as i32,
+                ..Default::default()
+            };
+            b.push(r, Note::Forward(i as u32));
+        }
+        b
+    }
+
+    /// Writes of at most `step` requests, every request once, in order,
+    /// each with its own note.
+    #[test]
+    fn a_batch_is_cut_into_writes_in_order() {
+        for (n, step, sizes) in [
+            (0, 512, vec![]),
+            (1, 512, vec![1]),
+            (512, 512, vec![512]),
+            (513, 512, vec![512, 1]),
+            (1025, 512, vec![512, 512, 1]),
+            (1024, 512, vec![512, 512]),
+            (3, 1, vec![1, 1, 1]),
+            (3, 0, vec![1, 1, 1]),
+        ] {
+            let writes = batch(n).into_writes(step);
+            let got: Vec<usize> = writes.iter().map(Batch::len).collect();
+            assert_eq!(got, sizes, "{n} requests, step {step}");
+            let mut next = 0;
+            for w in &writes {
+                assert_eq!(w.msgs.len(), w.notes.len());
+                for (m, note) in w.msgs.iter().zip(&w.notes) {
+                    assert_eq!(m.fr_index, next);
+                    assert!(matches!(note, Note::Forward(i) if *i == next as u32));
+                    next += 1;
+                }
+            }
+            assert_eq!(next as usize, n);
         }
     }
 }

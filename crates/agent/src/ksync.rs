@@ -14,7 +14,7 @@
 
 use channels::KsyncConn;
 use sandesh::frame::{self, Frame, Meta, Style, GENL_ID_VROUTER, NLM_F_MULTI, NLM_F_REQUEST};
-use sandesh::{Message, VrResponse};
+use sandesh::{Message, Messages, Sandesh, VrFlowReq, VrResponse};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,21 @@ impl KsyncClient {
     /// later by [`Self::take`], in order. Requests sent this way and not
     /// yet taken are [`Self::unanswered`].
     pub async fn send(&mut self, msgs: &[Message]) -> Result<(), KsyncError> {
+        self.send_each(msgs, Message::name, Message::encode).await
+    }
+
+    /// [`Self::send`] for flow requests (the flow thread's batches).
+    pub async fn send_flows(&mut self, msgs: &[VrFlowReq]) -> Result<(), KsyncError> {
+        self.send_each(msgs, |_| VrFlowReq::NAME, |m, o| m.encode(o))
+            .await
+    }
+
+    async fn send_each<M>(
+        &mut self,
+        msgs: &[M],
+        name: fn(&M) -> &'static str,
+        encode: fn(&M, &mut Vec<u8>),
+    ) -> Result<(), KsyncError> {
         if msgs.is_empty() {
             return Ok(());
         }
@@ -113,8 +128,8 @@ impl KsyncClient {
                 pid: self.pid,
                 version: 0,
             };
-            frame::write_sandesh(&mut self.buf, &meta, Style::Request, |o| m.encode(o))
-                .map_err(|e| KsyncError::Protocol(format!("encoding {}: {e}", m.name())))?;
+            frame::write_sandesh(&mut self.buf, &meta, Style::Request, |o| encode(m, o))
+                .map_err(|e| KsyncError::Protocol(format!("encoding {}: {e}", name(m))))?;
         }
         let buf = std::mem::take(&mut self.buf);
         let sent = self.conn.send(&buf).await;
@@ -177,6 +192,10 @@ impl KsyncClient {
     /// Not cancel-safe: only awaited to completion.
     async fn recv_one(&mut self) -> Result<Reply, KsyncError> {
         let expect = self.expect;
+        // The `vr_response` code once read; the objects after it are
+        // decoded straight into the reply (a `Message` is a kilobyte, and
+        // the flow thread reads two answers per new flow).
+        let mut code = None;
         let mut objects = Vec::new();
         loop {
             let m = self
@@ -196,9 +215,16 @@ impl KsyncClient {
                 Frame::Sandesh {
                     header, payload, ..
                 } => {
-                    let objs = Message::decode_all(payload)
-                        .map_err(|e| KsyncError::Protocol(e.to_string()))?;
-                    objects.extend(objs);
+                    for o in Messages::new(payload) {
+                        let o = o.map_err(|e| KsyncError::Protocol(e.to_string()))?;
+                        match (code, o) {
+                            (None, Message::Response(VrResponse { resp_code, .. })) => {
+                                code = Some(resp_code);
+                            }
+                            (None, other) => return Err(not_response_first(Some(&other))),
+                            (Some(_), o) => objects.push(o),
+                        }
+                    }
                     header.flags & NLM_F_MULTI == 0
                 }
                 Frame::Done(_) => true,
@@ -214,17 +240,8 @@ impl KsyncClient {
             };
             if done {
                 self.expect = expect.wrapping_add(1);
-                let mut it = objects.into_iter();
-                return match it.next() {
-                    Some(Message::Response(VrResponse { resp_code, .. })) => Ok(Reply {
-                        code: resp_code,
-                        objects: it.collect(),
-                    }),
-                    other => Err(KsyncError::Protocol(format!(
-                        "expected vr_response first, got {:?}",
-                        other.map(|m| m.name())
-                    ))),
-                };
+                let code = code.ok_or_else(|| not_response_first(None))?;
+                return Ok(Reply { code, objects });
             }
         }
     }
@@ -315,4 +332,12 @@ pub fn describe(m: &Message) -> String {
         Message::Flow(r) => format!("flow {}", r.fr_index),
         other => other.name().to_string(),
     }
+}
+
+/// An answer that does not start with a `vr_response`.
+fn not_response_first(got: Option<&Message>) -> KsyncError {
+    KsyncError::Protocol(format!(
+        "expected vr_response first, got {:?}",
+        got.map(Message::name)
+    ))
 }

@@ -575,7 +575,10 @@ fn port_snapshot(core: &Core) -> BTreeMap<u16, (Name, VifType)> {
 }
 
 fn mentions(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    // Every buffer of flow requests is searched (up to 512 requests, about
+    // 100 KB): a window-by-window compare was 1.6% of the datapath
+    // thread's samples under (d)'s flood of new flows, this 0.4%.
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Host work the handler asked for, applied after it returns.

@@ -272,6 +272,9 @@ impl Node {
     pub fn start_vrouter(&mut self) {
         let bin = workspace_bin("vrouter", "vrouter");
         let log = std::fs::File::create(self.dir.path().join("vrouter.log")).expect("log");
+        // A killed vrouter leaves its socket behind: without this the wait
+        // below ends at once and a client meets a refused connection.
+        let _ = std::fs::remove_file(self.sock_dir().join("dpdk_netlink"));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.host])
             .arg(bin)
