@@ -416,15 +416,17 @@ syn_rate() {
     s0=$(setups "$4")
     meter_start
     inns "$1" timeout $((SYN_SECS + 10)) "$PPS" syn --dst "$3:7000" --secs "$SYN_SECS" \
-        --rate "${PERF_SYN_RATE:-80000}" >/dev/null
+        --rate "${PERF_SYN_RATE:-80000}" >"$TMP/syn.sent" 2>&1 || true
     wait "$rpid" || true
     s1=$(setups "$4")
     out=$(cat "$TMP/syn.out")
     n=$(awk '/^received/ {printf "%d", $(NF-1)}' <<<"$out")
     cpu=$(meter_stop "${n:-0}")
-    # 4th field: flows the agent set up per second over the same window.
-    printf '%s %s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu" \
-        "$(awk -v a="$s0" -v b="$s1" -v t="$SYN_SECS" 'BEGIN {printf "%.0f", (b - a) / t}')"
+    # 4th field: flows the agent set up per second over the same window;
+    # 5th: the SYNs per second the sender managed (it shares the CPUs).
+    printf '%s %s %s %s\n' "$(awk '/^received/ {print $(NF-1)}' <<<"$out")" "$cpu" \
+        "$(awk -v a="$s0" -v b="$s1" -v t="$SYN_SECS" 'BEGIN {printf "%.0f", (b - a) / t}')" \
+        "$(awk '/^sent/ {print $(NF-1)}' "$TMP/syn.sent")"
 }
 setups() { api "$1" 8085 GET /metrics | awk '$1 == "vrouter_agent_flow_setups_total" {print $2}'; }
 
@@ -613,6 +615,9 @@ measure() {
         for h in $hosts; do
             log "  -- $h: dropstats, agent flow metrics"
             vrctl "$h" dropstats 2>&1 | awk '$NF != 0' >&2 || true
+            # Frames the kernel dropped on a port's queue before the
+            # datapath read them.
+            vrctl "$h" vif --list 2>&1 | grep -E '^vif|RX device errors' | grep -B1 'RX device' >&2 || true
             api "$h" 8085 GET /metrics | grep -E '^vrouter_agent_(flow|pkt0)' >&2 || true
         done
     fi
@@ -730,7 +735,8 @@ row() { # LABEL UNIT KEY_OURS KEY_KERNEL KERNEL_LABEL TARGET
     if [[ $ONLY == *d* ]]; then
         echo
         echo "(d): offered ${PERF_SYN_RATE:-80000} SYNs/s for ${SYN_SECS}s; flows the agent set up per second" \
-            "in each run: $(tr ';' '\n' <<<"${RES[d_ours]}" | awk 'NF {printf "%s ", $4}')"
+            "in each run: $(tr ';' '\n' <<<"${RES[d_ours]}" | awk 'NF {printf "%s ", $4}');" \
+            "SYNs/s the sender managed: $(tr ';' '\n' <<<"${RES[d_ours]}" | awk 'NF {printf "%s ", $5}')"
     fi
     echo
     echo "CPU per packet: TCP packets are goodput / MSS; 'our CPU' is user+sys of vrouter + vrouter-agent"

@@ -220,6 +220,16 @@ pub trait HostOps {
     fn host_info(&self) -> HostInfo {
         HostInfo::default()
     }
+
+    /// Frames the operating system dropped on vif `idx`'s port before the
+    /// datapath read them (a full receive queue), reported as
+    /// `vifr_dev_ierrors`: upstream's DPDK datapath puts its NIC's receive
+    /// errors there. Without it a datapath that falls behind loses frames
+    /// no counter shows.
+    fn dev_ierrors(&self, idx: u16) -> u64 {
+        let _ = idx;
+        0
+    }
 }
 
 /// A host without ports or held packets (tests, tools).

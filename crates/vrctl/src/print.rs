@@ -168,6 +168,11 @@ pub fn vif(r: &VrInterfaceReq) -> String {
         "{HEAD}TX packets:{}  bytes:{} errors:{}",
         r.vifr_opackets, r.vifr_obytes, r.vifr_oerrors
     );
+    if r.vifr_dev_ierrors != 0 {
+        // Dropped by the OS before the datapath read them (upstream prints
+        // its NIC's counters on this line).
+        let _ = writeln!(s, "{HEAD}RX device errors:{}", r.vifr_dev_ierrors);
+    }
     let _ = writeln!(s, "{HEAD}Drops:{}", r.vifr_dpackets);
     let _ = writeln!(s, "{HEAD}MTU:{}", r.vifr_mtu);
     s.push('\n');

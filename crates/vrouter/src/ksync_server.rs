@@ -521,15 +521,16 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
     // Which vifs have ports matters only to interface requests; skip the
     // walk for the rest (flow requests are the agent's hot path). A false
     // positive only costs the walk.
-    let ports = if mentions(input, b"vr_interface_req") {
+    let (ports, dev_drops) = if mentions(input, b"vr_interface_req") {
         port_snapshot(core)
     } else {
-        BTreeMap::new()
+        (BTreeMap::new(), BTreeMap::new())
     };
     let mut host = LoopHost {
         opener: opener.as_ref(),
         info,
         ports,
+        dev_drops,
         closing: BTreeMap::new(),
         events: Vec::new(),
         agent_vif: false,
@@ -564,14 +565,20 @@ fn handle_on_loop(st: &mut State, core: &mut Core, input: &[u8]) -> (Reply, bool
     (reply, acted)
 }
 
-/// Vifs that have a port: their name and type.
-fn port_snapshot(core: &Core) -> BTreeMap<u16, (Name, VifType)> {
-    core.router()
-        .vifs()
-        .iter()
-        .filter(|v| core.port_stats(v.cfg.idx).is_some())
-        .map(|v| (v.cfg.idx, (v.cfg.name.clone(), v.cfg.vif_type)))
-        .collect()
+/// Vifs that have a port: their name and type; and the frames the kernel
+/// dropped on each port before the datapath read them.
+type PortSnapshot = (BTreeMap<u16, (Name, VifType)>, BTreeMap<u16, u64>);
+
+fn port_snapshot(core: &Core) -> PortSnapshot {
+    let mut ports = BTreeMap::new();
+    let mut drops = BTreeMap::new();
+    for v in core.router().vifs().iter() {
+        if let Some(st) = core.port_stats(v.cfg.idx) {
+            ports.insert(v.cfg.idx, (v.cfg.name.clone(), v.cfg.vif_type));
+            drops.insert(v.cfg.idx, st.kernel_drops);
+        }
+    }
+    (ports, drops)
 }
 
 fn mentions(hay: &[u8], needle: &[u8]) -> bool {
@@ -644,6 +651,8 @@ struct LoopHost<'a> {
     info: &'a HostInfo,
     /// Vifs with a port, as the requests handled so far leave them.
     ports: BTreeMap<u16, (Name, VifType)>,
+    /// Frames each port's kernel queue dropped (as the buffer began).
+    dev_drops: BTreeMap<u16, u64>,
     /// Ports of vifs deleted by this buffer, not closed yet.
     closing: BTreeMap<u16, (Name, VifType)>,
     events: Vec<Event>,
@@ -724,6 +733,10 @@ impl HostOps for LoopHost<'_> {
 
     fn flow_changed(&mut self, idx: u32) {
         self.flows_changed.push(idx);
+    }
+
+    fn dev_ierrors(&self, idx: u16) -> u64 {
+        self.dev_drops.get(&idx).copied().unwrap_or(0)
     }
 
     fn config_changed(&mut self, change: ConfigChange) {

@@ -967,3 +967,111 @@ fn vif_takes_os_index_and_mtu_and_a_tap_readds_in_one_buffer() {
     let status = vr.terminate().expect("vrouter did not exit on SIGTERM");
     assert!(status.success(), "{}", vr.log());
 }
+
+/// Frames the kernel drops on a port's receive queue while the datapath
+/// does not read it (here: the vrouter stopped with SIGSTOP while c1
+/// floods) show in `vif --get` as the vif's device receive errors
+/// (`vifr_dev_ierrors`), and nowhere else would: the datapath never saw
+/// them.
+#[test]
+fn a_port_queue_overflow_shows_as_device_receive_errors() {
+    require_env!();
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("run");
+    let mut ns = Namespaces::new();
+    let [host, c1, _c2, _c3] = topology(&mut ns);
+    let vr = Vrouter::start(&host, &sock, &tmp.path().join("vrouter.log"), &[]);
+    program(&sock);
+    assert_eq!(ping(&c1, C2_IP, 2, Duration::from_secs(2)).len(), 2);
+    let before = ctl(&sock, &["vif", "--get", "3"]);
+    assert!(!before.contains("RX device errors"), "{before}");
+
+    // c1 keeps the vrouter's MAC for c2 while nothing answers ARP.
+    let neigh = Command::new("ip")
+        .args([
+            "-n",
+            &c1,
+            "neigh",
+            "show",
+            &Ipv4Addr::from(C2_IP).to_string(),
+        ])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).into_owned();
+    let mac = neigh
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_else(|| panic!("c1 has no neighbour entry for c2: {neigh}"))
+        .to_string();
+    ip(&[
+        "-n",
+        &c1,
+        "neigh",
+        "replace",
+        &Ipv4Addr::from(C2_IP).to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+
+    // 4 MiB of receive queue holds a few thousand small frames.
+    const SENT: u32 = 30_000;
+    vr.child.signal(libc::SIGSTOP);
+    let sent = in_ns(&c1, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let dst = std::net::SocketAddrV4::new(Ipv4Addr::from(C2_IP), 9);
+        (0..SENT)
+            .filter(|_| s.send_to(&[0u8; 18], dst).is_ok())
+            .count()
+    });
+    vr.child.signal(libc::SIGCONT);
+    eprintln!("c1 sent {sent} datagrams while the vrouter was stopped");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let errors = loop {
+        let out = ctl(&sock, &["vif", "--get", "3"]);
+        let n = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RX device errors:"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if let Some(n) = n {
+            eprintln!("{out}");
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no device errors:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(errors > 0 && errors < u64::from(SENT), "{errors}");
+    // The queue's survivors are read and counted as received: together
+    // with the drops, every datagram c1 sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rx = ctl(&sock, &["vif", "--get", "3"]);
+        let rx_packets: u64 = rx
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RX packets:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if rx_packets + errors >= sent as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "received {rx_packets} + dropped {errors} < sent {sent}:\n{rx}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another vif's queue did not overflow; the dump says the same.
+    let other = ctl(&sock, &["vif", "--get", "4"]);
+    assert!(!other.contains("RX device errors"), "{other}");
+    let list = ctl(&sock, &["vif", "--list"]);
+    assert_eq!(
+        list.matches(&format!("RX device errors:{errors}")).count(),
+        1,
+        "{list}"
+    );
+}

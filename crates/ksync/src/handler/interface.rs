@@ -34,7 +34,12 @@ impl Handler {
                         .find(|v| v.cfg.os_idx == r.vifr_os_idx as u32),
                 };
                 let ans = vif
-                    .map(|v| convert::vif_to_req(v, self.vif_extra.get(&v.cfg.idx), SandeshOp::Get))
+                    .map(|v| {
+                        let mut q =
+                            convert::vif_to_req(v, self.vif_extra.get(&v.cfg.idx), SandeshOp::Get);
+                        q.vifr_dev_ierrors = i64c(host.dev_ierrors(v.cfg.idx));
+                        q
+                    })
                     .ok_or(-ENOENT);
                 self.answers.get(ans);
             }
@@ -63,11 +68,16 @@ impl Handler {
             SandeshOp::Dump => {
                 let marker = i64::from(r.vifr_marker);
                 let extra = &self.vif_extra;
+                let host: &H = host;
                 let items = router
                     .vifs()
                     .iter()
                     .filter(move |v| i64::from(v.cfg.idx) > marker)
-                    .map(|v| convert::vif_to_req(v, extra.get(&v.cfg.idx), SandeshOp::Dump));
+                    .map(|v| {
+                        let mut q = convert::vif_to_req(v, extra.get(&v.cfg.idx), SandeshOp::Dump);
+                        q.vifr_dev_ierrors = i64c(host.dev_ierrors(v.cfg.idx));
+                        q
+                    });
                 self.answers.dump(self.page_size, items);
             }
             _ => self.answers.code(-EOPNOTSUPP),
@@ -150,4 +160,8 @@ impl Handler {
         host.vif_del(idx);
         Ok(())
     }
+}
+
+fn i64c(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
 }
