@@ -381,9 +381,10 @@ fn connections_are_independent_and_a_broken_stream_closes_only_itself() {
         "the broken stream is closed: {still_open:?}"
     );
 
-    // The others never noticed.
+    // The others never noticed. (The broken session's count drops after
+    // its socket closes, which the client may see first.)
     assert!(get(&mut a).is_ok() && get(&mut b).is_ok());
-    assert_eq!(rig.server.sessions(), 2);
+    wait_until("the broken session ends", || rig.server.sessions() == 2);
     drop((a, b));
     wait_until("sessions end", || rig.server.sessions() == 0);
     assert_eq!(rig.server.agents(), 0);
