@@ -155,11 +155,15 @@ pub fn vif_from_req(r: &VrInterfaceReq) -> Result<(VifConfig, VifExtra), ConfigE
 }
 
 /// A vif and its counters -> `vr_interface_req` (GET/DUMP answer).
+/// A counter in a signed wire field: saturated, not wrapped.
+pub(crate) fn sat_i64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
 pub fn vif_to_req(v: &Vif, extra: Option<&VifExtra>, op: SandeshOp) -> VrInterfaceReq {
     let c = &v.cfg;
     let s = &v.stats;
     let (ip6_u, ip6_l) = ipv6_to_wire(c.ip6);
-    let i64c = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
     VrInterfaceReq {
         h_op: op,
         vifr_type: i32::from(c.vif_type as u16),
@@ -169,12 +173,12 @@ pub fn vif_to_req(v: &Vif, extra: Option<&VifExtra>, op: SandeshOp) -> VrInterfa
         vifr_os_idx: c.os_idx as i32,
         vifr_mtu: i32::from(c.mtu),
         vifr_name: c.name.as_str().into(),
-        vifr_ibytes: i64c(s.ibytes),
-        vifr_ipackets: i64c(s.ipackets),
-        vifr_ierrors: i64c(s.ierrors),
-        vifr_obytes: i64c(s.obytes),
-        vifr_opackets: i64c(s.opackets),
-        vifr_oerrors: i64c(s.oerrors),
+        vifr_ibytes: sat_i64(s.ibytes),
+        vifr_ipackets: sat_i64(s.ipackets),
+        vifr_ierrors: sat_i64(s.ierrors),
+        vifr_obytes: sat_i64(s.obytes),
+        vifr_opackets: sat_i64(s.opackets),
+        vifr_oerrors: sat_i64(s.oerrors),
         vifr_ref_cnt: 1,
         vifr_mac: c.mac.to_vec(),
         vifr_ip: ipv4_to_wire(c.ip),

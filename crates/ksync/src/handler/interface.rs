@@ -1,10 +1,12 @@
 //! Interface (vif) requests: `vr_interface_req`.
 
-use dp_core::{ConfigError, Router, VifType};
+use alloc::collections::BTreeMap;
+
+use dp_core::{ConfigError, Router, Vif, VifType};
 use sandesh::{SandeshOp, VrInterfaceReq};
 
 use super::{errno, Errno, Handler};
-use crate::convert;
+use crate::convert::{self, VifExtra};
 use crate::errno::{EINVAL, ENODEV, ENOENT, EOPNOTSUPP};
 use crate::HostOps;
 
@@ -34,12 +36,7 @@ impl Handler {
                         .find(|v| v.cfg.os_idx == r.vifr_os_idx as u32),
                 };
                 let ans = vif
-                    .map(|v| {
-                        let mut q =
-                            convert::vif_to_req(v, self.vif_extra.get(&v.cfg.idx), SandeshOp::Get);
-                        q.vifr_dev_ierrors = i64c(host.dev_ierrors(v.cfg.idx));
-                        q
-                    })
+                    .map(|v| vif_answer(v, &self.vif_extra, &*host, SandeshOp::Get))
                     .ok_or(-ENOENT);
                 self.answers.get(ans);
             }
@@ -73,11 +70,7 @@ impl Handler {
                     .vifs()
                     .iter()
                     .filter(move |v| i64::from(v.cfg.idx) > marker)
-                    .map(|v| {
-                        let mut q = convert::vif_to_req(v, extra.get(&v.cfg.idx), SandeshOp::Dump);
-                        q.vifr_dev_ierrors = i64c(host.dev_ierrors(v.cfg.idx));
-                        q
-                    });
+                    .map(move |v| vif_answer(v, extra, host, SandeshOp::Dump));
                 self.answers.dump(self.page_size, items);
             }
             _ => self.answers.code(-EOPNOTSUPP),
@@ -162,6 +155,15 @@ impl Handler {
     }
 }
 
-fn i64c(x: u64) -> i64 {
-    i64::try_from(x).unwrap_or(i64::MAX)
+/// A Get or Dump answer for `v`: the core's view and what ksync recorded
+/// beside it, with the host's count of frames its port dropped.
+fn vif_answer<H: HostOps + ?Sized>(
+    v: &Vif,
+    extra: &BTreeMap<u16, VifExtra>,
+    host: &H,
+    op: SandeshOp,
+) -> VrInterfaceReq {
+    let mut q = convert::vif_to_req(v, extra.get(&v.cfg.idx), op);
+    q.vifr_dev_ierrors = convert::sat_i64(host.dev_ierrors(v.cfg.idx));
+    q
 }
