@@ -1033,11 +1033,7 @@ fn a_port_queue_overflow_shows_as_device_receive_errors() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let errors = loop {
         let out = ctl(&sock, &["vif", "--get", "3"]);
-        let n = out
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("RX device errors:"))
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        if let Some(n) = n {
+        if let Some(n) = vif_counter(&out, "RX device errors:") {
             eprintln!("{out}");
             break n;
         }
@@ -1050,12 +1046,7 @@ fn a_port_queue_overflow_shows_as_device_receive_errors() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rx = ctl(&sock, &["vif", "--get", "3"]);
-        let rx_packets: u64 = rx
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("RX packets:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let rx_packets = vif_counter(&rx, "RX packets:").unwrap_or(0);
         if rx_packets + errors >= sent as u64 {
             break;
         }
@@ -1074,4 +1065,12 @@ fn a_port_queue_overflow_shows_as_device_receive_errors() {
         1,
         "{list}"
     );
+}
+
+/// The number after `label` in `vrctl vif` output (`RX packets:12  bytes:..`).
+fn vif_counter(out: &str, label: &str) -> Option<u64> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
