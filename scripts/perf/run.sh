@@ -59,6 +59,8 @@
 # same-host flows only; tc-encap: tunnels too, tunnel GSO off on the fabric.
 # The report says whether the fast path loaded. PERF_FLOW_ENTRIES: the
 # nodes' flow table size (`--flow-entries`; default the vrouter's 524288).
+# PERF_VROUTER_ARGS: more options for every node's vrouter (e.g.
+# "--datapath-nice 0 --datapath-cpus 1"), for side-by-side runs.
 
 set -euo pipefail
 
@@ -199,6 +201,8 @@ node() {
     [[ -n $fab ]] && args+=(--fabric "$fab")
     args+=(--fast-path "$FAST_PATH")
     [[ -z ${PERF_FLOW_ENTRIES:-} ]] || args+=(--flow-entries "$PERF_FLOW_ENTRIES")
+    # shellcheck disable=SC2206 # options without spaces, split on purpose
+    [[ -z ${PERF_VROUTER_ARGS:-} ]] || args+=($PERF_VROUTER_ARGS)
     # `ip netns exec` execs the program: $! is the vrouter's pid (a shell
     # function in the background would put a subshell in between).
     ip netns exec "$(ns "$h")" "$BIN/vrouter" "${args[@]}" >/dev/null 2>"$d/vrouter.log" &

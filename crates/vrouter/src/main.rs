@@ -25,6 +25,10 @@
 //! labels and next hops default to what the agent's id layout needs for
 //! the interface and VRF counts ([`dp_core::sizing`]), and the agent
 //! checks them when it connects.
+//!
+//! The datapath thread runs at nice -10 (`--datapath-nice`), ahead of the
+//! containers' processes, on every CPU or on those `--datapath-cpus`
+//! names (`vrouter::linux::ThreadPlacement`).
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -96,6 +100,19 @@ struct Args {
     /// without it.
     #[arg(long, value_enum, default_value_t = FastPathMode::Auto)]
     fast_path: FastPathMode,
+    /// CPUs the datapath thread runs on, in the kernel's list format
+    /// (`1`, `2-3`, `0,4`). Default: every CPU the process may use. Give
+    /// it CPUs the containers' workloads do not use, as upstream's DPDK
+    /// datapath is given its cores.
+    #[arg(long, value_name = "LIST")]
+    datapath_cpus: Option<String>,
+    /// Nice value of the datapath thread, -20 to 19 (default -10: ahead
+    /// of the containers' processes, as upstream's datapath in the
+    /// kernel's softirq is; without root or CAP_SYS_NICE the default is
+    /// skipped with a warning, a value given here is an error).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    datapath_nice: Option<i32>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -201,6 +218,9 @@ mod host {
     const FABRIC_VIF: u16 = 0;
     const AGENT_VIF: u16 = 2;
     const AGENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+    /// `--datapath-nice` by default (docs/performance.md, "The seventh
+    /// session": the threads it wakes no longer preempt it).
+    const DATAPATH_NICE: i32 = -10;
     /// How long connections get to finish after a signal.
     const DRAIN: Duration = Duration::from_secs(5);
 
@@ -242,6 +262,37 @@ mod host {
             }
             None => {}
         }
+    }
+
+    /// `--datapath-cpus` and `--datapath-nice`, applied on the loop thread.
+    fn place_datapath_thread(args: &Args, dp: &vrouter::Datapath) -> Result<(), String> {
+        let cpus = args
+            .datapath_cpus
+            .as_deref()
+            .map(str::parse::<linux::CpuList>)
+            .transpose()
+            .map_err(|e| format!("--datapath-cpus: {e}"))?;
+        let place = |placement: linux::ThreadPlacement| {
+            dp.call(move |_| placement.apply_here())
+                .map_err(|e| format!("datapath: {e}"))
+        };
+        if cpus.is_some() {
+            place(linux::ThreadPlacement { cpus, nice: None })?
+                .map_err(|e| format!("--datapath-cpus: {e}"))?;
+        }
+        let nice = Some(args.datapath_nice.unwrap_or(DATAPATH_NICE));
+        match place(linux::ThreadPlacement { cpus: None, nice })? {
+            Ok(()) => {}
+            Err(e) if args.datapath_nice.is_none() => tracing::warn!(
+                error = %e,
+                "the datapath thread keeps the process's priority: the threads it wakes can preempt it"
+            ),
+            Err(e) => return Err(format!("--datapath-nice: {e}")),
+        }
+        if let Ok(Ok((cpus, nice))) = dp.call(|_| linux::ThreadPlacement::of_this_thread()) {
+            tracing::info!(%cpus, nice, "datapath thread placed");
+        }
+        Ok(())
     }
 
     async fn serve(
@@ -302,6 +353,7 @@ mod host {
             dcfg,
         )
         .map_err(|e| format!("datapath: {e}"))?;
+        place_datapath_thread(args, &dp)?;
         if args.fast_path != FastPathMode::Off {
             match linux::TcFastPath::load() {
                 Ok(mut fp) => {

@@ -1074,3 +1074,168 @@ fn vif_counter(out: &str, label: &str) -> Option<u64> {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
+
+/// The `vrouter-dp` thread of process `pid`: its CPU list (as
+/// /proc/.../status has it) and nice value (field 19 of its stat).
+fn dp_thread_placement(pid: u32) -> (String, i32) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "vrouter-dp" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, nice field 19.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        return (cpus, nice);
+    }
+    panic!("no vrouter-dp thread in process {pid}");
+}
+
+/// The main thread's nice value and CPU list, for comparison.
+fn main_thread_placement(pid: u32) -> (String, i32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cpus = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    (cpus, rest.split(' ').nth(16).unwrap().parse().unwrap())
+}
+
+#[test]
+fn the_datapath_thread_runs_where_and_as_urgently_as_it_is_told() {
+    require_env!("setpriv");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ns = Namespaces::new();
+    let host = ns.add("place");
+
+    // Default: nice -10 on the datapath thread only, every CPU.
+    let sock = tmp.path().join("run-default");
+    let mut vr = Vrouter::start(&host, &sock, &tmp.path().join("default.log"), &[]);
+    let pid = vr.child.0.as_ref().unwrap().id();
+    let (main_cpus, main_nice) = main_thread_placement(pid);
+    assert_eq!(main_nice, 0);
+    assert_eq!(dp_thread_placement(pid), (main_cpus.clone(), -10));
+    assert!(vr.log().contains("datapath thread placed"), "{}", vr.log());
+    assert!(vr.terminate().is_some_and(|s| s.success()));
+
+    // Given: the thread moves to CPU 0 at nice -3; the rest stay.
+    let sock = tmp.path().join("run-given");
+    let mut vr = Vrouter::start(
+        &host,
+        &sock,
+        &tmp.path().join("given.log"),
+        &["--datapath-cpus", "0", "--datapath-nice", "-3"],
+    );
+    let pid = vr.child.0.as_ref().unwrap().id();
+    assert_eq!(dp_thread_placement(pid), ("0".to_string(), -3));
+    assert_eq!(main_thread_placement(pid), (main_cpus, 0));
+    // It still forwards and answers ksync from there.
+    assert!(ctl(&sock, &["vrouter", "--info"]).contains("vrouter"));
+    assert!(vr.terminate().is_some_and(|s| s.success()));
+    assert_cleaned(&sock);
+
+    // Refused: each exits non-zero, naming the option and the reason, and
+    // leaves nothing behind.
+    for (args, says) in [
+        (
+            &["--datapath-cpus", "4-2"][..],
+            "--datapath-cpus: CPU range 4-2 runs backwards",
+        ),
+        (
+            &["--datapath-cpus", "1000"][..],
+            "--datapath-cpus: CPUs 1000",
+        ),
+        (&["--datapath-nice", "20"][..], "--datapath-nice"),
+    ] {
+        let sock = tmp.path().join("run-refused");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host, env!("CARGO_BIN_EXE_vrouter")])
+            .arg("--sock-dir")
+            .arg(&sock)
+            .args(["--flow-entries", "4096"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_cleaned(&sock);
+    }
+
+    // Without CAP_SYS_NICE (root with it taken out of the bounding set):
+    // the default is skipped with a warning and the node runs; a value
+    // given on the command line is refused.
+    let no_nice = |sock: &Path, extra: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &host,
+            "setpriv",
+            "--bounding-set=-sys_nice",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_vrouter"))
+        .arg("--sock-dir")
+        .arg(sock)
+        .args(["--flow-entries", "4096"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        c
+    };
+    let sock = tmp.path().join("run-no-nice");
+    let log = tmp.path().join("no-nice.log");
+    let child = no_nice(&sock, &[])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !read_log().contains("vrouter running") {
+        assert!(Instant::now() < deadline, "no start:\n{}", read_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = guard.0.as_ref().unwrap().id();
+    assert_eq!(dp_thread_placement(pid).1, 0);
+    assert!(
+        read_log().contains("the datapath thread keeps the process's priority"),
+        "{}",
+        read_log()
+    );
+    guard.signal(libc::SIGTERM);
+    let status = guard.wait_bounded(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_cleaned(&sock);
+    let out = no_nice(&sock, &["--datapath-nice", "-3"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "nice -3 without CAP_SYS_NICE was accepted"
+    );
+    assert!(
+        err.contains("--datapath-nice: nice -3") && err.contains("CAP_SYS_NICE"),
+        "{err}"
+    );
+    assert_cleaned(&sock);
+}

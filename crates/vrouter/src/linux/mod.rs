@@ -6,6 +6,7 @@ mod epoll;
 mod fastpath;
 mod guard;
 mod pkt0;
+mod sched;
 pub mod sys;
 mod tap;
 
@@ -14,6 +15,7 @@ pub use epoll::EpollPoller;
 pub use fastpath::{FpKey, FpValue, TcFastPath};
 pub use guard::{OverlayGuard, OVERLAY_UDP_PORTS};
 pub use pkt0::{Pkt0Port, AGENT_PKT0, DATAPATH_PKT0};
+pub use sched::{CpuList, CpuListError, ThreadPlacement};
 pub use sys::{enter_netns, mac_of};
 pub use tap::TapPort;
 
@@ -24,16 +26,16 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Opens vif ports the way the Linux host maps them: the agent vif is the
-/// pkt0 socket in `sock_dir`, a host vif is a TAP device the datapath
-/// creates, every other vif an AF_PACKET socket on the existing interface
-/// of that name (VM ports promiscuous, the fabric not). VM interfaces get
-/// [`sys::isolate_host_stack`].
 /// The default of `vrouter --pkt0-backlog`.
 pub const fn pkt0_backlog_default() -> usize {
     pkt0::BACKLOG_FRAMES
 }
 
+/// Opens vif ports the way the Linux host maps them: the agent vif is the
+/// pkt0 socket in `sock_dir`, a host vif is a TAP device the datapath
+/// creates, every other vif an AF_PACKET socket on the existing interface
+/// of that name (VM ports promiscuous, the fabric not). VM interfaces get
+/// [`sys::isolate_host_stack`].
 pub struct LinuxPorts {
     pub sock_dir: PathBuf,
     /// Refused traps pkt0 keeps for the agent ([`Pkt0Port::with_backlog`]).
