@@ -230,6 +230,13 @@ pub trait HostOps {
         let _ = idx;
         0
     }
+
+    /// `vif --clear` reset vif `idx`'s counters (`None`: every vif's): the
+    /// host's own counters of those vifs ([`HostOps::dev_ierrors`]) start
+    /// from 0 again, as upstream's `hif_clear_stats` clears its device's.
+    fn vif_stats_cleared(&mut self, idx: Option<u16>) {
+        let _ = idx;
+    }
 }
 
 /// A host without ports or held packets (tests, tools).

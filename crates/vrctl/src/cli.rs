@@ -92,7 +92,7 @@ pub enum VifKind {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("op").required(true).args(["list", "get", "add", "delete"])))]
+#[command(group(ArgGroup::new("op").required(true).args(["list", "get", "add", "delete", "clear"])))]
 pub struct VifArgs {
     /// List every vif.
     #[arg(short, long)]
@@ -106,6 +106,11 @@ pub struct VifArgs {
     /// Delete a vif (index, vif0/N or interface name).
     #[arg(long, value_name = "VIF")]
     pub delete: Option<VifRef>,
+    /// Zero the counters of vif VIF, or of every vif without VIF: packets,
+    /// bytes, errors, drops and the device's receive errors (upstream
+    /// `vif --clear`).
+    #[arg(long, value_name = "VIF", num_args = 0..=1)]
+    pub clear: Option<Option<u16>>,
     /// Interface type (with --add).
     #[arg(long = "type", value_name = "TYPE", value_enum, requires = "add")]
     pub kind: Option<VifKind>,

@@ -124,6 +124,31 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
             .op(req)
             .with_context(|| format!("vif --add {name} as vif0/{idx}"))?;
         writeln!(out, "vif0/{idx} added ({name})")?;
+    } else if let Some(which) = a.clear {
+        let name = match which {
+            Some(i) => {
+                // The datapath clears a missing vif without complaint (as
+                // upstream's does): ask first, to say so.
+                let m = client
+                    .get(VrInterfaceReq {
+                        vifr_os_idx: -1,
+                        ..vif_req(SandeshOp::Get, i32::from(i))
+                    })
+                    .with_context(|| format!("vif --clear {i}"))?;
+                let Message::Interface(v) = m else {
+                    bail!("vif --get answered with {}", m.name());
+                };
+                Some(format!("vif0/{i} ({})", v.vifr_name))
+            }
+            None => None,
+        };
+        client
+            .get(vif_req(SandeshOp::Reset, which.map_or(-1, i32::from)))
+            .context("vif --clear")?;
+        match name {
+            Some(n) => writeln!(out, "Vif stats cleared for {n}")?,
+            None => writeln!(out, "Vif stats cleared for every vif")?,
+        }
     } else if let Some(v) = &a.delete {
         let req = match v {
             VifRef::Index(i) => vif_req(SandeshOp::Del, i32::from(*i)),

@@ -620,6 +620,18 @@ impl Core {
         }
     }
 
+    /// [`Port::clear_kernel_drops`] of vif `idx`'s port (`None`: every
+    /// port's).
+    pub fn port_clear_kernel_drops(&mut self, idx: Option<u16>) {
+        for (i, pe) in self.ports.iter_mut().enumerate() {
+            if let Some(pe) = pe {
+                if idx.is_none_or(|x| usize::from(x) == i) {
+                    pe.port.clear_kernel_drops();
+                }
+            }
+        }
+    }
+
     /// Add or change a vif. With `port`, the vif's frames go through it from
     /// now on (a previous port is closed); without, the existing port (if
     /// any) stays.

@@ -605,6 +605,8 @@ enum Event {
     },
     /// Vif `idx` was added: fill what its request left to the device.
     Settle(u16),
+    /// `vif --clear` of vif `idx` (`None`: every vif).
+    ClearDrops(Option<u16>),
     Released(u32),
     Deleted(u32),
 }
@@ -637,6 +639,7 @@ fn apply(core: &mut Core, events: Vec<Event>) {
                 }
             }
             Event::Settle(idx) => core.settle_vif(idx),
+            Event::ClearDrops(idx) => core.port_clear_kernel_drops(idx),
             Event::Released(flow) => core.release_held(flow),
             Event::Deleted(flow) => {
                 core.drop_held(flow);
@@ -737,6 +740,16 @@ impl HostOps for LoopHost<'_> {
 
     fn dev_ierrors(&self, idx: u16) -> u64 {
         self.dev_drops.get(&idx).copied().unwrap_or(0)
+    }
+
+    fn vif_stats_cleared(&mut self, idx: Option<u16>) {
+        // Also for answers later in this buffer.
+        for (i, n) in self.dev_drops.iter_mut() {
+            if idx.is_none_or(|x| x == *i) {
+                *n = 0;
+            }
+        }
+        self.events.push(Event::ClearDrops(idx));
     }
 
     fn config_changed(&mut self, change: ConfigChange) {

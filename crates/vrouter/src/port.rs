@@ -175,6 +175,11 @@ pub trait Port: Send {
     }
 
     fn stats(&self) -> PortStats;
+
+    /// `vif --clear`: what the vif reports from the device
+    /// ([`PortStats::kernel_drops`]) starts from 0 again; the port's own
+    /// frame counters keep counting.
+    fn clear_kernel_drops(&mut self) {}
 }
 
 /// Wakes a [`Poller`] blocked in [`Poller::wait`] from another thread.

@@ -1065,6 +1065,29 @@ fn a_port_queue_overflow_shows_as_device_receive_errors() {
         1,
         "{list}"
     );
+
+    // `vif --clear 3` zeroes vif 3's counters, the device's errors too,
+    // and they count again from there; vif 4's stay.
+    let rx4 = vif_counter(&ctl(&sock, &["vif", "--get", "4"]), "RX packets:").unwrap();
+    assert!(rx4 > 0);
+    let said = ctl(&sock, &["vif", "--clear", "3"]);
+    assert!(said.contains("cleared for vif0/3"), "{said}");
+    let cleared = ctl(&sock, &["vif", "--get", "3"]);
+    assert!(!cleared.contains("RX device errors"), "{cleared}");
+    assert_eq!(vif_counter(&cleared, "RX packets:"), Some(0), "{cleared}");
+    let four = ctl(&sock, &["vif", "--get", "4"]);
+    assert!(vif_counter(&four, "RX packets:").unwrap() >= rx4, "{four}");
+    assert_eq!(ping(&c1, C2_IP, 2, Duration::from_secs(2)).len(), 2);
+    let again = ctl(&sock, &["vif", "--get", "3"]);
+    let rx = vif_counter(&again, "RX packets:").unwrap();
+    assert!((2..100).contains(&rx), "{again}");
+    // A vif that does not exist is an error; without a vif, every one.
+    let e = vrctl(&sock, &["vif", "--clear", "99"]).unwrap_err();
+    assert!(e.contains("vif --clear 99"), "{e}");
+    let said = ctl(&sock, &["vif", "--clear"]);
+    assert!(said.contains("every vif"), "{said}");
+    let four = ctl(&sock, &["vif", "--get", "4"]);
+    assert_eq!(vif_counter(&four, "RX packets:"), Some(0), "{four}");
 }
 
 /// The number after `label` in `vrctl vif` output (`RX packets:12  bytes:..`).

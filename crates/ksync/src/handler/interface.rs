@@ -50,6 +50,7 @@ impl Handler {
                     },
                 };
                 router.vif_stats_reset(idx);
+                host.vif_stats_cleared(idx);
                 let name = idx
                     .and_then(|i| router.vif(i))
                     .map(|v| alloc::string::String::from(v.cfg.name.as_str()))

@@ -864,6 +864,12 @@ impl Port for AfPacketPort {
         self.mtu
     }
 
+    fn clear_kernel_drops(&mut self) {
+        // Reading resets the kernel's counters.
+        let _ = self.stats();
+        self.kernel_drops.set(0);
+    }
+
     fn stats(&self) -> PortStats {
         // PACKET_STATISTICS resets the kernel's counters on every read.
         if let Ok(s) = sys::getsockopt::<TpacketStats>(
