@@ -1098,45 +1098,38 @@ fn vif_counter(out: &str, label: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// The `vrouter-dp` thread of process `pid`: its CPU list (as
-/// /proc/.../status has it) and nice value (field 19 of its stat).
-fn dp_thread_placement(pid: u32) -> (String, i32) {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    for t in tasks.flatten() {
-        let dir = t.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim() != "vrouter-dp" {
-            continue;
-        }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        let cpus = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap()
-            .trim()
-            .to_string();
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-        // Fields after the command name (which may hold spaces): state is
-        // field 3, nice field 19.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        return (cpus, nice);
-    }
-    panic!("no vrouter-dp thread in process {pid}");
-}
-
-/// The main thread's nice value and CPU list, for comparison.
-fn main_thread_placement(pid: u32) -> (String, i32) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// The CPU list (as /proc/.../status has it) and nice value (field 19 of
+/// stat) of the task whose /proc directory is `dir`.
+fn placement_in(dir: &Path) -> (String, i32) {
+    let status = std::fs::read_to_string(dir.join("status")).unwrap();
     let cpus = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .unwrap()
         .trim()
         .to_string();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is
+    // field 3, nice field 19.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     (cpus, rest.split(' ').nth(16).unwrap().parse().unwrap())
+}
+
+/// [`placement_in`] of process `pid`'s `vrouter-dp` thread.
+fn dp_thread_placement(pid: u32) -> (String, i32) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "vrouter-dp" {
+            return placement_in(&t.path());
+        }
+    }
+    panic!("no vrouter-dp thread in process {pid}");
+}
+
+/// [`placement_in`] of process `pid`'s main thread, for comparison.
+fn main_thread_placement(pid: u32) -> (String, i32) {
+    placement_in(Path::new(&format!("/proc/{pid}")))
 }
 
 #[test]
