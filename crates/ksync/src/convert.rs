@@ -154,12 +154,12 @@ pub fn vif_from_req(r: &VrInterfaceReq) -> Result<(VifConfig, VifExtra), ConfigE
     Ok((cfg, extra))
 }
 
-/// A vif and its counters -> `vr_interface_req` (GET/DUMP answer).
 /// A counter in a signed wire field: saturated, not wrapped.
 pub(crate) fn sat_i64(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
 }
 
+/// A vif and its counters -> `vr_interface_req` (GET/DUMP answer).
 pub fn vif_to_req(v: &Vif, extra: Option<&VifExtra>, op: SandeshOp) -> VrInterfaceReq {
     let c = &v.cfg;
     let s = &v.stats;
@@ -469,7 +469,7 @@ pub fn drop_stats_to_req(stats: &DropStats, op: SandeshOp) -> VrDropStatsReq {
         ..Default::default()
     };
     for (reason, n) in stats.iter() {
-        *drop_field(&mut r, reason) = i64::try_from(n).unwrap_or(i64::MAX);
+        *drop_field(&mut r, reason) = sat_i64(n);
     }
     r
 }

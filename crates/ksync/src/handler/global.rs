@@ -33,7 +33,7 @@ impl Handler {
         if r.h_op != SandeshOp::Get {
             return self.answers.code(-EOPNOTSUPP);
         }
-        let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
+        let n = |x: usize| convert::sat_i64(x as u64);
         let (mut tables, mut levels) = (0usize, 0usize);
         for v in 0..router.routes().max_vrfs() {
             if let Some(t) = router.routes().vrf(v) {
