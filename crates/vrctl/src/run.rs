@@ -42,6 +42,19 @@ fn vif_req(op: SandeshOp, idx: i32) -> VrInterfaceReq {
     }
 }
 
+/// Vif `i` by its vif index only (os_idx -1: an index beyond the table
+/// would otherwise match by OS index, as upstream).
+fn vif_get<T: Transport>(client: &mut Client<T>, i: u16) -> Result<VrInterfaceReq> {
+    let m = client.get(VrInterfaceReq {
+        vifr_os_idx: -1,
+        ..vif_req(SandeshOp::Get, i32::from(i))
+    })?;
+    let Message::Interface(v) = m else {
+        bail!("vif --get answered with {}", m.name());
+    };
+    Ok(v)
+}
+
 fn vif_dump<T: Transport>(client: &mut Client<T>) -> Result<Vec<VrInterfaceReq>> {
     let all = client.dump(ksync::dump::vifs)?;
     Ok(all
@@ -61,15 +74,7 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
             write!(out, "{}", print::vif(v))?;
         }
     } else if let Some(i) = a.get {
-        // os_idx -1: look up by vif index only (an index beyond the
-        // table would otherwise match by OS index, as upstream).
-        let m = client.get(VrInterfaceReq {
-            vifr_os_idx: -1,
-            ..vif_req(SandeshOp::Get, i32::from(i))
-        })?;
-        let Message::Interface(v) = m else {
-            bail!("vif --get answered with {}", m.name());
-        };
+        let v = vif_get(client, i)?;
         write!(out, "{}{}", print::vif_header(), print::vif(&v))?;
     } else if let Some(name) = &a.add {
         let kind = a.kind.ok_or_else(|| anyhow!("vif --add needs --type"))?;
@@ -129,15 +134,7 @@ fn vif<T: Transport>(a: &VifArgs, client: &mut Client<T>, out: &mut dyn Write) -
             Some(i) => {
                 // The datapath clears a missing vif without complaint (as
                 // upstream's does): ask first, to say so.
-                let m = client
-                    .get(VrInterfaceReq {
-                        vifr_os_idx: -1,
-                        ..vif_req(SandeshOp::Get, i32::from(i))
-                    })
-                    .with_context(|| format!("vif --clear {i}"))?;
-                let Message::Interface(v) = m else {
-                    bail!("vif --get answered with {}", m.name());
-                };
+                let v = vif_get(client, i).with_context(|| format!("vif --clear {i}"))?;
                 Some(format!("vif0/{i} ({})", v.vifr_name))
             }
             None => None,

@@ -82,16 +82,30 @@ struct Vrouter {
     log: PathBuf,
 }
 
+/// `vrouter` on `sock` in namespace `ns`, run through `wrapper` (a command
+/// that execs the rest, e.g. `setpriv ... --`; empty: none).
+fn vrouter_cmd(ns: &str, wrapper: &[&str], sock: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns])
+        .args(wrapper)
+        .arg(env!("CARGO_BIN_EXE_vrouter"))
+        .arg("--sock-dir")
+        .arg(sock)
+        .args(["--flow-entries", "4096", "--log-level", "debug"])
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
 impl Vrouter {
     fn start(ns: &str, sock: &Path, log: &Path, extra: &[&str]) -> Vrouter {
+        Self::start_via(ns, &[], sock, log, extra)
+    }
+
+    /// [`Vrouter::start`] through `wrapper` ([`vrouter_cmd`]).
+    fn start_via(ns: &str, wrapper: &[&str], sock: &Path, log: &Path, extra: &[&str]) -> Vrouter {
         let out = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vrouter")])
-            .arg("--sock-dir")
-            .arg(sock)
-            .args(["--flow-entries", "4096", "--log-level", "debug"])
-            .args(extra)
-            .stdin(Stdio::null())
+        let child = vrouter_cmd(ns, wrapper, sock, extra)
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -1179,15 +1193,7 @@ fn the_datapath_thread_runs_where_and_as_urgently_as_it_is_told() {
         (&["--datapath-nice", "20"][..], "--datapath-nice"),
     ] {
         let sock = tmp.path().join("run-refused");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &host, env!("CARGO_BIN_EXE_vrouter")])
-            .arg("--sock-dir")
-            .arg(&sock)
-            .args(["--flow-entries", "4096"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = vrouter_cmd(&host, &[], &sock, args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(err.contains(says), "{args:?}: {err}");
@@ -1197,51 +1203,20 @@ fn the_datapath_thread_runs_where_and_as_urgently_as_it_is_told() {
     // Without CAP_SYS_NICE (root with it taken out of the bounding set):
     // the default is skipped with a warning and the node runs; a value
     // given on the command line is refused.
-    let no_nice = |sock: &Path, extra: &[&str]| {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &host,
-            "setpriv",
-            "--bounding-set=-sys_nice",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_vrouter"))
-        .arg("--sock-dir")
-        .arg(sock)
-        .args(["--flow-entries", "4096"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-        c
-    };
+    const NO_NICE: &[&str] = &["setpriv", "--bounding-set=-sys_nice", "--"];
     let sock = tmp.path().join("run-no-nice");
-    let log = tmp.path().join("no-nice.log");
-    let child = no_nice(&sock, &[])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut guard = ChildGuard(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    while !read_log().contains("vrouter running") {
-        assert!(Instant::now() < deadline, "no start:\n{}", read_log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = guard.0.as_ref().unwrap().id();
+    let mut vr = Vrouter::start_via(&host, NO_NICE, &sock, &tmp.path().join("no-nice.log"), &[]);
+    let pid = vr.child.0.as_ref().unwrap().id();
     assert_eq!(dp_thread_placement(pid).1, 0);
     assert!(
-        read_log().contains("the datapath thread keeps the process's priority"),
+        vr.log()
+            .contains("the datapath thread keeps the process's priority"),
         "{}",
-        read_log()
+        vr.log()
     );
-    guard.signal(libc::SIGTERM);
-    let status = guard.wait_bounded(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(vr.terminate().is_some_and(|s| s.success()));
     assert_cleaned(&sock);
-    let out = no_nice(&sock, &["--datapath-nice", "-3"])
-        .stderr(Stdio::piped())
+    let out = vrouter_cmd(&host, NO_NICE, &sock, &["--datapath-nice", "-3"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
